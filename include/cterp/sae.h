@@ -1,0 +1,82 @@
+// cterp SAE: parameters, inference (encode/decode) and the SAELens v6 directory format.
+//
+// Forward (SAELens): z = (x - b_dec) W_enc^T + b_enc; f = act(z); x_hat = f W_dec + b_dec.
+// In memory W_enc is stored (N, D), one row per latent (the encoder direction of latent i), so
+// the sparse backward touches contiguous rows; SAELens files store it (D, N) and the reader and
+// writer transpose. W_dec is (N, D) in both.
+#ifndef CTERP_SAE_H
+#define CTERP_SAE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cterp/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    CTERP_ARCH_STANDARD = 0, // f = ReLU(z)
+    CTERP_ARCH_TOPK = 1,     // f = TopK(ReLU(z)) per token
+    CTERP_ARCH_BATCHTOPK = 2, // training only: top K*B over the batch; saved as jumprelu
+    CTERP_ARCH_JUMPRELU = 3, // f = z * 1[z > threshold]
+} cterp_arch;
+
+// "standard", "topk", "batchtopk", "jumprelu"
+const char *cterp_arch_name(cterp_arch a);
+// Parses an architecture name; CTERP_EINVAL (message lists the allowed names) if unknown.
+cterp_status cterp_arch_parse(const char *name, cterp_arch *out);
+
+// Where the SAE was trained (cfg.json "metadata"). Strings are "" when unknown.
+typedef struct {
+    char model_name[256];
+    char hook_name[256];
+    int hook_head_index;      // -1 = none (null)
+    int context_size;         // 0 = unknown
+    int prepend_bos;          // 1/0
+    char dataset_path[1024];
+    int64_t training_tokens;  // 0 = unknown
+    char sequence_separator_token[32]; // "bos"
+    int exclude_special_tokens;
+    int disable_concat_sequences;
+} cterp_sae_meta;
+
+typedef struct cterp_sae {
+    cterp_arch arch;          // STANDARD, TOPK or JUMPRELU once trained (BATCHTOPK saves as JUMPRELU)
+    int64_t d_in;             // D
+    int64_t d_sae;            // N
+    int k;                    // topk: active latents per token
+    int rescale_acts_by_decoder_norm; // topk: rank by z_i * ||W_dec_i|| (SAELens v6 training)
+    int apply_b_dec_to_input; // subtract b_dec before the encoder (1 for cterp SAEs)
+    char normalize_activations[32]; // "none" (scaling is folded in at save)
+    float *params;            // one block holding everything below
+    size_t n_params;
+    float *W_enc;     // (N, D)
+    float *b_enc;     // (N)
+    float *W_dec;     // (N, D)
+    float *b_dec;     // (D)
+    float *threshold; // (N), jumprelu only; NULL otherwise
+    cterp_sae_meta meta;
+} cterp_sae;
+
+// Allocates a zeroed SAE. k is used by topk/batchtopk only (1 <= k <= d_sae).
+cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k);
+void cterp_sae_free(cterp_sae *sae); // NULL is a no-op
+
+// Dense inference: f (B, N) = act(z) for x (B, D). batchtopk is not an inference architecture.
+cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, float *f);
+// x_hat (B, D) = f W_dec + b_dec for f (B, N) (divides by ||W_dec_i|| when rescaling).
+cterp_status cterp_sae_decode(const cterp_sae *sae, const float *f, int64_t B, float *x_hat);
+
+// Writes an SAELens v6 directory: cfg.json, sae_weights.safetensors (W_enc (D,N), b_enc,
+// W_dec, b_dec [, threshold]) and, if log10_density is not NULL, sparsity.safetensors
+// {"sparsity": (N)}. Every file is written to a temporary name and renamed into place.
+cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *log10_density);
+// Reads an SAELens directory (ours, or SAELens v5/v6's: flat pre-6.0 configs converted).
+cterp_status cterp_sae_load(const char *dir, cterp_sae **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
