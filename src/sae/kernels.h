@@ -1,0 +1,15 @@
+// SAE compute kernels: plain functions, outputs first, shapes as arguments. Each fast kernel
+// keeps a naive twin (suffix _naive) that tests use as the oracle.
+// Shapes: B tokens, D d_in, N d_sae, K active latents per token.
+#ifndef CTERP_SAE_KERNELS_H
+#define CTERP_SAE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// The (up to) K largest strictly positive entries of z (N), ties broken by the lowest index.
+// Writes their indices and values in descending order of value; returns how many (<= K).
+int topk_row(int32_t *idx, float *val, const float *z, int N, int K);
+int topk_row_naive(int32_t *idx, float *val, const float *z, int N, int K);
+
+#endif

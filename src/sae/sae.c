@@ -1,0 +1,146 @@
+// SAE parameters and dense inference (the trainer's fast paths live in src/sae/kernels.c).
+#include "cterp/sae.h"
+
+#include "sae/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *arch_names[] = {"standard", "topk", "batchtopk", "jumprelu"};
+
+const char *cterp_arch_name(cterp_arch a) {
+    return (unsigned)a < 4 ? arch_names[a] : "unknown";
+}
+
+cterp_status cterp_arch_parse(const char *name, cterp_arch *out) {
+    for (int i = 0; i < 4; i++)
+        if (name && !strcmp(name, arch_names[i])) {
+            *out = (cterp_arch)i;
+            return CTERP_OK;
+        }
+    return cterp_error(CTERP_EINVAL,
+                       "architecture: got '%s', expected one of standard, topk, batchtopk, jumprelu",
+                       name ? name : "(null)");
+}
+
+cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k) {
+    *out = NULL;
+    if ((unsigned)arch > CTERP_ARCH_JUMPRELU)
+        return cterp_error(CTERP_EINVAL, "architecture: got %d, expected 0..3", (int)arch);
+    if (d_in <= 0 || d_sae <= 0 || d_in > (1 << 24) || d_sae > (1 << 26))
+        return cterp_error(CTERP_EINVAL, "d_in/d_sae: got %lld/%lld, expected 1..2^24 / 1..2^26",
+                           (long long)d_in, (long long)d_sae);
+    if ((arch == CTERP_ARCH_TOPK || arch == CTERP_ARCH_BATCHTOPK) && (k <= 0 || k > d_sae))
+        return cterp_error(CTERP_EINVAL, "k: got %d, expected 1..d_sae (%lld)", k, (long long)d_sae);
+    cterp_sae *s = calloc(1, sizeof *s);
+    if (!s) return cterp_error(CTERP_ENOMEM, "SAE: out of memory");
+    s->arch = arch;
+    s->d_in = d_in;
+    s->d_sae = d_sae;
+    s->k = k;
+    s->apply_b_dec_to_input = 1;
+    strcpy(s->normalize_activations, "none");
+    s->meta.hook_head_index = -1;
+    s->meta.prepend_bos = 1;
+    strcpy(s->meta.sequence_separator_token, "bos");
+    size_t D = (size_t)d_in, N = (size_t)d_sae;
+    int has_thr = arch == CTERP_ARCH_JUMPRELU;
+    s->n_params = 2 * N * D + N + D + (has_thr ? N : 0);
+    s->params = calloc(s->n_params, sizeof(float));
+    if (!s->params) {
+        size_t n = s->n_params;
+        free(s);
+        return cterp_error(CTERP_ENOMEM, "SAE: cannot allocate %zu parameters", n);
+    }
+    float *p = s->params;
+    s->W_enc = p, p += N * D;
+    s->b_enc = p, p += N;
+    s->W_dec = p, p += N * D;
+    s->b_dec = p, p += D;
+    s->threshold = has_thr ? p : NULL;
+    *out = s;
+    return CTERP_OK;
+}
+
+void cterp_sae_free(cterp_sae *sae) {
+    if (!sae) return;
+    free(sae->params);
+    free(sae);
+}
+
+static float row_norm(const float *w, int64_t D) {
+    double s = 0;
+    for (int64_t d = 0; d < D; d++) s += (double)w[d] * w[d];
+    return (float)sqrt(s);
+}
+
+cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, float *f) {
+    const int64_t D = sae->d_in, N = sae->d_sae;
+    if (sae->arch == CTERP_ARCH_BATCHTOPK)
+        return cterp_error(CTERP_EINVAL, "batchtopk is a training architecture; saved SAEs are jumprelu");
+    float *xc = malloc((size_t)D * sizeof(float));
+    int32_t *idx = malloc((size_t)(sae->k > 0 ? sae->k : 1) * sizeof(int32_t));
+    float *val = malloc((size_t)(sae->k > 0 ? sae->k : 1) * sizeof(float));
+    float *nrm = NULL;
+    if (sae->arch == CTERP_ARCH_TOPK && sae->rescale_acts_by_decoder_norm) {
+        nrm = malloc((size_t)N * sizeof(float));
+        if (nrm)
+            for (int64_t i = 0; i < N; i++) nrm[i] = row_norm(sae->W_dec + i * D, D);
+    }
+    if (!xc || !idx || !val || (sae->arch == CTERP_ARCH_TOPK && sae->rescale_acts_by_decoder_norm && !nrm)) {
+        free(xc);
+        free(nrm);
+        free(idx);
+        free(val);
+        return cterp_error(CTERP_ENOMEM, "encode: out of memory");
+    }
+    for (int64_t t = 0; t < B; t++) {
+        const float *xt = x + t * D;
+        float *ft = f + t * N;
+        for (int64_t d = 0; d < D; d++) xc[d] = xt[d] - (sae->apply_b_dec_to_input ? sae->b_dec[d] : 0);
+        for (int64_t i = 0; i < N; i++) {
+            const float *w = sae->W_enc + i * D;
+            double z = sae->b_enc[i];
+            for (int64_t d = 0; d < D; d++) z += (double)w[d] * xc[d];
+            ft[i] = (float)z;
+        }
+        if (sae->arch == CTERP_ARCH_STANDARD) {
+            for (int64_t i = 0; i < N; i++) ft[i] = ft[i] > 0 ? ft[i] : 0;
+        } else if (sae->arch == CTERP_ARCH_JUMPRELU) {
+            for (int64_t i = 0; i < N; i++) ft[i] = (ft[i] > sae->threshold[i] && ft[i] > 0) ? ft[i] : 0;
+        } else { // topk: keep the k largest of ReLU(z * n), ties to the lowest index
+            if (nrm)
+                for (int64_t i = 0; i < N; i++) ft[i] *= nrm[i];
+            int cnt = topk_row(idx, val, ft, (int)N, sae->k);
+            memset(ft, 0, (size_t)N * sizeof(float));
+            for (int j = 0; j < cnt; j++) ft[idx[j]] = val[j];
+        }
+    }
+    free(xc);
+    free(nrm);
+    free(idx);
+    free(val);
+    return CTERP_OK;
+}
+
+cterp_status cterp_sae_decode(const cterp_sae *sae, const float *f, int64_t B, float *x_hat) {
+    const int64_t D = sae->d_in, N = sae->d_sae;
+    int rescale = sae->arch == CTERP_ARCH_TOPK && sae->rescale_acts_by_decoder_norm;
+    for (int64_t t = 0; t < B; t++) {
+        float *out = x_hat + t * D;
+        for (int64_t d = 0; d < D; d++) out[d] = sae->b_dec[d];
+        const float *ft = f + t * N;
+        for (int64_t i = 0; i < N; i++) {
+            if (ft[i] == 0) continue;
+            const float *w = sae->W_dec + i * D;
+            float a = ft[i];
+            if (rescale) {
+                float n = row_norm(w, D);
+                a = n > 0 ? a / n : 0;
+            }
+            for (int64_t d = 0; d < D; d++) out[d] += a * w[d];
+        }
+    }
+    return CTERP_OK;
+}
