@@ -10,4 +10,11 @@ typedef struct {
 
 int cmd_demo(int argc, char **argv);
 
+#include "cterp/toy.h"
+#include "cterp/train.h"
+// Trains on the toy with cfg, prints progress (unless quiet) and the recovery report; saves to
+// out if not NULL. Returns the exit code.
+int cli_run_toy(const cterp_train_config *cfg, const cterp_toy_config *tc, const char *out,
+                int quiet, int report);
+
 #endif

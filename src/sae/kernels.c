@@ -36,10 +36,15 @@ static void heap_sift_up(int32_t *idx, float *val, int i) {
 }
 
 int topk_row(int32_t *idx, float *val, const float *z, int N, int K) {
+    return topk_select(idx, val, z, N, K, 0.0f);
+}
+
+int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float floor) {
     int n = 0;
+    if (K <= 0) return 0;
     for (int i = 0; i < N; i++) {
         float v = z[i];
-        if (!(v > 0)) continue;
+        if (!(v > floor)) continue;
         if (n < K) {
             idx[n] = i, val[n] = v;
             heap_sift_up(idx, val, n++);

@@ -10,6 +10,8 @@
 // The (up to) K largest strictly positive entries of z (N), ties broken by the lowest index.
 // Writes their indices and values in descending order of value; returns how many (<= K).
 int topk_row(int32_t *idx, float *val, const float *z, int N, int K);
+// The same over entries > floor (-INFINITY: all entries; NaN never qualifies).
+int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float floor);
 int topk_row_naive(int32_t *idx, float *val, const float *z, int N, int K);
 
 #endif

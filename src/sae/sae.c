@@ -1,6 +1,7 @@
 // SAE parameters and dense inference (the trainer's fast paths live in src/sae/kernels.c).
 #include "cterp/sae.h"
 
+#include "core/blas.h"
 #include "sae/kernels.h"
 
 #include <math.h>
@@ -79,48 +80,44 @@ cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, f
     const int64_t D = sae->d_in, N = sae->d_sae;
     if (sae->arch == CTERP_ARCH_BATCHTOPK)
         return cterp_error(CTERP_EINVAL, "batchtopk is a training architecture; saved SAEs are jumprelu");
-    float *xc = malloc((size_t)D * sizeof(float));
-    int32_t *idx = malloc((size_t)(sae->k > 0 ? sae->k : 1) * sizeof(int32_t));
-    float *val = malloc((size_t)(sae->k > 0 ? sae->k : 1) * sizeof(float));
-    float *nrm = NULL;
-    if (sae->arch == CTERP_ARCH_TOPK && sae->rescale_acts_by_decoder_norm) {
-        nrm = malloc((size_t)N * sizeof(float));
-        if (nrm)
-            for (int64_t i = 0; i < N; i++) nrm[i] = row_norm(sae->W_dec + i * D, D);
-    }
-    if (!xc || !idx || !val || (sae->arch == CTERP_ARCH_TOPK && sae->rescale_acts_by_decoder_norm && !nrm)) {
-        free(xc);
-        free(nrm);
-        free(idx);
-        free(val);
+    const int64_t T = 256; // rows per GEMM tile
+    int topk = sae->arch == CTERP_ARCH_TOPK, rescale = topk && sae->rescale_acts_by_decoder_norm;
+    float *xc = malloc((size_t)(T * D) * sizeof(float));
+    float *nrm = rescale ? malloc((size_t)N * sizeof(float)) : NULL;
+    int32_t *idx = malloc((size_t)(topk ? sae->k : 1) * sizeof(int32_t));
+    float *val = malloc((size_t)(topk ? sae->k : 1) * sizeof(float));
+    if (!xc || !idx || !val || (rescale && !nrm)) {
+        free(xc), free(nrm), free(idx), free(val);
         return cterp_error(CTERP_ENOMEM, "encode: out of memory");
     }
-    for (int64_t t = 0; t < B; t++) {
-        const float *xt = x + t * D;
-        float *ft = f + t * N;
-        for (int64_t d = 0; d < D; d++) xc[d] = xt[d] - (sae->apply_b_dec_to_input ? sae->b_dec[d] : 0);
-        for (int64_t i = 0; i < N; i++) {
-            const float *w = sae->W_enc + i * D;
-            double z = sae->b_enc[i];
-            for (int64_t d = 0; d < D; d++) z += (double)w[d] * xc[d];
-            ft[i] = (float)z;
-        }
-        if (sae->arch == CTERP_ARCH_STANDARD) {
-            for (int64_t i = 0; i < N; i++) ft[i] = ft[i] > 0 ? ft[i] : 0;
-        } else if (sae->arch == CTERP_ARCH_JUMPRELU) {
-            for (int64_t i = 0; i < N; i++) ft[i] = (ft[i] > sae->threshold[i] && ft[i] > 0) ? ft[i] : 0;
-        } else { // topk: keep the k largest of ReLU(z * n), ties to the lowest index
-            if (nrm)
-                for (int64_t i = 0; i < N; i++) ft[i] *= nrm[i];
-            int cnt = topk_row(idx, val, ft, (int)N, sae->k);
-            memset(ft, 0, (size_t)N * sizeof(float));
-            for (int j = 0; j < cnt; j++) ft[idx[j]] = val[j];
+    if (nrm)
+        for (int64_t i = 0; i < N; i++) nrm[i] = row_norm(sae->W_dec + i * D, D);
+    for (int64_t t0 = 0; t0 < B; t0 += T) {
+        int64_t nt = B - t0 < T ? B - t0 : T;
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t d = 0; d < D; d++)
+                xc[t * D + d] = x[(t0 + t) * D + d] - (sae->apply_b_dec_to_input ? sae->b_dec[d] : 0);
+        float *z = f + t0 * N;
+        for (int64_t t = 0; t < nt; t++) memcpy(z + t * N, sae->b_enc, (size_t)N * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)N, (int)D, 1.0f, xc,
+                    (int)D, sae->W_enc, (int)D, 1.0f, z, (int)N);
+        for (int64_t t = 0; t < nt; t++) {
+            float *ft = z + t * N;
+            if (sae->arch == CTERP_ARCH_STANDARD) {
+                for (int64_t i = 0; i < N; i++) ft[i] = ft[i] > 0 ? ft[i] : 0;
+            } else if (sae->arch == CTERP_ARCH_JUMPRELU) {
+                for (int64_t i = 0; i < N; i++)
+                    ft[i] = (ft[i] > sae->threshold[i] && ft[i] > 0) ? ft[i] : 0;
+            } else { // topk: keep the k largest of ReLU(z * n), ties to the lowest index
+                if (nrm)
+                    for (int64_t i = 0; i < N; i++) ft[i] *= nrm[i];
+                int cnt = topk_row(idx, val, ft, (int)N, sae->k);
+                memset(ft, 0, (size_t)N * sizeof(float));
+                for (int j = 0; j < cnt; j++) ft[idx[j]] = val[j];
+            }
         }
     }
-    free(xc);
-    free(nrm);
-    free(idx);
-    free(val);
+    free(xc), free(nrm), free(idx), free(val);
     return CTERP_OK;
 }
 

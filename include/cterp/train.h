@@ -1,0 +1,145 @@
+// cterp SAE training: one config struct (defaults, presets, JSON, flags), activation sources,
+// and the trainer (Adam, schedules, dead-latent tracking, ghost grads / AuxK, metrics,
+// checkpoints that resume bit-identically). docs/training.md describes every field.
+#ifndef CTERP_TRAIN_H
+#define CTERP_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cterp/error.h"
+#include "cterp/sae.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { CTERP_LR_CONSTANT = 0, CTERP_LR_COSINE = 1, CTERP_LR_LINEAR = 2 } cterp_lr_sched;
+typedef enum { CTERP_BDEC_GEOMETRIC_MEDIAN = 0, CTERP_BDEC_MEAN = 1, CTERP_BDEC_ZEROS = 2 } cterp_bdec_init;
+
+typedef struct {
+    // --- architecture ---
+    cterp_arch architecture;
+    int64_t d_sae;              // 0: d_in * expansion_factor
+    int expansion_factor;
+    int k;                      // topk/batchtopk: active latents per token (mean, for batchtopk)
+    int rescale_acts_by_decoder_norm; // topk/batchtopk: rank by z_i * ||W_dec_i||
+    float jumprelu_bandwidth;   // STE kernel width (SAELens 0.05)
+    float jumprelu_init_threshold;
+    float topk_threshold_lr;    // batchtopk: EMA rate of the inference threshold
+    // --- optimisation ---
+    float lr, lr_end;
+    cterp_lr_sched lr_scheduler;
+    int64_t lr_warm_up_steps;
+    int64_t lr_decay_steps;     // -1: all steps after warm-up
+    float adam_beta1, adam_beta2, adam_eps;
+    float grad_clip;            // global gradient-norm clip (1.0)
+    // --- sparsity ---
+    float l1_coefficient;       // standard: L1 of f_i * ||W_dec_i||
+    float l0_coefficient;       // jumprelu: L0 (step function, STE)
+    int64_t sparsity_warm_up_steps; // -1: all steps (mlxterp); 0: none
+    // --- dead latents ---
+    int64_t feature_sampling_window; // steps per density window
+    int64_t dead_feature_window;     // steps without firing -> dead
+    int use_ghost_grads;
+    int use_auxk;               // topk/batchtopk only
+    int aux_k;                  // 0: d_in / 2
+    float aux_k_coefficient;    // 1/32
+    // --- init and inputs ---
+    float decoder_init_norm;    // W_dec rows random with this norm; W_enc = W_dec^T
+    cterp_bdec_init b_dec_init;
+    int normalize_activations;  // 1: expected_average_only_in (E||x|| = sqrt(d_in)), folded at save
+    int norm_estimate_batches;  // batches used to estimate that scale
+    // --- run ---
+    int64_t batch_size;         // tokens per step
+    int64_t training_steps;     // if 0, training_tokens / batch_size
+    int64_t training_tokens;
+    uint64_t seed;
+    int64_t log_every;          // steps between metrics lines
+    int64_t checkpoint_every;   // steps between checkpoints (0: only the final one)
+    int threads;                // 0: OpenMP default
+} cterp_train_config;
+
+// cterp's defaults (the measured best on the toy; see docs/training.md).
+void cterp_train_config_default(cterp_train_config *c);
+// "cterp" (the defaults), "mlxterp" (mlxterp's documented defaults), "saelens" (SAELens v6).
+cterp_status cterp_train_config_preset(cterp_train_config *c, const char *name);
+// Sets one field from a string: name is the field name (dashes or underscores), value parsed
+// by the field's type. Unknown name or bad value -> CTERP_EINVAL naming both.
+cterp_status cterp_train_config_set(cterp_train_config *c, const char *name, const char *value);
+// Applies every key of a JSON object file (keys = field names; "preset" first if present).
+cterp_status cterp_train_config_load_json(cterp_train_config *c, const char *path);
+// Writes the config as a JSON object (every field).
+cterp_status cterp_train_config_write_json(const cterp_train_config *c, FILE *f);
+// Checks ranges given d_in; the error names the field, the value and what is allowed.
+cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_in);
+// d_sae and steps after resolving defaults.
+int64_t cterp_train_config_d_sae(const cterp_train_config *c, int64_t d_in);
+int64_t cterp_train_config_steps(const cterp_train_config *c);
+
+// A stream of activations (B, D). State (up to 16 words) lets a checkpoint resume the stream.
+typedef struct cterp_act_source {
+    int64_t d_in;
+    void *ctx;
+    cterp_status (*next)(void *ctx, float *x, int64_t B);
+    int (*get_state)(void *ctx, uint64_t *state, int cap); // returns words written
+    cterp_status (*set_state)(void *ctx, const uint64_t *state, int n);
+    void (*free)(void *ctx);
+    char description[256];
+} cterp_act_source;
+
+void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op
+
+// Activations from a .npy float32 [n, d_in] or raw f32 file (d_in given for raw), served in a
+// seeded random order (a new permutation each epoch), read through mmap.
+cterp_status cterp_act_source_file(cterp_act_source *s, const char *path, int64_t d_in_raw,
+                                   uint64_t seed);
+
+// One line of metrics, passed to the callback every log_every steps.
+typedef struct {
+    int64_t step, steps, tokens;
+    double loss, mse_loss, sparsity_loss, aux_loss;
+    double mse;                // mean over tokens of ||x - x_hat||^2 (scaled inputs)
+    double explained_variance; // 1 - sum||x - x_hat||^2 / sum||x - mean(x)||^2 (f64)
+    double l0, l0_sparsity, l1_magnitude;
+    int64_t dead_features;
+    double dead_fraction;
+    double mean_log10_density; // over the last complete feature_sampling_window (NaN before)
+    double lr, sparsity_coefficient, threshold; // threshold: batchtopk inference threshold
+    double tokens_per_s, elapsed_s, eta_s;
+} cterp_train_metrics;
+
+typedef void (*cterp_train_log_fn)(const cterp_train_metrics *m, void *user);
+
+typedef struct cterp_trainer cterp_trainer;
+
+// Creates a trainer over `src` (d_in from the source). Does not take ownership of src.
+cterp_status cterp_trainer_create(cterp_trainer **out, const cterp_train_config *cfg,
+                                  cterp_act_source *src);
+// Restores from a checkpoint directory written by cterp_trainer_checkpoint (config included;
+// the source must be the same kind of stream; its position is restored).
+cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_act_source *src);
+void cterp_trainer_free(cterp_trainer *t);
+
+// Output: metrics.jsonl is appended in out_dir (if not NULL); checkpoints every
+// checkpoint_every steps into out_dir/checkpoints/step_N and the final SAE into out_dir.
+void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train_log_fn log,
+                              void *user);
+// Trains until `until_step` (or the configured steps if <= 0). NaN/Inf in the inputs or the
+// loss stops with CTERP_ENAN naming the step; the last checkpoint is kept.
+cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step);
+// Writes a checkpoint (SAE directory + trainer_state.safetensors + train_config.json).
+cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir);
+// The SAE as it would be saved (scaling folded, decoder norms folded for topk, batchtopk ->
+// jumprelu). Caller frees.
+cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out);
+// Saves the exported SAE + sparsity.safetensors into dir.
+cterp_status cterp_trainer_save(const cterp_trainer *t, const char *dir);
+int64_t cterp_trainer_step(const cterp_trainer *t);
+const cterp_sae *cterp_trainer_sae(const cterp_trainer *t); // live parameters (training form)
+const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,450 @@
+// Training forward/backward (see arch.h).
+#include "sae/arch.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/blas.h"
+#include "sae/kernels.h"
+
+cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
+    memset(w, 0, sizeof *w);
+    w->B = B, w->D = D, w->N = N;
+    w->xc = malloc((size_t)B * D * sizeof(float));
+    w->z = malloc((size_t)B * N * sizeof(float));
+    w->xhat = malloc((size_t)B * D * sizeof(float));
+    w->g = malloc((size_t)B * D * sizeof(float));
+    w->nrm = malloc((size_t)N * sizeof(float));
+    w->row = malloc((size_t)(B + 1) * sizeof(int64_t));
+    w->lrow = malloc((size_t)(N + 1) * sizeof(int64_t));
+    w->brow = malloc((size_t)(B + 1) * sizeof(int64_t));
+    w->blrow = malloc((size_t)(N + 1) * sizeof(int64_t));
+    if (!w->xc || !w->z || !w->xhat || !w->g || !w->nrm || !w->row || !w->lrow || !w->brow ||
+        !w->blrow) {
+        arch_work_free(w);
+        return cterp_error(CTERP_ENOMEM, "SAE work buffers (B=%lld, N=%lld): out of memory",
+                           (long long)B, (long long)N);
+    }
+    return CTERP_OK;
+}
+
+void arch_work_free(arch_work *w) {
+    free(w->xc), free(w->z), free(w->xhat), free(w->g), free(w->nrm);
+    free(w->row), free(w->lat), free(w->a), free(w->f), free(w->tok), free(w->lrow), free(w->lpair);
+    free(w->brow), free(w->blat), free(w->btok), free(w->blrow), free(w->blpair);
+    memset(w, 0, sizeof *w);
+}
+
+static cterp_status reserve_pairs(arch_work *w, int64_t n) {
+    if (n <= w->cap) return CTERP_OK;
+    int64_t cap = n + n / 4 + 1024;
+    int32_t *lat = realloc(w->lat, (size_t)cap * sizeof(int32_t));
+    if (lat) w->lat = lat;
+    float *a = realloc(w->a, (size_t)cap * sizeof(float));
+    if (a) w->a = a;
+    float *f = realloc(w->f, (size_t)cap * sizeof(float));
+    if (f) w->f = f;
+    int32_t *tok = realloc(w->tok, (size_t)cap * sizeof(int32_t));
+    if (tok) w->tok = tok;
+    int64_t *lp = realloc(w->lpair, (size_t)cap * sizeof(int64_t));
+    if (lp) w->lpair = lp;
+    if (!lat || !a || !f || !tok || !lp)
+        return cterp_error(CTERP_ENOMEM, "SAE pairs: cannot grow to %lld", (long long)cap);
+    w->cap = cap;
+    return CTERP_OK;
+}
+
+static cterp_status reserve_band(arch_work *w, int64_t n) {
+    if (n <= w->bcap) return CTERP_OK;
+    int64_t cap = n + n / 4 + 1024;
+    int32_t *lat = realloc(w->blat, (size_t)cap * sizeof(int32_t));
+    if (lat) w->blat = lat;
+    int32_t *tok = realloc(w->btok, (size_t)cap * sizeof(int32_t));
+    if (tok) w->btok = tok;
+    int64_t *lp = realloc(w->blpair, (size_t)cap * sizeof(int64_t));
+    if (lp) w->blpair = lp;
+    if (!lat || !tok || !lp) return cterp_error(CTERP_ENOMEM, "SAE band pairs: out of memory");
+    w->bcap = cap;
+    return CTERP_OK;
+}
+
+// Counting sort of pairs by latent, token order kept (pairs are already in token order).
+static void group_by_latent(int64_t *lrow, int64_t *lpair, const int32_t *lat, int64_t nnz,
+                            int64_t N) {
+    memset(lrow, 0, (size_t)(N + 1) * sizeof(int64_t));
+    for (int64_t p = 0; p < nnz; p++) lrow[lat[p] + 1]++;
+    for (int64_t i = 0; i < N; i++) lrow[i + 1] += lrow[i];
+    int64_t *next = malloc((size_t)N * sizeof(int64_t));
+    memcpy(next, lrow, (size_t)N * sizeof(int64_t));
+    for (int64_t p = 0; p < nnz; p++) lpair[next[lat[p]]++] = p;
+    free(next);
+}
+
+static void row_norms(float *nrm, const float *W, int64_t N, int64_t D) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        double s = 0;
+        const float *w = W + i * D;
+        for (int64_t d = 0; d < D; d++) s += (double)w[d] * w[d];
+        nrm[i] = (float)sqrt(s);
+    }
+}
+
+// z (B, N) = (x - b_dec) W_enc^T + b_enc
+static void encode_dense(arch_work *w, const cterp_sae *sae, const float *x) {
+    const int64_t B = w->B, D = w->D, N = w->N;
+    #pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < B; t++)
+        for (int64_t d = 0; d < D; d++) w->xc[t * D + d] = x[t * D + d] - sae->b_dec[d];
+    #pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < B; t++) memcpy(w->z + t * N, sae->b_enc, (size_t)N * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)N, (int)D, 1.0f, w->xc,
+                (int)D, sae->W_enc, (int)D, 1.0f, w->z, (int)N);
+}
+
+// batchtopk: value of the (k*B)-th largest of the positive activations, with ties resolved by
+// the lowest flat index. Returns the number kept; *vcut and *icut describe the cut: an entry
+// (v, flat) is kept iff v > vcut or (v == vcut and flat <= icut).
+typedef struct {
+    float v;
+    int64_t i;
+} vi_pair;
+
+static int vi_beats(const vi_pair *a, const vi_pair *b) {
+    return a->v > b->v || (a->v == b->v && a->i < b->i);
+}
+
+// quickselect: after it, e[0..m) are the m best (unordered)
+static void select_best(vi_pair *e, int64_t n, int64_t m) {
+    int64_t lo = 0, hi = n - 1;
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    while (lo < hi) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        vi_pair piv = e[lo + (int64_t)(s % (uint64_t)(hi - lo + 1))];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (vi_beats(&e[i], &piv)) i++;
+            while (vi_beats(&piv, &e[j])) j--;
+            if (i <= j) {
+                vi_pair t = e[i];
+                e[i] = e[j], e[j] = t;
+                i++, j--;
+            }
+        }
+        if (m - 1 <= j) hi = j;
+        else if (m - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
+                          const float *x) {
+    const int64_t B = w->B, D = w->D, N = w->N;
+    const int topk = o->arch == CTERP_ARCH_TOPK, btopk = o->arch == CTERP_ARCH_BATCHTOPK;
+    const int jump = o->arch == CTERP_ARCH_JUMPRELU;
+    cterp_status s;
+    row_norms(w->nrm, sae->W_dec, N, D);
+    encode_dense(w, sae, x);
+
+    // --- selection: pairs in token order ---
+    float cut_v = 0;
+    int64_t cut_i = -1;
+    if (btopk) { // global cut over the flattened (B, N) matrix of ReLU(z * n)
+        int64_t npos = 0;
+        for (int64_t q = 0; q < B * N; q++) {
+            float h = w->z[q] * (o->rescale ? w->nrm[q % N] : 1.0f);
+            npos += h > 0;
+        }
+        int64_t keep = (int64_t)o->k * B;
+        if (npos > keep) {
+            vi_pair *e = malloc((size_t)npos * sizeof(vi_pair));
+            if (!e) return cterp_error(CTERP_ENOMEM, "batchtopk: out of memory");
+            int64_t n = 0;
+            for (int64_t q = 0; q < B * N; q++) {
+                float h = w->z[q] * (o->rescale ? w->nrm[q % N] : 1.0f);
+                if (h > 0) e[n].v = h, e[n].i = q, n++;
+            }
+            select_best(e, n, keep);
+            vi_pair worst = e[0];
+            for (int64_t q = 1; q < keep; q++)
+                if (vi_beats(&worst, &e[q])) worst = e[q];
+            cut_v = worst.v, cut_i = worst.i;
+            free(e);
+        } else {
+            cut_v = 0, cut_i = B * N; // keep every positive
+        }
+    }
+    // count per token
+    w->row[0] = 0;
+    #pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < B; t++) {
+        const float *zt = w->z + t * N;
+        int64_t c = 0;
+        if (topk) {
+            for (int64_t i = 0; i < N && c < o->k; i++) c += zt[i] * (o->rescale ? w->nrm[i] : 1.0f) > 0;
+            if (c >= o->k) c = o->k;
+        } else if (btopk) {
+            for (int64_t i = 0; i < N; i++) {
+                float h = zt[i] * (o->rescale ? w->nrm[i] : 1.0f);
+                c += h > 0 && (h > cut_v || (h == cut_v && t * N + i <= cut_i));
+            }
+        } else if (jump) {
+            for (int64_t i = 0; i < N; i++) c += zt[i] > theta[i];
+        } else {
+            for (int64_t i = 0; i < N; i++) c += zt[i] > 0;
+        }
+        w->row[t + 1] = c;
+    }
+    for (int64_t t = 0; t < B; t++) w->row[t + 1] += w->row[t];
+    w->nnz = w->row[B];
+    if ((s = reserve_pairs(w, w->nnz))) return s;
+    // fill
+    #pragma omp parallel
+    {
+        int32_t *idx = topk ? malloc((size_t)o->k * sizeof(int32_t)) : NULL;
+        float *val = topk ? malloc((size_t)o->k * sizeof(float)) : NULL;
+        float *h = topk && o->rescale ? malloc((size_t)N * sizeof(float)) : NULL;
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < B; t++) {
+            const float *zt = w->z + t * N;
+            int64_t p = w->row[t];
+            if (topk) {
+                const float *src = zt;
+                if (o->rescale) {
+                    for (int64_t i = 0; i < N; i++) h[i] = zt[i] * w->nrm[i];
+                    src = h;
+                }
+                int c = topk_row(idx, val, src, (int)N, o->k);
+                for (int j = 0; j < c; j++, p++) {
+                    w->lat[p] = idx[j], w->tok[p] = (int32_t)t;
+                    w->a[p] = zt[idx[j]], w->f[p] = val[j];
+                }
+            } else {
+                for (int64_t i = 0; i < N; i++) {
+                    float zi = zt[i], hv = zi;
+                    int on;
+                    if (btopk) {
+                        hv = zi * (o->rescale ? w->nrm[i] : 1.0f);
+                        on = hv > 0 && (hv > cut_v || (hv == cut_v && t * N + i <= cut_i));
+                    } else if (jump) {
+                        on = zi > theta[i];
+                    } else {
+                        on = zi > 0;
+                    }
+                    if (on) {
+                        w->lat[p] = (int32_t)i, w->tok[p] = (int32_t)t;
+                        w->a[p] = zi, w->f[p] = hv;
+                        p++;
+                    }
+                }
+            }
+        }
+        free(idx), free(val), free(h);
+    }
+    // jumprelu band pairs |z - theta| < eps/2 (the STE's threshold gradient)
+    w->bnnz = 0;
+    if (jump) {
+        const float half = 0.5f * o->bandwidth;
+        w->brow[0] = 0;
+        #pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < B; t++) {
+            int64_t c = 0;
+            for (int64_t i = 0; i < N; i++) c += fabsf(w->z[t * N + i] - theta[i]) < half;
+            w->brow[t + 1] = c;
+        }
+        for (int64_t t = 0; t < B; t++) w->brow[t + 1] += w->brow[t];
+        w->bnnz = w->brow[B];
+        if ((s = reserve_band(w, w->bnnz))) return s;
+        #pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < B; t++) {
+            int64_t p = w->brow[t];
+            for (int64_t i = 0; i < N; i++)
+                if (fabsf(w->z[t * N + i] - theta[i]) < half)
+                    w->blat[p] = (int32_t)i, w->btok[p] = (int32_t)t, p++;
+        }
+    }
+
+    // --- sparse decode: x_hat_t = b_dec + sum a W_dec_i ---
+    double sse = 0, l1 = 0, sparse = 0;
+    #pragma omp parallel for schedule(static) reduction(+ : sse, l1, sparse)
+    for (int64_t t = 0; t < B; t++) {
+        float *xh = w->xhat + t * D;
+        memcpy(xh, sae->b_dec, (size_t)D * sizeof(float));
+        for (int64_t p = w->row[t]; p < w->row[t + 1]; p++) {
+            const float *wd = sae->W_dec + (int64_t)w->lat[p] * D;
+            float a = w->a[p];
+            for (int64_t d = 0; d < D; d++) xh[d] += a * wd[d];
+            l1 += w->f[p];
+            if (o->arch == CTERP_ARCH_STANDARD) sparse += (double)w->f[p] * w->nrm[w->lat[p]];
+        }
+        double e = 0;
+        for (int64_t d = 0; d < D; d++) {
+            double r = (double)xh[d] - x[t * D + d];
+            e += r * r;
+        }
+        sse += e;
+    }
+    if (jump) sparse = (double)w->nnz;
+    // total variance around the batch mean (explained variance), f64
+    double sst = 0;
+    {
+        double *mean = calloc((size_t)D, sizeof(double));
+        if (!mean) return cterp_error(CTERP_ENOMEM, "out of memory");
+        for (int64_t t = 0; t < B; t++)
+            for (int64_t d = 0; d < D; d++) mean[d] += x[t * D + d];
+        for (int64_t d = 0; d < D; d++) mean[d] /= (double)B;
+        for (int64_t t = 0; t < B; t++)
+            for (int64_t d = 0; d < D; d++) {
+                double r = x[t * D + d] - mean[d];
+                sst += r * r;
+            }
+        free(mean);
+    }
+    w->sse = sse, w->sst = sst;
+    w->mse_loss = sse / (double)B;
+    w->l1_magnitude = l1 / (double)B;
+    w->sparsity_loss = (o->arch == CTERP_ARCH_STANDARD || jump) ? o->coef * sparse / (double)B : 0;
+    w->min_kept = INFINITY;
+    if (btopk)
+        for (int64_t p = 0; p < w->nnz; p++) w->min_kept = fminf(w->min_kept, w->f[p]);
+    return CTERP_OK;
+}
+
+void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
+                   const float *x, float *grads, float *dtheta) {
+    const int64_t B = w->B, D = w->D, N = w->N;
+    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
+    const float invB = 1.0f / (float)B;
+    const int standard = o->arch == CTERP_ARCH_STANDARD, jump = o->arch == CTERP_ARCH_JUMPRELU;
+    // dL/dx_hat = 2 (x_hat - x) / B; db_dec (decoder part) = sum_t of it
+    #pragma omp parallel for schedule(static)
+    for (int64_t q = 0; q < B * D; q++) w->g[q] = 2.0f * invB * (w->xhat[q] - x[q]);
+    for (int64_t t = 0; t < B; t++)
+        for (int64_t d = 0; d < D; d++) db_dec[d] += w->g[t * D + d];
+
+    group_by_latent(w->lrow, w->lpair, w->lat, w->nnz, N);
+    if (jump) group_by_latent(w->blrow, w->blpair, w->blat, w->bnnz, N);
+    const float lam = o->coef;
+    #pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < N; i++) {
+        const float *wd = sae->W_dec + i * D;
+        float *gWd = dW_dec + i * D, *gWe = dW_enc + i * D;
+        double gb = 0, fsum = 0;
+        for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
+            int64_t p = w->lpair[q];
+            const float *gt = w->g + (int64_t)w->tok[p] * D;
+            const float *xt = w->xc + (int64_t)w->tok[p] * D;
+            float a = w->a[p], ga = 0;
+            for (int64_t d = 0; d < D; d++) {
+                gWd[d] += a * gt[d];
+                ga += gt[d] * wd[d];
+            }
+            float dz = ga;
+            if (standard) dz += lam * w->nrm[i] * invB;
+            for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
+            gb += dz;
+            fsum += w->f[p];
+        }
+        db_enc[i] += (float)gb;
+        if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti ||W_dec_i||
+            float c = (float)(lam * invB * fsum / w->nrm[i]);
+            for (int64_t d = 0; d < D; d++) gWd[d] += c * wd[d];
+        }
+        if (jump && dtheta) { // STE: df/dtheta = -(theta/eps) K, dH/dtheta = -(1/eps) K
+            double gt_sum = 0;
+            for (int64_t q = w->blrow[i]; q < w->blrow[i + 1]; q++) {
+                int64_t p = w->blpair[q];
+                const float *gt = w->g + (int64_t)w->btok[p] * D;
+                float ga = 0;
+                for (int64_t d = 0; d < D; d++) ga += gt[d] * wd[d];
+                gt_sum += -(theta[i] / o->bandwidth) * ga - lam * invB / o->bandwidth;
+            }
+            dtheta[i] += (float)gt_sum;
+        }
+    }
+}
+
+void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int64_t npairs,
+                         const int32_t *tok, const int32_t *lat, const float *a, float *grads) {
+    const int64_t D = w->D, N = w->N;
+    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N;
+    int64_t *lrow = malloc((size_t)(N + 1) * sizeof(int64_t));
+    int64_t *lpair = malloc((size_t)(npairs ? npairs : 1) * sizeof(int64_t));
+    if (!lrow || !lpair) { // callers check sizes up front; degrade to nothing rather than crash
+        free(lrow), free(lpair);
+        return;
+    }
+    group_by_latent(lrow, lpair, lat, npairs, N);
+    #pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < N; i++) {
+        if (lrow[i] == lrow[i + 1]) continue;
+        const float *wd = sae->W_dec + i * D;
+        float *gWd = dW_dec + i * D, *gWe = dW_enc + i * D;
+        double gb = 0;
+        for (int64_t q = lrow[i]; q < lrow[i + 1]; q++) {
+            int64_t p = lpair[q];
+            const float *gt = G + (int64_t)tok[p] * D, *xt = w->xc + (int64_t)tok[p] * D;
+            float dz = 0;
+            for (int64_t d = 0; d < D; d++) {
+                gWd[d] += a[p] * gt[d];
+                dz += gt[d] * wd[d];
+            }
+            for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
+            gb += dz;
+        }
+        db_enc[i] += (float)gb;
+    }
+    free(lrow), free(lpair);
+}
+
+void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, float *db_dec) {
+    const int64_t D = sae->d_in, N = sae->d_sae;
+    // db_dec (1, D) -= db_enc (1, N) . W_enc (N, D)
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)N, (int)D, -1.0f, sae->W_enc, (int)D, db_enc, 1,
+                1.0f, db_dec, 1);
+}
+
+void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, const float *theta,
+                        const float *x, int64_t B) {
+    const int64_t D = sae->d_in, N = sae->d_sae;
+    float *h = malloc((size_t)B * N * sizeof(float));
+    for (int64_t t = 0; t < B; t++)
+        for (int64_t i = 0; i < N; i++) {
+            double z = sae->b_enc[i];
+            for (int64_t d = 0; d < D; d++)
+                z += (double)sae->W_enc[i * D + d] * (x[t * D + d] - sae->b_dec[d]);
+            double n = 0;
+            for (int64_t d = 0; d < D; d++) n += (double)sae->W_dec[i * D + d] * sae->W_dec[i * D + d];
+            f[t * N + i] = (float)z;
+            h[t * N + i] = (float)(o->rescale ? z * sqrt(n) : z);
+        }
+    if (o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_JUMPRELU) {
+        for (int64_t q = 0; q < B * N; q++) {
+            float lim = o->arch == CTERP_ARCH_JUMPRELU ? theta[q % N] : 0.0f;
+            if (!(f[q] > lim)) f[q] = 0;
+        }
+    } else if (o->arch == CTERP_ARCH_TOPK) { // reported activation h on the kept set
+        int32_t *idx = malloc((size_t)o->k * sizeof(int32_t));
+        float *val = malloc((size_t)o->k * sizeof(float));
+        for (int64_t t = 0; t < B; t++) {
+            int c = topk_row_naive(idx, val, h + t * N, (int)N, o->k);
+            memset(f + t * N, 0, (size_t)N * sizeof(float));
+            for (int j = 0; j < c; j++) f[t * N + idx[j]] = val[j];
+        }
+        free(idx), free(val);
+    } else { // batchtopk: the k*B largest positive h, ties by lowest flat index
+        int64_t keep = (int64_t)o->k * B;
+        char *taken = calloc((size_t)(B * N), 1);
+        for (int64_t n = 0; n < keep; n++) {
+            int64_t best = -1;
+            for (int64_t q = 0; q < B * N; q++)
+                if (!taken[q] && h[q] > 0 && (best < 0 || h[q] > h[best])) best = q;
+            if (best < 0) break;
+            taken[best] = 1;
+        }
+        for (int64_t q = 0; q < B * N; q++) f[q] = taken[q] ? h[q] : 0;
+        free(taken);
+    }
+    free(h);
+}

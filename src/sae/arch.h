@@ -1,0 +1,80 @@
+// Training forward and backward of the four architectures over a batch, sparse after the
+// encoder GEMM: selection produces the active (token, latent) pairs; decode and backward touch
+// only those. The backward is grouped by latent (counting sort, CSR): deterministic, no atomics.
+//
+// Loss (SAELens v6 conventions, x already scaled):
+//   mse      = mean_B ||x_hat - x||^2
+//   standard + coef * mean_B sum_i f_i ||W_dec_i||       (L1 weighted by decoder norm)
+//   jumprelu + coef * mean_B #{i : z_i > theta_i}         (L0, straight-through estimator)
+//   topk, batchtopk: no penalty (AuxK / ghost grads are added by src/train/revive.c)
+#ifndef CTERP_SAE_ARCH_H
+#define CTERP_SAE_ARCH_H
+
+#include <stdint.h>
+
+#include "cterp/error.h"
+#include "cterp/sae.h"
+
+typedef struct {
+    cterp_arch arch;
+    int k;              // topk: per token; batchtopk: mean per token (k * B kept per batch)
+    int rescale;        // topk/batchtopk: rank by z_i * ||W_dec_i||
+    float coef;         // sparsity coefficient (after warm-up)
+    float bandwidth;    // jumprelu STE width epsilon
+} arch_opts;
+
+// Scratch of one batch. Pairs are stored by token (CSR: row[t]..row[t+1]) and regrouped by
+// latent for the backward (lrow/lpair).
+typedef struct {
+    int64_t B, D, N;
+    float *xc;     // (B, D) x - b_dec
+    float *z;      // (B, N) pre-activations
+    float *xhat;   // (B, D)
+    float *g;      // (B, D) dL/dx_hat
+    float *nrm;    // (N) decoder row norms
+    int64_t *row;  // (B+1) token CSR offsets
+    int32_t *lat;  // (cap) latent of each pair
+    float *a;      // (cap) decode coefficient: x_hat += a * W_dec_i
+    float *f;      // (cap) activation as reported (z * ||W_dec_i|| when rescaling)
+    int32_t *tok;  // (cap) token of each pair
+    int64_t *lrow; // (N+1) latent CSR offsets
+    int64_t *lpair; // (cap) pair indices grouped by latent, token order within a latent
+    int64_t nnz, cap;
+    // jumprelu: pairs inside the STE band |z - theta| < eps/2 (threshold gradient)
+    int64_t *brow; int32_t *blat; int32_t *btok; int64_t bnnz, bcap;
+    int64_t *blrow; int64_t *blpair;
+    float min_kept; // batchtopk: smallest kept activation (threshold EMA)
+    // loss terms of the last forward
+    double mse_loss, sparsity_loss, l1_magnitude, sse, sst;
+} arch_work;
+
+cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N);
+void arch_work_free(arch_work *w);
+
+// Forward over x (B, D): fills xc, z, pairs, xhat and the loss terms. theta (N) is the jumprelu
+// threshold (ignored otherwise).
+cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
+                          const float *x);
+
+// Backward of mse + sparsity into grads laid out like sae->params (W_enc, b_enc, W_dec, b_dec),
+// which must be zeroed by the caller; dtheta (N) receives dL/dtheta for jumprelu (may be NULL
+// otherwise). Uses x (B, D) from the forward.
+void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
+                   const float *x, float *grads, float *dtheta);
+
+// Adds the gradient of extra pairs to the latent grads: for each pair (token t, latent i,
+// coefficient a, upstream gradient G_t (B, D)): dW_dec_i += a G_t, dz = G_t . W_dec_i,
+// dW_enc_i += dz xc_t, db_enc_i += dz. Used by AuxK. Pairs are grouped by latent internally.
+// Returns the sum over pairs of dz per latent in db_enc (and the b_dec term is applied by
+// arch_bdec_from_benc).
+void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int64_t npairs,
+                         const int32_t *tok, const int32_t *lat, const float *a, float *grads);
+
+// dL/db_dec through the input centring: db_dec -= sum_i db_enc_i W_enc_i.
+void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, float *db_dec);
+
+// Pairs of the naive reference: dense f (B, N) as the training forward defines it.
+void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, const float *theta,
+                        const float *x, int64_t B);
+
+#endif

@@ -1,0 +1,381 @@
+// Training config: defaults, presets, one table of fields for flags, JSON and validation.
+#include <cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+#include "cterp/train.h"
+
+typedef enum { F_ARCH, F_I64, F_INT, F_FLOAT, F_BOOL, F_SCHED, F_BDEC, F_U64 } ftype;
+
+typedef struct {
+    const char *name;
+    ftype type;
+    size_t off;
+    const char *help;
+} field;
+
+#define FLD(n, t, h) {#n, t, offsetof(cterp_train_config, n), h}
+static const field fields[] = {
+    FLD(architecture, F_ARCH, "standard | topk | batchtopk | jumprelu"),
+    FLD(d_sae, F_I64, "latents (0: d_in * expansion_factor)"),
+    FLD(expansion_factor, F_INT, "d_sae = d_in * this when d_sae is 0"),
+    FLD(k, F_INT, "topk/batchtopk: active latents per token"),
+    FLD(rescale_acts_by_decoder_norm, F_BOOL, "topk/batchtopk: rank latents by z_i * ||W_dec_i||"),
+    FLD(jumprelu_bandwidth, F_FLOAT, "jumprelu: straight-through estimator width"),
+    FLD(jumprelu_init_threshold, F_FLOAT, "jumprelu: initial threshold"),
+    FLD(topk_threshold_lr, F_FLOAT, "batchtopk: EMA rate of the inference threshold"),
+    FLD(lr, F_FLOAT, "Adam learning rate"),
+    FLD(lr_end, F_FLOAT, "learning rate at the end of the decay"),
+    FLD(lr_scheduler, F_SCHED, "constant | cosine | linear"),
+    FLD(lr_warm_up_steps, F_I64, "linear warm-up steps"),
+    FLD(lr_decay_steps, F_I64, "decay steps after warm-up (-1: all remaining)"),
+    FLD(adam_beta1, F_FLOAT, "Adam beta1"),
+    FLD(adam_beta2, F_FLOAT, "Adam beta2"),
+    FLD(adam_eps, F_FLOAT, "Adam epsilon"),
+    FLD(grad_clip, F_FLOAT, "global gradient-norm clip (0: off)"),
+    FLD(l1_coefficient, F_FLOAT, "standard: L1 coefficient"),
+    FLD(l0_coefficient, F_FLOAT, "jumprelu: L0 coefficient"),
+    FLD(sparsity_warm_up_steps, F_I64, "sparsity coefficient ramps 0 -> 1 (-1: all steps)"),
+    FLD(feature_sampling_window, F_I64, "steps per feature-density window"),
+    FLD(dead_feature_window, F_I64, "steps without firing before a latent counts as dead"),
+    FLD(use_ghost_grads, F_BOOL, "ghost grads for dead latents"),
+    FLD(use_auxk, F_BOOL, "topk/batchtopk: AuxK loss on dead latents"),
+    FLD(aux_k, F_INT, "AuxK: dead latents per token (0: d_in/2)"),
+    FLD(aux_k_coefficient, F_FLOAT, "AuxK loss coefficient"),
+    FLD(decoder_init_norm, F_FLOAT, "norm of the random initial decoder rows"),
+    FLD(b_dec_init, F_BDEC, "geometric_median | mean | zeros"),
+    FLD(normalize_activations, F_BOOL, "scale inputs so E||x|| = sqrt(d_in) (folded at save)"),
+    FLD(norm_estimate_batches, F_INT, "batches used to estimate the input scale"),
+    FLD(batch_size, F_I64, "tokens per step"),
+    FLD(training_steps, F_I64, "steps (0: training_tokens / batch_size)"),
+    FLD(training_tokens, F_I64, "tokens, when training_steps is 0"),
+    FLD(seed, F_U64, "seed of the initialisation (and the data order where it applies)"),
+    FLD(log_every, F_I64, "steps between metrics lines"),
+    FLD(checkpoint_every, F_I64, "steps between checkpoints (0: only the final one)"),
+    FLD(threads, F_INT, "threads (0: all cores)"),
+};
+#define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
+
+static const char *sched_names[] = {"constant", "cosine", "linear"};
+static const char *bdec_names[] = {"geometric_median", "mean", "zeros"};
+
+void cterp_train_config_default(cterp_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->architecture = CTERP_ARCH_TOPK;
+    c->d_sae = 0;
+    c->expansion_factor = 8;
+    c->k = 8;
+    c->rescale_acts_by_decoder_norm = 1;
+    c->jumprelu_bandwidth = 0.05f;
+    c->jumprelu_init_threshold = 0.01f;
+    c->topk_threshold_lr = 0.01f;
+    c->lr = 1e-3f;
+    c->lr_end = 0.0f;
+    c->lr_scheduler = CTERP_LR_COSINE;
+    c->lr_warm_up_steps = 100;
+    c->lr_decay_steps = -1;
+    c->adam_beta1 = 0.9f;
+    c->adam_beta2 = 0.999f;
+    c->adam_eps = 1e-8f;
+    c->grad_clip = 1.0f;
+    c->l1_coefficient = 1.0f;
+    c->l0_coefficient = 1.0f;
+    c->sparsity_warm_up_steps = -1;
+    c->feature_sampling_window = 1000;
+    c->dead_feature_window = 200;
+    c->use_ghost_grads = 0;
+    c->use_auxk = 1;
+    c->aux_k = 0;
+    c->aux_k_coefficient = 1.0f / 32;
+    c->decoder_init_norm = 0.1f;
+    c->b_dec_init = CTERP_BDEC_GEOMETRIC_MEDIAN;
+    c->normalize_activations = 0;
+    c->norm_estimate_batches = 10;
+    c->batch_size = 4096;
+    c->training_steps = 3000;
+    c->training_tokens = 0;
+    c->seed = 42;
+    c->log_every = 100;
+    c->checkpoint_every = 0;
+    c->threads = 0;
+}
+
+cterp_status cterp_train_config_preset(cterp_train_config *c, const char *name) {
+    if (!strcmp(name, "cterp") || !strcmp(name, "default")) {
+        cterp_train_config_default(c);
+    } else if (!strcmp(name, "mlxterp")) { // mlxterp SAEConfig defaults
+        cterp_train_config_default(c);
+        c->architecture = CTERP_ARCH_TOPK;
+        c->expansion_factor = 32;
+        c->k = 128;
+        c->lr = 3e-4f;
+        c->lr_scheduler = CTERP_LR_COSINE;
+        c->lr_warm_up_steps = 0;
+        c->use_ghost_grads = 1;
+        c->use_auxk = 0;
+        c->feature_sampling_window = 1000;
+        c->dead_feature_window = 5000;
+    } else if (!strcmp(name, "saelens")) { // SAELens v6 LanguageModelSAERunnerConfig defaults
+        cterp_train_config_default(c);
+        c->architecture = CTERP_ARCH_STANDARD;
+        c->expansion_factor = 4;
+        c->k = 100;
+        c->lr = 3e-4f;
+        c->lr_scheduler = CTERP_LR_CONSTANT;
+        c->lr_warm_up_steps = 0;
+        c->lr_end = 3e-5f;
+        c->lr_decay_steps = 0;
+        c->l1_coefficient = 1.0f;
+        c->l0_coefficient = 1.0f;
+        c->sparsity_warm_up_steps = 0;
+        c->feature_sampling_window = 2000;
+        c->dead_feature_window = 1000;
+        c->use_ghost_grads = 0;
+        c->use_auxk = 1;
+        c->aux_k_coefficient = 1.0f;
+        c->b_dec_init = CTERP_BDEC_ZEROS;
+        c->training_steps = 0;
+        c->training_tokens = 2000000;
+        c->log_every = 10;
+    } else {
+        return cterp_error(CTERP_EINVAL, "preset: got '%s', expected cterp, mlxterp or saelens", name);
+    }
+    return CTERP_OK;
+}
+
+static const field *find_field(const char *name) {
+    char norm[64];
+    size_t n = strlen(name);
+    if (n >= sizeof norm) return NULL;
+    for (size_t i = 0; i <= n; i++) norm[i] = name[i] == '-' ? '_' : name[i];
+    if (!strcmp(norm, "arch")) strcpy(norm, "architecture");
+    if (!strcmp(norm, "batch")) strcpy(norm, "batch_size");
+    if (!strcmp(norm, "steps")) strcpy(norm, "training_steps");
+    if (!strcmp(norm, "tokens")) strcpy(norm, "training_tokens");
+    for (int i = 0; i < N_FIELDS; i++)
+        if (!strcmp(fields[i].name, norm)) return &fields[i];
+    return NULL;
+}
+
+static cterp_status parse_enum(const char *v, const char **names, int n, int *out, const char *fname) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return CTERP_OK;
+        }
+    char allowed[256] = "";
+    for (int i = 0; i < n; i++) {
+        strcat(allowed, names[i]);
+        if (i + 1 < n) strcat(allowed, ", ");
+    }
+    return cterp_error(CTERP_EINVAL, "%s: got '%s', expected one of %s", fname, v, allowed);
+}
+
+cterp_status cterp_train_config_set(cterp_train_config *c, const char *name, const char *value) {
+    const field *f = find_field(name);
+    if (!f) return cterp_error(CTERP_EINVAL, "unknown config field '%s'", name);
+    void *p = (char *)c + f->off;
+    char *end;
+    errno = 0;
+    switch (f->type) {
+    case F_ARCH: {
+        cterp_arch a;
+        cterp_status s = cterp_arch_parse(value, &a);
+        if (s) return s;
+        *(cterp_arch *)p = a;
+        return CTERP_OK;
+    }
+    case F_SCHED: {
+        int v;
+        if (!strcmp(value, "cosineannealing")) value = "cosine";
+        cterp_status s = parse_enum(value, sched_names, 3, &v, f->name);
+        if (!s) *(cterp_lr_sched *)p = (cterp_lr_sched)v;
+        return s;
+    }
+    case F_BDEC: {
+        int v;
+        cterp_status s = parse_enum(value, bdec_names, 3, &v, f->name);
+        if (!s) *(cterp_bdec_init *)p = (cterp_bdec_init)v;
+        return s;
+    }
+    case F_BOOL:
+        if (!strcmp(value, "1") || !strcmp(value, "true") || !strcmp(value, "on") || !strcmp(value, "yes"))
+            *(int *)p = 1;
+        else if (!strcmp(value, "0") || !strcmp(value, "false") || !strcmp(value, "off") ||
+                 !strcmp(value, "no"))
+            *(int *)p = 0;
+        else
+            return cterp_error(CTERP_EINVAL, "%s: got '%s', expected true or false", f->name, value);
+        return CTERP_OK;
+    case F_FLOAT: {
+        double v = strtod(value, &end);
+        if (end == value || *end || errno || !isfinite(v))
+            return cterp_error(CTERP_EINVAL, "%s: got '%s', expected a number", f->name, value);
+        *(float *)p = (float)v;
+        return CTERP_OK;
+    }
+    case F_I64:
+    case F_INT:
+    case F_U64: {
+        // accept 1e6-style values when they are whole numbers
+        double dv = strtod(value, &end);
+        if (end == value || *end || errno || dv != floor(dv) || fabs(dv) > 9e18)
+            return cterp_error(CTERP_EINVAL, "%s: got '%s', expected an integer", f->name, value);
+        if (f->type == F_INT) {
+            if (fabs(dv) > 2147483647.0)
+                return cterp_error(CTERP_EINVAL, "%s: got '%s', out of range", f->name, value);
+            *(int *)p = (int)dv;
+        } else if (f->type == F_U64) {
+            unsigned long long u = strtoull(value, &end, 10);
+            if (*end || value[0] == '-') {
+                if (dv < 0)
+                    return cterp_error(CTERP_EINVAL, "%s: got '%s', expected a non-negative integer",
+                                       f->name, value);
+                u = (unsigned long long)dv;
+            }
+            *(uint64_t *)p = u;
+        } else {
+            *(int64_t *)p = (int64_t)dv;
+        }
+        return CTERP_OK;
+    }
+    }
+    return CTERP_EINVAL;
+}
+
+cterp_status cterp_train_config_load_json(cterp_train_config *c, const char *path) {
+    char *text;
+    cterp_status s = file_read_all(path, &text, NULL);
+    if (s) return s;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return cterp_error(CTERP_EFORMAT, "%s: not a JSON object", path);
+    }
+    cJSON *preset = cJSON_GetObjectItemCaseSensitive(root, "preset");
+    if (preset) {
+        if (!cJSON_IsString(preset)) {
+            cJSON_Delete(root);
+            return cterp_error(CTERP_EINVAL, "%s: preset: expected a string", path);
+        }
+        if ((s = cterp_train_config_preset(c, preset->valuestring))) {
+            cJSON_Delete(root);
+            return cterp_error(s, "%s: %s", path, cterp_last_error());
+        }
+    }
+    for (cJSON *it = root->child; it; it = it->next) {
+        if (!strcmp(it->string, "preset")) continue;
+        char buf[64];
+        const char *v;
+        if (cJSON_IsString(it)) v = it->valuestring;
+        else if (cJSON_IsBool(it)) v = cJSON_IsTrue(it) ? "true" : "false";
+        else if (cJSON_IsNumber(it)) {
+            snprintf(buf, sizeof buf, "%.17g", it->valuedouble);
+            v = buf;
+        } else if (cJSON_IsNull(it)) continue;
+        else {
+            cJSON_Delete(root);
+            return cterp_error(CTERP_EINVAL, "%s: %s: expected a string, number or boolean", path,
+                               it->string);
+        }
+        if ((s = cterp_train_config_set(c, it->string, v))) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", cterp_last_error());
+            cJSON_Delete(root);
+            return cterp_error(s, "%s: %s", path, msg);
+        }
+    }
+    cJSON_Delete(root);
+    return CTERP_OK;
+}
+
+cterp_status cterp_train_config_write_json(const cterp_train_config *c, FILE *f) {
+    fprintf(f, "{\n");
+    for (int i = 0; i < N_FIELDS; i++) {
+        const void *p = (const char *)c + fields[i].off;
+        fprintf(f, "  \"%s\": ", fields[i].name);
+        switch (fields[i].type) {
+        case F_ARCH: fprintf(f, "\"%s\"", cterp_arch_name(*(const cterp_arch *)p)); break;
+        case F_SCHED: fprintf(f, "\"%s\"", sched_names[*(const cterp_lr_sched *)p]); break;
+        case F_BDEC: fprintf(f, "\"%s\"", bdec_names[*(const cterp_bdec_init *)p]); break;
+        case F_BOOL: fprintf(f, "%s", *(const int *)p ? "true" : "false"); break;
+        case F_FLOAT: fprintf(f, "%.9g", *(const float *)p); break;
+        case F_INT: fprintf(f, "%d", *(const int *)p); break;
+        case F_I64: fprintf(f, "%lld", (long long)*(const int64_t *)p); break;
+        case F_U64: fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+        }
+        fprintf(f, "%s\n", i + 1 < N_FIELDS ? "," : "");
+    }
+    fprintf(f, "}\n");
+    return ferror(f) ? cterp_error(CTERP_EIO, "config: write failed") : CTERP_OK;
+}
+
+int64_t cterp_train_config_d_sae(const cterp_train_config *c, int64_t d_in) {
+    return c->d_sae > 0 ? c->d_sae : d_in * c->expansion_factor;
+}
+
+int64_t cterp_train_config_steps(const cterp_train_config *c) {
+    if (c->training_steps > 0) return c->training_steps;
+    return c->batch_size > 0 ? c->training_tokens / c->batch_size : 0;
+}
+
+#define BAD(field, fmt, ...) cterp_error(CTERP_EINVAL, "%s: got " fmt ", expected %s", field, __VA_ARGS__)
+
+cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_in) {
+    if ((unsigned)c->architecture > CTERP_ARCH_JUMPRELU)
+        return BAD("architecture", "%d", (int)c->architecture, "standard, topk, batchtopk or jumprelu");
+    if (d_in <= 0) return BAD("d_in", "%lld", (long long)d_in, "> 0");
+    if (c->d_sae < 0) return BAD("d_sae", "%lld", (long long)c->d_sae, ">= 0 (0: d_in * expansion_factor)");
+    if (c->d_sae == 0 && (c->expansion_factor <= 0 || c->expansion_factor > 4096))
+        return BAD("expansion_factor", "%d", c->expansion_factor, "1..4096");
+    int64_t N = cterp_train_config_d_sae(c, d_in);
+    if (N > (1 << 26)) return BAD("d_sae", "%lld", (long long)N, "<= 67108864");
+    if (c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK) {
+        if (c->k <= 0 || c->k > N) {
+            char allowed[64];
+            snprintf(allowed, sizeof allowed, "1..d_sae (%lld)", (long long)N);
+            return BAD("k", "%d", c->k, allowed);
+        }
+    }
+    if (!(c->lr > 0)) return BAD("lr", "%g", c->lr, "> 0");
+    if (!(c->lr_end >= 0)) return BAD("lr_end", "%g", c->lr_end, ">= 0");
+    if ((unsigned)c->lr_scheduler > 2) return BAD("lr_scheduler", "%d", (int)c->lr_scheduler, "constant, cosine or linear");
+    if (c->lr_warm_up_steps < 0) return BAD("lr_warm_up_steps", "%lld", (long long)c->lr_warm_up_steps, ">= 0");
+    if (c->lr_decay_steps < -1) return BAD("lr_decay_steps", "%lld", (long long)c->lr_decay_steps, ">= 0 or -1 (all remaining)");
+    if (!(c->adam_beta1 >= 0 && c->adam_beta1 < 1)) return BAD("adam_beta1", "%g", c->adam_beta1, "in [0, 1)");
+    if (!(c->adam_beta2 >= 0 && c->adam_beta2 < 1)) return BAD("adam_beta2", "%g", c->adam_beta2, "in [0, 1)");
+    if (!(c->adam_eps > 0)) return BAD("adam_eps", "%g", c->adam_eps, "> 0");
+    if (!(c->grad_clip >= 0)) return BAD("grad_clip", "%g", c->grad_clip, ">= 0 (0: off)");
+    if (!(c->l1_coefficient >= 0)) return BAD("l1_coefficient", "%g", c->l1_coefficient, ">= 0");
+    if (!(c->l0_coefficient >= 0)) return BAD("l0_coefficient", "%g", c->l0_coefficient, ">= 0");
+    if (c->sparsity_warm_up_steps < -1) return BAD("sparsity_warm_up_steps", "%lld", (long long)c->sparsity_warm_up_steps, ">= 0 or -1 (all steps)");
+    if (c->feature_sampling_window <= 0) return BAD("feature_sampling_window", "%lld", (long long)c->feature_sampling_window, "> 0");
+    if (c->dead_feature_window <= 0) return BAD("dead_feature_window", "%lld", (long long)c->dead_feature_window, "> 0");
+    if (c->use_auxk && c->aux_k < 0) return BAD("aux_k", "%d", c->aux_k, ">= 0 (0: d_in/2)");
+    if (c->aux_k > N) return BAD("aux_k", "%d", c->aux_k, "<= d_sae");
+    if (!(c->aux_k_coefficient >= 0)) return BAD("aux_k_coefficient", "%g", c->aux_k_coefficient, ">= 0");
+    if (!(c->decoder_init_norm > 0)) return BAD("decoder_init_norm", "%g", c->decoder_init_norm, "> 0");
+    if ((unsigned)c->b_dec_init > 2) return BAD("b_dec_init", "%d", (int)c->b_dec_init, "geometric_median, mean or zeros");
+    if (c->norm_estimate_batches <= 0) return BAD("norm_estimate_batches", "%d", c->norm_estimate_batches, "> 0");
+    if (!(c->jumprelu_bandwidth > 0)) return BAD("jumprelu_bandwidth", "%g", c->jumprelu_bandwidth, "> 0");
+    if (!(c->jumprelu_init_threshold > 0)) return BAD("jumprelu_init_threshold", "%g", c->jumprelu_init_threshold, "> 0");
+    if (!(c->topk_threshold_lr > 0 && c->topk_threshold_lr <= 1)) return BAD("topk_threshold_lr", "%g", c->topk_threshold_lr, "in (0, 1]");
+    if (c->batch_size <= 0 || c->batch_size > (1 << 24)) return BAD("batch_size", "%lld", (long long)c->batch_size, "1..16777216");
+    if (c->training_steps < 0) return BAD("training_steps", "%lld", (long long)c->training_steps, ">= 0");
+    if (c->training_tokens < 0) return BAD("training_tokens", "%lld", (long long)c->training_tokens, ">= 0");
+    if (cterp_train_config_steps(c) <= 0)
+        return cterp_error(CTERP_EINVAL, "training_steps: got 0 (training_tokens %lld / batch_size %lld), expected >= 1",
+                           (long long)c->training_tokens, (long long)c->batch_size);
+    if (c->log_every <= 0) return BAD("log_every", "%lld", (long long)c->log_every, "> 0");
+    if (c->checkpoint_every < 0) return BAD("checkpoint_every", "%lld", (long long)c->checkpoint_every, ">= 0");
+    if (c->threads < 0) return BAD("threads", "%d", c->threads, ">= 0");
+    if ((int64_t)c->batch_size * N > ((int64_t)1 << 36))
+        return cterp_error(CTERP_EINVAL, "batch_size * d_sae: got %lld, expected <= 2^36 (memory)", (long long)(c->batch_size * N));
+    return CTERP_OK;
+}

@@ -1,0 +1,151 @@
+#include "train/revive.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/blas.h"
+#include "sae/kernels.h"
+
+double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
+                   int64_t n_dead, int k_aux, float coef, int rescale, float *grads) {
+    const int64_t B = w->B, D = w->D, N = w->N;
+    int kk = (int)(k_aux < n_dead ? k_aux : n_dead);
+    double scale = (double)n_dead / k_aux;
+    if (scale > 1) scale = 1;
+    int32_t *dl = malloc((size_t)n_dead * sizeof(int32_t));
+    int32_t *tok = malloc((size_t)B * kk * sizeof(int32_t));
+    int32_t *lat = malloc((size_t)B * kk * sizeof(int32_t));
+    float *a = malloc((size_t)B * kk * sizeof(float));
+    float *G = malloc((size_t)B * D * sizeof(float));
+    int64_t *cnt = malloc((size_t)B * sizeof(int64_t));
+    double loss = 0;
+    if (!dl || !tok || !lat || !a || !G || !cnt) goto done;
+    int64_t nd = 0;
+    for (int64_t i = 0; i < N; i++)
+        if (dead[i]) dl[nd++] = (int32_t)i;
+    double sum = 0;
+    #pragma omp parallel reduction(+ : sum)
+    {
+        float *h = malloc((size_t)nd * sizeof(float));
+        int32_t *idx = malloc((size_t)kk * sizeof(int32_t));
+        float *val = malloc((size_t)kk * sizeof(float));
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < B; t++) {
+            const float *zt = w->z + t * N;
+            for (int64_t j = 0; j < nd; j++) h[j] = zt[dl[j]] * (rescale ? w->nrm[dl[j]] : 1.0f);
+            // the largest pre-activations among the dead, not passed through ReLU
+            int c = topk_select(idx, val, h, (int)nd, kk, -INFINITY);
+            float *Gt = G + t * D;
+            for (int64_t d = 0; d < D; d++) Gt[d] = -(x[t * D + d] - w->xhat[t * D + d]);
+            for (int j = 0; j < c; j++) {
+                int32_t i = dl[idx[j]];
+                int64_t p = t * kk + j;
+                tok[p] = (int32_t)t, lat[p] = i, a[p] = zt[i];
+                const float *wd = sae->W_dec + (int64_t)i * D;
+                for (int64_t d = 0; d < D; d++) Gt[d] += zt[i] * wd[d];
+            }
+            cnt[t] = c;
+            double e = 0;
+            for (int64_t d = 0; d < D; d++) e += (double)Gt[d] * Gt[d];
+            sum += e;
+        }
+        free(h), free(idx), free(val);
+    }
+    loss = coef * scale * sum / (double)B;
+    if (!isfinite(loss)) { // guard as Gao et al.: a non-finite aux loss contributes nothing
+        loss = 0;
+        goto done;
+    }
+    // compact pairs (all tokens have kk unless fewer dead are finite)
+    int64_t np = 0;
+    for (int64_t t = 0; t < B; t++)
+        for (int64_t j = 0; j < cnt[t]; j++) {
+            int64_t p = t * kk + j;
+            tok[np] = tok[p], lat[np] = lat[p], a[np] = a[p];
+            np++;
+        }
+    const float gs = (float)(2.0 * coef * scale / (double)B);
+    for (int64_t q = 0; q < B * D; q++) G[q] *= gs;
+    arch_backward_pairs(w, sae, G, np, tok, lat, a, grads);
+done:
+    free(dl), free(tok), free(lat), free(a), free(G), free(cnt);
+    return loss;
+}
+
+double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
+                    int64_t n_dead, float *grads) {
+    const int64_t B = w->B, D = w->D, N = w->N;
+    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N;
+    int32_t *dl = malloc((size_t)n_dead * sizeof(int32_t));
+    float *E = malloc((size_t)B * n_dead * sizeof(float));    // (B, nd) exp(z_dead)
+    float *P = malloc((size_t)B * n_dead * sizeof(float));    // (B, nd)
+    float *Wd = malloc((size_t)n_dead * D * sizeof(float));   // (nd, D)
+    float *g = malloc((size_t)B * D * sizeof(float));         // (B, D)
+    float *dW = malloc((size_t)n_dead * D * sizeof(float));   // (nd, D)
+    double loss = 0;
+    if (!dl || !E || !P || !Wd || !g || !dW) goto done;
+    int64_t nd = 0;
+    for (int64_t i = 0; i < N; i++)
+        if (dead[i]) dl[nd++] = (int32_t)i;
+    #pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < B; t++)
+        for (int64_t j = 0; j < nd; j++) {
+            float z = w->z[t * N + dl[j]];
+            E[t * nd + j] = expf(z < 30.0f ? z : 30.0f); // guard: exp must stay finite
+        }
+    for (int64_t j = 0; j < nd; j++) memcpy(Wd + j * D, sae->W_dec + (int64_t)dl[j] * D, (size_t)D * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)D, (int)nd, 1.0f, E, (int)nd,
+                Wd, (int)D, 0.0f, g, (int)D);
+    // per token: scale s_t, then the loss and its gradient with respect to g (overwrites g)
+    const double inv = 1.0 / ((double)B * D);
+    double sum = 0;
+    #pragma omp parallel for schedule(static) reduction(+ : sum)
+    for (int64_t t = 0; t < B; t++) {
+        float *gt = g + t * D;
+        double rn = 0, gn = 0;
+        for (int64_t d = 0; d < D; d++) {
+            double r = (double)x[t * D + d] - w->xhat[t * D + d];
+            rn += r * r;
+            gn += (double)gt[d] * gt[d];
+        }
+        float s = (float)(sqrt(rn) / (1e-6 + 2 * sqrt(gn)));
+        for (int64_t d = 0; d < D; d++) {
+            float r = x[t * D + d] - w->xhat[t * D + d];
+            float diff = gt[d] * s - r;
+            float ghost = diff * diff, mse = r * r;
+            float c = mse / (ghost + 1e-6f);
+            sum += (double)c * ghost;
+            gt[d] = (float)(s * c * 2.0 * diff * inv); // dL/dg
+        }
+    }
+    loss = sum * inv;
+    if (!isfinite(loss)) {
+        loss = 0;
+        goto done;
+    }
+    // dW_dec_dead (nd, D) = E^T Q
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, E, (int)nd, g,
+                (int)D, 0.0f, dW, (int)D);
+    for (int64_t j = 0; j < nd; j++) {
+        float *dst = dW_dec + (int64_t)dl[j] * D;
+        for (int64_t d = 0; d < D; d++) dst[d] += dW[j * D + d];
+    }
+    // dz_dead (B, nd) = E .* (Q Wd^T)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)nd, (int)D, 1.0f, g, (int)D, Wd,
+                (int)D, 0.0f, P, (int)nd);
+    for (int64_t q = 0; q < B * nd; q++) P[q] *= E[q];
+    // dW_enc_dead (nd, D) = dz^T xc
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, P, (int)nd,
+                w->xc, (int)D, 0.0f, dW, (int)D);
+    for (int64_t j = 0; j < nd; j++) {
+        float *dst = dW_enc + (int64_t)dl[j] * D;
+        for (int64_t d = 0; d < D; d++) dst[d] += dW[j * D + d];
+        double sb = 0;
+        for (int64_t t = 0; t < B; t++) sb += P[t * nd + j];
+        db_enc[dl[j]] += (float)sb;
+    }
+done:
+    free(dl), free(E), free(P), free(Wd), free(g), free(dW);
+    return loss;
+}

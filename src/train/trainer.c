@@ -1,0 +1,425 @@
+// The SAE trainer: initialisation, the step (forward, backward, revival, clip, Adam), dead-latent
+// tracking, metrics and export. Checkpoints are in checkpoint.c.
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+#include "core/rng.h"
+#include "train/optim.h"
+#include "train/revive.h"
+#include "train/trainer_impl.h"
+
+cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config *cfg,
+                           cterp_act_source *src) {
+    *out = NULL;
+    cterp_status s = cterp_train_config_validate(cfg, src->d_in);
+    if (s) return s;
+    cterp_trainer *t = calloc(1, sizeof *t);
+    if (!t) return cterp_error(CTERP_ENOMEM, "trainer: out of memory");
+    t->cfg = *cfg;
+    t->src = src;
+    t->D = src->d_in;
+    t->N = cterp_train_config_d_sae(cfg, t->D);
+    t->B = cfg->batch_size;
+    t->steps = cterp_train_config_steps(cfg);
+    t->scale = 1.0;
+    if ((s = cterp_sae_create(&t->sae, cfg->architecture == CTERP_ARCH_JUMPRELU ? CTERP_ARCH_JUMPRELU
+                                                                                 : cfg->architecture,
+                              t->D, t->N, cfg->k))) {
+        free(t);
+        return s;
+    }
+    t->sae->rescale_acts_by_decoder_norm = cfg->rescale_acts_by_decoder_norm;
+    size_t np = t->sae->n_params, N = (size_t)t->N;
+    t->grads = calloc(np, sizeof(float));
+    t->adam_m = calloc(np, sizeof(float));
+    t->adam_v = calloc(np, sizeof(float));
+    t->since_fired = calloc(N, sizeof(int64_t));
+    t->window_count = calloc(N, sizeof(int64_t));
+    t->log10_density = malloc(N * sizeof(float));
+    t->dead = calloc(N, 1);
+    t->x = malloc((size_t)t->B * t->D * sizeof(float));
+    int ok = t->grads && t->adam_m && t->adam_v && t->since_fired && t->window_count &&
+             t->log10_density && t->dead && t->x;
+    if (ok && cfg->architecture == CTERP_ARCH_JUMPRELU) {
+        t->log_thr = calloc(N, sizeof(float));
+        t->dlog_thr = calloc(N, sizeof(float));
+        t->thr_m = calloc(N, sizeof(float));
+        t->thr_v = calloc(N, sizeof(float));
+        ok = t->log_thr && t->dlog_thr && t->thr_m && t->thr_v;
+    }
+    if (!ok) {
+        cterp_trainer_free(t);
+        return cterp_error(CTERP_ENOMEM, "trainer: cannot allocate state for d_sae %lld", (long long)t->N);
+    }
+    for (size_t i = 0; i < N; i++) t->log10_density[i] = -10.0f;
+    if ((s = arch_work_init(&t->work, t->B, t->D, t->N))) {
+        cterp_trainer_free(t);
+        return s;
+    }
+    t->last.mean_log10_density = NAN;
+    *out = t;
+    return CTERP_OK;
+}
+
+void cterp_trainer_free(cterp_trainer *t) {
+    if (!t) return;
+    cterp_sae_free(t->sae);
+    free(t->grads), free(t->adam_m), free(t->adam_v);
+    free(t->log_thr), free(t->dlog_thr), free(t->thr_m), free(t->thr_v);
+    free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x);
+    arch_work_free(&t->work);
+    if (t->metrics_file) fclose(t->metrics_file);
+    free(t->out_dir);
+    free(t);
+}
+
+// W_dec rows random with norm decoder_init_norm; W_enc = W_dec^T (same rows in our layout)
+static void init_params(cterp_trainer *t) {
+    rng_t r;
+    rng_seed(&r, t->cfg.seed);
+    const int64_t N = t->N, D = t->D;
+    cterp_sae *s = t->sae;
+    for (int64_t i = 0; i < N; i++) {
+        float *w = s->W_dec + i * D;
+        double n2 = 0;
+        for (int64_t d = 0; d < D; d++) {
+            w[d] = rng_normal(&r);
+            n2 += (double)w[d] * w[d];
+        }
+        float c = (float)(t->cfg.decoder_init_norm / sqrt(n2));
+        for (int64_t d = 0; d < D; d++) w[d] *= c;
+    }
+    memcpy(s->W_enc, s->W_dec, (size_t)(N * D) * sizeof(float));
+    if (t->log_thr)
+        for (int64_t i = 0; i < N; i++) {
+            t->log_thr[i] = logf(t->cfg.jumprelu_init_threshold);
+            s->threshold[i] = t->cfg.jumprelu_init_threshold;
+        }
+}
+
+// Weiszfeld's algorithm from the mean: 100 iterations, stop when the step is < 1e-5 relative.
+static void geometric_median(float *out, const float *x, int64_t B, int64_t D) {
+    double *g = calloc((size_t)D, sizeof(double)), *num = malloc((size_t)D * sizeof(double));
+    for (int64_t t = 0; t < B; t++)
+        for (int64_t d = 0; d < D; d++) g[d] += x[t * D + d];
+    for (int64_t d = 0; d < D; d++) g[d] /= (double)B;
+    for (int it = 0; it < 100; it++) {
+        double den = 0;
+        memset(num, 0, (size_t)D * sizeof(double));
+        for (int64_t t = 0; t < B; t++) {
+            double dist = 0;
+            for (int64_t d = 0; d < D; d++) {
+                double r = x[t * D + d] - g[d];
+                dist += r * r;
+            }
+            double wgt = 1.0 / fmax(sqrt(dist), 1e-8); // a point on g must not divide by zero
+            den += wgt;
+            for (int64_t d = 0; d < D; d++) num[d] += wgt * x[t * D + d];
+        }
+        double move = 0, norm = 0;
+        for (int64_t d = 0; d < D; d++) {
+            double ng = num[d] / den;
+            move += (ng - g[d]) * (ng - g[d]);
+            norm += ng * ng;
+            g[d] = ng;
+        }
+        if (sqrt(move) <= 1e-5 * fmax(sqrt(norm), 1e-12)) break;
+    }
+    for (int64_t d = 0; d < D; d++) out[d] = (float)g[d];
+    free(g), free(num);
+}
+
+static cterp_status check_finite(const float *x, size_t n, int64_t step, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return cterp_error(CTERP_ENAN, "step %lld: %s has a non-finite value (%g at index %zu)",
+                               (long long)step, what, (double)x[i], i);
+    return CTERP_OK;
+}
+
+static cterp_status next_batch(cterp_trainer *t) {
+    cterp_status s = t->src->next(t->src->ctx, t->x, t->B);
+    if (s) return s;
+    size_t n = (size_t)(t->B * t->D);
+    if ((s = check_finite(t->x, n, t->step, "the input batch"))) return s;
+    if (t->scale != 1.0) {
+        float c = (float)t->scale;
+        for (size_t i = 0; i < n; i++) t->x[i] *= c;
+    }
+    return CTERP_OK;
+}
+
+// Input scale (E||x|| = sqrt(d_in)) from the first batches, then b_dec from the first batch.
+static cterp_status initialize_data(cterp_trainer *t) {
+    cterp_status s;
+    if (t->cfg.normalize_activations) {
+        double sum = 0;
+        for (int b = 0; b < t->cfg.norm_estimate_batches; b++) {
+            if ((s = t->src->next(t->src->ctx, t->x, t->B))) return s;
+            if ((s = check_finite(t->x, (size_t)(t->B * t->D), 0, "the input batch"))) return s;
+            double bm = 0;
+            for (int64_t r = 0; r < t->B; r++) {
+                double n2 = 0;
+                for (int64_t d = 0; d < t->D; d++) n2 += (double)t->x[r * t->D + d] * t->x[r * t->D + d];
+                bm += sqrt(n2);
+            }
+            sum += bm / (double)t->B;
+        }
+        double mean_norm = sum / t->cfg.norm_estimate_batches;
+        if (!(mean_norm > 0))
+            return cterp_error(CTERP_EINVAL, "normalize_activations: the inputs have zero norm");
+        t->scale = sqrt((double)t->D) / mean_norm;
+    }
+    t->initialized = 1;
+    return CTERP_OK;
+}
+
+cterp_status cterp_trainer_create(cterp_trainer **out, const cterp_train_config *cfg,
+                                  cterp_act_source *src) {
+    cterp_status s = trainer_alloc(out, cfg, src);
+    if (s) return s;
+    init_params(*out);
+    return CTERP_OK;
+}
+
+void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train_log_fn log,
+                              void *user) {
+    free(t->out_dir);
+    t->out_dir = out_dir ? strdup(out_dir) : NULL;
+    t->log = log;
+    t->log_user = user;
+}
+
+int64_t cterp_trainer_step(const cterp_trainer *t) { return t->step; }
+const cterp_sae *cterp_trainer_sae(const cterp_trainer *t) { return t->sae; }
+const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { return &t->last; }
+
+static void write_metrics_json(FILE *f, const cterp_train_metrics *m) {
+    fprintf(f,
+            "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.8g, \"mse_loss\": %.8g, "
+            "\"sparsity_loss\": %.8g, \"aux_loss\": %.8g, \"mse\": %.8g, "
+            "\"explained_variance\": %.8g, \"l0\": %.6g, \"l0_sparsity\": %.6g, "
+            "\"l1_magnitude\": %.8g, \"dead_features\": %lld, \"dead_fraction\": %.6g, ",
+            (long long)m->step, (long long)m->tokens, m->loss, m->mse_loss, m->sparsity_loss,
+            m->aux_loss, m->mse, m->explained_variance, m->l0, m->l0_sparsity, m->l1_magnitude,
+            (long long)m->dead_features, m->dead_fraction);
+    if (isfinite(m->mean_log10_density))
+        fprintf(f, "\"mean_log10_feature_density\": %.6g, ", m->mean_log10_density);
+    fprintf(f,
+            "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
+            "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}\n",
+            m->lr, m->sparsity_coefficient, m->threshold, m->tokens_per_s, m->elapsed_s);
+    fflush(f);
+}
+
+static cterp_status train_step(cterp_trainer *t) {
+    cterp_status s;
+    const int64_t N = t->N, D = t->D, B = t->B, step = t->step;
+    const cterp_train_config *c = &t->cfg;
+    if (!t->initialized && (s = initialize_data(t))) return s;
+    if ((s = next_batch(t))) return s;
+    if (step == 0) { // b_dec from the first batch
+        if (c->b_dec_init == CTERP_BDEC_GEOMETRIC_MEDIAN) geometric_median(t->sae->b_dec, t->x, B, D);
+        else if (c->b_dec_init == CTERP_BDEC_MEAN) {
+            for (int64_t d = 0; d < D; d++) {
+                double m = 0;
+                for (int64_t r = 0; r < B; r++) m += t->x[r * D + d];
+                t->sae->b_dec[d] = (float)(m / (double)B);
+            }
+        }
+    }
+    const double lr = sched_lr(c, step, t->steps);
+    const double sp = sched_sparsity(c, step, t->steps);
+    arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth};
+    if (c->architecture == CTERP_ARCH_STANDARD) o.coef = (float)(c->l1_coefficient * sp);
+    if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
+    arch_work *w = &t->work;
+    if ((s = arch_forward(w, t->sae, &o, t->sae->threshold, t->x))) return s;
+
+    // dead latents as of before this step
+    int64_t n_dead = 0;
+    for (int64_t i = 0; i < N; i++) n_dead += t->dead[i] = t->since_fired[i] >= c->dead_feature_window;
+
+    memset(t->grads, 0, t->sae->n_params * sizeof(float));
+    if (t->dlog_thr) memset(t->dlog_thr, 0, (size_t)N * sizeof(float));
+    arch_backward(w, t->sae, &o, t->sae->threshold, t->x, t->grads, t->dlog_thr);
+    double aux = 0;
+    const int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
+    if (n_dead > 0 && c->use_auxk && topk_like) {
+        int k_aux = c->aux_k > 0 ? c->aux_k : (int)(D / 2 > 0 ? D / 2 : 1);
+        aux += revive_auxk(w, t->sae, t->x, t->dead, n_dead, k_aux, c->aux_k_coefficient,
+                           c->rescale_acts_by_decoder_norm, t->grads);
+    }
+    if (n_dead > 0 && c->use_ghost_grads) aux += revive_ghost(w, t->sae, t->x, t->dead, n_dead, t->grads);
+    float *db_enc = t->grads + N * D, *db_dec = t->grads + 2 * N * D + N;
+    arch_bdec_from_benc(t->sae, db_enc, db_dec);
+    double loss = w->mse_loss + w->sparsity_loss + aux;
+    if (!isfinite(loss))
+        return cterp_error(CTERP_ENAN, "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)",
+                           (long long)step, w->mse_loss, w->sparsity_loss, aux);
+    if (t->dlog_thr) // dL/dlog(theta) = theta dL/dtheta
+        for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= t->sae->threshold[i];
+
+    // global gradient-norm clipping
+    double gn2 = sumsq_det(t->grads, t->sae->n_params);
+    if (t->dlog_thr) gn2 += sumsq_det(t->dlog_thr, (size_t)N);
+    if (!isfinite(gn2))
+        return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite", (long long)step);
+    if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) {
+        float f = (float)(c->grad_clip / sqrt(gn2));
+        for (size_t i = 0; i < t->sae->n_params; i++) t->grads[i] *= f;
+        if (t->dlog_thr)
+            for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= f;
+    }
+    // Adam over W_enc, b_enc, W_dec, b_dec (the threshold array is not trained directly)
+    size_t ntrain = (size_t)(2 * N * D + N + D);
+    adam_update(t->sae->params, t->grads, t->adam_m, t->adam_v, ntrain, (float)lr, c->adam_beta1,
+                c->adam_beta2, c->adam_eps, step + 1);
+    if (t->log_thr) {
+        adam_update(t->log_thr, t->dlog_thr, t->thr_m, t->thr_v, (size_t)N, (float)lr, c->adam_beta1,
+                    c->adam_beta2, c->adam_eps, step + 1);
+        for (int64_t i = 0; i < N; i++) t->sae->threshold[i] = expf(t->log_thr[i]);
+    }
+    if (c->architecture == CTERP_ARCH_BATCHTOPK && isfinite(w->min_kept))
+        t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * w->min_kept;
+
+    // firing statistics (act > 0)
+    for (int64_t i = 0; i < N; i++) t->since_fired[i]++;
+    for (int64_t p = 0; p < w->nnz; p++)
+        if (w->f[p] > 0) {
+            t->since_fired[w->lat[p]] = 0;
+            t->window_count[w->lat[p]]++;
+        }
+    t->window_steps++;
+    double mean_log = t->last.mean_log10_density;
+    if (t->window_steps >= c->feature_sampling_window) {
+        double tokens = (double)t->window_steps * B, sum = 0;
+        for (int64_t i = 0; i < N; i++) {
+            t->log10_density[i] = (float)log10((double)t->window_count[i] / tokens + 1e-10);
+            sum += t->log10_density[i];
+        }
+        mean_log = sum / (double)N;
+        t->have_density = 1;
+        memset(t->window_count, 0, (size_t)N * sizeof(int64_t));
+        t->window_steps = 0;
+    }
+    t->step++;
+
+    // metrics of this batch
+    int64_t dead_now = 0;
+    for (int64_t i = 0; i < N; i++) dead_now += t->since_fired[i] >= c->dead_feature_window;
+    cterp_train_metrics *m = &t->last;
+    m->step = t->step;
+    m->steps = t->steps;
+    m->tokens = t->step * B;
+    m->loss = loss;
+    m->mse_loss = w->mse_loss;
+    m->sparsity_loss = w->sparsity_loss;
+    m->aux_loss = aux;
+    m->mse = w->mse_loss;
+    m->explained_variance = w->sst > 0 ? 1.0 - w->sse / w->sst : NAN;
+    int64_t nnz_pos = 0;
+    for (int64_t p = 0; p < w->nnz; p++) nnz_pos += w->f[p] > 0;
+    m->l0 = (double)nnz_pos / (double)B;
+    m->l0_sparsity = m->l0 / (double)N;
+    m->l1_magnitude = w->l1_magnitude;
+    m->dead_features = dead_now;
+    m->dead_fraction = (double)dead_now / (double)N;
+    m->mean_log10_density = mean_log;
+    m->lr = lr;
+    m->sparsity_coefficient = o.coef;
+    m->threshold = t->topk_threshold;
+    return CTERP_OK;
+}
+
+cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
+    if (until_step <= 0 || until_step > t->steps) until_step = t->steps;
+    cterp_status s;
+    if (t->out_dir) {
+        if ((s = file_mkdirs(t->out_dir))) return s;
+        if (!t->metrics_file) {
+            char *p = file_join(t->out_dir, "metrics.jsonl");
+            t->metrics_file = p ? fopen(p, t->step > 0 ? "a" : "w") : NULL;
+            if (!t->metrics_file) {
+                s = cterp_error(CTERP_EIO, "%s: cannot open for writing", p ? p : "metrics.jsonl");
+                free(p);
+                return s;
+            }
+            free(p);
+        }
+    }
+    if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
+    t->t_start = time_now();
+    int64_t first = t->step;
+    while (t->step < until_step) {
+        if ((s = train_step(t))) return s;
+        cterp_train_metrics *m = &t->last;
+        double el = time_now() - t->t_start;
+        m->elapsed_s = t->elapsed_before + el;
+        m->tokens_per_s = (double)(t->step - first) * t->B / (el > 0 ? el : 1e-9);
+        m->eta_s = m->tokens_per_s > 0 ? (double)(t->steps - t->step) * t->B / m->tokens_per_s : 0;
+        if (t->step % t->cfg.log_every == 0 || t->step == t->steps) {
+            if (t->metrics_file) write_metrics_json(t->metrics_file, m);
+            if (t->log) t->log(m, t->log_user);
+        }
+        if (t->out_dir && t->cfg.checkpoint_every > 0 && t->step % t->cfg.checkpoint_every == 0 &&
+            t->step < t->steps) {
+            char name[64];
+            snprintf(name, sizeof name, "checkpoints/step_%lld", (long long)t->step);
+            char *dir = file_join(t->out_dir, name);
+            s = dir ? cterp_trainer_checkpoint(t, dir) : CTERP_ENOMEM;
+            free(dir);
+            if (s) return s;
+        }
+    }
+    t->elapsed_before += time_now() - t->t_start;
+    t->t_start = time_now();
+    return CTERP_OK;
+}
+
+cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
+    const cterp_train_config *c = &t->cfg;
+    const int64_t N = t->N, D = t->D;
+    cterp_arch arch = c->architecture == CTERP_ARCH_BATCHTOPK ? CTERP_ARCH_JUMPRELU : c->architecture;
+    cterp_sae *s;
+    cterp_status st = cterp_sae_create(&s, arch, D, N, c->k);
+    if (st) return st;
+    s->meta = t->sae->meta;
+    s->meta.training_tokens = t->step * t->B;
+    memcpy(s->W_enc, t->sae->W_enc, (size_t)(N * D) * sizeof(float));
+    memcpy(s->b_enc, t->sae->b_enc, (size_t)N * sizeof(float));
+    memcpy(s->W_dec, t->sae->W_dec, (size_t)(N * D) * sizeof(float));
+    memcpy(s->b_dec, t->sae->b_dec, (size_t)D * sizeof(float));
+    // fold the input scale: the saved SAE reads and writes unscaled activations
+    const float sc = (float)t->scale;
+    if (sc != 1.0f) {
+        for (int64_t q = 0; q < N * D; q++) s->W_enc[q] *= sc, s->W_dec[q] /= sc;
+        for (int64_t d = 0; d < D; d++) s->b_dec[d] /= sc;
+    }
+    int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
+    if (topk_like && c->rescale_acts_by_decoder_norm) { // fold decoder norms (SAELens fold_W_dec_norm)
+        for (int64_t i = 0; i < N; i++) {
+            double n2 = 0;
+            for (int64_t d = 0; d < D; d++) n2 += (double)s->W_dec[i * D + d] * s->W_dec[i * D + d];
+            float n = (float)sqrt(n2);
+            if (!(n > 0)) continue;
+            for (int64_t d = 0; d < D; d++) s->W_enc[i * D + d] *= n, s->W_dec[i * D + d] /= n;
+            s->b_enc[i] *= n;
+        }
+    }
+    s->rescale_acts_by_decoder_norm = 0;
+    if (c->architecture == CTERP_ARCH_JUMPRELU)
+        memcpy(s->threshold, t->sae->threshold, (size_t)N * sizeof(float));
+    if (c->architecture == CTERP_ARCH_BATCHTOPK)
+        for (int64_t i = 0; i < N; i++) s->threshold[i] = (float)t->topk_threshold;
+    *out = s;
+    return CTERP_OK;
+}
+
+void cterp_act_source_free(cterp_act_source *s) {
+    if (s && s->free && s->ctx) s->free(s->ctx);
+    if (s) s->ctx = NULL;
+}

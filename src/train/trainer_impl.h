@@ -1,0 +1,44 @@
+// The trainer's state (shared by trainer.c and checkpoint.c; not public).
+#ifndef CTERP_TRAIN_TRAINER_IMPL_H
+#define CTERP_TRAIN_TRAINER_IMPL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cterp/train.h"
+#include "sae/arch.h"
+
+struct cterp_trainer {
+    cterp_train_config cfg;
+    cterp_act_source *src;
+    int64_t D, N, B, steps;
+    cterp_sae *sae;      // parameters in training form (inputs scaled, norms not folded)
+    float *grads;        // (n_params) same layout as sae->params
+    float *adam_m, *adam_v;
+    float *log_thr, *dlog_thr, *thr_m, *thr_v; // jumprelu: log threshold (N) and its Adam state
+    double topk_threshold; // batchtopk inference threshold (EMA)
+    double scale;        // input scale factor (1 unless normalize_activations)
+    int initialized;     // b_dec and scale done
+    int64_t step;        // steps done
+    int64_t *since_fired;   // (N) steps since each latent last fired (act > 0)
+    int64_t *window_count;  // (N) firings in the current density window
+    int64_t window_steps;
+    float *log10_density;   // (N) last complete window (or -10 before one completes)
+    int have_density;
+    uint8_t *dead;          // (N) scratch
+    float *x;               // (B, D) current batch
+    arch_work work;
+    cterp_train_metrics last;
+    double t_start, elapsed_before; // wall time (elapsed_before: previous runs of a resumed job)
+    // output
+    char *out_dir;
+    FILE *metrics_file;
+    cterp_train_log_fn log;
+    void *log_user;
+};
+
+// Allocates the state for cfg and src with zeroed parameters (no initialisation).
+cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config *cfg,
+                           cterp_act_source *src);
+
+#endif
