@@ -13,7 +13,9 @@
 
 static char root[512];
 
-static void path_of(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", root, name); }
+static void path_of(char *out, size_t n, const char *name) {
+    snprintf(out, n, "%s/%s", root, name);
+}
 
 static void write_text(const char *dir, const char *name, const char *text) {
     file_mkdirs(dir);
@@ -86,7 +88,9 @@ static int is_str(const cJSON *j, const char *s) {
     return cJSON_IsString(j) && !strcmp(j->valuestring, s);
 }
 
-static int is_num(const cJSON *j, double v) { return cJSON_IsNumber(j) && j->valuedouble == v; }
+static int is_num(const cJSON *j, double v) {
+    return cJSON_IsNumber(j) && j->valuedouble == v;
+}
 
 // cfg.json as SAELens v6.18 writes it (reference/saelens.md section 4)
 static void check_cfg(const char *dir, const cterp_sae *s) {
@@ -118,7 +122,8 @@ static void check_cfg(const char *dir, const cterp_sae *s) {
     CHECK(is_num(get(m, "context_size"), 1024));
     CHECK(cJSON_IsTrue(get(m, "prepend_bos")));
     const cJSON *sl = get(m, "seqpos_slice");
-    CHECK(cJSON_IsArray(sl) && cJSON_GetArraySize(sl) == 1 && cJSON_IsNull(cJSON_GetArrayItem(sl, 0)));
+    CHECK(cJSON_IsArray(sl) && cJSON_GetArraySize(sl) == 1 &&
+          cJSON_IsNull(cJSON_GetArrayItem(sl, 0)));
     CHECK(is_str(get(m, "dataset_path"), "monology/pile-uncopyrighted"));
     const cJSON *kw = get(m, "model_from_pretrained_kwargs");
     CHECK(cJSON_IsObject(kw) && cJSON_IsFalse(get(kw, "center_writing_weights")));
@@ -249,14 +254,18 @@ static void write_weights(const char *dir, st_dtype dt, int64_t D, int64_t N, in
         float b = -(float)i / 2, t = 0.25f;
         uint16_t hb = dt == ST_F16 ? f32_to_f16(b) : f32_to_bf16(b);
         uint16_t ht = dt == ST_F16 ? f32_to_f16(t) : f32_to_bf16(t);
-        if (dt == ST_F32) memcpy(b_enc + 4 * i, &b, 4), memcpy(thr + 4 * i, &t, 4);
-        else memcpy(b_enc + 2 * i, &hb, 2), memcpy(thr + 2 * i, &ht, 2);
+        if (dt == ST_F32)
+            memcpy(b_enc + 4 * i, &b, 4), memcpy(thr + 4 * i, &t, 4);
+        else
+            memcpy(b_enc + 2 * i, &hb, 2), memcpy(thr + 2 * i, &ht, 2);
     }
     for (int64_t d = 0; d < D; d++) {
         float b = (float)d / 16;
         uint16_t hb = dt == ST_F16 ? f32_to_f16(b) : f32_to_bf16(b);
-        if (dt == ST_F32) memcpy(b_dec + 4 * d, &b, 4);
-        else memcpy(b_dec + 2 * d, &hb, 2);
+        if (dt == ST_F32)
+            memcpy(b_dec + 4 * d, &b, 4);
+        else
+            memcpy(b_dec + 2 * d, &hb, 2);
     }
     int64_t sDN[2] = {D, N}, sND[2] = {N, D};
     st_writer w;
@@ -340,15 +349,16 @@ static void test_saelens_v5(void) {
 
     // SAELens v6 jumprelu as written by SAELens (f32), with v6 metadata variants
     path_of(dir, sizeof dir, "v6_jumprelu");
-    write_text(dir, "cfg.json",
-               "{\"d_in\":4,\"d_sae\":6,\"dtype\":\"float32\",\"device\":\"cpu\","
-               "\"apply_b_dec_to_input\":false,\"normalize_activations\":\"none\","
-               "\"reshape_activations\":\"hook_z\",\"architecture\":\"jumprelu\","
-               "\"metadata\":{\"sae_lens_version\":\"6.18.0\",\"sae_lens_training_version\":"
-               "\"6.18.0\",\"model_name\":\"gemma-2-2b\",\"hook_name\":\"blocks.12.hook_resid_post\","
-               "\"hook_head_index\":null,\"context_size\":1024,\"prepend_bos\":true,"
-               "\"seqpos_slice\":[null],\"dataset_path\":\"x\",\"exclude_special_tokens\":[0,1,2],"
-               "\"sequence_separator_token\":null,\"neuronpedia_id\":\"gemma-2-2b/12-res\"}}");
+    write_text(
+        dir, "cfg.json",
+        "{\"d_in\":4,\"d_sae\":6,\"dtype\":\"float32\",\"device\":\"cpu\","
+        "\"apply_b_dec_to_input\":false,\"normalize_activations\":\"none\","
+        "\"reshape_activations\":\"hook_z\",\"architecture\":\"jumprelu\","
+        "\"metadata\":{\"sae_lens_version\":\"6.18.0\",\"sae_lens_training_version\":"
+        "\"6.18.0\",\"model_name\":\"gemma-2-2b\",\"hook_name\":\"blocks.12.hook_resid_post\","
+        "\"hook_head_index\":null,\"context_size\":1024,\"prepend_bos\":true,"
+        "\"seqpos_slice\":[null],\"dataset_path\":\"x\",\"exclude_special_tokens\":[0,1,2],"
+        "\"sequence_separator_token\":null,\"neuronpedia_id\":\"gemma-2-2b/12-res\"}}");
     write_weights(dir, ST_F32, 4, 6, 1, NULL);
     CHECK_OK(cterp_sae_load(dir, &s));
     if (s) {
@@ -386,7 +396,8 @@ static void test_errors(void) {
         {"{\"d_in\":\"abc\",\"d_sae\":6}", "d_in: expected an integer, found \"abc\"", NULL},
         {"{\"d_in\":4.5,\"d_sae\":6}", "d_in: expected an integer", NULL},
         {"{\"d_in\":0,\"d_sae\":6}", "d_in: expected 1..", NULL},
-        {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"foo\"}", "architecture 'foo' is unknown", NULL},
+        {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"foo\"}", "architecture 'foo' is unknown",
+         NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"gated\"}", "architecture 'gated'",
          "not supported"},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"transcoder\",\"d_out\":4}",
@@ -397,14 +408,15 @@ static void test_errors(void) {
         {"{\"d_in\":4,\"d_sae\":6,\"dtype\":\"int8\"}", "dtype 'int8'", NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"topk\"}", "missing key 'k'", NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"topk\",\"k\":7}", "k: expected 1..6", NULL},
-        {"{\"d_in\":4,\"d_sae\":6,\"activation_fn_str\":\"tanh-relu\"}", "activation_fn 'tanh-relu'",
-         NULL},
+        {"{\"d_in\":4,\"d_sae\":6,\"activation_fn_str\":\"tanh-relu\"}",
+         "activation_fn 'tanh-relu'", NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"normalize_activations\":\"sqrt\"}",
          "normalize_activations 'sqrt'", NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"apply_b_dec_to_input\":\"yes\"}",
          "apply_b_dec_to_input: expected true or false", NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"metadata\":{\"context_size\":\"long\"}}", "context_size", NULL},
-        {"{\"d_in\":4,\"d_sae\":6,\"reshape_activations\":\"hook_q\"}", "reshape_activations", NULL},
+        {"{\"d_in\":4,\"d_sae\":6,\"reshape_activations\":\"hook_q\"}", "reshape_activations",
+         NULL},
         {"{\"d_in\":4,\"d_sae\":6", "not valid JSON", NULL},
         {"\x01\x02 garbage", "not valid JSON", NULL},
         {"[4, 6]", "expected a JSON object", NULL},

@@ -9,7 +9,9 @@
 
 static char dir[512];
 
-static void path_of(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
+static void path_of(char *out, size_t n, const char *name) {
+    snprintf(out, n, "%s/%s", dir, name);
+}
 
 static void write_bytes(const char *path, const void *buf, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -116,11 +118,11 @@ static void test_round_trip(void) {
         st_dtype dt;
         const void *src;
         size_t n;
-    } exp[] = {{"f64", ST_F64, f64, 16}, {"i64", ST_I64, i64, 16},  {"u64", ST_U64, u64, 16},
+    } exp[] = {{"f64", ST_F64, f64, 16},       {"i64", ST_I64, i64, 16}, {"u64", ST_U64, u64, 16},
                {"scalar", ST_F64, &scalar, 8}, {"f32", ST_F32, f32, 24}, {"i32", ST_I32, i32, 8},
-               {"u32", ST_U32, u32, 8},     {"f16", ST_F16, f16, 6},    {"bf16", ST_BF16, bf16, 6},
-               {"i16", ST_I16, i16, 4},     {"u16", ST_U16, u16, 4},    {"bool", ST_BOOL, b, 5},
-               {"u8", ST_U8, u8, 3},        {"i8", ST_I8, i8, 3},       {"f8", ST_F8_E4M3, f8, 2}};
+               {"u32", ST_U32, u32, 8},        {"f16", ST_F16, f16, 6},  {"bf16", ST_BF16, bf16, 6},
+               {"i16", ST_I16, i16, 4},        {"u16", ST_U16, u16, 4},  {"bool", ST_BOOL, b, 5},
+               {"u8", ST_U8, u8, 3},           {"i8", ST_I8, i8, 3},     {"f8", ST_F8_E4M3, f8, 2}};
     for (size_t i = 0; i < sizeof exp / sizeof exp[0]; i++) {
         const st_tensor *t = st_find(&f, exp[i].name);
         CHECK_MSG(t && t->dtype == exp[i].dt && t->nbytes == exp[i].n &&
@@ -325,12 +327,13 @@ static void test_corrupt(void) {
          8, "overflows"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}}", 8,
          "shape[0]"}, // beyond 2^53: not exact in a double
-        {"{\"a\":{\"dtype\":\"F64\",\"shape\":[1125899906842624,1024],\"data_offsets\":[0,8]}}",
-         8, "overflow"},
+        {"{\"a\":{\"dtype\":\"F64\",\"shape\":[1125899906842624,1024],\"data_offsets\":[0,8]}}", 8,
+         "overflow"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "shape[0]"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", 8, "shape[0]"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":\"2\",\"data_offsets\":[0,8]}}", 8, "shape"},
-        {"{\"a\":{\"dtype\":\"Q4_0\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "unknown dtype 'Q4_0'"},
+        {"{\"a\":{\"dtype\":\"Q4_0\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+         "unknown dtype 'Q4_0'"},
         {"{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "dtype"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
          "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",

@@ -106,8 +106,9 @@ static cterp_status parse_npy(npy_file *f) {
                            major, minor);
     }
     if (hlen > size - pre)
-        return cterp_error(CTERP_EFORMAT, "%s: header length %zu is larger than the file (%zu bytes)",
-                           P, hlen, size);
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: header length %zu is larger than the file (%zu bytes)", P, hlen,
+                           size);
     cur c = {(const char *)m + pre, (const char *)m + pre + hlen};
     char descr[32] = "", key[64];
     int have_descr = 0, have_order = 0, have_shape = 0, fortran = 0, nd = 0;
@@ -125,9 +126,12 @@ static cterp_status parse_npy(npy_file *f) {
                                    P);
             have_descr = 1;
         } else if (!strcmp(key, "fortran_order")) {
-            if (parse_word(&c, "True")) fortran = 1;
-            else if (parse_word(&c, "False")) fortran = 0;
-            else return cterp_error(CTERP_EFORMAT, "%s: fortran_order: expected True or False", P);
+            if (parse_word(&c, "True"))
+                fortran = 1;
+            else if (parse_word(&c, "False"))
+                fortran = 0;
+            else
+                return cterp_error(CTERP_EFORMAT, "%s: fortran_order: expected True or False", P);
             have_order = 1;
         } else if (!strcmp(key, "shape")) {
             if (!parse_tuple(&c, dims, 8, &nd))
@@ -143,15 +147,20 @@ static cterp_status parse_npy(npy_file *f) {
     }
     if (!have_descr || !have_order || !have_shape)
         return cterp_error(CTERP_EFORMAT, "%s: header: missing key '%s'", P,
-                           !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
+                           !have_descr   ? "descr"
+                           : !have_order ? "fortran_order"
+                                         : "shape");
     if (fortran)
         return cterp_error(CTERP_EFORMAT,
                            "%s: fortran_order is True; expected C order (save with "
                            "np.ascontiguousarray)",
                            P);
-    if (!strcmp(descr, "<f4")) f->elem_size = 4;
-    else if (!strcmp(descr, "<f2")) f->elem_size = 2;
-    else if (!strcmp(descr, "<f8")) f->elem_size = 8;
+    if (!strcmp(descr, "<f4"))
+        f->elem_size = 4;
+    else if (!strcmp(descr, "<f2"))
+        f->elem_size = 2;
+    else if (!strcmp(descr, "<f8"))
+        f->elem_size = 8;
     else
         return cterp_error(CTERP_EFORMAT, "%s: descr '%s': expected '<f4' (or '<f2', '<f8')", P,
                            descr);
@@ -226,10 +235,10 @@ cterp_status npy_write_f32(const char *path, const float *data, int64_t rows, in
         return cterp_error(CTERP_EINVAL, "%s: bad shape (%" PRId64 ", %" PRId64 ")", path, rows,
                            cols);
     char hdr[128];
-    int n = snprintf(hdr, sizeof hdr,
-                     "{'descr': '<f4', 'fortran_order': False, 'shape': (%" PRId64 ", %" PRId64
-                     "), }",
-                     rows, cols);
+    int n =
+        snprintf(hdr, sizeof hdr,
+                 "{'descr': '<f4', 'fortran_order': False, 'shape': (%" PRId64 ", %" PRId64 "), }",
+                 rows, cols);
     // pad so magic + header ends on a multiple of 64 (as numpy does), '\n' last
     size_t total = 10 + (size_t)n + 1;
     size_t pad = (64 - total % 64) % 64;

@@ -58,8 +58,10 @@ static cJSON *build_cfg(const cterp_sae *sae) {
     cJSON_AddStringToObject(meta, "model_name", m->model_name);
     cJSON_AddStringToObject(meta, "model_class_name", "HookedTransformer");
     cJSON_AddStringToObject(meta, "hook_name", m->hook_name);
-    if (m->hook_head_index >= 0) cJSON_AddNumberToObject(meta, "hook_head_index", m->hook_head_index);
-    else cJSON_AddNullToObject(meta, "hook_head_index");
+    if (m->hook_head_index >= 0)
+        cJSON_AddNumberToObject(meta, "hook_head_index", m->hook_head_index);
+    else
+        cJSON_AddNullToObject(meta, "hook_head_index");
     cJSON_AddNumberToObject(meta, "context_size", m->context_size);
     cJSON_AddBoolToObject(meta, "prepend_bos", m->prepend_bos != 0);
     cJSON *slice = cJSON_AddArrayToObject(meta, "seqpos_slice");
@@ -71,10 +73,12 @@ static cJSON *build_cfg(const cterp_sae *sae) {
     // SAELens takes "bos"/"eos"/"sep", a token id, or null
     const char *sep = m->sequence_separator_token;
     size_t nd = strspn(sep, "0123456789");
-    if (!sep[0]) cJSON_AddNullToObject(meta, "sequence_separator_token");
+    if (!sep[0])
+        cJSON_AddNullToObject(meta, "sequence_separator_token");
     else if (nd == strlen(sep) && nd < 10)
         cJSON_AddNumberToObject(meta, "sequence_separator_token", atoi(sep));
-    else cJSON_AddStringToObject(meta, "sequence_separator_token", sep);
+    else
+        cJSON_AddStringToObject(meta, "sequence_separator_token", sep);
     cJSON_AddBoolToObject(meta, "disable_concat_sequences", m->disable_concat_sequences != 0);
     cJSON_AddNullToObject(meta, "neuronpedia_id");
     if (m->training_tokens > 0)
@@ -184,15 +188,16 @@ static cterp_status type_error(const cfg_t *c, const char *key, const char *want
     return cterp_error(CTERP_EFORMAT, "%s: %s: expected %s, found %s", c->path, key, want, found);
 }
 
-static cterp_status get_int(const cfg_t *c, const cJSON *j, const char *key, int64_t lo,
-                            int64_t hi, int64_t *out) {
+static cterp_status get_int(const cfg_t *c, const cJSON *j, const char *key, int64_t lo, int64_t hi,
+                            int64_t *out) {
     if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble) ||
         fabs(j->valuedouble) > 9007199254740992.0)
         return type_error(c, key, "an integer", j);
     int64_t v = (int64_t)j->valuedouble;
     if (v < lo || v > hi)
-        return cterp_error(CTERP_EFORMAT, "%s: %s: expected %" PRId64 "..%" PRId64 ", found %" PRId64,
-                           c->path, key, lo, hi, v);
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: %s: expected %" PRId64 "..%" PRId64 ", found %" PRId64, c->path,
+                           key, lo, hi, v);
     *out = v;
     return CTERP_OK;
 }
@@ -204,8 +209,8 @@ static cterp_status req_int(const cfg_t *c, const char *key, int64_t lo, int64_t
 }
 
 // Optional integer: *out unchanged when absent or null.
-static cterp_status opt_int(const cfg_t *c, const cJSON *j, const char *key, int64_t lo,
-                            int64_t hi, int *out) {
+static cterp_status opt_int(const cfg_t *c, const cJSON *j, const char *key, int64_t lo, int64_t hi,
+                            int *out) {
     if (!j) return CTERP_OK;
     int64_t v;
     cterp_status s = get_int(c, j, key, lo, hi, &v);
@@ -221,7 +226,8 @@ static cterp_status opt_bool(const cfg_t *c, const char *key, int *out) {
     return CTERP_OK;
 }
 
-static cterp_status opt_str(const cfg_t *c, const cJSON *j, const char *key, char *out, size_t cap) {
+static cterp_status opt_str(const cfg_t *c, const cJSON *j, const char *key, char *out,
+                            size_t cap) {
     if (!j) return CTERP_OK;
     if (!cJSON_IsString(j)) return type_error(c, key, "a string", j);
     size_t n = strlen(j->valuestring);
@@ -241,8 +247,8 @@ static int in_list(const char *s, const char *const *list) {
 // Architecture, k and activation settings; handles v5's activation_fn "topk" on "standard".
 static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, int *k,
                                int *rescale) {
-    static const char *const unsupported[] = {"gated", "transcoder", "skip_transcoder",
-                                              "jumprelu_transcoder", "clt", NULL};
+    static const char *const unsupported[] = {
+        "gated", "transcoder", "skip_transcoder", "jumprelu_transcoder", "clt", NULL};
     static const char *const training[] = {"batchtopk", "matryoshka_batchtopk", NULL};
     const cJSON *ja = cfg_get(c, "architecture");
     const char *name = "standard"; // v5 configs before the field existed
@@ -260,9 +266,12 @@ static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, 
                            "%s: architecture '%s' is a SAELens training checkpoint, not supported "
                            "(load the final output, which SAELens saves as jumprelu)",
                            c->path, name);
-    if (!strcmp(name, "standard")) *arch = CTERP_ARCH_STANDARD;
-    else if (!strcmp(name, "topk")) *arch = CTERP_ARCH_TOPK;
-    else if (!strcmp(name, "jumprelu")) *arch = CTERP_ARCH_JUMPRELU;
+    if (!strcmp(name, "standard"))
+        *arch = CTERP_ARCH_STANDARD;
+    else if (!strcmp(name, "topk"))
+        *arch = CTERP_ARCH_TOPK;
+    else if (!strcmp(name, "jumprelu"))
+        *arch = CTERP_ARCH_JUMPRELU;
     else
         return cterp_error(CTERP_EFORMAT,
                            "%s: architecture '%s' is unknown (expected standard, topk or jumprelu)",
@@ -272,7 +281,8 @@ static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, 
     const cJSON *jf = cfg_get2(c, "activation_fn", "activation_fn_str");
     if (*arch == CTERP_ARCH_STANDARD && jf) {
         if (!cJSON_IsString(jf)) return type_error(c, "activation_fn", "a string", jf);
-        if (!strcmp(jf->valuestring, "topk")) *arch = CTERP_ARCH_TOPK;
+        if (!strcmp(jf->valuestring, "topk"))
+            *arch = CTERP_ARCH_TOPK;
         else if (strcmp(jf->valuestring, "relu") != 0)
             return cterp_error(CTERP_EFORMAT,
                                "%s: activation_fn '%s' is not supported (expected relu or topk)",
@@ -319,8 +329,10 @@ static cterp_status parse_meta(const cfg_t *c, cterp_sae_meta *m) {
     }
     // SAELens also allows a list of token ids here; cterp keeps only "some are excluded"
     if ((j = cfg_get(c, "exclude_special_tokens"))) {
-        if (cJSON_IsArray(j)) m->exclude_special_tokens = cJSON_GetArraySize(j) > 0;
-        else if ((s = opt_bool(c, "exclude_special_tokens", &m->exclude_special_tokens))) return s;
+        if (cJSON_IsArray(j))
+            m->exclude_special_tokens = cJSON_GetArraySize(j) > 0;
+        else if ((s = opt_bool(c, "exclude_special_tokens", &m->exclude_special_tokens)))
+            return s;
     }
     j = cfg_get(c, "sequence_separator_token");
     // null means no separator; a token id is kept as its decimal string
@@ -334,7 +346,8 @@ static cterp_status parse_meta(const cfg_t *c, cterp_sae_meta *m) {
                          sizeof m->sequence_separator_token)))
             return s;
     } else if (!cJSON_GetObjectItemCaseSensitive(c->root, "sequence_separator_token") &&
-               !(c->meta && cJSON_GetObjectItemCaseSensitive(c->meta, "sequence_separator_token"))) {
+               !(c->meta &&
+                 cJSON_GetObjectItemCaseSensitive(c->meta, "sequence_separator_token"))) {
         strcpy(m->sequence_separator_token, "bos"); // absent (v5): SAELens's default
     }
     return CTERP_OK;
@@ -434,7 +447,8 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
     const int64_t D = v->d_in, N = v->d_sae;
     int64_t sh_DN[2] = {D, N}, sh_ND[2] = {N, D};
     const char *thr_name = "threshold";
-    if (v->arch == CTERP_ARCH_JUMPRELU && !st_find(&st, "threshold") && st_find(&st, "log_threshold"))
+    if (v->arch == CTERP_ARCH_JUMPRELU && !st_find(&st, "threshold") &&
+        st_find(&st, "log_threshold"))
         thr_name = "log_threshold"; // a training-time parameterisation
     cterp_sae *sae = NULL;
     float *tmp = NULL;

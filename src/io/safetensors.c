@@ -18,19 +18,20 @@ static const struct {
     const char *name;
     size_t size;
 } dtypes[ST_N_DTYPES] = {
-    [ST_BOOL] = {"BOOL", 1},   [ST_U8] = {"U8", 1},   [ST_I8] = {"I8", 1},
-    [ST_F8_E4M3] = {"F8_E4M3", 1}, [ST_F8_E5M2] = {"F8_E5M2", 1},
-    [ST_I16] = {"I16", 2},     [ST_U16] = {"U16", 2}, [ST_F16] = {"F16", 2},
-    [ST_BF16] = {"BF16", 2},   [ST_I32] = {"I32", 4}, [ST_U32] = {"U32", 4},
-    [ST_F32] = {"F32", 4},     [ST_F64] = {"F64", 8}, [ST_I64] = {"I64", 8},
-    [ST_U64] = {"U64", 8},
+    [ST_BOOL] = {"BOOL", 1},       [ST_U8] = {"U8", 1},           [ST_I8] = {"I8", 1},
+    [ST_F8_E4M3] = {"F8_E4M3", 1}, [ST_F8_E5M2] = {"F8_E5M2", 1}, [ST_I16] = {"I16", 2},
+    [ST_U16] = {"U16", 2},         [ST_F16] = {"F16", 2},         [ST_BF16] = {"BF16", 2},
+    [ST_I32] = {"I32", 4},         [ST_U32] = {"U32", 4},         [ST_F32] = {"F32", 4},
+    [ST_F64] = {"F64", 8},         [ST_I64] = {"I64", 8},         [ST_U64] = {"U64", 8},
 };
 
 const char *st_dtype_name(st_dtype t) {
     return (unsigned)t < ST_N_DTYPES ? dtypes[t].name : "unknown";
 }
 
-size_t st_dtype_size(st_dtype t) { return (unsigned)t < ST_N_DTYPES ? dtypes[t].size : 0; }
+size_t st_dtype_size(st_dtype t) {
+    return (unsigned)t < ST_N_DTYPES ? dtypes[t].size : 0;
+}
 
 cterp_status st_dtype_parse(const char *name, st_dtype *out) {
     for (int i = 0; i < ST_N_DTYPES; i++)
@@ -94,7 +95,8 @@ static cterp_status parse_metadata(st_file *f, const cJSON *meta) {
     int n = cJSON_GetArraySize(meta);
     f->meta_keys = calloc((size_t)n + 1, sizeof(char *));
     f->meta_vals = calloc((size_t)n + 1, sizeof(char *));
-    if (!f->meta_keys || !f->meta_vals) return cterp_error(CTERP_ENOMEM, "%s: out of memory", f->path);
+    if (!f->meta_keys || !f->meta_vals)
+        return cterp_error(CTERP_ENOMEM, "%s: out of memory", f->path);
     const cJSON *e;
     cJSON_ArrayForEach(e, meta) {
         if (!cJSON_IsString(e))
@@ -121,7 +123,8 @@ static cterp_status parse_tensor(st_file *f, const cJSON *j, const uint8_t *data
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
     if (!cJSON_IsString(jd))
-        return cterp_error(CTERP_EFORMAT, "%s: tensor '%s': missing or non-string 'dtype'", P, name);
+        return cterp_error(CTERP_EFORMAT, "%s: tensor '%s': missing or non-string 'dtype'", P,
+                           name);
     if (st_dtype_parse(jd->valuestring, &t->dtype) != CTERP_OK)
         return cterp_error(CTERP_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", P, name,
                            jd->valuestring);
@@ -157,8 +160,10 @@ static cterp_status parse_tensor(st_file *f, const cJSON *j, const uint8_t *data
                            "integers",
                            P, name);
     if (b > e)
-        return cterp_error(CTERP_EFORMAT, "%s: tensor '%s': data_offsets [%" PRId64 ", %" PRId64
-                           "] has begin > end", P, name, b, e);
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: tensor '%s': data_offsets [%" PRId64 ", %" PRId64
+                           "] has begin > end",
+                           P, name, b, e);
     if ((uint64_t)e > data_size)
         return cterp_error(CTERP_EFORMAT,
                            "%s: tensor '%s': data_offsets end %" PRId64
@@ -196,19 +201,28 @@ static cterp_status parse_header(st_file *f) {
     if (H > ST_MAX_HEADER)
         return cterp_error(CTERP_EFORMAT, "%s: header length %" PRIu64 " exceeds %" PRIu64 " bytes",
                            P, H, ST_MAX_HEADER);
-    const char *hdr = (const char *)m + 8, *end = NULL;
+    // parsed from a NUL-terminated copy: the mapping may end right after the header
+    char *hdr = malloc((size_t)H + 1);
+    if (!hdr)
+        return cterp_error(CTERP_ENOMEM, "%s: cannot allocate the %" PRIu64 "-byte header", P, H);
+    memcpy(hdr, m + 8, (size_t)H);
+    hdr[H] = 0;
+    const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)H, &end, 0);
     if (!root) {
         size_t at = end && end >= hdr ? (size_t)(end - hdr) : 0;
-        return cterp_error(CTERP_EFORMAT, "%s: header is not valid JSON (near byte %zu of %" PRIu64
-                           ")", P, at, H);
+        free(hdr);
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: header is not valid JSON (near byte %zu of %" PRIu64 ")", P, at, H);
     }
     // the writer pads the header with spaces; anything else after the JSON is corruption
     for (const char *c = end; c < hdr + H; c++)
         if (*c != ' ' && *c != '\t' && *c != '\n' && *c != '\r') {
+            size_t at = (size_t)(c - hdr);
             cJSON_Delete(root);
-            return cterp_error(CTERP_EFORMAT, "%s: unexpected bytes after the header JSON (byte %zu)",
-                               P, (size_t)(c - hdr));
+            free(hdr);
+            return cterp_error(CTERP_EFORMAT,
+                               "%s: unexpected bytes after the header JSON (byte %zu)", P, at);
         }
     cterp_status s = CTERP_OK;
     if (!cJSON_IsObject(root)) {
@@ -243,6 +257,7 @@ static cterp_status parse_header(st_file *f) {
     }
 done:
     cJSON_Delete(root);
+    free(hdr);
     return s;
 }
 
@@ -269,8 +284,8 @@ const char *st_meta_get(const st_file *f, const char *key) {
 }
 
 // The tensor `name` with exactly the expected shape, or an error saying what was found.
-static cterp_status find_shaped(const st_file *f, const char *name, int ndim,
-                                const int64_t *shape, const st_tensor **out) {
+static cterp_status find_shaped(const st_file *f, const char *name, int ndim, const int64_t *shape,
+                                const st_tensor **out) {
     const st_tensor *t = st_find(f, name);
     *out = NULL;
     if (!t) return cterp_error(CTERP_ENOTFOUND, "%s: tensor %s: not found", f->path, name);
@@ -319,7 +334,9 @@ static inline double load_float(const st_tensor *t, int64_t i) {
     }
 }
 
-static int is_float(st_dtype d) { return d == ST_F32 || d == ST_F64 || d == ST_F16 || d == ST_BF16; }
+static int is_float(st_dtype d) {
+    return d == ST_F32 || d == ST_F64 || d == ST_F16 || d == ST_BF16;
+}
 
 cterp_status st_read_f32(const st_file *f, const char *name, float *out, int ndim,
                          const int64_t *shape) {
@@ -360,21 +377,46 @@ static int load_int(const st_tensor *t, int64_t i, int64_t *sv, uint64_t *uv) {
     } v;
     memcpy(&v, p, dtypes[t->dtype].size);
     switch (t->dtype) {
-    case ST_BOOL: *uv = v.u8 != 0; *sv = (int64_t)*uv; return 1;
-    case ST_U8: *uv = v.u8; *sv = v.u8; return 1;
-    case ST_U16: *uv = v.u16; *sv = v.u16; return 1;
-    case ST_U32: *uv = v.u32; *sv = v.u32; return 1;
-    case ST_U64: *uv = v.u64; *sv = (int64_t)v.u64; return v.u64 <= (uint64_t)INT64_MAX ? 1 : 2;
-    case ST_I8: *sv = v.i8; break;
-    case ST_I16: *sv = v.i16; break;
-    case ST_I32: *sv = v.i32; break;
-    default: *sv = v.i64; break; // ST_I64
+    case ST_BOOL:
+        *uv = v.u8 != 0;
+        *sv = (int64_t)*uv;
+        return 1;
+    case ST_U8:
+        *uv = v.u8;
+        *sv = v.u8;
+        return 1;
+    case ST_U16:
+        *uv = v.u16;
+        *sv = v.u16;
+        return 1;
+    case ST_U32:
+        *uv = v.u32;
+        *sv = v.u32;
+        return 1;
+    case ST_U64:
+        *uv = v.u64;
+        *sv = (int64_t)v.u64;
+        return v.u64 <= (uint64_t)INT64_MAX ? 1 : 2;
+    case ST_I8:
+        *sv = v.i8;
+        break;
+    case ST_I16:
+        *sv = v.i16;
+        break;
+    case ST_I32:
+        *sv = v.i32;
+        break;
+    default:
+        *sv = v.i64;
+        break; // ST_I64
     }
     *uv = (uint64_t)*sv;
     return *sv >= 0 ? 1 : 3; // 3: negative
 }
 
-static int is_int(st_dtype d) { return !is_float(d) && d != ST_F8_E4M3 && d != ST_F8_E5M2; }
+static int is_int(st_dtype d) {
+    return !is_float(d) && d != ST_F8_E4M3 && d != ST_F8_E5M2;
+}
 
 cterp_status st_read_i64(const st_file *f, const char *name, int64_t *out, int ndim,
                          const int64_t *shape) {
@@ -385,8 +427,10 @@ cterp_status st_read_i64(const st_file *f, const char *name, int64_t *out, int n
     for (int64_t i = 0; i < t->nelem; i++) {
         uint64_t u;
         if (load_int(t, i, &out[i], &u) == 2)
-            return cterp_error(CTERP_EFORMAT, "%s: tensor %s: element %" PRId64 " (%" PRIu64
-                               ") does not fit in i64", f->path, name, i, u);
+            return cterp_error(CTERP_EFORMAT,
+                               "%s: tensor %s: element %" PRId64 " (%" PRIu64
+                               ") does not fit in i64",
+                               f->path, name, i, u);
     }
     return CTERP_OK;
 }
@@ -400,8 +444,9 @@ cterp_status st_read_u64(const st_file *f, const char *name, uint64_t *out, int 
     for (int64_t i = 0; i < t->nelem; i++) {
         int64_t sv;
         if (load_int(t, i, &sv, &out[i]) == 3)
-            return cterp_error(CTERP_EFORMAT, "%s: tensor %s: element %" PRId64 " is negative (%"
-                               PRId64 ")", f->path, name, i, sv);
+            return cterp_error(CTERP_EFORMAT,
+                               "%s: tensor %s: element %" PRId64 " is negative (%" PRId64 ")",
+                               f->path, name, i, sv);
     }
     return CTERP_OK;
 }
@@ -419,7 +464,9 @@ cterp_status st_read_raw(const st_file *f, const char *name, st_dtype dtype, voi
 // ---------------------------------------------------------------------------------------------
 // writer
 
-void st_writer_init(st_writer *w) { memset(w, 0, sizeof *w); }
+void st_writer_init(st_writer *w) {
+    memset(w, 0, sizeof *w);
+}
 
 void st_writer_free(st_writer *w) {
     if (!w) return;
@@ -524,7 +571,9 @@ static void sb_put(sbuf *b, const char *p, size_t n) {
     b->s[b->len] = 0;
 }
 
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(sbuf *b, const char *s) {
+    sb_put(b, s, strlen(s));
+}
 
 // A JSON string literal; bytes >= 0x80 (UTF-8) pass through unchanged.
 static void sb_json_str(sbuf *b, const char *s) {
@@ -623,8 +672,10 @@ cterp_status st_write(const st_writer *w, const char *path) {
     s = file_atomic_write(&fa, len8, 8);
     if (!s) s = file_atomic_write(&fa, h.s, h.len);
     for (int i = 0; !s && i < w->n; i++) s = file_atomic_write(&fa, w->entries[i].data, nbytes[i]);
-    if (s) file_atomic_abort(&fa);
-    else s = file_atomic_commit(&fa);
+    if (s)
+        file_atomic_abort(&fa);
+    else
+        s = file_atomic_commit(&fa);
 fail:
     free(h.s);
     free(nbytes);
