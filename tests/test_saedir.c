@@ -483,6 +483,7 @@ static void test_errors(void) {
     expect_load_fails(dir, "no_cfg/cfg.json", "cannot open", NULL);
     path_of(dir, sizeof dir, "does_not_exist");
     expect_load_fails(dir, "does_not_exist", "not a directory", NULL);
+    CHECK(!file_exists(dir)); // loading creates nothing
     path_of(dir, sizeof dir, "no_cfg/sae_weights.safetensors");
     expect_load_fails(dir, "not a directory", NULL, NULL);
     CHECK(cterp_sae_load(dir, NULL) == CTERP_EINVAL);
