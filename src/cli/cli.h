@@ -9,6 +9,8 @@ typedef struct {
 } cli_command;
 
 int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #include "cterp/toy.h"
 #include "cterp/train.h"

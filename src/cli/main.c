@@ -7,6 +7,8 @@
 static const cli_command commands[] = {
     {"demo", "train an SAE on the built-in toy model of superposition and report recovery",
      cmd_demo},
+    {"train", "train an SAE: --toy | --acts FILE (see cterp train --help)", cmd_train},
+    {"inspect", "describe a saved SAE directory", cmd_inspect},
 };
 
 static void usage(FILE *f) {

@@ -1,10 +1,211 @@
-// Checkpoints and the final save (written once the safetensors module lands).
+// Checkpoints: the SAE directory (loadable by SAELens) + trainer_state.safetensors (parameters
+// in training form, Adam moments, firing counters, schedule position, data position) +
+// train_config.json. A checkpoint is written into "<dir>.tmp" and renamed into place, so a crash
+// leaves the previous checkpoint whole.
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/file.h"
+#include "io/safetensors.h"
 #include "train/trainer_impl.h"
 
-cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir) {
-    return cterp_error(CTERP_EINVAL, "%s: checkpoints not available yet", dir);
+#define STATE_FORMAT "cterp-trainer-state"
+#define STATE_VERSION "1"
+
+static void current_density(const cterp_trainer *t, float *out) {
+    if (t->have_density || t->window_steps == 0) {
+        memcpy(out, t->log10_density, (size_t)t->N * sizeof(float));
+        return;
+    }
+    double tokens = (double)t->window_steps * t->B;
+    for (int64_t i = 0; i < t->N; i++) out[i] = (float)log10((double)t->window_count[i] / tokens + 1e-10);
 }
 
 cterp_status cterp_trainer_save(const cterp_trainer *t, const char *dir) {
-    return cterp_error(CTERP_EINVAL, "%s: save not available yet", dir);
+    cterp_sae *sae;
+    cterp_status s = cterp_trainer_export(t, &sae);
+    if (s) return s;
+    float *dens = malloc((size_t)t->N * sizeof(float));
+    if (!dens) {
+        cterp_sae_free(sae);
+        return cterp_error(CTERP_ENOMEM, "save: out of memory");
+    }
+    current_density(t, dens);
+    s = cterp_sae_save(sae, dir, dens);
+    free(dens);
+    cterp_sae_free(sae);
+    return s;
+}
+
+static cterp_status remove_tree(const char *path) {
+    if (!file_exists(path)) return CTERP_OK;
+    // only our own checkpoint files live here: remove them one by one, then the directory
+    static const char *names[] = {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors",
+                                  "trainer_state.safetensors", "train_config.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *p = file_join(path, names[i]);
+        if (p) unlink(p);
+        free(p);
+    }
+    if (rmdir(path) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot remove (unexpected files inside?): %s", path, strerror(errno));
+    return CTERP_OK;
+}
+
+static cterp_status write_state(const cterp_trainer *t, const char *path) {
+    st_writer w;
+    st_writer_init(&w);
+    const int64_t N = t->N;
+    int64_t np = (int64_t)t->sae->n_params;
+    int64_t ints[8] = {t->step, t->window_steps, t->have_density, t->initialized, t->D, N, t->B, t->steps};
+    double dbl[3] = {t->topk_threshold, t->scale, t->elapsed_before};
+    uint64_t src_state[16];
+    int nsrc = t->src->get_state ? t->src->get_state(t->src->ctx, src_state, 16) : 0;
+    int64_t s8 = 8, s3 = 3, sn = nsrc;
+    cterp_status s = CTERP_OK;
+    s = s ? s : st_writer_add(&w, "state_f64", ST_F64, 1, &s3, dbl);
+    s = s ? s : st_writer_add(&w, "state_i64", ST_I64, 1, &s8, ints);
+    s = s ? s : st_writer_add(&w, "since_fired", ST_I64, 1, &N, t->since_fired);
+    s = s ? s : st_writer_add(&w, "window_count", ST_I64, 1, &N, t->window_count);
+    if (nsrc > 0) s = s ? s : st_writer_add(&w, "source_state", ST_U64, 1, &sn, src_state);
+    s = s ? s : st_writer_add(&w, "params", ST_F32, 1, &np, t->sae->params);
+    s = s ? s : st_writer_add(&w, "adam_m", ST_F32, 1, &np, t->adam_m);
+    s = s ? s : st_writer_add(&w, "adam_v", ST_F32, 1, &np, t->adam_v);
+    s = s ? s : st_writer_add(&w, "log10_density", ST_F32, 1, &N, t->log10_density);
+    if (t->log_thr) {
+        s = s ? s : st_writer_add(&w, "log_threshold", ST_F32, 1, &N, t->log_thr);
+        s = s ? s : st_writer_add(&w, "log_threshold_adam_m", ST_F32, 1, &N, t->thr_m);
+        s = s ? s : st_writer_add(&w, "log_threshold_adam_v", ST_F32, 1, &N, t->thr_v);
+    }
+    s = s ? s : st_writer_meta(&w, "format", STATE_FORMAT);
+    s = s ? s : st_writer_meta(&w, "version", STATE_VERSION);
+    s = s ? s : st_writer_meta(&w, "source", t->src->description);
+    s = s ? s : st_write(&w, path);
+    st_writer_free(&w);
+    return s;
+}
+
+cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir) {
+    size_t n = strlen(dir);
+    char *tmp = malloc(n + 8), *old = malloc(n + 8);
+    char *state = NULL, *cfgp = NULL;
+    cterp_status s = CTERP_OK;
+    if (!tmp || !old) {
+        s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
+        goto done;
+    }
+    snprintf(tmp, n + 8, "%s.tmp", dir);
+    snprintf(old, n + 8, "%s.old", dir);
+    if ((s = remove_tree(tmp)) || (s = file_mkdirs(tmp))) goto done;
+    if ((s = cterp_trainer_save(t, tmp))) goto done;
+    state = file_join(tmp, "trainer_state.safetensors");
+    cfgp = file_join(tmp, "train_config.json");
+    if ((s = write_state(t, state))) goto done;
+    FILE *f = fopen(cfgp, "w");
+    if (!f) {
+        s = cterp_error(CTERP_EIO, "%s: cannot create: %s", cfgp, strerror(errno));
+        goto done;
+    }
+    s = cterp_train_config_write_json(&t->cfg, f);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) s = cterp_error(CTERP_EIO, "%s: write failed", cfgp);
+    fclose(f);
+    if (s) goto done;
+    // swap in: dir -> dir.old, tmp -> dir, remove dir.old
+    if ((s = remove_tree(old))) goto done;
+    if (file_exists(dir) && rename(dir, old) != 0) {
+        s = cterp_error(CTERP_EIO, "%s: cannot move the previous checkpoint aside: %s", dir, strerror(errno));
+        goto done;
+    }
+    if (rename(tmp, dir) != 0) {
+        s = cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", dir, strerror(errno));
+        goto done;
+    }
+    s = remove_tree(old);
+done:
+    free(tmp), free(old), free(state), free(cfgp);
+    return s;
+}
+
+cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_act_source *src) {
+    *out = NULL;
+    char *cfgp = file_join(dir, "train_config.json"), *statep = file_join(dir, "trainer_state.safetensors");
+    cterp_trainer *t = NULL;
+    st_file sf;
+    int sf_open = 0;
+    cterp_status s = CTERP_OK;
+    if (!cfgp || !statep) {
+        s = cterp_error(CTERP_ENOMEM, "resume: out of memory");
+        goto fail;
+    }
+    cterp_train_config cfg;
+    cterp_train_config_default(&cfg);
+    if ((s = cterp_train_config_load_json(&cfg, cfgp))) goto fail;
+    if ((s = st_open(&sf, statep))) goto fail;
+    sf_open = 1;
+    const char *fmt = st_meta_get(&sf, "format"), *ver = st_meta_get(&sf, "version");
+    if (!fmt || strcmp(fmt, STATE_FORMAT) || !ver || strcmp(ver, STATE_VERSION)) {
+        s = cterp_error(CTERP_EFORMAT, "%s: format: expected %s version %s, found %s version %s", statep,
+                        STATE_FORMAT, STATE_VERSION, fmt ? fmt : "(none)", ver ? ver : "(none)");
+        goto fail;
+    }
+    if ((s = trainer_alloc(&t, &cfg, src))) goto fail;
+    int64_t ints[8], s8 = 8, s3 = 3, N = t->N, np = (int64_t)t->sae->n_params;
+    double dbl[3];
+    if ((s = st_read_i64(&sf, "state_i64", ints, 1, &s8))) goto fail;
+    if ((s = st_read_f64(&sf, "state_f64", dbl, 1, &s3))) goto fail;
+    if (ints[4] != t->D || ints[5] != N || ints[6] != t->B) {
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: shape: the checkpoint has d_in %lld, d_sae %lld, batch %lld; the data and "
+                        "config give %lld, %lld, %lld",
+                        statep, (long long)ints[4], (long long)ints[5], (long long)ints[6],
+                        (long long)t->D, (long long)N, (long long)t->B);
+        goto fail;
+    }
+    if (ints[0] < 0 || ints[0] > t->steps || ints[1] < 0) {
+        s = cterp_error(CTERP_EFORMAT, "%s: state_i64: step %lld out of range 0..%lld", statep,
+                        (long long)ints[0], (long long)t->steps);
+        goto fail;
+    }
+    t->step = ints[0], t->window_steps = ints[1], t->have_density = ints[2] != 0, t->initialized = ints[3] != 0;
+    t->topk_threshold = dbl[0], t->scale = dbl[1], t->elapsed_before = dbl[2];
+    if (!isfinite(t->scale) || !(t->scale > 0)) {
+        s = cterp_error(CTERP_EFORMAT, "%s: state_f64: input scale %g, expected > 0", statep, t->scale);
+        goto fail;
+    }
+    if ((s = st_read_i64(&sf, "since_fired", t->since_fired, 1, &N))) goto fail;
+    if ((s = st_read_i64(&sf, "window_count", t->window_count, 1, &N))) goto fail;
+    if ((s = st_read_f32(&sf, "params", t->sae->params, 1, &np))) goto fail;
+    if ((s = st_read_f32(&sf, "adam_m", t->adam_m, 1, &np))) goto fail;
+    if ((s = st_read_f32(&sf, "adam_v", t->adam_v, 1, &np))) goto fail;
+    if ((s = st_read_f32(&sf, "log10_density", t->log10_density, 1, &N))) goto fail;
+    if (t->log_thr) {
+        if ((s = st_read_f32(&sf, "log_threshold", t->log_thr, 1, &N))) goto fail;
+        if ((s = st_read_f32(&sf, "log_threshold_adam_m", t->thr_m, 1, &N))) goto fail;
+        if ((s = st_read_f32(&sf, "log_threshold_adam_v", t->thr_v, 1, &N))) goto fail;
+        for (int64_t i = 0; i < N; i++) t->sae->threshold[i] = expf(t->log_thr[i]);
+    }
+    const st_tensor *ss = st_find(&sf, "source_state");
+    if (ss && src->set_state) {
+        int64_t n = ss->nelem;
+        uint64_t st[16];
+        if (n > 16) {
+            s = cterp_error(CTERP_EFORMAT, "%s: source_state: %lld words, expected <= 16", statep, (long long)n);
+            goto fail;
+        }
+        if ((s = st_read_u64(&sf, "source_state", st, 1, &n))) goto fail;
+        if ((s = src->set_state(src->ctx, st, (int)n))) goto fail;
+    }
+    st_close(&sf);
+    free(cfgp), free(statep);
+    *out = t;
+    return CTERP_OK;
+fail:
+    if (sf_open) st_close(&sf);
+    cterp_trainer_free(t);
+    free(cfgp), free(statep);
+    return s;
 }

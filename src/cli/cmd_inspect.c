@@ -1,0 +1,52 @@
+// cterp inspect DIR: describe a saved SAE (SAELens directory or a cterp checkpoint).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/file.h"
+#include "cterp/sae.h"
+
+int cmd_inspect(int argc, char **argv) {
+    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        printf("usage: cterp inspect SAE_DIR\n\nDescribes an SAE directory (cfg.json + "
+               "sae_weights.safetensors, SAELens format).\n");
+        return argc == 2 ? 0 : 2;
+    }
+    const char *path = argv[1];
+    if (!file_is_dir(path)) {
+        fprintf(stderr, "cterp inspect: %s: not an SAE directory\n", path);
+        return 1;
+    }
+    cterp_sae *sae;
+    if (cterp_sae_load(path, &sae)) {
+        fprintf(stderr, "cterp inspect: %s\n", cterp_last_error());
+        return 1;
+    }
+    const int64_t D = sae->d_in, N = sae->d_sae;
+    printf("SAE %s\n", path);
+    printf("  architecture           %s\n", cterp_arch_name(sae->arch));
+    printf("  d_in, d_sae            %lld, %lld (expansion %.1fx)\n", (long long)D, (long long)N, (double)N / D);
+    if (sae->arch == CTERP_ARCH_TOPK) printf("  k                      %d\n", sae->k);
+    printf("  normalize_activations  %s\n", sae->normalize_activations);
+    printf("  apply_b_dec_to_input   %s\n", sae->apply_b_dec_to_input ? "true" : "false");
+    printf("  model, hook            %s, %s\n", sae->meta.model_name[0] ? sae->meta.model_name : "-",
+           sae->meta.hook_name[0] ? sae->meta.hook_name : "-");
+    if (sae->meta.training_tokens) printf("  training tokens        %lld\n", (long long)sae->meta.training_tokens);
+    double nmin = INFINITY, nmax = 0, nsum = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double n2 = 0;
+        for (int64_t d = 0; d < D; d++) n2 += (double)sae->W_dec[i * D + d] * sae->W_dec[i * D + d];
+        double n = sqrt(n2);
+        nmin = fmin(nmin, n), nmax = fmax(nmax, n), nsum += n;
+    }
+    printf("  decoder row norms      min %.4g  mean %.4g  max %.4g\n", nmin, nsum / N, nmax);
+    if (sae->threshold) {
+        double tmin = INFINITY, tmax = -INFINITY, ts = 0;
+        for (int64_t i = 0; i < N; i++) tmin = fmin(tmin, sae->threshold[i]), tmax = fmax(tmax, sae->threshold[i]), ts += sae->threshold[i];
+        printf("  threshold              min %.4g  mean %.4g  max %.4g\n", tmin, ts / N, tmax);
+    }
+    cterp_sae_free(sae);
+    return 0;
+}

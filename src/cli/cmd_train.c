@@ -1,0 +1,160 @@
+// cterp train: --toy | --acts FILE  (the model path, --model, arrives with the model runtime)
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/file.h"
+#include "cterp/toy.h"
+#include "cterp/train.h"
+
+static void usage(void) {
+    printf("usage: cterp train (--toy [toy options] | --acts FILE [--d-in D]) [options]\n\n"
+           "data:\n"
+           "  --toy                   the toy model of superposition (see toy options)\n"
+           "  --acts FILE             activations: .npy float32/16/64 [n, d_in], or raw f32 with --d-in\n"
+           "  --d-in D                row width of a raw f32 file\n"
+           "config:\n"
+           "  --config FILE           JSON object of config fields (\"preset\" applied first)\n"
+           "  --preset NAME           cterp (default) | mlxterp | saelens\n"
+           "  --arch A                standard | topk | batchtopk | jumprelu\n"
+           "  --k K  --expansion-factor E  --d-sae N  --lr X  --lr-scheduler S\n"
+           "  --steps S | --tokens T  --batch B  --seed N\n"
+           "  --FIELD VALUE           any config field (docs/training.md), dashes or underscores\n"
+           "output:\n"
+           "  --out DIR               SAE directory (SAELens format) + metrics.jsonl + checkpoints/\n"
+           "  --resume DIR            continue from a checkpoint directory (same data)\n"
+           "  --quiet                 no progress lines\n"
+           "toy options: --toy-features G --toy-d D --toy-active A --toy-decay R\n"
+           "             --toy-correlation C --toy-mag-min M --toy-mag-max M --toy-seed S\n");
+}
+
+static void progress(const cterp_train_metrics *m, void *user) {
+    int tty = *(int *)user;
+    fprintf(stderr, "%sstep %lld/%lld  %.0f tok/s  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  lr %.3g  eta %.0fs%s",
+            tty ? "\r" : "", (long long)m->step, (long long)m->steps, m->tokens_per_s, m->loss,
+            m->explained_variance, m->l0, 100 * m->dead_fraction, m->lr, m->eta_s, tty ? "   " : "\n");
+    if (tty && m->step == m->steps) fprintf(stderr, "\n");
+}
+
+static int set_toy(cterp_toy_config *tc, const char *name, const char *v) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end) return -1;
+    if (!strcmp(name, "features")) tc->n_features = (int)x;
+    else if (!strcmp(name, "d")) tc->d = (int)x;
+    else if (!strcmp(name, "active")) tc->avg_active = x;
+    else if (!strcmp(name, "decay")) tc->decay = x;
+    else if (!strcmp(name, "correlation")) tc->correlation = x;
+    else if (!strcmp(name, "mag-min")) tc->mag_min = (float)x;
+    else if (!strcmp(name, "mag-max")) tc->mag_max = (float)x;
+    else if (!strcmp(name, "seed")) tc->seed = (uint64_t)x;
+    else return -2;
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    cterp_train_config cfg;
+    cterp_train_config_default(&cfg);
+    cterp_toy_config tc;
+    cterp_toy_config_default(&tc);
+    const char *acts = NULL, *out = NULL, *resume = NULL;
+    int toy = 0, quiet = 0;
+    int64_t d_in_raw = 0;
+    // presets and --config first, so that flags override them wherever they stand
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "--preset") && cterp_train_config_preset(&cfg, argv[i + 1])) {
+            fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+            return 2;
+        }
+    }
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "--config") && cterp_train_config_load_json(&cfg, argv[i + 1])) {
+            fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+            return 2;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 0;
+        } else if (!strcmp(a, "--toy")) {
+            toy = 1;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (i + 1 >= argc || strncmp(a, "--", 2)) {
+            fprintf(stderr, "cterp train: unexpected argument '%s' (see --help)\n", a);
+            return 2;
+        } else if (!strcmp(a, "--preset") || !strcmp(a, "--config")) {
+            i++;
+        } else if (!strcmp(a, "--acts")) {
+            acts = argv[++i];
+        } else if (!strcmp(a, "--d-in")) {
+            d_in_raw = atoll(argv[++i]);
+        } else if (!strcmp(a, "--out")) {
+            out = argv[++i];
+        } else if (!strcmp(a, "--resume")) {
+            resume = argv[++i];
+        } else if (!strncmp(a, "--toy-", 6)) {
+            int r = set_toy(&tc, a + 6, argv[i + 1]);
+            if (r) {
+                fprintf(stderr, "cterp train: %s: %s '%s'\n", a, r == -1 ? "expected a number, got" : "unknown toy option", argv[i + 1]);
+                return 2;
+            }
+            i++;
+        } else {
+            if (cterp_train_config_set(&cfg, a + 2, argv[i + 1])) {
+                fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+                return 2;
+            }
+            i++;
+        }
+    }
+    if (toy + (acts != NULL) != 1) {
+        fprintf(stderr, "cterp train: give exactly one data source: --toy or --acts FILE (see --help)\n");
+        return 2;
+    }
+    if (toy && !resume) return cli_run_toy(&cfg, &tc, out, quiet, 1);
+
+    cterp_toy *toyp = NULL;
+    cterp_act_source src = {0};
+    cterp_trainer *tr = NULL;
+    int rc = 1;
+    cterp_status s = toy ? (cterp_toy_create(&toyp, &tc) ? 1 : cterp_toy_source(&src, toyp))
+                         : cterp_act_source_file(&src, acts, d_in_raw, cfg.seed);
+    if (s) {
+        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        goto done;
+    }
+    s = resume ? cterp_trainer_resume(&tr, resume, &src) : cterp_trainer_create(&tr, &cfg, &src);
+    if (s) {
+        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        goto done;
+    }
+    int tty = isatty(2);
+    cterp_trainer_set_output(tr, out, quiet ? NULL : progress, &tty);
+    printf("Training on %s\n", src.description);
+    fflush(stdout);
+    if (cterp_trainer_run(tr, 0)) {
+        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        goto done;
+    }
+    const cterp_train_metrics *m = cterp_trainer_last_metrics(tr);
+    printf("done: %lld steps, explained variance %.4f, L0 %.2f, dead %.2f%%, %.1f s\n", (long long)m->step,
+           m->explained_variance, m->l0, 100 * m->dead_fraction, m->elapsed_s);
+    if (out) {
+        if (cterp_trainer_save(tr, out)) {
+            fprintf(stderr, "cterp train: saving to %s: %s\n", out, cterp_last_error());
+            goto done;
+        }
+        printf("saved the SAE to %s\n", out);
+    }
+    rc = 0;
+done:
+    cterp_trainer_free(tr);
+    cterp_act_source_free(&src);
+    cterp_toy_free(toyp);
+    return rc;
+}

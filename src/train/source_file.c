@@ -1,0 +1,128 @@
+// Activations from a .npy (float32/16/64, [n, d_in]) or raw little-endian f32 file, served in a
+// seeded random order: a fresh permutation of the rows each epoch; state = (epoch, position).
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+#include "core/rng.h"
+#include "cterp/train.h"
+#include "io/npy.h"
+
+typedef struct {
+    npy_file npy;     // .npy files
+    file_map raw;     // raw f32 files
+    int is_npy;
+    int64_t rows, cols;
+    uint64_t seed, epoch;
+    int64_t pos;
+    int64_t *perm;    // (rows) order of this epoch
+} file_src;
+
+static void make_perm(file_src *s) {
+    rng_t r;
+    rng_seed(&r, s->seed ^ (0xa5a5a5a5ULL * (s->epoch + 1)));
+    for (int64_t i = 0; i < s->rows; i++) s->perm[i] = i;
+    for (int64_t i = s->rows - 1; i > 0; i--) { // Fisher-Yates
+        int64_t j = (int64_t)rng_below(&r, (uint64_t)i + 1);
+        int64_t t = s->perm[i];
+        s->perm[i] = s->perm[j], s->perm[j] = t;
+    }
+}
+
+static cterp_status file_next(void *ctx, float *x, int64_t B) {
+    file_src *s = ctx;
+    for (int64_t b = 0; b < B; b++) {
+        if (s->pos == s->rows) { // next epoch, new order
+            s->epoch++, s->pos = 0;
+            make_perm(s);
+        }
+        int64_t r = s->perm[s->pos++];
+        if (s->is_npy) {
+            cterp_status st = npy_read_rows(&s->npy, r, 1, x + b * s->cols);
+            if (st) return st;
+        } else {
+            memcpy(x + b * s->cols, s->raw.data + (size_t)r * s->cols * 4, (size_t)s->cols * 4);
+        }
+    }
+    return CTERP_OK;
+}
+
+static int file_get_state(void *ctx, uint64_t *st, int cap) {
+    file_src *s = ctx;
+    if (cap < 2) return 0;
+    st[0] = s->epoch, st[1] = (uint64_t)s->pos;
+    return 2;
+}
+
+static cterp_status file_set_state(void *ctx, const uint64_t *st, int n) {
+    file_src *s = ctx;
+    if (n != 2 || st[1] > (uint64_t)s->rows)
+        return cterp_error(CTERP_EFORMAT, "activation file position: expected (epoch, row <= %lld)",
+                           (long long)s->rows);
+    s->epoch = st[0], s->pos = (int64_t)st[1];
+    make_perm(s);
+    return CTERP_OK;
+}
+
+static void file_free(void *ctx) {
+    file_src *s = ctx;
+    npy_close(&s->npy);
+    file_map_close(&s->raw);
+    free(s->perm);
+    free(s);
+}
+
+cterp_status cterp_act_source_file(cterp_act_source *src, const char *path, int64_t d_in_raw,
+                                   uint64_t seed) {
+    memset(src, 0, sizeof *src);
+    file_src *s = calloc(1, sizeof *s);
+    if (!s) return cterp_error(CTERP_ENOMEM, "%s: out of memory", path);
+    size_t n = strlen(path);
+    cterp_status st;
+    if (n >= 4 && !strcmp(path + n - 4, ".npy")) {
+        if ((st = npy_open(&s->npy, path))) {
+            free(s);
+            return st;
+        }
+        s->is_npy = 1, s->rows = s->npy.rows, s->cols = s->npy.cols;
+    } else {
+        if (d_in_raw <= 0) {
+            free(s);
+            return cterp_error(CTERP_EINVAL, "%s: a raw f32 file needs --d-in (the row width); "
+                               "or give a .npy file", path);
+        }
+        if ((st = file_map_open(&s->raw, path))) {
+            free(s);
+            return st;
+        }
+        if (s->raw.size == 0 || s->raw.size % ((size_t)d_in_raw * 4) != 0) {
+            size_t sz = s->raw.size;
+            file_map_close(&s->raw);
+            free(s);
+            return cterp_error(CTERP_EFORMAT, "%s: size %zu bytes is not a positive multiple of d_in "
+                               "%lld x 4 bytes", path, sz, (long long)d_in_raw);
+        }
+        s->rows = (int64_t)(s->raw.size / ((size_t)d_in_raw * 4)), s->cols = d_in_raw;
+    }
+    if (s->rows <= 0 || s->cols <= 0) {
+        long long r = (long long)s->rows, c = (long long)s->cols;
+        file_free(s);
+        return cterp_error(CTERP_EFORMAT, "%s: no activations (shape [%lld, %lld])", path, r, c);
+    }
+    s->perm = malloc((size_t)s->rows * sizeof(int64_t));
+    if (!s->perm) {
+        file_free(s);
+        return cterp_error(CTERP_ENOMEM, "%s: out of memory", path);
+    }
+    s->seed = seed;
+    make_perm(s);
+    src->d_in = s->cols;
+    src->ctx = s;
+    src->next = file_next;
+    src->get_state = file_get_state;
+    src->set_state = file_set_state;
+    src->free = file_free;
+    snprintf(src->description, sizeof src->description, "%s [%lld, %lld]", path, (long long)s->rows,
+             (long long)s->cols);
+    return CTERP_OK;
+}

@@ -1,0 +1,309 @@
+// Trainer: schedules, config validation, determinism, resume bit-identity, NaN handling,
+// checkpoint errors, and that each architecture recovers the toy's features.
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/file.h"
+#include "cterp/toy.h"
+#include "cterp/train.h"
+#include "test.h"
+#include "train/optim.h"
+
+static void small_toy(cterp_toy_config *tc) {
+    cterp_toy_config_default(tc);
+    tc->n_features = 64;
+    tc->d = 32;
+    tc->avg_active = 3;
+    tc->decay = 0.98;
+    tc->mag_min = 0.5f;
+    tc->mag_max = 1.5f;
+    tc->seed = 5;
+}
+
+static void small_cfg(cterp_train_config *c, cterp_arch arch, int64_t steps) {
+    cterp_train_config_default(c);
+    c->architecture = arch;
+    c->d_sae = 128;
+    c->k = 4;
+    c->batch_size = 512;
+    c->training_steps = steps;
+    c->log_every = 10;
+    c->dead_feature_window = 50;
+}
+
+static void test_schedules(void) {
+    cterp_train_config c;
+    cterp_train_config_default(&c);
+    c.lr = 1.0f, c.lr_end = 0.1f, c.lr_warm_up_steps = 10, c.lr_decay_steps = -1;
+    c.lr_scheduler = CTERP_LR_COSINE;
+    CHECK_CLOSE(sched_lr(&c, 0, 110), 0.1, 1e-9, 0);     // warm-up: (0+1)/10
+    CHECK_CLOSE(sched_lr(&c, 9, 110), 1.0, 1e-9, 0);
+    CHECK_CLOSE(sched_lr(&c, 10, 110), 1.0, 1e-9, 0);    // decay starts at lr
+    CHECK_CLOSE(sched_lr(&c, 60, 110), 0.55, 1e-9, 0);   // cosine midpoint
+    CHECK_CLOSE(sched_lr(&c, 109, 110), 0.1 + 0.9 * 0.5 * (1 + cos(M_PI * 99 / 100.0)), 1e-7, 0);
+    c.lr_scheduler = CTERP_LR_LINEAR;
+    CHECK_CLOSE(sched_lr(&c, 60, 110), 0.55, 1e-9, 0);
+    CHECK_CLOSE(sched_lr(&c, 35, 110), 1.0 - 0.9 * 0.25, 1e-9, 0);
+    c.lr_decay_steps = 20;
+    CHECK_CLOSE(sched_lr(&c, 20, 110), 0.55, 1e-9, 0);
+    CHECK_CLOSE(sched_lr(&c, 50, 110), 0.1, 1e-7, 0);    // after the decay: lr_end
+    c.lr_scheduler = CTERP_LR_CONSTANT;
+    CHECK_CLOSE(sched_lr(&c, 50, 110), 1.0, 1e-9, 0);
+    c.sparsity_warm_up_steps = -1;
+    CHECK_CLOSE(sched_sparsity(&c, 0, 100), 0.0, 1e-12, 0);
+    CHECK_CLOSE(sched_sparsity(&c, 50, 100), 0.5, 1e-12, 0);
+    c.sparsity_warm_up_steps = 10;
+    CHECK_CLOSE(sched_sparsity(&c, 5, 100), 0.5, 1e-12, 0);
+    CHECK_CLOSE(sched_sparsity(&c, 10, 100), 1.0, 1e-12, 0);
+    c.sparsity_warm_up_steps = 0;
+    CHECK_CLOSE(sched_sparsity(&c, 0, 100), 1.0, 1e-12, 0);
+}
+
+static void expect_invalid(cterp_train_config *c, const char *field, const char *needle) {
+    cterp_status s = cterp_train_config_validate(c, 32);
+    CHECK_MSG(s == CTERP_EINVAL && strstr(cterp_last_error(), field) && strstr(cterp_last_error(), needle),
+              "expected an error naming %s and %s, got '%s'", field, needle, cterp_last_error());
+}
+
+static void test_config(void) {
+    cterp_train_config c;
+    cterp_train_config_default(&c);
+    CHECK_OK(cterp_train_config_validate(&c, 32));
+    c.k = 300, c.d_sae = 256;
+    expect_invalid(&c, "k", "300");
+    c.k = 0;
+    expect_invalid(&c, "k", "1..d_sae");
+    cterp_train_config_default(&c);
+    c.lr = 0;
+    expect_invalid(&c, "lr", "> 0");
+    cterp_train_config_default(&c);
+    c.dead_feature_window = 0;
+    expect_invalid(&c, "dead_feature_window", "> 0");
+    cterp_train_config_default(&c);
+    c.feature_sampling_window = -3;
+    expect_invalid(&c, "feature_sampling_window", "-3");
+    CHECK(cterp_train_config_set(&c, "architecture", "gated") == CTERP_EINVAL);
+    CHECK(strstr(cterp_last_error(), "gated") && strstr(cterp_last_error(), "topk"));
+    CHECK(cterp_train_config_set(&c, "lr-scheduler", "exp") == CTERP_EINVAL);
+    CHECK(strstr(cterp_last_error(), "lr_scheduler") && strstr(cterp_last_error(), "cosine"));
+    CHECK(cterp_train_config_set(&c, "nope", "1") == CTERP_EINVAL);
+    CHECK(strstr(cterp_last_error(), "nope"));
+    CHECK(cterp_train_config_set(&c, "k", "abc") == CTERP_EINVAL);
+    CHECK(cterp_train_config_set(&c, "k", "2.5") == CTERP_EINVAL);
+    CHECK_OK(cterp_train_config_set(&c, "training-tokens", "1e6"));
+    CHECK(c.training_tokens == 1000000);
+    CHECK_OK(cterp_train_config_set(&c, "use_ghost_grads", "true"));
+    CHECK(c.use_ghost_grads == 1);
+    // presets
+    CHECK_OK(cterp_train_config_preset(&c, "mlxterp"));
+    CHECK(c.architecture == CTERP_ARCH_TOPK && c.expansion_factor == 32 && c.k == 128);
+    CHECK(fabsf(c.lr - 3e-4f) < 1e-9f && c.lr_scheduler == CTERP_LR_COSINE && c.use_ghost_grads);
+    CHECK(c.feature_sampling_window == 1000 && c.dead_feature_window == 5000);
+    CHECK_OK(cterp_train_config_preset(&c, "saelens"));
+    CHECK(c.lr_scheduler == CTERP_LR_CONSTANT && c.dead_feature_window == 1000 &&
+          c.feature_sampling_window == 2000 && c.batch_size == 4096);
+    CHECK(cterp_train_config_preset(&c, "pytorch") == CTERP_EINVAL);
+    // JSON: round trip through the writer, and a bad file
+    const char *dir = test_tmpdir("train-config");
+    char *p = file_join(dir, "c.json");
+    cterp_train_config a, b;
+    cterp_train_config_default(&a);
+    a.architecture = CTERP_ARCH_JUMPRELU, a.lr = 2.5e-4f, a.seed = 123456789012345ULL, a.lr_decay_steps = 77;
+    FILE *f = fopen(p, "w");
+    cterp_train_config_write_json(&a, f);
+    fclose(f);
+    cterp_train_config_default(&b);
+    CHECK_OK(cterp_train_config_load_json(&b, p));
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    f = fopen(p, "w");
+    fputs("{\"preset\": \"mlxterp\", \"k\": 16, \"lr_scheduler\": \"warp\"}", f);
+    fclose(f);
+    CHECK(cterp_train_config_load_json(&b, p) == CTERP_EINVAL);
+    CHECK(strstr(cterp_last_error(), "c.json") && strstr(cterp_last_error(), "warp"));
+    f = fopen(p, "w");
+    fputs("{\"k\": 16,", f);
+    fclose(f);
+    CHECK(cterp_train_config_load_json(&b, p) == CTERP_EFORMAT);
+    free(p);
+}
+
+static int params_equal(const cterp_trainer *a, const cterp_trainer *b) {
+    const cterp_sae *x = cterp_trainer_sae(a), *y = cterp_trainer_sae(b);
+    return x->n_params == y->n_params && !memcmp(x->params, y->params, x->n_params * sizeof(float));
+}
+
+static void test_resume(cterp_arch arch, int ghost) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    CHECK_OK(cterp_toy_create(&toy, &tc));
+    cterp_train_config c;
+    small_cfg(&c, arch, 40);
+    c.use_ghost_grads = ghost;
+    c.dead_feature_window = 5; // dead latents early, so revival code runs before the checkpoint
+    c.normalize_activations = 1;
+    c.checkpoint_every = 20;
+    const char *dir = test_tmpdir("resume");
+    char out1[600], out2[600], ck[700];
+    snprintf(out1, sizeof out1, "%s/straight", dir);
+    snprintf(out2, sizeof out2, "%s/resumed", dir);
+    cterp_act_source s1, s2, s3;
+    cterp_toy_source(&s1, toy);
+    cterp_toy_source(&s2, toy);
+    cterp_toy_source(&s3, toy);
+    cterp_trainer *a, *b, *r;
+    CHECK_OK(cterp_trainer_create(&a, &c, &s1));
+    cterp_trainer_set_output(a, out1, NULL, NULL);
+    CHECK_OK(cterp_trainer_run(a, 0));
+    // same seed, separate run: identical (determinism)
+    CHECK_OK(cterp_trainer_create(&b, &c, &s2));
+    cterp_trainer_set_output(b, out2, NULL, NULL);
+    CHECK_OK(cterp_trainer_run(b, 20)); // writes checkpoints/step_20
+    cterp_trainer_free(b);
+    snprintf(ck, sizeof ck, "%s/checkpoints/step_20", out2);
+    CHECK(file_is_dir(ck));
+    CHECK_OK(cterp_trainer_resume(&r, ck, &s3));
+    if (r) {
+        CHECK(cterp_trainer_step(r) == 20);
+        cterp_trainer_set_output(r, out2, NULL, NULL);
+        CHECK_OK(cterp_trainer_run(r, 0));
+        CHECK_MSG(params_equal(a, r), "%s%s: N + resume + N differs from 2N straight", cterp_arch_name(arch),
+                  ghost ? " + ghost grads" : "");
+        cterp_trainer_free(r);
+    }
+    // the checkpoint's SAE directory loads as an SAE
+    cterp_sae *sae = NULL;
+    CHECK_OK(cterp_sae_load(ck, &sae));
+    cterp_sae_free(sae);
+    cterp_trainer_free(a);
+    cterp_act_source_free(&s1), cterp_act_source_free(&s2), cterp_act_source_free(&s3);
+    cterp_toy_free(toy);
+}
+
+static void test_bad_checkpoint(void) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    cterp_act_source src;
+    cterp_toy_source(&src, toy);
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 10);
+    const char *dir = test_tmpdir("badck");
+    char ck[600], path[700];
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    cterp_trainer *t, *r = NULL;
+    cterp_trainer_create(&t, &c, &src);
+    cterp_trainer_run(t, 5);
+    CHECK_OK(cterp_trainer_checkpoint(t, ck));
+    CHECK_OK(cterp_trainer_checkpoint(t, ck)); // overwriting an existing checkpoint works
+    cterp_trainer_free(t);
+    // truncated state
+    snprintf(path, sizeof path, "%s/trainer_state.safetensors", ck);
+    char *data;
+    size_t n;
+    CHECK_OK(file_read_all(path, &data, &n));
+    CHECK_OK(file_write_all(path, data, n / 2));
+    CHECK(cterp_trainer_resume(&r, ck, &src) == CTERP_EFORMAT && r == NULL);
+    CHECK_MSG(strstr(cterp_last_error(), "trainer_state.safetensors") != NULL, "%s", cterp_last_error());
+    CHECK_OK(file_write_all(path, data, n));
+    free(data);
+    // a config that does not match the state (other d_sae)
+    snprintf(path, sizeof path, "%s/train_config.json", ck);
+    CHECK_OK(file_write_all(path, "{\"d_sae\": 64, \"k\": 4, \"batch_size\": 512, \"training_steps\": 10}", 63));
+    cterp_status s = cterp_trainer_resume(&r, ck, &src);
+    CHECK_MSG(s != CTERP_OK && r == NULL && strstr(cterp_last_error(), "d_sae"), "%s", cterp_last_error());
+    CHECK(cterp_trainer_resume(&r, "/nonexistent/ck", &src) == CTERP_EIO);
+    cterp_act_source_free(&src);
+    cterp_toy_free(toy);
+}
+
+// a source that yields NaN at a given batch
+typedef struct {
+    cterp_act_source inner;
+    int64_t n, bad_at;
+} nan_src;
+
+static cterp_status nan_next(void *ctx, float *x, int64_t B) {
+    nan_src *s = ctx;
+    cterp_status st = s->inner.next(s->inner.ctx, x, B);
+    if (s->n++ == s->bad_at) x[3] = NAN;
+    return st;
+}
+
+static void test_nan(void) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    nan_src ns = {.n = 0, .bad_at = 7};
+    cterp_toy_source(&ns.inner, toy);
+    cterp_act_source src = ns.inner;
+    src.ctx = &ns;
+    src.next = nan_next;
+    src.free = NULL;
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 20);
+    c.checkpoint_every = 5;
+    const char *dir = test_tmpdir("nan");
+    cterp_trainer *t;
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    cterp_trainer_set_output(t, dir, NULL, NULL);
+    cterp_status s = cterp_trainer_run(t, 0);
+    CHECK(s == CTERP_ENAN);
+    CHECK_MSG(strstr(cterp_last_error(), "step 7") != NULL, "%s", cterp_last_error());
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s/checkpoints/step_5/sae_weights.safetensors", dir);
+    CHECK(file_exists(ck)); // the last checkpoint is kept
+    cterp_trainer_free(t);
+    cterp_act_source_free(&ns.inner);
+    cterp_toy_free(toy);
+}
+
+// Each architecture recovers the small toy's features (MMCS >= 0.95).
+static void test_recovery(cterp_arch arch) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    cterp_act_source src;
+    cterp_toy_source(&src, toy);
+    cterp_train_config c;
+    small_cfg(&c, arch, test_sanitized() ? 600 : 800);
+    c.lr = 3e-3f;
+    if (arch == CTERP_ARCH_STANDARD) c.l1_coefficient = 0.3f, c.sparsity_warm_up_steps = 100;
+    if (arch == CTERP_ARCH_JUMPRELU) c.l0_coefficient = 0.01f, c.sparsity_warm_up_steps = 100, c.jumprelu_init_threshold = 0.1f, c.jumprelu_bandwidth = 0.1f;
+    cterp_trainer *t;
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    CHECK_OK(cterp_trainer_run(t, 0));
+    cterp_sae *sae = NULL;
+    CHECK_OK(cterp_trainer_export(t, &sae));
+    if (sae) {
+        double rev, m = cterp_mmcs(cterp_toy_features(toy), tc.n_features, sae->W_dec, sae->d_sae, tc.d, &rev);
+        const cterp_train_metrics *mt = cterp_trainer_last_metrics(t);
+        printf("  %-9s MMCS %.4f reverse %.4f EV %.4f L0 %.2f dead %.1f%%\n", cterp_arch_name(arch), m, rev,
+               mt->explained_variance, mt->l0, 100 * mt->dead_fraction);
+        CHECK_MSG(m >= 0.95, "%s: MMCS %.4f < 0.95", cterp_arch_name(arch), m);
+    }
+    cterp_sae_free(sae);
+    cterp_trainer_free(t);
+    cterp_act_source_free(&src);
+    cterp_toy_free(toy);
+}
+
+int main(void) {
+    test_schedules();
+    test_config();
+    test_resume(CTERP_ARCH_TOPK, 0);
+    test_resume(CTERP_ARCH_BATCHTOPK, 0);
+    test_resume(CTERP_ARCH_STANDARD, 1);
+    test_resume(CTERP_ARCH_JUMPRELU, 0);
+    test_bad_checkpoint();
+    test_nan();
+    test_recovery(CTERP_ARCH_TOPK);
+    test_recovery(CTERP_ARCH_BATCHTOPK);
+    test_recovery(CTERP_ARCH_STANDARD);
+    test_recovery(CTERP_ARCH_JUMPRELU);
+    return test_done();
+}
