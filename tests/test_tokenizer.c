@@ -1,0 +1,130 @@
+// Tokenizers against llama.cpp's own test files (ids pinned by the reference implementation):
+// every text of ggml-vocab-{llama-spm,gpt-2}.gguf.inp must give exactly the ids of the .out
+// (add_special = false, parse_special = false), and decoding must give the text back.
+#include "core/file.h"
+#include "cterp/tokenizer.h"
+#include "test.h"
+
+static void run_vocab(const char *dir, const char *name) {
+    char path[4096], inp[4200], outp[4200];
+    snprintf(path, sizeof path, "%s/vocab/%s", dir, name);
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    snprintf(outp, sizeof outp, "%s.out", path);
+    cterp_tokenizer *t;
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    char *itext, *otext;
+    size_t ilen, olen;
+    CHECK_OK(file_read_all(inp, &itext, &ilen));
+    CHECK_OK(file_read_all(outp, &otext, &olen));
+    if (!t || !itext || !otext) return;
+    const char *sep = "\n__ggml_vocab_test__\n";
+    size_t seplen = strlen(sep);
+    char *p = itext, *o = otext;
+    int n_texts = 0, n_ok = 0, n_round = 0;
+    while (p < itext + ilen) {
+        char *end = strstr(p, sep);
+        if (!end) break;
+        char *eol = strchr(o, '\n');
+        if (!eol) break;
+        *eol = 0;
+        int32_t want[4096];
+        int nw = 0;
+        for (char *q = o; *q;) {
+            char *e;
+            long v = strtol(q, &e, 10);
+            if (e == q) break;
+            if (nw < 4096) want[nw++] = (int32_t)v;
+            q = e;
+        }
+        int32_t *ids;
+        size_t n;
+        CHECK_OK(cterp_tokenize(t, p, (size_t)(end - p), 0, 0, &ids, &n));
+        int same = (int)n == nw;
+        for (size_t i = 0; same && i < n; i++) same = ids[i] == want[i];
+        n_texts++;
+        n_ok += same;
+        if (!same) {
+            fprintf(stderr, "%s text %d '%.*s'\n  want:", name, n_texts - 1, (int)(end - p), p);
+            for (int i = 0; i < nw; i++) fprintf(stderr, " %d", want[i]);
+            fprintf(stderr, "\n  got: ");
+            for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+            fprintf(stderr, "\n");
+        }
+        char *back;
+        size_t blen;
+        CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+        if (back && blen == (size_t)(end - p) && !memcmp(back, p, blen)) n_round++;
+        else fprintf(stderr, "%s text %d: decode gave '%s'\n", name, n_texts - 1, back ? back : "");
+        free(back);
+        free(ids);
+        p = end + seplen;
+        o = eol + 1;
+    }
+    CHECK_MSG(n_texts == 46, "%s: %d texts", name, n_texts);
+    CHECK_MSG(n_ok == n_texts, "%s: %d of %d texts tokenized as llama.cpp", name, n_ok, n_texts);
+    CHECK_MSG(n_round == n_texts, "%s: %d of %d texts decode back", name, n_round, n_texts);
+    free(itext);
+    free(otext);
+    cterp_tokenizer_free(t);
+}
+
+static void test_stories(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/stories260K.gguf", dir);
+    cterp_tokenizer *t;
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (!t) return;
+    CHECK(cterp_tokenizer_n_vocab(t) == 512 && cterp_tokenizer_bos(t) == 1 &&
+          cterp_tokenizer_eos(t) == 2 && cterp_tokenizer_add_bos(t));
+    int32_t *ids;
+    size_t n;
+    const char *s = "Once upon a time";
+    CHECK_OK(cterp_tokenize(t, s, strlen(s), 1, 0, &ids, &n));
+    CHECK(n >= 2 && ids[0] == 1);
+    char *back;
+    size_t blen;
+    CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+    CHECK(back && !strcmp(back, s));
+    free(back);
+    free(ids);
+    // parse_special turns control-token text into its id; without it, it is plain text
+    s = "a</s>b";
+    CHECK_OK(cterp_tokenize(t, s, strlen(s), 0, 1, &ids, &n));
+    int has_eos = 0;
+    for (size_t i = 0; i < n; i++) has_eos |= ids[i] == 2;
+    CHECK(has_eos);
+    free(ids);
+    CHECK_OK(cterp_tokenize(t, s, strlen(s), 0, 0, &ids, &n));
+    has_eos = 0;
+    for (size_t i = 0; i < n; i++) has_eos |= ids[i] == 2;
+    CHECK(!has_eos);
+    free(ids);
+    // empty text: [] without specials, [BOS] with
+    CHECK_OK(cterp_tokenize(t, "", 0, 0, 0, &ids, &n));
+    CHECK(n == 0);
+    free(ids);
+    CHECK_OK(cterp_tokenize(t, "", 0, 1, 0, &ids, &n));
+    CHECK(n == 1 && ids[0] == 1);
+    free(ids);
+    // invalid UTF-8 falls back to byte tokens and decodes back to the same bytes (a broken
+    // lead byte swallows the bytes after it into its symbol, so keep the spaces before it)
+    const char bad[] = "a b\xff\x80";
+    CHECK_OK(cterp_tokenize(t, bad, sizeof bad - 1, 0, 0, &ids, &n));
+    CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+    CHECK(back && blen == sizeof bad - 1 && !memcmp(back, bad, blen));
+    free(back);
+    free(ids);
+    cterp_tokenizer_free(t);
+}
+
+int main(void) {
+    const char *dir = test_data_dir();
+    if (!dir) {
+        printf("skip: shared test data not found (set CTERP_TESTDATA)\n");
+        return test_done();
+    }
+    run_vocab(dir, "ggml-vocab-llama-spm.gguf");
+    run_vocab(dir, "ggml-vocab-gpt-2.gguf");
+    test_stories(dir);
+    return test_done();
+}
