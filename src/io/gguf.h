@@ -115,6 +115,9 @@ void gguf_close(gguf_file *g); // NULL is a no-op
 
 // Index of `key`, or -1.
 int64_t gguf_find_key(const gguf_file *g, const char *key);
+static inline int gguf_has_key(const gguf_file *g, const char *key) {
+    return gguf_find_key(g, key) >= 0;
+}
 // Typed getters. CTERP_ENOTFOUND when the key is absent; CTERP_EFORMAT (message naming the
 // key, expected and found types) when present with a type that cannot represent the value.
 // Integer getters accept any integer type whose value fits.
