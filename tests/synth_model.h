@@ -35,7 +35,7 @@ static void synth_tensor(gguf_writer *w, const char *name, uint32_t type, int64_
 }
 
 // Same seed -> same underlying f32 weights whatever `type` is.
-static cterp_status synth_write(const char *path, const synth_cfg *c) {
+static inline cterp_status synth_write(const char *path, const synth_cfg *c) {
     gguf_writer *w = gguf_writer_new(0);
     const char *a = c->gpt2 ? "gpt2" : "llama";
     char k[128], n[128];
@@ -134,7 +134,7 @@ static void ref_norm(double *y, const double *x, const float *w, const float *b,
 
 // logits (T, V); if resid_layer >= 0 also copies resid_post of that layer into resid (T, D);
 // adds `bump` to every element of resid_mid at layer bump_layer (tests modifying hooks).
-static int ref_forward(const gguf_file *g, const int32_t *tok, int T, float *logits,
+static inline int ref_forward(const gguf_file *g, const int32_t *tok, int T, float *logits,
                        int resid_layer, float *resid, int bump_layer, float bump) {
     gguf_str as;
     if (gguf_get_str(g, "general.architecture", &as)) return 0;

@@ -9,5 +9,9 @@ typedef struct {
 } cli_command;
 
 int cmd_demo(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+// Prints metadata, tensors, model config and hook names of a .gguf (used by `cterp inspect`).
+int cli_inspect_gguf(const char *path);
 
 #endif

@@ -7,6 +7,8 @@
 static const cli_command commands[] = {
     {"demo", "train an SAE on the built-in toy model of superposition and report recovery",
      cmd_demo},
+    {"generate", "generate text from a GGUF model (greedy, temperature, top-p)", cmd_generate},
+    {"tokenize", "tokenize stdin with a GGUF vocabulary", cmd_tokenize},
 };
 
 static void usage(FILE *f) {
