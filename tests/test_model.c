@@ -162,6 +162,14 @@ static void test_stories(const char *dir) {
     CHECK_MSG(d < 1e-4, "cached decode differs by %.3g", d);
     CHECK(cterp_kv_cache_len(kc) == T);
     CHECK(cterp_model_decode(m, kc, tok, 1, NULL) == CTERP_EINVAL); // full
+    // while decoding, the pattern covers the cached keys: [1, H, n, len + n]
+    cterp_kv_cache_clear(kc);
+    capture dc = {0};
+    cterp_hook hd = {"blocks.0.attn.hook_pattern", cap_fn, &dc};
+    CHECK_OK(cterp_model_decode(m, kc, tok, 10, &(cterp_forward_opts){.hooks = &hd, .n_hooks = 1}));
+    CHECK_OK(cterp_model_decode(m, kc, tok + 10, 2, &(cterp_forward_opts){.hooks = &hd, .n_hooks = 1}));
+    CHECK(dc.calls == 2 && dc.shape[0] == 1 && dc.shape[1] == 8 && dc.shape[2] == 2 &&
+          dc.shape[3] == 12);
     cterp_kv_cache_free(kc);
 
     // greedy generation from BOS
@@ -175,6 +183,17 @@ static void test_stories(const char *dir) {
     const char *want = "Once upon a time, there was a little girl named Lily. She loved to play "
                        "outside in the park.";
     CHECK_MSG(text && !strncmp(text, want, strlen(want)), "generated '%s'", text ? text : "");
+    free(text);
+    free(gen);
+    // hooks apply at every generation step (steering): a large push on the residual changes
+    // the text, and the hook sees the prompt step plus one step per generated token but the last
+    capture steer = {.add = 3.0f};
+    cterp_hook hs = {"blocks.2.hook_resid_post", cap_fn, &steer};
+    cterp_forward_opts os = {.hooks = &hs, .n_hooks = 1};
+    CHECK_OK(cterp_generate(m, &bos, 1, 10, &sp, &os, NULL, NULL, &gen, &ng));
+    CHECK(ng == 11 && steer.calls == 10);
+    CHECK_OK(cterp_detokenize(cterp_model_tokenizer(m), gen, (size_t)ng, 0, &text, &tl));
+    CHECK(text && strncmp(text, want, 20) != 0);
     free(text);
     free(gen);
     // seeded sampling is reproducible

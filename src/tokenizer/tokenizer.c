@@ -199,7 +199,7 @@ static int opt_bool(const gguf_file *g, const char *key, int def) {
     return gguf_get_bool(g, key, &v) == CTERP_OK ? v : def;
 }
 
-static cterp_tokenizer *g_sort_tok; // only used inside qsort during loading
+static _Thread_local cterp_tokenizer *g_sort_tok; // only used inside qsort during loading
 static int cmp_special(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     if (g_sort_tok->len[x] != g_sort_tok->len[y]) return g_sort_tok->len[x] > g_sort_tok->len[y] ? -1 : 1;
