@@ -24,11 +24,6 @@ size_t quant_row_bytes(uint32_t type, int64_t n) {
 
 // ---- dequantization (ggml's dequantize_row_* semantics) -----------------------------------
 
-static void deq_q8_0(const block_q8_0 *b, float *y) {
-    float d = f16_to_f32(b->d);
-    for (int j = 0; j < QK8_0; j++) y[j] = (float)b->qs[j] * d;
-}
-
 static void deq_q4_0(const block_q4_0 *b, float *y) {
     float d = f16_to_f32(b->d);
     for (int j = 0; j < QK4_0 / 2; j++) {
@@ -99,11 +94,15 @@ void quant_dequant_row(uint32_t type, const void *row, float *y, int64_t n) {
         }
         break;
     // Blocks are read by value: rows inside a GGUF are only 1-byte aligned for odd block sizes.
-    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q8_0: // int8 needs no alignment: read in place (the prefill's hot loop)
         for (int64_t i = 0; i < n / QK8_0; i++) {
-            block_q8_0 b;
-            memcpy(&b, p + i * sizeof b, sizeof b);
-            deq_q8_0(&b, y + i * QK8_0);
+            const uint8_t *b = p + i * sizeof(block_q8_0);
+            uint16_t dh;
+            memcpy(&dh, b, 2);
+            float d = f16_to_f32(dh);
+            const int8_t *restrict q = (const int8_t *)(b + 2);
+            float *restrict yo = y + i * QK8_0; // int8 may alias float: promise it does not
+            for (int j = 0; j < QK8_0; j++) yo[j] = (float)q[j] * d;
         }
         break;
     case GGML_TYPE_Q4_0:
@@ -142,8 +141,43 @@ static float dot_f32(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+// Q8_0 and Q4_0 dots without a dequantized copy: this is the single-token decode's hot loop.
+static float dot_q8_0(const uint8_t *row, const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n / QK8_0; i++, row += sizeof(block_q8_0), x += QK8_0) {
+        uint16_t dh;
+        memcpy(&dh, row, 2);
+        const int8_t *q = (const int8_t *)(row + 2);
+        float acc[8] = {0};
+        for (int j = 0; j < QK8_0; j += 8)
+            for (int k = 0; k < 8; k++) acc[k] += (float)q[j + k] * x[j + k];
+        float b = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        s += (double)(f16_to_f32(dh) * b);
+    }
+    return (float)s;
+}
+
+static float dot_q4_0(const uint8_t *row, const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n / QK4_0; i++, row += sizeof(block_q4_0), x += QK4_0) {
+        uint16_t dh;
+        memcpy(&dh, row, 2);
+        const uint8_t *q = row + 2;
+        float acc[8] = {0};
+        for (int j = 0; j < 16; j += 8)
+            for (int k = 0; k < 8; k++)
+                acc[k] += (float)((q[j + k] & 15) - 8) * x[j + k] +
+                          (float)((q[j + k] >> 4) - 8) * x[j + k + 16];
+        float b = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        s += (double)(f16_to_f32(dh) * b);
+    }
+    return (float)s;
+}
+
 float quant_dot_row(uint32_t type, const void *row, const float *x, int64_t n) {
     if (type == GGML_TYPE_F32 && ((uintptr_t)row & 3) == 0) return dot_f32(row, x, n);
+    if (type == GGML_TYPE_Q8_0) return dot_q8_0(row, x, n);
+    if (type == GGML_TYPE_Q4_0) return dot_q4_0(row, x, n);
     int64_t blk = gguf_type_block(type);
     int64_t chunk = blk > 1 ? blk : 256; // dequantize a block (or 256 elements) at a time
     size_t chunk_bytes = quant_row_bytes(type, chunk);
