@@ -2,6 +2,7 @@
 // no code shared with src/model): stories260K logits and residuals, synthetic llama (GQA,
 // partial rotary, rope_freqs) and gpt2 models, quantized vs F32 weights per type, hooks that
 // read and modify, stop_at_layer, batching, KV-cache decode, and greedy generation.
+#include "core/file.h"
 #include "cterp/model.h"
 #include "synth_model.h"
 #include "test.h"
@@ -297,6 +298,36 @@ static void test_synthetic(void) {
     CHECK(cterp_model_open(&m, pb) == CTERP_EFORMAT && !m);
     CHECK(strstr(cterp_last_error(), "token_embd.weight") != NULL);
     (void)sc;
+
+    // corrupted model files: an error or a model that runs, never a crash (ASan/UBSan)
+    synth_cfg fc = {0, 1, 256, 4, 2, 256, 40, 16, 32, 1, 0, GGML_TYPE_Q4_K, 9};
+    char pf[600];
+    snprintf(pf, sizeof pf, "%s/fuzz.gguf", tmp);
+    CHECK_OK(synth_write(pf, &fc));
+    char *orig;
+    size_t olen;
+    CHECK_OK(file_read_all(pf, &orig, &olen));
+    rng_t r;
+    rng_seed(&r, 5);
+    int iters = test_sanitized() ? 60 : 300, loaded = 0, crashed = 0;
+    size_t header = 1200 < olen ? 1200 : olen; // metadata and tensor infos live here
+    for (int it = 0; it < iters && orig; it++) {
+        char *cp = malloc(olen);
+        memcpy(cp, orig, olen);
+        for (int k = 0; k < 3; k++) cp[rng_below(&r, header)] ^= (char)(1u << rng_below(&r, 8));
+        if (file_write_all(pf, cp, olen)) crashed++;
+        free(cp);
+        if (cterp_model_open(&m, pf) == CTERP_OK) {
+            loaded++;
+            int32_t tk[3] = {1, 2, 3};
+            float lg[3 * 64];
+            const cterp_model_config *cc = cterp_model_config_of(m);
+            if (cc->n_vocab <= 64) cterp_model_forward(m, tk, 1, 3, &(cterp_forward_opts){.logits = lg});
+            cterp_model_free(m);
+        } else CHECK(m == NULL && strlen(cterp_last_error()) > 0);
+    }
+    CHECK(crashed == 0 && loaded < iters);
+    free(orig);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     CHECK(system(cmd) == 0);

@@ -337,6 +337,12 @@ static cterp_status load(cterp_model *m) {
     // vector block: norms and biases of every layer plus the final norm and rope_freqs
     ld.vec_cap = (size_t)c->n_layers * (size_t)(4 * D + qd + 2 * kvd + 3 * qd + D + 2 * F + D) +
                  2 * (size_t)D + (size_t)hd;
+    // Real files hold far more matrix bytes than vector elements; a header claiming dims the
+    // file cannot contain must not drive a huge allocation.
+    if (ld.vec_cap / 4 > m->g->size)
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: dims (%d layers, d_model %d, d_ff %d) too large for a %zu-byte file",
+                           m->g->path, c->n_layers, c->d_model, c->d_ff, m->g->size);
     m->vecs = malloc(ld.vec_cap * sizeof(float));
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->vecs || !m->layers) return cterp_error(CTERP_ENOMEM, "%s: out of memory", m->g->path);
