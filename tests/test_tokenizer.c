@@ -2,6 +2,7 @@
 // every text of ggml-vocab-{llama-spm,gpt-2}.gguf.inp must give exactly the ids of the .out
 // (add_special = false, parse_special = false), and decoding must give the text back.
 #include "core/file.h"
+#include "io/gguf.h"
 #include "cterp/tokenizer.h"
 #include "test.h"
 
@@ -117,7 +118,95 @@ static void test_stories(const char *dir) {
     cterp_tokenizer_free(t);
 }
 
+// A tiny byte-level BPE vocabulary written here: checks the llama-bpe pre-tokenizer (digits in
+// groups of three, ignore_merges), merge ranks, BOS defaults and the GGUF key override.
+static void write_bpe(const char *path, const char *pre, int add_bos_key) {
+    static char store[300][8];
+    const char *toks[300];
+    int n = 0;
+    for (int b = 0; b < 256; b++) { // GPT-2 bytes_to_unicode, in byte order
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        static int extra = 0;
+        if (b == 0) extra = 0;
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
+        if (cp < 0x80) store[n][0] = (char)cp, store[n][1] = 0;
+        else store[n][0] = (char)(0xC0 | (cp >> 6)), store[n][1] = (char)(0x80 | (cp & 63)), store[n][2] = 0;
+        toks[n] = store[n];
+        n++;
+    }
+    const char *more[] = {"He", "ll", "llo", "Hello", "12", "123", "45", "<|bos|>"};
+    for (int i = 0; i < 8; i++) toks[n++] = more[i];
+    const char *merges[] = {"H e", "l l", "ll o", "He llo", "1 2", "12 3", "4 5"};
+    int32_t types[300];
+    for (int i = 0; i < n; i++) types[i] = i == n - 1 ? 3 : 1;
+    gguf_writer *w = gguf_writer_new(0);
+    gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_writer_str(w, "tokenizer.ggml.pre", pre);
+    gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, (uint64_t)n);
+    gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, (uint64_t)n);
+    gguf_writer_arr_str(w, "tokenizer.ggml.merges", merges, 7);
+    gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)n - 1);
+    if (add_bos_key >= 0) gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", add_bos_key);
+    CHECK_OK(gguf_writer_write(w, path));
+    gguf_writer_free(w);
+}
+
+static int ids_are(cterp_tokenizer *t, const char *text, int add, const int32_t *want, size_t nw) {
+    int32_t *ids;
+    size_t n;
+    if (cterp_tokenize(t, text, strlen(text), add, 0, &ids, &n)) return 0;
+    int ok = n == nw && (n == 0 || !memcmp(ids, want, n * sizeof *ids));
+    if (!ok) {
+        fprintf(stderr, "'%s':", text);
+        for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+        fprintf(stderr, "\n");
+    }
+    free(ids);
+    return ok;
+}
+
+static void test_synthetic_bpe(void) {
+    const char *tmp = test_tmpdir("tok");
+    char path[600];
+    snprintf(path, sizeof path, "%s/v.gguf", tmp);
+    // ids: bytes 0..255, He 256, ll 257, llo 258, Hello 259, 12 260, 123 261, 45 262, bos 263
+    write_bpe(path, "gpt-2", -1);
+    cterp_tokenizer *t;
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (t) {
+        CHECK(ids_are(t, "Hello", 1, (int32_t[]){259}, 1)); // gpt-2: no BOS by default
+        CHECK(ids_are(t, "12345", 0, (int32_t[]){261, 262}, 2)); // one word, merged by rank
+        CHECK(ids_are(t, "Hel", 0, (int32_t[]){256, 'l'}, 2));
+    }
+    cterp_tokenizer_free(t);
+    write_bpe(path, "llama-bpe", -1);
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (t) {
+        CHECK(ids_are(t, "Hello", 1, (int32_t[]){263, 259}, 2)); // llama-bpe: BOS by default
+        CHECK(ids_are(t, "12345", 0, (int32_t[]){261, 262}, 2)); // "123" "45"
+        CHECK(ids_are(t, "1234", 0, (int32_t[]){261, '4'}, 2));  // groups of at most three
+        CHECK(ids_are(t, "<|bos|>", 0, (int32_t[]){'<', '|', 'b', 'o', 's', '|', '>'}, 7));
+        int32_t *ids;
+        size_t n;
+        CHECK_OK(cterp_tokenize(t, "<|bos|>", 7, 0, 1, &ids, &n)); // parse_special
+        CHECK(n == 1 && ids[0] == 263);
+        free(ids);
+    }
+    cterp_tokenizer_free(t);
+    write_bpe(path, "llama-bpe", 0); // the GGUF key overrides the default
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (t) CHECK(ids_are(t, "Hello", 1, (int32_t[]){259}, 1));
+    cterp_tokenizer_free(t);
+    write_bpe(path, "qwen2", -1);
+    CHECK(cterp_tokenizer_open(&t, path) == CTERP_EFORMAT && !t);
+    CHECK(strstr(cterp_last_error(), "tokenizer.ggml.pre") && strstr(cterp_last_error(), "qwen2"));
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void) {
+    test_synthetic_bpe();
     const char *dir = test_data_dir();
     if (!dir) {
         printf("skip: shared test data not found (set CTERP_TESTDATA)\n");
