@@ -64,6 +64,18 @@ static void test_hand_blocks(void) {
         quant_dequant_row(GGML_TYPE_BF16, bf, y, 2);
         CHECK(y[0] == 1.0f && y[1] == -3.0f);
     }
+    { // every f16 bit pattern (fast path and tail) equals the portable conversion
+        static uint16_t all[65536];
+        static float out[65536];
+        for (int i = 0; i < 65536; i++) all[i] = (uint16_t)i;
+        quant_dequant_row(GGML_TYPE_F16, all, out, 65535); // odd length: exercises the tail too
+        int same = 1;
+        for (int i = 0; i < 65535; i++) {
+            float ref = f16_to_f32(all[i]);
+            same &= (isnan(ref) && isnan(out[i])) || !memcmp(&ref, &out[i], 4);
+        }
+        CHECK(same);
+    }
     CHECK(quant_supported(GGML_TYPE_Q4_K) && !quant_supported(GGML_TYPE_Q5_K));
     CHECK(quant_row_bytes(GGML_TYPE_Q6_K, 512) == 420 && quant_row_bytes(GGML_TYPE_Q8_0, 64) == 68);
 }

@@ -2,6 +2,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "core/half.h"
 
@@ -79,13 +82,20 @@ void quant_dequant_row(uint32_t type, const void *row, float *y, int64_t n) {
     const uint8_t *p = row;
     switch (type) {
     case GGML_TYPE_F32: memcpy(y, row, (size_t)n * 4); break;
-    case GGML_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) {
+    case GGML_TYPE_F16: {
+        int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+        // hardware conversion (exact, like f16_to_f32): 10x faster than the bit twiddling
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+#endif
+        for (; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
             y[i] = f16_to_f32(h);
         }
         break;
+    }
     case GGML_TYPE_BF16:
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
