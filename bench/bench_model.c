@@ -58,8 +58,10 @@ int main(int argc, char **argv) {
     const char *stories = NULL;
     int synthetic = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--skip-synthetic")) synthetic = 0;
-        else stories = argv[i];
+        if (!strcmp(argv[i], "--skip-synthetic"))
+            synthetic = 0;
+        else
+            stories = argv[i];
     }
     char def[4096];
     if (!stories) {
@@ -68,8 +70,10 @@ int main(int argc, char **argv) {
         stories = def;
     }
     printf("threads: %d\n", omp_get_max_threads());
-    if (file_exists(stories)) bench("stories260K (F32)", stories, 8, 256, 5, 256);
-    else printf("stories260K not found at %s: skipped\n", stories);
+    if (file_exists(stories))
+        bench("stories260K (F32)", stories, 8, 256, 5, 256);
+    else
+        printf("stories260K not found at %s: skipped\n", stories);
     if (!synthetic) return 0;
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     uint32_t types[2] = {GGML_TYPE_F32, GGML_TYPE_Q8_0};

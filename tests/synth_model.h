@@ -46,7 +46,8 @@ static inline cterp_status synth_write(const char *path, const synth_cfg *c) {
     gguf_writer_u32(w, KEY("feed_forward_length"), (uint32_t)c->F);
     gguf_writer_u32(w, KEY("attention.head_count"), (uint32_t)c->H);
     gguf_writer_u32(w, KEY("context_length"), (uint32_t)c->n_ctx);
-    if (c->gpt2) gguf_writer_f32(w, KEY("attention.layer_norm_epsilon"), 1e-5f);
+    if (c->gpt2)
+        gguf_writer_f32(w, KEY("attention.layer_norm_epsilon"), 1e-5f);
     else {
         gguf_writer_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->Hkv);
         gguf_writer_u32(w, KEY("rope.dimension_count"), (uint32_t)c->n_rot);
@@ -112,7 +113,8 @@ static const float *ref_tl(const gguf_file *g, int l, const char *name) {
 }
 
 // y (out) = W (out, in) x (in) + b
-static void ref_linear(double *y, const float *W, const float *b, const double *x, int in, int out) {
+static void ref_linear(double *y, const float *W, const float *b, const double *x, int in,
+                       int out) {
     for (int o = 0; o < out; o++) {
         double s = b ? b[o] : 0;
         for (int i = 0; i < in; i++) s += (double)W[(size_t)o * in + i] * x[i];
@@ -135,7 +137,7 @@ static void ref_norm(double *y, const double *x, const float *w, const float *b,
 // logits (T, V); if resid_layer >= 0 also copies resid_post of that layer into resid (T, D);
 // adds `bump` to every element of resid_mid at layer bump_layer (tests modifying hooks).
 static inline int ref_forward(const gguf_file *g, const int32_t *tok, int T, float *logits,
-                       int resid_layer, float *resid, int bump_layer, float bump) {
+                              int resid_layer, float *resid, int bump_layer, float bump) {
     gguf_str as;
     if (gguf_get_str(g, "general.architecture", &as)) return 0;
     int gpt = as.len == 4 && !memcmp(as.s, "gpt2", 4);
@@ -151,7 +153,8 @@ static inline int ref_forward(const gguf_file *g, const int32_t *tok, int T, flo
     uint32_t hd = D / H;
     if (!gpt && U("rope.dimension_count", n_rot)) n_rot = hd;
 #undef U
-    snprintf(k, sizeof k, "%s.%s", a, gpt ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon");
+    snprintf(k, sizeof k, "%s.%s", a,
+             gpt ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon");
     gguf_get_f32(g, k, &eps);
     snprintf(k, sizeof k, "%s.rope.freq_base", a);
     gguf_get_f32(g, k, &base);
@@ -173,8 +176,8 @@ static inline int ref_forward(const gguf_file *g, const int32_t *tok, int T, flo
             ref_norm(xn, x + (size_t)t * D, ref_tl(g, l, "attn_norm.weight"),
                      gpt ? ref_tl(g, l, "attn_norm.bias") : NULL, D, eps, gpt);
             if (gpt) {
-                ref_linear(tmp, ref_tl(g, l, "attn_qkv.weight"), ref_tl(g, l, "attn_qkv.bias"), xn, D,
-                           3 * D);
+                ref_linear(tmp, ref_tl(g, l, "attn_qkv.weight"), ref_tl(g, l, "attn_qkv.bias"), xn,
+                           D, 3 * D);
                 memcpy(q + (size_t)t * D, tmp, D * sizeof *q);
                 memcpy(kk + (size_t)t * kvd, tmp + D, D * sizeof *q);
                 memcpy(vv + (size_t)t * kvd, tmp + 2 * D, D * sizeof *q);
@@ -184,7 +187,8 @@ static inline int ref_forward(const gguf_file *g, const int32_t *tok, int T, flo
                 ref_linear(vv + (size_t)t * kvd, ref_tl(g, l, "attn_v.weight"), NULL, xn, D, kvd);
                 // rotate pairs (2j, 2j+1) of the first n_rot dims of each head
                 for (uint32_t h = 0; h < H + Hkv; h++) {
-                    double *v = h < H ? q + (size_t)t * D + h * hd : kk + (size_t)t * kvd + (h - H) * hd;
+                    double *v =
+                        h < H ? q + (size_t)t * D + h * hd : kk + (size_t)t * kvd + (h - H) * hd;
                     for (uint32_t j = 0; j < n_rot / 2; j++) {
                         double th = t / pow(base, 2.0 * j / n_rot) / (freqs ? freqs[j] : 1.0);
                         double c0 = v[2 * j], c1 = v[2 * j + 1];
@@ -208,30 +212,33 @@ static inline int ref_forward(const gguf_file *g, const int32_t *tok, int T, flo
                 for (int s = 0; s <= t; s++) sum += (att[s] = exp(att[s] - mx));
                 for (uint32_t i = 0; i < hd; i++) {
                     double acc = 0;
-                    for (int s = 0; s <= t; s++) acc += att[s] / sum * vv[(size_t)s * kvd + kh * hd + i];
+                    for (int s = 0; s <= t; s++)
+                        acc += att[s] / sum * vv[(size_t)s * kvd + kh * hd + i];
                     zall[(size_t)t * D + h * hd + i] = acc;
                 }
             }
         }
         for (int t = 0; t < T; t++) {
             double *xt = x + (size_t)t * D;
-            ref_linear(tmp, ref_tl(g, l, "attn_output.weight"), gpt ? ref_tl(g, l, "attn_output.bias") : NULL,
-                       zall + (size_t)t * D, D, D);
+            ref_linear(tmp, ref_tl(g, l, "attn_output.weight"),
+                       gpt ? ref_tl(g, l, "attn_output.bias") : NULL, zall + (size_t)t * D, D, D);
             for (uint32_t i = 0; i < D; i++) xt[i] += tmp[i] + ((int)l == bump_layer ? bump : 0);
-            ref_norm(xn, xt, ref_tl(g, l, "ffn_norm.weight"), gpt ? ref_tl(g, l, "ffn_norm.bias") : NULL,
-                     D, eps, gpt);
+            ref_norm(xn, xt, ref_tl(g, l, "ffn_norm.weight"),
+                     gpt ? ref_tl(g, l, "ffn_norm.bias") : NULL, D, eps, gpt);
             double *h1 = tmp + D, *h2 = tmp + D + F;
             if (gpt) {
-                ref_linear(h1, ref_tl(g, l, "ffn_up.weight"), ref_tl(g, l, "ffn_up.bias"), xn, D, F);
+                ref_linear(h1, ref_tl(g, l, "ffn_up.weight"), ref_tl(g, l, "ffn_up.bias"), xn, D,
+                           F);
                 for (uint32_t i = 0; i < F; i++)
-                    h1[i] = 0.5 * h1[i] * (1 + tanh(sqrt(2 / M_PI) * (h1[i] + 0.044715 * pow(h1[i], 3))));
+                    h1[i] = 0.5 * h1[i] *
+                            (1 + tanh(sqrt(2 / M_PI) * (h1[i] + 0.044715 * pow(h1[i], 3))));
             } else {
                 ref_linear(h1, ref_tl(g, l, "ffn_gate.weight"), NULL, xn, D, F);
                 ref_linear(h2, ref_tl(g, l, "ffn_up.weight"), NULL, xn, D, F);
                 for (uint32_t i = 0; i < F; i++) h1[i] = h1[i] / (1 + exp(-h1[i])) * h2[i];
             }
-            ref_linear(tmp, ref_tl(g, l, "ffn_down.weight"), gpt ? ref_tl(g, l, "ffn_down.bias") : NULL, h1,
-                       F, D);
+            ref_linear(tmp, ref_tl(g, l, "ffn_down.weight"),
+                       gpt ? ref_tl(g, l, "ffn_down.bias") : NULL, h1, F, D);
             for (uint32_t i = 0; i < D; i++) xt[i] += tmp[i];
             if ((int)l == resid_layer)
                 for (uint32_t i = 0; i < D; i++) resid[(size_t)t * D + i] = (float)xt[i];

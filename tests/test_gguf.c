@@ -131,8 +131,10 @@ static void test_hostile(void) {
         int flips = 1 + (int)rng_below(&r, 4);
         for (int k = 0; k < flips; k++) {
             size_t pos = rng_below(&r, n);
-            if (rng_below(&r, 2)) cp[pos] = (uint8_t)rng_u64(&r);
-            else cp[pos] ^= (uint8_t)(1u << rng_below(&r, 8));
+            if (rng_below(&r, 2))
+                cp[pos] = (uint8_t)rng_u64(&r);
+            else
+                cp[pos] ^= (uint8_t)(1u << rng_below(&r, 8));
         }
         gguf_file *g = NULL;
         if (gguf_open_buffer(&g, cp, n, "fuzz.gguf") == CTERP_OK) {

@@ -51,7 +51,8 @@ int main(void) {
         t = run_inspect(path, tmp, &rc);
         CHECK(rc == 0 && t && strstr(t, "tokenizer.ggml.merges") && strstr(t, "not loadable"));
         free(t);
-    } else printf("skip: stories260K part (shared test data not found)\n");
+    } else
+        printf("skip: stories260K part (shared test data not found)\n");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     CHECK(system(cmd) == 0);

@@ -70,13 +70,15 @@ static void test_stories(const char *dir) {
     o.logits = out;
     CHECK_OK(cterp_model_forward(m, tok, 1, T, &o));
     double scale, d = max_abs_diff(out, ref, (size_t)T * V, &scale);
-    CHECK_MSG(d < 1e-4, "stories260K logits differ from the reference by %.3g (rms %.3g)", d, scale);
+    CHECK_MSG(d < 1e-4, "stories260K logits differ from the reference by %.3g (rms %.3g)", d,
+              scale);
 
     capture cp = {.buf = res};
     cterp_hook hk = {"blocks.2.hook_resid_post", cap_fn, &cp};
     cterp_forward_opts oh = {&hk, 1, 0, NULL, 0}; // no logits: stops after block 2
     CHECK_OK(cterp_model_forward(m, tok, 1, T, &oh));
-    CHECK(cp.calls == 1 && cp.ndim == 3 && cp.shape[0] == 1 && cp.shape[1] == T && cp.shape[2] == D);
+    CHECK(cp.calls == 1 && cp.ndim == 3 && cp.shape[0] == 1 && cp.shape[1] == T &&
+          cp.shape[2] == D);
     d = max_abs_diff(res, ref_res, (size_t)T * D, NULL);
     CHECK_MSG(d < 1e-4, "resid_post differs by %.3g", d);
 
@@ -109,7 +111,7 @@ static void test_stories(const char *dir) {
     CHECK(nh == 1 + 15 * 5 + 1);
     cterp_hook *all = calloc((size_t)nh, sizeof *all);
     capture *caps = calloc((size_t)nh, sizeof *caps);
-    char (*names)[64] = calloc((size_t)nh, 64);
+    char(*names)[64] = calloc((size_t)nh, 64);
     for (int i = 0; i < nh; i++) {
         cterp_model_hook_point(m, i, names[i], 64);
         all[i] = (cterp_hook){names[i], cap_fn, &caps[i]};
@@ -147,7 +149,8 @@ static void test_stories(const char *dir) {
     static float single[T * 512], last[2 * 512];
     CHECK_OK(cterp_model_forward(m, tok2 + T, 1, T, &(cterp_forward_opts){.logits = single}));
     CHECK(max_abs_diff(out + (size_t)T * V, single, (size_t)T * V, NULL) < 1e-4);
-    CHECK_OK(cterp_model_forward(m, tok2, 2, T, &(cterp_forward_opts){.logits = last, .last_only = 1}));
+    CHECK_OK(
+        cterp_model_forward(m, tok2, 2, T, &(cterp_forward_opts){.logits = last, .last_only = 1}));
     CHECK(max_abs_diff(last + V, single + (size_t)(T - 1) * V, (size_t)V, NULL) < 1e-4);
 
     // KV cache: prefill 10, then 6 single tokens == the full forward
@@ -168,7 +171,8 @@ static void test_stories(const char *dir) {
     capture dc = {0};
     cterp_hook hd = {"blocks.0.attn.hook_pattern", cap_fn, &dc};
     CHECK_OK(cterp_model_decode(m, kc, tok, 10, &(cterp_forward_opts){.hooks = &hd, .n_hooks = 1}));
-    CHECK_OK(cterp_model_decode(m, kc, tok + 10, 2, &(cterp_forward_opts){.hooks = &hd, .n_hooks = 1}));
+    CHECK_OK(
+        cterp_model_decode(m, kc, tok + 10, 2, &(cterp_forward_opts){.hooks = &hd, .n_hooks = 1}));
     CHECK(dc.calls == 2 && dc.shape[0] == 1 && dc.shape[1] == 8 && dc.shape[2] == 2 &&
           dc.shape[3] == 12);
     cterp_kv_cache_free(kc);
@@ -219,10 +223,10 @@ static void test_synthetic(void) {
         uint32_t type;
         double tol; // rms of the logit error relative to the logits' rms, vs F32 weights
     } types[] = {{GGML_TYPE_F16, 0.002}, {GGML_TYPE_BF16, 0.012}, {GGML_TYPE_Q8_0, 0.03},
-                 {GGML_TYPE_Q6_K, 0.08},  {GGML_TYPE_Q4_0, 0.35},  {GGML_TYPE_Q4_K, 0.35}};
+                 {GGML_TYPE_Q6_K, 0.08}, {GGML_TYPE_Q4_0, 0.35},  {GGML_TYPE_Q4_K, 0.35}};
     for (int gpt = 0; gpt < 2; gpt++) {
-        synth_cfg sc = {gpt, 2, 256, 4, gpt ? 4 : 2, 512, 300, 64, gpt ? 0 : 32, !gpt, gpt,
-                        GGML_TYPE_F32, 11};
+        synth_cfg sc = {gpt,  2,   256,           4, gpt ? 4 : 2, 512, 300, 64, gpt ? 0 : 32,
+                        !gpt, gpt, GGML_TYPE_F32, 11};
         char p32[600], pq[600];
         snprintf(p32, sizeof p32, "%s/%s-f32.gguf", tmp, gpt ? "gpt2" : "llama");
         CHECK_OK(synth_write(p32, &sc));
@@ -261,7 +265,8 @@ static void test_synthetic(void) {
             CHECK_OK(cterp_model_forward(m, tok, 1, T, &o)); // batched: dequantized tiles + sgemm
             double e2 = 0, r2 = 0;
             for (int i = 0; i < T * 300; i++)
-                e2 += (double)(outq[i] - out[i]) * (outq[i] - out[i]), r2 += (double)out[i] * out[i];
+                e2 += (double)(outq[i] - out[i]) * (outq[i] - out[i]),
+                    r2 += (double)out[i] * out[i];
             double rel = sqrt(e2 / r2);
             if (getenv("VERBOSE"))
                 printf("%s %s: rms logit error / rms logit = %.4f\n", gpt ? "gpt2" : "llama",
@@ -322,9 +327,11 @@ static void test_synthetic(void) {
             int32_t tk[3] = {1, 2, 3};
             float lg[3 * 64];
             const cterp_model_config *cc = cterp_model_config_of(m);
-            if (cc->n_vocab <= 64) cterp_model_forward(m, tk, 1, 3, &(cterp_forward_opts){.logits = lg});
+            if (cc->n_vocab <= 64)
+                cterp_model_forward(m, tk, 1, 3, &(cterp_forward_opts){.logits = lg});
             cterp_model_free(m);
-        } else CHECK(m == NULL && strlen(cterp_last_error()) > 0);
+        } else
+            CHECK(m == NULL && strlen(cterp_last_error()) > 0);
     }
     CHECK(crashed == 0 && loaded < iters);
     free(orig);
@@ -357,7 +364,9 @@ int main(void) {
     test_hook_names();
     test_synthetic();
     const char *dir = test_data_dir();
-    if (!dir) printf("skip: stories260K tests (shared test data not found; set CTERP_TESTDATA)\n");
-    else test_stories(dir);
+    if (!dir)
+        printf("skip: stories260K tests (shared test data not found; set CTERP_TESTDATA)\n");
+    else
+        test_stories(dir);
     return test_done();
 }

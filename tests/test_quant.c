@@ -34,10 +34,10 @@ static void test_hand_blocks(void) {
         b.qs[0] = 0x35;             // y[0] low nibble 5 (sub-block 0), y[32] high nibble 3
         b.qs[64] = 0x07;            // chunk 2 low nibble -> y[128], sub-block 4
         quant_dequant_row(GGML_TYPE_Q4_K, &b, y, QK_K);
-        CHECK(y[0] == 2.0f * 5 - 0.5f * 4);   // 8
-        CHECK(y[32] == 3.0f * 3 - 0.5f * 1);  // 8.5
+        CHECK(y[0] == 2.0f * 5 - 0.5f * 4);    // 8
+        CHECK(y[32] == 3.0f * 3 - 0.5f * 1);   // 8.5
         CHECK(y[128] == 17.0f * 7 - 0.5f * 2); // 118
-        CHECK(y[1] == -2.0f);                 // q = 0: -dmin·m0
+        CHECK(y[1] == -2.0f);                  // q = 0: -dmin·m0
     }
     { // Q6_K: d = 0.25, d stored last
         block_q6_K b = {0};
@@ -86,15 +86,16 @@ static void test_roundtrip(void) {
     static const struct {
         uint32_t type;
         double max_rel_rms;
-    } cases[] = {{GGML_TYPE_F32, 0},       {GGML_TYPE_F16, 1e-3},   {GGML_TYPE_BF16, 5e-3},
-                 {GGML_TYPE_Q8_0, 0.01},   {GGML_TYPE_Q4_0, 0.12},  {GGML_TYPE_Q4_K, 0.12},
+    } cases[] = {{GGML_TYPE_F32, 0},     {GGML_TYPE_F16, 1e-3},  {GGML_TYPE_BF16, 5e-3},
+                 {GGML_TYPE_Q8_0, 0.01}, {GGML_TYPE_Q4_0, 0.12}, {GGML_TYPE_Q4_K, 0.12},
                  {GGML_TYPE_Q6_K, 0.035}};
     enum { N = 1024 };
     static float x[N], y[N], v[N];
     static uint8_t q[N * 4];
     rng_t r;
     rng_seed(&r, 1);
-    for (int i = 0; i < N; i++) x[i] = rng_normal(&r) * (i < 256 ? 0.01f : 1.0f), v[i] = rng_normal(&r);
+    for (int i = 0; i < N; i++)
+        x[i] = rng_normal(&r) * (i < 256 ? 0.01f : 1.0f), v[i] = rng_normal(&r);
     x[700] = 6.0f; // an outlier inside one block
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         uint32_t t = cases[c].type;

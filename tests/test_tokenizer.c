@@ -54,8 +54,10 @@ static void run_vocab(const char *dir, const char *name) {
         char *back;
         size_t blen;
         CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
-        if (back && blen == (size_t)(end - p) && !memcmp(back, p, blen)) n_round++;
-        else fprintf(stderr, "%s text %d: decode gave '%s'\n", name, n_texts - 1, back ? back : "");
+        if (back && blen == (size_t)(end - p) && !memcmp(back, p, blen))
+            n_round++;
+        else
+            fprintf(stderr, "%s text %d: decode gave '%s'\n", name, n_texts - 1, back ? back : "");
         free(back);
         free(ids);
         p = end + seplen;
@@ -129,8 +131,11 @@ static void write_bpe(const char *path, const char *pre, int add_bos_key) {
         static int extra = 0;
         if (b == 0) extra = 0;
         unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
-        if (cp < 0x80) store[n][0] = (char)cp, store[n][1] = 0;
-        else store[n][0] = (char)(0xC0 | (cp >> 6)), store[n][1] = (char)(0x80 | (cp & 63)), store[n][2] = 0;
+        if (cp < 0x80)
+            store[n][0] = (char)cp, store[n][1] = 0;
+        else
+            store[n][0] = (char)(0xC0 | (cp >> 6)), store[n][1] = (char)(0x80 | (cp & 63)),
+            store[n][2] = 0;
         toks[n] = store[n];
         n++;
     }
@@ -174,7 +179,7 @@ static void test_synthetic_bpe(void) {
     cterp_tokenizer *t;
     CHECK_OK(cterp_tokenizer_open(&t, path));
     if (t) {
-        CHECK(ids_are(t, "Hello", 1, (int32_t[]){259}, 1)); // gpt-2: no BOS by default
+        CHECK(ids_are(t, "Hello", 1, (int32_t[]){259}, 1));      // gpt-2: no BOS by default
         CHECK(ids_are(t, "12345", 0, (int32_t[]){261, 262}, 2)); // one word, merged by rank
         CHECK(ids_are(t, "Hel", 0, (int32_t[]){256, 'l'}, 2));
     }

@@ -57,8 +57,8 @@ const char *cterp_model_weight_type(const cterp_model *m);
 
 // Called with the activation in place: read it, or modify it (the forward continues with the
 // modified values). shape has ndim entries. A non-zero return aborts the forward with it.
-typedef cterp_status (*cterp_hook_fn)(const char *name, float *act, const int64_t *shape,
-                                      int ndim, void *user);
+typedef cterp_status (*cterp_hook_fn)(const char *name, float *act, const int64_t *shape, int ndim,
+                                      void *user);
 
 typedef struct {
     const char *name;
@@ -88,8 +88,8 @@ typedef struct {
     // Run blocks [0, stop_at_layer) only (TransformerLens semantics; no logits). 0: all blocks
     // when logits are wanted, else up to the block of the last hook.
     int stop_at_layer;
-    float *logits;     // (B, T, V), or (B, V) with last_only; NULL: none
-    int last_only;     // logits of the last position of each sequence only
+    float *logits; // (B, T, V), or (B, V) with last_only; NULL: none
+    int last_only; // logits of the last position of each sequence only
 } cterp_forward_opts;
 
 // Forward of B sequences of T tokens each (tokens (B, T), row-major). opts may be NULL.

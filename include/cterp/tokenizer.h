@@ -26,8 +26,8 @@ void cterp_tokenizer_free(cterp_tokenizer *t); // NULL is a no-op
 
 // Text (len bytes, any bytes) -> malloc'd ids (*n of them; *ids may be NULL when *n == 0).
 // add_special: BOS/EOS as the vocabulary says; parse_special: control-token text -> its id.
-cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t len,
-                            int add_special, int parse_special, int32_t **ids, size_t *n);
+cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t len, int add_special,
+                            int parse_special, int32_t **ids, size_t *n);
 
 // Ids -> malloc'd NUL-terminated text (*len bytes). Control tokens (BOS, EOS) are dropped
 // unless `keep_special`; the SentencePiece space prefix of the first piece is removed.
@@ -38,7 +38,8 @@ int32_t cterp_tokenizer_n_vocab(const cterp_tokenizer *t);
 int32_t cterp_tokenizer_bos(const cterp_tokenizer *t); // -1 if none
 int32_t cterp_tokenizer_eos(const cterp_tokenizer *t); // -1 if none
 int cterp_tokenizer_add_bos(const cterp_tokenizer *t);
-// 1 for control/unknown/unused tokens (never produced from plain text, dropped by activation stores)
+// 1 for control/unknown/unused tokens (never produced from plain text, dropped by activation
+// stores)
 int cterp_tokenizer_is_special(const cterp_tokenizer *t, int32_t id);
 // The vocabulary string of a token (as stored: "▁the", "Ġthe", "<0x0A>"), NUL-terminated.
 const char *cterp_tokenizer_token(const cterp_tokenizer *t, int32_t id);

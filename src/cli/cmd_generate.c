@@ -55,12 +55,18 @@ int cmd_generate(int argc, char **argv) {
             return usage(stderr), 2;
         }
         char *end = NULL;
-        if (!strcmp(a, "--model") || !strcmp(a, "-m")) model = v;
-        else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) prompt = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-tokens")) n_new = (int)strtol(v, &end, 10);
-        else if (!strcmp(a, "--temp")) sp.temperature = strtof(v, &end);
-        else if (!strcmp(a, "--top-p")) sp.top_p = strtof(v, &end);
-        else if (!strcmp(a, "--seed")) sp.seed = strtoull(v, &end, 10);
+        if (!strcmp(a, "--model") || !strcmp(a, "-m"))
+            model = v;
+        else if (!strcmp(a, "--prompt") || !strcmp(a, "-p"))
+            prompt = v;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-tokens"))
+            n_new = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--temp"))
+            sp.temperature = strtof(v, &end);
+        else if (!strcmp(a, "--top-p"))
+            sp.top_p = strtof(v, &end);
+        else if (!strcmp(a, "--seed"))
+            sp.seed = strtoull(v, &end, 10);
         else {
             fprintf(stderr, "cterp generate: unknown option %s\n", a);
             return usage(stderr), 2;
@@ -99,8 +105,8 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "cterp generate: empty prompt and the vocabulary adds no BOS\n");
         goto done;
     }
-    stream st = {tok, malloc(((size_t)n + (size_t)n_new) * sizeof(int32_t)), (int)n,
-                 (int)n + n_new, 0};
+    stream st = {tok, malloc(((size_t)n + (size_t)n_new) * sizeof(int32_t)), (int)n, (int)n + n_new,
+                 0};
     if (!st.ids) goto fail;
     memcpy(st.ids, ids, n * sizeof *ids);
     flush_text(&st);

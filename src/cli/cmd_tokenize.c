@@ -21,8 +21,10 @@ int cmd_tokenize(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout), 0;
         if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "-m")) && i + 1 < argc)
             model = argv[++i];
-        else if (!strcmp(argv[i], "--no-bos")) add_special = 0;
-        else if (!strcmp(argv[i], "--ids")) ids_only = 1;
+        else if (!strcmp(argv[i], "--no-bos"))
+            add_special = 0;
+        else if (!strcmp(argv[i], "--ids"))
+            ids_only = 1;
         else {
             fprintf(stderr, "cterp tokenize: unknown option or missing value: %s\n", argv[i]);
             return usage(stderr), 2;
@@ -60,8 +62,10 @@ int cmd_tokenize(int argc, char **argv) {
         rc = 1;
     } else {
         for (size_t i = 0; i < n; i++) {
-            if (ids_only) printf(i ? " %d" : "%d", ids[i]);
-            else printf("%d\t%s\n", ids[i], cterp_tokenizer_token(t, ids[i]));
+            if (ids_only)
+                printf(i ? " %d" : "%d", ids[i]);
+            else
+                printf("%d\t%s\n", ids[i], cterp_tokenizer_token(t, ids[i]));
         }
         if (ids_only) printf("\n");
         free(ids);

@@ -12,18 +12,25 @@ static void print_str(gguf_str s, size_t max) {
     putchar('"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s.s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 32) printf("\\x%02x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 32)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
     }
     printf(s.len > max ? "...\"" : "\"");
 }
 
 static void print_scalar(const gguf_kv *kv, uint32_t type, uint64_t i) {
-    if (type == GGUF_TYPE_STRING) print_str(kv->strs[i], 60);
-    else if (type == GGUF_TYPE_F32 || type == GGUF_TYPE_F64) printf("%g", gguf_arr_f64(kv, i));
-    else if (type == GGUF_TYPE_BOOL) printf("%s", gguf_arr_i64(kv, i) ? "true" : "false");
-    else printf("%lld", (long long)gguf_arr_i64(kv, i));
+    if (type == GGUF_TYPE_STRING)
+        print_str(kv->strs[i], 60);
+    else if (type == GGUF_TYPE_F32 || type == GGUF_TYPE_F64)
+        printf("%g", gguf_arr_f64(kv, i));
+    else if (type == GGUF_TYPE_BOOL)
+        printf("%s", gguf_arr_i64(kv, i) ? "true" : "false");
+    else
+        printf("%lld", (long long)gguf_arr_i64(kv, i));
 }
 
 int cli_inspect_gguf(const char *path) {
@@ -64,7 +71,8 @@ int cli_inspect_gguf(const char *path) {
         for (uint32_t d = 1; d < t->n_dims; d++)
             k += snprintf(shape + k, sizeof shape - (size_t)k, ", %lld", (long long)t->ne[d]);
         snprintf(shape + k, sizeof shape - (size_t)k, "]");
-        printf("  %-36s %-5s %-18s %zu bytes\n", t->name, gguf_type_name(t->type), shape, t->n_bytes);
+        printf("  %-36s %-5s %-18s %zu bytes\n", t->name, gguf_type_name(t->type), shape,
+               t->n_bytes);
     }
     gguf_close(g);
 
@@ -95,7 +103,8 @@ int cli_inspect_gguf(const char *path) {
         if (!strncmp(buf, "blocks.", 7)) {
             if (strncmp(buf, "blocks.0.", 9)) continue;
             printf("blocks.{0..%d}.%s", c->n_layers - 1, buf + 9);
-        } else printf("%s", buf);
+        } else
+            printf("%s", buf);
         printf(i + 1 < n ? ", " : "\n");
     }
     cterp_model_free(m);

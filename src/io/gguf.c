@@ -26,8 +26,12 @@ static const type_info TYPES[GGML_TYPE_COUNT] = {
     [GGML_TYPE_F64] = {"F64", 1, 8},       [GGML_TYPE_BF16] = {"BF16", 1, 2},
 };
 
-int64_t gguf_type_block(uint32_t type) { return type < GGML_TYPE_COUNT ? TYPES[type].block : 0; }
-int64_t gguf_type_size(uint32_t type) { return type < GGML_TYPE_COUNT ? TYPES[type].size : 0; }
+int64_t gguf_type_block(uint32_t type) {
+    return type < GGML_TYPE_COUNT ? TYPES[type].block : 0;
+}
+int64_t gguf_type_size(uint32_t type) {
+    return type < GGML_TYPE_COUNT ? TYPES[type].size : 0;
+}
 
 const char *gguf_type_name(uint32_t type) {
     static _Thread_local char buf[32];
@@ -36,9 +40,8 @@ const char *gguf_type_name(uint32_t type) {
     return buf;
 }
 
-static const char *VTYPE_NAMES[GGUF_TYPE_COUNT] = {"u8",  "i8",     "u16",   "i16", "u32",
-                                                   "i32", "f32",    "bool",  "string",
-                                                   "array", "u64", "i64", "f64"};
+static const char *VTYPE_NAMES[GGUF_TYPE_COUNT] = {
+    "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
 static const uint8_t VTYPE_SIZE[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *gguf_vtype_name(uint32_t type) {
@@ -117,10 +120,10 @@ static cterp_status parse(gguf_file *g) {
     char magic[4];
     if ((s = rd(cp, magic, 4, "magic"))) return s;
     if (memcmp(magic, "GGUF", 4) != 0)
-        return cterp_error(CTERP_EFORMAT,
-                           "%s: not a GGUF file: magic: expected \"GGUF\", found %02x %02x %02x %02x",
-                           g->path, (uint8_t)magic[0], (uint8_t)magic[1], (uint8_t)magic[2],
-                           (uint8_t)magic[3]);
+        return cterp_error(
+            CTERP_EFORMAT,
+            "%s: not a GGUF file: magic: expected \"GGUF\", found %02x %02x %02x %02x", g->path,
+            (uint8_t)magic[0], (uint8_t)magic[1], (uint8_t)magic[2], (uint8_t)magic[3]);
     if ((s = rd(cp, &g->version, 4, "version"))) return s;
     if (g->version != 2 && g->version != 3)
         return cterp_error(CTERP_EFORMAT, "%s: version: expected 2 or 3, found %u", g->path,
@@ -188,10 +191,9 @@ static cterp_status parse(gguf_file *g) {
         if (et == GGUF_TYPE_STRING) {
             // each string takes at least its 8-byte length
             if (kv->n > (c.size - c.pos) / 8) {
-                s = cterp_error(CTERP_EFORMAT,
-                                "%s: key '%.*s': %llu strings cannot fit in the %zu bytes left",
-                                g->path, klen, keys[i].s, (unsigned long long)kv->n,
-                                c.size - c.pos);
+                s = cterp_error(
+                    CTERP_EFORMAT, "%s: key '%.*s': %llu strings cannot fit in the %zu bytes left",
+                    g->path, klen, keys[i].s, (unsigned long long)kv->n, c.size - c.pos);
                 goto out;
             }
             kv->strs = malloc((kv->n ? kv->n : 1) * sizeof *kv->strs);
@@ -241,8 +243,7 @@ static cterp_status parse(gguf_file *g) {
         }
         int64_t nel = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
-            if (ne[d] > (uint64_t)INT64_MAX ||
-                (nel && ne[d] && (int64_t)ne[d] > INT64_MAX / nel)) {
+            if (ne[d] > (uint64_t)INT64_MAX || (nel && ne[d] && (int64_t)ne[d] > INT64_MAX / nel)) {
                 s = cterp_error(CTERP_EFORMAT,
                                 "%s: tensor '%.*s': ne[%u] = %llu overflows the element count",
                                 g->path, nlen, names[i].s, d, (unsigned long long)ne[d]);
@@ -303,8 +304,7 @@ static cterp_status parse(gguf_file *g) {
             s = cterp_error(CTERP_EFORMAT,
                             "%s: tensor '%.*s': offset: expected a multiple of the alignment %u, "
                             "found %llu",
-                            g->path, nlen, names[i].s, g->alignment,
-                            (unsigned long long)t->offset);
+                            g->path, nlen, names[i].s, g->alignment, (unsigned long long)t->offset);
             goto out;
         }
         if (t->offset > data_size || t->n_bytes > data_size - t->offset) {
@@ -335,8 +335,10 @@ static cterp_status parse(gguf_file *g) {
         }
         memcpy(a, src->s, src->len);
         a[src->len] = 0;
-        if (i < g->n_kv) g->kv[i].key = a;
-        else g->tensors[i - g->n_kv].name = a;
+        if (i < g->n_kv)
+            g->kv[i].key = a;
+        else
+            g->tensors[i - g->n_kv].name = a;
         a += src->len + 1;
     }
     for (uint64_t i = 0; i < g->n_kv; i++)
@@ -367,8 +369,7 @@ static cterp_status parse(gguf_file *g) {
         qsort(idx, g->n_kv, sizeof *idx, cmp_idx);
         for (uint64_t i = 1; i < g->n_kv && !s; i++)
             if (!strcmp(nm[idx[i]], nm[idx[i - 1]]))
-                s = cterp_error(CTERP_EFORMAT, "%s: duplicate key '%.100s'", g->path,
-                                nm[idx[i]]);
+                s = cterp_error(CTERP_EFORMAT, "%s: duplicate key '%.100s'", g->path, nm[idx[i]]);
         for (uint64_t i = 0; i < g->n_tensors; i++)
             g->by_name[i] = (uint32_t)i, nm[i] = g->tensors[i].name;
         qsort(g->by_name, g->n_tensors, sizeof *g->by_name, cmp_idx);
@@ -443,9 +444,12 @@ static cterp_status find(const gguf_file *g, const char *key, const gguf_kv **kv
 static int64_t scalar_i64(uint32_t type, const uint8_t *p, int *ok) {
     *ok = 1;
     switch (type) {
-    case GGUF_TYPE_U8: return p[0];
-    case GGUF_TYPE_I8: return (int8_t)p[0];
-    case GGUF_TYPE_BOOL: return p[0] != 0;
+    case GGUF_TYPE_U8:
+        return p[0];
+    case GGUF_TYPE_I8:
+        return (int8_t)p[0];
+    case GGUF_TYPE_BOOL:
+        return p[0] != 0;
     case GGUF_TYPE_U16: {
         uint16_t v;
         memcpy(&v, p, 2);
@@ -514,8 +518,8 @@ cterp_status gguf_get_u32(const gguf_file *g, const char *key, uint32_t *out) {
     cterp_status s = gguf_get_i64(g, key, &v);
     if (s) return s;
     if (v < 0 || v > UINT32_MAX)
-        return cterp_error(CTERP_EFORMAT, "%s: key '%s': expected a u32 value, found %lld",
-                           g->path, key, (long long)v);
+        return cterp_error(CTERP_EFORMAT, "%s: key '%s': expected a u32 value, found %lld", g->path,
+                           key, (long long)v);
     *out = (uint32_t)v;
     return CTERP_OK;
 }
@@ -547,14 +551,13 @@ cterp_status gguf_get_str(const gguf_file *g, const char *key, gguf_str *out) {
     cterp_status s = find(g, key, &kv);
     if (s) return s;
     if (kv->type != GGUF_TYPE_STRING)
-        return cterp_error(CTERP_EFORMAT, "%s: key '%s': expected string, found %s", g->path,
-                           key, gguf_vtype_name(kv->type));
+        return cterp_error(CTERP_EFORMAT, "%s: key '%s': expected string, found %s", g->path, key,
+                           gguf_vtype_name(kv->type));
     *out = kv->strs[0];
     return CTERP_OK;
 }
 
-cterp_status gguf_get_arr(const gguf_file *g, const char *key, int elem_type,
-                          const gguf_kv **out) {
+cterp_status gguf_get_arr(const gguf_file *g, const char *key, int elem_type, const gguf_kv **out) {
     const gguf_kv *kv;
     cterp_status s = find(g, key, &kv);
     if (s) return s;
@@ -595,8 +598,10 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name) {
         const gguf_tensor *t = &g->tensors[g->by_name[mid]];
         int r = strcmp(t->name, name);
         if (!r) return t;
-        if (r < 0) lo = mid + 1;
-        else hi = mid;
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -632,8 +637,12 @@ static void put(gguf_writer *w, bytes *b, const void *src, size_t n) {
     b->n += n;
 }
 
-static void put_u32(gguf_writer *w, bytes *b, uint32_t v) { put(w, b, &v, 4); }
-static void put_u64(gguf_writer *w, bytes *b, uint64_t v) { put(w, b, &v, 8); }
+static void put_u32(gguf_writer *w, bytes *b, uint32_t v) {
+    put(w, b, &v, 4);
+}
+static void put_u64(gguf_writer *w, bytes *b, uint64_t v) {
+    put(w, b, &v, 8);
+}
 static void put_str(gguf_writer *w, bytes *b, const char *s) {
     put_u64(w, b, strlen(s));
     put(w, b, s, strlen(s));

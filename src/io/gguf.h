@@ -81,14 +81,14 @@ typedef struct {
 } gguf_kv;
 
 typedef struct {
-    char *name;                 // NUL-terminated copy
-    uint32_t n_dims;            // 1..4
-    int64_t ne[GGUF_MAX_DIMS];  // elements per dim, ne[0] contiguous; unused dims are 1
-    uint32_t type;              // ggml_type
-    uint64_t offset;            // from the start of the data section
+    char *name;                // NUL-terminated copy
+    uint32_t n_dims;           // 1..4
+    int64_t ne[GGUF_MAX_DIMS]; // elements per dim, ne[0] contiguous; unused dims are 1
+    uint32_t type;             // ggml_type
+    uint64_t offset;           // from the start of the data section
     int64_t n_elements;
     size_t n_bytes;
-    const void *data;           // inside the map (aligned to the file's alignment)
+    const void *data; // inside the map (aligned to the file's alignment)
 } gguf_tensor;
 
 typedef struct gguf_file {
@@ -102,8 +102,8 @@ typedef struct gguf_file {
     size_t data_offset;   // file offset of the data section
     const uint8_t *map;   // the whole file
     size_t size;
-    int owns_map;         // 1: map from gguf_open (unmapped by close); 0: caller's buffer
-    char *arena;          // keys and names
+    int owns_map; // 1: map from gguf_open (unmapped by close); 0: caller's buffer
+    char *arena;  // keys and names
 } gguf_file;
 
 // Opens and validates `path`. On failure *out is NULL and the error names the file and field.

@@ -68,10 +68,10 @@ enum {
 };
 
 static const char *HK_NAMES[HK_N] = {
-    "hook_resid_pre",      "ln1.hook_normalized", "attn.hook_q",     "attn.hook_k",
-    "attn.hook_v",         "attn.hook_pattern",   "attn.hook_z",     "hook_attn_out",
-    "hook_resid_mid",      "ln2.hook_normalized", "mlp.hook_pre",    "mlp.hook_pre_linear",
-    "mlp.hook_post",       "hook_mlp_out",        "hook_resid_post"};
+    "hook_resid_pre", "ln1.hook_normalized", "attn.hook_q",    "attn.hook_k",
+    "attn.hook_v",    "attn.hook_pattern",   "attn.hook_z",    "hook_attn_out",
+    "hook_resid_mid", "ln2.hook_normalized", "mlp.hook_pre",   "mlp.hook_pre_linear",
+    "mlp.hook_post",  "hook_mlp_out",        "hook_resid_post"};
 
 static int hook_exists(const cterp_model *m, int kind) {
     if (kind == HK_MLP_PRE_LINEAR) return m->cfg.arch == CTERP_ARCH_LLAMA;
@@ -138,9 +138,12 @@ cterp_status cterp_model_hook_info(const cterp_model *m, const char *name, int *
     if (!parse_hook(m, name, &l, &k)) return unknown_hook(m, name);
     const cterp_model_config *c = &m->cfg;
     int d = c->d_model;
-    if (k == HK_Q || k == HK_K || k == HK_V || k == HK_Z) d = c->head_dim;
-    else if (k == HK_PATTERN) d = 0;
-    else if (k == HK_MLP_PRE || k == HK_MLP_PRE_LINEAR || k == HK_MLP_POST) d = c->d_ff;
+    if (k == HK_Q || k == HK_K || k == HK_V || k == HK_Z)
+        d = c->head_dim;
+    else if (k == HK_PATTERN)
+        d = 0;
+    else if (k == HK_MLP_PRE || k == HK_MLP_PRE_LINEAR || k == HK_MLP_POST)
+        d = c->d_ff;
     if (layer) *layer = l;
     if (dim) *dim = d;
     return CTERP_OK;
@@ -149,14 +152,22 @@ cterp_status cterp_model_hook_info(const cterp_model *m, const char *name, int *
 cterp_status cterp_hook_name(int layer, const char *component, char *buf, size_t cap) {
     static const struct {
         const char *comp, *hook;
-    } map[] = {{"mlp", "hook_mlp_out"},        {"mlp_out", "hook_mlp_out"},
-               {"attn", "hook_attn_out"},      {"attn_out", "hook_attn_out"},
-               {"resid", "hook_resid_post"},   {"resid_post", "hook_resid_post"},
-               {"resid_pre", "hook_resid_pre"}, {"resid_mid", "hook_resid_mid"},
-               {"mlp_post", "mlp.hook_post"},  {"mlp_pre", "mlp.hook_pre"},
-               {"q", "attn.hook_q"},           {"k", "attn.hook_k"},
-               {"v", "attn.hook_v"},           {"z", "attn.hook_z"},
-               {"pattern", "attn.hook_pattern"}, {"ln1", "ln1.hook_normalized"},
+    } map[] = {{"mlp", "hook_mlp_out"},
+               {"mlp_out", "hook_mlp_out"},
+               {"attn", "hook_attn_out"},
+               {"attn_out", "hook_attn_out"},
+               {"resid", "hook_resid_post"},
+               {"resid_post", "hook_resid_post"},
+               {"resid_pre", "hook_resid_pre"},
+               {"resid_mid", "hook_resid_mid"},
+               {"mlp_post", "mlp.hook_post"},
+               {"mlp_pre", "mlp.hook_pre"},
+               {"q", "attn.hook_q"},
+               {"k", "attn.hook_k"},
+               {"v", "attn.hook_v"},
+               {"z", "attn.hook_z"},
+               {"pattern", "attn.hook_pattern"},
+               {"ln1", "ln1.hook_normalized"},
                {"ln2", "ln2.hook_normalized"}};
     if (!component || !buf || !cap) return cterp_error(CTERP_EINVAL, "hook name: no component");
     if (strchr(component, '.') || !strncmp(component, "hook_", 5)) {
@@ -189,8 +200,12 @@ void cterp_model_free(cterp_model *m) {
     free(m);
 }
 
-const cterp_model_config *cterp_model_config_of(const cterp_model *m) { return &m->cfg; }
-const cterp_tokenizer *cterp_model_tokenizer(const cterp_model *m) { return m->tok; }
+const cterp_model_config *cterp_model_config_of(const cterp_model *m) {
+    return &m->cfg;
+}
+const cterp_tokenizer *cterp_model_tokenizer(const cterp_model *m) {
+    return m->tok;
+}
 const char *cterp_model_weight_type(const cterp_model *m) {
     return gguf_type_name(m->layers[0].wo.type);
 }
@@ -210,10 +225,12 @@ static const char *akey(loader *ld, const char *suffix) {
 static cterp_status need_u32(loader *ld, const char *suffix, int *out, int def, int lo, int hi) {
     uint32_t v;
     cterp_status s = gguf_get_u32(ld->m->g, akey(ld, suffix), &v);
-    if (s == CTERP_ENOTFOUND && def >= 0) v = (uint32_t)def;
+    if (s == CTERP_ENOTFOUND && def >= 0)
+        v = (uint32_t)def;
     else if (s == CTERP_ENOTFOUND)
         return cterp_error(CTERP_EFORMAT, "%s: missing key '%s'", ld->m->g->path, ld->key);
-    else if (s) return s;
+    else if (s)
+        return s;
     if (v < (uint32_t)lo || v > (uint32_t)hi)
         return cterp_error(CTERP_EFORMAT, "%s: %s: expected %d..%d, found %u", ld->m->g->path,
                            ld->key, lo, hi, v);
@@ -276,8 +293,10 @@ static cterp_status load(cterp_model *m) {
     if ((s = gguf_get_str(m->g, "general.architecture", &arch))) return s;
     char an[32];
     gguf_str_copy(arch, an, sizeof an);
-    if (!strcmp(an, "llama")) c->arch = CTERP_ARCH_LLAMA;
-    else if (!strcmp(an, "gpt2")) c->arch = CTERP_ARCH_GPT2;
+    if (!strcmp(an, "llama"))
+        c->arch = CTERP_ARCH_LLAMA;
+    else if (!strcmp(an, "gpt2"))
+        c->arch = CTERP_ARCH_GPT2;
     else
         return cterp_error(CTERP_EFORMAT,
                            "%s: general.architecture: expected \"llama\" or \"gpt2\", found \"%s\"",
@@ -294,19 +313,22 @@ static cterp_status load(cterp_model *m) {
     if (c->d_model % c->n_heads && !gguf_has_key(m->g, akey(&ld, "attention.key_length")))
         return cterp_error(CTERP_EFORMAT, "%s: embedding_length %d not divisible by head_count %d",
                            m->g->path, c->d_model, c->n_heads);
-    if ((s = need_u32(&ld, "attention.key_length", &c->head_dim, c->d_model / c->n_heads, 1, 65536)))
+    if ((s = need_u32(&ld, "attention.key_length", &c->head_dim, c->d_model / c->n_heads, 1,
+                      65536)))
         return s;
     int vlen;
     if ((s = need_u32(&ld, "attention.value_length", &vlen, c->head_dim, 1, 65536))) return s;
     if (vlen != c->head_dim)
-        return cterp_error(CTERP_EFORMAT, "%s: attention.value_length %d != key_length %d (unsupported)",
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: attention.value_length %d != key_length %d (unsupported)",
                            m->g->path, vlen, c->head_dim);
     if (c->n_heads % c->n_kv_heads)
         return cterp_error(CTERP_EFORMAT, "%s: head_count %d not a multiple of head_count_kv %d",
                            m->g->path, c->n_heads, c->n_kv_heads);
-    if (c->arch == CTERP_ARCH_GPT2 && (c->head_dim * c->n_heads != c->d_model || c->n_kv_heads != c->n_heads))
-        return cterp_error(CTERP_EFORMAT, "%s: gpt2 needs head_count * head_dim == embedding_length",
-                           m->g->path);
+    if (c->arch == CTERP_ARCH_GPT2 &&
+        (c->head_dim * c->n_heads != c->d_model || c->n_kv_heads != c->n_heads))
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: gpt2 needs head_count * head_dim == embedding_length", m->g->path);
     c->n_rot = 0;
     if (c->arch == CTERP_ARCH_LLAMA) {
         if ((s = need_u32(&ld, "rope.dimension_count", &c->n_rot, c->head_dim, 2, c->head_dim)))
@@ -326,10 +348,11 @@ static cterp_status load(cterp_model *m) {
     if (s && s != CTERP_ENOTFOUND) return s;
 
     const gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
-    if (!te) return cterp_error(CTERP_EFORMAT, "%s: tensor 'token_embd.weight' missing", m->g->path);
+    if (!te)
+        return cterp_error(CTERP_EFORMAT, "%s: tensor 'token_embd.weight' missing", m->g->path);
     if (te->ne[1] < 1 || te->ne[1] > (1 << 30))
-        return cterp_error(CTERP_EFORMAT, "%s: token_embd.weight: vocabulary of %lld rows", m->g->path,
-                           (long long)te->ne[1]);
+        return cterp_error(CTERP_EFORMAT, "%s: token_embd.weight: vocabulary of %lld rows",
+                           m->g->path, (long long)te->ne[1]);
     c->n_vocab = (int)te->ne[1];
     int64_t D = c->d_model, F = c->d_ff, V = c->n_vocab, hd = c->head_dim;
     int64_t qd = (int64_t)c->n_heads * hd, kvd = (int64_t)c->n_kv_heads * hd;
@@ -340,9 +363,10 @@ static cterp_status load(cterp_model *m) {
     // Real files hold far more matrix bytes than vector elements; a header claiming dims the
     // file cannot contain must not drive a huge allocation.
     if (ld.vec_cap / 4 > m->g->size)
-        return cterp_error(CTERP_EFORMAT,
-                           "%s: dims (%d layers, d_model %d, d_ff %d) too large for a %zu-byte file",
-                           m->g->path, c->n_layers, c->d_model, c->d_ff, m->g->size);
+        return cterp_error(
+            CTERP_EFORMAT,
+            "%s: dims (%d layers, d_model %d, d_ff %d) too large for a %zu-byte file", m->g->path,
+            c->n_layers, c->d_model, c->d_ff, m->g->size);
     m->vecs = malloc(ld.vec_cap * sizeof(float));
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->vecs || !m->layers) return cterp_error(CTERP_ENOMEM, "%s: out of memory", m->g->path);
@@ -446,7 +470,8 @@ static void matmul(float *y, const float *x, const wmat *W, const float *bias, i
             int64_t nr = N - n0 < tr ? N - n0 : tr;
 #pragma omp parallel for schedule(static) if (nr * K > PAR_MIN)
             for (int64_t r = 0; r < nr; r++)
-                quant_dequant_row(W->type, (const uint8_t *)W->data + (size_t)(n0 + r) * W->row_bytes,
+                quant_dequant_row(W->type,
+                                  (const uint8_t *)W->data + (size_t)(n0 + r) * W->row_bytes,
                                   tile + r * K, K);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nr, (int)K, 1.0f, x,
                         (int)K, tile, (int)K, 0.0f, y + n0, (int)N);
@@ -482,7 +507,8 @@ static void scale_shift(float *x, const float *w, const float *b, int64_t M, int
 }
 
 // Adjacent-pair RoPE (GGUF / llama.cpp NORM layout): rotate (x[2j], x[2j+1]) by pos·θ_j.
-static void rope(float *x, int64_t M, int heads, int hd, int n_rot, const float *cs, const float *sn) {
+static void rope(float *x, int64_t M, int heads, int hd, int n_rot, const float *cs,
+                 const float *sn) {
 #pragma omp parallel for schedule(static) if (M * heads * n_rot > PAR_MIN)
     for (int64_t i = 0; i < M; i++)
         for (int h = 0; h < heads; h++) {
@@ -518,8 +544,8 @@ static cterp_status call(const hooks_ctx *hc, int layer, int kind, float *act, c
                          int ndim) {
     for (int i = 0; i < hc->o->n_hooks; i++)
         if (hc->layer[i] == layer && hc->kind[i] == kind) {
-            cterp_status s = hc->o->hooks[i].fn(hc->o->hooks[i].name, act, shape, ndim,
-                                                hc->o->hooks[i].user);
+            cterp_status s =
+                hc->o->hooks[i].fn(hc->o->hooks[i].name, act, shape, ndim, hc->o->hooks[i].user);
             if (s) return s;
         }
     return CTERP_OK;
@@ -537,11 +563,12 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
     const cterp_forward_opts *o = opts ? opts : &none;
     const cterp_model_config *c = &m->cfg;
     if (B < 1 || T < 1)
-        return cterp_error(CTERP_EINVAL, "forward: expected B >= 1 and T >= 1, found B=%d T=%d", B, T);
+        return cterp_error(CTERP_EINVAL, "forward: expected B >= 1 and T >= 1, found B=%d T=%d", B,
+                           T);
     int pos0 = kc ? kc->len : 0;
     if (kc && (B != 1 || pos0 + T > kc->max))
-        return cterp_error(CTERP_EINVAL, "decode: %d tokens do not fit the cache (%d of %d used)", T,
-                           kc->len, kc->max);
+        return cterp_error(CTERP_EINVAL, "decode: %d tokens do not fit the cache (%d of %d used)",
+                           T, kc->len, kc->max);
     if (c->arch == CTERP_ARCH_GPT2 && pos0 + T > c->n_ctx)
         return cterp_error(CTERP_EINVAL, "forward: %d positions exceed gpt2's %d learned positions",
                            pos0 + T, c->n_ctx);
@@ -574,13 +601,15 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
     }
     if (kc) n_run = c->n_layers; // the cache must hold every layer
 
-    const int64_t D = c->d_model, F = c->d_ff, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
+    const int64_t D = c->d_model, F = c->d_ff, H = c->n_heads, Hkv = c->n_kv_heads,
+                  hd = c->head_dim;
     const int64_t qd = H * hd, kvd = Hkv * hd, S = pos0 + T;
     const int gpt = c->arch == CTERP_ARCH_GPT2;
     int nthr = omp_get_max_threads();
     int any_pattern = 0;
     for (int i = 0; i < n_hooks; i++) any_pattern |= hc.kind[i] == HK_PATTERN;
-    size_t n_x = (size_t)BT * D, n_q = (size_t)BT * qd, n_kv = (size_t)BT * kvd, n_f = (size_t)BT * F;
+    size_t n_x = (size_t)BT * D, n_q = (size_t)BT * qd, n_kv = (size_t)BT * kvd,
+           n_f = (size_t)BT * F;
     // tile_rows(K) * K <= max(2^18, 16 K) for every K <= k_max
     size_t n_tile = (size_t)m->k_max * 16 > (1u << 18) ? (size_t)m->k_max * 16 : (1u << 18);
     size_t n_rope = (size_t)T * (size_t)(c->n_rot / 2 + 1);
@@ -594,21 +623,21 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
         return cterp_error(CTERP_ENOMEM, "forward: out of memory (%zu MiB of activations)",
                            total * 4 >> 20);
     }
-    float *x = mem;               // (BT, D) residual stream
-    float *xn = x + n_x;          // (BT, D) normalized
-    float *ao = xn + n_x;         // (BT, D) attn_out / mlp_out / pos_embed
-    float *q = ao + n_x;          // (BT, H, hd)
-    float *z = q + n_q;           // (BT, H, hd)
-    float *k = z + n_q;           // (BT, Hkv, hd)
-    float *v = k + n_kv;          // (BT, Hkv, hd)
-    float *h1 = v + n_kv;         // (BT, F)
-    float *h2 = h1 + n_f;         // (BT, F)
-    float *tile = h2 + n_f;       // dequantized weight tile
-    float *rc = tile + n_tile;    // (T, n_rot/2) cos
-    float *rs = rc + n_rope;      // (T, n_rot/2) sin
-    float *pat = rs + n_rope;     // (B, H, T, S) when hooked
-    float *qkv = pat + n_pat;     // (BT, 3D) gpt2
-    float *scr = qkv + n_qkv;     // (nthr, S) attention rows
+    float *x = mem;            // (BT, D) residual stream
+    float *xn = x + n_x;       // (BT, D) normalized
+    float *ao = xn + n_x;      // (BT, D) attn_out / mlp_out / pos_embed
+    float *q = ao + n_x;       // (BT, H, hd)
+    float *z = q + n_q;        // (BT, H, hd)
+    float *k = z + n_q;        // (BT, Hkv, hd)
+    float *v = k + n_kv;       // (BT, Hkv, hd)
+    float *h1 = v + n_kv;      // (BT, F)
+    float *h2 = h1 + n_f;      // (BT, F)
+    float *tile = h2 + n_f;    // dequantized weight tile
+    float *rc = tile + n_tile; // (T, n_rot/2) cos
+    float *rs = rc + n_rope;   // (T, n_rot/2) sin
+    float *pat = rs + n_rope;  // (B, H, T, S) when hooked
+    float *qkv = pat + n_pat;  // (BT, 3D) gpt2
+    float *scr = qkv + n_qkv;  // (nthr, S) attention rows
     cterp_status s = CTERP_OK;
     int64_t shp[4];
 #define HOOK(layer, kind, act, nd, ...)                                                            \
@@ -622,7 +651,8 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
 #pragma omp parallel for schedule(static) if (BT * D > PAR_MIN)
     for (int64_t i = 0; i < BT; i++)
         quant_dequant_row(m->tok_embd.type,
-                          (const uint8_t *)m->tok_embd.data + (size_t)tokens[i] * m->tok_embd.row_bytes,
+                          (const uint8_t *)m->tok_embd.data +
+                              (size_t)tokens[i] * m->tok_embd.row_bytes,
                           x + i * D, D);
     HOOK(-1, HK_EMBED, x, 3, B, T, D);
     if (gpt) {
@@ -809,5 +839,9 @@ void cterp_kv_cache_free(cterp_kv_cache *c) {
     free(c->k);
     free(c);
 }
-void cterp_kv_cache_clear(cterp_kv_cache *c) { c->len = 0; }
-int cterp_kv_cache_len(const cterp_kv_cache *c) { return c->len; }
+void cterp_kv_cache_clear(cterp_kv_cache *c) {
+    c->len = 0;
+}
+int cterp_kv_cache_len(const cterp_kv_cache *c) {
+    return c->len;
+}

@@ -16,7 +16,8 @@ int quant_supported(uint32_t type) {
     case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q4_0:
     case GGML_TYPE_Q4_K:
-    case GGML_TYPE_Q6_K: return 1;
+    case GGML_TYPE_Q6_K:
+        return 1;
     }
     return 0;
 }
@@ -81,7 +82,9 @@ static void deq_q6_K(const block_q6_K *b, float *y) {
 void quant_dequant_row(uint32_t type, const void *row, float *y, int64_t n) {
     const uint8_t *p = row;
     switch (type) {
-    case GGML_TYPE_F32: memcpy(y, row, (size_t)n * 4); break;
+    case GGML_TYPE_F32:
+        memcpy(y, row, (size_t)n * 4);
+        break;
     case GGML_TYPE_F16: {
         int64_t i = 0;
 #if defined(__F16C__) && defined(__AVX__)
@@ -136,7 +139,9 @@ void quant_dequant_row(uint32_t type, const void *row, float *y, int64_t n) {
             deq_q6_K(&b, y + i * QK_K);
         }
         break;
-    default: memset(y, 0, (size_t)n * 4); break; // callers check quant_supported first
+    default:
+        memset(y, 0, (size_t)n * 4);
+        break; // callers check quant_supported first
     }
 }
 
@@ -204,7 +209,9 @@ float quant_dot_row(uint32_t type, const void *row, const float *x, int64_t n) {
 
 // ---- reference quantizers -----------------------------------------------------------------
 
-static int nearest(float x) { return (int)lrintf(x); }
+static int nearest(float x) {
+    return (int)lrintf(x);
+}
 
 static void quant_q8_0(const float *x, block_q8_0 *b) {
     float amax = 0;
@@ -312,7 +319,9 @@ static void quant_q6_K(const float *x, block_q6_K *b) {
 void quant_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
     uint8_t *p = dst;
     switch (type) {
-    case GGML_TYPE_F32: memcpy(dst, x, (size_t)n * 4); break;
+    case GGML_TYPE_F32:
+        memcpy(dst, x, (size_t)n * 4);
+        break;
     case GGML_TYPE_F16:
         for (int64_t i = 0; i < n; i++) {
             uint16_t h = f32_to_f16(x[i]);

@@ -25,11 +25,11 @@ typedef struct {
 struct cterp_tokenizer {
     int kind, pre;
     int32_t n_vocab;
-    char *arena;       // token strings, NUL-terminated
-    uint32_t *off;     // (n_vocab) offsets into arena
-    uint32_t *len;     // (n_vocab)
-    float *scores;     // (n_vocab)
-    int32_t *types;    // (n_vocab)
+    char *arena;    // token strings, NUL-terminated
+    uint32_t *off;  // (n_vocab) offsets into arena
+    uint32_t *len;  // (n_vocab)
+    float *scores;  // (n_vocab)
+    int32_t *types; // (n_vocab)
     strmap tokens;
     char *merge_arena; // "left right" strings
     uint32_t *merge_off, *merge_len;
@@ -111,8 +111,10 @@ static size_t utf8_put(uint32_t cp, char *out) {
 static void byte_to_cp_table(uint32_t cp[256]) {
     int n = 0;
     for (int b = 0; b < 256; b++) {
-        if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) cp[b] = b;
-        else cp[b] = 256 + (uint32_t)n++;
+        if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))
+            cp[b] = b;
+        else
+            cp[b] = 256 + (uint32_t)n++;
     }
 }
 
@@ -202,7 +204,8 @@ static int opt_bool(const gguf_file *g, const char *key, int def) {
 static _Thread_local cterp_tokenizer *g_sort_tok; // only used inside qsort during loading
 static int cmp_special(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    if (g_sort_tok->len[x] != g_sort_tok->len[y]) return g_sort_tok->len[x] > g_sort_tok->len[y] ? -1 : 1;
+    if (g_sort_tok->len[x] != g_sort_tok->len[y])
+        return g_sort_tok->len[x] > g_sort_tok->len[y] ? -1 : 1;
     return x < y ? -1 : x > y;
 }
 
@@ -215,8 +218,10 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
     if (!t) return cterp_error(CTERP_ENOMEM, "%s: out of memory", g->path);
     char name[64];
     gguf_str_copy(model, name, sizeof name);
-    if (!strcmp(name, "llama")) t->kind = KIND_SPM;
-    else if (!strcmp(name, "gpt2")) t->kind = KIND_BPE;
+    if (!strcmp(name, "llama"))
+        t->kind = KIND_SPM;
+    else if (!strcmp(name, "gpt2"))
+        t->kind = KIND_BPE;
     else {
         s = cterp_error(CTERP_EFORMAT,
                         "%s: tokenizer.ggml.model: expected \"llama\" or \"gpt2\", found \"%s\"",
@@ -226,8 +231,9 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
     const gguf_kv *toks, *kv;
     if ((s = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &toks))) goto fail;
     if (toks->n == 0 || toks->n > (1u << 30)) {
-        s = cterp_error(CTERP_EFORMAT, "%s: tokenizer.ggml.tokens: expected 1..2^30 tokens, found %llu",
-                        g->path, (unsigned long long)toks->n);
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: tokenizer.ggml.tokens: expected 1..2^30 tokens, found %llu", g->path,
+                        (unsigned long long)toks->n);
         goto fail;
     }
     int32_t n = (int32_t)toks->n;
@@ -235,7 +241,8 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
     size_t total = 0;
     for (int32_t i = 0; i < n; i++) total += toks->strs[i].len + 1;
     if (total > UINT32_MAX) {
-        s = cterp_error(CTERP_EFORMAT, "%s: tokenizer.ggml.tokens: %zu bytes of token text, at most 4 GiB",
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: tokenizer.ggml.tokens: %zu bytes of token text, at most 4 GiB",
                         g->path, total);
         goto fail;
     }
@@ -255,20 +262,24 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
         t->types[i] = TT_NORMAL;
     }
     if (gguf_get_arr(g, "tokenizer.ggml.scores", -1, &kv) == CTERP_OK) {
-        if (kv->n != (uint64_t)n || (kv->arr_type != GGUF_TYPE_F32 && kv->arr_type != GGUF_TYPE_F64)) {
-            s = cterp_error(CTERP_EFORMAT, "%s: tokenizer.ggml.scores: expected %d f32, found %llu %s",
-                            g->path, n, (unsigned long long)kv->n, gguf_vtype_name(kv->arr_type));
+        if (kv->n != (uint64_t)n ||
+            (kv->arr_type != GGUF_TYPE_F32 && kv->arr_type != GGUF_TYPE_F64)) {
+            s = cterp_error(CTERP_EFORMAT,
+                            "%s: tokenizer.ggml.scores: expected %d f32, found %llu %s", g->path, n,
+                            (unsigned long long)kv->n, gguf_vtype_name(kv->arr_type));
             goto fail;
         }
         for (int32_t i = 0; i < n; i++) t->scores[i] = (float)gguf_arr_f64(kv, (uint64_t)i);
     } else if (t->kind == KIND_SPM) {
-        s = cterp_error(CTERP_EFORMAT, "%s: tokenizer.ggml.scores: required for a SentencePiece vocabulary",
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: tokenizer.ggml.scores: required for a SentencePiece vocabulary",
                         g->path);
         goto fail;
     }
     if (gguf_get_arr(g, "tokenizer.ggml.token_type", -1, &kv) == CTERP_OK) {
         if (kv->n != (uint64_t)n || kv->arr_type == GGUF_TYPE_STRING) {
-            s = cterp_error(CTERP_EFORMAT, "%s: tokenizer.ggml.token_type: expected %d integers, found %llu %s",
+            s = cterp_error(CTERP_EFORMAT,
+                            "%s: tokenizer.ggml.token_type: expected %d integers, found %llu %s",
                             g->path, n, (unsigned long long)kv->n, gguf_vtype_name(kv->arr_type));
             goto fail;
         }
@@ -309,23 +320,27 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
         if (gguf_get_str(g, "tokenizer.ggml.pre", &pre) == CTERP_OK) {
             char pn[64];
             gguf_str_copy(pre, pn, sizeof pn);
-            if (!strcmp(pn, "gpt-2") || !strcmp(pn, "gpt2")) t->pre = PRE_GPT2;
-            else if (!strcmp(pn, "llama-bpe") || !strcmp(pn, "llama3")) t->pre = PRE_LLAMA3;
+            if (!strcmp(pn, "gpt-2") || !strcmp(pn, "gpt2"))
+                t->pre = PRE_GPT2;
+            else if (!strcmp(pn, "llama-bpe") || !strcmp(pn, "llama3"))
+                t->pre = PRE_LLAMA3;
             else {
-                s = cterp_error(CTERP_EFORMAT,
-                                "%s: tokenizer.ggml.pre: expected \"gpt-2\" or \"llama-bpe\", found "
-                                "\"%s\" (not supported)",
-                                g->path, pn);
+                s = cterp_error(
+                    CTERP_EFORMAT,
+                    "%s: tokenizer.ggml.pre: expected \"gpt-2\" or \"llama-bpe\", found "
+                    "\"%s\" (not supported)",
+                    g->path, pn);
                 goto fail;
             }
         }
         int err;
         PCRE2_SIZE eoff;
         t->re = pcre2_compile((PCRE2_SPTR)(t->pre == PRE_LLAMA3 ? RE_LLAMA3 : RE_GPT2),
-                              PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
-                              &err, &eoff, NULL);
+                              PCRE2_ZERO_TERMINATED,
+                              PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &eoff, NULL);
         if (!t->re) {
-            s = cterp_error(CTERP_EINVAL, "pre-tokenizer regex failed to compile (pcre2 error %d)", err);
+            s = cterp_error(CTERP_EINVAL, "pre-tokenizer regex failed to compile (pcre2 error %d)",
+                            err);
             goto fail;
         }
     }
@@ -333,8 +348,8 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
     t->bos = opt_id(g, "tokenizer.ggml.bos_token_id", n, t->kind == KIND_SPM ? 1 : -1);
     t->eos = opt_id(g, "tokenizer.ggml.eos_token_id", n, t->kind == KIND_SPM ? 2 : -1);
     t->unk = opt_id(g, "tokenizer.ggml.unknown_token_id", n, t->kind == KIND_SPM ? 0 : -1);
-    t->add_bos = opt_bool(g, "tokenizer.ggml.add_bos_token",
-                          t->kind == KIND_SPM || t->pre == PRE_LLAMA3);
+    t->add_bos =
+        opt_bool(g, "tokenizer.ggml.add_bos_token", t->kind == KIND_SPM || t->pre == PRE_LLAMA3);
     t->add_eos = opt_bool(g, "tokenizer.ggml.add_eos_token", 0);
     t->add_space_prefix = opt_bool(g, "tokenizer.ggml.add_space_prefix", t->kind == KIND_SPM);
 
@@ -384,10 +399,18 @@ cterp_status cterp_tokenizer_open(cterp_tokenizer **out, const char *gguf_path) 
     return s;
 }
 
-int32_t cterp_tokenizer_n_vocab(const cterp_tokenizer *t) { return t->n_vocab; }
-int32_t cterp_tokenizer_bos(const cterp_tokenizer *t) { return t->bos; }
-int32_t cterp_tokenizer_eos(const cterp_tokenizer *t) { return t->eos; }
-int cterp_tokenizer_add_bos(const cterp_tokenizer *t) { return t->add_bos; }
+int32_t cterp_tokenizer_n_vocab(const cterp_tokenizer *t) {
+    return t->n_vocab;
+}
+int32_t cterp_tokenizer_bos(const cterp_tokenizer *t) {
+    return t->bos;
+}
+int32_t cterp_tokenizer_eos(const cterp_tokenizer *t) {
+    return t->eos;
+}
+int cterp_tokenizer_add_bos(const cterp_tokenizer *t) {
+    return t->add_bos;
+}
 const char *cterp_tokenizer_kind(const cterp_tokenizer *t) {
     return t->kind == KIND_SPM ? "llama" : "gpt2";
 }
@@ -410,7 +433,7 @@ typedef struct {
 
 typedef struct {
     int32_t left, right;
-    float score; // SPM: higher first
+    float score;  // SPM: higher first
     int32_t rank; // BPE: lower first
     uint32_t size;
 } bigram_t;
@@ -425,7 +448,8 @@ typedef struct {
 static int heap_before(const heap_t *h, const bigram_t *a, const bigram_t *b) {
     if (h->bpe) {
         if (a->rank != b->rank) return a->rank < b->rank;
-    } else if (a->score != b->score) return a->score > b->score;
+    } else if (a->score != b->score)
+        return a->score > b->score;
     return a->left < b->left;
 }
 
@@ -530,7 +554,8 @@ static int spm_tokenize(const cterp_tokenizer *t, const char *text, size_t len, 
     for (int32_t i = 0; i != -1; i = s->v[i].next) {
         const sym_t *y = &s->v[i];
         int32_t id = strmap_get(&t->tokens, text + y->off, y->n);
-        if (id >= 0) push(out, id);
+        if (id >= 0)
+            push(out, id);
         else
             for (uint32_t k = 0; k < y->n; k++) {
                 int32_t bt = t->byte_tok[(uint8_t)text[y->off + k]];
@@ -558,8 +583,8 @@ static void bpe_try_bigram(const cterp_tokenizer *t, const char *w, const syms_t
 }
 
 // One pre-tokenized word (raw bytes): map bytes to GPT-2 unicode, merge by rank, look up.
-static int bpe_word(const cterp_tokenizer *t, const char *word, size_t len, ids_vec *out,
-                    syms_t *s, heap_t *h, buf_t *w, buf_t *tmp, const uint32_t *cps) {
+static int bpe_word(const cterp_tokenizer *t, const char *word, size_t len, ids_vec *out, syms_t *s,
+                    heap_t *h, buf_t *w, buf_t *tmp, const uint32_t *cps) {
     w->n = 0;
     for (size_t i = 0; i < len; i++) {
         char u[4];
@@ -576,7 +601,8 @@ static int bpe_word(const cterp_tokenizer *t, const char *word, size_t len, ids_
     if (!syms_split(s, w->p, w->n)) return 0;
     h->n = 0;
     h->bpe = 1;
-    for (size_t i = 1; i < s->n; i++) bpe_try_bigram(t, w->p, s, h, (int32_t)i - 1, (int32_t)i, tmp);
+    for (size_t i = 1; i < s->n; i++)
+        bpe_try_bigram(t, w->p, s, h, (int32_t)i - 1, (int32_t)i, tmp);
     while (h->n && !h->oom) {
         bigram_t bg = heap_pop(h);
         sym_t *a = &s->v[bg.left], *b = &s->v[bg.right];
@@ -592,7 +618,8 @@ static int bpe_word(const cterp_tokenizer *t, const char *word, size_t len, ids_
     for (int32_t i = 0; i != -1; i = s->v[i].next) {
         const sym_t *y = &s->v[i];
         int32_t id = strmap_get(&t->tokens, w->p + y->off, y->n);
-        if (id >= 0) push(out, id);
+        if (id >= 0)
+            push(out, id);
         else // as llama.cpp: each byte of the symbol that is itself a token
             for (uint32_t k = 0; k < y->n; k++) {
                 int32_t bt = strmap_get(&t->tokens, w->p + y->off + k, 1);
@@ -617,7 +644,8 @@ static int bpe_tokenize(const cterp_tokenizer *t, const char *text, size_t len, 
             a = ov[0];
             b = ov[1];
         }
-        if (a > off) ok = bpe_word(t, text + off, a - off, out, s, h, &w, &tmp, cps); // unmatched gap
+        if (a > off)
+            ok = bpe_word(t, text + off, a - off, out, s, h, &w, &tmp, cps); // unmatched gap
         if (ok && b > a) ok = bpe_word(t, text + a, b - a, out, s, h, &w, &tmp, cps);
         if (b == a && a < len) { // empty match: step one character
             size_t k = utf8_len((uint8_t)text[a]);
@@ -638,8 +666,8 @@ typedef struct {
     size_t off, len;
 } frag_t;
 
-cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t len,
-                            int add_special, int parse_special, int32_t **ids, size_t *n) {
+cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t len, int add_special,
+                            int parse_special, int32_t **ids, size_t *n) {
     *ids = NULL;
     *n = 0;
     ids_vec out = {0};
@@ -662,7 +690,8 @@ cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t l
         for (size_t i = 0; i < nfr; i++) {
             frag_t f = fr[i];
             while (1) {
-                const char *hit = f.id < 0 && f.len >= sl ? memmem(text + f.off, f.len, st, sl) : NULL;
+                const char *hit =
+                    f.id < 0 && f.len >= sl ? memmem(text + f.off, f.len, st, sl) : NULL;
                 if (nn + 2 >= ncap) {
                     ncap *= 2;
                     frag_t *p = realloc(nf, ncap * sizeof *nf);
@@ -710,8 +739,10 @@ cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t l
             esc.n = 0;
             if (t->add_space_prefix && prev_special) buf_put(&esc, "\xe2\x96\x81", 3);
             for (size_t k = 0; k < fr[i].len; k++) {
-                if (p[k] == ' ') buf_put(&esc, "\xe2\x96\x81", 3);
-                else buf_put(&esc, p + k, 1);
+                if (p[k] == ' ')
+                    buf_put(&esc, "\xe2\x96\x81", 3);
+                else
+                    buf_put(&esc, p + k, 1);
             }
             ok = !esc.oom && spm_tokenize(t, esc.p, esc.n, &out, &syms, &heap);
         } else {
@@ -795,7 +826,8 @@ cterp_status cterp_detokenize(const cterp_tokenizer *t, const int32_t *ids, size
                     if (k + 3 <= sl && !memcmp(s + k, "\xe2\x96\x81", 3)) {
                         buf_put(&b, " ", 1);
                         k += 3;
-                    } else buf_put(&b, s + k++, 1);
+                    } else
+                        buf_put(&b, s + k++, 1);
                 }
             }
             if (strip && b.n > start && b.p[start] == ' ') {
@@ -807,11 +839,13 @@ cterp_status cterp_detokenize(const cterp_tokenizer *t, const int32_t *ids, size
                 uint8_t c0 = (uint8_t)s[k];
                 uint32_t cp = c0;
                 size_t m = 1;
-                if (c0 >= 0xC0 && c0 < 0xE0 && k + 1 < sl) cp = ((c0 & 31u) << 6) | ((uint8_t)s[k + 1] & 63u), m = 2;
+                if (c0 >= 0xC0 && c0 < 0xE0 && k + 1 < sl)
+                    cp = ((c0 & 31u) << 6) | ((uint8_t)s[k + 1] & 63u), m = 2;
                 if (cp < 512 && inv[cp] >= 0) {
                     char c = (char)inv[cp];
                     buf_put(&b, &c, 1);
-                } else buf_put(&b, s + k, m); // not a byte symbol: copy as is
+                } else
+                    buf_put(&b, s + k, m); // not a byte symbol: copy as is
                 k += m;
             }
         }
