@@ -183,6 +183,19 @@ static void test_synthetic_bpe(void) {
         CHECK(ids_are(t, "12345", 0, (int32_t[]){261, 262}, 2)); // one word, merged by rank
         CHECK(ids_are(t, "Hel", 0, (int32_t[]){256, 'l'}, 2));
     }
+    if (t) { // invalid UTF-8 between valid runs: every byte survives the round trip
+        const char bad[] = "Hello\xff 12\xc3\x28 \xed\xa0\x80x";
+        int32_t *ids;
+        size_t n;
+        char *back;
+        size_t blen;
+        CHECK_OK(cterp_tokenize(t, bad, sizeof bad - 1, 0, 0, &ids, &n));
+        CHECK(n > 0 && ids[0] == 259);
+        CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+        CHECK(back && blen == sizeof bad - 1 && !memcmp(back, bad, blen));
+        free(back);
+        free(ids);
+    }
     cterp_tokenizer_free(t);
     write_bpe(path, "llama-bpe", -1);
     CHECK_OK(cterp_tokenizer_open(&t, path));

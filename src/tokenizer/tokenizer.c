@@ -336,8 +336,7 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
         int err;
         PCRE2_SIZE eoff;
         t->re = pcre2_compile((PCRE2_SPTR)(t->pre == PRE_LLAMA3 ? RE_LLAMA3 : RE_GPT2),
-                              PCRE2_ZERO_TERMINATED,
-                              PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &eoff, NULL);
+                              PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &eoff, NULL);
         if (!t->re) {
             s = cterp_error(CTERP_EINVAL, "pre-tokenizer regex failed to compile (pcre2 error %d)",
                             err);
@@ -629,30 +628,56 @@ static int bpe_word(const cterp_tokenizer *t, const char *word, size_t len, ids_
     return 1;
 }
 
+// Length of one valid UTF-8 sequence at p (as PCRE2 defines validity: no overlongs, no
+// surrogates, at most U+10FFFF), or 0.
+static size_t utf8_valid_seq(const uint8_t *p, size_t n) {
+    uint8_t c = p[0];
+    if (c < 0x80) return 1;
+    size_t k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+    if (!k || k > n || c > 0xF4) return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && p[1] < 0xA0) return 0; // overlong
+    if (c == 0xED && p[1] > 0x9F) return 0; // surrogate
+    if (c == 0xF0 && p[1] < 0x90) return 0; // overlong
+    if (c == 0xF4 && p[1] > 0x8F) return 0; // > U+10FFFF
+    return k;
+}
+
+// Pre-tokenizes with the regex, then BPE per word. The text is cut into valid UTF-8 runs
+// matched with PCRE2_NO_UTF_CHECK (PCRE2 otherwise re-validates the whole subject on every
+// call: quadratic in the text length); each invalid byte is a word of its own.
 static int bpe_tokenize(const cterp_tokenizer *t, const char *text, size_t len, ids_vec *out,
                         syms_t *s, heap_t *h, pcre2_match_data *md) {
     uint32_t cps[256];
     byte_to_cp_table(cps);
     buf_t w = {0}, tmp = {0};
     int ok = 1;
-    size_t off = 0;
-    while (off < len && ok) {
-        int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, off, 0, md, NULL);
-        size_t a = len, b = len;
-        if (rc >= 0) {
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-            a = ov[0];
-            b = ov[1];
+    size_t run0 = 0;
+    while (run0 < len && ok) {
+        size_t run1 = run0, k;
+        while (run1 < len && (k = utf8_valid_seq((const uint8_t *)text + run1, len - run1)))
+            run1 += k;
+        const char *r = text + run0;
+        size_t rlen = run1 - run0, off = 0;
+        while (off < rlen && ok) {
+            int rc = pcre2_match(t->re, (PCRE2_SPTR)r, rlen, off, PCRE2_NO_UTF_CHECK, md, NULL);
+            size_t a = rlen, b = rlen;
+            if (rc >= 0) {
+                PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+                a = ov[0];
+                b = ov[1];
+            }
+            if (a > off) ok = bpe_word(t, r + off, a - off, out, s, h, &w, &tmp, cps); // gap
+            if (ok && b > a) ok = bpe_word(t, r + a, b - a, out, s, h, &w, &tmp, cps);
+            if (b == a && a < rlen) { // empty match: step one character
+                b = a + utf8_valid_seq((const uint8_t *)r + a, rlen - a);
+                if (ok) ok = bpe_word(t, r + a, b - a, out, s, h, &w, &tmp, cps);
+            }
+            off = b;
         }
-        if (a > off)
-            ok = bpe_word(t, text + off, a - off, out, s, h, &w, &tmp, cps); // unmatched gap
-        if (ok && b > a) ok = bpe_word(t, text + a, b - a, out, s, h, &w, &tmp, cps);
-        if (b == a && a < len) { // empty match: step one character
-            size_t k = utf8_len((uint8_t)text[a]);
-            b = a + (k > len - a ? len - a : k);
-            if (ok) ok = bpe_word(t, text + a, b - a, out, s, h, &w, &tmp, cps);
-        }
-        off = b;
+        if (run1 < len && ok) ok = bpe_word(t, text + run1, 1, out, s, h, &w, &tmp, cps);
+        run0 = run1 + 1;
     }
     free(w.p);
     free(tmp.p);
