@@ -18,5 +18,9 @@ int cmd_inspect(int argc, char **argv);
 // out if not NULL. Returns the exit code.
 int cli_run_toy(const cterp_train_config *cfg, const cterp_toy_config *tc, const char *out,
                 int quiet, int report);
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+// Prints metadata, tensors, model config and hook names of a .gguf (used by `cterp inspect`).
+int cli_inspect_gguf(const char *path);
 
 #endif

@@ -10,11 +10,13 @@
 
 int cmd_inspect(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: cterp inspect SAE_DIR\n\nDescribes an SAE directory (cfg.json + "
-               "sae_weights.safetensors, SAELens format).\n");
+        printf("usage: cterp inspect SAE_DIR | MODEL.gguf\n\nDescribes an SAE directory (cfg.json + "
+               "sae_weights.safetensors, SAELens format) or a GGUF model (sizes, tensors, hooks).\n");
         return argc == 2 ? 0 : 2;
     }
     const char *path = argv[1];
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) return cli_inspect_gguf(path);
     if (!file_is_dir(path)) {
         fprintf(stderr, "cterp inspect: %s: not an SAE directory\n", path);
         return 1;

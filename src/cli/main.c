@@ -9,6 +9,8 @@ static const cli_command commands[] = {
      cmd_demo},
     {"train", "train an SAE: --toy | --acts FILE (see cterp train --help)", cmd_train},
     {"inspect", "describe a saved SAE directory", cmd_inspect},
+    {"generate", "generate text from a GGUF model (greedy, temperature, top-p)", cmd_generate},
+    {"tokenize", "tokenize stdin with a GGUF vocabulary", cmd_tokenize},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# cterp generate / tokenize against the shared test data (skips when it is absent).
+set -u
+bin=$1
+data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+
+"$bin" generate --model /nonexistent.gguf >/dev/null 2>&1; check "missing model exits 1" '[ $? -eq 1 ]'
+"$bin" generate --bogus >/dev/null 2>&1; check "bad option exits 2" '[ $? -eq 2 ]'
+"$bin" tokenize >/dev/null 2>&1; check "tokenize without --model exits 2" '[ $? -eq 2 ]'
+if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
+    echo "skip: shared test data not found (set CTERP_TESTDATA)"
+    exit $fail
+fi
+m=$data/models/stories260K.gguf
+out=$("$bin" generate --model "$m" -n 40 2>/dev/null)
+check "greedy generation from BOS" '[[ "$out" == "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."* ]]'
+a=$("$bin" generate --model "$m" -n 20 --temp 0.9 --top-p 0.9 --seed 7 2>/dev/null)
+b=$("$bin" generate --model "$m" -n 20 --temp 0.9 --top-p 0.9 --seed 7 2>/dev/null)
+check "seeded sampling is reproducible" '[ -n "$a" ] && [ "$a" == "$b" ]'
+out=$("$bin" generate --model "$m" --prompt "Once upon a time" -n 5 2>/dev/null)
+check "prompt is echoed and continued" '[[ "$out" == "Once upon a time"* ]] && [ ${#out} -gt 16 ]'
+"$bin" generate --model "$m" -n abc >/dev/null 2>&1; check "non-numeric -n exits 2" '[ $? -eq 2 ]'
+ids=$(printf 'Once upon a time' | "$bin" tokenize --model "$m" --ids)
+check "tokenize --ids with BOS" '[ "$ids" == "1 403 407 261 378" ]'
+ids=$(printf 'Once upon a time' | "$bin" tokenize --model "$m" --ids --no-bos)
+check "tokenize --no-bos" '[ "$ids" == "403 407 261 378" ]'
+ids=$(printf 'Hello world' | "$bin" tokenize --model "$data/vocab/ggml-vocab-gpt-2.gguf" --ids)
+check "gpt-2 vocabulary adds no BOS" '[ "$ids" == "15496 995" ]'
+tab=$(printf 'Hello world' | "$bin" tokenize --model "$data/vocab/ggml-vocab-gpt-2.gguf")
+check "tokenize table" '[ "$tab" == "$(printf "15496\tHello\n995\tĠworld")" ]'
+exit $fail

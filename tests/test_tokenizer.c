@@ -1,0 +1,237 @@
+// Tokenizers against llama.cpp's own test files (ids pinned by the reference implementation):
+// every text of ggml-vocab-{llama-spm,gpt-2}.gguf.inp must give exactly the ids of the .out
+// (add_special = false, parse_special = false), and decoding must give the text back.
+#include "core/file.h"
+#include "io/gguf.h"
+#include "cterp/tokenizer.h"
+#include "test.h"
+
+static void run_vocab(const char *dir, const char *name) {
+    char path[4096], inp[4200], outp[4200];
+    snprintf(path, sizeof path, "%s/vocab/%s", dir, name);
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    snprintf(outp, sizeof outp, "%s.out", path);
+    cterp_tokenizer *t;
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    char *itext, *otext;
+    size_t ilen, olen;
+    CHECK_OK(file_read_all(inp, &itext, &ilen));
+    CHECK_OK(file_read_all(outp, &otext, &olen));
+    if (!t || !itext || !otext) return;
+    const char *sep = "\n__ggml_vocab_test__\n";
+    size_t seplen = strlen(sep);
+    char *p = itext, *o = otext;
+    int n_texts = 0, n_ok = 0, n_round = 0;
+    while (p < itext + ilen) {
+        char *end = strstr(p, sep);
+        if (!end) break;
+        char *eol = strchr(o, '\n');
+        if (!eol) break;
+        *eol = 0;
+        int32_t want[4096];
+        int nw = 0;
+        for (char *q = o; *q;) {
+            char *e;
+            long v = strtol(q, &e, 10);
+            if (e == q) break;
+            if (nw < 4096) want[nw++] = (int32_t)v;
+            q = e;
+        }
+        int32_t *ids;
+        size_t n;
+        CHECK_OK(cterp_tokenize(t, p, (size_t)(end - p), 0, 0, &ids, &n));
+        int same = (int)n == nw;
+        for (size_t i = 0; same && i < n; i++) same = ids[i] == want[i];
+        n_texts++;
+        n_ok += same;
+        if (!same) {
+            fprintf(stderr, "%s text %d '%.*s'\n  want:", name, n_texts - 1, (int)(end - p), p);
+            for (int i = 0; i < nw; i++) fprintf(stderr, " %d", want[i]);
+            fprintf(stderr, "\n  got: ");
+            for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+            fprintf(stderr, "\n");
+        }
+        char *back;
+        size_t blen;
+        CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+        if (back && blen == (size_t)(end - p) && !memcmp(back, p, blen))
+            n_round++;
+        else
+            fprintf(stderr, "%s text %d: decode gave '%s'\n", name, n_texts - 1, back ? back : "");
+        free(back);
+        free(ids);
+        p = end + seplen;
+        o = eol + 1;
+    }
+    CHECK_MSG(n_texts == 46, "%s: %d texts", name, n_texts);
+    CHECK_MSG(n_ok == n_texts, "%s: %d of %d texts tokenized as llama.cpp", name, n_ok, n_texts);
+    CHECK_MSG(n_round == n_texts, "%s: %d of %d texts decode back", name, n_round, n_texts);
+    free(itext);
+    free(otext);
+    cterp_tokenizer_free(t);
+}
+
+static void test_stories(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/stories260K.gguf", dir);
+    cterp_tokenizer *t;
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (!t) return;
+    CHECK(cterp_tokenizer_n_vocab(t) == 512 && cterp_tokenizer_bos(t) == 1 &&
+          cterp_tokenizer_eos(t) == 2 && cterp_tokenizer_add_bos(t));
+    int32_t *ids;
+    size_t n;
+    const char *s = "Once upon a time";
+    CHECK_OK(cterp_tokenize(t, s, strlen(s), 1, 0, &ids, &n));
+    CHECK(n >= 2 && ids[0] == 1);
+    char *back;
+    size_t blen;
+    CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+    CHECK(back && !strcmp(back, s));
+    free(back);
+    free(ids);
+    // parse_special turns control-token text into its id; without it, it is plain text
+    s = "a</s>b";
+    CHECK_OK(cterp_tokenize(t, s, strlen(s), 0, 1, &ids, &n));
+    int has_eos = 0;
+    for (size_t i = 0; i < n; i++) has_eos |= ids[i] == 2;
+    CHECK(has_eos);
+    free(ids);
+    CHECK_OK(cterp_tokenize(t, s, strlen(s), 0, 0, &ids, &n));
+    has_eos = 0;
+    for (size_t i = 0; i < n; i++) has_eos |= ids[i] == 2;
+    CHECK(!has_eos);
+    free(ids);
+    // empty text: [] without specials, [BOS] with
+    CHECK_OK(cterp_tokenize(t, "", 0, 0, 0, &ids, &n));
+    CHECK(n == 0);
+    free(ids);
+    CHECK_OK(cterp_tokenize(t, "", 0, 1, 0, &ids, &n));
+    CHECK(n == 1 && ids[0] == 1);
+    free(ids);
+    // invalid UTF-8 falls back to byte tokens and decodes back to the same bytes (a broken
+    // lead byte swallows the bytes after it into its symbol, so keep the spaces before it)
+    const char bad[] = "a b\xff\x80";
+    CHECK_OK(cterp_tokenize(t, bad, sizeof bad - 1, 0, 0, &ids, &n));
+    CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+    CHECK(back && blen == sizeof bad - 1 && !memcmp(back, bad, blen));
+    free(back);
+    free(ids);
+    cterp_tokenizer_free(t);
+}
+
+// A tiny byte-level BPE vocabulary written here: checks the llama-bpe pre-tokenizer (digits in
+// groups of three, ignore_merges), merge ranks, BOS defaults and the GGUF key override.
+static void write_bpe(const char *path, const char *pre, int add_bos_key) {
+    static char store[300][8];
+    const char *toks[300];
+    int n = 0;
+    for (int b = 0; b < 256; b++) { // GPT-2 bytes_to_unicode, in byte order
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        static int extra = 0;
+        if (b == 0) extra = 0;
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
+        if (cp < 0x80)
+            store[n][0] = (char)cp, store[n][1] = 0;
+        else
+            store[n][0] = (char)(0xC0 | (cp >> 6)), store[n][1] = (char)(0x80 | (cp & 63)),
+            store[n][2] = 0;
+        toks[n] = store[n];
+        n++;
+    }
+    const char *more[] = {"He", "ll", "llo", "Hello", "12", "123", "45", "<|bos|>"};
+    for (int i = 0; i < 8; i++) toks[n++] = more[i];
+    const char *merges[] = {"H e", "l l", "ll o", "He llo", "1 2", "12 3", "4 5"};
+    int32_t types[300];
+    for (int i = 0; i < n; i++) types[i] = i == n - 1 ? 3 : 1;
+    gguf_writer *w = gguf_writer_new(0);
+    gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_writer_str(w, "tokenizer.ggml.pre", pre);
+    gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, (uint64_t)n);
+    gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, (uint64_t)n);
+    gguf_writer_arr_str(w, "tokenizer.ggml.merges", merges, 7);
+    gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)n - 1);
+    if (add_bos_key >= 0) gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", add_bos_key);
+    CHECK_OK(gguf_writer_write(w, path));
+    gguf_writer_free(w);
+}
+
+static int ids_are(cterp_tokenizer *t, const char *text, int add, const int32_t *want, size_t nw) {
+    int32_t *ids;
+    size_t n;
+    if (cterp_tokenize(t, text, strlen(text), add, 0, &ids, &n)) return 0;
+    int ok = n == nw && (n == 0 || !memcmp(ids, want, n * sizeof *ids));
+    if (!ok) {
+        fprintf(stderr, "'%s':", text);
+        for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+        fprintf(stderr, "\n");
+    }
+    free(ids);
+    return ok;
+}
+
+static void test_synthetic_bpe(void) {
+    const char *tmp = test_tmpdir("tok");
+    char path[600];
+    snprintf(path, sizeof path, "%s/v.gguf", tmp);
+    // ids: bytes 0..255, He 256, ll 257, llo 258, Hello 259, 12 260, 123 261, 45 262, bos 263
+    write_bpe(path, "gpt-2", -1);
+    cterp_tokenizer *t;
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (t) {
+        CHECK(ids_are(t, "Hello", 1, (int32_t[]){259}, 1));      // gpt-2: no BOS by default
+        CHECK(ids_are(t, "12345", 0, (int32_t[]){261, 262}, 2)); // one word, merged by rank
+        CHECK(ids_are(t, "Hel", 0, (int32_t[]){256, 'l'}, 2));
+    }
+    if (t) { // invalid UTF-8 between valid runs: every byte survives the round trip
+        const char bad[] = "Hello\xff 12\xc3\x28 \xed\xa0\x80x";
+        int32_t *ids;
+        size_t n;
+        char *back;
+        size_t blen;
+        CHECK_OK(cterp_tokenize(t, bad, sizeof bad - 1, 0, 0, &ids, &n));
+        CHECK(n > 0 && ids[0] == 259);
+        CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+        CHECK(back && blen == sizeof bad - 1 && !memcmp(back, bad, blen));
+        free(back);
+        free(ids);
+    }
+    cterp_tokenizer_free(t);
+    write_bpe(path, "llama-bpe", -1);
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (t) {
+        CHECK(ids_are(t, "Hello", 1, (int32_t[]){263, 259}, 2)); // llama-bpe: BOS by default
+        CHECK(ids_are(t, "12345", 0, (int32_t[]){261, 262}, 2)); // "123" "45"
+        CHECK(ids_are(t, "1234", 0, (int32_t[]){261, '4'}, 2));  // groups of at most three
+        CHECK(ids_are(t, "<|bos|>", 0, (int32_t[]){'<', '|', 'b', 'o', 's', '|', '>'}, 7));
+        int32_t *ids;
+        size_t n;
+        CHECK_OK(cterp_tokenize(t, "<|bos|>", 7, 0, 1, &ids, &n)); // parse_special
+        CHECK(n == 1 && ids[0] == 263);
+        free(ids);
+    }
+    cterp_tokenizer_free(t);
+    write_bpe(path, "llama-bpe", 0); // the GGUF key overrides the default
+    CHECK_OK(cterp_tokenizer_open(&t, path));
+    if (t) CHECK(ids_are(t, "Hello", 1, (int32_t[]){259}, 1));
+    cterp_tokenizer_free(t);
+    write_bpe(path, "qwen2", -1);
+    CHECK(cterp_tokenizer_open(&t, path) == CTERP_EFORMAT && !t);
+    CHECK(strstr(cterp_last_error(), "tokenizer.ggml.pre") && strstr(cterp_last_error(), "qwen2"));
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0);
+}
+
+int main(void) {
+    test_synthetic_bpe();
+    const char *dir = test_data_dir();
+    if (!dir) {
+        printf("skip: shared test data not found (set CTERP_TESTDATA)\n");
+        return test_done();
+    }
+    run_vocab(dir, "ggml-vocab-llama-spm.gguf");
+    run_vocab(dir, "ggml-vocab-gpt-2.gguf");
+    test_stories(dir);
+    return test_done();
+}
