@@ -24,10 +24,10 @@
 extern "C" {
 #endif
 
-typedef enum { CTERP_ARCH_LLAMA = 0, CTERP_ARCH_GPT2 = 1 } cterp_arch;
+typedef enum { CTERP_ARCH_LLAMA = 0, CTERP_ARCH_GPT2 = 1 } cterp_model_arch;
 
 typedef struct {
-    cterp_arch arch;
+    cterp_model_arch arch;
     int n_layers;   // L
     int d_model;    // D
     int n_heads;    // H
