@@ -335,11 +335,8 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
             int64_t p = w->lpair[q];
             const float *gt = w->g + (int64_t)w->tok[p] * D;
             const float *xt = w->xc + (int64_t)w->tok[p] * D;
-            float a = w->a[p], ga = 0;
-            for (int64_t d = 0; d < D; d++) {
-                gWd[d] += a * gt[d];
-                ga += gt[d] * wd[d];
-            }
+            float a = w->a[p], ga = dot_f32(gt, wd, D);
+            for (int64_t d = 0; d < D; d++) gWd[d] += a * gt[d];
             float dz = ga;
             if (standard) dz += lam * w->nrm[i] * invB;
             for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
@@ -356,8 +353,7 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
             for (int64_t q = w->blrow[i]; q < w->blrow[i + 1]; q++) {
                 int64_t p = w->blpair[q];
                 const float *gt = w->g + (int64_t)w->btok[p] * D;
-                float ga = 0;
-                for (int64_t d = 0; d < D; d++) ga += gt[d] * wd[d];
+                float ga = dot_f32(gt, wd, D);
                 gt_sum += -(theta[i] / o->bandwidth) * ga - lam * invB / o->bandwidth;
             }
             dtheta[i] += (float)gt_sum;
@@ -385,11 +381,8 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
         for (int64_t q = lrow[i]; q < lrow[i + 1]; q++) {
             int64_t p = lpair[q];
             const float *gt = G + (int64_t)tok[p] * D, *xt = w->xc + (int64_t)tok[p] * D;
-            float dz = 0;
-            for (int64_t d = 0; d < D; d++) {
-                gWd[d] += a[p] * gt[d];
-                dz += gt[d] * wd[d];
-            }
+            float dz = dot_f32(gt, wd, D);
+            for (int64_t d = 0; d < D; d++) gWd[d] += a[p] * gt[d];
             for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
             gb += dz;
         }

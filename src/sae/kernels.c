@@ -40,19 +40,37 @@ int topk_row(int32_t *idx, float *val, const float *z, int N, int K) {
 }
 
 int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float floor) {
-    int n = 0;
+    int n = 0, i = 0;
     if (K <= 0) return 0;
-    for (int i = 0; i < N; i++) {
+    for (; i < N && n < K; i++) { // fill the heap with the first K qualifying entries
         float v = z[i];
         if (!(v > floor)) continue;
-        if (n < K) {
-            idx[n] = i, val[n] = v;
-            heap_sift_up(idx, val, n++);
-        } else if (v > val[0]) { // equal values never beat the root: it has a lower index
-            idx[0] = i, val[0] = v;
+        idx[n] = i, val[n] = v;
+        heap_sift_up(idx, val, n++);
+    }
+    // The root only ever rises, so it stays > floor; equal values never beat it (it has a
+    // lower index). Blocks of 16 whose maximum does not beat the root are skipped without a
+    // branch per element: that branch would be mispredicted half the time.
+    for (; i < N && (i & 15); i++)
+        if (z[i] > val[0]) {
+            idx[0] = i, val[0] = z[i];
             heap_sift_down(idx, val, n, 0);
         }
+    for (; i + 16 <= N; i += 16) {
+        float m = z[i];
+        for (int j = 1; j < 16; j++) m = z[i + j] > m ? z[i + j] : m;
+        if (!(m > val[0])) continue;
+        for (int j = 0; j < 16; j++)
+            if (z[i + j] > val[0]) {
+                idx[0] = i + j, val[0] = z[i + j];
+                heap_sift_down(idx, val, n, 0);
+            }
     }
+    for (; i < N; i++)
+        if (z[i] > val[0]) {
+            idx[0] = i, val[0] = z[i];
+            heap_sift_down(idx, val, n, 0);
+        }
     // heap sort into descending order: repeatedly move the weakest to the end
     for (int m = n - 1; m > 0; m--) {
         float tv = val[0];

