@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# cterp train / inspect / demo: flags, outputs, resume, and bad input (clear errors, exit codes).
+set -u
+bin=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+toy="--toy --toy-features 64 --toy-d 32 --toy-active 3 --d-sae 128 --k 4 --batch 256 --quiet"
+
+"$bin" train $toy --steps 30 --log-every 10 --out "$tmp/sae" >"$tmp/out.txt" 2>&1
+check "train --toy writes an SAELens directory" '[ -f "$tmp/sae/cfg.json" ] && [ -f "$tmp/sae/sae_weights.safetensors" ] && [ -f "$tmp/sae/sparsity.safetensors" ]'
+check "metrics.jsonl has one line per log step" '[ "$(wc -l < "$tmp/sae/metrics.jsonl")" -eq 3 ]'
+check "metrics carry the documented keys" 'grep -q "\"explained_variance\"" "$tmp/sae/metrics.jsonl" && grep -q "\"l0_sparsity\"" "$tmp/sae/metrics.jsonl" && grep -q "\"dead_fraction\"" "$tmp/sae/metrics.jsonl" && grep -q "\"l1_magnitude\"" "$tmp/sae/metrics.jsonl"'
+out=$("$bin" inspect "$tmp/sae")
+check "inspect describes the SAE" '[[ "$out" == *"architecture           topk"* ]] && [[ "$out" == *"128"* ]]'
+
+# a config file, with flags overriding it
+printf '{"preset": "cterp", "architecture": "standard", "l1_coefficient": 0.5, "training_steps": 12}\n' > "$tmp/c.json"
+"$bin" train $toy --config "$tmp/c.json" --log-every 4 --out "$tmp/std" >/dev/null 2>&1
+check "--config trains a standard SAE" 'grep -q "\"architecture\":\"standard\"" "$tmp/std/cfg.json" && [ "$(wc -l < "$tmp/std/metrics.jsonl")" -eq 3 ]'
+
+# checkpoints and resume from the CLI: same result as straight through
+"$bin" train $toy --steps 20 --checkpoint-every 10 --out "$tmp/a" >/dev/null 2>&1
+"$bin" train $toy --resume "$tmp/a/checkpoints/step_10" --out "$tmp/b" >/dev/null 2>&1
+check "resume from a checkpoint gives identical weights" 'cmp -s "$tmp/a/sae_weights.safetensors" "$tmp/b/sae_weights.safetensors"'
+
+# activations from a .npy file
+python3 - "$tmp/acts.npy" <<'PY'
+import struct, sys, random
+rows, cols = 512, 8
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+hdr += ' ' * (64 - (10 + len(hdr) + 1) % 64) + '\n'
+random.seed(1)
+with open(sys.argv[1], 'wb') as f:
+    f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode())
+    f.write(struct.pack('<%df' % (rows * cols), *[random.gauss(0, 1) for _ in range(rows * cols)]))
+PY
+"$bin" train --acts "$tmp/acts.npy" --d-sae 32 --k 4 --batch 64 --steps 10 --quiet --out "$tmp/npy" >/dev/null 2>&1
+check "train --acts FILE.npy" '[ -f "$tmp/npy/cfg.json" ] && grep -q "\"d_in\":8" "$tmp/npy/cfg.json"'
+
+# bad input: clear errors naming the field or file, usage exit code 2, failures 1
+err=$("$bin" train $toy --k 0 2>&1); rc=$?
+check "k=0 is rejected naming the field" '[ $rc -ne 0 ] && [[ "$err" == *"k: got 0"* ]]'
+err=$("$bin" train $toy --k 500 2>&1); rc=$?
+check "k > d_sae is rejected" '[ $rc -ne 0 ] && [[ "$err" == *"k: got 500"* ]] && [[ "$err" == *"d_sae"* ]]'
+err=$("$bin" train $toy --arch gated 2>&1); rc=$?
+check "unknown architecture lists the allowed ones" '[ $rc -eq 2 ] && [[ "$err" == *"gated"* ]] && [[ "$err" == *"jumprelu"* ]]'
+err=$("$bin" train $toy --lr-scheduler warp 2>&1); rc=$?
+check "unknown scheduler" '[ $rc -eq 2 ] && [[ "$err" == *"lr_scheduler"* ]]'
+err=$("$bin" train $toy --lr -1 2>&1); rc=$?
+check "negative lr" '[ $rc -ne 0 ] && [[ "$err" == *"lr: got -1"* ]]'
+err=$("$bin" train $toy --dead-feature-window 0 2>&1); rc=$?
+check "zero window" '[ $rc -ne 0 ] && [[ "$err" == *"dead_feature_window"* ]]'
+err=$("$bin" train --acts "$tmp/none.npy" 2>&1); rc=$?
+check "missing activation file" '[ $rc -eq 1 ] && [[ "$err" == *"none.npy"* ]]'
+printf 'garbage' > "$tmp/bad.npy"
+err=$("$bin" train --acts "$tmp/bad.npy" 2>&1); rc=$?
+check "corrupt .npy" '[ $rc -eq 1 ] && [[ "$err" == *"bad.npy"* ]]'
+err=$("$bin" train --toy --acts x 2>&1); rc=$?
+check "two data sources" '[ $rc -eq 2 ]'
+printf '{"k": ' > "$tmp/bad.json"
+err=$("$bin" train $toy --config "$tmp/bad.json" 2>&1); rc=$?
+check "corrupt config file" '[ $rc -eq 2 ] && [[ "$err" == *"bad.json"* ]]'
+err=$("$bin" inspect "$tmp" 2>&1); rc=$?
+check "inspect of a directory without an SAE" '[ $rc -eq 1 ] && [[ "$err" == *"cfg.json"* ]]'
+err=$("$bin" train $toy --resume "$tmp/nope" 2>&1); rc=$?
+check "resume from a missing checkpoint" '[ $rc -eq 1 ] && [[ "$err" == *"nope"* ]]'
+"$bin" demo --help >/dev/null; check "demo --help" '[ $? -eq 0 ]'
+"$bin" nonsense >/dev/null 2>&1; check "unknown command exits 2" '[ $? -eq 2 ]'
+
+exit $fail
