@@ -1,0 +1,13 @@
+// cterp: sparse-autoencoder interpretability in C. The umbrella header: one include for the
+// whole public API (each module's header documents its part).
+#ifndef CTERP_H
+#define CTERP_H
+
+#include "cterp/error.h"     // status codes and the per-thread error message
+#include "cterp/model.h"     // GGUF language models with TransformerLens hook points
+#include "cterp/sae.h"       // SAE parameters, encode/decode, SAELens directories
+#include "cterp/tokenizer.h" // SentencePiece-BPE and GPT-2 byte-level BPE from a GGUF vocab
+#include "cterp/toy.h"       // the toy model of superposition and MMCS
+#include "cterp/train.h"     // training config, activation sources, the trainer
+
+#endif
