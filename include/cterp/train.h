@@ -139,6 +139,11 @@ int64_t cterp_trainer_step(const cterp_trainer *t);
 const cterp_sae *cterp_trainer_sae(const cterp_trainer *t); // live parameters (training form)
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t);
 
+// For benchmarks: makes a fraction of the latents dead from the first step (they never fire
+// and count as dead, so AuxK / ghost grads run on them), and, if target_l0 > 0, offsets b_enc
+// so that about target_l0 latents fire per token on unit-Gaussian inputs at initialisation.
+void cterp_trainer_bench_setup(cterp_trainer *t, double dead_fraction, double target_l0);
+
 #ifdef __cplusplus
 }
 #endif

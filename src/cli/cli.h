@@ -11,6 +11,7 @@ typedef struct {
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #include "cterp/toy.h"
 #include "cterp/train.h"

@@ -39,38 +39,77 @@ int topk_row(int32_t *idx, float *val, const float *z, int N, int K) {
     return topk_select(idx, val, z, N, K, 0.0f);
 }
 
-int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float floor) {
-    int n = 0, i = 0;
-    if (K <= 0) return 0;
-    for (; i < N && n < K; i++) { // fill the heap with the first K qualifying entries
-        float v = z[i];
-        if (!(v > floor)) continue;
-        idx[n] = i, val[n] = v;
-        heap_sift_up(idx, val, n++);
-    }
-    // The root only ever rises, so it stays > floor; equal values never beat it (it has a
-    // lower index). Blocks of 16 whose maximum does not beat the root are skipped without a
-    // branch per element: that branch would be mispredicted half the time.
-    for (; i < N && (i & 15); i++)
-        if (z[i] > val[0]) {
-            idx[0] = i, val[0] = z[i];
-            heap_sift_down(idx, val, n, 0);
-        }
-    for (; i + 16 <= N; i += 16) {
-        float m = z[i];
-        for (int j = 1; j < 16; j++) m = z[i + j] > m ? z[i + j] : m;
-        if (!(m > val[0])) continue;
-        for (int j = 0; j < 16; j++)
-            if (z[i + j] > val[0]) {
-                idx[0] = i + j, val[0] = z[i + j];
-                heap_sift_down(idx, val, n, 0);
+// K-th largest of a[0..n) (n >= K), by a min-heap of K values.
+static float kth_largest(const float *a, int n, int K, float *heap) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        float v = a[i];
+        if (m < K) { // sift up
+            int j = m++;
+            heap[j] = v;
+            while (j > 0 && heap[(j - 1) / 2] > heap[j]) {
+                float t = heap[j];
+                heap[j] = heap[(j - 1) / 2], heap[(j - 1) / 2] = t;
+                j = (j - 1) / 2;
             }
-    }
-    for (; i < N; i++)
-        if (z[i] > val[0]) {
-            idx[0] = i, val[0] = z[i];
-            heap_sift_down(idx, val, n, 0);
+        } else if (v > heap[0]) { // sift down
+            heap[0] = v;
+            for (int j = 0;;) {
+                int l = 2 * j + 1, r = l + 1, c = j;
+                if (l < K && heap[l] < heap[c]) c = l;
+                if (r < K && heap[r] < heap[c]) c = r;
+                if (c == j) break;
+                float t = heap[j];
+                heap[j] = heap[c], heap[c] = t;
+                j = c;
+            }
         }
+    }
+    return heap[0];
+}
+
+static inline void heap_offer(int32_t *idx, float *val, int *n, int K, int i, float v) {
+    if (*n < K) {
+        idx[*n] = i, val[*n] = v;
+        heap_sift_up(idx, val, (*n)++);
+    } else if (v > val[0]) { // equal values never beat the root: it has a lower index
+        idx[0] = i, val[0] = v;
+        heap_sift_down(idx, val, *n, 0);
+    }
+}
+
+enum { TK_BLK = 16, TK_MAXB = 4096 };
+
+int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float floor) {
+    int n = 0;
+    if (K <= 0) return 0;
+    const int nb = N / TK_BLK;
+    if (nb < K || nb > TK_MAXB || K > 256) { // small rows or large K: plain heap scan
+        for (int i = 0; i < N; i++)
+            if (z[i] > floor) heap_offer(idx, val, &n, K, i, z[i]);
+        goto sort;
+    }
+    // Block maxima bound the answer: the K-th largest block maximum tau is an element, and at
+    // least K elements (one per block) are >= tau, so every one of the top K is >= tau. Only
+    // blocks whose maximum reaches tau are scanned, in index order (ties stay lowest-first).
+    float bm[TK_MAXB], heap[256];
+    for (int b = 0; b < nb; b++) {
+        const float *zb = z + b * TK_BLK;
+        float m = zb[0];
+        for (int j = 1; j < TK_BLK; j++) m = zb[j] > m ? zb[j] : m;
+        bm[b] = m;
+    }
+    float tau = kth_largest(bm, nb, K, heap);
+    for (int b = 0; b < nb; b++) {
+        if (!(bm[b] >= tau) || !(bm[b] > floor)) continue;
+        for (int j = 0; j < TK_BLK; j++) {
+            float v = z[b * TK_BLK + j];
+            if (v >= tau && v > floor) heap_offer(idx, val, &n, K, b * TK_BLK + j, v);
+        }
+    }
+    for (int i = nb * TK_BLK; i < N; i++)
+        if (z[i] >= tau && z[i] > floor) heap_offer(idx, val, &n, K, i, z[i]);
+sort:
     // heap sort into descending order: repeatedly move the weakest to the end
     for (int m = n - 1; m > 0; m--) {
         float tv = val[0];

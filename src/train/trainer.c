@@ -423,3 +423,32 @@ void cterp_act_source_free(cterp_act_source *s) {
     if (s && s->free && s->ctx) s->free(s->ctx);
     if (s) s->ctx = NULL;
 }
+
+// inverse of the standard normal upper tail by bisection (benchmarks only)
+static double normal_upper_quantile(double p) {
+    double lo = -10, hi = 10;
+    for (int i = 0; i < 200; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (0.5 * erfc(mid / sqrt(2.0)) > p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+void cterp_trainer_bench_setup(cterp_trainer *t, double dead_fraction, double target_l0) {
+    const int64_t N = t->N, D = t->D;
+    if (target_l0 > 0 && target_l0 < N) { // z_i ~ N(0, ||W_enc_i||^2) for x ~ N(0, I), b_dec = 0
+        double q = normal_upper_quantile(target_l0 / (double)N);
+        for (int64_t i = 0; i < N; i++) {
+            double n2 = 0;
+            for (int64_t d = 0; d < D; d++) n2 += (double)t->sae->W_enc[i * D + d] * t->sae->W_enc[i * D + d];
+            t->sae->b_enc[i] = (float)(-q * sqrt(n2));
+        }
+    }
+    int64_t nd = (int64_t)(dead_fraction * (double)N);
+    for (int64_t i = 0; i < nd; i++) { // every (N/nd)-th latent: spread over the index range
+        int64_t j = (int64_t)((double)i * (double)N / (double)nd);
+        t->sae->b_enc[j] = -1e4f;
+        t->since_fired[j] = t->cfg.dead_feature_window;
+    }
+}

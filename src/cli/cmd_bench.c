@@ -1,0 +1,132 @@
+// cterp bench: training-step speed on random activations, against the machine's own SGEMM rate.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli/cli.h"
+#include "core/blas.h"
+#include "core/file.h"
+#include "core/rng.h"
+#include "cterp/train.h"
+
+typedef struct {
+    float *pool; // (P, B, D) pre-drawn unit Gaussian batches, cycled
+    int64_t B, D, P, i;
+} bench_src;
+
+static cterp_status bench_next(void *ctx, float *x, int64_t B) {
+    bench_src *s = ctx;
+    memcpy(x, s->pool + (s->i++ % s->P) * s->B * s->D, (size_t)(B * s->D) * sizeof(float));
+    return CTERP_OK;
+}
+
+// SGEMM rate of the encoder's shape: (B, D) x (D, N)
+static double sgemm_gflops(int64_t B, int64_t D, int64_t N) {
+    float *x = malloc((size_t)(B * D) * sizeof(float)), *w = malloc((size_t)(N * D) * sizeof(float));
+    float *z = malloc((size_t)(B * N) * sizeof(float));
+    if (!x || !w || !z) {
+        free(x), free(w), free(z);
+        return NAN;
+    }
+    for (int64_t q = 0; q < B * D; q++) x[q] = (float)(q % 13) * 0.01f;
+    for (int64_t q = 0; q < N * D; q++) w[q] = (float)(q % 7) * 0.01f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)N, (int)D, 1.0f, x, (int)D, w,
+                (int)D, 0.0f, z, (int)N);
+    int reps = 0;
+    double t0 = time_now(), el;
+    do {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)N, (int)D, 1.0f, x, (int)D, w,
+                    (int)D, 0.0f, z, (int)N);
+        reps++;
+    } while ((el = time_now() - t0) < 1.0 && reps < 1000);
+    free(x), free(w), free(z);
+    return 2.0 * B * D * N * reps / el / 1e9;
+}
+
+int cmd_bench(int argc, char **argv) {
+    cterp_train_config cfg;
+    cterp_train_config_default(&cfg);
+    int64_t D = 768, steps = 10;
+    double dead = 0, l0 = 0;
+    cfg.d_sae = 24576, cfg.k = 32;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: cterp bench [--arch A] [--d-in D] [--d-sae N] [--k K] [--batch B] [--steps S]\n"
+                   "                   [--dead-fraction F] [--l0 L] [--FIELD VALUE ...]\n\n"
+                   "Trains S steps (after one warm-up step) on unit-Gaussian activations and prints ms/step,\n"
+                   "tokens/s, this machine's SGEMM rate for the encoder's shape, the fraction of that roofline\n"
+                   "reached (encoder FLOPs 2*d_in*d_sae per token over the step time), and peak RSS.\n"
+                   "--dead-fraction F: F of the latents dead from the start (AuxK runs on them);\n"
+                   "--l0 L: standard/jumprelu: b_enc offset so about L latents fire per token.\n"
+                   "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n");
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "cterp bench: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--d-in")) D = atoll(v);
+        else if (!strcmp(a, "--steps")) steps = atoll(v);
+        else if (!strcmp(a, "--dead-fraction")) dead = atof(v);
+        else if (!strcmp(a, "--l0")) l0 = atof(v);
+        else if (!strncmp(a, "--", 2) && !cterp_train_config_set(&cfg, a + 2, v)) continue;
+        else {
+            fprintf(stderr, "cterp bench: %s\n", !strncmp(a, "--", 2) ? cterp_last_error() : "unexpected argument");
+            return 2;
+        }
+    }
+    if (D <= 0 || steps <= 0 || dead < 0 || dead >= 1) {
+        fprintf(stderr, "cterp bench: --d-in and --steps must be > 0, --dead-fraction in [0, 1)\n");
+        return 2;
+    }
+    cfg.training_steps = steps + 1;
+    cfg.log_every = steps + 1;
+    cfg.dead_feature_window = 1000000; // only the latents made dead count as dead
+    if (cfg.architecture == CTERP_ARCH_STANDARD || cfg.architecture == CTERP_ARCH_JUMPRELU)
+        cfg.sparsity_warm_up_steps = 0;
+    const int64_t B = cfg.batch_size, N = cterp_train_config_d_sae(&cfg, D);
+    bench_src bs = {NULL, B, D, 4, 0};
+    bs.pool = malloc((size_t)(bs.P * B * D) * sizeof(float));
+    if (!bs.pool) {
+        fprintf(stderr, "cterp bench: out of memory\n");
+        return 1;
+    }
+    rng_t r;
+    rng_seed(&r, 1);
+    for (int64_t q = 0; q < bs.P * B * D; q++) bs.pool[q] = rng_normal(&r);
+    cterp_act_source src = {.d_in = D, .ctx = &bs, .next = bench_next};
+    snprintf(src.description, sizeof src.description, "unit Gaussian");
+    double gf = sgemm_gflops(B, D, N);
+    cterp_trainer *t;
+    if (cterp_trainer_create(&t, &cfg, &src)) {
+        fprintf(stderr, "cterp bench: %s\n", cterp_last_error());
+        free(bs.pool);
+        return 1;
+    }
+    cterp_trainer_bench_setup(t, dead, l0);
+    int rc = 0;
+    if (cterp_trainer_run(t, 1)) rc = 1; // warm-up step (first-touch of buffers)
+    double t0 = time_now();
+    if (!rc && cterp_trainer_run(t, steps + 1)) rc = 1;
+    double el = time_now() - t0;
+    if (rc) {
+        fprintf(stderr, "cterp bench: %s\n", cterp_last_error());
+    } else {
+        const cterp_train_metrics *m = cterp_trainer_last_metrics(t);
+        double ms = 1e3 * el / steps, tps = (double)B * steps / el;
+        double roof = gf * 1e9 / (2.0 * D * N); // tokens/s if the step were only the encoder GEMM
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("%-9s d_in %-5lld d_sae %-6lld k %-4d batch %-5lld dead %4.1f%%  l0 %7.1f | %9.1f ms/step %10.0f tok/s"
+               " | sgemm %6.1f GFLOP/s, roofline %9.0f tok/s, reached %5.1f%% | peak RSS %6.0f MB\n",
+               cterp_arch_name(cfg.architecture), (long long)D, (long long)N, cfg.k, (long long)B, 100 * dead,
+               m->l0, ms, tps, gf, roof, 100 * tps / roof, ru.ru_maxrss / 1024.0);
+    }
+    cterp_trainer_free(t);
+    free(bs.pool);
+    return rc;
+}
