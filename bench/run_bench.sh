@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The training-kernel benchmark of issue "training kernels": every size it names, batch 4096.
+# Not a test (minutes on 2 cores). Usage: bench/run_bench.sh [build/cterp] [steps]
+set -euo pipefail
+bin=${1:-build/cterp}
+S=${2:-5}
+"$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S"
+"$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S" --dead-fraction 0.1
+"$bin" bench --arch topk --d-in 512 --d-sae 16384 --k 64 --batch 4096 --steps "$S"
+"$bin" bench --arch topk --d-in 64 --d-sae 2048 --k 16 --batch 4096 --steps $((S * 20))
+"$bin" bench --arch standard --d-in 768 --d-sae 24576 --batch 4096 --steps "$S" --l0 64
