@@ -39,6 +39,15 @@ PY
 "$bin" train --acts "$tmp/acts.npy" --d-sae 32 --k 4 --batch 64 --steps 10 --quiet --out "$tmp/npy" >/dev/null 2>&1
 check "train --acts FILE.npy" '[ -f "$tmp/npy/cfg.json" ] && grep -q "\"d_in\":8" "$tmp/npy/cfg.json"'
 
+# raw little-endian f32 rows with --d-in
+python3 -c "import struct,random; random.seed(2); open('$tmp/acts.f32','wb').write(struct.pack('<2048f', *[random.gauss(0,1) for _ in range(2048)]))"
+"$bin" train --acts "$tmp/acts.f32" --d-in 16 --d-sae 32 --k 4 --batch 32 --steps 5 --quiet --out "$tmp/raw" >/dev/null 2>&1
+check "train --acts raw f32 --d-in" 'grep -q "\"d_in\":16" "$tmp/raw/cfg.json"'
+err=$("$bin" train --acts "$tmp/acts.f32" --d-in 15 --steps 5 2>&1); rc=$?
+check "raw file size not a multiple of d_in" '[ $rc -eq 1 ] && [[ "$err" == *"acts.f32"* ]] && [[ "$err" == *"15"* ]]'
+err=$("$bin" train --acts "$tmp/acts.f32" --steps 5 2>&1); rc=$?
+check "raw file without --d-in" '[ $rc -eq 1 ] && [[ "$err" == *"--d-in"* ]]'
+
 # bad input: clear errors naming the field or file, usage exit code 2, failures 1
 err=$("$bin" train $toy --k 0 2>&1); rc=$?
 check "k=0 is rejected naming the field" '[ $rc -ne 0 ] && [[ "$err" == *"k: got 0"* ]]'

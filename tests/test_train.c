@@ -296,7 +296,59 @@ static void test_recovery(cterp_arch arch) {
     cterp_toy_free(toy);
 }
 
+// The saved SAE (scale and decoder norms folded in) computes on raw inputs exactly what the
+// training form computes on scaled inputs.
+static void test_export_folding(cterp_arch arch) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    cterp_act_source src;
+    cterp_toy_source(&src, toy);
+    cterp_train_config c;
+    small_cfg(&c, arch, 30);
+    c.normalize_activations = 1;
+    c.rescale_acts_by_decoder_norm = 1;
+    c.l1_coefficient = 0.1f;
+    c.b_dec_init = CTERP_BDEC_MEAN;
+    cterp_trainer *t;
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    CHECK_OK(cterp_trainer_run(t, 0));
+    double sc = cterp_trainer_input_scale(t);
+    CHECK_MSG(fabs(sc - 1.0) > 0.05, "the toy's scale should not be 1 (%g): the test would be vacuous", sc);
+    cterp_sae *e = NULL;
+    CHECK_OK(cterp_trainer_export(t, &e));
+    const cterp_sae *tr = cterp_trainer_sae(t);
+    enum { B = 64 };
+    const int64_t D = tr->d_in, N = tr->d_sae;
+    float *x = malloc(B * D * sizeof(float)), *xs = malloc(B * D * sizeof(float));
+    float *ft = malloc(B * N * sizeof(float)), *fe = malloc(B * N * sizeof(float));
+    float *ht = malloc(B * D * sizeof(float)), *he = malloc(B * D * sizeof(float));
+    cterp_toy_sample(toy, 999, x, B, NULL);
+    for (int64_t q = 0; q < B * D; q++) xs[q] = (float)(x[q] * sc);
+    CHECK_OK(cterp_sae_encode(tr, xs, B, ft));
+    CHECK_OK(cterp_sae_decode(tr, ft, B, ht));
+    CHECK_OK(cterp_sae_encode(e, x, B, fe));
+    CHECK_OK(cterp_sae_decode(e, fe, B, he));
+    double df = 0, dh = 0, nh = 0;
+    // folding the decoder norms after the scale expresses topk activations in units of the raw
+    // input (SAELens folds in the same order): training activation / scale
+    double af = arch == CTERP_ARCH_TOPK ? 1.0 / sc : 1.0;
+    for (int64_t q = 0; q < B * N; q++) df = fmax(df, fabs(fe[q] - ft[q] * af));
+    for (int64_t q = 0; q < B * D; q++) dh = fmax(dh, fabs(he[q] - ht[q] / sc)), nh = fmax(nh, fabs(he[q]));
+    CHECK_MSG(df < 1e-4 && dh < 1e-4 * (1 + nh), "%s: exported SAE differs: activations by %g, reconstructions by %g",
+              cterp_arch_name(arch), df, dh);
+    CHECK(e->rescale_acts_by_decoder_norm == 0 && !strcmp(e->normalize_activations, "none"));
+    free(x), free(xs), free(ft), free(fe), free(ht), free(he);
+    cterp_sae_free(e);
+    cterp_trainer_free(t);
+    cterp_act_source_free(&src);
+    cterp_toy_free(toy);
+}
+
 int main(void) {
+    test_export_folding(CTERP_ARCH_TOPK);
+    test_export_folding(CTERP_ARCH_STANDARD);
     test_schedules();
     test_config();
     test_resume(CTERP_ARCH_TOPK, 0);

@@ -105,6 +105,9 @@ typedef struct {
     int64_t dead_features;
     double dead_fraction;
     double mean_log10_density; // over the last complete feature_sampling_window (NaN before)
+    int window_done;           // 1 on the step a feature_sampling_window completed:
+    int64_t density_hist[10];  //   latents per log10(density) bin [i-10, i-9) (bin 0: never fired)
+    int64_t below_1e5, below_1e6; // latents with density below 1e-5 / 1e-6 in that window
     double lr, sparsity_coefficient, threshold; // threshold: batchtopk inference threshold
     double tokens_per_s, elapsed_s, eta_s;
 } cterp_train_metrics;
@@ -138,6 +141,8 @@ cterp_status cterp_trainer_save(const cterp_trainer *t, const char *dir);
 int64_t cterp_trainer_step(const cterp_trainer *t);
 const cterp_sae *cterp_trainer_sae(const cterp_trainer *t); // live parameters (training form)
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t);
+// The factor inputs are multiplied by in training (1 unless normalize_activations).
+double cterp_trainer_input_scale(const cterp_trainer *t);
 
 // For benchmarks: makes a fraction of the latents dead from the first step (they never fire
 // and count as dead, so AuxK / ghost grads run on them), and, if target_l0 > 0, offsets b_enc

@@ -196,6 +196,7 @@ void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train
 int64_t cterp_trainer_step(const cterp_trainer *t) { return t->step; }
 const cterp_sae *cterp_trainer_sae(const cterp_trainer *t) { return t->sae; }
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { return &t->last; }
+double cterp_trainer_input_scale(const cterp_trainer *t) { return t->scale; }
 
 static void write_metrics_json(FILE *f, const cterp_train_metrics *m) {
     fprintf(f,
@@ -208,6 +209,12 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m) {
             (long long)m->dead_features, m->dead_fraction);
     if (isfinite(m->mean_log10_density))
         fprintf(f, "\"mean_log10_feature_density\": %.6g, ", m->mean_log10_density);
+    if (m->window_done) {
+        fprintf(f, "\"log10_density_histogram\": [");
+        for (int b = 0; b < 10; b++) fprintf(f, "%lld%s", (long long)m->density_hist[b], b < 9 ? ", " : "");
+        fprintf(f, "], \"below_1e-5\": %lld, \"below_1e-6\": %lld, ", (long long)m->below_1e5,
+                (long long)m->below_1e6);
+    }
     fprintf(f,
             "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
             "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}\n",
@@ -295,13 +302,24 @@ static cterp_status train_step(cterp_trainer *t) {
         }
     t->window_steps++;
     double mean_log = t->last.mean_log10_density;
+    cterp_train_metrics *m = &t->last;
+    m->window_done = 0;
     if (t->window_steps >= c->feature_sampling_window) {
         double tokens = (double)t->window_steps * B, sum = 0;
+        memset(m->density_hist, 0, sizeof m->density_hist);
+        m->below_1e5 = m->below_1e6 = 0;
         for (int64_t i = 0; i < N; i++) {
-            t->log10_density[i] = (float)log10((double)t->window_count[i] / tokens + 1e-10);
-            sum += t->log10_density[i];
+            double freq = (double)t->window_count[i] / tokens;
+            double l = log10(freq + 1e-10);
+            t->log10_density[i] = (float)l;
+            sum += l;
+            int b = (int)floor(l) + 10;
+            m->density_hist[b < 0 ? 0 : b > 9 ? 9 : b]++;
+            m->below_1e5 += freq < 1e-5;
+            m->below_1e6 += freq < 1e-6;
         }
         mean_log = sum / (double)N;
+        m->window_done = 1;
         t->have_density = 1;
         memset(t->window_count, 0, (size_t)N * sizeof(int64_t));
         t->window_steps = 0;
@@ -311,7 +329,6 @@ static cterp_status train_step(cterp_trainer *t) {
     // metrics of this batch
     int64_t dead_now = 0;
     for (int64_t i = 0; i < N; i++) dead_now += t->since_fired[i] >= c->dead_feature_window;
-    cterp_train_metrics *m = &t->last;
     m->step = t->step;
     m->steps = t->steps;
     m->tokens = t->step * B;
@@ -361,7 +378,7 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
         m->elapsed_s = t->elapsed_before + el;
         m->tokens_per_s = (double)(t->step - first) * t->B / (el > 0 ? el : 1e-9);
         m->eta_s = m->tokens_per_s > 0 ? (double)(t->steps - t->step) * t->B / m->tokens_per_s : 0;
-        if (t->step % t->cfg.log_every == 0 || t->step == t->steps) {
+        if (t->step % t->cfg.log_every == 0 || t->step == t->steps || m->window_done) {
             if (t->metrics_file) write_metrics_json(t->metrics_file, m);
             if (t->log) t->log(m, t->log_user);
         }
