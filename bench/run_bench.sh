@@ -8,4 +8,5 @@ S=${2:-5}
 "$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S" --dead-fraction 0.1
 "$bin" bench --arch topk --d-in 512 --d-sae 16384 --k 64 --batch 4096 --steps "$S"
 "$bin" bench --arch topk --d-in 64 --d-sae 2048 --k 16 --batch 4096 --steps $((S * 20))
-"$bin" bench --arch standard --d-in 768 --d-sae 24576 --batch 4096 --steps "$S" --l0 64
+# a tiny lr keeps L0 near its initial 64 (this measures speed, not learning)
+"$bin" bench --arch standard --d-in 768 --d-sae 24576 --batch 4096 --steps "$S" --l0 64 --lr 1e-7
