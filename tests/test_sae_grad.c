@@ -168,7 +168,7 @@ static double ghost_naive(const cterp_sae *s, const float *x, const float *r, co
     return sum / (B * D);
 }
 
-static void check_revive(int ghost, int rescale) {
+static void check_revive(int ghost, int rescale, int mode) {
     rng_t r;
     rng_seed(&r, 7 + ghost);
     cterp_sae *s;
@@ -205,7 +205,7 @@ static void check_revive(int ghost, int rescale) {
         l_impl = revive_ghost(&w, s, x, dead, nd, grads);
         CHECK_CLOSE(l_impl, ghost_naive(s, x, e, sc, c, dead), 1e-5, 1e-3);
     } else {
-        l_impl = revive_auxk(&w, s, x, dead, nd, kaux, coef, rescale, grads);
+        l_impl = revive_auxk(&w, s, x, dead, nd, kaux, coef, rescale, grads, mode);
         CHECK_CLOSE(l_impl, auxk_naive(s, x, e, dead, nd, kaux, coef, rescale), 1e-5, 1e-4);
     }
     arch_bdec_from_benc(s, grads + N * D, grads + 2 * N * D + N);
@@ -226,8 +226,8 @@ static void check_revive(int ghost, int rescale) {
             if (bad++ < 5) fprintf(stderr, "  %s param %zu: fd %.6g analytic %.6g\n", ghost ? "ghost" : "auxk", q, fd, grads[q]);
         }
     }
-    CHECK_MSG(bad == 0, "%s (rescale %d): %d of %d gradients differ from finite differences",
-              ghost ? "ghost grads" : "auxk", rescale, bad, checked);
+    CHECK_MSG(bad == 0, "%s (rescale %d, mode %d): %d of %d gradients differ from finite differences",
+              ghost ? "ghost grads" : "auxk", rescale, mode, bad, checked);
     arch_work_free(&w);
     cterp_sae_free(s);
 }
@@ -255,8 +255,10 @@ int main(void) {
     check_arch(CTERP_ARCH_TOPK, 1, 3);
     check_arch(CTERP_ARCH_BATCHTOPK, 1, 4);
     check_arch(CTERP_ARCH_JUMPRELU, 0, 5);
-    check_revive(0, 0);
-    check_revive(0, 1);
-    check_revive(1, 0);
+    check_revive(0, 0, 0);
+    check_revive(0, 1, 0);
+    check_revive(0, 0, 1);
+    check_revive(0, 1, 1);
+    check_revive(1, 0, -1);
     return test_done();
 }

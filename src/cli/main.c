@@ -1,4 +1,6 @@
 // cterp: the command line. One file per subcommand (cmd_*.c), thin over the library.
+#include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -35,6 +37,11 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    // Training allocates the same large scratch buffers every step; served by mmap they are
+    // unmapped and zero-filled again each time (measured: 12% + 7% of a step in page faults).
+    // Keep freed memory in the heap instead.
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "cterp: unknown command '%s'\n", argv[1]);

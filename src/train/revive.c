@@ -7,8 +7,44 @@
 #include "core/blas.h"
 #include "sae/kernels.h"
 
+// The dense form: A (B, nd) holds the selected coefficients, zeros elsewhere.
+static void auxk_dense_backward(arch_work *w, const cterp_sae *sae, const float *G, int64_t nd,
+                                const int32_t *dl, const float *A, float *grads) {
+    const int64_t B = w->B, D = w->D, N = w->N;
+    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N;
+    float *Wd = malloc((size_t)(nd * D) * sizeof(float)), *dW = malloc((size_t)(nd * D) * sizeof(float));
+    float *P = malloc((size_t)(B * nd) * sizeof(float));
+    if (!Wd || !dW || !P) {
+        free(Wd), free(dW), free(P);
+        return;
+    }
+    for (int64_t j = 0; j < nd; j++) memcpy(Wd + j * D, sae->W_dec + (int64_t)dl[j] * D, (size_t)D * sizeof(float));
+    // dW_dec_dead (nd, D) = A^T G
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, A, (int)nd, G,
+                (int)D, 0.0f, dW, (int)D);
+    for (int64_t j = 0; j < nd; j++) {
+        float *dst = dW_dec + (int64_t)dl[j] * D;
+        for (int64_t d = 0; d < D; d++) dst[d] += dW[j * D + d];
+    }
+    // dz (B, nd) = (G Wd^T) on the selection only
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)nd, (int)D, 1.0f, G, (int)D, Wd,
+                (int)D, 0.0f, P, (int)nd);
+    for (int64_t q = 0; q < B * nd; q++) P[q] = A[q] != 0 ? P[q] : 0.0f;
+    // dW_enc_dead (nd, D) = dz^T xc
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, P, (int)nd,
+                w->xc, (int)D, 0.0f, dW, (int)D);
+    for (int64_t j = 0; j < nd; j++) {
+        float *dst = dW_enc + (int64_t)dl[j] * D;
+        for (int64_t d = 0; d < D; d++) dst[d] += dW[j * D + d];
+        double sb = 0;
+        for (int64_t t = 0; t < B; t++) sb += P[t * nd + j];
+        db_enc[dl[j]] += (float)sb;
+    }
+    free(Wd), free(dW), free(P);
+}
+
 double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
-                   int64_t n_dead, int k_aux, float coef, int rescale, float *grads) {
+                   int64_t n_dead, int k_aux, float coef, int rescale, float *grads, int mode) {
     const int64_t B = w->B, D = w->D, N = w->N;
     int kk = (int)(k_aux < n_dead ? k_aux : n_dead);
     double scale = (double)n_dead / k_aux;
@@ -19,13 +55,17 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
     float *a = malloc((size_t)B * kk * sizeof(float));
     float *G = malloc((size_t)B * D * sizeof(float));
     int64_t *cnt = malloc((size_t)B * sizeof(int64_t));
+    float *A = NULL, *Wd = NULL;
+    int32_t *col = NULL;
     double loss = 0;
     if (!dl || !tok || !lat || !a || !G || !cnt) goto done;
     int64_t nd = 0;
     for (int64_t i = 0; i < N; i++)
         if (dead[i]) dl[nd++] = (int32_t)i;
-    double sum = 0;
-    #pragma omp parallel reduction(+ : sum)
+    // dense GEMMs cost ~8 B nd D flops at GEMM speed; the pairs ~6 B kk D memory-bound ones
+    if (mode < 0) mode = 4 * nd <= N && nd <= 16 * (int64_t)kk;
+    // selection: per token the kk largest pre-activations among the dead, not passed through ReLU
+    #pragma omp parallel
     {
         float *h = malloc((size_t)nd * sizeof(float));
         int32_t *idx = malloc((size_t)kk * sizeof(int32_t));
@@ -34,42 +74,65 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
         for (int64_t t = 0; t < B; t++) {
             const float *zt = w->z + t * N;
             for (int64_t j = 0; j < nd; j++) h[j] = zt[dl[j]] * (rescale ? w->nrm[dl[j]] : 1.0f);
-            // the largest pre-activations among the dead, not passed through ReLU
             int c = topk_select(idx, val, h, (int)nd, kk, -INFINITY);
-            float *Gt = G + t * D;
-            for (int64_t d = 0; d < D; d++) Gt[d] = -(x[t * D + d] - w->xhat[t * D + d]);
             for (int j = 0; j < c; j++) {
-                int32_t i = dl[idx[j]];
                 int64_t p = t * kk + j;
-                tok[p] = (int32_t)t, lat[p] = i, a[p] = zt[i];
-                const float *wd = sae->W_dec + (int64_t)i * D;
-                for (int64_t d = 0; d < D; d++) Gt[d] += zt[i] * wd[d];
+                tok[p] = (int32_t)t, lat[p] = dl[idx[j]], a[p] = zt[dl[idx[j]]];
             }
             cnt[t] = c;
-            double e = 0;
-            for (int64_t d = 0; d < D; d++) e += (double)Gt[d] * Gt[d];
-            sum += e;
         }
         free(h), free(idx), free(val);
     }
+    // G = e_hat - e, e = x - x_hat
+    if (mode == 1) {
+        A = calloc((size_t)(B * nd), sizeof(float));
+        Wd = malloc((size_t)(nd * D) * sizeof(float));
+        col = malloc((size_t)N * sizeof(int32_t));
+        if (!A || !Wd || !col) goto done;
+        for (int64_t j = 0; j < nd; j++) {
+            col[dl[j]] = (int32_t)j;
+            memcpy(Wd + j * D, sae->W_dec + (int64_t)dl[j] * D, (size_t)D * sizeof(float));
+        }
+        for (int64_t t = 0; t < B; t++)
+            for (int64_t j = 0; j < cnt[t]; j++) A[t * nd + col[lat[t * kk + j]]] = a[t * kk + j];
+        for (int64_t q = 0; q < B * D; q++) G[q] = w->xhat[q] - x[q];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)D, (int)nd, 1.0f, A, (int)nd, Wd,
+                    (int)D, 1.0f, G, (int)D);
+    } else {
+        #pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < B; t++) {
+            float *Gt = G + t * D;
+            for (int64_t d = 0; d < D; d++) Gt[d] = w->xhat[t * D + d] - x[t * D + d];
+            for (int64_t j = 0; j < cnt[t]; j++) {
+                const float *wd = sae->W_dec + (int64_t)lat[t * kk + j] * D;
+                float c = a[t * kk + j];
+                for (int64_t d = 0; d < D; d++) Gt[d] += c * wd[d];
+            }
+        }
+    }
+    double sum = 0;
+    for (int64_t t = 0; t < B; t++) sum += dot_f32(G + t * D, G + t * D, D);
     loss = coef * scale * sum / (double)B;
     if (!isfinite(loss)) { // guard as Gao et al.: a non-finite aux loss contributes nothing
         loss = 0;
         goto done;
     }
-    // compact pairs (all tokens have kk unless fewer dead are finite)
-    int64_t np = 0;
-    for (int64_t t = 0; t < B; t++)
-        for (int64_t j = 0; j < cnt[t]; j++) {
-            int64_t p = t * kk + j;
-            tok[np] = tok[p], lat[np] = lat[p], a[np] = a[p];
-            np++;
-        }
     const float gs = (float)(2.0 * coef * scale / (double)B);
     for (int64_t q = 0; q < B * D; q++) G[q] *= gs;
-    arch_backward_pairs(w, sae, G, np, tok, lat, a, grads);
+    if (mode == 1) {
+        auxk_dense_backward(w, sae, G, nd, dl, A, grads);
+    } else {
+        int64_t np = 0; // compact the pairs (tokens may have fewer than kk)
+        for (int64_t t = 0; t < B; t++)
+            for (int64_t j = 0; j < cnt[t]; j++) {
+                int64_t p = t * kk + j;
+                tok[np] = tok[p], lat[np] = lat[p], a[np] = a[p];
+                np++;
+            }
+        arch_backward_pairs(w, sae, G, np, tok, lat, a, grads);
+    }
 done:
-    free(dl), free(tok), free(lat), free(a), free(G), free(cnt);
+    free(dl), free(tok), free(lat), free(a), free(G), free(cnt), free(A), free(Wd), free(col);
     return loss;
 }
 

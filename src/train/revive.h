@@ -13,8 +13,11 @@
 
 // Both return the loss value and add gradients into grads (layout of sae->params).
 // dead (N) marks dead latents; n_dead is their count (> 0).
+// AuxK's products run either over the selected (token, dead latent) pairs, gathering rows
+// (memory-bound), or as dense GEMMs over the dead columns with zeros off the selection (cheaper
+// when the dead set is not much larger than k_aux). mode: -1 chooses, 0 pairs, 1 dense.
 double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
-                   int64_t n_dead, int k_aux, float coef, int rescale, float *grads);
+                   int64_t n_dead, int k_aux, float coef, int rescale, float *grads, int mode);
 double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
                     int64_t n_dead, float *grads);
 

@@ -258,7 +258,7 @@ static cterp_status train_step(cterp_trainer *t) {
     if (n_dead > 0 && c->use_auxk && topk_like) {
         int k_aux = c->aux_k > 0 ? c->aux_k : (int)(D / 2 > 0 ? D / 2 : 1);
         aux += revive_auxk(w, t->sae, t->x, t->dead, n_dead, k_aux, c->aux_k_coefficient,
-                           c->rescale_acts_by_decoder_norm, t->grads);
+                           c->rescale_acts_by_decoder_norm, t->grads, -1);
     }
     if (n_dead > 0 && c->use_ghost_grads) aux += revive_ghost(w, t->sae, t->x, t->dead, n_dead, t->grads);
     float *db_enc = t->grads + N * D, *db_dec = t->grads + 2 * N * D + N;
