@@ -97,7 +97,7 @@ void cterp_train_config_default(cterp_train_config *c) {
     c->normalize_activations = 0;
     c->norm_estimate_batches = 10;
     c->batch_size = 2048;     // measured on the toy: more, smaller steps beat 4096 per token
-    c->training_steps = 4000;
+    c->training_steps = 4500;
     c->training_tokens = 0;
     c->seed = 42;
     c->log_every = 100;
