@@ -8,6 +8,7 @@
 #include "core/file.h"
 #include "cterp/toy.h"
 #include "cterp/train.h"
+#include "io/npy.h"
 
 static void usage(void) {
     printf("usage: cterp train (--toy [toy options] | --acts FILE [--d-in D]) [options]\n\n"
@@ -27,7 +28,8 @@ static void usage(void) {
            "  --resume DIR            continue from a checkpoint directory (same data)\n"
            "  --quiet                 no progress lines\n"
            "toy options: --toy-features G --toy-d D --toy-active A --toy-decay R\n"
-           "             --toy-correlation C --toy-mag-min M --toy-mag-max M --toy-seed S\n");
+           "             --toy-correlation C --toy-mag-min M --toy-mag-max M --toy-seed S\n"
+           "             --toy-save-features F.npy (write the ground-truth directions and exit)\n");
 }
 
 static void progress(const cterp_train_metrics *m, void *user) {
@@ -59,7 +61,7 @@ int cmd_train(int argc, char **argv) {
     cterp_train_config_default(&cfg);
     cterp_toy_config tc;
     cterp_toy_config_default(&tc);
-    const char *acts = NULL, *out = NULL, *resume = NULL;
+    const char *acts = NULL, *out = NULL, *resume = NULL, *features_out = NULL;
     int toy = 0, quiet = 0;
     int64_t d_in_raw = 0;
     // presets and --config first, so that flags override them wherever they stand
@@ -97,6 +99,8 @@ int cmd_train(int argc, char **argv) {
             out = argv[++i];
         } else if (!strcmp(a, "--resume")) {
             resume = argv[++i];
+        } else if (!strcmp(a, "--toy-save-features")) {
+            features_out = argv[++i];
         } else if (!strncmp(a, "--toy-", 6)) {
             int r = set_toy(&tc, a + 6, argv[i + 1]);
             if (r) {
@@ -115,6 +119,17 @@ int cmd_train(int argc, char **argv) {
     if (toy + (acts != NULL) != 1) {
         fprintf(stderr, "cterp train: give exactly one data source: --toy or --acts FILE (see --help)\n");
         return 2;
+    }
+    if (toy && features_out) { // the ground truth, for reference implementations (bench/)
+        cterp_toy *tt;
+        if (cterp_toy_create(&tt, &tc) ||
+            npy_write_f32(features_out, cterp_toy_features(tt), tc.n_features, tc.d)) {
+            fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+            return 1;
+        }
+        cterp_toy_free(tt);
+        printf("wrote the %d x %d toy features to %s\n", tc.n_features, tc.d, features_out);
+        return 0;
     }
     if (toy && !resume) return cli_run_toy(&cfg, &tc, out, quiet, 1);
 
