@@ -423,3 +423,5 @@ void cterp_act_source_free(cterp_act_source *s) {
     if (s && s->free && s->ctx) s->free(s->ctx);
     if (s) s->ctx = NULL;
 }
+
+void cterp_trainer_set_meta(cterp_trainer *t, const cterp_sae_meta *meta) { t->sae->meta = *meta; }
