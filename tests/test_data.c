@@ -23,6 +23,8 @@ static void write_file(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
+static void write_str(const char *path, const char *s) { write_file(path, s, strlen(s)); }
+
 // All documents of a dataset as "doc|doc|..." (text) or count of tokens (bin)
 static int read_all(const char *path, const cterp_dataset_opts *o, char *out, size_t cap, int64_t *ntok) {
     cterp_dataset *d;
@@ -48,7 +50,7 @@ static int read_all(const char *path, const cterp_dataset_opts *o, char *out, si
 static void test_readers(void) {
     char buf[4096];
     int64_t nt;
-    write_file(tpath("a.txt"), "first doc\n\nsecond doc\r\n  \nthird", 34);
+    write_str(tpath("a.txt"), "first doc\n\nsecond doc\r\n  \nthird");
     CHECK(read_all(tpath("a.txt"), NULL, buf, sizeof buf, &nt) == 3);
     CHECK(!strcmp(buf, "first doc|second doc|third|"));
 
@@ -80,12 +82,12 @@ static void test_readers(void) {
     CHECK_OK(cterp_dataset_next(d, &doc, &eof));
     CHECK(doc.len == 5 && !memcmp(doc.text, "hello", 5));
     cterp_dataset_close(d);
-    write_file(tpath("c.jsonl"), "{\"text\": \"ok\"}\n{\"text\": 5}\n", 27);
+    write_str(tpath("c.jsonl"), "{\"text\": \"ok\"}\n{\"text\": 5}\n");
     CHECK_OK(cterp_dataset_open(&d, tpath("c.jsonl"), NULL));
     cterp_dataset_next(d, &doc, &eof);
     CHECK(cterp_dataset_next(d, &doc, &eof) == CTERP_EFORMAT && strstr(cterp_last_error(), "c.jsonl:2:"));
     cterp_dataset_close(d);
-    write_file(tpath("d.jsonl"), "{\"text\": \"ok\"}\n{\"text\": \"unterminated\n", 39);
+    write_str(tpath("d.jsonl"), "{\"text\": \"ok\"}\n{\"text\": \"unterminated\n");
     CHECK_OK(cterp_dataset_open(&d, tpath("d.jsonl"), NULL));
     cterp_dataset_next(d, &doc, &eof);
     CHECK(cterp_dataset_next(d, &doc, &eof) == CTERP_EFORMAT && strstr(cterp_last_error(), "d.jsonl:2: malformed JSON"));
