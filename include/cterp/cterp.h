@@ -3,6 +3,9 @@
 #ifndef CTERP_H
 #define CTERP_H
 
+#include "cterp/acts.h"      // activation store and cache (sources for the trainer)
+#include "cterp/analysis.h"  // eval with the SAE spliced in; cterp_train_sae
+#include "cterp/data.h"      // datasets and context windows
 #include "cterp/error.h"     // status codes and the per-thread error message
 #include "cterp/model.h"     // GGUF language models with TransformerLens hook points
 #include "cterp/sae.h"       // SAE parameters, encode/decode, SAELens directories

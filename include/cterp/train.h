@@ -138,6 +138,9 @@ cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir);
 cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out);
 // Saves the exported SAE + sparsity.safetensors into dir.
 cterp_status cterp_trainer_save(const cterp_trainer *t, const char *dir);
+// Where the SAE is trained (model, hook, dataset, context...): written into cfg.json
+// "metadata" of checkpoints and the saved SAE (training_tokens is filled at save).
+void cterp_trainer_set_meta(cterp_trainer *t, const cterp_sae_meta *meta);
 int64_t cterp_trainer_step(const cterp_trainer *t);
 const cterp_sae *cterp_trainer_sae(const cterp_trainer *t); // live parameters (training form)
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t);

@@ -24,4 +24,28 @@ int cmd_tokenize(int argc, char **argv);
 // Prints metadata, tensors, model config and hook names of a .gguf (used by `cterp inspect`).
 int cli_inspect_gguf(const char *path);
 
+// ---- the model path (train_model.c): flags shared by train --model, cache and eval ----
+#include "cterp/acts.h"
+typedef struct {
+    const char *model, *hook, *component, *data;
+    int layer; // -1: not given
+    cterp_store_config store;
+    int64_t eval_windows;
+} cli_model_opts;
+extern const char *cli_model_help;
+void cli_model_opts_default(cli_model_opts *o);
+// 1: flag a (with value v) consumed; 0: not a model flag; -1: bad value.
+int cli_model_flag(cli_model_opts *o, const char *a, const char *v);
+// The hook from --hook or --layer + --component (error message recorded).
+cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap);
+const char *cli_base_name(const char *path);
+int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
+                    const char *resume, int quiet);
+// --acts: a cache directory (with metadata for the SAE) or an activation file.
+cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in_raw,
+                           const cterp_train_config *cfg, const cli_model_opts *mo, cterp_sae_meta *meta,
+                           int *have_meta);
+int cmd_cache(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
 #endif

@@ -1,4 +1,4 @@
-// cterp train: --toy | --acts FILE  (the model path, --model, arrives with the model runtime)
+// cterp train: --toy | --acts FILE|DIR | --model M.gguf ... (the model path: train_model.c)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +11,12 @@
 #include "io/npy.h"
 
 static void usage(void) {
-    printf("usage: cterp train (--toy [toy options] | --acts FILE [--d-in D]) [options]\n\n"
+    printf("usage: cterp train (--toy [toy options] | --acts FILE|DIR [--d-in D] | --model M.gguf\n"
+           "                   (--hook H | --layer L --component C) --data D) [options]\n\n"
            "data:\n"
            "  --toy                   the toy model of superposition (see toy options)\n"
-           "  --acts FILE             activations: .npy float32/16/64 [n, d_in], or raw f32 with --d-in\n"
+           "  --acts FILE             activations: .npy float32/16/64 [n, d_in], or raw f32 with --d-in,\n"
+           "                          or a cache directory written by cterp cache\n"
            "  --d-in D                row width of a raw f32 file\n"
            "config:\n"
            "  --config FILE           JSON object of config fields (\"preset\" applied first)\n"
@@ -29,7 +31,8 @@ static void usage(void) {
            "  --quiet                 no progress lines\n"
            "toy options: --toy-features G --toy-d D --toy-active A --toy-decay R\n"
            "             --toy-correlation C --toy-mag-min M --toy-mag-max M --toy-seed S\n"
-           "             --toy-save-features F.npy (write the ground-truth directions and exit)\n");
+           "             --toy-save-features F.npy (write the ground-truth directions and exit)\n"
+           "%s  --eval-windows N        windows evaluated after training (64; 0: none)\n", cli_model_help);
 }
 
 static void progress(const cterp_train_metrics *m, void *user) {
@@ -64,6 +67,9 @@ int cmd_train(int argc, char **argv) {
     const char *acts = NULL, *out = NULL, *resume = NULL, *features_out = NULL;
     int toy = 0, quiet = 0;
     int64_t d_in_raw = 0;
+    cli_model_opts mo;
+    cli_model_opts_default(&mo);
+    int mf;
     // presets and --config first, so that flags override them wherever they stand
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--preset") && cterp_train_config_preset(&cfg, argv[i + 1])) {
@@ -101,6 +107,12 @@ int cmd_train(int argc, char **argv) {
             resume = argv[++i];
         } else if (!strcmp(a, "--toy-save-features")) {
             features_out = argv[++i];
+        } else if ((mf = cli_model_flag(&mo, a, argv[i + 1]))) {
+            if (mf < 0) {
+                fprintf(stderr, "cterp train: %s: bad value '%s' (see --help)\n", a, argv[i + 1]);
+                return 2;
+            }
+            i++;
         } else if (!strncmp(a, "--toy-", 6)) {
             int r = set_toy(&tc, a + 6, argv[i + 1]);
             if (r) {
@@ -116,8 +128,8 @@ int cmd_train(int argc, char **argv) {
             i++;
         }
     }
-    if (toy + (acts != NULL) != 1) {
-        fprintf(stderr, "cterp train: give exactly one data source: --toy or --acts FILE (see --help)\n");
+    if (toy + (acts != NULL) + (mo.model != NULL) != 1) {
+        fprintf(stderr, "cterp train: give exactly one data source: --toy, --acts FILE or --model M.gguf (see --help)\n");
         return 2;
     }
     if (toy && features_out) { // the ground truth, for reference implementations (bench/)
@@ -131,14 +143,17 @@ int cmd_train(int argc, char **argv) {
         printf("wrote the %d x %d toy features to %s\n", tc.n_features, tc.d, features_out);
         return 0;
     }
+    if (mo.model) return cli_train_model(&cfg, &mo, out, resume, quiet);
     if (toy && !resume) return cli_run_toy(&cfg, &tc, out, quiet, 1);
 
     cterp_toy *toyp = NULL;
     cterp_act_source src = {0};
     cterp_trainer *tr = NULL;
     int rc = 1;
+    cterp_sae_meta meta;
+    int have_meta = 0;
     cterp_status s = toy ? (cterp_toy_create(&toyp, &tc) ? 1 : cterp_toy_source(&src, toyp))
-                         : cterp_act_source_file(&src, acts, d_in_raw, cfg.seed);
+                         : cli_open_acts(&src, acts, d_in_raw, &cfg, &mo, &meta, &have_meta);
     if (s) {
         fprintf(stderr, "cterp train: %s\n", cterp_last_error());
         goto done;
@@ -148,6 +163,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "cterp train: %s\n", cterp_last_error());
         goto done;
     }
+    if (have_meta) cterp_trainer_set_meta(tr, &meta);
     int tty = isatty(2);
     cterp_trainer_set_output(tr, out, quiet ? NULL : progress, &tty);
     printf("Training on %s\n", src.description);

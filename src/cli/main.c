@@ -11,7 +11,9 @@
 static const cli_command commands[] = {
     {"demo", "train an SAE on the built-in toy model of superposition and report recovery",
      cmd_demo},
-    {"train", "train an SAE: --toy | --acts FILE (see cterp train --help)", cmd_train},
+    {"train", "train an SAE: --toy | --acts FILE|DIR | --model M --data D (see --help)", cmd_train},
+    {"cache", "write a model's activations at a hook over a dataset to an activation cache", cmd_cache},
+    {"eval", "evaluate an SAE spliced into its model (EV, L0, CE/KL recovered)", cmd_eval},
     {"inspect", "describe a saved SAE directory or a GGUF model", cmd_inspect},
     {"bench", "training-step speed on random activations vs the machine's SGEMM", cmd_bench},
     {"generate", "generate text from a GGUF model (greedy, temperature, top-p)", cmd_generate},

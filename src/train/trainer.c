@@ -469,3 +469,5 @@ void cterp_trainer_bench_setup(cterp_trainer *t, double dead_fraction, double ta
         t->since_fired[j] = t->cfg.dead_feature_window;
     }
 }
+
+void cterp_trainer_set_meta(cterp_trainer *t, const cterp_sae_meta *meta) { t->sae->meta = *meta; }

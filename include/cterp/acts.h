@@ -1,0 +1,102 @@
+// cterp activations: the activation store (a model run over a dataset, up to a hook, special
+// positions dropped, rows mixed in a shuffling buffer) and the on-disk activation cache.
+//
+// Both are cterp_act_sources for the trainer and both serve rows through the same mixing
+// buffer (SAELens-style): fill `buffer_rows` rows, shuffle, serve half, refill the served half
+// with the next rows, shuffle again. For the same seed and buffer size a cache holding a whole
+// dataset epoch serves exactly the rows, in exactly the order, the live store serves, so the
+// trainer produces the same SAE from either.
+//
+// Resume (get_state/set_state) is a deterministic replay: the state is the number of rows
+// served (plus the seed and buffer size, checked); set_state rewinds and replays the mixing
+// buffer. From a cache the replay touches only row indices (cheap); the live store re-runs the
+// model over the windows consumed so far (forward only), which costs a fraction of the original
+// run and gives bit-identical batches afterwards.
+#ifndef CTERP_ACTS_H
+#define CTERP_ACTS_H
+
+#include <stdint.h>
+
+#include "cterp/data.h"
+#include "cterp/error.h"
+#include "cterp/model.h"
+#include "cterp/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    cterp_window_config windows; // context size, BOS, separator, concat, special-token mask
+    cterp_dataset_opts data;
+    int model_batch;     // sequences per model forward (8)
+    int64_t buffer_rows; // mixing buffer capacity in rows (0: max(32768, 4 x train batch))
+    uint64_t seed;       // shuffling
+} cterp_store_config;
+
+void cterp_store_config_default(cterp_store_config *c);
+// The buffer capacity used for a training batch of train_batch rows (resolves 0, rounds to
+// even). Error when it is smaller than 2 x train_batch: half the buffer is served per refill.
+cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_batch, int64_t *rows);
+
+// Creates a store source: activations of `hook` (a TransformerLens name) over the windows of
+// `dataset`. The model is borrowed (it must outlive the source); it is run in batches of
+// model_batch windows, stopping after the hook's layer. Nothing runs before the first next().
+cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *hook,
+                             const char *dataset, const cterp_store_config *c, int64_t train_batch);
+
+typedef struct {
+    int64_t rows_produced;   // activation rows taken from the model (special positions dropped)
+    int64_t rows_served;     // rows handed to the trainer
+    int64_t windows;         // windows run through the model
+    int64_t positions;       // token positions run (windows x context_size)
+    int64_t epochs;          // completed passes over the dataset
+    int64_t buffer_rows;
+} cterp_store_stats;
+
+// Counters of a store or cache source; CTERP_EINVAL for another kind of source.
+cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_stats *st);
+
+// ---- activation cache ----------------------------------------------------------------------
+// A directory: activations.bin = a 4096-byte header then `count` rows of d_in values (dtype),
+// in the order the store produces them (before mixing); tokens.bin = count int32 token ids,
+// the token at each row. docs/pipeline.md gives the header layout.
+
+typedef enum { CTERP_DTYPE_F32 = 0, CTERP_DTYPE_F16 = 1, CTERP_DTYPE_BF16 = 2 } cterp_dtype;
+
+typedef struct {
+    uint32_t version;
+    cterp_dtype dtype;
+    int64_t d_in;     // D
+    int64_t count;    // rows
+    int64_t windows;  // windows the rows came from
+    int context_size, prepend_bos, separator, concat, exclude_special;
+    int complete_epoch; // 1: the rows are the whole dataset (the store would wrap here too)
+    char model[256], hook[256], dataset[1024];
+} cterp_cache_info;
+
+// Progress callback of the writer: rows written so far of max_rows.
+typedef void (*cterp_cache_progress_fn)(int64_t rows, int64_t max_rows, void *user);
+
+// Runs the model over the dataset and writes max_tokens rows (or fewer when the dataset ends
+// first: one epoch at most) to out_dir. Files are written to temporary names and renamed.
+cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const char *hook,
+                                   const char *dataset, const cterp_store_config *c,
+                                   int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                   cterp_cache_progress_fn progress, void *user,
+                                   cterp_cache_info *info);
+// Reads and checks the header of a cache directory.
+cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
+// A source over a cache (mmapped): the mixing buffer of `c` (buffer_rows, seed) over the rows,
+// wrapping at the end. Only buffer_rows and seed of c are used.
+cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
+                                    const cterp_store_config *c, int64_t train_batch);
+
+// Fills an SAE's metadata (model, hook, context size, BOS, dataset, separator, flags).
+void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *hook,
+                      const char *dataset, const cterp_window_config *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

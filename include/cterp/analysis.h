@@ -1,0 +1,85 @@
+// cterp analysis: evaluating an SAE spliced into its model (SAELens run_evals definitions),
+// and the one-call pipeline that trains an SAE on a model's activations (mlxterp's
+// model.train_sae).
+#ifndef CTERP_ANALYSIS_H
+#define CTERP_ANALYSIS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cterp/acts.h"
+#include "cterp/data.h"
+#include "cterp/model.h"
+#include "cterp/sae.h"
+#include "cterp/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- eval ----------------------------------------------------------------------------------
+
+#define CTERP_EVAL_HIST_BINS 9
+
+typedef struct {
+    cterp_window_config windows; // context size (128), BOS, separator; special positions masked
+    cterp_dataset_opts data;
+    int batch;          // windows per forward (8)
+    int64_t n_windows;  // windows evaluated (64); fewer if the dataset has fewer
+    const char *hook;   // NULL: the SAE's metadata hook_name
+} cterp_eval_config;
+
+// Over the eval positions (unmasked; for CE/KL also t < T-1, the positions with a next token):
+typedef struct {
+    int64_t n_windows, n_tokens, n_ce_tokens;
+    double explained_variance; // 1 - sum||x - x_hat||^2 / sum||x - mean(x)||^2 (f64)
+    double mse;                // mean over tokens of ||x - x_hat||^2
+    double l0, l1;             // mean #(f > 0), mean sum f
+    double l2_ratio;           // mean ||x_hat|| / ||x|| (1 where ||x|| < 1e-4)
+    double cossim;             // mean cos(x, x_hat)
+    double ce_loss_without_sae, ce_loss_with_sae, ce_loss_with_ablation; // nats/token
+    double ce_loss_score;      // (CE_abl - CE_sae) / (CE_abl - CE_orig)
+    double kl_div_with_sae, kl_div_with_ablation; // KL(orig || new), summed over the vocabulary
+    double kl_div_score;       // (KL_abl - KL_sae) / KL_abl
+    int64_t d_sae, dead_latents, dense_latents; // density 0 / > 10%
+    // density histogram: [0] dead; [i], i = 1..8: density in [10^(i-9), 10^(i-8)) (bin 1 also
+    // holds anything lower, bin 8 anything up to 1)
+    int64_t density_hist[CTERP_EVAL_HIST_BINS];
+} cterp_eval_result;
+
+void cterp_eval_config_default(cterp_eval_config *c);
+// Runs the model over n_windows windows of the dataset three times: clean, with the SAE's
+// reconstruction replacing the activation at the hook (special positions keep theirs, as
+// SAELens masks them), and with it zero-ablated; accumulates the metrics above.
+cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *dataset,
+                        const cterp_eval_config *c, cterp_eval_result *r);
+// `name: value` lines (json = 0) or one JSON object (json = 1).
+void cterp_eval_print(const cterp_eval_result *r, FILE *f, int json);
+
+// ---- training on a model -------------------------------------------------------------------
+
+typedef struct {
+    const char *model_name;   // recorded in cfg.json metadata (NULL: "")
+    cterp_store_config store; // windows, dataset options, model batch, mixing buffer (seed: cfg's)
+    cterp_train_log_fn log;   // progress callback (NULL: none)
+    void *log_user;
+    const char *resume;       // a checkpoint directory to continue from (NULL: fresh)
+    int64_t eval_windows;     // windows evaluated at the end (0: none)
+} cterp_pipeline_opts;
+
+void cterp_pipeline_opts_default(cterp_pipeline_opts *o);
+
+// Trains an SAE on the activations of `component` at `layer` (mlp, attn, resid, resid_pre,
+// resid_mid, mlp_post, ...; or a full hook name, layer then ignored) over `dataset`, as
+// mlxterp's model.train_sae(layer, component, dataset, config, save_path). Saves the SAE
+// (metadata filled: model, hook, context size, dataset, tokens trained) and metrics.jsonl
+// into out_dir when not NULL. *sae (if not NULL) receives the trained SAE, *ev (if not NULL
+// and eval_windows > 0) the eval on the same dataset.
+cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
+                             const cterp_train_config *cfg, const char *out_dir,
+                             const cterp_pipeline_opts *opts, cterp_sae **sae, cterp_eval_result *ev);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,236 @@
+// The row stream: windows of a dataset run through the model in batches up to the hook (the
+// forward stops after the hook's layer); the rows of the unmasked positions come out in window
+// order. Also the index-level mixing buffer both sources share.
+#include <stdlib.h>
+#include <string.h>
+
+#include "acts/acts_impl.h"
+
+void cterp_store_config_default(cterp_store_config *c) {
+    memset(c, 0, sizeof *c);
+    cterp_window_config_default(&c->windows);
+    cterp_dataset_opts_default(&c->data);
+    c->model_batch = 8;
+    c->buffer_rows = 0;
+    c->seed = 42;
+}
+
+cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_batch, int64_t *rows) {
+    if (train_batch < 1)
+        return cterp_error(CTERP_EINVAL, "batch_size: expected >= 1, got %lld", (long long)train_batch);
+    int64_t r = c->buffer_rows;
+    if (r == 0) r = train_batch > INT64_MAX / 8 ? INT64_MAX : 4 * train_batch;
+    if (c->buffer_rows == 0 && r < 32768) r = 32768;
+    if (r < 0)
+        return cterp_error(CTERP_EINVAL, "buffer_rows: expected >= 0, got %lld", (long long)r);
+    r += r & 1; // half of it is served between refills
+    if (r < 2 * train_batch)
+        return cterp_error(CTERP_EINVAL,
+                           "buffer_rows: %lld rows cannot mix batches of %lld: the buffer serves half "
+                           "of itself between refills, so it needs at least 2 x batch_size = %lld "
+                           "rows (raise buffer_rows or lower batch_size)",
+                           (long long)c->buffer_rows, (long long)train_batch, (long long)(2 * train_batch));
+    *rows = r;
+    return CTERP_OK;
+}
+
+// Captures the hook's activations of the unmasked positions.
+typedef struct {
+    act_stream *s;
+    int B;
+} capture;
+
+static cterp_status capture_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+    capture *c = user;
+    act_stream *s = c->s;
+    int64_t w = 1;
+    for (int i = 2; i < ndim; i++) w *= shape[i];
+    if (ndim < 3 || shape[0] != c->B || shape[1] != s->T || w != s->D)
+        return cterp_error(CTERP_EINVAL, "hook %s: unexpected activation shape (expected [%d, %d, %lld])",
+                           name, c->B, s->T, (long long)s->D);
+    int64_t n = 0;
+    for (int64_t p = 0; p < (int64_t)c->B * s->T; p++) {
+        if (s->mask[p]) continue;
+        memcpy(s->rows + n * s->D, act + p * s->D, (size_t)s->D * sizeof(float));
+        s->row_tok[n++] = s->tok[p];
+    }
+    s->n_rows = n;
+    return CTERP_OK;
+}
+
+// Row width of a hook: one forward of a single token (works for [B,T,D] and [B,T,H,hd]).
+static cterp_status probe_width(cterp_model *m, const char *hook, int64_t *D);
+
+typedef struct {
+    int64_t D;
+} probe;
+
+static cterp_status probe_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+    probe *p = user;
+    if (ndim < 3 || !strcmp(name + (strlen(name) > 12 ? strlen(name) - 12 : 0), "hook_pattern"))
+        return cterp_error(CTERP_EINVAL, "hook %s: attention patterns are not activations an SAE can "
+                           "train on (pick a [B, T, ...] hook)", name);
+    p->D = 1;
+    for (int i = 2; i < ndim; i++) p->D *= shape[i];
+    return CTERP_OK;
+}
+
+static cterp_status probe_width(cterp_model *m, const char *hook, int64_t *D) {
+    probe p = {0};
+    cterp_hook h = {hook, probe_hook, &p};
+    cterp_forward_opts o = {&h, 1, 0, NULL, 0};
+    int32_t tok = 0;
+    const cterp_tokenizer *tk = cterp_model_tokenizer(m);
+    if (tk && cterp_tokenizer_bos(tk) >= 0) tok = cterp_tokenizer_bos(tk);
+    cterp_status s = cterp_model_forward(m, &tok, 1, 1, &o);
+    *D = p.D;
+    return s;
+}
+
+cterp_status stream_open(act_stream *s, cterp_model *m, const char *hook, const char *dataset,
+                         const cterp_store_config *c) {
+    memset(s, 0, sizeof *s);
+    if (strlen(hook) >= sizeof s->hook) return cterp_error(CTERP_EINVAL, "hook name too long: %s", hook);
+    if (c->model_batch < 1 || c->model_batch > 4096)
+        return cterp_error(CTERP_EINVAL, "model_batch: expected 1..4096, got %d", c->model_batch);
+    int layer, dim;
+    cterp_status st = cterp_model_hook_info(m, hook, &layer, &dim);
+    if (st) return st;
+    if ((st = probe_width(m, hook, &s->D))) return st;
+    strcpy(s->hook, hook);
+    s->m = m, s->mb = c->model_batch, s->T = c->windows.context_size;
+    if ((st = cterp_windows_open(&s->w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows))) return st;
+    const cterp_model_config *mc = cterp_model_config_of(m);
+    if (mc->arch == CTERP_ARCH_GPT2 && s->T > mc->n_ctx) {
+        stream_close(s);
+        return cterp_error(CTERP_EINVAL, "context_size: %d exceeds the model's %d positions", s->T, mc->n_ctx);
+    }
+    size_t P = (size_t)s->mb * (size_t)s->T;
+    s->tok = malloc(P * sizeof *s->tok);
+    s->mask = malloc(P);
+    s->rows = malloc(P * (size_t)s->D * sizeof(float));
+    s->row_tok = malloc(P * sizeof *s->row_tok);
+    if (!s->tok || !s->mask || !s->rows || !s->row_tok) {
+        stream_close(s);
+        return cterp_error(CTERP_ENOMEM, "activation store: out of memory (%zu positions x %lld)", P,
+                           (long long)s->D);
+    }
+    return CTERP_OK;
+}
+
+void stream_close(act_stream *s) {
+    cterp_windows_close(s->w);
+    free(s->tok), free(s->mask), free(s->rows), free(s->row_tok);
+    memset(s, 0, sizeof *s);
+}
+
+cterp_status stream_rewind(act_stream *s) {
+    s->n_rows = s->next_row = 0;
+    s->produced = s->windows = s->epochs = 0;
+    s->at_eof = 0;
+    return cterp_windows_rewind(s->w);
+}
+
+// One forward of up to mb windows; *eof when the dataset ended before any window.
+static cterp_status forward_batch(act_stream *s, int *eof) {
+    int B = 0;
+    *eof = 0;
+    while (B < s->mb) {
+        int e = 0;
+        cterp_status st = cterp_windows_next(s->w, s->tok + (size_t)B * s->T, s->mask + (size_t)B * s->T, &e);
+        if (st) return st;
+        if (e) break;
+        B++;
+    }
+    if (B < s->mb) s->at_eof = 1;
+    if (B == 0) {
+        *eof = 1;
+        return CTERP_OK;
+    }
+    capture c = {s, B};
+    cterp_hook h = {s->hook, capture_hook, &c};
+    cterp_forward_opts o = {&h, 1, 0, NULL, 0}; // no logits: stops after the hook's layer
+    cterp_status st = cterp_model_forward(s->m, s->tok, B, s->T, &o);
+    if (st) return st;
+    s->next_row = 0;
+    s->windows += B;
+    return CTERP_OK;
+}
+
+cterp_status stream_next(act_stream *s, const float **row, int32_t *tok, int stop_at_eof, int *eof) {
+    *eof = 0;
+    int wrapped = 0;
+    while (s->next_row >= s->n_rows) {
+        s->n_rows = s->next_row = 0;
+        int e = 0;
+        cterp_status st = s->at_eof ? CTERP_OK : forward_batch(s, &e);
+        if (st) return st;
+        if (s->at_eof && s->n_rows == 0) e = 1;
+        if (!e) continue;
+        if (stop_at_eof) {
+            *eof = 1;
+            return CTERP_OK;
+        }
+        if (wrapped || (s->produced == 0 && s->windows == 0))
+            return cterp_error(CTERP_EFORMAT, "%s: no complete window of %d tokens with a non-special "
+                               "position (the dataset is too small for context_size)",
+                               cterp_dataset_path(cterp_windows_dataset(s->w)), s->T);
+        wrapped = 1; // a new epoch, the same windows again
+        s->epochs++;
+        s->at_eof = 0;
+        if ((st = cterp_windows_rewind(s->w))) return st;
+    }
+    *row = s->rows + s->next_row * s->D;
+    if (tok) *tok = s->row_tok[s->next_row];
+    s->next_row++;
+    s->produced++;
+    return CTERP_OK;
+}
+
+// ---- mixer ----------------------------------------------------------------------------------
+
+cterp_status mixer_init(mixer *x, int64_t cap, uint64_t seed) {
+    memset(x, 0, sizeof *x);
+    if (cap < 2 || cap % 2) return cterp_error(CTERP_EINVAL, "buffer_rows: expected an even number >= 2, got %lld", (long long)cap);
+    x->order = malloc((size_t)cap * sizeof *x->order);
+    if (!x->order) return cterp_error(CTERP_ENOMEM, "mixing buffer: out of memory (%lld rows)", (long long)cap);
+    x->cap = cap, x->half = cap / 2, x->seed = seed;
+    mixer_reset(x);
+    return CTERP_OK;
+}
+
+void mixer_reset(mixer *x) {
+    x->pos = x->served = 0;
+    x->filled = 0;
+    rng_seed(&x->rng, x->seed ^ 0x6d6978657220ULL);
+}
+
+void mixer_free(mixer *x) {
+    free(x->order);
+    x->order = NULL;
+}
+
+static void shuffle(mixer *x) {
+    for (int64_t i = x->cap - 1; i > 0; i--) { // Fisher-Yates over the slots
+        int64_t j = (int64_t)rng_below(&x->rng, (uint64_t)i + 1);
+        int64_t t = x->order[i];
+        x->order[i] = x->order[j], x->order[j] = t;
+    }
+}
+
+cterp_status mixer_next(mixer *x, int64_t *slot, mixer_fill_fn fill, void *ctx) {
+    cterp_status s;
+    if (!x->filled) { // the first fill takes the whole buffer
+        for (int64_t i = 0; i < x->cap; i++) x->order[i] = i;
+        if ((s = fill(ctx, x->order, x->cap))) return s;
+        shuffle(x);
+        x->filled = 1, x->pos = 0;
+    } else if (x->pos == x->half) { // half served: new rows into those slots, mix everything again
+        if ((s = fill(ctx, x->order, x->half))) return s;
+        shuffle(x);
+        x->pos = 0;
+    }
+    *slot = x->order[x->pos++];
+    x->served++;
+    return CTERP_OK;
+}

@@ -1,0 +1,52 @@
+// cterp_train_sae: model + dataset -> activation store -> trainer -> SAE directory (+ eval),
+// the C form of mlxterp's model.train_sae.
+#include <string.h>
+
+#include "cterp/analysis.h"
+
+void cterp_pipeline_opts_default(cterp_pipeline_opts *o) {
+    memset(o, 0, sizeof *o);
+    cterp_store_config_default(&o->store);
+    o->eval_windows = 0;
+}
+
+cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
+                             const cterp_train_config *cfg, const char *out_dir,
+                             const cterp_pipeline_opts *opts, cterp_sae **sae, cterp_eval_result *ev) {
+    if (sae) *sae = NULL;
+    cterp_pipeline_opts od;
+    if (!opts) cterp_pipeline_opts_default(&od), opts = &od;
+    char hook[256];
+    cterp_status s = cterp_hook_name(layer, component, hook, sizeof hook);
+    if (s) return s;
+    cterp_store_config sc = opts->store;
+    sc.seed = cfg->seed; // one seed for the whole run
+    cterp_act_source src;
+    if ((s = cterp_act_store(&src, m, hook, dataset, &sc, cfg->batch_size))) return s;
+    cterp_trainer *t = NULL;
+    cterp_sae *out = NULL;
+    s = opts->resume ? cterp_trainer_resume(&t, opts->resume, &src) : cterp_trainer_create(&t, cfg, &src);
+    if (s) goto done;
+    cterp_sae_meta meta = cterp_trainer_sae(t)->meta;
+    cterp_store_meta(&meta, opts->model_name, hook, dataset, &sc.windows);
+    cterp_trainer_set_meta(t, &meta);
+    cterp_trainer_set_output(t, out_dir, opts->log, opts->log_user);
+    if ((s = cterp_trainer_run(t, 0))) goto done;
+    if (out_dir && (s = cterp_trainer_save(t, out_dir))) goto done;
+    if ((sae || (ev && opts->eval_windows > 0)) && (s = cterp_trainer_export(t, &out))) goto done;
+    if (ev && opts->eval_windows > 0) {
+        cterp_eval_config ec;
+        cterp_eval_config_default(&ec);
+        ec.windows = sc.windows;
+        ec.data = sc.data;
+        ec.batch = sc.model_batch;
+        ec.n_windows = opts->eval_windows;
+        if ((s = cterp_eval(m, out, dataset, &ec, ev))) goto done;
+    }
+    if (sae) *sae = out, out = NULL;
+done:
+    cterp_sae_free(out);
+    cterp_trainer_free(t);
+    cterp_act_source_free(&src);
+    return s;
+}

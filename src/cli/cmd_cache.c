@@ -1,0 +1,96 @@
+// cterp cache: run a model over a dataset and write its activations at a hook to a cache
+// directory (activations.bin + tokens.bin) that `cterp train --acts DIR` trains from.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/file.h"
+#include "cterp/acts.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: cterp cache --model M.gguf (--hook H | --layer L --component C) --data D\n"
+               "                   --tokens N --out DIR [--dtype f32|f16|bf16] [options]\n"
+               "  --tokens N              activation rows to write (stops earlier at the end of the data)\n"
+               "  --out DIR               cache directory (activations.bin, tokens.bin)\n"
+               "  --dtype T               f32 (default; training from it equals training live), f16, bf16\n"
+               "%s", cli_model_help);
+}
+
+static void progress(int64_t rows, int64_t max, void *user) {
+    int tty = *(int *)user;
+    if (tty) fprintf(stderr, "\r%lld / %lld rows", (long long)rows, (long long)max);
+}
+
+int cmd_cache(int argc, char **argv) {
+    cli_model_opts mo;
+    cli_model_opts_default(&mo);
+    const char *out = NULL;
+    int64_t tokens = 0;
+    cterp_dtype dt = CTERP_DTYPE_F32;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
+        int mf = v ? cli_model_flag(&mo, a, v) : 0;
+        if (mf < 0) {
+            fprintf(stderr, "cterp cache: %s: bad value '%s'\n", a, v);
+            return 2;
+        } else if (mf > 0) {
+            i++;
+        } else if (v && !strcmp(a, "--out")) {
+            out = argv[++i];
+        } else if (v && !strcmp(a, "--tokens")) {
+            char *end;
+            tokens = strtoll(v, &end, 10);
+            if (end == v || *end || tokens < 1) {
+                fprintf(stderr, "cterp cache: --tokens: expected a positive integer, got '%s'\n", v);
+                return 2;
+            }
+            i++;
+        } else if (v && !strcmp(a, "--dtype")) {
+            if (!strcmp(v, "f32")) dt = CTERP_DTYPE_F32;
+            else if (!strcmp(v, "f16")) dt = CTERP_DTYPE_F16;
+            else if (!strcmp(v, "bf16")) dt = CTERP_DTYPE_BF16;
+            else {
+                fprintf(stderr, "cterp cache: --dtype: expected f32, f16 or bf16, got '%s'\n", v);
+                return 2;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "cterp cache: unknown option or missing value: %s\n", a);
+            return usage(stderr), 2;
+        }
+    }
+    if (!mo.model || !mo.data || !out || tokens < 1) {
+        fprintf(stderr, "cterp cache: --model, --data, --tokens and --out are required\n");
+        return usage(stderr), 2;
+    }
+    char hook[256];
+    if (cli_model_hook(&mo, hook, sizeof hook)) {
+        fprintf(stderr, "cterp cache: %s\n", cterp_last_error());
+        return 2;
+    }
+    cterp_model *m;
+    if (cterp_model_open(&m, mo.model)) {
+        fprintf(stderr, "cterp cache: %s\n", cterp_last_error());
+        return 1;
+    }
+    int tty = isatty(2);
+    cterp_cache_info info;
+    double t0 = time_now();
+    cterp_status s = cterp_act_cache_write(m, cli_base_name(mo.model), hook, mo.data, &mo.store, tokens, dt,
+                                           out, progress, &tty, &info);
+    if (tty) fprintf(stderr, "\n");
+    cterp_model_free(m);
+    if (s) {
+        fprintf(stderr, "cterp cache: %s\n", cterp_last_error());
+        return 1;
+    }
+    double dt_s = time_now() - t0;
+    printf("wrote %lld rows x %lld (%s) of %s from %lld windows of %d tokens to %s in %.1f s (%.0f tokens/s)%s\n",
+           (long long)info.count, (long long)info.d_in, dt == CTERP_DTYPE_F32 ? "f32" : dt == CTERP_DTYPE_F16 ? "f16" : "bf16",
+           hook, (long long)info.windows, info.context_size, out, dt_s, info.count / (dt_s > 0 ? dt_s : 1),
+           info.complete_epoch ? "; the whole dataset" : "");
+    return 0;
+}

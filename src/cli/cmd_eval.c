@@ -1,0 +1,89 @@
+// cterp eval: an SAE spliced into its model at its hook, scored over a dataset.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cterp/analysis.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: cterp eval --model M.gguf --sae DIR --data D [--json] [--windows N] [options]\n"
+               "  --sae DIR               SAE directory (SAELens format); its metadata gives the hook and\n"
+               "                          context size unless --hook / --context-size say otherwise\n"
+               "  --windows N             windows evaluated (64)\n"
+               "  --json                  one JSON object instead of name: value lines\n"
+               "%s", cli_model_help);
+}
+
+int cmd_eval(int argc, char **argv) {
+    cli_model_opts mo;
+    cli_model_opts_default(&mo);
+    mo.store.windows.context_size = 0; // 0: from the SAE's metadata
+    const char *sae_dir = NULL;
+    int json = 0;
+    int64_t windows = 64;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        int mf = v ? cli_model_flag(&mo, a, v) : 0;
+        if (mf < 0) {
+            fprintf(stderr, "cterp eval: %s: bad value '%s'\n", a, v);
+            return 2;
+        } else if (mf > 0) {
+            i++;
+        } else if (v && !strcmp(a, "--sae")) {
+            sae_dir = argv[++i];
+        } else if (v && !strcmp(a, "--windows")) {
+            char *end;
+            windows = strtoll(v, &end, 10);
+            if (end == v || *end || windows < 1) {
+                fprintf(stderr, "cterp eval: --windows: expected a positive integer, got '%s'\n", v);
+                return 2;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "cterp eval: unknown option or missing value: %s\n", a);
+            return usage(stderr), 2;
+        }
+    }
+    if (!mo.model || !sae_dir || !mo.data) {
+        fprintf(stderr, "cterp eval: --model, --sae and --data are required\n");
+        return usage(stderr), 2;
+    }
+    cterp_sae *sae = NULL;
+    cterp_model *m = NULL;
+    int rc = 1;
+    char hook[256] = "";
+    if (cterp_sae_load(sae_dir, &sae) || cterp_model_open(&m, mo.model)) {
+        fprintf(stderr, "cterp eval: %s\n", cterp_last_error());
+        goto done;
+    }
+    if ((mo.hook || mo.component) && cli_model_hook(&mo, hook, sizeof hook)) {
+        fprintf(stderr, "cterp eval: %s\n", cterp_last_error());
+        rc = 2;
+        goto done;
+    }
+    cterp_eval_config ec;
+    cterp_eval_config_default(&ec);
+    ec.windows = mo.store.windows;
+    if (!ec.windows.context_size) ec.windows.context_size = sae->meta.context_size > 0 ? sae->meta.context_size : 128;
+    ec.data = mo.store.data;
+    ec.batch = mo.store.model_batch;
+    ec.n_windows = windows;
+    ec.hook = hook[0] ? hook : NULL;
+    cterp_eval_result r;
+    if (cterp_eval(m, sae, mo.data, &ec, &r)) {
+        fprintf(stderr, "cterp eval: %s\n", cterp_last_error());
+        goto done;
+    }
+    cterp_eval_print(&r, stdout, json);
+    rc = 0;
+done:
+    cterp_sae_free(sae);
+    cterp_model_free(m);
+    return rc;
+}

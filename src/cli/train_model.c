@@ -1,0 +1,166 @@
+// The model path of the CLI: flags shared by `train --model`, `cache` and `eval` (model, hook,
+// dataset, windows, store), and `cterp train --model` itself (store -> trainer -> SAE -> eval).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/file.h"
+#include "cterp/analysis.h"
+
+void cli_model_opts_default(cli_model_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->layer = -1;
+    cterp_store_config_default(&o->store);
+    o->eval_windows = 64;
+}
+
+static int parse_i64(const char *v, int64_t *out, int64_t lo) {
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || x < lo) return -1;
+    *out = x;
+    return 0;
+}
+
+int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
+    int64_t x = 0;
+    if (!strcmp(a, "--model")) o->model = v;
+    else if (!strcmp(a, "--hook")) o->hook = v;
+    else if (!strcmp(a, "--component")) o->component = v;
+    else if (!strcmp(a, "--data")) o->data = v;
+    else if (!strcmp(a, "--text-field")) o->store.data.text_field = v;
+    else if (!strcmp(a, "--separator")) {
+        if (!strcmp(v, "bos")) o->store.windows.separator = CTERP_SEP_BOS;
+        else if (!strcmp(v, "eos")) o->store.windows.separator = CTERP_SEP_EOS;
+        else if (!strcmp(v, "none")) o->store.windows.separator = CTERP_SEP_NONE;
+        else if (parse_i64(v, &x, 0) == 0 && x <= INT32_MAX) o->store.windows.separator = (int32_t)x;
+        else return -1;
+    } else {
+        static const char *const ints[] = {"--layer", "--context-size", "--model-batch", "--buffer-rows",
+                                           "--eval-windows", "--prepend-bos", "--concat",
+                                           "--exclude-special", "--skip-malformed"};
+        size_t k = 0;
+        while (k < sizeof ints / sizeof ints[0] && strcmp(a, ints[k])) k++;
+        if (k == sizeof ints / sizeof ints[0]) return 0;
+        if (parse_i64(v, &x, 0) || (k >= 5 && x > 1) || x > INT32_MAX) return -1;
+        switch (k) {
+        case 0: o->layer = (int)x; break;
+        case 1: o->store.windows.context_size = (int)x; break;
+        case 2: o->store.model_batch = (int)x; break;
+        case 3: o->store.buffer_rows = x; break;
+        case 4: o->eval_windows = x; break;
+        case 5: o->store.windows.prepend_bos = (int)x; break;
+        case 6: o->store.windows.concat = (int)x; break;
+        case 7: o->store.windows.exclude_special = (int)x; break;
+        default: o->store.data.skip_malformed = (int)x; break;
+        }
+    }
+    return 1;
+}
+
+const char *cli_model_help =
+    "model and data:\n"
+    "  --model M.gguf          the language model\n"
+    "  --hook H | --layer L --component C\n"
+    "                          hook point: a TransformerLens name (blocks.2.hook_resid_post), or a\n"
+    "                          component (mlp, attn, resid, resid_pre, resid_mid, mlp_post) at a layer\n"
+    "  --data D                .txt (document per line), folder of .txt, .jsonl (\"text\"), .bin tokens\n"
+    "  --context-size N        tokens per window (128); --prepend-bos 0|1 (1); --concat 0|1 (1)\n"
+    "  --separator bos|eos|none|ID   between concatenated documents (bos)\n"
+    "  --exclude-special 0|1   drop BOS/EOS/separator positions (1)\n"
+    "  --text-field F --skip-malformed 0|1   jsonl key (text); skip bad lines instead of failing\n"
+    "  --model-batch N         windows per model forward (8)\n"
+    "  --buffer-rows N         mixing buffer rows (0: max(32768, 4 x batch))\n";
+
+cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap) {
+    if (o->hook && (o->component || o->layer >= 0))
+        return cterp_error(CTERP_EINVAL, "give --hook, or --layer with --component, not both");
+    if (o->hook) return cterp_hook_name(0, o->hook, hook, cap);
+    if (o->layer < 0 || !o->component)
+        return cterp_error(CTERP_EINVAL, "which activations? give --hook H, or --layer L and --component C");
+    return cterp_hook_name(o->layer, o->component, hook, cap);
+}
+
+const char *cli_base_name(const char *path) {
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+static void progress(const cterp_train_metrics *m, void *user) {
+    int tty = *(int *)user;
+    fprintf(stderr, "%sstep %lld/%lld  %.0f tok/s  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  lr %.3g  eta %.0fs%s",
+            tty ? "\r" : "", (long long)m->step, (long long)m->steps, m->tokens_per_s, m->loss,
+            m->explained_variance, m->l0, 100 * m->dead_fraction, m->lr, m->eta_s, tty ? "   " : "\n");
+    if (tty && m->step == m->steps) fprintf(stderr, "\n");
+}
+
+int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
+                    const char *resume, int quiet) {
+    if (!mo->data) {
+        fprintf(stderr, "cterp train: --model needs --data D (see --help)\n");
+        return 2;
+    }
+    char hook[256];
+    if (cli_model_hook(mo, hook, sizeof hook)) {
+        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        return 2;
+    }
+    cterp_model *m = NULL;
+    cterp_sae *sae = NULL;
+    int rc = 1, tty = isatty(2);
+    if (cterp_model_open(&m, mo->model)) {
+        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        return 1;
+    }
+    cterp_pipeline_opts po;
+    cterp_pipeline_opts_default(&po);
+    po.model_name = cli_base_name(mo->model);
+    po.store = mo->store;
+    po.log = quiet ? NULL : progress;
+    po.log_user = &tty;
+    po.resume = resume;
+    po.eval_windows = mo->eval_windows;
+    cterp_eval_result ev;
+    printf("Training on %s at %s over %s (context %d)\n", po.model_name, hook, mo->data,
+           mo->store.windows.context_size);
+    fflush(stdout);
+    double t0 = time_now();
+    if (cterp_train_sae(m, 0, hook, mo->data, cfg, out, &po, &sae, &ev)) {
+        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        goto done;
+    }
+    printf("done: %lld tokens in %.1f s\n", (long long)sae->meta.training_tokens, time_now() - t0);
+    if (out) printf("saved the SAE to %s\n", out);
+    if (mo->eval_windows > 0) {
+        printf("eval (%lld windows of %s):\n", (long long)ev.n_windows, mo->data);
+        cterp_eval_print(&ev, stdout, 0);
+    }
+    rc = 0;
+done:
+    cterp_sae_free(sae);
+    cterp_model_free(m);
+    return rc;
+}
+
+cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in_raw,
+                           const cterp_train_config *cfg, const cli_model_opts *mo, cterp_sae_meta *meta,
+                           int *have_meta) {
+    *have_meta = 0;
+    if (!file_is_dir(acts)) return cterp_act_source_file(src, acts, d_in_raw, cfg->seed);
+    cterp_cache_info info;
+    cterp_status s = cterp_act_cache_info_read(acts, &info);
+    if (s) return s;
+    cterp_store_config sc = mo->store;
+    sc.seed = cfg->seed; // the seed the live store would use: same rows, same order
+    if ((s = cterp_act_source_cache(src, acts, &sc, cfg->batch_size))) return s;
+    cterp_window_config w;
+    cterp_window_config_default(&w);
+    w.context_size = info.context_size, w.prepend_bos = info.prepend_bos, w.separator = info.separator;
+    w.concat = info.concat, w.exclude_special = info.exclude_special;
+    memset(meta, 0, sizeof *meta);
+    cterp_store_meta(meta, info.model, info.hook, info.dataset, &w);
+    *have_meta = 1;
+    return CTERP_OK;
+}

@@ -1,0 +1,242 @@
+// Activation store and cache on stories260K: rows equal the hook's activations at the unmasked
+// positions (checked against a direct forward), no special-token rows, determinism per seed,
+// buffer-size validation, cache round trip (f32 exact, f16 close), cache == live store for the
+// same seed (across an epoch wrap), and resume (get/set state) giving the same batches.
+#include <stdint.h>
+
+#include "cterp/acts.h"
+#include "stories.h"
+#include "test.h"
+
+static char corpus[600], cache_dir[600], cache16[600];
+static const char *HOOK = "blocks.2.hook_resid_post";
+
+static cterp_store_config store_cfg(uint64_t seed) {
+    cterp_store_config c;
+    cterp_store_config_default(&c);
+    c.windows.context_size = 32;
+    c.model_batch = 4;
+    c.buffer_rows = 512;
+    c.seed = seed;
+    return c;
+}
+
+static int same_batches(cterp_act_source *a, cterp_act_source *b, int n, int64_t B) {
+    int64_t D = a->d_in;
+    float *x = malloc((size_t)(B * D) * 4), *y = malloc((size_t)(B * D) * 4);
+    int same = a->d_in == b->d_in;
+    for (int i = 0; i < n && same; i++) {
+        if (a->next(a->ctx, x, B) || b->next(b->ctx, y, B)) same = 0;
+        else same = !memcmp(x, y, (size_t)(B * D) * 4);
+    }
+    free(x), free(y);
+    return same;
+}
+
+// Rows of a cache equal a direct forward of the windows at their unmasked positions.
+typedef struct {
+    float *out;
+} grab;
+static cterp_status grab_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+    grab *g = user;
+    memcpy(g->out, act, (size_t)(shape[0] * shape[1] * shape[2]) * 4);
+    return CTERP_OK;
+}
+
+static void test_rows(cterp_model *m) {
+    cterp_store_config c = store_cfg(1);
+    cterp_cache_info info;
+    CHECK_OK(cterp_act_cache_write(m, "stories260K", HOOK, corpus, &c, 1 << 30, CTERP_DTYPE_F32, cache_dir,
+                                   NULL, NULL, &info));
+    CHECK(info.complete_epoch == 1 && info.d_in == 64 && info.context_size == 32);
+    // independent count: windows and unmasked positions from the windows API
+    cterp_windows *w;
+    CHECK_OK(cterp_windows_open(&w, corpus, NULL, cterp_model_tokenizer(m), &c.windows));
+    int32_t tok[32];
+    uint8_t mask[32];
+    int eof = 0;
+    int64_t nw = 0, nrows = 0, first_sep = -1;
+    int32_t *all_tok = malloc(sizeof(int32_t) * 32 * 4096);
+    uint8_t *all_mask = malloc(32 * 4096);
+    while (!cterp_windows_next(w, tok, mask, &eof) && !eof && nw < 4096) {
+        memcpy(all_tok + nw * 32, tok, sizeof tok), memcpy(all_mask + nw * 32, mask, 32);
+        for (int i = 0; i < 32; i++) {
+            nrows += !mask[i];
+            if (mask[i] && i > 0 && first_sep < 0) first_sep = nw * 32 + i;
+        }
+        nw++;
+    }
+    cterp_windows_close(w);
+    CHECK_MSG(info.windows == nw && info.count == nrows, "cache %lld windows %lld rows, expected %lld, %lld",
+              (long long)info.windows, (long long)info.count, (long long)nw, (long long)nrows);
+    CHECK(first_sep > 0); // documents were concatenated with separators, which are masked
+    printf("corpus: %lld windows of 32, %lld activation rows\n", (long long)nw, (long long)nrows);
+
+    // the cache's rows and tokens against a forward of the first 3 windows
+    char p[700];
+    snprintf(p, sizeof p, "%s/activations.bin", cache_dir);
+    FILE *f = fopen(p, "rb");
+    snprintf(p, sizeof p, "%s/tokens.bin", cache_dir);
+    FILE *ft = fopen(p, "rb");
+    CHECK(f && ft);
+    if (!f || !ft) return;
+    float *ref = malloc(4 * 32 * 64 * 4), *row = malloc(64 * 4);
+    grab g = {ref};
+    cterp_hook h = {HOOK, grab_hook, &g};
+    cterp_forward_opts o = {&h, 1, 0, NULL, 0};
+    CHECK_OK(cterp_model_forward(m, all_tok, 4, 32, &o)); // the store's first batch (4 windows): the
+    // forward is not batch-invariant (B = 3 differs by ~3e-6), so compare the same batch
+    fseek(f, 4096, SEEK_SET);
+    int ok = 1, special = 0;
+    double maxd = 0;
+    for (int q = 0; q < 3 * 32; q++) {
+        if (all_mask[q]) continue;
+        int32_t t;
+        ok &= fread(row, 4, 64, f) == 64 && fread(&t, 4, 1, ft) == 1;
+        ok &= t == all_tok[q];
+        for (int d = 0; d < 64; d++) maxd = fmax(maxd, fabs(row[d] - ref[q * 64 + d]));
+    }
+    ok &= maxd == 0;
+    CHECK_MSG(ok, "cache rows differ from a direct forward");
+    // no row of the whole cache holds a special token
+    fseek(ft, 0, SEEK_SET);
+    int32_t t;
+    const cterp_tokenizer *tk = cterp_model_tokenizer(m);
+    while (fread(&t, 4, 1, ft) == 1) special += cterp_tokenizer_is_special(tk, t) || t == 1 || t == 2;
+    CHECK(special == 0);
+    fclose(f), fclose(ft);
+    free(ref), free(row), free(all_tok), free(all_mask);
+
+    cterp_cache_info r;
+    CHECK_OK(cterp_act_cache_info_read(cache_dir, &r));
+    CHECK(r.count == info.count && !strcmp(r.hook, HOOK) && !strcmp(r.model, "stories260K") &&
+          !strcmp(r.dataset, corpus) && r.dtype == CTERP_DTYPE_F32);
+}
+
+static void test_store(cterp_model *m) {
+    const int64_t B = 64;
+    cterp_store_config c1 = store_cfg(7), c2 = store_cfg(8);
+    cterp_act_source a, b, d, e;
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &c1, B));
+    CHECK_OK(cterp_act_store(&b, m, HOOK, corpus, &c1, B));
+    CHECK_OK(cterp_act_store(&d, m, HOOK, corpus, &c2, B));
+    CHECK(a.d_in == 64);
+    CHECK(same_batches(&a, &b, 10, B));  // same seed, same batches
+    CHECK(!same_batches(&a, &d, 1, B)); // another seed mixes differently
+    cterp_store_stats st;
+    CHECK_OK(cterp_act_source_stats(&a, &st));
+    CHECK(st.rows_served == 11 * B && st.buffer_rows == 512 && st.rows_produced >= 512 && st.windows > 0);
+
+    // the cache serves the same rows in the same order, past the end of the epoch (wrap)
+    cterp_cache_info info;
+    CHECK_OK(cterp_act_cache_info_read(cache_dir, &info));
+    int n_wrap = (int)(2 * info.count / B) + 2;
+    CHECK_OK(cterp_act_source_cache(&e, cache_dir, &c1, B));
+    cterp_act_source_free(&a);
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &c1, B));
+    CHECK_MSG(same_batches(&a, &e, n_wrap, B), "cache and store differ within %d batches", n_wrap);
+    CHECK_OK(cterp_act_source_stats(&a, &st));
+    CHECK(st.epochs >= 1);
+    CHECK_OK(cterp_act_source_stats(&e, &st));
+    CHECK(st.epochs >= 1 && st.rows_served == (int64_t)n_wrap * B);
+
+    // resume: the state after k batches, restored in a fresh source, continues identically
+    cterp_act_source srcs[2] = {a, e};
+    for (int k = 0; k < 2; k++) {
+        uint64_t state[16];
+        int n = srcs[k].get_state(srcs[k].ctx, state, 16);
+        cterp_act_source fresh;
+        if (k == 0) CHECK_OK(cterp_act_store(&fresh, m, HOOK, corpus, &c1, B));
+        else CHECK_OK(cterp_act_source_cache(&fresh, cache_dir, &c1, B));
+        CHECK_OK(fresh.set_state(fresh.ctx, state, n));
+        CHECK_MSG(same_batches(&srcs[k], &fresh, 5, B), "%s resume", k ? "cache" : "store");
+        uint64_t bad[4] = {state[0], state[1], state[2] + 1, state[3]};
+        CHECK(fresh.set_state(fresh.ctx, bad, 4) == CTERP_EINVAL && strstr(cterp_last_error(), "seed"));
+        cterp_act_source_free(&fresh);
+    }
+    cterp_act_source_free(&a), cterp_act_source_free(&b), cterp_act_source_free(&d), cterp_act_source_free(&e);
+
+    // f16 cache: same rows to f16 precision
+    cterp_store_config c = store_cfg(7);
+    CHECK_OK(cterp_act_cache_write(m, "stories260K", HOOK, corpus, &c, 1000, CTERP_DTYPE_F16, cache16, NULL,
+                                   NULL, &info));
+    CHECK(info.count == 1000 && info.complete_epoch == 0 && info.dtype == CTERP_DTYPE_F16);
+    c.buffer_rows = 128;
+    CHECK_OK(cterp_act_source_cache(&a, cache_dir, &c, 32));
+    CHECK_OK(cterp_act_source_cache(&b, cache16, &c, 32));
+    float x[32 * 64], y[32 * 64];
+    double maxrel = 0;
+    for (int i = 0; i < 3; i++) { // first 3 batches come from the first 128 + 64 rows: common to both
+        CHECK_OK(a.next(a.ctx, x, 32));
+        CHECK_OK(b.next(b.ctx, y, 32));
+        for (int q = 0; q < 32 * 64; q++) {
+            double r = fabs(x[q] - y[q]) / (fabs(x[q]) + 1e-3);
+            if (r > maxrel) maxrel = r;
+        }
+    }
+    CHECK_MSG(maxrel < 1e-3, "f16 cache relative error %g", maxrel);
+    cterp_act_source_free(&a), cterp_act_source_free(&b);
+}
+
+static void test_errors(cterp_model *m) {
+    cterp_store_config c;
+    cterp_store_config_default(&c);
+    int64_t rows;
+    CHECK_OK(cterp_store_buffer_rows(&c, 4096, &rows)); // the defaults never trip the check
+    CHECK(rows == 32768);
+    CHECK_OK(cterp_store_buffer_rows(&c, 1 << 20, &rows));
+    CHECK(rows == 4 << 20);
+    c.buffer_rows = 1000;
+    CHECK(cterp_store_buffer_rows(&c, 4096, &rows) == CTERP_EINVAL);
+    CHECK_MSG(strstr(cterp_last_error(), "buffer_rows") && strstr(cterp_last_error(), "8192"), "%s",
+              cterp_last_error());
+    cterp_act_source s;
+    CHECK(cterp_act_store(&s, m, "blocks.9.hook_resid_post", corpus, NULL, 64) == CTERP_ENOTFOUND);
+    CHECK(cterp_act_store(&s, m, "blocks.0.attn.hook_pattern", corpus, NULL, 64) == CTERP_EINVAL);
+    CHECK(cterp_act_store(&s, m, HOOK, "/nonexistent.txt", NULL, 64) == CTERP_EIO);
+    // a dataset with no complete window: the first batch says so
+    cterp_store_config sc = store_cfg(1);
+    sc.windows.context_size = 512;
+    char tiny[700];
+    snprintf(tiny, sizeof tiny, "%s.tiny.txt", corpus);
+    FILE *f = fopen(tiny, "w");
+    fprintf(f, "One short story.\n");
+    fclose(f);
+    CHECK_OK(cterp_act_store(&s, m, HOOK, tiny, &sc, 64));
+    float x[64 * 64];
+    CHECK(s.next(s.ctx, x, 64) == CTERP_EFORMAT && strstr(cterp_last_error(), "no complete window"));
+    cterp_act_source_free(&s);
+    // a cache file that is not one
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s.bad", cache_dir);
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && printf 'garbage' > '%s/activations.bin'", bad, bad);
+    CHECK(system(cmd) == 0);
+    CHECK(cterp_act_source_cache(&s, bad, NULL, 64) == CTERP_EFORMAT && strstr(cterp_last_error(), "magic"));
+}
+
+int main(void) {
+    const char *data = test_data_dir();
+    if (!data) {
+        printf("skip: shared test data not found (set CTERP_TESTDATA)\n");
+        return test_done();
+    }
+    const char *tmp = test_tmpdir("acts");
+    char mp[1024];
+    snprintf(mp, sizeof mp, "%s/models/stories260K.gguf", data);
+    snprintf(corpus, sizeof corpus, "%s/stories.txt", tmp);
+    snprintf(cache_dir, sizeof cache_dir, "%s/cache", tmp);
+    snprintf(cache16, sizeof cache16, "%s/cache16", tmp);
+    cterp_model *m;
+    CHECK_OK(cterp_model_open(&m, mp));
+    if (!m) return test_done();
+    CHECK(write_story_corpus(m, corpus, 16, 100, 1) == 0);
+    test_rows(m);
+    test_store(m);
+    test_errors(m);
+    cterp_model_free(m);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd)) return 1;
+    return test_done();
+}
