@@ -151,6 +151,12 @@ double cterp_trainer_input_scale(const cterp_trainer *t);
 // and count as dead, so AuxK / ghost grads run on them), and, if target_l0 > 0, offsets b_enc
 // so that about target_l0 latents fire per token on unit-Gaussian inputs at initialisation.
 void cterp_trainer_bench_setup(cterp_trainer *t, double dead_fraction, double target_l0);
+// For benchmarks: wall seconds spent so far in each phase of the step: data, encode (centring +
+// encoder GEMM), select (top-k / threshold -> pairs), decode (sparse decode + loss), backward,
+// revive (AuxK / ghost grads), optim (gradient norm, clipping, Adam), stats (firing counts).
+enum { CTERP_N_PHASES = 8 };
+void cterp_trainer_phase_times(const cterp_trainer *t, double out[CTERP_N_PHASES]);
+const char *cterp_trainer_phase_name(int phase);
 
 #ifdef __cplusplus
 }

@@ -110,9 +110,12 @@ int cmd_bench(int argc, char **argv) {
     cterp_trainer_bench_setup(t, dead, l0);
     int rc = 0;
     if (cterp_trainer_run(t, 1)) rc = 1; // warm-up step (first-touch of buffers)
+    double ph0[CTERP_N_PHASES], ph1[CTERP_N_PHASES];
+    cterp_trainer_phase_times(t, ph0);
     double t0 = time_now();
     if (!rc && cterp_trainer_run(t, steps + 1)) rc = 1;
     double el = time_now() - t0;
+    cterp_trainer_phase_times(t, ph1);
     if (rc) {
         fprintf(stderr, "cterp bench: %s\n", cterp_last_error());
     } else {
@@ -125,6 +128,13 @@ int cmd_bench(int argc, char **argv) {
                " | sgemm %6.1f GFLOP/s, roofline %9.0f tok/s, reached %5.1f%% | peak RSS %6.0f MB\n",
                cterp_arch_name(cfg.architecture), (long long)D, (long long)N, cfg.k, (long long)B, 100 * dead,
                m->l0, ms, tps, gf, roof, 100 * tps / roof, ru.ru_maxrss / 1024.0);
+        double rest = el;
+        printf("  ms/step by phase:");
+        for (int p = 0; p < CTERP_N_PHASES; p++) {
+            printf(" %s %.1f", cterp_trainer_phase_name(p), 1e3 * (ph1[p] - ph0[p]) / steps);
+            rest -= ph1[p] - ph0[p];
+        }
+        printf(" other %.1f\n", 1e3 * rest / steps);
     }
     cterp_trainer_free(t);
     free(bs.pool);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/blas.h"
+#include "core/file.h"
 #include "sae/kernels.h"
 
 cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
@@ -144,8 +145,11 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     const int topk = o->arch == CTERP_ARCH_TOPK, btopk = o->arch == CTERP_ARCH_BATCHTOPK;
     const int jump = o->arch == CTERP_ARCH_JUMPRELU;
     cterp_status s;
-    row_norms(w->nrm, sae->W_dec, N, D);
+    double t0 = time_now();
+    if (o->rescale || o->arch == CTERP_ARCH_STANDARD) row_norms(w->nrm, sae->W_dec, N, D);
     encode_dense(w, sae, x);
+    double t1 = time_now();
+    w->t_encode += t1 - t0;
 
     // --- selection: pairs in token order ---
     float cut_v = 0;
@@ -265,6 +269,8 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
         }
     }
 
+    double t2 = time_now();
+    w->t_select += t2 - t1;
     // --- sparse decode: x_hat_t = b_dec + sum a W_dec_i ---
     double sse = 0, l1 = 0, sparse = 0;
     #pragma omp parallel for schedule(static) reduction(+ : sse, l1, sparse)
@@ -308,6 +314,7 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     w->min_kept = INFINITY;
     if (btopk)
         for (int64_t p = 0; p < w->nnz; p++) w->min_kept = fminf(w->min_kept, w->f[p]);
+    w->t_decode += time_now() - t2;
     return CTERP_OK;
 }
 
@@ -317,9 +324,11 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
     float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
     const float invB = 1.0f / (float)B;
     const int standard = o->arch == CTERP_ARCH_STANDARD, jump = o->arch == CTERP_ARCH_JUMPRELU;
+    double t0 = time_now();
     // dL/dx_hat = 2 (x_hat - x) / B; db_dec (decoder part) = sum_t of it
     #pragma omp parallel for schedule(static)
     for (int64_t q = 0; q < B * D; q++) w->g[q] = 2.0f * invB * (w->xhat[q] - x[q]);
+    for (int64_t d = 0; d < D; d++) db_dec[d] = 0;
     for (int64_t t = 0; t < B; t++)
         for (int64_t d = 0; d < D; d++) db_dec[d] += w->g[t * D + d];
 
@@ -331,6 +340,8 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
         const float *wd = sae->W_dec + i * D;
         float *gWd = dW_dec + i * D, *gWe = dW_enc + i * D;
         double gb = 0, fsum = 0;
+        memset(gWd, 0, (size_t)D * sizeof(float)); // every row is written: no zeroing pass
+        memset(gWe, 0, (size_t)D * sizeof(float));
         for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
             int64_t p = w->lpair[q];
             const float *gt = w->g + (int64_t)w->tok[p] * D;
@@ -343,7 +354,7 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
             gb += dz;
             fsum += w->f[p];
         }
-        db_enc[i] += (float)gb;
+        db_enc[i] = (float)gb;
         if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti ||W_dec_i||
             float c = (float)(lam * invB * fsum / w->nrm[i]);
             for (int64_t d = 0; d < D; d++) gWd[d] += c * wd[d];
@@ -356,9 +367,10 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
                 float ga = dot_f32(gt, wd, D);
                 gt_sum += -(theta[i] / o->bandwidth) * ga - lam * invB / o->bandwidth;
             }
-            dtheta[i] += (float)gt_sum;
+            dtheta[i] = (float)gt_sum;
         }
     }
+    w->t_backward += time_now() - t0;
 }
 
 void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int64_t npairs,

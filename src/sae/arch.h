@@ -46,6 +46,7 @@ typedef struct {
     float min_kept; // batchtopk: smallest kept activation (threshold EMA)
     // loss terms of the last forward
     double mse_loss, sparsity_loss, l1_magnitude, sse, sst;
+    double t_encode, t_select, t_decode, t_backward; // accumulated wall seconds (benchmarks)
 } arch_work;
 
 cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N);
@@ -56,9 +57,9 @@ void arch_work_free(arch_work *w);
 cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                           const float *x);
 
-// Backward of mse + sparsity into grads laid out like sae->params (W_enc, b_enc, W_dec, b_dec),
-// which must be zeroed by the caller; dtheta (N) receives dL/dtheta for jumprelu (may be NULL
-// otherwise). Uses x (B, D) from the forward.
+// Backward of mse + sparsity into grads laid out like sae->params (W_enc, b_enc, W_dec, b_dec):
+// every element is written (no zeroing needed); dtheta (N) receives dL/dtheta for jumprelu (may
+// be NULL otherwise; written, not accumulated). Uses x (B, D) from the forward.
 void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                    const float *x, float *grads, float *dtheta);
 

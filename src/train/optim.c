@@ -2,13 +2,13 @@
 
 #include <math.h>
 
-void adam_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                 float b2, float eps, int64_t t) {
+void adam_update(float *p, const float *g, float gscale, float *m, float *v, size_t n, float lr,
+                 float b1, float b2, float eps, int64_t t) {
     const float c1 = (float)(1.0 - pow(b1, (double)t)), c2 = (float)(1.0 - pow(b2, (double)t));
     const float step = lr / c1, ic2 = 1.0f / c2;
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
+        float gi = g[i] * gscale;
         float mi = m[i] = b1 * m[i] + (1 - b1) * gi;
         float vi = v[i] = b2 * v[i] + (1 - b2) * gi * gi;
         p[i] -= step * mi / (sqrtf(vi * ic2) + eps);

@@ -8,9 +8,10 @@
 
 #include "cterp/train.h"
 
-// One Adam step (t = 1-based step count) over n parameters.
-void adam_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                 float b2, float eps, int64_t t);
+// One Adam step (t = 1-based step count) over n parameters, on the gradient g * gscale (the
+// clipping factor, applied here so that the gradient is read once).
+void adam_update(float *p, const float *g, float gscale, float *m, float *v, size_t n, float lr,
+                 float b1, float b2, float eps, int64_t t);
 
 // Learning rate at 0-based `step` of `total`: linear warm-up lr*(step+1)/W over W steps, then
 // cosine | linear | constant from lr to lr_end over lr_decay_steps (-1: the remaining steps),

@@ -226,8 +226,10 @@ static cterp_status train_step(cterp_trainer *t) {
     cterp_status s;
     const int64_t N = t->N, D = t->D, B = t->B, step = t->step;
     const cterp_train_config *c = &t->cfg;
+    double t0 = time_now();
     if (!t->initialized && (s = initialize_data(t))) return s;
     if ((s = next_batch(t))) return s;
+    t->t_data += time_now() - t0;
     if (step == 0) { // b_dec from the first batch
         if (c->b_dec_init == CTERP_BDEC_GEOMETRIC_MEDIAN) geometric_median(t->sae->b_dec, t->x, B, D);
         else if (c->b_dec_init == CTERP_BDEC_MEAN) {
@@ -250,10 +252,8 @@ static cterp_status train_step(cterp_trainer *t) {
     int64_t n_dead = 0;
     for (int64_t i = 0; i < N; i++) n_dead += t->dead[i] = t->since_fired[i] >= c->dead_feature_window;
 
-    memset(t->grads, 0, t->sae->n_params * sizeof(float));
-    if (t->dlog_thr) memset(t->dlog_thr, 0, (size_t)N * sizeof(float));
     arch_backward(w, t->sae, &o, t->sae->threshold, t->x, t->grads, t->dlog_thr);
-    double aux = 0;
+    double t1 = time_now(), aux = 0;
     const int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
     if (n_dead > 0 && c->use_auxk && topk_like) {
         int k_aux = c->aux_k > 0 ? c->aux_k : (int)(D / 2 > 0 ? D / 2 : 1);
@@ -261,6 +261,8 @@ static cterp_status train_step(cterp_trainer *t) {
                            c->rescale_acts_by_decoder_norm, t->grads, -1);
     }
     if (n_dead > 0 && c->use_ghost_grads) aux += revive_ghost(w, t->sae, t->x, t->dead, n_dead, t->grads);
+    double t2 = time_now();
+    t->t_revive += t2 - t1;
     float *db_enc = t->grads + N * D, *db_dec = t->grads + 2 * N * D + N;
     arch_bdec_from_benc(t->sae, db_enc, db_dec);
     double loss = w->mse_loss + w->sparsity_loss + aux;
@@ -270,29 +272,27 @@ static cterp_status train_step(cterp_trainer *t) {
     if (t->dlog_thr) // dL/dlog(theta) = theta dL/dtheta
         for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= t->sae->threshold[i];
 
-    // global gradient-norm clipping
-    double gn2 = sumsq_det(t->grads, t->sae->n_params);
+    // global gradient-norm clipping, applied inside the Adam pass (the gradient is not rewritten)
+    const size_t ntrain = (size_t)(2 * N * D + N + D); // W_enc, b_enc, W_dec, b_dec
+    double gn2 = sumsq_det(t->grads, ntrain);
     if (t->dlog_thr) gn2 += sumsq_det(t->dlog_thr, (size_t)N);
     if (!isfinite(gn2))
         return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite", (long long)step);
-    if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) {
-        float f = (float)(c->grad_clip / sqrt(gn2));
-        for (size_t i = 0; i < t->sae->n_params; i++) t->grads[i] *= f;
-        if (t->dlog_thr)
-            for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= f;
-    }
+    float gscale = 1.0f;
+    if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) gscale = (float)(c->grad_clip / sqrt(gn2));
     // Adam over W_enc, b_enc, W_dec, b_dec (the threshold array is not trained directly)
-    size_t ntrain = (size_t)(2 * N * D + N + D);
-    adam_update(t->sae->params, t->grads, t->adam_m, t->adam_v, ntrain, (float)lr, c->adam_beta1,
-                c->adam_beta2, c->adam_eps, step + 1);
+    adam_update(t->sae->params, t->grads, gscale, t->adam_m, t->adam_v, ntrain, (float)lr,
+                c->adam_beta1, c->adam_beta2, c->adam_eps, step + 1);
     if (t->log_thr) {
-        adam_update(t->log_thr, t->dlog_thr, t->thr_m, t->thr_v, (size_t)N, (float)lr, c->adam_beta1,
+        adam_update(t->log_thr, t->dlog_thr, gscale, t->thr_m, t->thr_v, (size_t)N, (float)lr, c->adam_beta1,
                     c->adam_beta2, c->adam_eps, step + 1);
         for (int64_t i = 0; i < N; i++) t->sae->threshold[i] = expf(t->log_thr[i]);
     }
     if (c->architecture == CTERP_ARCH_BATCHTOPK && isfinite(w->min_kept))
         t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * w->min_kept;
 
+    double t3 = time_now();
+    t->t_optim += t3 - t2;
     // firing statistics (act > 0)
     for (int64_t i = 0; i < N; i++) t->since_fired[i]++;
     for (int64_t p = 0; p < w->nnz; p++)
@@ -349,6 +349,7 @@ static cterp_status train_step(cterp_trainer *t) {
     m->lr = lr;
     m->sparsity_coefficient = o.coef;
     m->threshold = t->topk_threshold;
+    t->t_stats += time_now() - t3;
     return CTERP_OK;
 }
 
@@ -468,6 +469,19 @@ void cterp_trainer_bench_setup(cterp_trainer *t, double dead_fraction, double ta
         t->sae->b_enc[j] = -1e4f;
         t->since_fired[j] = t->cfg.dead_feature_window;
     }
+}
+
+void cterp_trainer_phase_times(const cterp_trainer *t, double out[CTERP_N_PHASES]) {
+    const arch_work *w = &t->work;
+    double v[CTERP_N_PHASES] = {t->t_data,  w->t_encode, w->t_select, w->t_decode,
+                                w->t_backward, t->t_revive, t->t_optim, t->t_stats};
+    memcpy(out, v, sizeof v);
+}
+
+const char *cterp_trainer_phase_name(int phase) {
+    static const char *names[CTERP_N_PHASES] = {"data",     "encode", "select", "decode",
+                                                "backward", "revive", "optim",  "stats"};
+    return phase >= 0 && phase < CTERP_N_PHASES ? names[phase] : "?";
 }
 
 void cterp_trainer_set_meta(cterp_trainer *t, const cterp_sae_meta *meta) { t->sae->meta = *meta; }

@@ -29,6 +29,7 @@ struct cterp_trainer {
     float *x;               // (B, D) current batch
     arch_work work;
     cterp_train_metrics last;
+    double t_data, t_revive, t_optim, t_stats; // accumulated wall seconds (benchmarks)
     double t_start, elapsed_before; // wall time (elapsed_before: previous runs of a resumed job)
     // output
     char *out_dir;
