@@ -246,6 +246,30 @@ static void check_topk_kernel(void) {
         if (c1 != c2 || memcmp(i1, i2, (size_t)c1 * 4) || memcmp(v1, v2, (size_t)c1 * 4)) bad++;
     }
     CHECK_MSG(bad == 0, "topk_row differs from its naive twin in %d of 200 trials", bad);
+    // unsorted selection over all entries (negative ones too): the same set as a naive
+    // repeated arg-max with ties by the lowest index, reported in index order
+    bad = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        int n = 1 + (int)rng_below(&r, 500), k = 1 + (int)rng_below(&r, 400);
+        float z[500], scratch[500], v1[400];
+        int32_t i1[400];
+        char taken[500] = {0};
+        for (int i = 0; i < n; i++) z[i] = (float)((int)rng_below(&r, 41) - 20) / 4;
+        if (trial % 7 == 0) z[rng_below(&r, (uint64_t)n)] = NAN;
+        int c1 = topk_select_unsorted(i1, v1, z, n, k, scratch), want = 0;
+        for (int m = 0; m < k; m++) {
+            int best = -1;
+            for (int i = 0; i < n; i++)
+                if (!taken[i] && z[i] == z[i] && (best < 0 || z[i] > z[best])) best = i;
+            if (best < 0) break;
+            taken[best] = 1, want++;
+        }
+        int ok = c1 == want;
+        for (int j = 0; ok && j < c1; j++)
+            ok = taken[i1[j]] && v1[j] == z[i1[j]] && (j == 0 || i1[j] > i1[j - 1]);
+        bad += !ok;
+    }
+    CHECK_MSG(bad == 0, "topk_select_unsorted differs from its naive twin in %d of 300 trials", bad);
 }
 
 int main(void) {

@@ -155,6 +155,9 @@ void cterp_trainer_bench_setup(cterp_trainer *t, double dead_fraction, double ta
 // encoder GEMM), select (top-k / threshold -> pairs), decode (sparse decode + loss), backward,
 // revive (AuxK / ghost grads), optim (gradient norm, clipping, Adam), stats (firing counts).
 enum { CTERP_N_PHASES = 8 };
+// For benchmarks: AuxK over gathered pairs (0), dense GEMMs over the dead columns (1), or the
+// per-step choice by cost (-1, the default).
+void cterp_trainer_bench_auxk_mode(cterp_trainer *t, int mode);
 void cterp_trainer_phase_times(const cterp_trainer *t, double out[CTERP_N_PHASES]);
 const char *cterp_trainer_phase_name(int phase);
 

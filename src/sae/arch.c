@@ -373,34 +373,55 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
     w->t_backward += time_now() - t0;
 }
 
+// Tiles of the pairs backward: a chunk of PB_LAT latents (their W_dec, dW_dec, dW_enc rows) is
+// walked against tiles of PB_TOK tokens (rows of G and xc), so both stay in L2 and each row is
+// fetched once per (chunk, tile) rather than once per pair. Every latent still accumulates its
+// pairs in token order: the result is the same, bit for bit, as the untiled loop.
+enum { PB_LAT = 64, PB_TOK = 64 };
+
 void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int64_t npairs,
                          const int32_t *tok, const int32_t *lat, const float *a, float *grads) {
-    const int64_t D = w->D, N = w->N;
+    const int64_t B = w->B, D = w->D, N = w->N;
     float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N;
     int64_t *lrow = malloc((size_t)(N + 1) * sizeof(int64_t));
     int64_t *lpair = malloc((size_t)(npairs ? npairs : 1) * sizeof(int64_t));
-    if (!lrow || !lpair) { // callers check sizes up front; degrade to nothing rather than crash
-        free(lrow), free(lpair);
+    int32_t *act = malloc((size_t)(N ? N : 1) * sizeof(int32_t));
+    if (!lrow || !lpair || !act) { // callers check sizes up front; degrade to nothing rather than crash
+        free(lrow), free(lpair), free(act);
         return;
     }
     group_by_latent(lrow, lpair, lat, npairs, N);
-    #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t i = 0; i < N; i++) {
-        if (lrow[i] == lrow[i + 1]) continue;
-        const float *wd = sae->W_dec + i * D;
-        float *gWd = dW_dec + i * D, *gWe = dW_enc + i * D;
-        double gb = 0;
-        for (int64_t q = lrow[i]; q < lrow[i + 1]; q++) {
-            int64_t p = lpair[q];
-            const float *gt = G + (int64_t)tok[p] * D, *xt = w->xc + (int64_t)tok[p] * D;
-            float dz = dot_f32(gt, wd, D);
-            for (int64_t d = 0; d < D; d++) gWd[d] += a[p] * gt[d];
-            for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
-            gb += dz;
+    int64_t na = 0; // latents with pairs
+    for (int64_t i = 0; i < N; i++)
+        if (lrow[i + 1] > lrow[i]) act[na++] = (int32_t)i;
+    const int64_t nchunk = (na + PB_LAT - 1) / PB_LAT;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t c = 0; c < nchunk; c++) {
+        const int64_t j0 = c * PB_LAT, j1 = j0 + PB_LAT < na ? j0 + PB_LAT : na;
+        int64_t cur[PB_LAT];
+        double gb[PB_LAT];
+        for (int64_t j = j0; j < j1; j++) cur[j - j0] = lrow[act[j]], gb[j - j0] = 0;
+        for (int64_t t1 = PB_TOK;; t1 += PB_TOK) {
+            for (int64_t j = j0; j < j1; j++) {
+                const int64_t i = act[j], e = lrow[i + 1];
+                const float *wd = sae->W_dec + i * D;
+                float *gWd = dW_dec + i * D, *gWe = dW_enc + i * D;
+                int64_t q = cur[j - j0];
+                for (; q < e && tok[lpair[q]] < t1; q++) {
+                    int64_t p = lpair[q];
+                    const float *gt = G + (int64_t)tok[p] * D, *xt = w->xc + (int64_t)tok[p] * D;
+                    float dz = dot_f32(gt, wd, D);
+                    for (int64_t d = 0; d < D; d++) gWd[d] += a[p] * gt[d];
+                    for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
+                    gb[j - j0] += dz;
+                }
+                cur[j - j0] = q;
+            }
+            if (t1 >= B) break;
         }
-        db_enc[i] += (float)gb;
+        for (int64_t j = j0; j < j1; j++) db_enc[act[j]] += (float)gb[j - j0];
     }
-    free(lrow), free(lpair);
+    free(lrow), free(lpair), free(act);
 }
 
 void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, float *db_dec) {

@@ -123,6 +123,41 @@ sort:
     return n;
 }
 
+int topk_select_unsorted(int32_t *idx, float *val, const float *z, int N, int K, float *scratch) {
+    int n = 0;
+    for (int i = 0; i < N; i++)
+        if (z[i] == z[i]) scratch[n++] = z[i]; // NaN never qualifies
+    if (K <= 0 || n == 0) return 0;
+    if (K > n) K = n;
+    // quickselect for the K-th largest value tau (Hoare partition, median of three)
+    int lo = 0, hi = n - 1, want = K - 1;
+    while (lo < hi) {
+        float a = scratch[lo], b = scratch[(lo + hi) / 2], c = scratch[hi];
+        float piv = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (scratch[i] > piv) i++;
+            while (scratch[j] < piv) j--;
+            if (i <= j) {
+                float t = scratch[i];
+                scratch[i] = scratch[j], scratch[j] = t;
+                i++, j--;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break;
+    }
+    const float tau = scratch[want];
+    int above = 0;
+    for (int i = 0; i < N; i++) above += z[i] > tau;
+    int ties = K - above, c = 0; // entries equal to tau: the lowest indices
+    for (int i = 0; i < N; i++) {
+        if (z[i] > tau || (z[i] == tau && ties-- > 0)) idx[c] = i, val[c] = z[i], c++;
+    }
+    return c;
+}
+
 int topk_row_naive(int32_t *idx, float *val, const float *z, int N, int K) {
     int n = 0;
     char *taken = calloc((size_t)N, 1);

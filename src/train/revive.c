@@ -7,6 +7,8 @@
 #include "core/blas.h"
 #include "sae/kernels.h"
 
+enum { AUX_TOK = 64 }; // token tile of the pairs path
+
 // The dense form: A (B, nd) holds the selected coefficients, zeros elsewhere.
 static void auxk_dense_backward(arch_work *w, const cterp_sae *sae, const float *G, int64_t nd,
                                 const int32_t *dl, const float *A, float *grads) {
@@ -67,21 +69,21 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
     // selection: per token the kk largest pre-activations among the dead, not passed through ReLU
     #pragma omp parallel
     {
-        float *h = malloc((size_t)nd * sizeof(float));
+        float *h = malloc((size_t)nd * sizeof(float)), *scratch = malloc((size_t)nd * sizeof(float));
         int32_t *idx = malloc((size_t)kk * sizeof(int32_t));
         float *val = malloc((size_t)kk * sizeof(float));
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < B; t++) {
             const float *zt = w->z + t * N;
             for (int64_t j = 0; j < nd; j++) h[j] = zt[dl[j]] * (rescale ? w->nrm[dl[j]] : 1.0f);
-            int c = topk_select(idx, val, h, (int)nd, kk, -INFINITY);
+            int c = topk_select_unsorted(idx, val, h, (int)nd, kk, scratch); // order is irrelevant
             for (int j = 0; j < c; j++) {
                 int64_t p = t * kk + j;
                 tok[p] = (int32_t)t, lat[p] = dl[idx[j]], a[p] = zt[dl[idx[j]]];
             }
             cnt[t] = c;
         }
-        free(h), free(idx), free(val);
+        free(h), free(scratch), free(idx), free(val);
     }
     // G = e_hat - e, e = x - x_hat
     if (mode == 1) {
@@ -98,16 +100,49 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
         for (int64_t q = 0; q < B * D; q++) G[q] = w->xhat[q] - x[q];
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)D, (int)nd, 1.0f, A, (int)nd, Wd,
                     (int)D, 1.0f, G, (int)D);
-    } else {
-        #pragma omp parallel for schedule(static)
-        for (int64_t t = 0; t < B; t++) {
-            float *Gt = G + t * D;
-            for (int64_t d = 0; d < D; d++) Gt[d] = w->xhat[t * D + d] - x[t * D + d];
-            for (int64_t j = 0; j < cnt[t]; j++) {
-                const float *wd = sae->W_dec + (int64_t)lat[t * kk + j] * D;
-                float c = a[t * kk + j];
-                for (int64_t d = 0; d < D; d++) Gt[d] += c * wd[d];
+    } else { // tiles of AUX_TOK tokens; a tile's pairs bucketed by latent, so each dead decoder
+             // row is read once per tile (G_t gets its terms in latent order)
+        col = malloc((size_t)N * sizeof(int32_t));
+        if (!col) goto done;
+        for (int64_t j = 0; j < nd; j++) col[dl[j]] = (int32_t)j;
+        const int64_t ntile = (B + AUX_TOK - 1) / AUX_TOK;
+        #pragma omp parallel
+        {
+            int32_t *bstart = malloc((size_t)(nd + 1) * sizeof(int32_t));
+            int32_t *order = malloc((size_t)AUX_TOK * kk * sizeof(int32_t));
+            #pragma omp for schedule(static)
+            for (int64_t tile = 0; tile < ntile; tile++) {
+                const int64_t t0 = tile * AUX_TOK, t1 = t0 + AUX_TOK < B ? t0 + AUX_TOK : B;
+                if (!bstart || !order) { // no scratch: token by token
+                    for (int64_t t = t0; t < t1; t++) {
+                        float *Gt = G + t * D;
+                        for (int64_t d = 0; d < D; d++) Gt[d] = w->xhat[t * D + d] - x[t * D + d];
+                        for (int64_t j = 0; j < cnt[t]; j++) {
+                            const float *wd = sae->W_dec + (int64_t)lat[t * kk + j] * D;
+                            for (int64_t d = 0; d < D; d++) Gt[d] += a[t * kk + j] * wd[d];
+                        }
+                    }
+                    continue;
+                }
+                memset(bstart, 0, (size_t)(nd + 1) * sizeof(int32_t));
+                for (int64_t t = t0; t < t1; t++) {
+                    for (int64_t d = 0; d < D; d++) G[t * D + d] = w->xhat[t * D + d] - x[t * D + d];
+                    for (int64_t j = 0; j < cnt[t]; j++) bstart[col[lat[t * kk + j]] + 1]++;
+                }
+                for (int64_t j = 0; j < nd; j++) bstart[j + 1] += bstart[j];
+                for (int64_t t = t0; t < t1; t++)
+                    for (int64_t j = 0; j < cnt[t]; j++) {
+                        int64_t p = t * kk + j;
+                        order[bstart[col[lat[p]]]++] = (int32_t)p;
+                    }
+                for (int64_t q = 0, e = bstart[nd - 1]; q < e; q++) { // bstart[j] is now bucket j's end
+                    int64_t p = order[q];
+                    const float *wd = sae->W_dec + (int64_t)lat[p] * D;
+                    float *Gt = G + (int64_t)tok[p] * D, c = a[p];
+                    for (int64_t d = 0; d < D; d++) Gt[d] += c * wd[d];
+                }
             }
+            free(bstart), free(order);
         }
     }
     double sum = 0;

@@ -18,6 +18,7 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     if (s) return s;
     cterp_trainer *t = calloc(1, sizeof *t);
     if (!t) return cterp_error(CTERP_ENOMEM, "trainer: out of memory");
+    t->auxk_mode = -1;
     t->cfg = *cfg;
     t->src = src;
     t->D = src->d_in;
@@ -258,7 +259,7 @@ static cterp_status train_step(cterp_trainer *t) {
     if (n_dead > 0 && c->use_auxk && topk_like) {
         int k_aux = c->aux_k > 0 ? c->aux_k : (int)(D / 2 > 0 ? D / 2 : 1);
         aux += revive_auxk(w, t->sae, t->x, t->dead, n_dead, k_aux, c->aux_k_coefficient,
-                           c->rescale_acts_by_decoder_norm, t->grads, -1);
+                           c->rescale_acts_by_decoder_norm, t->grads, t->auxk_mode);
     }
     if (n_dead > 0 && c->use_ghost_grads) aux += revive_ghost(w, t->sae, t->x, t->dead, n_dead, t->grads);
     double t2 = time_now();
@@ -483,5 +484,7 @@ const char *cterp_trainer_phase_name(int phase) {
                                                 "backward", "revive", "optim",  "stats"};
     return phase >= 0 && phase < CTERP_N_PHASES ? names[phase] : "?";
 }
+
+void cterp_trainer_bench_auxk_mode(cterp_trainer *t, int mode) { t->auxk_mode = mode; }
 
 void cterp_trainer_set_meta(cterp_trainer *t, const cterp_sae_meta *meta) { t->sae->meta = *meta; }

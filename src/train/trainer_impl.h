@@ -16,6 +16,7 @@ struct cterp_trainer {
     float *grads;        // (n_params) same layout as sae->params
     float *adam_m, *adam_v;
     float *log_thr, *dlog_thr, *thr_m, *thr_v; // jumprelu: log threshold (N) and its Adam state
+    int auxk_mode;       // -1 auto, 0 pairs, 1 dense (benchmarks)
     double topk_threshold; // batchtopk inference threshold (EMA)
     double scale;        // input scale factor (1 unless normalize_activations)
     int initialized;     // b_dec and scale done
