@@ -318,58 +318,67 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     return CTERP_OK;
 }
 
-void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
-                   const float *x, float *grads, float *dtheta) {
+void arch_backward_prepare(arch_work *w, const arch_opts *o, const float *x, float *db_dec) {
     const int64_t B = w->B, D = w->D, N = w->N;
-    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
     const float invB = 1.0f / (float)B;
-    const int standard = o->arch == CTERP_ARCH_STANDARD, jump = o->arch == CTERP_ARCH_JUMPRELU;
-    double t0 = time_now();
     // dL/dx_hat = 2 (x_hat - x) / B; db_dec (decoder part) = sum_t of it
     #pragma omp parallel for schedule(static)
     for (int64_t q = 0; q < B * D; q++) w->g[q] = 2.0f * invB * (w->xhat[q] - x[q]);
     for (int64_t d = 0; d < D; d++) db_dec[d] = 0;
     for (int64_t t = 0; t < B; t++)
         for (int64_t d = 0; d < D; d++) db_dec[d] += w->g[t * D + d];
-
     group_by_latent(w->lrow, w->lpair, w->lat, w->nnz, N);
-    if (jump) group_by_latent(w->blrow, w->blpair, w->blat, w->bnnz, N);
-    const float lam = o->coef;
-    #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t i = 0; i < N; i++) {
-        const float *wd = sae->W_dec + i * D;
-        float *gWd = dW_dec + i * D, *gWe = dW_enc + i * D;
-        double gb = 0, fsum = 0;
-        memset(gWd, 0, (size_t)D * sizeof(float)); // every row is written: no zeroing pass
-        memset(gWe, 0, (size_t)D * sizeof(float));
-        for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
-            int64_t p = w->lpair[q];
-            const float *gt = w->g + (int64_t)w->tok[p] * D;
-            const float *xt = w->xc + (int64_t)w->tok[p] * D;
-            float a = w->a[p], ga = dot_f32(gt, wd, D);
-            for (int64_t d = 0; d < D; d++) gWd[d] += a * gt[d];
-            float dz = ga;
-            if (standard) dz += lam * w->nrm[i] * invB;
-            for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
-            gb += dz;
-            fsum += w->f[p];
-        }
-        db_enc[i] = (float)gb;
-        if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti ||W_dec_i||
-            float c = (float)(lam * invB * fsum / w->nrm[i]);
-            for (int64_t d = 0; d < D; d++) gWd[d] += c * wd[d];
-        }
-        if (jump && dtheta) { // STE: df/dtheta = -(theta/eps) K, dH/dtheta = -(1/eps) K
-            double gt_sum = 0;
-            for (int64_t q = w->blrow[i]; q < w->blrow[i + 1]; q++) {
-                int64_t p = w->blpair[q];
-                const float *gt = w->g + (int64_t)w->btok[p] * D;
-                float ga = dot_f32(gt, wd, D);
-                gt_sum += -(theta[i] / o->bandwidth) * ga - lam * invB / o->bandwidth;
-            }
-            dtheta[i] = (float)gt_sum;
-        }
+    if (o->arch == CTERP_ARCH_JUMPRELU) group_by_latent(w->blrow, w->blpair, w->blat, w->bnnz, N);
+}
+
+float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts *o,
+                       const float *theta, int64_t i, float *gWe, float *gWd, float *dtheta_i) {
+    const int64_t D = w->D;
+    const float invB = 1.0f / (float)w->B, lam = o->coef;
+    const int standard = o->arch == CTERP_ARCH_STANDARD, jump = o->arch == CTERP_ARCH_JUMPRELU;
+    const float *wd = sae->W_dec + i * D;
+    double gb = 0, fsum = 0;
+    memset(gWd, 0, (size_t)D * sizeof(float));
+    memset(gWe, 0, (size_t)D * sizeof(float));
+    for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
+        int64_t p = w->lpair[q];
+        const float *gt = w->g + (int64_t)w->tok[p] * D;
+        const float *xt = w->xc + (int64_t)w->tok[p] * D;
+        float a = w->a[p], ga = dot_f32(gt, wd, D);
+        for (int64_t d = 0; d < D; d++) gWd[d] += a * gt[d];
+        float dz = ga;
+        if (standard) dz += lam * w->nrm[i] * invB;
+        for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
+        gb += dz;
+        fsum += w->f[p];
     }
+    if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti ||W_dec_i||
+        float c = (float)(lam * invB * fsum / w->nrm[i]);
+        for (int64_t d = 0; d < D; d++) gWd[d] += c * wd[d];
+    }
+    if (jump && dtheta_i) { // STE: df/dtheta = -(theta/eps) K, dH/dtheta = -(1/eps) K
+        double gt_sum = 0;
+        for (int64_t q = w->blrow[i]; q < w->blrow[i + 1]; q++) {
+            int64_t p = w->blpair[q];
+            const float *gt = w->g + (int64_t)w->btok[p] * D;
+            float ga = dot_f32(gt, wd, D);
+            gt_sum += -(theta[i] / o->bandwidth) * ga - lam * invB / o->bandwidth;
+        }
+        *dtheta_i = (float)gt_sum;
+    }
+    return (float)gb;
+}
+
+void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
+                   const float *x, float *grads, float *dtheta) {
+    const int64_t D = w->D, N = w->N;
+    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
+    double t0 = time_now();
+    arch_backward_prepare(w, o, x, db_dec);
+    #pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < N; i++)
+        db_enc[i] = arch_latent_grad(w, sae, o, theta, i, dW_enc + i * D, dW_dec + i * D,
+                                     dtheta ? dtheta + i : NULL);
     w->t_backward += time_now() - t0;
 }
 

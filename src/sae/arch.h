@@ -63,6 +63,16 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
 void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                    const float *x, float *grads, float *dtheta);
 
+// The backward in parts, for optimisers that consume it row by row without storing it:
+// prepare fills w->g = dL/dx_hat, db_dec (D) = its decoder part, and the latent grouping;
+// arch_latent_grad then writes latent i's W_enc row gradient gWe (D) and W_dec row gradient gWd
+// (D), sets *dtheta_i (jumprelu, if not NULL), and returns dL/db_enc_i. It only reads shared
+// state, so it may run for different latents at once and again for the same latent (same result).
+// arch_backward is prepare + arch_latent_grad for every latent into grads.
+void arch_backward_prepare(arch_work *w, const arch_opts *o, const float *x, float *db_dec);
+float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts *o,
+                       const float *theta, int64_t i, float *gWe, float *gWd, float *dtheta_i);
+
 // Adds the gradient of extra pairs to the latent grads: for each pair (token t, latent i,
 // coefficient a, upstream gradient G_t (B, D)): dW_dec_i += a G_t, dz = G_t . W_dec_i,
 // dW_enc_i += dz xc_t, db_enc_i += dz. Used by AuxK. Pairs are grouped by latent internally.

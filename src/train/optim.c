@@ -2,17 +2,18 @@
 
 #include <math.h>
 
+adam_coef adam_coefs(float lr, float b1, float b2, float eps, int64_t t, float gscale) {
+    const float c1 = (float)(1.0 - pow(b1, (double)t)), c2 = (float)(1.0 - pow(b2, (double)t));
+    adam_coef c = {b1, b2, eps, lr / c1, 1.0f / c2, gscale};
+    return c;
+}
+
 void adam_update(float *p, const float *g, float gscale, float *m, float *v, size_t n, float lr,
                  float b1, float b2, float eps, int64_t t) {
-    const float c1 = (float)(1.0 - pow(b1, (double)t)), c2 = (float)(1.0 - pow(b2, (double)t));
-    const float step = lr / c1, ic2 = 1.0f / c2;
+    const adam_coef c = adam_coefs(lr, b1, b2, eps, t, gscale);
+    enum { CH = 4096 };
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * gscale;
-        float mi = m[i] = b1 * m[i] + (1 - b1) * gi;
-        float vi = v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        p[i] -= step * mi / (sqrtf(vi * ic2) + eps);
-    }
+    for (size_t i = 0; i < n; i += CH) adam_apply(p + i, g + i, m + i, v + i, n - i < CH ? n - i : CH, &c);
 }
 
 double sched_lr(const cterp_train_config *c, int64_t step, int64_t total) {

@@ -3,15 +3,37 @@
 #ifndef CTERP_TRAIN_OPTIM_H
 #define CTERP_TRAIN_OPTIM_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "cterp/train.h"
 
-// One Adam step (t = 1-based step count) over n parameters, on the gradient g * gscale (the
-// clipping factor, applied here so that the gradient is read once).
+// One Adam step (t = 1-based step count) on the gradient g * gscale (the clipping factor,
+// applied here so that the gradient is read once). adam_coefs + adam_apply do it for one slice
+// (serial; the trainer applies it row by row as rows' gradients are computed); adam_update over
+// n parameters in parallel. Both give the same bits for the same element.
+typedef struct {
+    float b1, b2, eps, step, ic2, gscale;
+} adam_coef;
+adam_coef adam_coefs(float lr, float b1, float b2, float eps, int64_t t, float gscale);
+static inline void adam_apply(float *p, const float *g, float *m, float *v, size_t n, const adam_coef *c) {
+    const float b1 = c->b1, b2 = c->b2, eps = c->eps, step = c->step, ic2 = c->ic2, gs = c->gscale;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * gs;
+        float mi = m[i] = b1 * m[i] + (1 - b1) * gi;
+        float vi = v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        p[i] -= step * mi / (sqrtf(vi * ic2) + eps);
+    }
+}
 void adam_update(float *p, const float *g, float gscale, float *m, float *v, size_t n, float lr,
                  float b1, float b2, float eps, int64_t t);
+// sum of squares in double, in index order
+static inline double sumsq_row(const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
 
 // Learning rate at 0-based `step` of `total`: linear warm-up lr*(step+1)/W over W steps, then
 // cosine | linear | constant from lr to lr_end over lr_decay_steps (-1: the remaining steps),
