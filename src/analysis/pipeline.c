@@ -1,8 +1,10 @@
 // cterp_train_sae: model + dataset -> activation store -> trainer -> SAE directory (+ eval),
 // the C form of mlxterp's model.train_sae.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "cterp/analysis.h"
 
 void cterp_pipeline_opts_default(cterp_pipeline_opts *o) {
@@ -36,6 +38,16 @@ cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, c
     char hook[256];
     cterp_status s = cterp_hook_name(layer, component, hook, sizeof hook);
     if (s) return s;
+    cterp_train_config rc; // a resumed run's config is the checkpoint's: the store needs its seed and batch
+    if (opts->resume) {
+        char *p = file_join(opts->resume, "train_config.json");
+        if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
+        rc = *cfg;
+        s = cterp_train_config_load_json(&rc, p);
+        free(p);
+        if (s) return s;
+        cfg = &rc;
+    }
     cterp_store_config sc = opts->store;
     sc.seed = cfg->seed; // one seed for the whole run
     cterp_act_source src;
