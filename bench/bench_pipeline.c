@@ -49,14 +49,21 @@ int main(int argc, char **argv) {
     int64_t steps = 400;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--stories")) stories = atoi(v);
-        else if (!strcmp(a, "--steps")) steps = atoll(v);
-        else if (!strcmp(a, "--reps")) reps = atoi(v);
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--data"))
+            data = v;
+        else if (!strcmp(a, "--stories"))
+            stories = atoi(v);
+        else if (!strcmp(a, "--steps"))
+            steps = atoll(v);
+        else if (!strcmp(a, "--reps"))
+            reps = atoi(v);
         else {
-            fprintf(stderr, "usage: bench_pipeline [--model M.gguf] [--data FILE | --stories N] [--steps S] "
-                            "[--reps R]\n");
+            fprintf(
+                stderr,
+                "usage: bench_pipeline [--model M.gguf] [--data FILE | --stories N] [--steps S] "
+                "[--reps R]\n");
             return 2;
         }
     }
@@ -80,7 +87,8 @@ int main(int argc, char **argv) {
         snprintf(corpus, sizeof corpus, "%s/stories.txt", dir);
         double t0 = time_now();
         if (write_story_corpus(m, corpus, stories, 256, 1)) FAIL("sampling the corpus");
-        printf("corpus: %d stories of up to 256 tokens sampled from %s (seed 1, temperature 1) in %.1f s\n",
+        printf("corpus: %d stories of up to 256 tokens sampled from %s (seed 1, temperature 1) in "
+               "%.1f s\n",
                stories, strrchr(model, '/') ? strrchr(model, '/') + 1 : model, time_now() - t0);
         fflush(stdout);
         data = corpus;
@@ -117,8 +125,8 @@ int main(int argc, char **argv) {
 
         // (b) one epoch of the corpus into an f32 cache
         t0 = time_now();
-        if (cterp_act_cache_write(m, "stories260K.gguf", HOOK, data, &sc, (int64_t)1 << 40, CTERP_DTYPE_F32,
-                                  cache, NULL, NULL, &info))
+        if (cterp_act_cache_write(m, "stories260K.gguf", HOOK, data, &sc, (int64_t)1 << 40,
+                                  CTERP_DTYPE_F32, cache, NULL, NULL, &info))
             FAIL("cache");
         vb[r] = (double)info.count / (time_now() - t0);
         epoch_rows = info.count;
@@ -139,13 +147,15 @@ int main(int argc, char **argv) {
         vd[r] = (double)(steps * cfg.batch_size) / (time_now() - t0);
         cterp_trainer_free(t);
         cterp_act_source_free(&src);
-        fprintf(stderr, "run %d/%d: %.0f / %.0f / %.0f / %.0f\n", r + 1, reps, va[r], vb[r], vc[r], vd[r]);
+        fprintf(stderr, "run %d/%d: %.0f / %.0f / %.0f / %.0f\n", r + 1, reps, va[r], vb[r], vc[r],
+                vd[r]);
     }
-    printf("threads %d; %s, context %d, one epoch = %lld rows (%lld windows); topk d_sae %lld k %d, batch "
+    printf("threads %d; %s, context %d, one epoch = %lld rows (%lld windows); topk d_sae %lld k "
+           "%d, batch "
            "%lld, %lld steps (%lld tokens), buffer %lld rows\n",
-           omp_get_max_threads(), HOOK, sc.windows.context_size, (long long)epoch_rows, (long long)info.windows,
-           (long long)cfg.d_sae, cfg.k, (long long)cfg.batch_size, (long long)steps,
-           (long long)(steps * cfg.batch_size), (long long)sc.buffer_rows);
+           omp_get_max_threads(), HOOK, sc.windows.context_size, (long long)epoch_rows,
+           (long long)info.windows, (long long)cfg.d_sae, cfg.k, (long long)cfg.batch_size,
+           (long long)steps, (long long)(steps * cfg.batch_size), (long long)sc.buffer_rows);
     printf("%-52s %10s %-9s (min .. max of %d)\n", "stage", "median", "", reps);
     row("(a) activation store: forward to the hook, no SAE", va, reps, "rows/s");
     row("(b) cache write, f32, one epoch", vb, reps, "rows/s");
