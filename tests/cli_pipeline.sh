@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# cterp train --model / cache / train --acts DIR / eval on stories260K with a sampled corpus:
-# outputs, metadata, cache == live, eval lines and JSON, clear errors (skips without test data).
+# cterp generate --samples / train --model / cache / train --acts DIR / eval on stories260K with a
+# sampled corpus: outputs, metadata, resume == straight, cache == live, --tokens beyond and within
+# an epoch, f16/bf16 caches, damaged caches, eval lines and JSON, clear errors (skips without test
+# data).
 set -u
 bin=$1
 data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
@@ -16,19 +18,59 @@ if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
     exit $fail
 fi
 m=$data/models/stories260K.gguf
-for i in $(seq 1 24); do "$bin" generate --model "$m" -n 100 --temp 1 --seed "$i" 2>/dev/null | tr '\n' ' '; echo; done > "$tmp/s.txt"
+"$bin" generate --model "$m" -n 100 --temp 1 --samples 24 --seed 1 > "$tmp/s.txt" 2>/dev/null
+check "generate --samples writes one story per line" '[ "$(wc -l < "$tmp/s.txt")" -eq 24 ] && [ "$(grep -c "^Once" "$tmp/s.txt")" -ge 20 ]'
+one=$("$bin" generate --model "$m" -n 100 --temp 1 --seed 3 2>/dev/null | tr '\n' ' ')
+check "sample i is seeded with --seed + i" '[ "$(sed -n 3p "$tmp/s.txt")" = "${one% }" ]'
 common="--context-size 32 --d-sae 256 --k 8 --batch 128 --steps 100 --buffer-rows 1024 --seed 5 --quiet"
 
-out=$("$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" $common --eval-windows 8 --out "$tmp/live" 2>&1)
+out=$("$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" $common --eval-windows 8 --checkpoint-every 50 --out "$tmp/live" 2>&1)
 check "train --model writes an SAE" '[ -f "$tmp/live/cfg.json" ] && [ -f "$tmp/live/sae_weights.safetensors" ]'
 check "cfg.json metadata: model, hook, context, dataset, tokens" 'grep -q "\"model_name\":\"stories260K.gguf\"" "$tmp/live/cfg.json" && grep -q "\"hook_name\":\"blocks.2.hook_resid_post\"" "$tmp/live/cfg.json" && grep -q "\"context_size\":32" "$tmp/live/cfg.json" && grep -q "\"dataset_path\":\"$tmp/s.txt\"" "$tmp/live/cfg.json" && grep -q "\"training_tokens\":12800" "$tmp/live/cfg.json"'
 check "train --model ends with the eval" '[[ "$out" == *"explained_variance: "* ]] && [[ "$out" == *"ce_loss_score: "* ]] && [[ "$out" == *"kl_div_score: "* ]]'
 
-out=$("$bin" cache --model "$m" --hook blocks.2.hook_resid_post --data "$tmp/s.txt" --context-size 32 --tokens 100000000 --out "$tmp/acts" 2>&1)
-check "cache writes activations and tokens" '[ -f "$tmp/acts/activations.bin" ] && [ -f "$tmp/acts/tokens.bin" ] && [[ "$out" == *"the whole dataset"* ]]'
+# resume from the checkpoint at step 50 (config, seed and batch from the checkpoint; store flags
+# again): the store replays the rows served so far, so the weights are those of the straight run
+"$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" --context-size 32 --buffer-rows 1024 \
+    --quiet --eval-windows 0 --resume "$tmp/live/checkpoints/step_50" --out "$tmp/resumed" >/dev/null 2>&1
+check "train --model resumed from a checkpoint gives bit-identical weights" 'cmp -s "$tmp/live/sae_weights.safetensors" "$tmp/resumed/sae_weights.safetensors"'
+err=$("$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" --context-size 32 --quiet \
+    --eval-windows 0 --resume "$tmp/live/checkpoints/step_50" --out "$tmp/resumed2" 2>&1); rc=$?
+check "resume with another mixing buffer says so" '[ $rc -eq 1 ] && [[ "$err" == *"buffer_rows 1024"* ]]'
+
+cache() { "$bin" cache --model "$m" --hook blocks.2.hook_resid_post --data "$tmp/s.txt" --context-size 32 "$@" 2>&1; }
+size() { stat -c %s "$1"; }
+out=$(cache --tokens 100000000 --out "$tmp/acts")
+check "cache writes activations and tokens" '[ -f "$tmp/acts/activations.bin" ] && [ -f "$tmp/acts/tokens.bin" ]'
+rows=$(( $(size "$tmp/acts/tokens.bin") / 4 ))
+check "--tokens beyond the data: one epoch, and it says so" '[[ "$out" == *"wrote $rows rows"* ]] && [[ "$out" == *"the whole dataset: one epoch, fewer rows than --tokens 100000000"* ]] && [ "$(size "$tmp/acts/activations.bin")" -eq $((4096 + rows * 64 * 4)) ]'
+out=$(cache --tokens $rows --out "$tmp/acts_exact")
+check "--tokens exactly one epoch: the whole dataset" '[[ "$out" == *"wrote $rows rows"* ]] && [[ "$out" == *"; the whole dataset"* ]] && [[ "$out" != *"fewer"* ]] && cmp -s "$tmp/acts/activations.bin" "$tmp/acts_exact/activations.bin"'
+out=$(cache --tokens 1000 --out "$tmp/acts_part")
+check "--tokens 1000: exactly 1000 rows, the first of the full cache" '[[ "$out" == *"wrote 1000 rows"* ]] && [[ "$out" == *"first rows"* ]] && [ "$(size "$tmp/acts_part/tokens.bin")" -eq 4000 ] && [ "$(size "$tmp/acts_part/activations.bin")" -eq $((4096 + 1000 * 256)) ] && cmp -s -n 4000 "$tmp/acts/tokens.bin" "$tmp/acts_part/tokens.bin" && cmp -s -i 4096 -n 256000 "$tmp/acts/activations.bin" "$tmp/acts_part/activations.bin"'
+
 "$bin" train --acts "$tmp/acts" $common --out "$tmp/cached" >/dev/null 2>&1
 check "training from the cache gives the same SAE as training live" 'cmp -s "$tmp/live/sae_weights.safetensors" "$tmp/cached/sae_weights.safetensors"'
 check "the cache carries the metadata" 'grep -q "\"hook_name\":\"blocks.2.hook_resid_post\"" "$tmp/cached/cfg.json" && grep -q "\"context_size\":32" "$tmp/cached/cfg.json"'
+ev() { "$bin" train --acts "$1" $common 2>&1 | sed -n 's/.*explained variance \([0-9.]*\).*/\1/p'; }
+ev32=$(ev "$tmp/acts")
+for dt in f16 bf16; do
+    out=$(cache --tokens 100000000 --dtype $dt --out "$tmp/acts_$dt")
+    ev16=$(ev "$tmp/acts_$dt")
+    check "train --acts on a cache in $dt: half the size, EV $ev16 within 0.01 of f32's $ev32" '[[ "$out" == *"($dt)"* ]] && [ "$(size "$tmp/acts_$dt/activations.bin")" -eq $((4096 + rows * 64 * 2)) ] && python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); assert a > 0.5 and abs(a - b) < 0.01" "$ev16" "$ev32"'
+done
+
+# damaged caches: the error names the file and the field (test_acts checks every field)
+mkdir -p "$tmp/bad"; cp "$tmp/acts_part/tokens.bin" "$tmp/bad/"
+head -c 100000 "$tmp/acts_part/activations.bin" > "$tmp/bad/activations.bin"
+err=$("$bin" train --acts "$tmp/bad" $common 2>&1); rc=$?
+check "a truncated cache: file and count named" '[ $rc -eq 1 ] && [[ "$err" == *"$tmp/bad/activations.bin: size 100000 bytes"* ]] && [[ "$err" == *"count 1000"* ]]'
+{ printf 'CTRPACTZ'; tail -c +9 "$tmp/acts_part/activations.bin"; } > "$tmp/bad/activations.bin"
+err=$("$bin" train --acts "$tmp/bad" $common 2>&1); rc=$?
+check "a wrong magic: file and field named" '[ $rc -eq 1 ] && [[ "$err" == *"$tmp/bad/activations.bin"*"magic"*"CTRPACTZ"* ]]'
+cp "$tmp/acts_part/activations.bin" "$tmp/bad/"; head -c 3996 "$tmp/acts_part/tokens.bin" > "$tmp/bad/tokens.bin"
+err=$("$bin" train --acts "$tmp/bad" $common 2>&1); rc=$?
+check "tokens.bin disagreeing with the header's count: named" '[ $rc -eq 1 ] && [[ "$err" == *"$tmp/bad/tokens.bin: size 3996 bytes"*"count 1000"* ]]'
 
 out=$("$bin" eval --model "$m" --sae "$tmp/live" --data "$tmp/s.txt" --windows 8)
 check "eval prints name: value lines" '[[ "$out" == *"ce_loss_with_sae: "* ]] && [[ "$out" == *"dead_latents: "* ]] && [[ "$out" == *"density_histogram"* ]]'

@@ -1,9 +1,11 @@
 // Activation store and cache on stories260K: rows equal the hook's activations at the unmasked
 // positions (checked against a direct forward), no special-token rows, determinism per seed,
 // buffer-size validation, cache round trip (f32 exact, f16 close), cache == live store for the
-// same seed (across an epoch wrap), and resume (get/set state) giving the same batches.
+// same seed (across an epoch wrap), resume (get/set state) giving the same batches, bf16 rows
+// within 2^-8, and damaged cache files rejected with the file and the field named.
 #include <stdint.h>
 
+#include "core/file.h"
 #include "cterp/acts.h"
 #include "stories.h"
 #include "test.h"
@@ -176,6 +178,75 @@ static void test_store(cterp_model *m) {
     }
     CHECK_MSG(maxrel < 1e-3, "f16 cache relative error %g", maxrel);
     cterp_act_source_free(&a), cterp_act_source_free(&b);
+
+    // bf16 cache: 8 significant bits, round to nearest even (relative error <= 2^-8)
+    c.buffer_rows = 512;
+    CHECK_OK(cterp_act_cache_write(m, "stories260K", HOOK, corpus, &c, 1000, CTERP_DTYPE_BF16, cache16, NULL,
+                                   NULL, &info));
+    CHECK(info.count == 1000 && info.dtype == CTERP_DTYPE_BF16);
+    c.buffer_rows = 128;
+    CHECK_OK(cterp_act_source_cache(&a, cache_dir, &c, 32));
+    CHECK_OK(cterp_act_source_cache(&b, cache16, &c, 32));
+    maxrel = 0;
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(a.next(a.ctx, x, 32));
+        CHECK_OK(b.next(b.ctx, y, 32));
+        for (int q = 0; q < 32 * 64; q++) {
+            double r = fabs(x[q] - y[q]) / fmax(fabs(x[q]), 1e-30);
+            if (x[q] != 0 && r > maxrel) maxrel = r;
+        }
+    }
+    CHECK_MSG(maxrel <= 1.0 / 256 && maxrel > 0, "bf16 cache relative error %g", maxrel);
+    cterp_act_source_free(&a), cterp_act_source_free(&b);
+}
+
+// A damaged copy of the f32 cache: activations.bin with `len` bytes of `patch` at `at` and its
+// size cut to `size` (-1: unchanged), tokens.bin cut to tok_size (-1: unchanged). Then the
+// reader (info and source) must fail with CTERP_EFORMAT naming `file` and `field`.
+static void check_damaged(const char *what, int64_t at, const void *patch, size_t len, int64_t size,
+                          int64_t tok_size, const char *file, const char *field) {
+    char src[800], dst[800], dir[700];
+    snprintf(dir, sizeof dir, "%s.damaged", cache_dir);
+    CHECK_OK(file_mkdirs(dir));
+    const char *names[2] = {"activations.bin", "tokens.bin"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(src, sizeof src, "%s/%s", cache_dir, names[k]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[k]);
+        char *d;
+        size_t n;
+        CHECK_OK(file_read_all(src, &d, &n));
+        if (k == 0 && patch) memcpy(d + at, patch, len);
+        int64_t cut = k == 0 ? size : tok_size;
+        if (cut >= 0 && (size_t)cut < n) n = (size_t)cut;
+        CHECK_OK(file_write_all(dst, d, n));
+        free(d);
+    }
+    cterp_cache_info info;
+    cterp_act_source s;
+    cterp_status e1 = cterp_act_cache_info_read(dir, &info);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", cterp_last_error());
+    cterp_status e2 = cterp_act_source_cache(&s, dir, NULL, 64);
+    CHECK_MSG(e1 == CTERP_EFORMAT && e2 == CTERP_EFORMAT && strstr(msg, file) && strstr(msg, field) &&
+                  !strcmp(msg, cterp_last_error()),
+              "%s: status %d/%d, message '%s' should name %s and %s", what, e1, e2, msg, file, field);
+    printf("%s: %s\n", what, msg);
+}
+
+static void test_damaged(void) {
+    cterp_cache_info info;
+    CHECK_OK(cterp_act_cache_info_read(cache_dir, &info));
+    const int64_t full = 4096 + info.count * 64 * 4;
+    int64_t count1 = info.count + 1, d_in = 65;
+    uint32_t version = 2, dtype = 7;
+    check_damaged("truncated", 0, NULL, 0, full - 100, -1, "activations.bin", "count");
+    check_damaged("header cut", 0, NULL, 0, 100, -1, "activations.bin", "header");
+    check_damaged("wrong magic", 0, "CTRPACTX", 8, -1, -1, "activations.bin", "magic");
+    check_damaged("count mismatch", 24, &count1, 8, -1, -1, "activations.bin", "count");
+    check_damaged("d_in mismatch", 16, &d_in, 8, -1, -1, "activations.bin", "d_in");
+    check_damaged("version", 8, &version, 4, -1, -1, "activations.bin", "version");
+    check_damaged("dtype", 12, &dtype, 4, -1, -1, "activations.bin", "dtype");
+    check_damaged("tokens.bin short", 0, NULL, 0, -1, info.count * 4 - 4, "tokens.bin", "count");
 }
 
 static void test_errors(cterp_model *m) {
@@ -234,6 +305,7 @@ int main(void) {
     test_rows(m);
     test_store(m);
     test_errors(m);
+    test_damaged();
     cterp_model_free(m);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

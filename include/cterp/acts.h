@@ -20,7 +20,7 @@
 #include "cterp/data.h"
 #include "cterp/error.h"
 #include "cterp/model.h"
-#include "cterp/train.h"
+#include "cterp/source.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -91,10 +91,6 @@ cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
 // wrapping at the end. Only buffer_rows and seed of c are used.
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
                                     const cterp_store_config *c, int64_t train_batch);
-
-// Fills an SAE's metadata (model, hook, context size, BOS, dataset, separator, flags).
-void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *hook,
-                      const char *dataset, const cterp_window_config *w);
 
 #ifdef __cplusplus
 }

@@ -68,6 +68,10 @@ typedef struct {
 } cterp_pipeline_opts;
 
 void cterp_pipeline_opts_default(cterp_pipeline_opts *o);
+// Fills an SAE's metadata (model, hook, context size, BOS, dataset, separator, flags) from where
+// its activations came from: the store's windows (cterp_train_sae, or a cache's header).
+void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *hook,
+                      const char *dataset, const cterp_window_config *w);
 
 // Trains an SAE on the activations of `component` at `layer` (mlp, attn, resid, resid_pre,
 // resid_mid, mlp_post, ...; or a full hook name, layer then ignored) over `dataset`, as

@@ -11,6 +11,7 @@
 #include "cterp/sae.h"       // SAE parameters, encode/decode, SAELens directories
 #include "cterp/tokenizer.h" // SentencePiece-BPE and GPT-2 byte-level BPE from a GGUF vocab
 #include "cterp/toy.h"       // the toy model of superposition and MMCS
-#include "cterp/train.h"     // training config, activation sources, the trainer
+#include "cterp/source.h"    // activation sources: what the trainer reads
+#include "cterp/train.h"     // training config, the trainer
 
 #endif

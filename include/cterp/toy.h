@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "cterp/error.h"
-#include "cterp/train.h"
+#include "cterp/source.h"
 
 #ifdef __cplusplus
 extern "C" {

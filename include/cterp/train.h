@@ -9,6 +9,7 @@
 
 #include "cterp/error.h"
 #include "cterp/sae.h"
+#include "cterp/source.h" // cterp_act_source: what the trainer reads
 
 #ifdef __cplusplus
 extern "C" {
@@ -76,19 +77,6 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
 // d_sae and steps after resolving defaults.
 int64_t cterp_train_config_d_sae(const cterp_train_config *c, int64_t d_in);
 int64_t cterp_train_config_steps(const cterp_train_config *c);
-
-// A stream of activations (B, D). State (up to 16 words) lets a checkpoint resume the stream.
-typedef struct cterp_act_source {
-    int64_t d_in;
-    void *ctx;
-    cterp_status (*next)(void *ctx, float *x, int64_t B);
-    int (*get_state)(void *ctx, uint64_t *state, int cap); // returns words written
-    cterp_status (*set_state)(void *ctx, const uint64_t *state, int n);
-    void (*free)(void *ctx);
-    char description[256];
-} cterp_act_source;
-
-void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op
 
 // Activations from a .npy float32 [n, d_in] or raw f32 file (d_in given for raw), served in a
 // seeded random order (a new permutation each epoch), read through mmap.

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "acts/acts_impl.h"
 #include "core/file.h"
@@ -52,9 +53,16 @@ static void encode_header(uint8_t *h, const cterp_cache_info *in) {
 // Checks a header against the file size; the message names the file and the field.
 static cterp_status decode_header(const char *path, const uint8_t *h, size_t size, cterp_cache_info *o) {
     memset(o, 0, sizeof *o);
-    if (size < CACHE_HEADER || memcmp(h, CACHE_MAGIC, 8))
-        return cterp_error(CTERP_EFORMAT, "%s: not a cterp activation cache (magic \"%s\" missing)", path,
-                           CACHE_MAGIC);
+    if (size < CACHE_HEADER || memcmp(h, CACHE_MAGIC, 8)) {
+        char found[40] = "", *f = found; // the first bytes, printable or \xNN
+        for (size_t i = 0; i < 8 && i < size; i++)
+            f += h[i] >= 32 && h[i] < 127 && h[i] != '"' && h[i] != '\\' ? sprintf(f, "%c", h[i]) : sprintf(f, "\\x%02x", h[i]);
+        if (size >= 8 && !memcmp(h, CACHE_MAGIC, 8))
+            return cterp_error(CTERP_EFORMAT, "%s: size %zu bytes, shorter than the %d-byte header", path, size,
+                               CACHE_HEADER);
+        return cterp_error(CTERP_EFORMAT, "%s: not a cterp activation cache: magic: expected \"%s\", found \"%s\"",
+                           path, CACHE_MAGIC, found);
+    }
     o->version = get_u32(h + 8);
     if (o->version != CACHE_VERSION)
         return cterp_error(CTERP_EFORMAT, "%s: version: expected %u, found %u", path, CACHE_VERSION, o->version);
@@ -79,12 +87,27 @@ static cterp_status decode_header(const char *path, const uint8_t *h, size_t siz
     return CTERP_OK;
 }
 
+// tokens.bin holds one int32 per row; training does not read it, but when present its size must
+// match the header's count (a cache whose two files disagree is damaged).
+static cterp_status check_tokens(const char *dir, const cterp_cache_info *info) {
+    char *p = file_join(dir, "tokens.bin");
+    if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
+    struct stat sb;
+    cterp_status s = CTERP_OK;
+    if (stat(p, &sb) == 0 && (uint64_t)sb.st_size != (uint64_t)info->count * 4)
+        s = cterp_error(CTERP_EFORMAT, "%s: size %lld bytes, expected count %lld (from activations.bin) x 4 bytes",
+                        p, (long long)sb.st_size, (long long)info->count);
+    free(p);
+    return s;
+}
+
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info) {
     char *p = file_join(dir, "activations.bin");
     if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
     file_map fm = {0};
     cterp_status s = file_map_open(&fm, p);
     if (!s) s = decode_header(p, fm.data, fm.size, info);
+    if (!s) s = check_tokens(dir, info);
     file_map_close(&fm);
     free(p);
     return s;
@@ -145,12 +168,19 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
         in.count++;
         if (progress && in.count % 4096 == 0) progress(in.count, max_tokens, user);
     }
+    int64_t windows = st.windows;
+    if (!in.complete_epoch && in.count > 0) { // max_tokens reached: was that exactly the whole dataset?
+        const float *row;
+        int eof = 0;
+        if ((s = stream_next(&st, &row, NULL, 1, &eof))) goto done;
+        in.complete_epoch = eof;
+    }
     if (in.count == 0) {
         s = cterp_error(CTERP_EFORMAT, "%s: no activations: no complete window of %d tokens", dataset,
                         c->windows.context_size);
         goto done;
     }
-    in.windows = st.windows;
+    in.windows = windows;
     encode_header(hdr, &in);
     FILE *f = wa.fp;
     if (fseek(f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, f) != CACHE_HEADER) {
@@ -268,6 +298,7 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
     e = file_map_open(&s->fm, p);
     if (!e) e = decode_header(p, s->fm.data, s->fm.size, &s->info);
     free(p);
+    if (!e) e = check_tokens(dir, &s->info);
     if (!e) e = mixer_init(&s->mx, cap, c->seed);
     if (!e && !(s->slot_row = malloc((size_t)cap * sizeof *s->slot_row)))
         e = cterp_error(CTERP_ENOMEM, "activation cache: out of memory (%lld rows)", (long long)cap);

@@ -124,19 +124,3 @@ cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_sta
     st->buffer_rows = s->mx.cap;
     return CTERP_OK;
 }
-
-void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *hook,
-                      const char *dataset, const cterp_window_config *w) {
-    snprintf(meta->model_name, sizeof meta->model_name, "%s", model_name ? model_name : "");
-    snprintf(meta->hook_name, sizeof meta->hook_name, "%s", hook ? hook : "");
-    snprintf(meta->dataset_path, sizeof meta->dataset_path, "%s", dataset ? dataset : "");
-    meta->hook_head_index = -1;
-    meta->context_size = w->context_size;
-    meta->prepend_bos = w->prepend_bos;
-    const char *sep = w->separator == CTERP_SEP_BOS ? "bos" : w->separator == CTERP_SEP_EOS ? "eos"
-                    : w->separator == CTERP_SEP_NONE ? "" : NULL;
-    if (sep) snprintf(meta->sequence_separator_token, sizeof meta->sequence_separator_token, "%s", sep);
-    else snprintf(meta->sequence_separator_token, sizeof meta->sequence_separator_token, "%d", w->separator);
-    meta->exclude_special_tokens = w->exclude_special;
-    meta->disable_concat_sequences = !w->concat;
-}

@@ -1,13 +1,32 @@
 // cterp_train_sae: model + dataset -> activation store -> trainer -> SAE directory (+ eval),
 // the C form of mlxterp's model.train_sae.
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "cterp/analysis.h"
 
 void cterp_pipeline_opts_default(cterp_pipeline_opts *o) {
     memset(o, 0, sizeof *o);
     cterp_store_config_default(&o->store);
     o->eval_windows = 0;
+}
+
+void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *hook,
+                      const char *dataset, const cterp_window_config *w) {
+    snprintf(meta->model_name, sizeof meta->model_name, "%s", model_name ? model_name : "");
+    snprintf(meta->hook_name, sizeof meta->hook_name, "%s", hook ? hook : "");
+    snprintf(meta->dataset_path, sizeof meta->dataset_path, "%s", dataset ? dataset : "");
+    meta->hook_head_index = -1;
+    meta->context_size = w->context_size;
+    meta->prepend_bos = w->prepend_bos;
+    const char *sep = w->separator == CTERP_SEP_BOS ? "bos" : w->separator == CTERP_SEP_EOS ? "eos"
+                    : w->separator == CTERP_SEP_NONE ? "" : NULL;
+    if (sep) snprintf(meta->sequence_separator_token, sizeof meta->sequence_separator_token, "%s", sep);
+    else snprintf(meta->sequence_separator_token, sizeof meta->sequence_separator_token, "%d", w->separator);
+    meta->exclude_special_tokens = w->exclude_special;
+    meta->disable_concat_sequences = !w->concat;
 }
 
 cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
@@ -19,6 +38,16 @@ cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, c
     char hook[256];
     cterp_status s = cterp_hook_name(layer, component, hook, sizeof hook);
     if (s) return s;
+    cterp_train_config rc; // a resumed run's config is the checkpoint's: the store needs its seed and batch
+    if (opts->resume) {
+        char *p = file_join(opts->resume, "train_config.json");
+        if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
+        rc = *cfg;
+        s = cterp_train_config_load_json(&rc, p);
+        free(p);
+        if (s) return s;
+        cfg = &rc;
+    }
     cterp_store_config sc = opts->store;
     sc.seed = cfg->seed; // one seed for the whole run
     cterp_act_source src;

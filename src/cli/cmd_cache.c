@@ -12,7 +12,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: cterp cache --model M.gguf (--hook H | --layer L --component C) --data D\n"
                "                   --tokens N --out DIR [--dtype f32|f16|bf16] [options]\n"
-               "  --tokens N              activation rows to write (stops earlier at the end of the data)\n"
+               "  --tokens N              activation rows to write; at most one epoch: stops at the end of the\n"
+               "                          data and says so (train --acts wraps around it, as training live does)\n"
                "  --out DIR               cache directory (activations.bin, tokens.bin)\n"
                "  --dtype T               f32 (default; training from it equals training live), f16, bf16\n"
                "%s", cli_model_help);
@@ -88,9 +89,12 @@ int cmd_cache(int argc, char **argv) {
         return 1;
     }
     double dt_s = time_now() - t0;
-    printf("wrote %lld rows x %lld (%s) of %s from %lld windows of %d tokens to %s in %.1f s (%.0f tokens/s)%s\n",
+    printf("wrote %lld rows x %lld (%s) of %s from %lld windows of %d tokens to %s in %.1f s (%.0f tokens/s)",
            (long long)info.count, (long long)info.d_in, dt == CTERP_DTYPE_F32 ? "f32" : dt == CTERP_DTYPE_F16 ? "f16" : "bf16",
-           hook, (long long)info.windows, info.context_size, out, dt_s, info.count / (dt_s > 0 ? dt_s : 1),
-           info.complete_epoch ? "; the whole dataset" : "");
+           hook, (long long)info.windows, info.context_size, out, dt_s, info.count / (dt_s > 0 ? dt_s : 1));
+    if (info.complete_epoch && info.count < tokens) // a cache holds one epoch; train --acts wraps around it
+        printf("; the whole dataset: one epoch, fewer rows than --tokens %lld\n", (long long)tokens);
+    else
+        printf(info.complete_epoch ? "; the whole dataset\n" : "; the first rows of the dataset\n");
     return 0;
 }

@@ -1,4 +1,5 @@
 // cterp generate: sample text from a GGUF model (greedy by default), streaming to stdout.
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@ static void usage(FILE *f) {
                "  -n N         tokens to generate (default 64; stops early at EOS)\n"
                "  --temp T     sampling temperature, 0 = greedy (default 0)\n"
                "  --top-p P    nucleus sampling threshold (default 1 = off)\n"
-               "  --seed N     random seed for sampling (default 0)\n");
+               "  --seed N     random seed for sampling (default 0)\n"
+               "  --samples N  N samples, one per line (newlines in a sample become spaces), sample i\n"
+               "               seeded with --seed + i: a text corpus for cterp train --model / cache\n");
 }
 
 typedef struct {
@@ -43,9 +46,44 @@ static int on_token(int32_t t, void *u) {
     return 0;
 }
 
+// --samples: n samples from the same prompt, sample i seeded with seed + i, one per line.
+static cterp_status write_samples(cterp_model *m, const int32_t *prompt, int n_prompt, int n_new,
+                                  const cterp_sampler_params *sp0, long samples) {
+    const cterp_tokenizer *tok = cterp_model_tokenizer(m);
+    int64_t generated = 0;
+    double t0 = time_now();
+    for (long i = 0; i < samples; i++) {
+        cterp_sampler_params sp = *sp0;
+        sp.seed = sp0->seed + (uint64_t)i;
+        int32_t *out = NULL;
+        int n_out = 0;
+        char *text = NULL;
+        size_t len = 0;
+        cterp_status s = cterp_generate(m, prompt, n_prompt, n_new, &sp, NULL, NULL, NULL, &out, &n_out);
+        if (!s) s = cterp_detokenize(tok, out, (size_t)n_out, 0, &text, &len);
+        if (s) {
+            free(out);
+            fprintf(stderr, "cterp generate: sample %ld: %s\n", i, cterp_last_error());
+            return s;
+        }
+        for (size_t k = 0; k < len; k++)
+            if (text[k] == '\n' || text[k] == '\r') text[k] = ' '; // one sample per line
+        fwrite(text, 1, len, stdout);
+        putchar('\n');
+        generated += n_out - n_prompt;
+        free(out), free(text);
+    }
+    fflush(stdout);
+    double dt = time_now() - t0;
+    fprintf(stderr, "[%ld samples, %lld generated tokens in %.3f s, %.1f tokens/s]\n", samples,
+            (long long)generated, dt, dt > 0 ? generated / dt : 0.0);
+    return CTERP_OK;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL;
     int n_new = 64;
+    long samples = 0; // 0: one sample, streamed as it is generated
     cterp_sampler_params sp = {0.0f, 1.0f, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -67,6 +105,8 @@ int cmd_generate(int argc, char **argv) {
             sp.top_p = strtof(v, &end);
         else if (!strcmp(a, "--seed"))
             sp.seed = strtoull(v, &end, 10);
+        else if (!strcmp(a, "--samples"))
+            samples = strtol(v, &end, 10);
         else {
             fprintf(stderr, "cterp generate: unknown option %s\n", a);
             return usage(stderr), 2;
@@ -81,8 +121,8 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "cterp generate: --model is required\n");
         return usage(stderr), 2;
     }
-    if (n_new < 0 || sp.top_p <= 0 || sp.top_p > 1 || sp.temperature < 0) {
-        fprintf(stderr, "cterp generate: need -n >= 0, 0 < --top-p <= 1, --temp >= 0\n");
+    if (n_new < 0 || sp.top_p <= 0 || sp.top_p > 1 || sp.temperature < 0 || samples < 0 || samples > INT32_MAX) {
+        fprintf(stderr, "cterp generate: need -n >= 0, 0 < --top-p <= 1, --temp >= 0, --samples >= 0\n");
         return 2;
     }
     cterp_model *m;
@@ -103,6 +143,10 @@ int cmd_generate(int argc, char **argv) {
         goto fail;
     if (n == 0) { // a vocabulary without BOS and no prompt: nothing to condition on
         fprintf(stderr, "cterp generate: empty prompt and the vocabulary adds no BOS\n");
+        goto done;
+    }
+    if (samples > 0) {
+        rc = write_samples(m, ids, (int)n, n_new, &sp, samples) ? 1 : 0;
         goto done;
     }
     stream st = {tok, malloc(((size_t)n + (size_t)n_new) * sizeof(int32_t)), (int)n, (int)n + n_new,

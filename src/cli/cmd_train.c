@@ -132,6 +132,15 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "cterp train: give exactly one data source: --toy, --acts FILE or --model M.gguf (see --help)\n");
         return 2;
     }
+    if (resume) { // the run's config is the checkpoint's; the data sources need its seed and batch
+        char *p = file_join(resume, "train_config.json");
+        cterp_status s = p ? cterp_train_config_load_json(&cfg, p) : CTERP_ENOMEM;
+        free(p);
+        if (s) {
+            fprintf(stderr, "cterp train: --resume %s: %s\n", resume, cterp_last_error());
+            return 1;
+        }
+    }
     if (toy && features_out) { // the ground truth, for reference implementations (bench/)
         cterp_toy *tt;
         if (cterp_toy_create(&tt, &tc) ||

@@ -1,0 +1,31 @@
+// cterp activation sources: the interface between whatever produces activation rows (a model
+// run through the activation store, a cache, a .npy file, the toy) and the trainer that consumes
+// them. Its own header so that producers (acts.h, toy.h) need not include the trainer's.
+#ifndef CTERP_SOURCE_H
+#define CTERP_SOURCE_H
+
+#include <stdint.h>
+
+#include "cterp/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// A stream of activations (B, D). State (up to 16 words) lets a checkpoint resume the stream.
+typedef struct cterp_act_source {
+    int64_t d_in;
+    void *ctx;
+    cterp_status (*next)(void *ctx, float *x, int64_t B);
+    int (*get_state)(void *ctx, uint64_t *state, int cap); // returns words written
+    cterp_status (*set_state)(void *ctx, const uint64_t *state, int n);
+    void (*free)(void *ctx);
+    char description[256];
+} cterp_act_source;
+
+void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op
+
+#ifdef __cplusplus
+}
+#endif
+#endif
