@@ -146,9 +146,6 @@ enum { CTERP_N_PHASES = 8 };
 // For benchmarks: AuxK over gathered pairs (0), dense GEMMs over the dead columns (1), or the
 // per-step choice by cost (-1, the default).
 void cterp_trainer_bench_auxk_mode(cterp_trainer *t, int mode);
-// For benchmarks and tests: 1 stores the whole gradient and then runs Adam over it (the plain
-// order), instead of the default fused backward + Adam. Both give the same bits.
-void cterp_trainer_bench_unfused(cterp_trainer *t, int unfused);
 void cterp_trainer_phase_times(const cterp_trainer *t, double out[CTERP_N_PHASES]);
 const char *cterp_trainer_phase_name(int phase);
 

@@ -50,7 +50,7 @@ int cmd_bench(int argc, char **argv) {
     cterp_train_config_default(&cfg);
     int64_t D = 768, steps = 10;
     double dead = 0, l0 = 0;
-    int auxk_mode = -1, unfused = 0;
+    int auxk_mode = -1;
     cfg.d_sae = 24576, cfg.k = 32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -63,7 +63,7 @@ int cmd_bench(int argc, char **argv) {
                    "--dead-fraction F: F of the latents dead from the start (AuxK runs on them);\n"
                    "--l0 L: standard/jumprelu: b_enc offset so about L latents fire per token.\n"
                    "--auxk-impl pairs|dense|auto: force AuxK's implementation (auto: chosen by cost).\n"
-                   "--unfused 1: store the whole gradient, then Adam (default: backward fused with Adam).\n"
+
                    "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n");
             return 0;
         }
@@ -76,7 +76,6 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) steps = atoll(v);
         else if (!strcmp(a, "--dead-fraction")) dead = atof(v);
         else if (!strcmp(a, "--l0")) l0 = atof(v);
-        else if (!strcmp(a, "--unfused")) unfused = atoi(v);
         else if (!strcmp(a, "--auxk-impl") && (!strcmp(v, "pairs") || !strcmp(v, "dense") || !strcmp(v, "auto")))
             auxk_mode = !strcmp(v, "pairs") ? 0 : !strcmp(v, "dense") ? 1 : -1;
         else if (!strncmp(a, "--", 2) && !cterp_train_config_set(&cfg, a + 2, v)) continue;
@@ -115,7 +114,6 @@ int cmd_bench(int argc, char **argv) {
     }
     cterp_trainer_bench_setup(t, dead, l0);
     cterp_trainer_bench_auxk_mode(t, auxk_mode);
-    cterp_trainer_bench_unfused(t, unfused);
     int rc = 0;
     if (cterp_trainer_run(t, 1)) rc = 1; // warm-up step (first-touch of buffers)
     double ph0[CTERP_N_PHASES], ph1[CTERP_N_PHASES];

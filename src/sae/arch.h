@@ -63,8 +63,8 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
 void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                    const float *x, float *grads, float *dtheta);
 
-// The backward in parts, for optimisers that consume it row by row without storing it:
-// prepare fills w->g = dL/dx_hat, db_dec (D) = its decoder part, and the latent grouping;
+// The backward in parts, for callers that want each latent's rows while they are in cache (the
+// trainer takes their norms there): prepare fills w->g = dL/dx_hat, db_dec (D) = its decoder part, and the latent grouping;
 // arch_latent_grad then writes latent i's W_enc row gradient gWe (D) and W_dec row gradient gWd
 // (D), sets *dtheta_i (jumprelu, if not NULL), and returns dL/db_enc_i. It only reads shared
 // state, so it may run for different latents at once and again for the same latent (same result).

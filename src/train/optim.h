@@ -11,8 +11,7 @@
 
 // One Adam step (t = 1-based step count) on the gradient g * gscale (the clipping factor,
 // applied here so that the gradient is read once). adam_coefs + adam_apply do it for one slice
-// (serial; the trainer applies it row by row as rows' gradients are computed); adam_update over
-// n parameters in parallel. Both give the same bits for the same element.
+// (serial); adam_update over n parameters in parallel. Both give the same bits per element.
 typedef struct {
     float b1, b2, eps, step, ic2, gscale;
 } adam_coef;

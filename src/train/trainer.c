@@ -43,10 +43,8 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     t->dead = calloc(N, 1);
     t->x = malloc((size_t)t->B * t->D * sizeof(float));
     t->rowsq = malloc(2 * N * sizeof(double));
-    t->nbuf = omp_get_max_threads();
-    t->rowbuf = malloc((size_t)t->nbuf * 2 * (size_t)t->D * sizeof(float));
     int ok = t->grads && t->adam_m && t->adam_v && t->since_fired && t->window_count &&
-             t->log10_density && t->dead && t->x && t->rowsq && t->rowbuf;
+             t->log10_density && t->dead && t->x && t->rowsq;
     if (ok && cfg->architecture == CTERP_ARCH_JUMPRELU) {
         t->log_thr = calloc(N, sizeof(float));
         t->dlog_thr = calloc(N, sizeof(float));
@@ -71,7 +69,7 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
 void cterp_trainer_free(cterp_trainer *t) {
     if (!t) return;
     cterp_sae_free(t->sae);
-    free(t->grads), free(t->adam_m), free(t->adam_v), free(t->rowsq), free(t->rowbuf);
+    free(t->grads), free(t->adam_m), free(t->adam_v), free(t->rowsq);
     free(t->log_thr), free(t->dlog_thr), free(t->thr_m), free(t->thr_v);
     free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x);
     arch_work_free(&t->work);
@@ -256,29 +254,19 @@ static cterp_status train_step(cterp_trainer *t) {
     int64_t n_dead = 0;
     for (int64_t i = 0; i < N; i++) n_dead += t->dead[i] = t->since_fired[i] >= c->dead_feature_window;
 
-    // Backward fused with Adam. Pass 1 computes every latent's gradient rows for the norm,
-    // storing only those of dead latents when revival will add to them; after revival and the
-    // clipping factor, pass 2 recomputes each other latent's rows and applies Adam to them at
-    // once, so the W_enc / W_dec gradient never goes through memory. (t->unfused: the plain
-    // order, store everything then Adam; the same bits, tested.)
+    // Backward: each latent's gradient rows, with their squared norms taken while the rows are
+    // in cache (the clipping norm then needs no pass of its own).
     const int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
-    const int revive = n_dead > 0 && ((c->use_auxk && topk_like) || c->use_ghost_grads);
-    const int unfused = t->unfused;
     const float *thr = t->sae->threshold;
     float *dW_enc = t->grads, *db_enc = dW_enc + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
     double *rowsq = t->rowsq;
     double t0b = time_now();
     arch_backward_prepare(w, &o, t->x, db_dec);
-    #pragma omp parallel num_threads(t->nbuf)
-    {
-        float *ge = t->rowbuf + (size_t)omp_get_thread_num() * 2 * D, *gd = ge + D;
-        #pragma omp for schedule(dynamic, 16)
-        for (int64_t i = 0; i < N; i++) {
-            int keep = unfused || (revive && t->dead[i]);
-            float *e = keep ? dW_enc + i * D : ge, *d = keep ? dW_dec + i * D : gd;
-            db_enc[i] = arch_latent_grad(w, t->sae, &o, thr, i, e, d, t->dlog_thr ? t->dlog_thr + i : NULL);
-            rowsq[i] = sumsq_row(e, D), rowsq[N + i] = sumsq_row(d, D);
-        }
+    #pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < N; i++) {
+        float *e = dW_enc + i * D, *d = dW_dec + i * D;
+        db_enc[i] = arch_latent_grad(w, t->sae, &o, thr, i, e, d, t->dlog_thr ? t->dlog_thr + i : NULL);
+        rowsq[i] = sumsq_row(e, D), rowsq[N + i] = sumsq_row(d, D);
     }
     double t1 = time_now(), aux = 0;
     w->t_backward += t1 - t0b;
@@ -288,7 +276,7 @@ static cterp_status train_step(cterp_trainer *t) {
                            c->rescale_acts_by_decoder_norm, t->grads, t->auxk_mode);
     }
     if (n_dead > 0 && c->use_ghost_grads) aux += revive_ghost(w, t->sae, t->x, t->dead, n_dead, t->grads);
-    if (revive) // the rows revival added to
+    if (n_dead > 0 && (c->use_auxk || c->use_ghost_grads)) // the rows revival added to
         for (int64_t i = 0; i < N; i++)
             if (t->dead[i]) rowsq[i] = sumsq_row(dW_enc + i * D, D), rowsq[N + i] = sumsq_row(dW_dec + i * D, D);
     double t2 = time_now();
@@ -313,26 +301,8 @@ static cterp_status train_step(cterp_trainer *t) {
     float gscale = 1.0f;
     if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) gscale = (float)(c->grad_clip / sqrt(gn2));
     // Adam over W_enc, b_enc, W_dec, b_dec (the threshold array is not trained directly)
-    const adam_coef ac = adam_coefs((float)lr, c->adam_beta1, c->adam_beta2, c->adam_eps, step + 1, gscale);
-    float *We = t->sae->W_enc, *Wd = t->sae->W_dec, *am = t->adam_m, *av = t->adam_v;
-    const int64_t oe = 0, od = N * D + N; // offsets of W_enc and W_dec in params / m / v
-    #pragma omp parallel num_threads(t->nbuf)
-    {
-        float *ge = t->rowbuf + (size_t)omp_get_thread_num() * 2 * D, *gd = ge + D;
-        #pragma omp for schedule(dynamic, 16)
-        for (int64_t i = 0; i < N; i++) {
-            int keep = unfused || (revive && t->dead[i]);
-            const float *e = dW_enc + i * D, *d = dW_dec + i * D;
-            if (!keep) { // the same rows as pass 1, from W_dec row i before its update below
-                arch_latent_grad(w, t->sae, &o, thr, i, ge, gd, NULL);
-                e = ge, d = gd;
-            }
-            adam_apply(We + i * D, e, am + oe + i * D, av + oe + i * D, (size_t)D, &ac);
-            adam_apply(Wd + i * D, d, am + od + i * D, av + od + i * D, (size_t)D, &ac);
-        }
-    }
-    adam_apply(t->sae->b_enc, db_enc, am + N * D, av + N * D, (size_t)N, &ac);
-    adam_apply(t->sae->b_dec, db_dec, am + 2 * N * D + N, av + 2 * N * D + N, (size_t)D, &ac);
+    adam_update(t->sae->params, t->grads, gscale, t->adam_m, t->adam_v, (size_t)(2 * N * D + N + D),
+                (float)lr, c->adam_beta1, c->adam_beta2, c->adam_eps, step + 1);
     if (t->log_thr) {
         adam_update(t->log_thr, t->dlog_thr, gscale, t->thr_m, t->thr_v, (size_t)N, (float)lr, c->adam_beta1,
                     c->adam_beta2, c->adam_eps, step + 1);
@@ -535,6 +505,5 @@ const char *cterp_trainer_phase_name(int phase) {
 }
 
 void cterp_trainer_bench_auxk_mode(cterp_trainer *t, int mode) { t->auxk_mode = mode; }
-void cterp_trainer_bench_unfused(cterp_trainer *t, int unfused) { t->unfused = unfused; }
 
 void cterp_trainer_set_meta(cterp_trainer *t, const cterp_sae_meta *meta) { t->sae->meta = *meta; }

@@ -17,10 +17,7 @@ struct cterp_trainer {
     float *adam_m, *adam_v;
     float *log_thr, *dlog_thr, *thr_m, *thr_v; // jumprelu: log threshold (N) and its Adam state
     int auxk_mode;       // -1 auto, 0 pairs, 1 dense (benchmarks)
-    int unfused;         // 1: store the whole gradient, then Adam (the reference for the fused path)
     double *rowsq;       // (2N) squared norms of each latent's W_enc and W_dec gradient rows
-    float *rowbuf;       // (nbuf, 2D) per-thread gradient rows of the fused backward + Adam
-    int nbuf;
     double topk_threshold; // batchtopk inference threshold (EMA)
     double scale;        // input scale factor (1 unless normalize_activations)
     int initialized;     // b_dec and scale done
