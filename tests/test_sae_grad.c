@@ -41,7 +41,7 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     float x[B * D], theta[N];
     for (int q = 0; q < B * D; q++) x[q] = rng_normal(&r);
     for (int i = 0; i < N; i++) theta[i] = 0.2f + 0.3f * rng_uniform(&r);
-    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f};
+    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
 
@@ -179,10 +179,27 @@ static void check_revive(int ghost, int rescale, int mode) {
     uint8_t dead[N] = {0};
     int nd = 0;
     for (int i = 0; i < N; i += 2) dead[i] = 1, nd++;
-    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f};
+    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
     arch_forward(&w, s, &o, NULL, x);
+    { // the dead latents' pre-activations copied by the forward give the same bits as gathering
+        int32_t list[N];
+        for (int i = 0, j = 0; i < N; i++)
+            if (dead[i]) list[j++] = i;
+        arch_opts os = o;
+        os.sub = list, os.n_sub = nd;
+        arch_work ws;
+        arch_work_init(&ws, B, D, N);
+        arch_forward(&ws, s, &os, NULL, x);
+        float ga[2 * N * D + N + D], gb[2 * N * D + N + D];
+        memset(ga, 0, sizeof ga), memset(gb, 0, sizeof gb);
+        double la = ghost ? revive_ghost(&w, s, x, dead, nd, ga) : revive_auxk(&w, s, x, dead, nd, 3, 0.5f, rescale, ga, mode);
+        double lb = ghost ? revive_ghost(&ws, s, x, dead, nd, gb) : revive_auxk(&ws, s, x, dead, nd, 3, 0.5f, rescale, gb, mode);
+        CHECK_MSG(ws.n_sub == nd && la == lb && !memcmp(ga, gb, sizeof ga),
+                  "%s mode %d: revival from the forward's copy differs from gathering", ghost ? "ghost" : "auxk", mode);
+        arch_work_free(&ws);
+    }
     float e[B * D];
     for (int q = 0; q < B * D; q++) e[q] = x[q] - w.xhat[q];
     float grads[2 * N * D + N + D];

@@ -33,7 +33,7 @@ cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
 void arch_work_free(arch_work *w) {
     free(w->xc), free(w->z), free(w->xhat), free(w->g), free(w->nrm);
     free(w->row), free(w->lat), free(w->a), free(w->f), free(w->tok), free(w->lrow), free(w->lpair);
-    free(w->brow), free(w->blat), free(w->btok), free(w->blrow), free(w->blpair);
+    free(w->brow), free(w->blat), free(w->btok), free(w->blrow), free(w->blpair), free(w->zsub);
     memset(w, 0, sizeof *w);
 }
 
@@ -203,6 +203,16 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     for (int64_t t = 0; t < B; t++) w->row[t + 1] += w->row[t];
     w->nnz = w->row[B];
     if ((s = reserve_pairs(w, w->nnz))) return s;
+    w->n_sub = 0;
+    if (o->sub && o->n_sub > 0) {
+        if (B * o->n_sub > w->zsub_cap) {
+            float *zs = realloc(w->zsub, (size_t)(B * o->n_sub) * sizeof(float));
+            if (!zs) return cterp_error(CTERP_ENOMEM, "SAE work: out of memory for %lld x %lld pre-activations",
+                                        (long long)B, (long long)o->n_sub);
+            w->zsub = zs, w->zsub_cap = B * o->n_sub;
+        }
+        w->n_sub = o->n_sub, w->sub = o->sub;
+    }
     // fill
     #pragma omp parallel
     {
@@ -242,6 +252,10 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
                         p++;
                     }
                 }
+            }
+            if (w->n_sub) { // the row is in cache now
+                float *dst = w->zsub + t * w->n_sub;
+                for (int64_t j = 0; j < w->n_sub; j++) dst[j] = zt[o->sub[j]];
             }
         }
         free(idx), free(val), free(h);
@@ -419,8 +433,8 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
                 for (; q < e && tok[lpair[q]] < t1; q++) {
                     int64_t p = lpair[q];
                     const float *gt = G + (int64_t)tok[p] * D, *xt = w->xc + (int64_t)tok[p] * D;
-                    float dz = dot_f32(gt, wd, D);
-                    for (int64_t d = 0; d < D; d++) gWd[d] += a[p] * gt[d];
+                    const float ap = a[p], dz = dot_f32(gt, wd, D);
+                    for (int64_t d = 0; d < D; d++) gWd[d] += ap * gt[d];
                     for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
                     gb[j - j0] += dz;
                 }

@@ -21,6 +21,10 @@ typedef struct {
     int rescale;        // topk/batchtopk: rank by z_i * ||W_dec_i||
     float coef;         // sparsity coefficient (after warm-up)
     float bandwidth;    // jumprelu STE width epsilon
+    // optional: latents (ascending) whose pre-activations the forward also copies, while each
+    // row of z is in cache, into w->zsub (B, n_sub) (the dead latents, for AuxK / ghost grads)
+    const int32_t *sub;
+    int64_t n_sub;
 } arch_opts;
 
 // Scratch of one batch. Pairs are stored by token (CSR: row[t]..row[t+1]) and regrouped by
@@ -43,6 +47,9 @@ typedef struct {
     // jumprelu: pairs inside the STE band |z - theta| < eps/2 (threshold gradient)
     int64_t *brow; int32_t *blat; int32_t *btok; int64_t bnnz, bcap;
     int64_t *blrow; int64_t *blpair;
+    float *zsub;    // (B, n_sub) pre-activations of arch_opts.sub, when given
+    const int32_t *sub; // that list (owned by the caller)
+    int64_t n_sub, zsub_cap;
     float min_kept; // batchtopk: smallest kept activation (threshold EMA)
     // loss terms of the last forward
     double mse_loss, sparsity_loss, l1_magnitude, sse, sst;

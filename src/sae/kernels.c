@@ -123,37 +123,46 @@ sort:
     return n;
 }
 
+// float -> uint32 with the same order (NaN is handled by the caller)
+static inline uint32_t ordered_key(float f) {
+    if (f == 0) f = 0.0f; // -0 ties with +0
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
 int topk_select_unsorted(int32_t *idx, float *val, const float *z, int N, int K, float *scratch) {
+    // radix select of the K-th largest key: 11 + 11 + 10 bits, histograms from the top; the
+    // candidates that share the prefix so far are compacted into scratch (as keys)
+    uint32_t *cand = (uint32_t *)scratch;
     int n = 0;
     for (int i = 0; i < N; i++)
-        if (z[i] == z[i]) scratch[n++] = z[i]; // NaN never qualifies
+        if (z[i] == z[i]) cand[n++] = ordered_key(z[i]); // NaN never qualifies
     if (K <= 0 || n == 0) return 0;
     if (K > n) K = n;
-    // quickselect for the K-th largest value tau (Hoare partition, median of three)
-    int lo = 0, hi = n - 1, want = K - 1;
-    while (lo < hi) {
-        float a = scratch[lo], b = scratch[(lo + hi) / 2], c = scratch[hi];
-        float piv = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (scratch[i] > piv) i++;
-            while (scratch[j] < piv) j--;
-            if (i <= j) {
-                float t = scratch[i];
-                scratch[i] = scratch[j], scratch[j] = t;
-                i++, j--;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else break;
+    uint32_t prefix = 0;
+    int need = K; // how many of the remaining candidates (those with this prefix) to take
+    static const int shift[3] = {21, 10, 0}, width[3] = {11, 11, 10};
+    for (int level = 0; level < 3; level++) {
+        int hist[2048] = {0};
+        const int sh = shift[level];
+        const uint32_t mask = (1u << width[level]) - 1;
+        for (int i = 0; i < n; i++) hist[(cand[i] >> sh) & mask]++;
+        int b = (int)mask, above = 0;
+        while (above + hist[b] < need) above += hist[b--];
+        need -= above;
+        prefix |= (uint32_t)b << sh;
+        int m = 0; // keep the candidates in bucket b
+        for (int i = 0; i < n; i++)
+            if (((cand[i] >> sh) & mask) == (uint32_t)b) cand[m++] = cand[i];
+        n = m;
     }
-    const float tau = scratch[want];
-    int above = 0;
-    for (int i = 0; i < N; i++) above += z[i] > tau;
-    int ties = K - above, c = 0; // entries equal to tau: the lowest indices
+    // prefix is now the K-th largest key; take every key above it and the `need` lowest-index ties
+    int c = 0;
     for (int i = 0; i < N; i++) {
-        if (z[i] > tau || (z[i] == tau && ties-- > 0)) idx[c] = i, val[c] = z[i], c++;
+        if (z[i] != z[i]) continue;
+        uint32_t k = ordered_key(z[i]);
+        if (k > prefix || (k == prefix && need-- > 0)) idx[c] = i, val[c] = z[i], c++;
     }
     return c;
 }

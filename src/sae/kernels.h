@@ -18,13 +18,17 @@ int topk_row_naive(int32_t *idx, float *val, const float *z, int N, int K);
 // For large K where the order does not matter (AuxK). NaN entries are never selected.
 int topk_select_unsorted(int32_t *idx, float *val, const float *z, int N, int K, float *scratch);
 
-// Dot product with 8 independent partial sums (vectorises without -ffast-math; the order is
-// fixed, so results are deterministic).
+// Dot product with 32 independent partial sums (vectorises without -ffast-math into four
+// independent FMA chains, so it is not bound by FMA latency; the order is fixed, so results are
+// deterministic).
 static inline float dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float acc[32] = {0};
     int64_t d = 0;
+    for (; d + 32 <= n; d += 32)
+        for (int j = 0; j < 32; j++) acc[j] += a[d + j] * b[d + j];
     for (; d + 8 <= n; d += 8)
         for (int j = 0; j < 8; j++) acc[j] += a[d + j] * b[d + j];
+    for (int j = 0; j < 8; j++) acc[j] = (acc[j] + acc[j + 8]) + (acc[j + 16] + acc[j + 24]);
     float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     for (; d < n; d++) s += a[d] * b[d];
     return s;

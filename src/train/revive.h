@@ -13,9 +13,11 @@
 
 // Both return the loss value and add gradients into grads (layout of sae->params).
 // dead (N) marks dead latents; n_dead is their count (> 0).
-// AuxK's products run either over the selected (token, dead latent) pairs, gathering rows
-// (memory-bound), or as dense GEMMs over the dead columns with zeros off the selection (cheaper
-// when the dead set is not much larger than k_aux). mode: -1 chooses, 0 pairs, 1 dense.
+// AuxK's products run either over the selected (token, dead latent) pairs, in token tiles
+// (arch_backward_pairs), or as dense GEMMs over the dead columns with zeros off the selection
+// (cheaper when the dead set is under ~4 k_aux). mode: -1 chooses, 0 pairs, 1 dense.
+// Both use the dead latents' pre-activations from w->zsub when the forward copied them for the
+// same list (arch_opts.sub), else gather them from w->z.
 double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
                    int64_t n_dead, int k_aux, float coef, int rescale, float *grads, int mode);
 double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,

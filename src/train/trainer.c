@@ -41,10 +41,11 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     t->window_count = calloc(N, sizeof(int64_t));
     t->log10_density = malloc(N * sizeof(float));
     t->dead = calloc(N, 1);
+    t->dead_list = malloc(N * sizeof(int32_t));
     t->x = malloc((size_t)t->B * t->D * sizeof(float));
     t->rowsq = malloc(2 * N * sizeof(double));
     int ok = t->grads && t->adam_m && t->adam_v && t->since_fired && t->window_count &&
-             t->log10_density && t->dead && t->x && t->rowsq;
+             t->log10_density && t->dead && t->x && t->rowsq && t->dead_list;
     if (ok && cfg->architecture == CTERP_ARCH_JUMPRELU) {
         t->log_thr = calloc(N, sizeof(float));
         t->dlog_thr = calloc(N, sizeof(float));
@@ -69,7 +70,7 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
 void cterp_trainer_free(cterp_trainer *t) {
     if (!t) return;
     cterp_sae_free(t->sae);
-    free(t->grads), free(t->adam_m), free(t->adam_v), free(t->rowsq);
+    free(t->grads), free(t->adam_m), free(t->adam_v), free(t->rowsq), free(t->dead_list);
     free(t->log_thr), free(t->dlog_thr), free(t->thr_m), free(t->thr_v);
     free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x);
     arch_work_free(&t->work);
@@ -244,19 +245,21 @@ static cterp_status train_step(cterp_trainer *t) {
     }
     const double lr = sched_lr(c, step, t->steps);
     const double sp = sched_sparsity(c, step, t->steps);
-    arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth};
+    arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0};
     if (c->architecture == CTERP_ARCH_STANDARD) o.coef = (float)(c->l1_coefficient * sp);
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
-    if ((s = arch_forward(w, t->sae, &o, t->sae->threshold, t->x))) return s;
-
-    // dead latents as of before this step
+    // dead latents as of before this step; when revival will run, the forward copies their
+    // pre-activations while each row of z is in cache
     int64_t n_dead = 0;
-    for (int64_t i = 0; i < N; i++) n_dead += t->dead[i] = t->since_fired[i] >= c->dead_feature_window;
+    for (int64_t i = 0; i < N; i++)
+        if ((t->dead[i] = t->since_fired[i] >= c->dead_feature_window)) t->dead_list[n_dead++] = (int32_t)i;
+    const int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
+    if (n_dead > 0 && ((c->use_auxk && topk_like) || c->use_ghost_grads)) o.sub = t->dead_list, o.n_sub = n_dead;
+    if ((s = arch_forward(w, t->sae, &o, t->sae->threshold, t->x))) return s;
 
     // Backward: each latent's gradient rows, with their squared norms taken while the rows are
     // in cache (the clipping norm then needs no pass of its own).
-    const int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
     const float *thr = t->sae->threshold;
     float *dW_enc = t->grads, *db_enc = dW_enc + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
     double *rowsq = t->rowsq;

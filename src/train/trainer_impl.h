@@ -28,6 +28,7 @@ struct cterp_trainer {
     float *log10_density;   // (N) last complete window (or -10 before one completes)
     int have_density;
     uint8_t *dead;          // (N) scratch
+    int32_t *dead_list;     // (N) scratch: the dead latents, ascending
     float *x;               // (B, D) current batch
     arch_work work;
     cterp_train_metrics last;
