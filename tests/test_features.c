@@ -70,7 +70,7 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     if (!F) return;
     printf("collect: %lld windows, %lld tokens, d_sae %lld in %.2f s\n", (long long)F->n_windows,
            (long long)F->n_tokens, (long long)N, t1 - t0);
-    CHECK(F->n_windows > 20 && F->n_tokens > 20 * (T - 2) && F->d_sae == N && !strcmp(F->hook, HOOK));
+    CHECK(F->n_windows > 10 && F->n_tokens > 10 * (T - 2) && F->d_sae == N && !strcmp(F->hook, HOOK));
 
     // naive: every window alone, all latents in double
     cterp_windows *w;
@@ -458,7 +458,7 @@ int main(void) {
     cterp_model *m;
     CHECK_OK(cterp_model_open(&m, mp));
     if (!m) return test_done();
-    CHECK(write_story_corpus(m, corpus, 40, 100, 3) == 0);
+    CHECK(write_story_corpus(m, corpus, test_sanitized() ? 16 : 40, 100, 3) == 0); // sampling is slow under ASan
     cterp_train_config cfg;
     cterp_train_config_default(&cfg);
     cfg.architecture = CTERP_ARCH_TOPK, cfg.k = 8, cfg.d_sae = 256, cfg.batch_size = 256;

@@ -238,7 +238,7 @@ typedef struct {
 static cterp_status hook_width(const char *name, const int64_t *shape, int ndim, int64_t D, const char *who) {
     int64_t w = 1;
     for (int k = 2; k < ndim; k++) w *= shape[k];
-    if (ndim < 3 || w != D || !strcmp(name + strlen(name) - (strlen(name) >= 12 ? 12 : 0), "hook_pattern"))
+    if (ndim < 3 || w != D || strstr(name, "hook_pattern")) // the pattern is per head, not per token
         return cterp_error(CTERP_EINVAL, "%s: hook %s has %lld values per token, the SAE's d_in is %lld", who, name,
                            (long long)(ndim < 3 ? 0 : w), (long long)D);
     return CTERP_OK;
