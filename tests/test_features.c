@@ -33,7 +33,8 @@ static void naive_encode(const cterp_sae *s, const float *x, double *f) {
     if (s->arch != CTERP_ARCH_TOPK) return;
     for (int64_t i = 0; i < N; i++) { // keep the k largest
         int above = 0;
-        for (int64_t j = 0; j < N && above < s->k; j++) above += f[j] > f[i] || (f[j] == f[i] && j < i);
+        for (int64_t j = 0; j < N && above < s->k; j++)
+            above += f[j] > f[i] || (f[j] == f[i] && j < i);
         if (above >= s->k) f[i] = -f[i] - 1; // mark
     }
     for (int64_t i = 0; i < N; i++) f[i] = f[i] < 0 ? 0 : f[i];
@@ -42,7 +43,8 @@ static void naive_encode(const cterp_sae *s, const float *x, double *f) {
 typedef struct {
     float *x;
 } cap_t;
-static cterp_status cap_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+static cterp_status cap_hook(const char *name, float *act, const int64_t *shape, int ndim,
+                             void *user) {
     cap_t *c = user;
     memcpy(c->x, act, (size_t)(shape[0] * shape[1] * D) * sizeof(float));
     return CTERP_OK;
@@ -70,7 +72,8 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     if (!F) return;
     printf("collect: %lld windows, %lld tokens, d_sae %lld in %.2f s\n", (long long)F->n_windows,
            (long long)F->n_tokens, (long long)N, t1 - t0);
-    CHECK(F->n_windows > 10 && F->n_tokens > 10 * (T - 2) && F->d_sae == N && !strcmp(F->hook, HOOK));
+    CHECK(F->n_windows > 10 && F->n_tokens > 10 * (T - 2) && F->d_sae == N &&
+          !strcmp(F->hook, HOOK));
 
     // naive: every window alone, all latents in double
     cterp_windows *w;
@@ -94,7 +97,8 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     cterp_windows_close(w);
     CHECK(ntok == F->n_tokens);
 
-    int64_t fired_diff = 0, fired_total = 0, fired_rep = 0, checked = 0, ctx_checked = 0, ctx_bad = 0, alive = 0;
+    int64_t fired_diff = 0, fired_total = 0, fired_rep = 0, checked = 0, ctx_checked = 0,
+            ctx_bad = 0, alive = 0;
     double *col = malloc(sizeof(double) * NW * T);
     for (int64_t i = 0; i < N; i++) {
         const cterp_feature *ft = &F->f[i];
@@ -112,9 +116,10 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
         CHECK(ft->n_top == (ft->fired < c.top_n ? ft->fired : c.top_n));
         int64_t hs = 0, gs = 0;
         for (int b = 0; b < ft->n_bins; b++) hs += ft->hist[b];
-        CHECK_MSG(hs == ft->fired, "latent %lld: histogram holds %lld, fired %lld", (long long)i, (long long)hs,
-                  (long long)ft->fired);
-        CHECK(ft->max_act < ft->bin_width * (float)ft->n_bins && ft->max_act >= ft->bin_width * (float)(ft->n_bins - 1));
+        CHECK_MSG(hs == ft->fired, "latent %lld: histogram holds %lld, fired %lld", (long long)i,
+                  (long long)hs, (long long)ft->fired);
+        CHECK(ft->max_act < ft->bin_width * (float)ft->n_bins &&
+              ft->max_act >= ft->bin_width * (float)(ft->n_bins - 1));
         for (int g = 0; g < ft->n_groups; g++) {
             const cterp_feature_group *G = &ft->groups[g];
             gs += G->count;
@@ -135,34 +140,39 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
                 const cterp_feature_example *e = &ex[k];
                 int64_t r = e->window * T + e->pos;
                 CHECK_MSG(fabs(e->act - fn[r * N + i]) <= 1e-4 + 1e-4 * fabs(fn[r * N + i]),
-                          "latent %lld window %lld pos %d: reported %.7g, recomputed %.7g", (long long)i,
-                          (long long)e->window, e->pos, e->act, fn[r * N + i]);
+                          "latent %lld window %lld pos %d: reported %.7g, recomputed %.7g",
+                          (long long)i, (long long)e->window, e->pos, e->act, fn[r * N + i]);
                 CHECK(e->start == (e->pos - c.ctx_left > 0 ? e->pos - c.ctx_left : 0));
-                CHECK(e->start + e->n_ctx == (e->pos + c.ctx_right + 1 < T ? e->pos + c.ctx_right + 1 : T));
+                CHECK(e->start + e->n_ctx ==
+                      (e->pos + c.ctx_right + 1 < T ? e->pos + c.ctx_right + 1 : T));
                 CHECK(e->acts[e->pos - e->start] == e->act);
                 for (int t = 0; t < e->n_ctx; t++) {
                     int64_t q = e->window * T + e->start + t;
                     double ref = mask[q] ? 0 : fn[q * N + i];
-                    ctx_bad += tok[q] != e->tokens[t] || fabs(e->acts[t] - ref) > 1e-4 + 1e-4 * fabs(ref);
+                    ctx_bad +=
+                        tok[q] != e->tokens[t] || fabs(e->acts[t] - ref) > 1e-4 + 1e-4 * fabs(ref);
                     ctx_checked++;
                 }
                 checked++;
             }
         }
     }
-    printf("naive check: %lld alive latents, %lld examples, %lld context tokens (%lld differ), fired %lld vs "
-           "naive %lld (|diff| %lld)\n", (long long)alive, (long long)checked, (long long)ctx_checked,
-           (long long)ctx_bad, (long long)fired_rep, (long long)fired_total, (long long)fired_diff);
+    printf("naive check: %lld alive latents, %lld examples, %lld context tokens (%lld differ), "
+           "fired %lld vs "
+           "naive %lld (|diff| %lld)\n",
+           (long long)alive, (long long)checked, (long long)ctx_checked, (long long)ctx_bad,
+           (long long)fired_rep, (long long)fired_total, (long long)fired_diff);
     CHECK(alive > N / 2 && checked > 100);
     // top-k membership can flip between the batched and the one-window forward at near-ties
-    CHECK_MSG(fired_diff <= fired_total / 1000, "fired counts differ by %lld of %lld", (long long)fired_diff,
-              (long long)fired_total);
-    CHECK_MSG(ctx_bad <= ctx_checked / 200, "%lld of %lld context values differ", (long long)ctx_bad,
-              (long long)ctx_checked);
+    CHECK_MSG(fired_diff <= fired_total / 1000, "fired counts differ by %lld of %lld",
+              (long long)fired_diff, (long long)fired_total);
+    CHECK_MSG(ctx_bad <= ctx_checked / 200, "%lld of %lld context values differ",
+              (long long)ctx_bad, (long long)ctx_checked);
 
     // logit effects: W_dec[i] . (g * W_U), against a naive product through the model's unembed
     // of a one-hot residual (unembed is linear)
-    float *lg = malloc(sizeof(float) * 512 * 2), *e = calloc(D * D, sizeof(float)), *U = malloc(sizeof(float) * D * 512);
+    float *lg = malloc(sizeof(float) * 512 * 2), *e = calloc(D * D, sizeof(float)),
+          *U = malloc(sizeof(float) * D * 512);
     for (int d = 0; d < D; d++) e[d * D + d] = 1;
     CHECK_OK(cterp_model_unembed(m, e, D, U)); // row d: g_d W_U[:, d]
     for (int64_t i = 0; i < N; i += N / 4) {
@@ -189,26 +199,32 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     CHECK_OK(cterp_features_load(dir, &L));
     for (int pass = 0; pass < 2 && F2 && L; pass++) {
         const cterp_features *G = pass ? L : F2;
-        int same = G->d_sae == F->d_sae && G->n_tokens == F->n_tokens && G->n_windows == F->n_windows &&
-                   !strcmp(G->hook, F->hook) && G->n_vocab == F->n_vocab;
+        int same = G->d_sae == F->d_sae && G->n_tokens == F->n_tokens &&
+                   G->n_windows == F->n_windows && !strcmp(G->hook, F->hook) &&
+                   G->n_vocab == F->n_vocab;
         for (int64_t v = 0; same && v < G->n_vocab; v++) same = !strcmp(G->vocab[v], F->vocab[v]);
         for (int64_t i = 0; same && i < N; i++) {
             const cterp_feature *a = &F->f[i], *b = &G->f[i];
-            same = a->fired == b->fired && a->frequency == b->frequency && a->mean_act == b->mean_act &&
-                   a->max_act == b->max_act && a->n_bins == b->n_bins && a->bin_width == b->bin_width &&
-                   !memcmp(a->hist, b->hist, sizeof(int64_t) * (size_t)a->n_bins) && a->n_top == b->n_top &&
-                   a->n_groups == b->n_groups && a->n_logits == b->n_logits &&
+            same = a->fired == b->fired && a->frequency == b->frequency &&
+                   a->mean_act == b->mean_act && a->max_act == b->max_act &&
+                   a->n_bins == b->n_bins && a->bin_width == b->bin_width &&
+                   !memcmp(a->hist, b->hist, sizeof(int64_t) * (size_t)a->n_bins) &&
+                   a->n_top == b->n_top && a->n_groups == b->n_groups &&
+                   a->n_logits == b->n_logits &&
                    !memcmp(a->logit_top, b->logit_top, sizeof(float) * (size_t)a->n_logits) &&
-                   !memcmp(a->logit_bot_ids, b->logit_bot_ids, sizeof(int32_t) * (size_t)a->n_logits) &&
+                   !memcmp(a->logit_bot_ids, b->logit_bot_ids,
+                           sizeof(int32_t) * (size_t)a->n_logits) &&
                    a->logit_lo == b->logit_lo && a->logit_hi == b->logit_hi;
             for (int k = 0; same && k < a->n_top; k++)
                 same = a->top[k].act == b->top[k].act && a->top[k].window == b->top[k].window &&
                        a->top[k].n_ctx == b->top[k].n_ctx &&
-                       !memcmp(a->top[k].acts, b->top[k].acts, sizeof(float) * (size_t)a->top[k].n_ctx) &&
-                       !memcmp(a->top[k].tokens, b->top[k].tokens, sizeof(int32_t) * (size_t)a->top[k].n_ctx);
+                       !memcmp(a->top[k].acts, b->top[k].acts,
+                               sizeof(float) * (size_t)a->top[k].n_ctx) &&
+                       !memcmp(a->top[k].tokens, b->top[k].tokens,
+                               sizeof(int32_t) * (size_t)a->top[k].n_ctx);
             for (int g = 0; same && g < a->n_groups; g++) {
-                same = a->groups[g].count == b->groups[g].count && a->groups[g].n == b->groups[g].n &&
-                       a->groups[g].lo == b->groups[g].lo;
+                same = a->groups[g].count == b->groups[g].count &&
+                       a->groups[g].n == b->groups[g].n && a->groups[g].lo == b->groups[g].lo;
                 for (int k = 0; same && k < a->groups[g].n; k++)
                     same = a->groups[g].ex[k].act == b->groups[g].ex[k].act &&
                            a->groups[g].ex[k].pos == b->groups[g].ex[k].pos &&
@@ -216,7 +232,8 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
                                    sizeof(float) * (size_t)a->groups[g].ex[k].n_ctx);
             }
         }
-        CHECK_MSG(same, "%s differs from the first run", pass ? "the loaded result" : "a second run");
+        CHECK_MSG(same, "%s differs from the first run",
+                  pass ? "the loaded result" : "a second run");
     }
     cterp_features_free(L);
     cterp_features_free(F2);
@@ -227,7 +244,8 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     snprintf(cmd, sizeof cmd, "sed -i '3s/\"max_act\":/\"max_akt\":/' '%s'", lp);
     CHECK(system(cmd) == 0);
     CHECK(cterp_features_load(dir, &L) == CTERP_EFORMAT && L == NULL);
-    CHECK_MSG(strstr(cterp_last_error(), "latents.jsonl:3: field 'max_act'") != NULL, "%s", cterp_last_error());
+    CHECK_MSG(strstr(cterp_last_error(), "latents.jsonl:3: field 'max_act'") != NULL, "%s",
+              cterp_last_error());
     snprintf(cmd, sizeof cmd, "%s/none", tmpd);
     CHECK(cterp_features_load(cmd, &L) != CTERP_OK && strstr(cterp_last_error(), "none"));
     free(fn), free(tok), free(mask), free(col);
@@ -238,7 +256,8 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
 static void test_toy(void) {
     cterp_toy_config tc;
     cterp_toy_config_default(&tc);
-    tc.n_features = 64, tc.d = 32, tc.avg_active = 3, tc.decay = 0.98, tc.mag_min = 0.5f, tc.mag_max = 1.5f;
+    tc.n_features = 64, tc.d = 32, tc.avg_active = 3, tc.decay = 0.98, tc.mag_min = 0.5f,
+    tc.mag_max = 1.5f;
     tc.seed = 5;
     cterp_toy *toy;
     CHECK_OK(cterp_toy_create(&toy, &tc));
@@ -246,7 +265,8 @@ static void test_toy(void) {
     cterp_toy_source(&src, toy);
     cterp_train_config cfg;
     cterp_train_config_default(&cfg);
-    cfg.architecture = CTERP_ARCH_TOPK, cfg.d_sae = 128, cfg.k = 4, cfg.batch_size = 512, cfg.lr = 3e-3f;
+    cfg.architecture = CTERP_ARCH_TOPK, cfg.d_sae = 128, cfg.k = 4, cfg.batch_size = 512,
+    cfg.lr = 3e-3f;
     cfg.training_steps = 800, cfg.log_every = 100000;
     cterp_trainer *t;
     CHECK_OK(cterp_trainer_create(&t, &cfg, &src));
@@ -280,7 +300,9 @@ static void test_toy(void) {
         double bc = 0;
         for (int64_t i = 0; i < N; i++) {
             double dot = 0, nn = 0;
-            for (int q = 0; q < d; q++) dot += (double)feat[j * d + q] * sae->W_dec[i * d + q], nn += pow(sae->W_dec[i * d + q], 2);
+            for (int q = 0; q < d; q++)
+                dot += (double)feat[j * d + q] * sae->W_dec[i * d + q],
+                    nn += pow(sae->W_dec[i * d + q], 2);
             double cs = nn > 0 ? dot / sqrt(nn) : 0;
             if (cs > bc) bc = cs, best = i;
         }
@@ -291,8 +313,10 @@ static void test_toy(void) {
             on += coef[(size_t)row * G + j] > 0, total++;
         }
     }
-    printf("toy: %d of %d features matched (cos >= 0.95); %d of %d of their top examples on rows where the "
-           "feature fires\n", matched, G, on, total);
+    printf("toy: %d of %d features matched (cos >= 0.95); %d of %d of their top examples on rows "
+           "where the "
+           "feature fires\n",
+           matched, G, on, total);
     CHECK(matched >= G / 2);
     CHECK_MSG(on == total, "%d of %d top examples where the matched feature fires", on, total);
     cterp_features_free(F);
@@ -308,13 +332,15 @@ typedef struct {
     const cterp_sae *s;
     int64_t i;
 } naive_abl;
-static cterp_status naive_ablate_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+static cterp_status naive_ablate_hook(const char *name, float *act, const int64_t *shape, int ndim,
+                                      void *user) {
     naive_abl *a = user;
     const int64_t R = shape[0] * shape[1], N = a->s->d_sae;
     double *f = malloc(sizeof(double) * (size_t)N);
     for (int64_t r = 0; r < R; r++) {
         naive_encode(a->s, act + r * D, f);
-        for (int d = 0; d < D; d++) act[r * D + d] = (float)(act[r * D + d] - f[a->i] * a->s->W_dec[a->i * D + d]);
+        for (int d = 0; d < D; d++)
+            act[r * D + d] = (float)(act[r * D + d] - f[a->i] * a->s->W_dec[a->i * D + d]);
     }
     free(f);
     return CTERP_OK;
@@ -332,16 +358,20 @@ static void test_steer(cterp_model *m, const cterp_sae *sae) {
     const int V = 512;
     cterp_steer s;
     CHECK(cterp_steer_init(&s, sae, N, CTERP_STEER_ADD, 1) == CTERP_EINVAL);
-    CHECK_MSG(strstr(cterp_last_error(), "out of range") && strstr(cterp_last_error(), "256"), "%s", cterp_last_error());
+    CHECK_MSG(strstr(cterp_last_error(), "out of range") && strstr(cterp_last_error(), "256"), "%s",
+              cterp_last_error());
     CHECK(cterp_steer_init(&s, sae, -1, CTERP_STEER_ABLATE, 0) == CTERP_EINVAL);
 
-    const char *text = "Once upon a time, there was a little girl named Lily. She loved to play with her ball";
+    const char *text =
+        "Once upon a time, there was a little girl named Lily. She loved to play with her ball";
     int32_t *ids;
     size_t n;
     CHECK_OK(cterp_tokenize(cterp_model_tokenizer(m), text, strlen(text), 1, 0, &ids, &n));
     const int Tn = (int)n;
-    float *f = malloc(sizeof(float) * (size_t)(Tn * N)), *l0 = malloc(sizeof(float) * (size_t)(Tn * V)),
-          *l1 = malloc(sizeof(float) * (size_t)(Tn * V)), *l2 = malloc(sizeof(float) * (size_t)(Tn * V));
+    float *f = malloc(sizeof(float) * (size_t)(Tn * N)),
+          *l0 = malloc(sizeof(float) * (size_t)(Tn * V)),
+          *l1 = malloc(sizeof(float) * (size_t)(Tn * V)),
+          *l2 = malloc(sizeof(float) * (size_t)(Tn * V));
     CHECK_OK(cterp_features_on_tokens(m, sae, NULL, ids, Tn, f));
     int64_t fires = -1, silent = -1;
     double best = 0;
@@ -373,7 +403,8 @@ static void test_steer(cterp_model *m, const cterp_sae *sae) {
     double maxd = 0, maxc = 0;
     for (int64_t q = 0; q < (int64_t)Tn * V; q++)
         maxd = fmax(maxd, fabs(l1[q] - l2[q])), maxc = fmax(maxc, fabs(l1[q] - l0[q]));
-    printf("ablate latent %lld: logits move by up to %.4f; vs the naive ablation %.2g\n", (long long)fires, maxc, maxd);
+    printf("ablate latent %lld: logits move by up to %.4f; vs the naive ablation %.2g\n",
+           (long long)fires, maxc, maxd);
     CHECK(maxd < 1e-3 && maxc > 10 * maxd);
     int64_t others = 0;
     for (int64_t r = 0; r < s.rows; r++)
@@ -410,7 +441,8 @@ static void test_steer(cterp_model *m, const cterp_sae *sae) {
     int hits0 = 0, hits1 = 0;
     for (int k = 5; k < n0; k++) hits0 += g0[k] == target;
     for (int k = 5; k < n1; k++) hits1 += g1[k] == target;
-    printf("greedy generation: the target token %d times unsteered, %d times steered\n", hits0, hits1);
+    printf("greedy generation: the target token %d times unsteered, %d times steered\n", hits0,
+           hits1);
     free(g0), free(g1);
     cterp_steer_free(&s);
     free(f), free(l0), free(l1), free(l2), free(ids);
@@ -426,19 +458,23 @@ static void test_errors(cterp_model *m, const cterp_sae *sae) {
     CHECK_OK(cterp_sae_create(&narrow, CTERP_ARCH_STANDARD, 32, 16, 0));
     snprintf(narrow->meta.hook_name, sizeof narrow->meta.hook_name, "%s", HOOK);
     CHECK(cterp_features_collect(m, narrow, corpus, &c, NULL, NULL, &F) == CTERP_EINVAL && !F);
-    CHECK_MSG(strstr(cterp_last_error(), HOOK) && strstr(cterp_last_error(), "d_in is 32"), "%s", cterp_last_error());
+    CHECK_MSG(strstr(cterp_last_error(), HOOK) && strstr(cterp_last_error(), "d_in is 32"), "%s",
+              cterp_last_error());
     cterp_steer s;
     CHECK_OK(cterp_steer_init(&s, narrow, 3, CTERP_STEER_ADD, 1));
     cterp_hook h = {HOOK, cterp_steer_hook, &s};
     cterp_forward_opts o = {&h, 1, 0, NULL, 0};
     int32_t ids[3] = {1, 403, 407};
-    CHECK(cterp_model_forward(m, ids, 1, 3, &o) == CTERP_EINVAL && strstr(cterp_last_error(), "d_in is 32"));
+    CHECK(cterp_model_forward(m, ids, 1, 3, &o) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "d_in is 32"));
     cterp_sae_free(narrow);
     c.hook = "blocks.9.hook_resid_post";
     CHECK(cterp_features_collect(m, sae, corpus, &c, NULL, NULL, &F) == CTERP_ENOTFOUND && !F);
     CHECK(strstr(cterp_last_error(), "blocks.9.hook_resid_post") != NULL);
     c.hook = NULL;
-    CHECK(cterp_features_collect(m, sae, "/nonexistent/stories.txt", &c, NULL, NULL, &F) != CTERP_OK && !F);
+    CHECK(cterp_features_collect(m, sae, "/nonexistent/stories.txt", &c, NULL, NULL, &F) !=
+              CTERP_OK &&
+          !F);
     CHECK(strstr(cterp_last_error(), "/nonexistent/stories.txt") != NULL);
     c.top_n = 0;
     CHECK(cterp_features_collect(m, sae, corpus, &c, NULL, NULL, &F) == CTERP_EINVAL && !F);
@@ -458,7 +494,8 @@ int main(void) {
     cterp_model *m;
     CHECK_OK(cterp_model_open(&m, mp));
     if (!m) return test_done();
-    CHECK(write_story_corpus(m, corpus, test_sanitized() ? 16 : 40, 100, 3) == 0); // sampling is slow under ASan
+    CHECK(write_story_corpus(m, corpus, test_sanitized() ? 16 : 40, 100, 3) ==
+          0); // sampling is slow under ASan
     cterp_train_config cfg;
     cterp_train_config_default(&cfg);
     cfg.architecture = CTERP_ARCH_TOPK, cfg.k = 8, cfg.d_sae = 256, cfg.batch_size = 256;
@@ -477,8 +514,8 @@ int main(void) {
     cterp_act_source src;
     cterp_trainer *tr = NULL;
     po.store.seed = cfg.seed;
-    CHECK_OK(cterp_act_cache_write(m, "stories260K", HOOK, corpus, &po.store, 1 << 30, CTERP_DTYPE_F32, cache, NULL,
-                                   NULL, &info));
+    CHECK_OK(cterp_act_cache_write(m, "stories260K", HOOK, corpus, &po.store, 1 << 30,
+                                   CTERP_DTYPE_F32, cache, NULL, NULL, &info));
     CHECK_OK(cterp_act_source_cache(&src, cache, &po.store, cfg.batch_size));
     CHECK_OK(cterp_trainer_create(&tr, &cfg, &src));
     if (tr) {

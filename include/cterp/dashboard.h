@@ -28,7 +28,8 @@ typedef struct {
 } cterp_dashboard_opts;
 
 // Writes the dashboard into out_dir (created). o may be NULL. Files are written atomically.
-cterp_status cterp_dashboard_write(const cterp_features *f, const char *out_dir, const cterp_dashboard_opts *o);
+cterp_status cterp_dashboard_write(const cterp_features *f, const char *out_dir,
+                                   const cterp_dashboard_opts *o);
 
 // Writes a training report (one HTML page of SVG line charts) from a metrics.jsonl file: every
 // line a JSON object with "step" and any of loss, mse_loss, sparsity_loss, aux_loss,

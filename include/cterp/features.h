@@ -48,14 +48,14 @@ extern "C" {
 typedef struct {
     cterp_window_config windows; // context size (128), BOS, separator; special positions masked
     cterp_dataset_opts data;
-    int batch;          // windows per forward (8)
-    int64_t n_windows;  // windows read (0: the whole dataset)
-    const char *hook;   // NULL: the SAE's metadata hook_name
-    int top_n;          // top examples per latent (20)
-    int quantile_k;     // examples sampled per activation interval (5)
+    int batch;               // windows per forward (8)
+    int64_t n_windows;       // windows read (0: the whole dataset)
+    const char *hook;        // NULL: the SAE's metadata hook_name
+    int top_n;               // top examples per latent (20)
+    int quantile_k;          // examples sampled per activation interval (5)
     int ctx_left, ctx_right; // context tokens around an example (5, 5)
-    int n_logits;       // top and bottom logit-effect tokens (10)
-    uint64_t seed;      // quantile sampling (0)
+    int n_logits;            // top and bottom logit-effect tokens (10)
+    uint64_t seed;           // quantile sampling (0)
 } cterp_features_config;
 
 typedef struct {
@@ -69,25 +69,25 @@ typedef struct {
 } cterp_feature_example;
 
 typedef struct {
-    float lo, hi;    // activation interval [lo, hi)
-    int64_t count;   // tokens of the corpus in it
-    int n;           // examples sampled (<= quantile_k), by activation, highest first
+    float lo, hi;  // activation interval [lo, hi)
+    int64_t count; // tokens of the corpus in it
+    int n;         // examples sampled (<= quantile_k), by activation, highest first
     cterp_feature_example *ex;
 } cterp_feature_group;
 
 typedef struct {
-    int64_t fired;       // tokens with f_i > 0
-    double frequency;    // fired / n_tokens
-    double mean_act;     // mean of f_i where it fired (0 if never)
+    int64_t fired;    // tokens with f_i > 0
+    double frequency; // fired / n_tokens
+    double mean_act;  // mean of f_i where it fired (0 if never)
     float max_act;
-    float bin_width;     // histogram bin width (0 if never fired)
-    int n_bins;          // bins reported
+    float bin_width; // histogram bin width (0 if never fired)
+    int n_bins;      // bins reported
     int64_t hist[CTERP_FEAT_HIST_BINS];
-    int n_top;           // top examples, highest first
+    int n_top; // top examples, highest first
     cterp_feature_example *top;
-    int n_groups;        // quantile intervals up to the max, lowest first
+    int n_groups; // quantile intervals up to the max, lowest first
     cterp_feature_group groups[CTERP_FEAT_GROUPS];
-    int n_logits;        // top and bottom logit effects, highest / lowest first
+    int n_logits; // top and bottom logit effects, highest / lowest first
     int32_t *logit_top_ids, *logit_bot_ids;
     float *logit_top, *logit_bot;
     float logit_lo, logit_hi; // range of the logit histogram
@@ -101,9 +101,9 @@ typedef struct {
     char model[256], hook[256], dataset[1024], sae[1024];
     cterp_features_config cfg; // as run (hook points into `hook`)
     int64_t n_vocab;
-    char **vocab;         // (n_vocab) display strings (SentencePiece "▁" shown as a space)
-    cterp_feature *f;     // (d_sae)
-    void *mem;            // everything above lives in a few blocks owned by the struct
+    char **vocab;     // (n_vocab) display strings (SentencePiece "▁" shown as a space)
+    cterp_feature *f; // (d_sae)
+    void *mem;        // everything above lives in a few blocks owned by the struct
     void *ex_mem, *str_mem;
 } cterp_features;
 
@@ -121,7 +121,8 @@ void cterp_features_free(cterp_features *f); // NULL is a no-op
 // position g % T), rows with mask[r] != 0 skipped (mask may be NULL). The result carries the
 // statistics and examples without contexts (n_ctx 0) or logit effects.
 typedef struct cterp_feature_acc cterp_feature_acc;
-cterp_status cterp_feature_acc_create(cterp_feature_acc **out, int64_t d_sae, const cterp_features_config *c);
+cterp_status cterp_feature_acc_create(cterp_feature_acc **out, int64_t d_sae,
+                                      const cterp_features_config *c);
 cterp_status cterp_feature_acc_add(cterp_feature_acc *a, const float *f, int64_t R, int64_t g0,
                                    const uint8_t *mask);
 int64_t cterp_feature_acc_tokens(const cterp_feature_acc *a); // rows counted (unmasked)
@@ -135,7 +136,8 @@ cterp_status cterp_features_save(const cterp_features *f, const char *dir);
 cterp_status cterp_features_load(const char *dir, cterp_features **out);
 
 // Logit effects of latents [i0, i0 + n): out (n, V) = W_dec[i] . (g * W_U) as above.
-cterp_status cterp_logit_effects(cterp_model *m, const cterp_sae *sae, int64_t i0, int64_t n, float *out);
+cterp_status cterp_logit_effects(cterp_model *m, const cterp_sae *sae, int64_t i0, int64_t n,
+                                 float *out);
 
 // Latent activations over one token sequence: f (T, N) at the SAE's hook (or `hook`).
 cterp_status cterp_features_on_tokens(cterp_model *m, const cterp_sae *sae, const char *hook,
@@ -148,13 +150,17 @@ char *cterp_token_display(const cterp_tokenizer *tok, int32_t id, char *buf, siz
 
 // ---- steering ------------------------------------------------------------------------------
 
-typedef enum { CTERP_STEER_ADD = 0, CTERP_STEER_CLAMP = 1, CTERP_STEER_ABLATE = 2 } cterp_steer_mode;
+typedef enum {
+    CTERP_STEER_ADD = 0,
+    CTERP_STEER_CLAMP = 1,
+    CTERP_STEER_ABLATE = 2
+} cterp_steer_mode;
 
 typedef struct {
     const cterp_sae *sae;
-    int64_t feature;       // latent index
+    int64_t feature; // latent index
     cterp_steer_mode mode;
-    float value;           // ADD: strength; CLAMP: the activation it is set to
+    float value; // ADD: strength; CLAMP: the activation it is set to
     // filled by the hook (scratch and a record of the last call):
     float *f, *f_edit, *buf; // (R, N), (R, N), (2R, D) grown as needed, freed by cterp_steer_free
     int64_t cap_rows, rows;  // rows of the last call in f (before) and f_edit (after the edit)
@@ -163,11 +169,12 @@ typedef struct {
 } cterp_steer;
 
 // Checks the feature index and mode; fills s (value as given).
-cterp_status cterp_steer_init(cterp_steer *s, const cterp_sae *sae, int64_t feature, cterp_steer_mode mode,
-                              float value);
+cterp_status cterp_steer_init(cterp_steer *s, const cterp_sae *sae, int64_t feature,
+                              cterp_steer_mode mode, float value);
 void cterp_steer_free(cterp_steer *s);
 // The hook: user = a cterp_steer. Errors when the hook's width per token is not the SAE's d_in.
-cterp_status cterp_steer_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user);
+cterp_status cterp_steer_hook(const char *name, float *act, const int64_t *shape, int ndim,
+                              void *user);
 
 #ifdef __cplusplus
 }

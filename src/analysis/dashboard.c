@@ -12,9 +12,12 @@
 #include "cterp/dashboard.h"
 
 static const char *CSS =
-    "<style>body{font:14px/1.45 system-ui,sans-serif;margin:1em auto;max-width:1100px;padding:0 1em;color:#222}"
-    "h1{font-size:1.4em;margin:.3em 0}h2{font-size:1.1em;margin:1.2em 0 .3em;border-bottom:1px solid #ddd}"
-    "table{border-collapse:collapse}td,th{padding:1px 8px;text-align:right}th.l{text-align:left}th{background:#eee}"
+    "<style>body{font:14px/1.45 system-ui,sans-serif;margin:1em auto;max-width:1100px;padding:0 "
+    "1em;color:#222}"
+    "h1{font-size:1.4em;margin:.3em 0}h2{font-size:1.1em;margin:1.2em 0 .3em;border-bottom:1px "
+    "solid #ddd}"
+    "table{border-collapse:collapse}td,th{padding:1px "
+    "8px;text-align:right}th.l{text-align:left}th{background:#eee}"
     "#lat th{cursor:pointer}#lat tr:nth-child(even){background:#f6f6f6}td.l{text-align:left}"
     ".ex{font-family:ui-monospace,monospace;white-space:pre-wrap;margin:1px 0;font-size:13px}"
     ".ex b{display:inline-block;min-width:4.5em;color:#555;font-weight:normal}"
@@ -53,26 +56,43 @@ static cterp_status page_close(page_file *p) {
 static void esc(FILE *o, const char *s) {
     for (; *s; s++) {
         switch (*s) {
-        case '&': fputs("&amp;", o); break;
-        case '<': fputs("&lt;", o); break;
-        case '>': fputs("&gt;", o); break;
-        case '"': fputs("&quot;", o); break;
-        case '\n': fputs("\xE2\x86\xB5", o); break; // ↵
-        case '\t': fputs("\xE2\x87\xA5", o); break; // ⇥
-        default: fputc(*s, o);
+        case '&':
+            fputs("&amp;", o);
+            break;
+        case '<':
+            fputs("&lt;", o);
+            break;
+        case '>':
+            fputs("&gt;", o);
+            break;
+        case '"':
+            fputs("&quot;", o);
+            break;
+        case '\n':
+            fputs("\xE2\x86\xB5", o);
+            break; // ↵
+        case '\t':
+            fputs("\xE2\x87\xA5", o);
+            break; // ⇥
+        default:
+            fputc(*s, o);
         }
     }
 }
 
 static void esc_token(FILE *o, const cterp_features *f, int32_t id) {
-    if (id < 0 || id >= f->n_vocab) fprintf(o, "&lt;%d&gt;", (int)id);
-    else if (!f->vocab[id][0]) fputs("\xE2\x88\x85", o); // ∅
-    else esc(o, f->vocab[id]);
+    if (id < 0 || id >= f->n_vocab)
+        fprintf(o, "&lt;%d&gt;", (int)id);
+    else if (!f->vocab[id][0])
+        fputs("\xE2\x88\x85", o); // ∅
+    else
+        esc(o, f->vocab[id]);
 }
 
 static void page_start(FILE *o, const char *title) {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-          "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>", o);
+          "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>",
+          o);
     esc(o, title);
     fputs("</title>\n", o);
     fputs(CSS, o);
@@ -80,11 +100,12 @@ static void page_start(FILE *o, const char *title) {
 }
 
 // Bars of counts over [x0, x1] (n bins); log: heights on log10(1 + count).
-static void svg_bars(FILE *o, const int64_t *counts, int n, double x0, double x1, const char *xlabel, int log,
-                     const char *color, double split) {
+static void svg_bars(FILE *o, const int64_t *counts, int n, double x0, double x1,
+                     const char *xlabel, int log, const char *color, double split) {
     const int W = 480, H = 130, L = 40, B = 20;
     double mx = 0;
-    for (int b = 0; b < n; b++) mx = fmax(mx, log ? log10(1.0 + (double)counts[b]) : (double)counts[b]);
+    for (int b = 0; b < n; b++)
+        mx = fmax(mx, log ? log10(1.0 + (double)counts[b]) : (double)counts[b]);
     fprintf(o, "<svg width=\"%d\" height=\"%d\" role=\"img\">", W + L + 10, H + B + 5);
     fprintf(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\"/>", L, H, L + W, H);
     double bw = (double)W / (n > 0 ? n : 1);
@@ -92,21 +113,27 @@ static void svg_bars(FILE *o, const int64_t *counts, int n, double x0, double x1
         double v = log ? log10(1.0 + (double)counts[b]) : (double)counts[b];
         double h = v / mx * (H - 10);
         const char *c = color;
-        if (split == split && x0 + (x1 - x0) * (b + 0.5) / n < split) c = "#d9534f"; // negative side
+        if (split == split && x0 + (x1 - x0) * (b + 0.5) / n < split)
+            c = "#d9534f"; // negative side
         if (h > 0)
-            fprintf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%.4g..%.4g: %lld</title></rect>",
+            fprintf(o,
+                    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                    "fill=\"%s\"><title>%.4g..%.4g: %lld</title></rect>",
                     L + b * bw, H - h, bw > 1.5 ? bw - 0.5 : bw, h, c, x0 + (x1 - x0) * b / n,
                     x0 + (x1 - x0) * (b + 1) / n, (long long)counts[b]);
     }
-    fprintf(o, "<text x=\"%d\" y=\"%d\">%.3g</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>", L, H + 14,
-            x0, L + W, H + 14, x1);
+    fprintf(o,
+            "<text x=\"%d\" y=\"%d\">%.3g</text><text x=\"%d\" y=\"%d\" "
+            "text-anchor=\"end\">%.3g</text>",
+            L, H + 14, x0, L + W, H + 14, x1);
     fprintf(o, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", L + W / 2, H + 14);
     esc(o, xlabel);
     fprintf(o, "</text><text x=\"%d\" y=\"12\" text-anchor=\"end\">%s%.0f</text></svg>\n", L - 4,
             log ? "10^" : "", log ? mx : mx);
 }
 
-static void example(FILE *o, const cterp_features *f, const cterp_feature_example *e, float max_act) {
+static void example(FILE *o, const cterp_features *f, const cterp_feature_example *e,
+                    float max_act) {
     fputs("<div class=\"ex\"><b>", o);
     fprintf(o, "%.3g</b>", (double)e->act);
     for (int t = 0; t < e->n_ctx; t++) {
@@ -140,26 +167,35 @@ static cterp_status feature_page(const cterp_features *f, int64_t i, const char 
     snprintf(title, sizeof title, "Latent %lld", (long long)i);
     page_start(o, title);
     fputs("<nav><a href=\"../index.html\">index</a>", o);
-    if (i > 0) fprintf(o, " | <a href=\"%lld.html\">&larr; %lld</a>", (long long)i - 1, (long long)i - 1);
-    if (i + 1 < f->d_sae) fprintf(o, " | <a href=\"%lld.html\">%lld &rarr;</a>", (long long)i + 1, (long long)i + 1);
+    if (i > 0)
+        fprintf(o, " | <a href=\"%lld.html\">&larr; %lld</a>", (long long)i - 1, (long long)i - 1);
+    if (i + 1 < f->d_sae)
+        fprintf(o, " | <a href=\"%lld.html\">%lld &rarr;</a>", (long long)i + 1, (long long)i + 1);
     fprintf(o, "</nav><h1>Latent %lld</h1><div>", (long long)i);
     esc(o, f->sae), fputs(" at ", o), esc(o, f->hook), fputs("</div>\n", o);
-    fprintf(o, "<table><tr><th>frequency<th>fired<th>log10 freq<th>mean act<th>max act</tr><tr><td>%.4g<td>%lld<td>%s",
+    fprintf(o,
+            "<table><tr><th>frequency<th>fired<th>log10 freq<th>mean act<th>max "
+            "act</tr><tr><td>%.4g<td>%lld<td>%s",
             ft->frequency, (long long)ft->fired, "");
-    if (ft->fired) fprintf(o, "%.2f", log10(ft->frequency));
-    else fputs("dead", o);
+    if (ft->fired)
+        fprintf(o, "%.2f", log10(ft->frequency));
+    else
+        fputs("dead", o);
     fprintf(o, "<td>%.4g<td>%.4g</tr></table>\n", ft->mean_act, (double)ft->max_act);
     if (!ft->fired) {
-        fprintf(o, "<p>This latent never fired on the %lld tokens of the corpus.</p>\n", (long long)f->n_tokens);
+        fprintf(o, "<p>This latent never fired on the %lld tokens of the corpus.</p>\n",
+                (long long)f->n_tokens);
     } else {
         fputs("<div class=\"cols\"><div><h2>Activation density</h2>", o);
-        svg_bars(o, ft->hist, ft->n_bins, 0, ft->bin_width * ft->n_bins, "activation", 0, "#ff9933", NAN);
+        svg_bars(o, ft->hist, ft->n_bins, 0, ft->bin_width * ft->n_bins, "activation", 0, "#ff9933",
+                 NAN);
         fputs("</div>", o);
     }
     if (ft->n_logits > 0) {
         if (!ft->fired) fputs("<div class=\"cols\">", o);
         fputs("<div><h2>Logit effects</h2>", o);
-        svg_bars(o, ft->logit_hist, CTERP_FEAT_LOGIT_BINS, ft->logit_lo, ft->logit_hi, "W_dec . W_U", 0, "#5b8def", 0);
+        svg_bars(o, ft->logit_hist, CTERP_FEAT_LOGIT_BINS, ft->logit_lo, ft->logit_hi,
+                 "W_dec . W_U", 0, "#5b8def", 0);
         fputs("</div></div>\n<div class=\"cols\"><table><tr><th>positive logits<th></tr>", o);
         for (int k = 0; k < ft->n_logits; k++) {
             fputs("<tr><td class=\"l\"><i>", o), esc_token(o, f, ft->logit_top_ids[k]);
@@ -182,8 +218,9 @@ static cterp_status feature_page(const cterp_features *f, int64_t i, const char 
     for (int g = ft->n_groups - 1; g >= 0; g--) {
         const cterp_feature_group *G = &ft->groups[g];
         if (!G->n) continue;
-        fprintf(o, "<h2>Interval %.3g &ndash; %.3g: %lld tokens (%.1f%% of firings)</h2>\n", (double)G->lo,
-                (double)G->hi, (long long)G->count, 100.0 * (double)G->count / (double)ft->fired);
+        fprintf(o, "<h2>Interval %.3g &ndash; %.3g: %lld tokens (%.1f%% of firings)</h2>\n",
+                (double)G->lo, (double)G->hi, (long long)G->count,
+                100.0 * (double)G->count / (double)ft->fired);
         for (int k = 0; k < G->n; k++) example(o, f, &G->ex[k], ft->max_act);
     }
     fputs("</body></html>\n", o);
@@ -192,25 +229,33 @@ static cterp_status feature_page(const cterp_features *f, int64_t i, const char 
 
 static const char *SORT_JS =
     "<script>\n"
-    "function sortBy(c,desc){var tb=document.querySelector('#lat tbody'),rows=Array.from(tb.rows);\n"
-    " rows.sort(function(a,b){var x=a.cells[c].textContent,y=b.cells[c].textContent,p=parseFloat(x),q=parseFloat(y);\n"
+    "function sortBy(c,desc){var tb=document.querySelector('#lat "
+    "tbody'),rows=Array.from(tb.rows);\n"
+    " rows.sort(function(a,b){var "
+    "x=a.cells[c].textContent,y=b.cells[c].textContent,p=parseFloat(x),q=parseFloat(y);\n"
     "  var r=(isNaN(p)||isNaN(q))?x.localeCompare(y):p-q;return desc?-r:r;});\n"
-    " rows.forEach(function(r){tb.appendChild(r);});document.body.dataset.sorted=c+(desc?'d':'a');}\n"
+    " rows.forEach(function(r){tb.appendChild(r);});document.body.dataset.sorted=c+(desc?'d':'a');}"
+    "\n"
     "var cols={latent:0,freq:1,mean:2,max:3};\n"
-    "document.querySelectorAll('#lat th').forEach(function(th,c){th.addEventListener('click',function(){\n"
+    "document.querySelectorAll('#lat "
+    "th').forEach(function(th,c){th.addEventListener('click',function(){\n"
     " var d=document.body.dataset.sorted!==c+'d';sortBy(c,d);});});\n"
-    "var m=/sort=(\\w+)/.exec(location.hash);if(m&&m[1] in cols)sortBy(cols[m[1]],m[1]!=='latent');\n"
+    "var m=/sort=(\\w+)/.exec(location.hash);if(m&&m[1] in "
+    "cols)sortBy(cols[m[1]],m[1]!=='latent');\n"
     "</script>\n";
 
-static cterp_status index_page(const cterp_features *f, const char *path, const cterp_dashboard_opts *op,
-                               int training) {
+static cterp_status index_page(const cterp_features *f, const char *path,
+                               const cterp_dashboard_opts *op, int training) {
     page_file w;
     cterp_status s = page_open(&w, path);
     if (s) return s;
     FILE *o = w.f;
     char title[600];
-    if (op && op->title) snprintf(title, sizeof title, "%s", op->title);
-    else snprintf(title, sizeof title, "Features of %.250s at %.250s", f->sae[0] ? f->sae : "an SAE", f->hook);
+    if (op && op->title)
+        snprintf(title, sizeof title, "%s", op->title);
+    else
+        snprintf(title, sizeof title, "Features of %.250s at %.250s", f->sae[0] ? f->sae : "an SAE",
+                 f->hook);
     page_start(o, title);
     fputs("<h1>", o), esc(o, title), fputs("</h1>\n", o);
     int64_t dead = 0, dense = 0;
@@ -229,19 +274,25 @@ static cterp_status index_page(const cterp_features *f, const char *path, const 
     fputs("<tr><th>hook<td class=\"l\">", o), esc(o, f->hook);
     fputs("<tr><th>SAE<td class=\"l\">", o), esc(o, f->sae);
     fputs("<tr><th>data<td class=\"l\">", o), esc(o, f->dataset);
-    fprintf(o, "<tr><th>tokens<td class=\"l\">%lld (%lld windows of %d, special positions left out)",
+    fprintf(o,
+            "<tr><th>tokens<td class=\"l\">%lld (%lld windows of %d, special positions left out)",
             (long long)f->n_tokens, (long long)f->n_windows, f->context_size);
-    fprintf(o, "<tr><th>latents<td class=\"l\">%lld: %lld dead, %lld dense (&gt; 10%%)</table>\n", (long long)f->d_sae,
-            (long long)dead, (long long)dense);
+    fprintf(o, "<tr><th>latents<td class=\"l\">%lld: %lld dead, %lld dense (&gt; 10%%)</table>\n",
+            (long long)f->d_sae, (long long)dead, (long long)dense);
     if (training) fputs("<p><a href=\"training.html\">training report</a></p>\n", o);
     fputs("<h2>Latent frequencies (log10, alive latents)</h2>", o);
     svg_bars(o, dens, 10, -10, 0, "log10 frequency", 0, "#5b8def", NAN);
-    fputs("<h2>Latents</h2><p>Click a column to sort.</p>\n<table id=\"lat\"><thead><tr><th>latent<th>frequency"
-          "<th>mean act<th>max act<th class=\"l\">top token<th class=\"l\">top logits</tr></thead><tbody>\n", o);
+    fputs("<h2>Latents</h2><p>Click a column to sort.</p>\n<table "
+          "id=\"lat\"><thead><tr><th>latent<th>frequency"
+          "<th>mean act<th>max act<th class=\"l\">top token<th class=\"l\">top "
+          "logits</tr></thead><tbody>\n",
+          o);
     for (int64_t i = 0; i < f->d_sae; i++) {
         const cterp_feature *ft = &f->f[i];
-        fprintf(o, "<tr><td><a href=\"f/%lld.html\">%lld</a><td>%.3g<td>%.3g<td>%.3g<td class=\"l\"><i>", (long long)i,
-                (long long)i, ft->frequency, ft->mean_act, (double)ft->max_act);
+        fprintf(
+            o,
+            "<tr><td><a href=\"f/%lld.html\">%lld</a><td>%.3g<td>%.3g<td>%.3g<td class=\"l\"><i>",
+            (long long)i, (long long)i, ft->frequency, ft->mean_act, (double)ft->max_act);
         if (ft->n_top) {
             const cterp_feature_example *e = &ft->top[0];
             if (e->n_ctx > 0) esc_token(o, f, e->tokens[e->pos - e->start]);
@@ -258,10 +309,12 @@ static cterp_status index_page(const cterp_features *f, const char *path, const 
     return page_close(&w);
 }
 
-cterp_status cterp_dashboard_write(const cterp_features *f, const char *out_dir, const cterp_dashboard_opts *o) {
+cterp_status cterp_dashboard_write(const cterp_features *f, const char *out_dir,
+                                   const cterp_dashboard_opts *o) {
     char *fd = file_join(out_dir, "f"), *ip = file_join(out_dir, "index.html");
     char *tp = file_join(out_dir, "training.html");
-    cterp_status s = fd && ip && tp ? file_mkdirs(fd) : cterp_error(CTERP_ENOMEM, "dashboard: out of memory");
+    cterp_status s =
+        fd && ip && tp ? file_mkdirs(fd) : cterp_error(CTERP_ENOMEM, "dashboard: out of memory");
     int training = o && o->metrics;
     if (!s && training) s = cterp_report_write(o->metrics, tp, NULL);
     for (int64_t i = 0; !s && i < f->d_sae; i++) {
@@ -279,32 +332,43 @@ cterp_status cterp_dashboard_write(const cterp_features *f, const char *out_dir,
 // ---- training report -----------------------------------------------------------------------
 
 enum { NSER = 8 };
-static const char *SER[NSER] = {"loss", "mse_loss", "sparsity_loss", "aux_loss", "explained_variance", "l0",
-                                "dead_fraction", "lr"};
+static const char *SER[NSER] = {
+    "loss",          "mse_loss", "sparsity_loss", "aux_loss", "explained_variance", "l0",
+    "dead_fraction", "lr"};
 
 static void svg_line(FILE *o, const char *name, const double *x, const double *y, int64_t n) {
     const int W = 420, H = 140, L = 60, B = 20;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     int64_t have = 0;
     for (int64_t k = 0; k < n; k++)
-        if (isfinite(y[k])) x0 = fmin(x0, x[k]), x1 = fmax(x1, x[k]), y0 = fmin(y0, y[k]), y1 = fmax(y1, y[k]), have++;
+        if (isfinite(y[k]))
+            x0 = fmin(x0, x[k]), x1 = fmax(x1, x[k]), y0 = fmin(y0, y[k]), y1 = fmax(y1, y[k]),
+            have++;
     if (!have) return;
     if (x1 == x0) x1 = x0 + 1;
     if (y1 == y0) y1 = y0 + (y0 == 0 ? 1 : fabs(y0) * 0.1), y0 -= y1 - y0 == 0 ? 1 : 0;
     fputs("<div><h2>", o), esc(o, name), fputs("</h2>", o);
-    fprintf(o, "<svg width=\"%d\" height=\"%d\" role=\"img\"><rect x=\"%d\" y=\"0\" width=\"%d\" height=\"%d\" "
-            "fill=\"none\" stroke=\"#ccc\"/><polyline fill=\"none\" stroke=\"#0550ae\" stroke-width=\"1.5\" points=\"",
+    fprintf(o,
+            "<svg width=\"%d\" height=\"%d\" role=\"img\"><rect x=\"%d\" y=\"0\" width=\"%d\" "
+            "height=\"%d\" "
+            "fill=\"none\" stroke=\"#ccc\"/><polyline fill=\"none\" stroke=\"#0550ae\" "
+            "stroke-width=\"1.5\" points=\"",
             W + L + 10, H + B + 5, L, W, H);
     for (int64_t k = 0; k < n; k++)
         if (isfinite(y[k]))
-            fprintf(o, "%.1f,%.1f ", L + (x[k] - x0) / (x1 - x0) * W, H - (y[k] - y0) / (y1 - y0) * (H - 4) - 2);
-    fprintf(o, "\"/><text x=\"%d\" y=\"10\" text-anchor=\"end\">%.4g</text><text x=\"%d\" y=\"%d\" "
-            "text-anchor=\"end\">%.4g</text><text x=\"%d\" y=\"%d\">%.0f</text><text x=\"%d\" y=\"%d\" "
-            "text-anchor=\"end\">step %.0f</text></svg>", L - 4, y1, L - 4, H, y0, L, H + 14, x0, L + W, H + 14, x1);
+            fprintf(o, "%.1f,%.1f ", L + (x[k] - x0) / (x1 - x0) * W,
+                    H - (y[k] - y0) / (y1 - y0) * (H - 4) - 2);
+    fprintf(
+        o,
+        "\"/><text x=\"%d\" y=\"10\" text-anchor=\"end\">%.4g</text><text x=\"%d\" y=\"%d\" "
+        "text-anchor=\"end\">%.4g</text><text x=\"%d\" y=\"%d\">%.0f</text><text x=\"%d\" y=\"%d\" "
+        "text-anchor=\"end\">step %.0f</text></svg>",
+        L - 4, y1, L - 4, H, y0, L, H + 14, x0, L + W, H + 14, x1);
     fprintf(o, "<div>last: %.5g</div></div>\n", y[n - 1]);
 }
 
-cterp_status cterp_report_write(const char *metrics_jsonl, const char *out_html, const char *title) {
+cterp_status cterp_report_write(const char *metrics_jsonl, const char *out_html,
+                                const char *title) {
     FILE *in = fopen(metrics_jsonl, "r");
     if (!in) return cterp_error(CTERP_EIO, "%s: cannot open the metrics file", metrics_jsonl);
     double *v = NULL; // (n, 1 + NSER): step then the series (NaN when absent)
@@ -320,8 +384,10 @@ cterp_status cterp_report_write(const char *metrics_jsonl, const char *out_html,
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "step");
         if (!cJSON_IsObject(j) || !cJSON_IsNumber(st)) {
             cJSON_Delete(j);
-            s = cterp_error(CTERP_EFORMAT, "%s:%lld: expected a JSON object with a numeric \"step\" (a trainer's "
-                            "metrics.jsonl line)", metrics_jsonl, (long long)line_no);
+            s = cterp_error(CTERP_EFORMAT,
+                            "%s:%lld: expected a JSON object with a numeric \"step\" (a trainer's "
+                            "metrics.jsonl line)",
+                            metrics_jsonl, (long long)line_no);
             goto done;
         }
         if (n == cap) {
@@ -356,12 +422,14 @@ cterp_status cterp_report_write(const char *metrics_jsonl, const char *out_html,
         char t[600];
         snprintf(t, sizeof t, "%s", title ? title : "Training report");
         page_start(o, t);
-        fputs("<nav><a href=\"index.html\">index</a></nav><h1>", o), esc(o, t), fputs("</h1><div>", o);
+        fputs("<nav><a href=\"index.html\">index</a></nav><h1>", o), esc(o, t),
+            fputs("</h1><div>", o);
         esc(o, metrics_jsonl);
-        fprintf(o, ": %lld log lines, steps %.0f to %.0f</div>\n<div class=\"cols\">\n", (long long)n, v[0],
-                v[(n - 1) * (1 + NSER)]);
+        fprintf(o, ": %lld log lines, steps %.0f to %.0f</div>\n<div class=\"cols\">\n",
+                (long long)n, v[0], v[(n - 1) * (1 + NSER)]);
         for (int k = 0; k < NSER; k++) {
-            for (int64_t q = 0; q < n; q++) xs[q] = v[q * (1 + NSER)], ys[q] = v[q * (1 + NSER) + 1 + k];
+            for (int64_t q = 0; q < n; q++)
+                xs[q] = v[q * (1 + NSER)], ys[q] = v[q * (1 + NSER) + 1 + k];
             svg_line(o, SER[k], xs, ys, n);
         }
         fputs("</div></body></html>\n", o);

@@ -35,8 +35,10 @@ static void utf8_sanitize(char *buf, size_t cap, const char *src, size_t n) {
         size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
         int ok = len > 0 && i + len <= n && !(len == 2 && c < 0xC2);
         for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xC0) == 0x80;
-        if (ok && len == 3) ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
-        if (ok && len == 4) ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90) && c <= 0xF4;
+        if (ok && len == 3)
+            ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
+        if (ok && len == 4)
+            ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90) && c <= 0xF4;
         if (ok && c != 0) {
             memcpy(buf + o, s + i, len), o += len, i += len;
         } else {
@@ -66,12 +68,16 @@ char *cterp_token_display(const cterp_tokenizer *tok, int32_t id, char *buf, siz
     }
     unsigned b;
     if (strlen(s) == 6 && sscanf(s, "<0x%2X>", &b) == 1) { // SentencePiece byte fallback
-        if (b == '\n' || b == '\t' || (b >= 0x20 && b < 0x7f)) tmp[n++] = (char)b;
-        else n = (size_t)snprintf(tmp, sizeof tmp, "%s", s);
+        if (b == '\n' || b == '\t' || (b >= 0x20 && b < 0x7f))
+            tmp[n++] = (char)b;
+        else
+            n = (size_t)snprintf(tmp, sizeof tmp, "%s", s);
     } else {
         for (size_t i = 0; s[i] && n + 4 < sizeof tmp;) {
-            if (!strncmp(s + i, "\xE2\x96\x81", 3)) tmp[n++] = ' ', i += 3; // "▁"
-            else tmp[n++] = s[i++];
+            if (!strncmp(s + i, "\xE2\x96\x81", 3))
+                tmp[n++] = ' ', i += 3; // "▁"
+            else
+                tmp[n++] = s[i++];
         }
     }
     utf8_sanitize(buf, cap, tmp, n);
@@ -115,7 +121,8 @@ static uint64_t mix64(uint64_t z) {
 }
 
 static uint64_t sample_key(uint64_t seed, int64_t i, int64_t g) {
-    return mix64(mix64(seed + 0x9e3779b97f4a7c15ULL) ^ mix64((uint64_t)i * 0xd1b54a32d192ed03ULL + (uint64_t)g));
+    return mix64(mix64(seed + 0x9e3779b97f4a7c15ULL) ^
+                 mix64((uint64_t)i * 0xd1b54a32d192ed03ULL + (uint64_t)g));
 }
 
 // a is weaker than b: lower activation, or the same and a later token
@@ -123,7 +130,9 @@ static int top_weaker(const top_ent *a, const top_ent *b) {
     return a->act < b->act || (a->act == b->act && a->g > b->g);
 }
 
-static int q_less(const q_ent *a, const q_ent *b) { return a->key < b->key || (a->key == b->key && a->g < b->g); }
+static int q_less(const q_ent *a, const q_ent *b) {
+    return a->key < b->key || (a->key == b->key && a->g < b->g);
+}
 
 static void heap_push(top_ent *h, int *n, int cap, top_ent e) {
     if (*n < cap) {
@@ -219,8 +228,8 @@ static cterp_status collector_init(collector *c, int64_t N, int topn, int K, uin
     c->q = calloc((size_t)(N * NG * K), sizeof(q_ent));
     c->ntop = calloc((size_t)N, sizeof(int));
     c->top = calloc((size_t)(N * topn), sizeof(top_ent));
-    if (!c->fired || !c->sum || !c->max || !c->hi || !c->hist || !c->qcount || !c->qn || !c->q || !c->ntop ||
-        !c->top) {
+    if (!c->fired || !c->sum || !c->max || !c->hi || !c->hist || !c->qcount || !c->qn || !c->q ||
+        !c->ntop || !c->top) {
         collector_free(c);
         return cterp_error(CTERP_ENOMEM, "features: out of memory for %lld latents", (long long)N);
     }
@@ -230,21 +239,25 @@ static cterp_status collector_init(collector *c, int64_t N, int topn, int K, uin
 // ---- the pass ------------------------------------------------------------------------------
 
 typedef struct {
-    float *x;   // (B*T, D) captured
+    float *x; // (B*T, D) captured
     int64_t D;
 } capture;
 
 // Per-token rows of width D: [B,T,D] or [B,T,H,hd] flattened.
-static cterp_status hook_width(const char *name, const int64_t *shape, int ndim, int64_t D, const char *who) {
+static cterp_status hook_width(const char *name, const int64_t *shape, int ndim, int64_t D,
+                               const char *who) {
     int64_t w = 1;
     for (int k = 2; k < ndim; k++) w *= shape[k];
-    if (ndim < 3 || w != D || strstr(name, "hook_pattern")) // the pattern is per head, not per token
-        return cterp_error(CTERP_EINVAL, "%s: hook %s has %lld values per token, the SAE's d_in is %lld", who, name,
-                           (long long)(ndim < 3 ? 0 : w), (long long)D);
+    if (ndim < 3 || w != D ||
+        strstr(name, "hook_pattern")) // the pattern is per head, not per token
+        return cterp_error(CTERP_EINVAL,
+                           "%s: hook %s has %lld values per token, the SAE's d_in is %lld", who,
+                           name, (long long)(ndim < 3 ? 0 : w), (long long)D);
     return CTERP_OK;
 }
 
-static cterp_status capture_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+static cterp_status capture_hook(const char *name, float *act, const int64_t *shape, int ndim,
+                                 void *user) {
     capture *cp = user;
     cterp_status s = hook_width(name, shape, ndim, cp->D, "features");
     if (s) return s;
@@ -315,7 +328,8 @@ cterp_status features_alloc(cterp_features **out, int64_t N, int n_logits, int64
 // One block for latent i: n_ex examples with room for `ctx` tokens each.
 cterp_feature_example *examples_alloc(cterp_features *f, int64_t i, int64_t n_ex, int64_t ctx) {
     if (n_ex == 0) return NULL;
-    size_t bytes = (size_t)n_ex * (sizeof(cterp_feature_example) + (size_t)ctx * (sizeof(int32_t) + sizeof(float)));
+    size_t bytes = (size_t)n_ex * (sizeof(cterp_feature_example) +
+                                   (size_t)ctx * (sizeof(int32_t) + sizeof(float)));
     char *p = calloc(1, bytes);
     if (!p) return NULL;
     ((void **)f->ex_mem)[i] = p;
@@ -329,7 +343,8 @@ cterp_feature_example *examples_alloc(cterp_features *f, int64_t i, int64_t n_ex
 static cterp_status fill_vocab(cterp_features *f, const cterp_tokenizer *tok) {
     size_t total = 0;
     char buf[512];
-    for (int64_t v = 0; v < f->n_vocab; v++) total += strlen(cterp_token_display(tok, (int32_t)v, buf, sizeof buf)) + 1;
+    for (int64_t v = 0; v < f->n_vocab; v++)
+        total += strlen(cterp_token_display(tok, (int32_t)v, buf, sizeof buf)) + 1;
     char *p = f->str_mem = malloc(total ? total : 1);
     if (!p) return cterp_error(CTERP_ENOMEM, "features: out of memory for the vocabulary");
     for (int64_t v = 0; v < f->n_vocab; v++) {
@@ -340,14 +355,17 @@ static cterp_status fill_vocab(cterp_features *f, const cterp_tokenizer *tok) {
     return CTERP_OK;
 }
 
-cterp_status cterp_logit_effects(cterp_model *m, const cterp_sae *sae, int64_t i0, int64_t n, float *out) {
+cterp_status cterp_logit_effects(cterp_model *m, const cterp_sae *sae, int64_t i0, int64_t n,
+                                 float *out) {
     const cterp_model_config *mc = cterp_model_config_of(m);
     if (sae->d_in != mc->d_model)
-        return cterp_error(CTERP_EINVAL, "logit effects: the SAE's d_in %lld is not the model's d_model %d (the "
-                           "hook is not in the residual stream)", (long long)sae->d_in, mc->d_model);
+        return cterp_error(CTERP_EINVAL,
+                           "logit effects: the SAE's d_in %lld is not the model's d_model %d (the "
+                           "hook is not in the residual stream)",
+                           (long long)sae->d_in, mc->d_model);
     if (i0 < 0 || n < 0 || i0 + n > sae->d_sae)
-        return cterp_error(CTERP_EINVAL, "logit effects: latents [%lld, %lld) outside [0, %lld)", (long long)i0,
-                           (long long)(i0 + n), (long long)sae->d_sae);
+        return cterp_error(CTERP_EINVAL, "logit effects: latents [%lld, %lld) outside [0, %lld)",
+                           (long long)i0, (long long)(i0 + n), (long long)sae->d_sae);
     return cterp_model_unembed(m, sae->W_dec + i0 * sae->d_in, n, out);
 }
 
@@ -362,13 +380,15 @@ static void logit_summary(cterp_feature *ft, const float *l, int64_t V) {
         if (nt < n || x > ft->logit_top[nt - 1]) {
             int j = nt < n ? nt++ : n - 1;
             while (j > 0 && x > ft->logit_top[j - 1])
-                ft->logit_top[j] = ft->logit_top[j - 1], ft->logit_top_ids[j] = ft->logit_top_ids[j - 1], j--;
+                ft->logit_top[j] = ft->logit_top[j - 1],
+                ft->logit_top_ids[j] = ft->logit_top_ids[j - 1], j--;
             ft->logit_top[j] = x, ft->logit_top_ids[j] = (int32_t)v;
         }
         if (nb < n || x < ft->logit_bot[nb - 1]) {
             int j = nb < n ? nb++ : n - 1;
             while (j > 0 && x < ft->logit_bot[j - 1])
-                ft->logit_bot[j] = ft->logit_bot[j - 1], ft->logit_bot_ids[j] = ft->logit_bot_ids[j - 1], j--;
+                ft->logit_bot[j] = ft->logit_bot[j - 1],
+                ft->logit_bot_ids[j] = ft->logit_bot_ids[j - 1], j--;
             ft->logit_bot[j] = x, ft->logit_bot_ids[j] = (int32_t)v;
         }
     }
@@ -382,8 +402,8 @@ static void logit_summary(cterp_feature *ft, const float *l, int64_t V) {
 }
 
 // Reads up to Bm windows of the next batch; *B windows read (0 at the end).
-static cterp_status next_batch(cterp_windows *w, int32_t *tok, uint8_t *mask, int Bm, int64_t T, int64_t left,
-                               int *B) {
+static cterp_status next_batch(cterp_windows *w, int32_t *tok, uint8_t *mask, int Bm, int64_t T,
+                               int64_t left, int *B) {
     int eof = 0;
     *B = 0;
     while (*B < Bm && *B < left) {
@@ -404,16 +424,21 @@ struct cterp_feature_acc {
 };
 
 static cterp_status check_config(const cterp_features_config *c) {
-    if (c->batch < 1 || c->top_n < 1 || c->quantile_k < 1 || c->quantile_k > 32 || c->ctx_left < 0 ||
-        c->ctx_right < 0 || c->n_logits < 0 || c->n_windows < 0 || c->windows.context_size < 1)
-        return cterp_error(CTERP_EINVAL, "features: need batch >= 1, top_n >= 1, 1 <= quantile_k <= 32, context "
-                           "sizes >= 0, n_logits >= 0 (got batch %d, top_n %d, quantile_k %d, ctx %d/%d, "
-                           "n_logits %d, context_size %d)", c->batch, c->top_n, c->quantile_k, c->ctx_left,
-                           c->ctx_right, c->n_logits, c->windows.context_size);
+    if (c->batch < 1 || c->top_n < 1 || c->quantile_k < 1 || c->quantile_k > 32 ||
+        c->ctx_left < 0 || c->ctx_right < 0 || c->n_logits < 0 || c->n_windows < 0 ||
+        c->windows.context_size < 1)
+        return cterp_error(
+            CTERP_EINVAL,
+            "features: need batch >= 1, top_n >= 1, 1 <= quantile_k <= 32, context "
+            "sizes >= 0, n_logits >= 0 (got batch %d, top_n %d, quantile_k %d, ctx %d/%d, "
+            "n_logits %d, context_size %d)",
+            c->batch, c->top_n, c->quantile_k, c->ctx_left, c->ctx_right, c->n_logits,
+            c->windows.context_size);
     return CTERP_OK;
 }
 
-cterp_status cterp_feature_acc_create(cterp_feature_acc **out, int64_t d_sae, const cterp_features_config *c) {
+cterp_status cterp_feature_acc_create(cterp_feature_acc **out, int64_t d_sae,
+                                      const cterp_features_config *c) {
     *out = NULL;
     cterp_features_config cd;
     if (!c) cterp_features_config_default(&cd), c = &cd;
@@ -437,12 +462,14 @@ void cterp_feature_acc_free(cterp_feature_acc *a) {
     free(a);
 }
 
-cterp_status cterp_feature_acc_add(cterp_feature_acc *a, const float *f, int64_t R, int64_t g0, const uint8_t *mask) {
+cterp_status cterp_feature_acc_add(cterp_feature_acc *a, const float *f, int64_t R, int64_t g0,
+                                   const uint8_t *mask) {
     collector *col = &a->col;
     const int64_t N = col->N;
     for (int64_t r = 0; r < R; r++) a->n_tokens += !mask || !mask[r];
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t i0 = 0; i0 < N; i0 += 64) { // each thread owns a range of latents: rows stay in order
+    for (int64_t i0 = 0; i0 < N;
+         i0 += 64) { // each thread owns a range of latents: rows stay in order
         int64_t i1 = i0 + 64 < N ? i0 + 64 : N;
         for (int64_t r = 0; r < R; r++) {
             if (mask && mask[r]) continue;
@@ -452,21 +479,26 @@ cterp_status cterp_feature_acc_add(cterp_feature_acc *a, const float *f, int64_t
         }
     }
     if (col->bad)
-        return cterp_error(CTERP_ENAN, "features: a non-finite SAE activation among tokens %lld..%lld",
+        return cterp_error(CTERP_ENAN,
+                           "features: a non-finite SAE activation among tokens %lld..%lld",
                            (long long)g0, (long long)(g0 + R - 1));
     return CTERP_OK;
 }
 
-int64_t cterp_feature_acc_tokens(const cterp_feature_acc *a) { return a->n_tokens; }
+int64_t cterp_feature_acc_tokens(const cterp_feature_acc *a) {
+    return a->n_tokens;
+}
 
 // The result so far: statistics and example slots (window = g / T, pos = g % T, no context yet,
 // room for ctx_left + ctx_right + 1 tokens each).
-static cterp_status acc_build(cterp_feature_acc *a, int64_t T, int n_logits, int64_t V, cterp_features **out) {
+static cterp_status acc_build(cterp_feature_acc *a, int64_t T, int n_logits, int64_t V,
+                              cterp_features **out) {
     *out = NULL;
     collector *col = &a->col;
     const cterp_features_config *c = &a->cfg;
     const int64_t N = col->N, ntok = a->n_tokens, ctx = c->ctx_left + c->ctx_right + 1;
-    if (T < 1) return cterp_error(CTERP_EINVAL, "features: tokens per window %lld < 1", (long long)T);
+    if (T < 1)
+        return cterp_error(CTERP_EINVAL, "features: tokens per window %lld < 1", (long long)T);
     cterp_features *F;
     top_ent *tbuf = malloc((size_t)col->topn * sizeof *tbuf);
     cterp_status st = tbuf ? features_alloc(&F, N, n_logits, V)
@@ -495,7 +527,8 @@ static cterp_status acc_build(cterp_feature_acc *a, int64_t T, int n_logits, int
         if (!ex) {
             cterp_features_free(F);
             free(tbuf);
-            return cterp_error(CTERP_ENOMEM, "features: out of memory (examples of latent %lld)", (long long)i);
+            return cterp_error(CTERP_ENOMEM, "features: out of memory (examples of latent %lld)",
+                               (long long)i);
         }
         top_ent *tp = tbuf; // sorted copy: the heap stays valid for more rows
         memcpy(tp, col->top + i * col->topn, (size_t)col->ntop[i] * sizeof *tp);
@@ -507,7 +540,8 @@ static cterp_status acc_build(cterp_feature_acc *a, int64_t T, int n_logits, int
             cterp_feature_group *G = &ft->groups[gr];
             q_ent q[32];
             G->lo = hi / NG * (float)gr, G->hi = hi / NG * (float)(gr + 1);
-            G->count = col->qcount[i * NG + gr], G->n = col->qn[i * NG + gr], G->ex = G->n ? ex : NULL;
+            G->count = col->qcount[i * NG + gr], G->n = col->qn[i * NG + gr],
+            G->ex = G->n ? ex : NULL;
             memcpy(q, col->q + (i * NG + gr) * col->K, (size_t)G->n * sizeof *q);
             qsort(q, (size_t)G->n, sizeof *q, cmp_q_desc);
             for (int k = 0; k < G->n; k++, ex++)
@@ -533,7 +567,8 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     if (!c) cterp_features_config_default(&cd), c = &cd;
     const char *hook = c->hook ? c->hook : sae->meta.hook_name;
     if (!hook || !*hook)
-        return cterp_error(CTERP_EINVAL, "features: no hook (the SAE's metadata has no hook_name; give one)");
+        return cterp_error(CTERP_EINVAL,
+                           "features: no hook (the SAE's metadata has no hook_name; give one)");
     cterp_status st = check_config(c);
     if (st) return st;
     int layer, dim;
@@ -542,7 +577,8 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     const int64_t T = c->windows.context_size, D = sae->d_in, N = sae->d_sae, V = mc->n_vocab;
     const int Bm = c->batch;
     const int64_t limit = c->n_windows > 0 ? c->n_windows : INT64_MAX;
-    const int logits = D == mc->d_model && c->n_logits > 0; // logit effects need a residual-stream hook
+    const int logits =
+        D == mc->d_model && c->n_logits > 0; // logit effects need a residual-stream hook
     cterp_windows *w = NULL;
     cterp_feature_acc *acc = NULL;
     cterp_features *F = NULL;
@@ -553,12 +589,14 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     capture cp = {malloc((size_t)(Bm * T * D) * sizeof(float)), D};
     float *lg = NULL;
     if (!tok || !mask || !fa || !cp.x) {
-        st = cterp_error(CTERP_ENOMEM, "features: out of memory (batch %d x %lld positions, d_sae %lld)", Bm,
+        st = cterp_error(CTERP_ENOMEM,
+                         "features: out of memory (batch %d x %lld positions, d_sae %lld)", Bm,
                          (long long)T, (long long)N);
         goto done;
     }
     if ((st = cterp_feature_acc_create(&acc, N, c))) goto done;
-    if ((st = cterp_windows_open(&w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows))) goto done;
+    if ((st = cterp_windows_open(&w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows)))
+        goto done;
     cterp_hook h = {hook, capture_hook, &cp};
     cterp_forward_opts fo = {&h, 1, 0, NULL, 0};
     int64_t nw = 0;
@@ -569,15 +607,18 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
         if ((st = cterp_model_forward(m, tok, B, (int)T, &fo))) goto done;
         if ((st = cterp_sae_encode(sae, cp.x, B * T, fa))) goto done;
         if ((st = cterp_feature_acc_add(acc, fa, B * T, nw * T, mask))) {
-            st = cterp_error(st, "features: a non-finite SAE activation in windows %lld..%lld of %s", (long long)nw,
-                             (long long)(nw + B - 1), dataset);
+            st =
+                cterp_error(st, "features: a non-finite SAE activation in windows %lld..%lld of %s",
+                            (long long)nw, (long long)(nw + B - 1), dataset);
             goto done;
         }
         nw += B;
     }
     if (acc->n_tokens == 0) {
-        st = cterp_error(CTERP_EFORMAT, "features: %s has no complete window of %lld tokens with a non-special "
-                         "position", dataset, (long long)T);
+        st = cterp_error(CTERP_EFORMAT,
+                         "features: %s has no complete window of %lld tokens with a non-special "
+                         "position",
+                         dataset, (long long)T);
         goto done;
     }
     if ((st = acc_build(acc, T, logits ? c->n_logits : 0, V, &F))) goto done;
@@ -622,8 +663,10 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
         int B;
         if ((st = next_batch(w, tok, mask, Bm, T, nw - w0, &B))) goto done;
         if (B == 0) {
-            st = cterp_error(CTERP_EFORMAT, "features: %s changed during the pass (fewer windows the second "
-                             "time)", dataset);
+            st = cterp_error(CTERP_EFORMAT,
+                             "features: %s changed during the pass (fewer windows the second "
+                             "time)",
+                             dataset);
             goto done;
         }
         const int64_t gend = (w0 + B) * T;
@@ -670,7 +713,8 @@ done:
 cterp_status cterp_features_on_tokens(cterp_model *m, const cterp_sae *sae, const char *hook,
                                       const int32_t *tokens, int T, float *f) {
     if (!hook) hook = sae->meta.hook_name;
-    if (!hook || !*hook) return cterp_error(CTERP_EINVAL, "features: no hook (the SAE's metadata has no hook_name)");
+    if (!hook || !*hook)
+        return cterp_error(CTERP_EINVAL, "features: no hook (the SAE's metadata has no hook_name)");
     if (T < 1) return cterp_error(CTERP_EINVAL, "features: no tokens");
     capture cp = {malloc((size_t)T * (size_t)sae->d_in * sizeof(float)), sae->d_in};
     if (!cp.x) return cterp_error(CTERP_ENOMEM, "features: out of memory");

@@ -15,11 +15,16 @@
 static void jstr(FILE *o, const char *s) {
     fputc('"', o);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fputc('\\', o), fputc(*p, o);
-        else if (*p == '\n') fputs("\\n", o);
-        else if (*p == '\t') fputs("\\t", o);
-        else if (*p < 0x20) fprintf(o, "\\u%04x", *p);
-        else fputc(*p, o);
+        if (*p == '"' || *p == '\\')
+            fputc('\\', o), fputc(*p, o);
+        else if (*p == '\n')
+            fputs("\\n", o);
+        else if (*p == '\t')
+            fputs("\\t", o);
+        else if (*p < 0x20)
+            fprintf(o, "\\u%04x", *p);
+        else
+            fputc(*p, o);
     }
     fputc('"', o);
 }
@@ -48,7 +53,8 @@ static void jd(FILE *o, double x) {
 
 static void write_example(FILE *o, const cterp_feature_example *e) {
     fputs("{\"act\":", o), jf(o, e->act);
-    fprintf(o, ",\"window\":%lld,\"pos\":%d,\"start\":%d,\"tokens\":[", (long long)e->window, e->pos, e->start);
+    fprintf(o, ",\"window\":%lld,\"pos\":%d,\"start\":%d,\"tokens\":[", (long long)e->window,
+            e->pos, e->start);
     for (int t = 0; t < e->n_ctx; t++) fprintf(o, t ? ",%d" : "%d", (int)e->tokens[t]);
     fputs("],\"acts\":[", o);
     for (int t = 0; t < e->n_ctx; t++) {
@@ -67,11 +73,13 @@ static void write_latent(FILE *o, const cterp_feature *ft, int64_t i) {
     for (int b = 0; b < ft->n_bins; b++) fprintf(o, b ? ",%lld" : "%lld", (long long)ft->hist[b]);
     fputs("]},\"logits\":{\"top\":[", o);
     for (int k = 0; k < ft->n_logits; k++) {
-        fprintf(o, "%s[%d,", k ? "," : "", (int)ft->logit_top_ids[k]), jf(o, ft->logit_top[k]), fputc(']', o);
+        fprintf(o, "%s[%d,", k ? "," : "", (int)ft->logit_top_ids[k]), jf(o, ft->logit_top[k]),
+            fputc(']', o);
     }
     fputs("],\"bottom\":[", o);
     for (int k = 0; k < ft->n_logits; k++) {
-        fprintf(o, "%s[%d,", k ? "," : "", (int)ft->logit_bot_ids[k]), jf(o, ft->logit_bot[k]), fputc(']', o);
+        fprintf(o, "%s[%d,", k ? "," : "", (int)ft->logit_bot_ids[k]), jf(o, ft->logit_bot[k]),
+            fputc(']', o);
     }
     fputs("],\"hist_lo\":", o), jf(o, ft->logit_lo), fputs(",\"hist_hi\":", o), jf(o, ft->logit_hi);
     fputs(",\"hist\":[", o);
@@ -96,7 +104,8 @@ static void write_latent(FILE *o, const cterp_feature *ft, int64_t i) {
     fputs("]}\n", o);
 }
 
-static cterp_status write_file(const char *dir, const char *name, const cterp_features *f, int latents) {
+static cterp_status write_file(const char *dir, const char *name, const cterp_features *f,
+                               int latents) {
     char *path = file_join(dir, name);
     if (!path) return cterp_error(CTERP_ENOMEM, "features: out of memory");
     file_atomic w;
@@ -108,16 +117,23 @@ static cterp_status write_file(const char *dir, const char *name, const cterp_fe
         for (int64_t i = 0; i < f->d_sae; i++) write_latent(o, &f->f[i], i);
     } else {
         const cterp_features_config *c = &f->cfg;
-        fprintf(o, "{\"format\":\"%s\",\"version\":%d,\"model\":", FEATURES_FORMAT, FEATURES_VERSION);
-        jstr(o, f->model), fputs(",\"sae\":", o), jstr(o, f->sae), fputs(",\"hook\":", o), jstr(o, f->hook);
+        fprintf(o, "{\"format\":\"%s\",\"version\":%d,\"model\":", FEATURES_FORMAT,
+                FEATURES_VERSION);
+        jstr(o, f->model), fputs(",\"sae\":", o), jstr(o, f->sae), fputs(",\"hook\":", o),
+            jstr(o, f->hook);
         fputs(",\"dataset\":", o), jstr(o, f->dataset);
-        fprintf(o, ",\"context_size\":%d,\"d_in\":%lld,\"d_sae\":%lld,\"n_windows\":%lld,\"n_tokens\":%lld,\n",
+        fprintf(o,
+                ",\"context_size\":%d,\"d_in\":%lld,\"d_sae\":%lld,\"n_windows\":%lld,\"n_tokens\":"
+                "%lld,\n",
                 f->context_size, (long long)f->d_in, (long long)f->d_sae, (long long)f->n_windows,
                 (long long)f->n_tokens);
-        fprintf(o, "\"config\":{\"top_n\":%d,\"quantile_k\":%d,\"ctx_left\":%d,\"ctx_right\":%d,\"n_logits\":%d,"
-                "\"seed\":%llu,\"hist_bins\":%d,\"groups\":%d,\"logit_bins\":%d},\n", c->top_n, c->quantile_k,
-                c->ctx_left, c->ctx_right, c->n_logits, (unsigned long long)c->seed, CTERP_FEAT_HIST_BINS,
-                CTERP_FEAT_GROUPS, CTERP_FEAT_LOGIT_BINS);
+        fprintf(o,
+                "\"config\":{\"top_n\":%d,\"quantile_k\":%d,\"ctx_left\":%d,\"ctx_right\":%d,\"n_"
+                "logits\":%d,"
+                "\"seed\":%llu,\"hist_bins\":%d,\"groups\":%d,\"logit_bins\":%d},\n",
+                c->top_n, c->quantile_k, c->ctx_left, c->ctx_right, c->n_logits,
+                (unsigned long long)c->seed, CTERP_FEAT_HIST_BINS, CTERP_FEAT_GROUPS,
+                CTERP_FEAT_LOGIT_BINS);
         fputs("\"vocab\":[", o);
         for (int64_t v = 0; v < f->n_vocab; v++) {
             if (v) fputc(',', o);
@@ -128,8 +144,10 @@ static cterp_status write_file(const char *dir, const char *name, const cterp_fe
             fprintf(o, "],\n\"%s\":[", keys[k]);
             for (int64_t i = 0; i < f->d_sae; i++) {
                 if (i) fputc(',', o);
-                if (k == 2) jf(o, f->f[i].max_act);
-                else jd(o, k ? f->f[i].mean_act : f->f[i].frequency);
+                if (k == 2)
+                    jf(o, f->f[i].max_act);
+                else
+                    jd(o, k ? f->f[i].mean_act : f->f[i].frequency);
             }
         }
         fputs("]}\n", o);
@@ -152,15 +170,22 @@ typedef struct {
     int64_t line; // 0: a whole-file JSON
 } where;
 
-static cterp_status bad(const where *w, const char *field, const char *expected, const cJSON *found) {
-    const char *kind = !found ? "nothing" : cJSON_IsNumber(found) ? "a number" : cJSON_IsString(found) ? "a string"
-                      : cJSON_IsArray(found) ? "an array" : cJSON_IsObject(found) ? "an object" : "another value";
+static cterp_status bad(const where *w, const char *field, const char *expected,
+                        const cJSON *found) {
+    const char *kind = !found                  ? "nothing"
+                       : cJSON_IsNumber(found) ? "a number"
+                       : cJSON_IsString(found) ? "a string"
+                       : cJSON_IsArray(found)  ? "an array"
+                       : cJSON_IsObject(found) ? "an object"
+                                               : "another value";
     char at[64] = "";
     if (w->line) snprintf(at, sizeof at, ":%lld", (long long)w->line);
-    return cterp_error(CTERP_EFORMAT, "%s%s: field '%s': expected %s, found %s", w->file, at, field, expected, kind);
+    return cterp_error(CTERP_EFORMAT, "%s%s: field '%s': expected %s, found %s", w->file, at, field,
+                       expected, kind);
 }
 
-static cterp_status get_num(const where *w, const cJSON *o, const char *k, double lo, double hi, double *v) {
+static cterp_status get_num(const where *w, const cJSON *o, const char *k, double lo, double hi,
+                            double *v) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!cJSON_IsNumber(j) || !(j->valuedouble >= lo && j->valuedouble <= hi)) {
         char exp[96];
@@ -168,8 +193,8 @@ static cterp_status get_num(const where *w, const cJSON *o, const char *k, doubl
         if (cJSON_IsNumber(j)) {
             char at[64] = "";
             if (w->line) snprintf(at, sizeof at, ":%lld", (long long)w->line);
-            return cterp_error(CTERP_EFORMAT, "%s%s: field '%s': expected %s, found %g", w->file, at, k, exp,
-                               j->valuedouble);
+            return cterp_error(CTERP_EFORMAT, "%s%s: field '%s': expected %s, found %g", w->file,
+                               at, k, exp, j->valuedouble);
         }
         return bad(w, k, exp, j);
     }
@@ -177,7 +202,8 @@ static cterp_status get_num(const where *w, const cJSON *o, const char *k, doubl
     return CTERP_OK;
 }
 
-static const cJSON *get_arr(const where *w, const cJSON *o, const char *k, int max, cterp_status *s) {
+static const cJSON *get_arr(const where *w, const cJSON *o, const char *k, int max,
+                            cterp_status *s) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
     char exp[64];
     snprintf(exp, sizeof exp, "an array of at most %d", max);
@@ -185,7 +211,8 @@ static const cJSON *get_arr(const where *w, const cJSON *o, const char *k, int m
     return j;
 }
 
-static cterp_status read_example(const where *w, const cJSON *e, int ctx, int64_t V, cterp_feature_example *ex) {
+static cterp_status read_example(const where *w, const cJSON *e, int ctx, int64_t V,
+                                 cterp_feature_example *ex) {
     cterp_status s = CTERP_OK;
     double v;
     if ((s = get_num(w, e, "act", -3e38, 3e38, &v))) return s;
@@ -196,13 +223,15 @@ static cterp_status read_example(const where *w, const cJSON *e, int ctx, int64_
     ex->pos = (int)v;
     if ((s = get_num(w, e, "start", 0, 1 << 30, &v))) return s;
     ex->start = (int)v;
-    const cJSON *tk = get_arr(w, e, "tokens", ctx, &s), *ac = tk ? get_arr(w, e, "acts", ctx, &s) : NULL;
+    const cJSON *tk = get_arr(w, e, "tokens", ctx, &s),
+                *ac = tk ? get_arr(w, e, "acts", ctx, &s) : NULL;
     if (!tk || !ac) return s;
-    if (cJSON_GetArraySize(ac) != cJSON_GetArraySize(tk)) return bad(w, "acts", "as many values as tokens", ac);
+    if (cJSON_GetArraySize(ac) != cJSON_GetArraySize(tk))
+        return bad(w, "acts", "as many values as tokens", ac);
     ex->n_ctx = cJSON_GetArraySize(tk);
     int t = 0;
     for (const cJSON *a = tk->child, *b = ac->child; a && b; a = a->next, b = b->next, t++) {
-        if (!cJSON_IsNumber(a) || a->valuedouble < 0 || a->valuedouble >= (double)V) {
+        if (!cJSON_IsNumber(a) || a->valuedouble < 0 || (V > 0 && a->valuedouble >= (double)V)) {
             char exp[64];
             snprintf(exp, sizeof exp, "token ids in [0, %lld)", (long long)V);
             return bad(w, "tokens", exp, a);
@@ -232,7 +261,8 @@ static cterp_status read_latent(const where *w, const cJSON *o, cterp_features *
     const cJSON *hc = get_arr(w, h, "counts", CTERP_FEAT_HIST_BINS, &s);
     if (!hc) return s;
     ft->n_bins = 0;
-    for (const cJSON *x = hc->child; x; x = x->next) ft->hist[ft->n_bins++] = (int64_t)x->valuedouble;
+    for (const cJSON *x = hc->child; x; x = x->next)
+        ft->hist[ft->n_bins++] = (int64_t)x->valuedouble;
     const cJSON *lg = cJSON_GetObjectItemCaseSensitive(o, "logits");
     if (!cJSON_IsObject(lg)) return bad(w, "logits", "an object", lg);
     const char *lk[2] = {"top", "bottom"};
@@ -242,7 +272,8 @@ static cterp_status read_latent(const where *w, const cJSON *o, cterp_features *
         int n = 0;
         for (const cJSON *x = a->child; x; x = x->next, n++) {
             if (!cJSON_IsArray(x) || cJSON_GetArraySize(x) != 2 || !cJSON_IsNumber(x->child) ||
-                !cJSON_IsNumber(x->child->next) || x->child->valuedouble < 0 || x->child->valuedouble >= (double)f->n_vocab)
+                !cJSON_IsNumber(x->child->next) || x->child->valuedouble < 0 ||
+                (f->n_vocab > 0 && x->child->valuedouble >= (double)f->n_vocab))
                 return bad(w, lk[k], "[token id, logit] pairs", x);
             (k ? ft->logit_bot_ids : ft->logit_top_ids)[n] = (int32_t)x->child->valuedouble;
             (k ? ft->logit_bot : ft->logit_top)[n] = (float)x->child->next->valuedouble;
@@ -258,7 +289,8 @@ static cterp_status read_latent(const where *w, const cJSON *o, cterp_features *
     int b = 0;
     for (const cJSON *x = lh->child; x; x = x->next) ft->logit_hist[b++] = (int64_t)x->valuedouble;
 
-    const cJSON *top = get_arr(w, o, "top", c->top_n, &s), *qs = top ? get_arr(w, o, "quantiles", CTERP_FEAT_GROUPS, &s) : NULL;
+    const cJSON *top = get_arr(w, o, "top", c->top_n, &s),
+                *qs = top ? get_arr(w, o, "quantiles", CTERP_FEAT_GROUPS, &s) : NULL;
     if (!top || !qs) return s;
     int64_t n_ex = cJSON_GetArraySize(top);
     for (const cJSON *g = qs->child; g; g = g->next) {
@@ -290,7 +322,8 @@ static cterp_status read_latent(const where *w, const cJSON *o, cterp_features *
 
 cterp_status cterp_features_load(const char *dir, cterp_features **out) {
     *out = NULL;
-    char *jp = file_join(dir, "features.json"), *lp = file_join(dir, "latents.jsonl"), *text = NULL, *line = NULL;
+    char *jp = file_join(dir, "features.json"), *lp = file_join(dir, "latents.jsonl"), *text = NULL,
+         *line = NULL;
     cJSON *root = NULL;
     cterp_features *f = NULL;
     FILE *in = NULL;
@@ -302,8 +335,11 @@ cterp_status cterp_features_load(const char *dir, cterp_features **out) {
         goto done;
     }
     if (!file_is_dir(dir)) {
-        s = cterp_error(CTERP_EIO, "%s: not a features directory (expected features.json and latents.jsonl from "
-                        "cterp features)", dir);
+        s = cterp_error(
+            CTERP_EIO,
+            "%s: not a features directory (expected features.json and latents.jsonl from "
+            "cterp features)",
+            dir);
         goto done;
     }
     if ((s = file_read_all(jp, &text, &len))) goto done;
@@ -327,14 +363,20 @@ cterp_status cterp_features_load(const char *dir, cterp_features **out) {
     cterp_features_config c;
     cterp_features_config_default(&c);
     double top_n, qk, cl, cr, nl, ns, d_sae, d_in, nwin, ntok, T;
-    if ((s = get_num(&w, cfg, "top_n", 1, 1 << 20, &top_n)) || (s = get_num(&w, cfg, "quantile_k", 1, 32, &qk)) ||
-        (s = get_num(&w, cfg, "ctx_left", 0, 1 << 16, &cl)) || (s = get_num(&w, cfg, "ctx_right", 0, 1 << 16, &cr)) ||
-        (s = get_num(&w, cfg, "n_logits", 0, 1 << 16, &nl)) || (s = get_num(&w, cfg, "seed", 0, 2e19, &ns)) ||
-        (s = get_num(&w, root, "d_sae", 1, 1 << 30, &d_sae)) || (s = get_num(&w, root, "d_in", 1, 1 << 30, &d_in)) ||
-        (s = get_num(&w, root, "n_windows", 0, 9e18, &nwin)) || (s = get_num(&w, root, "n_tokens", 0, 9e18, &ntok)) ||
+    if ((s = get_num(&w, cfg, "top_n", 1, 1 << 20, &top_n)) ||
+        (s = get_num(&w, cfg, "quantile_k", 1, 32, &qk)) ||
+        (s = get_num(&w, cfg, "ctx_left", 0, 1 << 16, &cl)) ||
+        (s = get_num(&w, cfg, "ctx_right", 0, 1 << 16, &cr)) ||
+        (s = get_num(&w, cfg, "n_logits", 0, 1 << 16, &nl)) ||
+        (s = get_num(&w, cfg, "seed", 0, 2e19, &ns)) ||
+        (s = get_num(&w, root, "d_sae", 1, 1 << 30, &d_sae)) ||
+        (s = get_num(&w, root, "d_in", 1, 1 << 30, &d_in)) ||
+        (s = get_num(&w, root, "n_windows", 0, 9e18, &nwin)) ||
+        (s = get_num(&w, root, "n_tokens", 0, 9e18, &ntok)) ||
         (s = get_num(&w, root, "context_size", 1, 1 << 30, &T)))
         goto done;
-    c.top_n = (int)top_n, c.quantile_k = (int)qk, c.ctx_left = (int)cl, c.ctx_right = (int)cr, c.n_logits = (int)nl;
+    c.top_n = (int)top_n, c.quantile_k = (int)qk, c.ctx_left = (int)cl, c.ctx_right = (int)cr,
+    c.n_logits = (int)nl;
     c.seed = (uint64_t)ns, c.windows.context_size = (int)T;
     const cJSON *voc = cJSON_GetObjectItemCaseSensitive(root, "vocab");
     if (!cJSON_IsArray(voc)) {
@@ -386,8 +428,8 @@ cterp_status cterp_features_load(const char *dir, cterp_features **out) {
         where wl = {lp, i + 1};
         ssize_t n = getline(&line, &cap, in);
         if (n <= 0) {
-            s = cterp_error(CTERP_EFORMAT, "%s: %lld lines, expected d_sae = %lld (one per latent)", lp, (long long)i,
-                            (long long)f->d_sae);
+            s = cterp_error(CTERP_EFORMAT, "%s: %lld lines, expected d_sae = %lld (one per latent)",
+                            lp, (long long)i, (long long)f->d_sae);
             goto done;
         }
         cJSON *o = cJSON_ParseWithLength(line, (size_t)n);

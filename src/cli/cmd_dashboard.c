@@ -9,15 +9,17 @@
 #include "cterp/dashboard.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cterp dashboard --features DIR --out DIR [--metrics FILE] [--title T]\n"
-               "       cterp dashboard --model M.gguf --sae DIR --data D --out DIR [features options]\n"
-               "  --features DIR   the output of cterp features\n"
-               "  --model/--sae/--data  run the features pass first (kept in OUT/features/)\n"
-               "  --metrics FILE   a training metrics.jsonl: adds OUT/training.html (default with --sae:\n"
-               "                   SAE_DIR/metrics.jsonl when it exists)\n"
-               "  --title T        page title\n"
-               "writes OUT/index.html (sortable table of latents) and OUT/f/I.html per latent;\n"
-               "`cterp features --help` lists the features options\n");
+    fprintf(
+        f,
+        "usage: cterp dashboard --features DIR --out DIR [--metrics FILE] [--title T]\n"
+        "       cterp dashboard --model M.gguf --sae DIR --data D --out DIR [features options]\n"
+        "  --features DIR   the output of cterp features\n"
+        "  --model/--sae/--data  run the features pass first (kept in OUT/features/)\n"
+        "  --metrics FILE   a training metrics.jsonl: adds OUT/training.html (default with --sae:\n"
+        "                   SAE_DIR/metrics.jsonl when it exists)\n"
+        "  --title T        page title\n"
+        "writes OUT/index.html (sortable table of latents) and OUT/f/I.html per latent;\n"
+        "`cterp features --help` lists the features options\n");
 }
 
 int cmd_dashboard(int argc, char **argv) {
@@ -31,7 +33,8 @@ int cmd_dashboard(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
-        int mf = v ? cli_model_flag(&mo, a, v) : 0, ff = mf == 0 && v ? cli_features_flag(&fc, "dashboard", a, v) : 0;
+        int mf = v ? cli_model_flag(&mo, a, v) : 0,
+            ff = mf == 0 && v ? cli_features_flag(&fc, "dashboard", a, v) : 0;
         if (mf < 0) {
             fprintf(stderr, "cterp dashboard: %s: bad value '%s'\n", a, v);
             return 2;
@@ -54,8 +57,10 @@ int cmd_dashboard(int argc, char **argv) {
             return usage(stderr), 2;
         }
     }
-    if (!out || (!feats && (!mo.model || !sae_dir || !mo.data)) || (feats && (mo.model || sae_dir))) {
-        fprintf(stderr, "cterp dashboard: --out and either --features DIR or --model, --sae and --data\n");
+    if (!out || (!feats && (!mo.model || !sae_dir || !mo.data)) ||
+        (feats && (mo.model || sae_dir))) {
+        fprintf(stderr,
+                "cterp dashboard: --out and either --features DIR or --model, --sae and --data\n");
         return usage(stderr), 2;
     }
     cterp_features *F = NULL;
@@ -84,8 +89,8 @@ int cmd_dashboard(int argc, char **argv) {
         fprintf(stderr, "cterp dashboard: %s\n", cterp_last_error());
         goto done;
     }
-    fprintf(stderr, "wrote %s/index.html and %lld latent pages%s in %.1f s\n", out, (long long)F->d_sae,
-            o.metrics ? " and training.html" : "", time_now() - t0);
+    fprintf(stderr, "wrote %s/index.html and %lld latent pages%s in %.1f s\n", out,
+            (long long)F->d_sae, o.metrics ? " and training.html" : "", time_now() - t0);
     rc = 0;
 done:
     free(metrics);
@@ -99,12 +104,16 @@ int cmd_report(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: cterp report METRICS.jsonl --out report.html [--title T]\n"
-                   "  loss, MSE, sparsity and aux losses, explained variance, L0, dead fraction and LR over steps\n");
+                   "  loss, MSE, sparsity and aux losses, explained variance, L0, dead fraction "
+                   "and LR over steps\n");
             return 0;
         }
-        if (v && !strcmp(a, "--out")) out = argv[++i];
-        else if (v && !strcmp(a, "--title")) title = argv[++i];
-        else if (a[0] != '-' && !in) in = a;
+        if (v && !strcmp(a, "--out"))
+            out = argv[++i];
+        else if (v && !strcmp(a, "--title"))
+            title = argv[++i];
+        else if (a[0] != '-' && !in)
+            in = a;
         else {
             fprintf(stderr, "cterp report: unknown option or missing value: %s\n", a);
             return 2;

@@ -9,25 +9,29 @@
 #include "cterp/features.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cterp features --model M.gguf --sae DIR --data D --out DIR [options]\n"
-               "       cterp features --model M.gguf --sae DIR --text \"...\" [--top N]\n"
-               "  --sae DIR               SAE directory; its metadata gives the hook and context size\n"
-               "  --out DIR               writes DIR/features.json and DIR/latents.jsonl (docs/features.md)\n"
-               "  --text T                rank the latents by their largest activation on T (BOS added)\n"
-               "  --windows N             windows read (0: the whole dataset)\n"
-               "  --top N                 top examples per latent (20); with --text: latents listed (10)\n"
-               "  --quantile-k K          examples sampled per activation interval (5)\n"
-               "  --ctx-left L --ctx-right R  context tokens around an example (5, 5)\n"
-               "  --logits N              top and bottom logit-effect tokens (10)\n"
-               "  --seed S                quantile sampling seed (0)\n"
-               "%s", cli_model_help);
+    fprintf(
+        f,
+        "usage: cterp features --model M.gguf --sae DIR --data D --out DIR [options]\n"
+        "       cterp features --model M.gguf --sae DIR --text \"...\" [--top N]\n"
+        "  --sae DIR               SAE directory; its metadata gives the hook and context size\n"
+        "  --out DIR               writes DIR/features.json and DIR/latents.jsonl "
+        "(docs/features.md)\n"
+        "  --text T                rank the latents by their largest activation on T (BOS added)\n"
+        "  --windows N             windows read (0: the whole dataset)\n"
+        "  --top N                 top examples per latent (20); with --text: latents listed (10)\n"
+        "  --quantile-k K          examples sampled per activation interval (5)\n"
+        "  --ctx-left L --ctx-right R  context tokens around an example (5, 5)\n"
+        "  --logits N              top and bottom logit-effect tokens (10)\n"
+        "  --seed S                quantile sampling seed (0)\n"
+        "%s",
+        cli_model_help);
 }
 
 // Parses the options shared by features and dashboard; 1 consumed (with value), 0 not ours,
 // -1 bad value (message printed).
 int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, const char *v) {
-    static const char *const names[] = {"--windows", "--top", "--quantile-k", "--ctx-left", "--ctx-right",
-                                        "--logits", "--seed"};
+    static const char *const names[] = {"--windows",   "--top",    "--quantile-k", "--ctx-left",
+                                        "--ctx-right", "--logits", "--seed"};
     size_t k = 0;
     while (k < sizeof names / sizeof names[0] && strcmp(a, names[k])) k++;
     if (k == sizeof names / sizeof names[0]) return 0;
@@ -39,20 +43,34 @@ int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, 
         return -1;
     }
     switch (k) {
-    case 0: c->n_windows = x; break;
-    case 1: c->top_n = (int)x; break;
-    case 2: c->quantile_k = (int)x; break;
-    case 3: c->ctx_left = (int)x; break;
-    case 4: c->ctx_right = (int)x; break;
-    case 5: c->n_logits = (int)x; break;
-    default: c->seed = (uint64_t)x; break;
+    case 0:
+        c->n_windows = x;
+        break;
+    case 1:
+        c->top_n = (int)x;
+        break;
+    case 2:
+        c->quantile_k = (int)x;
+        break;
+    case 3:
+        c->ctx_left = (int)x;
+        break;
+    case 4:
+        c->ctx_right = (int)x;
+        break;
+    case 5:
+        c->n_logits = (int)x;
+        break;
+    default:
+        c->seed = (uint64_t)x;
+        break;
     }
     return 1;
 }
 
 // Runs the features pass for the CLI (model + SAE + data from mo); prints a summary to stderr.
-int cli_features_run(const char *cmd, const cli_model_opts *mo, const char *sae_dir, cterp_features_config *fc,
-                     cterp_features **out) {
+int cli_features_run(const char *cmd, const cli_model_opts *mo, const char *sae_dir,
+                     cterp_features_config *fc, cterp_features **out) {
     cterp_sae *sae = NULL;
     cterp_model *m = NULL;
     int rc = 1;
@@ -81,7 +99,8 @@ int cli_features_run(const char *cmd, const cli_model_opts *mo, const char *sae_
     const cterp_features *F = *out;
     int64_t dead = 0;
     for (int64_t i = 0; i < F->d_sae; i++) dead += F->f[i].fired == 0;
-    fprintf(stderr, "%lld latents at %s over %lld windows of %s (%lld tokens) in %.1f s: %lld dead\n",
+    fprintf(stderr,
+            "%lld latents at %s over %lld windows of %s (%lld tokens) in %.1f s: %lld dead\n",
             (long long)F->d_sae, F->hook, (long long)F->n_windows, mo->data, (long long)F->n_tokens,
             time_now() - t0, (long long)dead);
     rc = 0;
@@ -150,8 +169,8 @@ static int on_text(const cli_model_opts *mo, const char *sae_dir, const char *te
         cterp_token_display(tk, ids[rk[k].pos], buf, sizeof buf);
         char q[540];
         snprintf(q, sizeof q, "'%s'", buf);
-        printf("%8lld %10.4g %6d  %-16s %d of %lld tokens\n", (long long)rk[k].i, (double)rk[k].max, rk[k].pos, q,
-               rk[k].n_fired, (long long)T);
+        printf("%8lld %10.4g %6d  %-16s %d of %lld tokens\n", (long long)rk[k].i, (double)rk[k].max,
+               rk[k].pos, q, rk[k].n_fired, (long long)T);
     }
     printf("per token (top 3 latents):\n");
     for (int64_t t = 0; t < T; t++) {
@@ -161,7 +180,8 @@ static int on_text(const cli_model_opts *mo, const char *sae_dir, const char *te
         for (int k = 0; k < 3; k++) {
             int64_t best = -1;
             for (int64_t i = 0; i < N; i++)
-                if (f[t * N + i] > 0 && i != used[0] && i != used[1] && (best < 0 || f[t * N + i] > f[t * N + best]))
+                if (f[t * N + i] > 0 && i != used[0] && i != used[1] &&
+                    (best < 0 || f[t * N + i] > f[t * N + best]))
                     best = i;
             if (best < 0) break;
             used[k] = (int)best;
@@ -191,7 +211,8 @@ int cmd_features(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
-        int mf = v ? cli_model_flag(&mo, a, v) : 0, ff = mf == 0 && v ? cli_features_flag(&fc, "features", a, v) : 0;
+        int mf = v ? cli_model_flag(&mo, a, v) : 0,
+            ff = mf == 0 && v ? cli_features_flag(&fc, "features", a, v) : 0;
         if (mf < 0) {
             fprintf(stderr, "cterp features: %s: bad value '%s'\n", a, v);
             return 2;
@@ -212,7 +233,8 @@ int cmd_features(int argc, char **argv) {
         }
     }
     if (!mo.model || !sae_dir || (!text && (!mo.data || !out)) || (text && (mo.data || out))) {
-        fprintf(stderr, "cterp features: --model and --sae are required, with either --data and --out, or --text\n");
+        fprintf(stderr, "cterp features: --model and --sae are required, with either --data and "
+                        "--out, or --text\n");
         return usage(stderr), 2;
     }
     if (text) return on_text(&mo, sae_dir, text, top_given ? fc.top_n : 10);

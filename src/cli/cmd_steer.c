@@ -9,13 +9,15 @@
 #include "cterp/features.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cterp steer --model M.gguf --sae DIR --feature I (--strength X | --clamp V | --ablate)\n"
-               "                   --prompt P [-n N] [--temp T] [--top-p P] [--seed S] [--hook H]\n"
-               "  --strength X   add X * W_dec[I] to the activation at every position\n"
-               "  --clamp V      set latent I to V through the SAE, keeping the error term\n"
-               "  --ablate       set latent I to 0 the same way (only latent I changes)\n"
-               "  -n N           tokens to generate (40); --temp 0 is greedy (default), --seed S (0)\n"
-               "  --hook H       hook point (default: the SAE's metadata hook_name)\n");
+    fprintf(f,
+            "usage: cterp steer --model M.gguf --sae DIR --feature I (--strength X | --clamp V | "
+            "--ablate)\n"
+            "                   --prompt P [-n N] [--temp T] [--top-p P] [--seed S] [--hook H]\n"
+            "  --strength X   add X * W_dec[I] to the activation at every position\n"
+            "  --clamp V      set latent I to V through the SAE, keeping the error term\n"
+            "  --ablate       set latent I to 0 the same way (only latent I changes)\n"
+            "  -n N           tokens to generate (40); --temp 0 is greedy (default), --seed S (0)\n"
+            "  --hook H       hook point (default: the SAE's metadata hook_name)\n");
 }
 
 static int num(const char *a, const char *v, double *x) {
@@ -57,10 +59,14 @@ int cmd_steer(int argc, char **argv) {
             fprintf(stderr, "cterp steer: unknown option or missing value: %s\n", a);
             return usage(stderr), 2;
         }
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--sae")) sae_dir = v;
-        else if (!strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--hook")) hook_arg = v;
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--sae"))
+            sae_dir = v;
+        else if (!strcmp(a, "--prompt"))
+            prompt = v;
+        else if (!strcmp(a, "--hook"))
+            hook_arg = v;
         else if (!strcmp(a, "--feature")) {
             if (num(a, v, &feature)) return 2;
             if (feature != floor(feature) || fabs(feature) > 9e15) {
@@ -71,12 +77,17 @@ int cmd_steer(int argc, char **argv) {
         } else if (!strcmp(a, "--strength") || !strcmp(a, "--clamp")) {
             if (num(a, v, &value)) return 2;
             mode = !strcmp(a, "--clamp") ? CTERP_STEER_CLAMP : CTERP_STEER_ADD, modes++;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--temp") || !strcmp(a, "--top-p") || !strcmp(a, "--seed")) {
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--temp") || !strcmp(a, "--top-p") ||
+                   !strcmp(a, "--seed")) {
             if (num(a, v, &x)) return 2;
-            if (!strcmp(a, "-n")) n_new = (int)x;
-            else if (!strcmp(a, "--temp")) sp.temperature = (float)x;
-            else if (!strcmp(a, "--top-p")) sp.top_p = (float)x;
-            else sp.seed = (uint64_t)x;
+            if (!strcmp(a, "-n"))
+                n_new = (int)x;
+            else if (!strcmp(a, "--temp"))
+                sp.temperature = (float)x;
+            else if (!strcmp(a, "--top-p"))
+                sp.top_p = (float)x;
+            else
+                sp.seed = (uint64_t)x;
         } else {
             fprintf(stderr, "cterp steer: unknown option %s\n", a);
             return usage(stderr), 2;
@@ -111,7 +122,8 @@ int cmd_steer(int argc, char **argv) {
         goto done;
     }
     if (cterp_model_hook_info(m, hook, &layer, &dim)) goto fail;
-    if (cterp_steer_init(&st, sae, (int64_t)feature, (cterp_steer_mode)mode, (float)value)) goto fail;
+    if (cterp_steer_init(&st, sae, (int64_t)feature, (cterp_steer_mode)mode, (float)value))
+        goto fail;
     if (!cterp_model_tokenizer(m)) {
         fprintf(stderr, "cterp steer: %s has no tokenizer\n", model);
         goto done;
@@ -123,15 +135,18 @@ int cmd_steer(int argc, char **argv) {
     }
     cterp_hook h = {hook, cterp_steer_hook, &st};
     cterp_forward_opts fo = {&h, 1, 0, NULL, 0};
-    if (gen(m, ids, (int)n, n_new, &sp, NULL, &t0) || gen(m, ids, (int)n, n_new, &sp, &fo, &t1)) goto fail;
+    if (gen(m, ids, (int)n, n_new, &sp, NULL, &t0) || gen(m, ids, (int)n, n_new, &sp, &fo, &t1))
+        goto fail;
     if (mode == CTERP_STEER_ADD)
-        printf("latent %lld at %s: + %g x W_dec[%lld] at every position\n", (long long)feature, hook, value,
-               (long long)feature);
+        printf("latent %lld at %s: + %g x W_dec[%lld] at every position\n", (long long)feature,
+               hook, value, (long long)feature);
     else
-        printf("latent %lld at %s: %s to %g through the SAE (error term kept); its mean activation before the edit "
-               "was %.4g over %lld positions\n", (long long)feature, hook, mode == CTERP_STEER_ABLATE ? "ablated" : "clamped",
-               mode == CTERP_STEER_ABLATE ? 0.0 : value, st.n_rows ? st.sum_before / (double)st.n_rows : 0.0,
-               (long long)st.n_rows);
+        printf("latent %lld at %s: %s to %g through the SAE (error term kept); its mean activation "
+               "before the edit "
+               "was %.4g over %lld positions\n",
+               (long long)feature, hook, mode == CTERP_STEER_ABLATE ? "ablated" : "clamped",
+               mode == CTERP_STEER_ABLATE ? 0.0 : value,
+               st.n_rows ? st.sum_before / (double)st.n_rows : 0.0, (long long)st.n_rows);
     printf("--- without ---\n%s\n--- with ---\n%s\n", t0, t1);
     rc = 0;
     goto done;
