@@ -24,7 +24,7 @@ if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
     exit $fail
 fi
 m=$data/models/stories260K.gguf
-for i in $(seq 1 16); do "$bin" generate --model "$m" -n 100 --temp 1 --seed "$i" 2>/dev/null | tr '\n' ' '; echo; done > "$tmp/s.txt"
+for i in $(seq 1 10); do "$bin" generate --model "$m" -n 100 --temp 1 --seed "$i" 2>/dev/null | tr '\n' ' '; echo; done > "$tmp/s.txt"
 "$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" --context-size 32 --d-sae 1000 --k 8 \
     --batch 128 --steps 60 --log-every 10 --buffer-rows 1024 --seed 5 --quiet --eval-windows 0 --out "$tmp/sae" >/dev/null 2>&1
 check "trained a 1000-latent SAE" '[ -f "$tmp/sae/cfg.json" ] && [ -f "$tmp/sae/metrics.jsonl" ]'
@@ -77,6 +77,10 @@ check "self-contained: no external URL" '! grep -l -E "(src|href)=\"(https?:)?//
 "$bin" report "$tmp/sae/metrics.jsonl" --out "$tmp/report.html" 2>/dev/null
 check "report draws the series" '[ $(grep -o "<polyline" "$tmp/report.html" | wc -l) -ge 5 ] && grep -q "explained_variance" "$tmp/report.html"'
 
+if [ -n "${CTERP_SANITIZED:-}" ]; then # the same HTML as the release run: the browser adds nothing here
+    echo "skip: browser checks (they run in the release suite)"
+    exit $fail
+fi
 if ! command -v chromium >/dev/null 2>&1; then
     echo "skip: chromium not installed (scripts/deps.sh installs it)"
     exit $fail
@@ -87,10 +91,10 @@ nex=$(python3 -c "import json,sys; x=[json.loads(l) for l in open(sys.argv[1])][
 chrome() { timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --enable-logging=stderr --v=0 "$@"; }
 chrome --window-size=1280,900 --screenshot="$tmp/feature.png" "file://$tmp/dash/f/$lat.html" >/dev/null 2>"$tmp/c1.log"; rc=$?
 check "chromium rendered the latent page (rc $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/feature.png" ]'
-chrome --dump-dom "file://$tmp/dash/f/$lat.html" >"$tmp/feature.dom" 2>"$tmp/c2.log"
 chrome --dump-dom "file://$tmp/dash/index.html#sort=max" >"$tmp/index.dom" 2>"$tmp/c3.log"
-check "no console messages or errors on any page" '! grep -h -E "CONSOLE|Uncaught" "$tmp"/c[1-3].log'
-check "the latent page's $nex examples are in the DOM" '[ $(grep -o "<div class=\"ex\">" "$tmp/feature.dom" | wc -l) -eq $nex ]'
+check "no console messages or errors on any page" '! grep -h -E "CONSOLE|Uncaught" "$tmp"/c[13].log'
+# the latent page has no script: its DOM is the file; the screenshot below shows it rendered
+check "the latent page holds its $nex examples" '[ $(grep -o "<div class=\"ex\">" "$tmp/dash/f/$lat.html" | wc -l) -eq $nex ]'
 check "the index sorts by max activation on load (JS ran)" 'python3 - "$tmp/index.dom" "$tmp/feats/features.json" <<EOF
 import json, re, sys
 dom = open(sys.argv[1]).read()
@@ -103,7 +107,7 @@ check "the screenshot shows activation-shaded tokens" 'python3 - "$tmp/feature.p
 import struct, sys, zlib
 b = open(sys.argv[1], "rb").read()
 assert b[:8] == b"\x89PNG\r\n\x1a\n"
-pos, idat, w = 8, b"", 0
+pos, idat = 8, b""
 while pos < len(b):
     n, t = struct.unpack(">I4s", b[pos:pos + 8])
     d = b[pos + 8:pos + 8 + n]
@@ -114,19 +118,35 @@ while pos < len(b):
     elif t == b"IDAT":
         idat += d
     pos += 12 + n
-raw, stride, prev, rows = zlib.decompress(idat), w * bpp, bytearray(w * bpp), []
+raw, stride = zlib.decompress(idat), w * bpp
+prev, rows = bytes(stride), []  # PNG row filters: none, sub, up, average, Paeth
 for y in range(h):
-    f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-    for i in range(stride):
-        a = line[i - bpp] if i >= bpp else 0
-        c = prev[i - bpp] if i >= bpp else 0
-        p = a + prev[i] - c
-        pr = a if abs(p - a) <= abs(p - prev[i]) and abs(p - a) <= abs(p - c) else prev[i] if abs(p - prev[i]) <= abs(p - c) else c
-        line[i] = (line[i] + (0, a, prev[i], (a + prev[i]) // 2, pr)[f]) & 255
-    rows.append(line); prev = line
-px = [tuple(r[i:i + 3]) for r in rows for i in range(0, stride, bpp)]
-orange = sum(1 for (r, g, bl) in px if r > 240 and 110 < g < 235 and bl < 200)
+    f, cur = raw[y * (stride + 1)], raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)]
+    if f == 2:
+        line = bytes((x + u) & 255 for x, u in zip(cur, prev))
+    elif f == 0:
+        line = cur
+    else:
+        line = bytearray(cur)
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+                continue
+            u = prev[i]
+            if f == 3:
+                line[i] = (line[i] + ((a + u) >> 1)) & 255
+                continue
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + u - c
+            pa, pb, pc = abs(p - a), abs(p - u), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else u if pb <= pc else c)) & 255
+        line = bytes(line)
+    rows.append(line)
+    prev = line
+px = [r[i:i + 3] for r in rows for i in range(0, stride, bpp)]
 colours = len(set(px))
+orange = sum(1 for p in px if p[0] > 240 and 110 < p[1] < 235 and p[2] < 200)
 print("screenshot %dx%d: %d colours, %d activation-shaded pixels" % (w, h, colours, orange))
 assert colours > 20 and orange > 500
 EOF'

@@ -8,7 +8,9 @@
 //  - steering: ADD raises the probability of the latent's top logit token and changes greedy
 //    generation; ABLATE with the error term equals x - f_i W_dec[i] (naive), leaves every other
 //    latent's activation as it was, and is a bit-exact no-op for a latent that does not fire;
-//  - errors: feature out of range, d_in/hook mismatch, unknown hook, missing data, bad files.
+//  - errors: feature out of range, d_in/hook mismatch, unknown hook, missing data, bad files;
+//  - token display strings (SentencePiece and GPT-2 vocabularies) are valid UTF-8 and rebuild
+//    a tokenized text.
 #include <stdint.h>
 
 #include "core/file.h"
@@ -480,6 +482,46 @@ static void test_errors(cterp_model *m, const cterp_sae *sae) {
     CHECK(cterp_features_collect(m, sae, corpus, &c, NULL, NULL, &F) == CTERP_EINVAL && !F);
 }
 
+// valid UTF-8, no NUL inside
+static int utf8_ok(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+        if (!n || (n == 2 && *p < 0xC2)) return 0;
+        for (int k = 1; k < n; k++)
+            if ((p[k] & 0xC0) != 0x80) return 0;
+        p += n;
+    }
+    return 1;
+}
+
+// Display strings of both tokenizer kinds: every token is valid UTF-8, and the pieces of a
+// tokenized text put back together give the text (SentencePiece: with its space prefix).
+static void test_display(const char *data) {
+    const char *names[2] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"};
+    const char *text = "Tom had a red ball.\nIt was big";
+    for (int k = 0; k < 2; k++) {
+        char path[1200], buf[512], joined[512] = "";
+        snprintf(path, sizeof path, "%s/vocab/%s", data, names[k]);
+        cterp_tokenizer *tk;
+        CHECK_OK(cterp_tokenizer_open(&tk, path));
+        if (!tk) continue;
+        int bad = 0;
+        for (int32_t v = 0; v < cterp_tokenizer_n_vocab(tk); v++)
+            bad += !utf8_ok(cterp_token_display(tk, v, buf, sizeof buf));
+        CHECK_MSG(bad == 0, "%s: %d display strings are not valid UTF-8", names[k], bad);
+        int32_t *ids;
+        size_t n;
+        CHECK_OK(cterp_tokenize(tk, text, strlen(text), 0, 0, &ids, &n));
+        for (size_t i = 0; i < n; i++)
+            strncat(joined, cterp_token_display(tk, ids[i], buf, sizeof buf), sizeof joined - strlen(joined) - 1);
+        CHECK_MSG(!strcmp(joined, text) || (joined[0] == ' ' && !strcmp(joined + 1, text)), "%s: '%s'", names[k],
+                  joined);
+        free(ids);
+        cterp_tokenizer_free(tk);
+    }
+}
+
 int main(void) {
     test_toy();
     const char *data = test_data_dir();
@@ -487,6 +529,7 @@ int main(void) {
         printf("skip: shared test data not found (set CTERP_TESTDATA)\n");
         return test_done();
     }
+    test_display(data);
     snprintf(tmpd, sizeof tmpd, "%s", test_tmpdir("features"));
     char mp[1024];
     snprintf(mp, sizeof mp, "%s/models/stories260K.gguf", data);
