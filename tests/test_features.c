@@ -470,6 +470,22 @@ static void test_errors(cterp_model *m, const cterp_sae *sae) {
     CHECK(cterp_model_forward(m, ids, 1, 3, &o) == CTERP_EINVAL &&
           strstr(cterp_last_error(), "d_in is 32"));
     cterp_sae_free(narrow);
+    // a [B,T,H,hd] hook (H*hd = 64 = d_model): rows flattened per token, no logit effects (z is
+    // not the residual stream)
+    cterp_sae *zs;
+    CHECK_OK(cterp_sae_create(&zs, CTERP_ARCH_STANDARD, D, 16, 0));
+    for (int64_t q = 0; q < 16 * D; q++)
+        zs->W_enc[q] = zs->W_dec[q] = (float)((q * 7919) % 13) / 13.0f - 0.4f;
+    c.hook = "blocks.1.attn.hook_z";
+    CHECK_OK(cterp_features_collect(m, zs, corpus, &c, NULL, NULL, &F));
+    CHECK(F && F->n_tokens > 0 && F->f[0].n_logits == 0 &&
+          !strcmp(F->hook, "blocks.1.attn.hook_z"));
+    int64_t zf = 0;
+    for (int64_t i = 0; F && i < 16; i++) zf += F->f[i].fired;
+    CHECK(zf > 0);
+    cterp_features_free(F), F = NULL;
+    c.hook = NULL;
+    cterp_sae_free(zs);
     c.hook = "blocks.9.hook_resid_post";
     CHECK(cterp_features_collect(m, sae, corpus, &c, NULL, NULL, &F) == CTERP_ENOTFOUND && !F);
     CHECK(strstr(cterp_last_error(), "blocks.9.hook_resid_post") != NULL);
@@ -514,9 +530,10 @@ static void test_display(const char *data) {
         size_t n;
         CHECK_OK(cterp_tokenize(tk, text, strlen(text), 0, 0, &ids, &n));
         for (size_t i = 0; i < n; i++)
-            strncat(joined, cterp_token_display(tk, ids[i], buf, sizeof buf), sizeof joined - strlen(joined) - 1);
-        CHECK_MSG(!strcmp(joined, text) || (joined[0] == ' ' && !strcmp(joined + 1, text)), "%s: '%s'", names[k],
-                  joined);
+            strncat(joined, cterp_token_display(tk, ids[i], buf, sizeof buf),
+                    sizeof joined - strlen(joined) - 1);
+        CHECK_MSG(!strcmp(joined, text) || (joined[0] == ' ' && !strcmp(joined + 1, text)),
+                  "%s: '%s'", names[k], joined);
         free(ids);
         cterp_tokenizer_free(tk);
     }

@@ -19,7 +19,7 @@
 //
 // Logit effects (SAEDashboard): W_dec[i] . W_U through the final norm's weight, i.e.
 // logit_v = sum_d W_dec[i,d] g_d W_U[v,d] (no normalisation, no bias); the n_logits highest and
-// lowest tokens and a 32-bin histogram over the vocabulary.
+// lowest tokens and a 32-bin histogram over the vocabulary; only for hooks of shape [B,T,d_model].
 //
 // Steering (cterp_steer_hook, a model hook at the SAE's hook point, every position):
 //   ADD     x' = x + strength W_dec[i]

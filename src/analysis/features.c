@@ -577,8 +577,8 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     const int64_t T = c->windows.context_size, D = sae->d_in, N = sae->d_sae, V = mc->n_vocab;
     const int Bm = c->batch;
     const int64_t limit = c->n_windows > 0 ? c->n_windows : INT64_MAX;
-    const int logits =
-        D == mc->d_model && c->n_logits > 0; // logit effects need a residual-stream hook
+    // logit effects need a residual-stream hook: [B,T,d_model], not z or q with H*hd == d_model
+    const int logits = D == mc->d_model && dim == mc->d_model && c->n_logits > 0;
     cterp_windows *w = NULL;
     cterp_feature_acc *acc = NULL;
     cterp_features *F = NULL;
