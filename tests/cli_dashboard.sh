@@ -74,6 +74,8 @@ isz=$(stat -c %s "$tmp/dash/index.html"); fmax=$(stat -c %s $(ls -S "$tmp"/dash/
 echo "dashboard for 1000 latents: index.html $isz bytes, largest latent page $fmax bytes, total $tot KiB"
 check "size bound: index < 256 KiB, each latent page < 64 KiB" '[ $isz -lt 262144 ] && [ $fmax -lt 65536 ]'
 check "self-contained: no external URL" '! grep -l -E "(src|href)=\"(https?:)?//" -r "$tmp/dash" >/dev/null'
+out=$("$bin" dashboard --model "$m" --sae "$tmp/sae" --data "$tmp/s.txt" --windows 4 --top 3 --out "$tmp/dash2" 2>&1)
+check "dashboard --model runs the pass, keeps it and finds the SAE's metrics" '[ -f "$tmp/dash2/features/latents.jsonl" ] && [ -f "$tmp/dash2/training.html" ] && [ -f "$tmp/dash2/f/999.html" ] && [[ "$out" == *"over 4 windows"* ]]'
 "$bin" report "$tmp/sae/metrics.jsonl" --out "$tmp/report.html" 2>/dev/null
 check "report draws the series" '[ $(grep -o "<polyline" "$tmp/report.html" | wc -l) -ge 5 ] && grep -q "explained_variance" "$tmp/report.html"'
 
