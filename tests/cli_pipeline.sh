@@ -28,6 +28,8 @@ out=$("$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" 
 check "train --model writes an SAE" '[ -f "$tmp/live/cfg.json" ] && [ -f "$tmp/live/sae_weights.safetensors" ]'
 check "cfg.json metadata: model, hook, context, dataset, tokens" 'grep -q "\"model_name\":\"stories260K.gguf\"" "$tmp/live/cfg.json" && grep -q "\"hook_name\":\"blocks.2.hook_resid_post\"" "$tmp/live/cfg.json" && grep -q "\"context_size\":32" "$tmp/live/cfg.json" && grep -q "\"dataset_path\":\"$tmp/s.txt\"" "$tmp/live/cfg.json" && grep -q "\"training_tokens\":12800" "$tmp/live/cfg.json"'
 check "train --model ends with the eval" '[[ "$out" == *"explained_variance: "* ]] && [[ "$out" == *"ce_loss_score: "* ]] && [[ "$out" == *"kl_div_score: "* ]]'
+out=$("$bin" train --model "$m" --hook blocks.1.attn.hook_z --data "$tmp/s.txt" --context-size 32 --d-sae 64 --k 4 --batch 128 --steps 20 --buffer-rows 1024 --quiet --eval-windows 4 --out "$tmp/hz" 2>&1); rc=$?
+check "an SAE on a [B,T,H,hd] hook (attn.hook_z) trains and evaluates on H*hd rows" '[ $rc -eq 0 ] && [[ "$out" == *"explained_variance: "* ]]'
 
 # resume from the checkpoint at step 50 (config, seed and batch from the checkpoint; store flags
 # again): the store replays the rows served so far, so the weights are those of the straight run

@@ -96,6 +96,11 @@ typedef struct {
 cterp_status cterp_model_forward(cterp_model *m, const int32_t *tokens, int B, int T,
                                  const cterp_forward_opts *opts);
 
+// Logits of residual-stream directions without the final normalisation: out (R, V) =
+// (x * the final norm's weight) W_U^T, TransformerLens's W_U with ln_final folded in and no
+// bias (the form SAEDashboard's logit effects use). x is (R, D).
+cterp_status cterp_model_unembed(cterp_model *m, const float *x, int64_t R, float *out);
+
 // ---- KV cache and generation ---------------------------------------------------------------
 
 typedef struct cterp_kv_cache cterp_kv_cache;

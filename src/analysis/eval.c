@@ -33,9 +33,11 @@ typedef struct {
 static cterp_status splice_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
     splice *s = user;
     const int64_t R = shape[0] * shape[1], D = s->D, N = s->N;
-    if (shape[ndim - 1] != D)
+    int64_t width = 1; // [B, T, ...]: a row is everything after the position ([B,T,H,hd] -> H*hd)
+    for (int i = 2; i < ndim; i++) width *= shape[i];
+    if (width != D)
         return cterp_error(CTERP_EINVAL, "eval: hook %s has width %lld, the SAE's d_in is %lld", name,
-                           (long long)shape[ndim - 1], (long long)D);
+                           (long long)width, (long long)D);
     if (s->ablate) { // zero ablation of the eval positions
         for (int64_t r = 0; r < R; r++)
             if (!s->mask[r]) memset(act + r * D, 0, (size_t)D * sizeof(float));

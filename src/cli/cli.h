@@ -48,4 +48,17 @@ cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in
 int cmd_cache(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
+// ---- features, steering, dashboards (cmd_features.c, cmd_steer.c, cmd_dashboard.c) ----
+#include "cterp/features.h"
+int cmd_features(int argc, char **argv);
+int cmd_steer(int argc, char **argv);
+int cmd_dashboard(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+// --windows --top --quantile-k --ctx-left --ctx-right --logits --seed: 1 consumed, 0 not one of
+// them, -1 bad value (printed).
+int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, const char *v);
+// The features pass for model + SAE + data (summary on stderr); returns the exit code.
+int cli_features_run(const char *cmd, const cli_model_opts *mo, const char *sae_dir, cterp_features_config *fc,
+                     cterp_features **out);
+
 #endif

@@ -18,6 +18,10 @@ static const cli_command commands[] = {
     {"bench", "training-step speed on random activations vs the machine's SGEMM", cmd_bench},
     {"generate", "generate text from a GGUF model (greedy, temperature, top-p)", cmd_generate},
     {"tokenize", "tokenize stdin with a GGUF vocabulary", cmd_tokenize},
+    {"features", "per-latent stats, top/quantile examples and logit effects over a corpus", cmd_features},
+    {"steer", "generate with an SAE latent added, clamped or ablated, beside the unedited text", cmd_steer},
+    {"dashboard", "self-contained HTML pages of an SAE's latents (+ training report)", cmd_dashboard},
+    {"report", "HTML training report from a metrics.jsonl", cmd_report},
 };
 
 static void usage(FILE *f) {

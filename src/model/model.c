@@ -815,6 +815,18 @@ cterp_status cterp_model_decode(cterp_model *m, cterp_kv_cache *c, const int32_t
     return run(m, tokens, 1, n, c, opts);
 }
 
+cterp_status cterp_model_unembed(cterp_model *m, const float *x, int64_t R, float *out) {
+    const int64_t D = m->cfg.d_model;
+    if (R < 1) return CTERP_OK;
+    float *xs = malloc((size_t)(R * D + tile_rows(D) * D) * sizeof(float));
+    if (!xs) return cterp_error(CTERP_ENOMEM, "unembed: out of memory (%lld rows)", (long long)R);
+    memcpy(xs, x, (size_t)(R * D) * sizeof(float));
+    scale_shift(xs, m->out_norm, NULL, R, D);
+    matmul(out, xs, &m->output, NULL, R, xs + R * D);
+    free(xs);
+    return CTERP_OK;
+}
+
 cterp_status cterp_kv_cache_create(cterp_kv_cache **out, const cterp_model *m, int max_tokens) {
     *out = NULL;
     if (max_tokens < 1) return cterp_error(CTERP_EINVAL, "kv cache: max_tokens %d < 1", max_tokens);
