@@ -5,7 +5,7 @@ set -euo pipefail
 bin=${1:-build/cterp}
 S=${2:-5}
 "$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S"
-"$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S" --dead-fraction 0.1
+"$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S" --dead-fraction 0.1 --aux-k 0  # k_aux d_in/2 = 384, as sparsify
 "$bin" bench --arch topk --d-in 512 --d-sae 16384 --k 64 --batch 4096 --steps "$S"
 "$bin" bench --arch topk --d-in 64 --d-sae 2048 --k 16 --batch 4096 --steps $((S * 20))
 # a tiny lr keeps L0 near its initial 64 (this measures speed, not learning)

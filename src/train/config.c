@@ -45,7 +45,7 @@ static const field fields[] = {
     FLD(dead_feature_window, F_I64, "steps without firing before a latent counts as dead"),
     FLD(use_ghost_grads, F_BOOL, "ghost grads for dead latents"),
     FLD(use_auxk, F_BOOL, "topk/batchtopk: AuxK loss on dead latents"),
-    FLD(aux_k, F_INT, "AuxK: dead latents per token (0: d_in/2)"),
+    FLD(aux_k, F_INT, "AuxK: dead latents per token (-1: d_in; 0: d_in/2 as SAELens/sparsify)"),
     FLD(aux_k_coefficient, F_FLOAT, "AuxK loss coefficient"),
     FLD(decoder_init_norm, F_FLOAT, "norm of the random initial decoder rows"),
     FLD(b_dec_init, F_BDEC, "geometric_median | mean | zeros"),
@@ -90,7 +90,7 @@ void cterp_train_config_default(cterp_train_config *c) {
     c->dead_feature_window = 200;
     c->use_ghost_grads = 0;
     c->use_auxk = 1;
-    c->aux_k = 0;
+    c->aux_k = -1; // d_in: measured better than d_in/2 on the toy (docs/measurements.md)
     c->aux_k_coefficient = 1.0f / 32;
     c->decoder_init_norm = 0.1f;
     c->b_dec_init = CTERP_BDEC_ZEROS;
@@ -118,6 +118,7 @@ cterp_status cterp_train_config_preset(cterp_train_config *c, const char *name) 
         c->lr_warm_up_steps = 0;
         c->use_ghost_grads = 1;
         c->use_auxk = 0;
+        c->aux_k = 0;
         c->feature_sampling_window = 1000;
         c->dead_feature_window = 5000;
     } else if (!strcmp(name, "saelens")) { // SAELens v6 LanguageModelSAERunnerConfig defaults
@@ -138,6 +139,7 @@ cterp_status cterp_train_config_preset(cterp_train_config *c, const char *name) 
         c->dead_feature_window = 1000;
         c->use_ghost_grads = 0;
         c->use_auxk = 1;
+        c->aux_k = 0; // d_in/2
         c->aux_k_coefficient = 1.0f;
         c->b_dec_init = CTERP_BDEC_ZEROS;
         c->batch_size = 4096;
@@ -359,7 +361,7 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
     if (c->sparsity_warm_up_steps < -1) return BAD("sparsity_warm_up_steps", "%lld", (long long)c->sparsity_warm_up_steps, ">= 0 or -1 (all steps)");
     if (c->feature_sampling_window <= 0) return BAD("feature_sampling_window", "%lld", (long long)c->feature_sampling_window, "> 0");
     if (c->dead_feature_window <= 0) return BAD("dead_feature_window", "%lld", (long long)c->dead_feature_window, "> 0");
-    if (c->use_auxk && c->aux_k < 0) return BAD("aux_k", "%d", c->aux_k, ">= 0 (0: d_in/2)");
+    if (c->use_auxk && c->aux_k < -1) return BAD("aux_k", "%d", c->aux_k, ">= -1 (-1: d_in, 0: d_in/2)");
     if (c->aux_k > N) return BAD("aux_k", "%d", c->aux_k, "<= d_sae");
     if (!(c->aux_k_coefficient >= 0)) return BAD("aux_k_coefficient", "%g", c->aux_k_coefficient, ">= 0");
     if (!(c->decoder_init_norm > 0)) return BAD("decoder_init_norm", "%g", c->decoder_init_norm, "> 0");

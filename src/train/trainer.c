@@ -274,7 +274,7 @@ static cterp_status train_step(cterp_trainer *t) {
     double t1 = time_now(), aux = 0;
     w->t_backward += t1 - t0b;
     if (n_dead > 0 && c->use_auxk && topk_like) {
-        int k_aux = c->aux_k > 0 ? c->aux_k : (int)(D / 2 > 0 ? D / 2 : 1);
+        int k_aux = c->aux_k > 0 ? c->aux_k : c->aux_k == 0 ? (int)(D / 2 > 0 ? D / 2 : 1) : (int)D;
         aux += revive_auxk(w, t->sae, t->x, t->dead, n_dead, k_aux, c->aux_k_coefficient,
                            c->rescale_acts_by_decoder_norm, t->grads, t->auxk_mode);
     }
