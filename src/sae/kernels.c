@@ -74,7 +74,7 @@ static inline void heap_offer(int32_t *idx, float *val, int *n, int K, int i, fl
     if (*n < K) {
         idx[*n] = i, val[*n] = v;
         heap_sift_up(idx, val, (*n)++);
-    } else if (v > val[0]) { // equal values never beat the root: it has a lower index
+    } else if (beats(v, i, val[0], idx[0])) { // offers may come in any index order
         idx[0] = i, val[0] = v;
         heap_sift_down(idx, val, *n, 0);
     }
@@ -93,20 +93,21 @@ int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float fl
     }
     // Block maxima bound the answer: the K-th largest block maximum tau is an element, and at
     // least K elements (one per block) are >= tau, so every one of the top K is >= tau. Only
-    // blocks whose maximum reaches tau are scanned, in index order (ties stay lowest-first).
+    // blocks whose maximum reaches tau are scanned. Block b holds the strided elements
+    // b, b + nb, b + 2 nb, ... so that the maxima are a vertical max (vectorised), and the heap
+    // breaks ties by index whatever the order of the offers.
     float bm[TK_MAXB], heap[256];
-    for (int b = 0; b < nb; b++) {
-        const float *zb = z + b * TK_BLK;
-        float m = zb[0];
-        for (int j = 1; j < TK_BLK; j++) m = zb[j] > m ? zb[j] : m;
-        bm[b] = m;
+    memcpy(bm, z, (size_t)nb * sizeof(float));
+    for (int j = 1; j < TK_BLK; j++) {
+        const float *zj = z + j * nb;
+        for (int b = 0; b < nb; b++) bm[b] = zj[b] > bm[b] ? zj[b] : bm[b];
     }
     float tau = kth_largest(bm, nb, K, heap);
     for (int b = 0; b < nb; b++) {
         if (!(bm[b] >= tau) || !(bm[b] > floor)) continue;
         for (int j = 0; j < TK_BLK; j++) {
-            float v = z[b * TK_BLK + j];
-            if (v >= tau && v > floor) heap_offer(idx, val, &n, K, b * TK_BLK + j, v);
+            float v = z[b + j * nb];
+            if (v >= tau && v > floor) heap_offer(idx, val, &n, K, b + j * nb, v);
         }
     }
     for (int i = nb * TK_BLK; i < N; i++)
