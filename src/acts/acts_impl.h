@@ -49,8 +49,12 @@ void mixer_free(mixer *x);
 // The slot of the next row to serve (filling/refilling through fill first when needed).
 cterp_status mixer_next(mixer *x, int64_t *slot, mixer_fill_fn fill, void *ctx);
 
-// source state layout shared by the store and the cache reader
+// source state layout shared by the store and the cache reader: tag, rows served, seed, buffer
 #define ACTS_STATE_TAG 0x43545250414354ULL // "CTRPACT"
 #define ACTS_STATE_WORDS 4
+int mixer_get_state(const mixer *x, uint64_t *st, int cap);
+// Checks a saved state against this mixer (what = "activation store" | "activation cache" for
+// the errors); on success *served is the number of rows to replay.
+cterp_status mixer_check_state(const mixer *x, const uint64_t *st, int n, const char *what, uint64_t *served);
 
 #endif

@@ -246,26 +246,18 @@ static cterp_status cache_next(void *ctx, float *x, int64_t B) {
 }
 
 static int cache_get_state(void *ctx, uint64_t *st, int cap) {
-    cache_src *s = ctx;
-    if (cap < ACTS_STATE_WORDS) return 0;
-    st[0] = ACTS_STATE_TAG, st[1] = (uint64_t)s->mx.served, st[2] = s->mx.seed, st[3] = (uint64_t)s->mx.cap;
-    return ACTS_STATE_WORDS;
+    return mixer_get_state(&((cache_src *)ctx)->mx, st, cap);
 }
 
 // Replays the mixing buffer over row indices only: no activation is read.
 static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n) {
     cache_src *s = ctx;
-    if (n != ACTS_STATE_WORDS || st[0] != ACTS_STATE_TAG)
-        return cterp_error(CTERP_EFORMAT, "activation cache state: expected %d words tagged as an "
-                           "activation store/cache position, found %d", ACTS_STATE_WORDS, n);
-    if (st[2] != s->mx.seed || st[3] != (uint64_t)s->mx.cap)
-        return cterp_error(CTERP_EINVAL, "activation cache state: saved with seed %llu and buffer_rows %llu, "
-                           "this source has seed %llu and buffer_rows %lld: resume with the same settings",
-                           (unsigned long long)st[2], (unsigned long long)st[3],
-                           (unsigned long long)s->mx.seed, (long long)s->mx.cap);
+    uint64_t served;
+    cterp_status ce = mixer_check_state(&s->mx, st, n, "activation cache", &served);
+    if (ce) return ce;
     mixer_reset(&s->mx);
     s->next_row = s->epochs = s->produced = 0;
-    for (uint64_t i = 0; i < st[1]; i++) {
+    for (uint64_t i = 0; i < served; i++) {
         int64_t slot;
         cterp_status e = mixer_next(&s->mx, &slot, cache_fill, s);
         if (e) return e;

@@ -37,27 +37,19 @@ static cterp_status store_next(void *ctx, float *x, int64_t B) {
 }
 
 static int store_get_state(void *ctx, uint64_t *st, int cap) {
-    store *s = ctx;
-    if (cap < ACTS_STATE_WORDS) return 0;
-    st[0] = ACTS_STATE_TAG, st[1] = (uint64_t)s->mx.served, st[2] = s->mx.seed, st[3] = (uint64_t)s->mx.cap;
-    return ACTS_STATE_WORDS;
+    return mixer_get_state(&((store *)ctx)->mx, st, cap);
 }
 
 // Replays: rewind the dataset and the buffer, then serve (and drop) the rows served before.
 static cterp_status store_set_state(void *ctx, const uint64_t *st, int n) {
     store *s = ctx;
-    if (n != ACTS_STATE_WORDS || st[0] != ACTS_STATE_TAG)
-        return cterp_error(CTERP_EFORMAT, "activation store state: expected %d words tagged as an "
-                           "activation store/cache position, found %d", ACTS_STATE_WORDS, n);
-    if (st[2] != s->mx.seed || st[3] != (uint64_t)s->mx.cap)
-        return cterp_error(CTERP_EINVAL, "activation store state: saved with seed %llu and buffer_rows "
-                           "%llu, this store has seed %llu and buffer_rows %lld: resume with the same settings",
-                           (unsigned long long)st[2], (unsigned long long)st[3],
-                           (unsigned long long)s->mx.seed, (long long)s->mx.cap);
+    uint64_t served;
+    cterp_status ce = mixer_check_state(&s->mx, st, n, "activation store", &served);
+    if (ce) return ce;
     cterp_status e = stream_rewind(&s->st);
     if (e) return e;
     mixer_reset(&s->mx);
-    for (uint64_t i = 0; i < st[1]; i++) {
+    for (uint64_t i = 0; i < served; i++) {
         int64_t slot;
         if ((e = mixer_next(&s->mx, &slot, store_fill, s))) return e;
     }

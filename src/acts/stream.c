@@ -205,6 +205,25 @@ void mixer_reset(mixer *x) {
     rng_seed(&x->rng, x->seed ^ 0x6d6978657220ULL);
 }
 
+int mixer_get_state(const mixer *x, uint64_t *st, int cap) {
+    if (cap < ACTS_STATE_WORDS) return 0;
+    st[0] = ACTS_STATE_TAG, st[1] = (uint64_t)x->served, st[2] = x->seed, st[3] = (uint64_t)x->cap;
+    return ACTS_STATE_WORDS;
+}
+
+cterp_status mixer_check_state(const mixer *x, const uint64_t *st, int n, const char *what, uint64_t *served) {
+    if (n != ACTS_STATE_WORDS || st[0] != ACTS_STATE_TAG)
+        return cterp_error(CTERP_EFORMAT, "%s state: expected %d words tagged as an activation "
+                           "store/cache position, found %d", what, ACTS_STATE_WORDS, n);
+    if (st[2] != x->seed || st[3] != (uint64_t)x->cap)
+        return cterp_error(CTERP_EINVAL, "%s state: saved with seed %llu and buffer_rows %llu, this "
+                           "source has seed %llu and buffer_rows %lld: resume with the same settings",
+                           what, (unsigned long long)st[2], (unsigned long long)st[3],
+                           (unsigned long long)x->seed, (long long)x->cap);
+    *served = st[1];
+    return CTERP_OK;
+}
+
 void mixer_free(mixer *x) {
     free(x->order);
     x->order = NULL;
