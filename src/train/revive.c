@@ -9,30 +9,29 @@
 
 enum { AUX_TOK = 64 }; // token tile of the pairs path
 
-// The dense form: A (B, nd) holds the selected coefficients, zeros elsewhere.
-static void auxk_dense_backward(arch_work *w, const cterp_sae *sae, const float *G, int64_t nd,
-                                const int32_t *dl, const float *A, float *grads) {
+// The backward shared by AuxK's dense form and ghost grads, over the nd dead columns dl:
+// C (B, nd) holds each token's coefficient of the dead decoder rows Wd (nd, D) in the
+// reconstruction, G (B, D) the gradient with respect to that reconstruction. Adds
+// dW_dec_dead = C^T G, dz = gate(G Wd^T), dW_enc_dead = dz^T xc and db_enc_dead = sum_t dz,
+// where gate keeps dz where C != 0 (AuxK: the selection) or multiplies it by C (ghost grads:
+// d exp(z)/dz = exp(z)). P (B, nd) and dW (nd, D) are scratch.
+static void dead_dense_backward(arch_work *w, const float *C, const float *G, const float *Wd,
+                                int64_t nd, const int32_t *dl, int gate_by_c, float *P, float *dW,
+                                float *grads) {
     const int64_t B = w->B, D = w->D, N = w->N;
     float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N;
-    float *Wd = malloc((size_t)(nd * D) * sizeof(float)), *dW = malloc((size_t)(nd * D) * sizeof(float));
-    float *P = malloc((size_t)(B * nd) * sizeof(float));
-    if (!Wd || !dW || !P) {
-        free(Wd), free(dW), free(P);
-        return;
-    }
-    for (int64_t j = 0; j < nd; j++) memcpy(Wd + j * D, sae->W_dec + (int64_t)dl[j] * D, (size_t)D * sizeof(float));
-    // dW_dec_dead (nd, D) = A^T G
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, A, (int)nd, G,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, C, (int)nd, G,
                 (int)D, 0.0f, dW, (int)D);
     for (int64_t j = 0; j < nd; j++) {
         float *dst = dW_dec + (int64_t)dl[j] * D;
         for (int64_t d = 0; d < D; d++) dst[d] += dW[j * D + d];
     }
-    // dz (B, nd) = (G Wd^T) on the selection only
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)nd, (int)D, 1.0f, G, (int)D, Wd,
                 (int)D, 0.0f, P, (int)nd);
-    for (int64_t q = 0; q < B * nd; q++) P[q] = A[q] != 0 ? P[q] : 0.0f;
-    // dW_enc_dead (nd, D) = dz^T xc
+    if (gate_by_c)
+        for (int64_t q = 0; q < B * nd; q++) P[q] *= C[q];
+    else
+        for (int64_t q = 0; q < B * nd; q++) P[q] = C[q] != 0 ? P[q] : 0.0f;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, P, (int)nd,
                 w->xc, (int)D, 0.0f, dW, (int)D);
     for (int64_t j = 0; j < nd; j++) {
@@ -42,7 +41,6 @@ static void auxk_dense_backward(arch_work *w, const cterp_sae *sae, const float 
         for (int64_t t = 0; t < B; t++) sb += P[t * nd + j];
         db_enc[dl[j]] += (float)sb;
     }
-    free(Wd), free(dW), free(P);
 }
 
 double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
@@ -160,7 +158,9 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
     const float gs = (float)(2.0 * coef * scale / (double)B);
     for (int64_t q = 0; q < B * D; q++) G[q] *= gs;
     if (mode == 1) {
-        auxk_dense_backward(w, sae, G, nd, dl, A, grads);
+        float *P = malloc((size_t)(B * nd) * sizeof(float)), *dW = malloc((size_t)(nd * D) * sizeof(float));
+        if (P && dW) dead_dense_backward(w, A, G, Wd, nd, dl, 0, P, dW, grads);
+        free(P), free(dW);
     } else {
         int64_t np = 0; // compact the pairs (tokens may have fewer than kk)
         for (int64_t t = 0; t < B; t++)
@@ -179,7 +179,6 @@ done:
 double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
                     int64_t n_dead, float *grads) {
     const int64_t B = w->B, D = w->D, N = w->N;
-    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N;
     int32_t *dl = malloc((size_t)n_dead * sizeof(int32_t));
     float *E = malloc((size_t)B * n_dead * sizeof(float));    // (B, nd) exp(z_dead)
     float *P = malloc((size_t)B * n_dead * sizeof(float));    // (B, nd)
@@ -229,27 +228,7 @@ double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const ui
         loss = 0;
         goto done;
     }
-    // dW_dec_dead (nd, D) = E^T Q
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, E, (int)nd, g,
-                (int)D, 0.0f, dW, (int)D);
-    for (int64_t j = 0; j < nd; j++) {
-        float *dst = dW_dec + (int64_t)dl[j] * D;
-        for (int64_t d = 0; d < D; d++) dst[d] += dW[j * D + d];
-    }
-    // dz_dead (B, nd) = E .* (Q Wd^T)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)nd, (int)D, 1.0f, g, (int)D, Wd,
-                (int)D, 0.0f, P, (int)nd);
-    for (int64_t q = 0; q < B * nd; q++) P[q] *= E[q];
-    // dW_enc_dead (nd, D) = dz^T xc
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nd, (int)D, (int)B, 1.0f, P, (int)nd,
-                w->xc, (int)D, 0.0f, dW, (int)D);
-    for (int64_t j = 0; j < nd; j++) {
-        float *dst = dW_enc + (int64_t)dl[j] * D;
-        for (int64_t d = 0; d < D; d++) dst[d] += dW[j * D + d];
-        double sb = 0;
-        for (int64_t t = 0; t < B; t++) sb += P[t * nd + j];
-        db_enc[dl[j]] += (float)sb;
-    }
+    dead_dense_backward(w, E, g, Wd, nd, dl, 1, P, dW, grads); // dz_dead = E .* (Q Wd^T)
 done:
     free(dl), free(E), free(P), free(Wd), free(g), free(dW);
     return loss;
