@@ -78,4 +78,12 @@ check "resume from a missing checkpoint" '[ $rc -eq 1 ] && [[ "$err" == *"nope"*
 "$bin" demo --help >/dev/null; check "demo --help" '[ $? -eq 0 ]'
 "$bin" nonsense >/dev/null 2>&1; check "unknown command exits 2" '[ $? -eq 2 ]'
 
+# cterp bench on a tiny size: the report line, the phase line, both AuxK forms, a bad value
+out=$("$bin" bench --d-in 16 --d-sae 64 --k 4 --batch 64 --steps 2 --dead-fraction 0.25 --auxk-impl pairs 2>&1); rc=$?
+check "bench reports tok/s, roofline and ms by phase" '[ $rc -eq 0 ] && [[ "$out" == *"tok/s"* ]] && [[ "$out" == *"reached"* ]] && [[ "$out" == *"ms/step by phase: data"* ]] && [[ "$out" == *"revive"* ]]'
+"$bin" bench --d-in 16 --d-sae 64 --k 4 --batch 64 --steps 2 --dead-fraction 0.25 --auxk-impl dense >/dev/null 2>&1
+check "bench with dense AuxK runs" '[ $? -eq 0 ]'
+err=$("$bin" bench --auxk-impl bogus 2>&1); rc=$?
+check "bench --auxk-impl bogus: exit 2 naming the flag and the choices" '[ $rc -eq 2 ] && [[ "$err" == *"--auxk-impl"* ]] && [[ "$err" == *"pairs, dense or auto"* ]]'
+
 exit $fail

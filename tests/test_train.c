@@ -78,6 +78,9 @@ static void test_config(void) {
     c.lr = 0;
     expect_invalid(&c, "lr", "> 0");
     cterp_train_config_default(&c);
+    c.aux_k = -2;
+    expect_invalid(&c, "aux_k", ">= -1");
+    cterp_train_config_default(&c);
     c.dead_feature_window = 0;
     expect_invalid(&c, "dead_feature_window", "> 0");
     cterp_train_config_default(&c);

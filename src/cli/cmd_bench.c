@@ -76,8 +76,13 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) steps = atoll(v);
         else if (!strcmp(a, "--dead-fraction")) dead = atof(v);
         else if (!strcmp(a, "--l0")) l0 = atof(v);
-        else if (!strcmp(a, "--auxk-impl") && (!strcmp(v, "pairs") || !strcmp(v, "dense") || !strcmp(v, "auto")))
+        else if (!strcmp(a, "--auxk-impl")) {
+            if (strcmp(v, "pairs") && strcmp(v, "dense") && strcmp(v, "auto")) {
+                fprintf(stderr, "cterp bench: --auxk-impl: got '%s', expected pairs, dense or auto\n", v);
+                return 2;
+            }
             auxk_mode = !strcmp(v, "pairs") ? 0 : !strcmp(v, "dense") ? 1 : -1;
+        }
         else if (!strncmp(a, "--", 2) && !cterp_train_config_set(&cfg, a + 2, v)) continue;
         else {
             fprintf(stderr, "cterp bench: %s\n", !strncmp(a, "--", 2) ? cterp_last_error() : "unexpected argument");
