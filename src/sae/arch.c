@@ -298,28 +298,25 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
             l1 += w->f[p];
             if (o->arch == CTERP_ARCH_STANDARD) sparse += (double)w->f[p] * w->nrm[w->lat[p]];
         }
-        double e = 0;
-        for (int64_t d = 0; d < D; d++) {
-            double r = (double)xh[d] - x[t * D + d];
-            e += r * r;
-        }
-        sse += e;
+        sse += sqdist_f64(xh, x + t * D, D);
     }
     if (jump) sparse = (double)w->nnz;
     // total variance around the batch mean (explained variance), f64
     double sst = 0;
     {
         double *mean = calloc((size_t)D, sizeof(double));
-        if (!mean) return cterp_error(CTERP_ENOMEM, "out of memory");
+        float *meanf = malloc((size_t)D * sizeof(float));
+        if (!mean || !meanf) {
+            free(mean), free(meanf);
+            return cterp_error(CTERP_ENOMEM, "out of memory");
+        }
         for (int64_t t = 0; t < B; t++)
             for (int64_t d = 0; d < D; d++) mean[d] += x[t * D + d];
-        for (int64_t d = 0; d < D; d++) mean[d] /= (double)B;
-        for (int64_t t = 0; t < B; t++)
-            for (int64_t d = 0; d < D; d++) {
-                double r = x[t * D + d] - mean[d];
-                sst += r * r;
-            }
-        free(mean);
+        // a float mean moves sst only by B * (rounding)^2: sum_t (x_t - mean) is zero
+        for (int64_t d = 0; d < D; d++) meanf[d] = (float)(mean[d] / (double)B);
+        #pragma omp parallel for schedule(static) reduction(+ : sst)
+        for (int64_t t = 0; t < B; t++) sst += sqdist_f64(x + t * D, meanf, D);
+        free(mean), free(meanf);
     }
     w->sse = sse, w->sst = sst;
     w->mse_loss = sse / (double)B;

@@ -27,12 +27,6 @@ static inline void adam_apply(float *p, const float *g, float *m, float *v, size
 }
 void adam_update(float *p, const float *g, float gscale, float *m, float *v, size_t n, float lr,
                  float b1, float b2, float eps, int64_t t);
-// sum of squares in double, in index order
-static inline double sumsq_row(const float *x, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return s;
-}
 
 // Learning rate at 0-based `step` of `total`: linear warm-up lr*(step+1)/W over W steps, then
 // cosine | linear | constant from lr to lr_end over lr_decay_steps (-1: the remaining steps),

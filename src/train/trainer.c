@@ -7,6 +7,7 @@
 
 #include "core/file.h"
 #include "core/rng.h"
+#include "sae/kernels.h"
 #include "train/optim.h"
 #include "train/revive.h"
 #include "train/trainer_impl.h"
@@ -269,7 +270,7 @@ static cterp_status train_step(cterp_trainer *t) {
     for (int64_t i = 0; i < N; i++) {
         float *e = dW_enc + i * D, *d = dW_dec + i * D;
         db_enc[i] = arch_latent_grad(w, t->sae, &o, thr, i, e, d, t->dlog_thr ? t->dlog_thr + i : NULL);
-        rowsq[i] = sumsq_row(e, D), rowsq[N + i] = sumsq_row(d, D);
+        rowsq[i] = sumsq_f64(e, D), rowsq[N + i] = sumsq_f64(d, D);
     }
     double t1 = time_now(), aux = 0;
     w->t_backward += t1 - t0b;
@@ -281,7 +282,7 @@ static cterp_status train_step(cterp_trainer *t) {
     if (n_dead > 0 && c->use_ghost_grads) aux += revive_ghost(w, t->sae, t->x, t->dead, n_dead, t->grads);
     if (n_dead > 0 && (c->use_auxk || c->use_ghost_grads)) // the rows revival added to
         for (int64_t i = 0; i < N; i++)
-            if (t->dead[i]) rowsq[i] = sumsq_row(dW_enc + i * D, D), rowsq[N + i] = sumsq_row(dW_dec + i * D, D);
+            if (t->dead[i]) rowsq[i] = sumsq_f64(dW_enc + i * D, D), rowsq[N + i] = sumsq_f64(dW_dec + i * D, D);
     double t2 = time_now();
     t->t_revive += t2 - t1;
     arch_bdec_from_benc(t->sae, db_enc, db_dec);
@@ -295,10 +296,10 @@ static cterp_status train_step(cterp_trainer *t) {
     // global gradient norm, in a fixed order: W_enc rows, b_enc, W_dec rows, b_dec, log thresholds
     double gn2 = 0;
     for (int64_t i = 0; i < N; i++) gn2 += rowsq[i];
-    gn2 += sumsq_row(db_enc, N);
+    gn2 += sumsq_f64(db_enc, N);
     for (int64_t i = 0; i < N; i++) gn2 += rowsq[N + i];
-    gn2 += sumsq_row(db_dec, D);
-    if (t->dlog_thr) gn2 += sumsq_row(t->dlog_thr, N);
+    gn2 += sumsq_f64(db_dec, D);
+    if (t->dlog_thr) gn2 += sumsq_f64(t->dlog_thr, N);
     if (!isfinite(gn2))
         return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite", (long long)step);
     float gscale = 1.0f;
