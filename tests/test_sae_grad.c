@@ -253,15 +253,21 @@ static void check_topk_kernel(void) {
     rng_t r;
     rng_seed(&r, 3);
     int bad = 0;
+    // small rows (heap scan), then rows long enough for one and two levels of block maxima and
+    // past the block path's limit (65536); many ties, then continuous values
+    enum { MAXN = 70000 };
+    float *z = malloc(MAXN * sizeof(float));
     for (int trial = 0; trial < 200; trial++) {
-        int n = 1 + (int)rng_below(&r, 300), k = 1 + (int)rng_below(&r, 40);
-        float z[300];
-        for (int i = 0; i < n; i++) z[i] = (float)((int)rng_below(&r, 21) - 8) / 4; // many ties
+        int n = trial < 100 ? 1 + (int)rng_below(&r, 300) : 1 + (int)rng_below(&r, MAXN);
+        int k = 1 + (int)rng_below(&r, 40);
+        for (int i = 0; i < n; i++)
+            z[i] = trial % 2 ? (float)((int)rng_below(&r, 21) - 8) / 4 : rng_normal(&r); // ties
         int32_t i1[40], i2[40];
         float v1[40], v2[40];
         int c1 = topk_row(i1, v1, z, n, k), c2 = topk_row_naive(i2, v2, z, n, k);
         if (c1 != c2 || memcmp(i1, i2, (size_t)c1 * 4) || memcmp(v1, v2, (size_t)c1 * 4)) bad++;
     }
+    free(z);
     CHECK_MSG(bad == 0, "topk_row differs from its naive twin in %d of 200 trials", bad);
     // unsorted selection over all entries (negative ones too): the same set as a naive
     // repeated arg-max with ties by the lowest index, reported in index order

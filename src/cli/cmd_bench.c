@@ -1,8 +1,10 @@
 // cterp bench: training-step speed on random activations, against the machine's own SGEMM rate.
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #include "cli/cli.h"
@@ -22,7 +24,13 @@ static cterp_status bench_next(void *ctx, float *x, int64_t B) {
     return CTERP_OK;
 }
 
-// SGEMM rate of the encoder's shape: (B, D) x (D, N)
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// SGEMM rate of the encoder's shape: (B, D) x (D, N). The median of the calls made in ~1 s (one
+// slow or fast call moved the mean by 5-10% on a shared machine).
 static double sgemm_gflops(int64_t B, int64_t D, int64_t N) {
     float *x = malloc((size_t)(B * D) * sizeof(float)), *w = malloc((size_t)(N * D) * sizeof(float));
     float *z = malloc((size_t)(B * N) * sizeof(float));
@@ -34,15 +42,61 @@ static double sgemm_gflops(int64_t B, int64_t D, int64_t N) {
     for (int64_t q = 0; q < N * D; q++) w[q] = (float)(q % 7) * 0.01f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)N, (int)D, 1.0f, x, (int)D, w,
                 (int)D, 0.0f, z, (int)N);
+    enum { MAXREPS = 1000 };
+    static double t[MAXREPS];
     int reps = 0;
-    double t0 = time_now(), el;
+    double t0 = time_now();
     do {
+        double t1 = time_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)N, (int)D, 1.0f, x, (int)D, w,
                     (int)D, 0.0f, z, (int)N);
-        reps++;
-    } while ((el = time_now() - t0) < 1.0 && reps < 1000);
+        t[reps++] = time_now() - t1;
+    } while ((time_now() - t0 < 1.0 || reps < 3) && reps < MAXREPS);
     free(x), free(w), free(z);
-    return 2.0 * B * D * N * reps / el / 1e9;
+    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    return 2.0 * B * D * N / t[reps / 2] / 1e9;
+}
+
+// Peak f32 multiply-add rate of the cores: 24 independent 16-wide FMA chains per thread (GCC's
+// vector extension; one AVX-512 FMA each with -march=native on an AVX-512 CPU), ~0.3 s.
+typedef float v16f __attribute__((vector_size(64)));
+__attribute__((optimize("fp-contract=fast"))) static double fma_peak_gflops(void) {
+    enum { R = 24 };
+    const long iters = 2000000;
+    int nt = 1;
+    double t0 = time_now();
+    float sink = 0;
+    #pragma omp parallel reduction(+ : sink)
+    {
+        #pragma omp single
+        nt = omp_get_num_threads();
+        v16f acc[R], b, c;
+        for (int j = 0; j < 16; j++) b[j] = 1.0f, c[j] = 0.0f;
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 16; j++) acc[r][j] = (float)r;
+        __asm__ volatile("" : "+v"(b), "+v"(c)); // opaque: no folding of x*1+0
+        for (long it = 0; it < iters; it++) {
+            #pragma GCC unroll 24
+            for (int r = 0; r < R; r++) acc[r] = acc[r] * b + c;
+        }
+        for (int r = 0; r < R; r++) sink += acc[r][0];
+    }
+    double el = time_now() - t0;
+    return sink < 0 ? NAN : 2.0 * 16 * R * (double)iters * nt / el / 1e9;
+}
+
+// Which BLAS kernels run. OpenBLAS picks them from the CPU at load time unless OPENBLAS_CORETYPE
+// names a core; an AVX2 core on an AVX-512 CPU halves the SGEMM rate (measured on a Zen 5:
+// 175-195 GFLOP/s as Haswell, 330-360 as OpenBLAS's own choice, Cooperlake).
+static void print_blas(double peak) {
+    const char *core = openblas_get_corename(), *pin = getenv("OPENBLAS_CORETYPE");
+    printf("blas: %s | core %s%s%s%s | %d threads | f32 FMA peak %.1f GFLOP/s\n", openblas_get_config(), core,
+           pin ? " (OPENBLAS_CORETYPE=" : "", pin ? pin : "", pin ? ")" : "", omp_get_max_threads(), peak);
+    __builtin_cpu_init();
+    if (pin && __builtin_cpu_supports("avx512f") &&
+        (!strcasecmp(core, "haswell") || !strcasecmp(core, "zen") || !strcasecmp(core, "sandybridge")))
+        printf("note: OPENBLAS_CORETYPE=%s pins OpenBLAS to AVX2 kernels on this AVX-512 CPU; without it\n"
+               "      OpenBLAS chooses its AVX-512 kernels (about twice the SGEMM rate here)\n", pin);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -110,6 +164,7 @@ int cmd_bench(int argc, char **argv) {
     for (int64_t q = 0; q < bs.P * B * D; q++) bs.pool[q] = rng_normal(&r);
     cterp_act_source src = {.d_in = D, .ctx = &bs, .next = bench_next};
     snprintf(src.description, sizeof src.description, "unit Gaussian");
+    print_blas(fma_peak_gflops());
     double gf = sgemm_gflops(B, D, N);
     cterp_trainer *t;
     if (cterp_trainer_create(&t, &cfg, &src)) {
