@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The training-kernel benchmark of issue "training kernels": every size it names, batch 4096.
 # Not a test (minutes on 2 cores). Usage: bench/run_bench.sh [build/cterp] [steps]
+# OpenBLAS's own choice of kernels is measured: an OPENBLAS_CORETYPE in the environment is set
+# aside (this workplace's machines set OPENBLAS_CORETYPE=Haswell, AVX2 kernels at half the SGEMM
+# rate on their AVX-512 CPUs). KEEP_BLAS_ENV=1 keeps it.
 set -euo pipefail
 bin=${1:-build/cterp}
 S=${2:-5}
+if [ -z "${KEEP_BLAS_ENV:-}" ] && [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+  echo "run_bench: measuring without OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE (KEEP_BLAS_ENV=1 keeps it)"
+  unset OPENBLAS_CORETYPE
+fi
 "$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S"
 "$bin" bench --arch topk --d-in 768 --d-sae 24576 --k 32 --batch 4096 --steps "$S" --dead-fraction 0.1 --aux-k 0  # k_aux d_in/2 = 384, as sparsify
 "$bin" bench --arch topk --d-in 512 --d-sae 16384 --k 64 --batch 4096 --steps "$S"

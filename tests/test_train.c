@@ -225,14 +225,38 @@ static void test_bad_checkpoint(void) {
 // a source that yields NaN at a given batch
 typedef struct {
     cterp_act_source inner;
-    int64_t n, bad_at;
+    int64_t n, bad_at, pos; // pos < 0: the batch's last value
+    float val;
 } nan_src;
 
 static cterp_status nan_next(void *ctx, float *x, int64_t B) {
     nan_src *s = ctx;
     cterp_status st = s->inner.next(s->inner.ctx, x, B);
-    if (s->n++ == s->bad_at) x[3] = NAN;
+    if (s->n++ == s->bad_at) x[s->pos >= 0 ? s->pos : B * s->inner.d_in - 1] = s->val;
     return st;
+}
+
+// +Inf as the very last value of a batch (the tail of the check's last chunk)
+static void test_inf_last(void) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    nan_src ns = {.n = 0, .bad_at = 2, .pos = -1, .val = INFINITY};
+    cterp_toy_source(&ns.inner, toy);
+    cterp_act_source src = ns.inner;
+    src.ctx = &ns, src.next = nan_next, src.free = NULL;
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 5);
+    cterp_trainer *t;
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    CHECK(cterp_trainer_run(t, 0) == CTERP_ENAN);
+    char want[64];
+    snprintf(want, sizeof want, "(inf at index %lld)", (long long)(c.batch_size * ns.inner.d_in - 1));
+    CHECK_MSG(strstr(cterp_last_error(), "step 2") && strstr(cterp_last_error(), want), "%s", cterp_last_error());
+    cterp_trainer_free(t);
+    cterp_act_source_free(&ns.inner);
+    cterp_toy_free(toy);
 }
 
 static void test_nan(void) {
@@ -240,7 +264,7 @@ static void test_nan(void) {
     small_toy(&tc);
     cterp_toy *toy;
     cterp_toy_create(&toy, &tc);
-    nan_src ns = {.n = 0, .bad_at = 7};
+    nan_src ns = {.n = 0, .bad_at = 7, .pos = 3, .val = NAN};
     cterp_toy_source(&ns.inner, toy);
     cterp_act_source src = ns.inner;
     src.ctx = &ns;
@@ -255,7 +279,8 @@ static void test_nan(void) {
     cterp_trainer_set_output(t, dir, NULL, NULL);
     cterp_status s = cterp_trainer_run(t, 0);
     CHECK(s == CTERP_ENAN);
-    CHECK_MSG(strstr(cterp_last_error(), "step 7") != NULL, "%s", cterp_last_error());
+    CHECK_MSG(strstr(cterp_last_error(), "step 7") && strstr(cterp_last_error(), "at index 3)"), "%s",
+              cterp_last_error());
     char ck[600];
     snprintf(ck, sizeof ck, "%s/checkpoints/step_5/sae_weights.safetensors", dir);
     CHECK(file_exists(ck)); // the last checkpoint is kept
@@ -360,6 +385,7 @@ int main(void) {
     test_resume(CTERP_ARCH_JUMPRELU, 0);
     test_bad_checkpoint();
     test_nan();
+    test_inf_last();
     test_recovery(CTERP_ARCH_TOPK);
     test_recovery(CTERP_ARCH_BATCHTOPK);
     test_recovery(CTERP_ARCH_STANDARD);
