@@ -14,7 +14,7 @@ int topk_row(int32_t *idx, float *val, const float *z, int N, int K);
 int topk_select(int32_t *idx, float *val, const float *z, int N, int K, float floor);
 int topk_row_naive(int32_t *idx, float *val, const float *z, int N, int K);
 // The same set as topk_select(.., -INFINITY) (ties by the lowest index), in index order rather
-// than value order: a quickselect of the K-th value, then one pass. scratch: N floats.
+// than value order: the K-th value by a binary search over its bits, then one pass. scratch: N floats.
 // For large K where the order does not matter (AuxK). NaN entries are never selected.
 int topk_select_unsorted(int32_t *idx, float *val, const float *z, int N, int K, float *scratch);
 
