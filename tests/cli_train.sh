@@ -83,6 +83,14 @@ out=$("$bin" bench --d-in 16 --d-sae 64 --k 4 --batch 64 --steps 2 --dead-fracti
 check "bench reports tok/s, roofline and ms by phase" '[ $rc -eq 0 ] && [[ "$out" == *"tok/s"* ]] && [[ "$out" == *"reached"* ]] && [[ "$out" == *"ms/step by phase: data"* ]] && [[ "$out" == *"revive"* ]]'
 "$bin" bench --d-in 16 --d-sae 64 --k 4 --batch 64 --steps 2 --dead-fraction 0.25 --auxk-impl dense >/dev/null 2>&1
 check "bench with dense AuxK runs" '[ $? -eq 0 ]'
+out=$("$bin" bench --d-in 40 --d-sae 100 --k 4 --batch 30 --steps 2 --dead-fraction 0.25 --encoder-bf16 true 2>&1); rc=$?
+if [[ "$out" == *"no AVX-512 BF16"* ]]; then
+  echo "skip: bench --encoder-bf16 (no AVX-512 BF16 here)"
+else
+  check "bench --encoder-bf16 measures the bf16 GEMM" '[ $rc -eq 0 ] && [[ "$out" == *"bf16 gemm"* ]] && [[ "$out" == *"revive"* ]]'
+fi
+err=$("$bin" bench --arch standard --encoder-bf16 true --d-in 16 --d-sae 64 --steps 1 2>&1); rc=$?
+check "bench --encoder-bf16 with standard: exit 1 naming the field and the architectures" '[ $rc -eq 1 ] && [[ "$err" == *"encoder_bf16"* ]] && [[ "$err" == *"topk or batchtopk"* ]]'
 err=$("$bin" bench --auxk-impl bogus 2>&1); rc=$?
 check "bench --auxk-impl bogus: exit 2 naming the flag and the choices" '[ $rc -eq 2 ] && [[ "$err" == *"--auxk-impl"* ]] && [[ "$err" == *"pairs, dense or auto"* ]]'
 

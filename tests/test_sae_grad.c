@@ -7,6 +7,7 @@
 #include "core/rng.h"
 #include "cterp/sae.h"
 #include "sae/arch.h"
+#include "sae/bf16.h"
 #include "sae/kernels.h"
 #include "test.h"
 #include "train/revive.h"
@@ -41,7 +42,7 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     float x[B * D], theta[N];
     for (int q = 0; q < B * D; q++) x[q] = rng_normal(&r);
     for (int i = 0; i < N; i++) theta[i] = 0.2f + 0.3f * rng_uniform(&r);
-    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0};
+    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
 
@@ -179,7 +180,7 @@ static void check_revive(int ghost, int rescale, int mode) {
     uint8_t dead[N] = {0};
     int nd = 0;
     for (int i = 0; i < N; i += 2) dead[i] = 1, nd++;
-    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0};
+    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
     arch_forward(&w, s, &o, NULL, x);
@@ -295,8 +296,104 @@ static void check_topk_kernel(void) {
     CHECK_MSG(bad == 0, "topk_select_unsorted differs from its naive twin in %d of 300 trials", bad);
 }
 
+// The bf16 encoder GEMM against its naive twin (same bf16 inputs, double sums) on shapes with
+// every edge: rows not a multiple of the 8-row tile, latents not a multiple of the 48-wide panel,
+// odd d_in and d_in past the 32-wide vector packing. Also the rounding itself.
+static void check_bf16_gemm(void) {
+    CHECK(bf16_from_f32(1.0f) == 0x3f80);
+    CHECK(bf16_from_f32(1.00390625f) == 0x3f80);  // 1 + 2^-8: a tie, rounds to even (down)
+    CHECK(bf16_from_f32(1.01171875f) == 0x3f82);  // 1 + 3 * 2^-8: a tie, rounds to even (up)
+    CHECK(bf16_from_f32(-2.0f) == 0xc000);
+    CHECK(bf16_to_f32(bf16_from_f32(INFINITY)) == INFINITY);
+    CHECK(isnan(bf16_to_f32(bf16_from_f32(NAN))));
+    if (!bf16_available()) {
+        printf("skip: bf16 GEMM (this build or CPU has no AVX-512 BF16)\n");
+        return;
+    }
+    static const int64_t shapes[][3] = {{1, 1, 1}, {13, 50, 33}, {8, 48, 64}, {21, 97, 70}, {64, 130, 128}};
+    rng_t r;
+    rng_seed(&r, 11);
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        const int64_t b = shapes[c][0], n = shapes[c][1], d = shapes[c][2];
+        float *x = malloc((size_t)(b * d) * sizeof(float)), *w = malloc((size_t)(n * d) * sizeof(float));
+        float *bias = malloc((size_t)n * sizeof(float)), *z = malloc((size_t)(b * n) * sizeof(float));
+        float *ref = malloc((size_t)(b * n) * sizeof(float));
+        uint32_t *xp = malloc((size_t)bf16_packed_x_words(b, d) * 4), *wp = malloc((size_t)bf16_packed_w_words(n, d) * 4);
+        for (int64_t q = 0; q < b * d; q++) x[q] = rng_normal(&r);
+        for (int64_t q = 0; q < n * d; q++) w[q] = rng_normal(&r);
+        for (int64_t q = 0; q < n; q++) bias[q] = rng_normal(&r);
+        bf16_pack_x(xp, x, b, d);
+        bf16_pack_w(wp, w, n, d);
+        // the vectorised packing rounds as bf16_from_f32 does
+        int pack_bad = 0;
+        for (int64_t t = 0; t < b; t++)
+            for (int64_t q = 0; q < d; q++) {
+                uint32_t word = xp[t * ((d + 1) / 2) + q / 2];
+                pack_bad += (uint16_t)(q % 2 ? word >> 16 : word) != bf16_from_f32(x[t * d + q]);
+            }
+        CHECK_MSG(pack_bad == 0, "bf16 pack of %lldx%lld: %d values rounded differently", (long long)b,
+                  (long long)d, pack_bad);
+        bf16_gemm(z, xp, wp, bias, b, n, d);
+        bf16_gemm_naive(ref, x, w, bias, b, n, d);
+        int bad = 0;
+        for (int64_t t = 0; t < b; t++)
+            for (int64_t i = 0; i < n; i++) {
+                double mag = fabs(bias[i]);
+                for (int64_t q = 0; q < d; q++) mag += fabs((double)x[t * d + q] * w[i * d + q]);
+                bad += !(fabs((double)z[t * n + i] - ref[t * n + i]) <= 1e-5 * mag + 1e-6);
+            }
+        CHECK_MSG(bad == 0, "bf16 GEMM %lldx%lldx%lld: %d of %lld values differ from the naive twin",
+                  (long long)b, (long long)n, (long long)d, bad, (long long)(b * n));
+        free(x), free(w), free(bias), free(z), free(ref), free(xp), free(wp);
+    }
+}
+
+// The training forward choosing on bf16 pre-activations: every pair's values are its f32 z
+// (bit for bit the f32 dot product), positive, and the chosen set matches the f32 forward's
+// except near the k-th value (topk and batchtopk, with and without decoder-norm ranking).
+static void check_bf16_forward(cterp_arch arch, int rescale) {
+    if (!bf16_available()) return; // said once by check_bf16_gemm
+    enum { FB = 64, FD = 96, FN = 200, FK = 8 };
+    rng_t r;
+    rng_seed(&r, 5);
+    cterp_sae *s;
+    cterp_sae_create(&s, arch, FD, FN, FK);
+    for (size_t q = 0; q < s->n_params; q++) s->params[q] = 0.3f * rng_normal(&r);
+    float *x = malloc(FB * FD * sizeof(float));
+    for (int q = 0; q < FB * FD; q++) x[q] = rng_normal(&r);
+    arch_work w32, w16;
+    CHECK_OK(arch_work_init(&w32, FB, FD, FN));
+    CHECK_OK(arch_work_init(&w16, FB, FD, FN));
+    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0};
+    CHECK_OK(arch_forward(&w32, s, &o, NULL, x));
+    o.bf16 = 1;
+    CHECK_OK(arch_forward(&w16, s, &o, NULL, x));
+    int bad = 0;
+    for (int64_t p = 0; p < w16.nnz; p++) {
+        const int64_t i = w16.lat[p];
+        const float z = arch_preact(&w16, s, w16.tok[p], i);
+        bad += w16.a[p] != z || !(w16.f[p] > 0) || w16.f[p] != z * (rescale ? w16.nrm[i] : 1.0f);
+    }
+    CHECK_MSG(bad == 0, "bf16 forward (%s, rescale %d): %d of %lld pairs do not carry their f32 z",
+              cterp_arch_name(arch), rescale, bad, (long long)w16.nnz);
+    int64_t same = 0; // pairs chosen by both (both lists are per token)
+    for (int64_t t = 0; t < FB; t++)
+        for (int64_t p = w16.row[t]; p < w16.row[t + 1]; p++)
+            for (int64_t q = w32.row[t]; q < w32.row[t + 1]; q++) same += w32.lat[q] == w16.lat[p];
+    CHECK_MSG(same >= 0.95 * w32.nnz && w16.nnz <= w32.nnz, "bf16 forward (%s, rescale %d): %lld of %lld f32 pairs chosen, %lld in all",
+              cterp_arch_name(arch), rescale, (long long)same, (long long)w32.nnz, (long long)w16.nnz);
+    CHECK(fabs(w16.mse_loss - w32.mse_loss) <= 0.02 * w32.mse_loss);
+    arch_work_free(&w32), arch_work_free(&w16);
+    free(x);
+    cterp_sae_free(s);
+}
+
 int main(void) {
     check_topk_kernel();
+    check_bf16_gemm();
+    check_bf16_forward(CTERP_ARCH_TOPK, 0);
+    check_bf16_forward(CTERP_ARCH_TOPK, 1);
+    check_bf16_forward(CTERP_ARCH_BATCHTOPK, 0);
     check_arch(CTERP_ARCH_STANDARD, 0, 1);
     check_arch(CTERP_ARCH_TOPK, 0, 2);
     check_arch(CTERP_ARCH_TOPK, 1, 3);

@@ -7,6 +7,7 @@
 #include "core/file.h"
 #include "cterp/toy.h"
 #include "cterp/train.h"
+#include "sae/bf16.h"
 #include "test.h"
 #include "train/optim.h"
 
@@ -70,6 +71,12 @@ static void test_config(void) {
     cterp_train_config c;
     cterp_train_config_default(&c);
     CHECK_OK(cterp_train_config_validate(&c, 32));
+    c.encoder_bf16 = 1, c.architecture = CTERP_ARCH_STANDARD;
+    expect_invalid(&c, "encoder_bf16", "topk or batchtopk");
+    cterp_train_config_default(&c);
+    c.encoder_bf16 = 1, c.use_ghost_grads = 1;
+    expect_invalid(&c, "encoder_bf16", "use_ghost_grads");
+    cterp_train_config_default(&c);
     c.k = 300, c.d_sae = 256;
     expect_invalid(&c, "k", "300");
     c.k = 0;
@@ -136,7 +143,7 @@ static int params_equal(const cterp_trainer *a, const cterp_trainer *b) {
     return x->n_params == y->n_params && !memcmp(x->params, y->params, x->n_params * sizeof(float));
 }
 
-static void test_resume(cterp_arch arch, int ghost) {
+static void test_resume(cterp_arch arch, int ghost, int bf16) {
     cterp_toy_config tc;
     small_toy(&tc);
     cterp_toy *toy;
@@ -144,6 +151,7 @@ static void test_resume(cterp_arch arch, int ghost) {
     cterp_train_config c;
     small_cfg(&c, arch, 40);
     c.use_ghost_grads = ghost;
+    c.encoder_bf16 = bf16;
     c.dead_feature_window = 5; // dead latents early, so revival code runs before the checkpoint
     c.normalize_activations = 1;
     c.checkpoint_every = 20;
@@ -290,7 +298,7 @@ static void test_nan(void) {
 }
 
 // Each architecture recovers the small toy's features (MMCS >= 0.95).
-static void test_recovery(cterp_arch arch) {
+static void test_recovery(cterp_arch arch, int bf16) {
     cterp_toy_config tc;
     small_toy(&tc);
     cterp_toy *toy;
@@ -300,6 +308,7 @@ static void test_recovery(cterp_arch arch) {
     cterp_train_config c;
     small_cfg(&c, arch, 800);
     c.lr = 3e-3f;
+    c.encoder_bf16 = bf16;
     if (arch == CTERP_ARCH_STANDARD) c.l1_coefficient = 0.3f, c.sparsity_warm_up_steps = 100;
     if (arch == CTERP_ARCH_JUMPRELU) { // thresholds learn slowly: more steps, larger initial z
         c.training_steps = 1500;
@@ -314,8 +323,8 @@ static void test_recovery(cterp_arch arch) {
     if (sae) {
         double rev, m = cterp_mmcs(cterp_toy_features(toy), tc.n_features, sae->W_dec, sae->d_sae, tc.d, &rev);
         const cterp_train_metrics *mt = cterp_trainer_last_metrics(t);
-        printf("  %-9s MMCS %.4f reverse %.4f EV %.4f L0 %.2f dead %.1f%%\n", cterp_arch_name(arch), m, rev,
-               mt->explained_variance, mt->l0, 100 * mt->dead_fraction);
+        printf("  %-9s%s MMCS %.4f reverse %.4f EV %.4f L0 %.2f dead %.1f%%\n", cterp_arch_name(arch),
+               bf16 ? " (bf16 encoder)" : "", m, rev, mt->explained_variance, mt->l0, 100 * mt->dead_fraction);
         CHECK_MSG(m >= 0.95, "%s: MMCS %.4f < 0.95", cterp_arch_name(arch), m);
     }
     cterp_sae_free(sae);
@@ -379,16 +388,23 @@ int main(void) {
     test_export_folding(CTERP_ARCH_STANDARD);
     test_schedules();
     test_config();
-    test_resume(CTERP_ARCH_TOPK, 0);
-    test_resume(CTERP_ARCH_BATCHTOPK, 0);
-    test_resume(CTERP_ARCH_STANDARD, 1);
-    test_resume(CTERP_ARCH_JUMPRELU, 0);
+    test_resume(CTERP_ARCH_TOPK, 0, 0);
+    test_resume(CTERP_ARCH_BATCHTOPK, 0, 0);
+    test_resume(CTERP_ARCH_STANDARD, 1, 0);
+    test_resume(CTERP_ARCH_JUMPRELU, 0, 0);
+    if (bf16_available()) {
+        test_resume(CTERP_ARCH_TOPK, 0, 1);
+        test_recovery(CTERP_ARCH_TOPK, 1);
+        test_recovery(CTERP_ARCH_BATCHTOPK, 1);
+    } else {
+        printf("skip: encoder_bf16 training (this build or CPU has no AVX-512 BF16)\n");
+    }
     test_bad_checkpoint();
     test_nan();
     test_inf_last();
-    test_recovery(CTERP_ARCH_TOPK);
-    test_recovery(CTERP_ARCH_BATCHTOPK);
-    test_recovery(CTERP_ARCH_STANDARD);
-    test_recovery(CTERP_ARCH_JUMPRELU);
+    test_recovery(CTERP_ARCH_TOPK, 0);
+    test_recovery(CTERP_ARCH_BATCHTOPK, 0);
+    test_recovery(CTERP_ARCH_STANDARD, 0);
+    test_recovery(CTERP_ARCH_JUMPRELU, 0);
     return test_done();
 }

@@ -59,6 +59,8 @@ typedef struct {
     int64_t log_every;          // steps between metrics lines
     int64_t checkpoint_every;   // steps between checkpoints (0: only the final one)
     int threads;                // 0: OpenMP default
+    int encoder_bf16;           // topk/batchtopk: encoder GEMM in bf16 (AVX-512 BF16) to choose the
+                                // top-k; the chosen values are recomputed in f32 (off by default)
 } cterp_train_config;
 
 // cterp's defaults (the measured best on the toy; see docs/training.md).

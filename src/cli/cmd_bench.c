@@ -11,6 +11,7 @@
 #include "core/blas.h"
 #include "core/file.h"
 #include "core/rng.h"
+#include "sae/bf16.h"
 #include "cterp/train.h"
 
 typedef struct {
@@ -55,6 +56,35 @@ static double sgemm_gflops(int64_t B, int64_t D, int64_t N) {
     free(x), free(w), free(z);
     qsort(t, (size_t)reps, sizeof t[0], cmp_double);
     return 2.0 * B * D * N / t[reps / 2] / 1e9;
+}
+
+// The same for the bf16 encoder GEMM (encoder_bf16), packing of both operands included.
+static double bf16_gflops(int64_t B, int64_t D, int64_t N) {
+    float *x = malloc((size_t)(B * D) * sizeof(float)), *w = malloc((size_t)(N * D) * sizeof(float));
+    float *z = malloc((size_t)(B * N) * sizeof(float)), *bias = calloc((size_t)N, sizeof(float));
+    uint32_t *xp = malloc((size_t)bf16_packed_x_words(B, D) * sizeof(uint32_t));
+    uint32_t *wp = malloc((size_t)bf16_packed_w_words(N, D) * sizeof(uint32_t));
+    double rate = NAN;
+    if (x && w && z && bias && xp && wp) {
+        for (int64_t q = 0; q < B * D; q++) x[q] = (float)(q % 13) * 0.01f;
+        for (int64_t q = 0; q < N * D; q++) w[q] = (float)(q % 7) * 0.01f;
+        enum { MAXREPS = 1000 };
+        static double t[MAXREPS];
+        int reps = -1; // the first call is a warm-up
+        double t0 = time_now();
+        do {
+            double t1 = time_now();
+            bf16_pack_x(xp, x, B, D);
+            bf16_pack_w(wp, w, N, D);
+            bf16_gemm(z, xp, wp, bias, B, N, D);
+            if (reps >= 0) t[reps] = time_now() - t1;
+            reps++;
+        } while ((time_now() - t0 < 1.0 || reps < 3) && reps < MAXREPS);
+        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+        rate = 2.0 * B * D * N / t[reps / 2] / 1e9;
+    }
+    free(x), free(w), free(z), free(bias), free(xp), free(wp);
+    return rate;
 }
 
 // Peak f32 multiply-add rate of the cores: 24 independent 16-wide FMA chains per thread (GCC's
@@ -117,6 +147,7 @@ int cmd_bench(int argc, char **argv) {
                    "--dead-fraction F: F of the latents dead from the start (AuxK runs on them);\n"
                    "--l0 L: standard/jumprelu: b_enc offset so about L latents fire per token.\n"
                    "--auxk-impl pairs|dense|auto: force AuxK's implementation (auto: chosen by cost).\n"
+                   "--encoder-bf16 true: the bf16 encoder GEMM (the roofline is then that GEMM's rate).\n"
 
                    "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n");
             return 0;
@@ -164,14 +195,14 @@ int cmd_bench(int argc, char **argv) {
     for (int64_t q = 0; q < bs.P * B * D; q++) bs.pool[q] = rng_normal(&r);
     cterp_act_source src = {.d_in = D, .ctx = &bs, .next = bench_next};
     snprintf(src.description, sizeof src.description, "unit Gaussian");
-    print_blas(fma_peak_gflops());
-    double gf = sgemm_gflops(B, D, N);
     cterp_trainer *t;
-    if (cterp_trainer_create(&t, &cfg, &src)) {
+    if (cterp_trainer_create(&t, &cfg, &src)) { // validates the config first
         fprintf(stderr, "cterp bench: %s\n", cterp_last_error());
         free(bs.pool);
         return 1;
     }
+    print_blas(fma_peak_gflops());
+    double gf = cfg.encoder_bf16 ? bf16_gflops(B, D, N) : sgemm_gflops(B, D, N);
     cterp_trainer_bench_setup(t, dead, l0);
     cterp_trainer_bench_auxk_mode(t, auxk_mode);
     int rc = 0;
@@ -191,9 +222,10 @@ int cmd_bench(int argc, char **argv) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         printf("%-9s d_in %-5lld d_sae %-6lld k %-4d batch %-5lld dead %4.1f%%  l0 %7.1f | %9.1f ms/step %10.0f tok/s"
-               " | sgemm %6.1f GFLOP/s, roofline %9.0f tok/s, reached %5.1f%% | peak RSS %6.0f MB\n",
+               " | %s %6.1f GFLOP/s, roofline %9.0f tok/s, reached %5.1f%% | peak RSS %6.0f MB\n",
                cterp_arch_name(cfg.architecture), (long long)D, (long long)N, cfg.k, (long long)B, 100 * dead,
-               m->l0, ms, tps, gf, roof, 100 * tps / roof, ru.ru_maxrss / 1024.0);
+               m->l0, ms, tps, cfg.encoder_bf16 ? "bf16 gemm" : "sgemm", gf, roof, 100 * tps / roof,
+               ru.ru_maxrss / 1024.0);
         double rest = el;
         printf("  ms/step by phase:");
         for (int p = 0; p < CTERP_N_PHASES; p++) {

@@ -7,6 +7,7 @@
 
 #include "core/blas.h"
 #include "core/file.h"
+#include "sae/bf16.h"
 #include "sae/kernels.h"
 
 cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
@@ -34,6 +35,7 @@ void arch_work_free(arch_work *w) {
     free(w->xc), free(w->z), free(w->xhat), free(w->g), free(w->nrm);
     free(w->row), free(w->lat), free(w->a), free(w->f), free(w->tok), free(w->lrow), free(w->lpair);
     free(w->brow), free(w->blat), free(w->btok), free(w->blrow), free(w->blpair), free(w->zsub);
+    free(w->xpk), free(w->wpk);
     memset(w, 0, sizeof *w);
 }
 
@@ -93,15 +95,50 @@ static void row_norms(float *nrm, const float *W, int64_t N, int64_t D) {
 }
 
 // z (B, N) = (x - b_dec) W_enc^T + b_enc
-static void encode_dense(arch_work *w, const cterp_sae *sae, const float *x) {
+static cterp_status encode_dense(arch_work *w, const cterp_sae *sae, const float *x, int bf16) {
     const int64_t B = w->B, D = w->D, N = w->N;
     #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < B; t++)
         for (int64_t d = 0; d < D; d++) w->xc[t * D + d] = x[t * D + d] - sae->b_dec[d];
+    w->bf16 = bf16;
+    if (bf16) { // W_enc changed since the last step: pack it again (~3 ms at 768/24576)
+        if (!w->xpk) w->xpk = malloc((size_t)bf16_packed_x_words(B, D) * sizeof(uint32_t));
+        if (!w->wpk) w->wpk = malloc((size_t)bf16_packed_w_words(N, D) * sizeof(uint32_t));
+        if (!w->xpk || !w->wpk) return cterp_error(CTERP_ENOMEM, "encoder_bf16: out of memory for the packed operands");
+        bf16_pack_x(w->xpk, w->xc, B, D);
+        bf16_pack_w(w->wpk, sae->W_enc, N, D);
+        bf16_gemm(w->z, w->xpk, w->wpk, sae->b_enc, B, N, D);
+        return CTERP_OK;
+    }
     #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < B; t++) memcpy(w->z + t * N, sae->b_enc, (size_t)N * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)N, (int)D, 1.0f, w->xc,
                 (int)D, sae->W_enc, (int)D, 1.0f, w->z, (int)N);
+    return CTERP_OK;
+}
+
+float arch_preact(const arch_work *w, const cterp_sae *sae, int64_t t, int64_t i) {
+    return sae->b_enc[i] + dot_f32(w->xc + t * w->D, sae->W_enc + i * w->D, w->D);
+}
+
+// After choosing on bf16 pre-activations: each chosen pair's z again in f32, its reported
+// activation from it; a pair whose f32 activation is not positive leaves (the ReLU of TopK).
+static void exact_pairs(arch_work *w, const cterp_sae *sae, const arch_opts *o) {
+    const int64_t B = w->B;
+    #pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < w->nnz; p++) {
+        const int64_t i = w->lat[p];
+        const float z = arch_preact(w, sae, w->tok[p], i);
+        w->a[p] = z, w->f[p] = z * (o->rescale ? w->nrm[i] : 1.0f);
+    }
+    int64_t q = 0;
+    for (int64_t t = 0; t < B; t++) {
+        const int64_t p0 = w->row[t], p1 = w->row[t + 1];
+        w->row[t] = q;
+        for (int64_t p = p0; p < p1; p++)
+            if (w->f[p] > 0) w->lat[q] = w->lat[p], w->tok[q] = w->tok[p], w->a[q] = w->a[p], w->f[q] = w->f[p], q++;
+    }
+    w->row[B] = w->nnz = q;
 }
 
 // batchtopk: value of the (k*B)-th largest of the positive activations, with ties resolved by
@@ -147,7 +184,8 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     cterp_status s;
     double t0 = time_now();
     if (o->rescale || o->arch == CTERP_ARCH_STANDARD) row_norms(w->nrm, sae->W_dec, N, D);
-    encode_dense(w, sae, x);
+    const int bf16 = o->bf16 && (topk || btopk);
+    if ((s = encode_dense(w, sae, x, bf16))) return s;
     double t1 = time_now();
     w->t_encode += t1 - t0;
 
@@ -283,6 +321,7 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
         }
     }
 
+    if (bf16) exact_pairs(w, sae, o);
     double t2 = time_now();
     w->t_select += t2 - t1;
     // --- sparse decode: x_hat_t = b_dec + sum a W_dec_i ---

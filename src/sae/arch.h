@@ -25,6 +25,8 @@ typedef struct {
     // row of z is in cache, into w->zsub (B, n_sub) (the dead latents, for AuxK / ghost grads)
     const int32_t *sub;
     int64_t n_sub;
+    int bf16;           // topk/batchtopk: choose on the bf16 encoder GEMM (sae/bf16.h), then
+                        // recompute the chosen pairs' z in f32 (pairs whose f32 z is <= 0 drop)
 } arch_opts;
 
 // Scratch of one batch. Pairs are stored by token (CSR: row[t]..row[t+1]) and regrouped by
@@ -51,6 +53,8 @@ typedef struct {
     const int32_t *sub; // that list (owned by the caller)
     int64_t n_sub, zsub_cap;
     float min_kept; // batchtopk: smallest kept activation (threshold EMA)
+    uint32_t *xpk, *wpk; // bf16: packed xc and W_enc (allocated on first use)
+    int bf16;            // the last forward chose on bf16 pre-activations (z, zsub approximate)
     // loss terms of the last forward
     double mse_loss, sparsity_loss, l1_magnitude, sse, sst;
     double t_encode, t_select, t_decode, t_backward; // accumulated wall seconds (benchmarks)
@@ -90,6 +94,9 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
 
 // dL/db_dec through the input centring: db_dec -= sum_i db_enc_i W_enc_i.
 void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, float *db_dec);
+
+// f32 pre-activation of latent i for token t: b_enc_i + xc_t . W_enc_i (after a forward).
+float arch_preact(const arch_work *w, const cterp_sae *sae, int64_t t, int64_t i);
 
 // Pairs of the naive reference: dense f (B, N) as the training forward defines it.
 void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, const float *theta,

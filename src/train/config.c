@@ -9,6 +9,7 @@
 
 #include "core/file.h"
 #include "cterp/train.h"
+#include "sae/bf16.h"
 
 typedef enum { F_ARCH, F_I64, F_INT, F_FLOAT, F_BOOL, F_SCHED, F_BDEC, F_U64 } ftype;
 
@@ -58,6 +59,7 @@ static const field fields[] = {
     FLD(log_every, F_I64, "steps between metrics lines"),
     FLD(checkpoint_every, F_I64, "steps between checkpoints (0: only the final one)"),
     FLD(threads, F_INT, "threads (0: all cores)"),
+    FLD(encoder_bf16, F_BOOL, "topk/batchtopk: encoder GEMM in bf16 (AVX-512 BF16) to choose the top-k, values in f32"),
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
@@ -379,6 +381,16 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
     if (c->log_every <= 0) return BAD("log_every", "%lld", (long long)c->log_every, "> 0");
     if (c->checkpoint_every < 0) return BAD("checkpoint_every", "%lld", (long long)c->checkpoint_every, ">= 0");
     if (c->threads < 0) return BAD("threads", "%d", c->threads, ">= 0");
+    if (c->encoder_bf16) {
+        if (c->architecture != CTERP_ARCH_TOPK && c->architecture != CTERP_ARCH_BATCHTOPK)
+            return cterp_error(CTERP_EINVAL, "encoder_bf16: got true with architecture %s, expected topk or batchtopk "
+                               "(the others threshold every pre-activation)", cterp_arch_name(c->architecture));
+        if (c->use_ghost_grads)
+            return cterp_error(CTERP_EINVAL, "encoder_bf16: got true with use_ghost_grads, expected AuxK or no revival "
+                               "(ghost grads need every dead latent's pre-activation in f32)");
+        if (!bf16_available())
+            return cterp_error(CTERP_EINVAL, "encoder_bf16: got true, but %s", bf16_why_unavailable());
+    }
     if ((int64_t)c->batch_size * N > ((int64_t)1 << 36))
         return cterp_error(CTERP_EINVAL, "batch_size * d_sae: got %lld, expected <= 2^36 (memory)", (long long)(c->batch_size * N));
     return CTERP_OK;

@@ -88,6 +88,11 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
         }
         free(h), free(scratch), free(idx), free(val);
     }
+    if (w->bf16) { // chosen on bf16 pre-activations: their values in f32
+        #pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < B; t++)
+            for (int64_t j = 0; j < cnt[t]; j++) a[t * kk + j] = arch_preact(w, sae, t, lat[t * kk + j]);
+    }
     // G = e_hat - e, e = x - x_hat
     if (mode == 1) {
         A = calloc((size_t)(B * nd), sizeof(float));

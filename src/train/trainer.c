@@ -262,7 +262,8 @@ static cterp_status train_step(cterp_trainer *t) {
     }
     const double lr = sched_lr(c, step, t->steps);
     const double sp = sched_sparsity(c, step, t->steps);
-    arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0};
+    arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
+                   c->encoder_bf16};
     if (c->architecture == CTERP_ARCH_STANDARD) o.coef = (float)(c->l1_coefficient * sp);
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
