@@ -69,41 +69,52 @@ void bf16_pack_w(uint32_t *wp, const float *W, int64_t N, int64_t D) {
 #ifdef __AVX512BF16__
 enum { MR = 8, NV = BF16_NR / 16, MC = 128 };
 
-// C (m <= MR rows, the panel's 48 columns, `cols` of them stored) = bias + x rows . panel
-static inline void micro(float *z, int64_t ldz, const uint32_t *xa, int64_t P, const uint32_t *wp,
-                         const float *bias, int m, int cols) {
-    __m512 c[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) c[r][v] = _mm512_setzero_ps();
-    if (m == MR) {
-        for (int64_t q = 0; q < P; q++) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR);
-            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 16);
-            const __m512bh b2 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 32);
-            #pragma GCC unroll 8
-            for (int r = 0; r < MR; r++) {
-                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)xa[r * P + q]);
-                c[r][0] = _mm512_dpbf16_ps(c[r][0], a, b0);
-                c[r][1] = _mm512_dpbf16_ps(c[r][1], a, b1);
-                c[r][2] = _mm512_dpbf16_ps(c[r][2], a, b2);
-            }
-        }
-    } else { // the last rows of the batch
-        for (int64_t q = 0; q < P; q++)
-            for (int r = 0; r < m; r++) {
-                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)xa[r * P + q]);
-                for (int v = 0; v < NV; v++)
-                    c[r][v] = _mm512_dpbf16_ps(c[r][v], a, (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 16 * v));
-            }
-    }
+// Stores rows r0.. of the tile: bias added, `cols` of the panel's 48 columns.
+static inline void store_tile(float *z, int64_t ldz, __m512 (*c)[NV], const float *bias, int m, int cols) {
     for (int r = 0; r < m; r++)
         for (int v = 0; v < NV; v++) {
             const int n = cols - 16 * v;
             if (n <= 0) break;
             const __mmask16 k = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-            _mm512_mask_storeu_ps(z + r * ldz + 16 * v, k,
-                                  _mm512_add_ps(c[r][v], _mm512_maskz_loadu_ps(k, bias + 16 * v)));
+            _mm512_mask_storeu_ps(z + r * ldz + 16 * v, k, _mm512_add_ps(c[r][v], _mm512_maskz_loadu_ps(k, bias + 16 * v)));
         }
+}
+
+// C (MR rows x the panel's 48 columns) = bias + x rows . panel: 24 accumulators in registers
+// (a separate function from the tail's, whose run-time row count would put them in memory).
+static void micro(float *z, int64_t ldz, const uint32_t *xa, int64_t P, const uint32_t *wp, const float *bias,
+                  int cols) {
+    __m512 c[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) c[r][v] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < P; q++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 16);
+        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 32);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)xa[r * P + q]);
+            c[r][0] = _mm512_dpbf16_ps(c[r][0], a, b0);
+            c[r][1] = _mm512_dpbf16_ps(c[r][1], a, b1);
+            c[r][2] = _mm512_dpbf16_ps(c[r][2], a, b2);
+        }
+    }
+    store_tile(z, ldz, c, bias, MR, cols);
+}
+
+// The last m < MR rows of the batch.
+static void micro_tail(float *z, int64_t ldz, const uint32_t *xa, int64_t P, const uint32_t *wp,
+                       const float *bias, int m, int cols) {
+    __m512 c[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) c[r][v] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < P; q++)
+        for (int r = 0; r < m; r++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)xa[r * P + q]);
+            for (int v = 0; v < NV; v++)
+                c[r][v] = _mm512_dpbf16_ps(c[r][v], a, (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 16 * v));
+        }
+    store_tile(z, ldz, c, bias, m, cols);
 }
 #endif
 
@@ -137,9 +148,12 @@ void bf16_gemm(float *z, const uint32_t *xp, const uint32_t *wp, const float *bi
         for (int64_t t0 = 0; t0 < B; t0 += MC)
             for (int64_t j = p0; j < p1; j++) {
                 const int cols = (int)(N - j * BF16_NR < BF16_NR ? N - j * BF16_NR : BF16_NR);
-                for (int64_t t = t0; t < t0 + MC && t < B; t += MR)
-                    micro(z + t * N + j * BF16_NR, N, xp + t * P, P, wp + j * BF16_NR * P,
-                          bias + j * BF16_NR, (int)(B - t < MR ? B - t : MR), cols);
+                for (int64_t t = t0; t < t0 + MC && t < B; t += MR) {
+                    float *zt = z + t * N + j * BF16_NR;
+                    const uint32_t *xt = xp + t * P, *wj = wp + j * BF16_NR * P;
+                    if (B - t >= MR) micro(zt, N, xt, P, wj, bias + j * BF16_NR, cols);
+                    else micro_tail(zt, N, xt, P, wj, bias + j * BF16_NR, (int)(B - t), cols);
+                }
             }
     }
 #else
