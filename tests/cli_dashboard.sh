@@ -67,6 +67,8 @@ err=$("$bin" steer --model "$m" --sae "$tmp/sae" --hook blocks.2.mlp.hook_post -
 check "a hook of another width is a clear error" '[ $rc -eq 1 ] && [[ "$err" == *"blocks.2.mlp.hook_post has 172 values per token, the SAE'"'"'s d_in is 64"* ]]'
 err=$("$bin" features --model "$m" --sae "$tmp/sae" --data "$tmp/missing.txt" --out "$tmp/f2" 2>&1); rc=$?
 check "unreadable data is named" '[ $rc -eq 1 ] && [[ "$err" == *"$tmp/missing.txt"* ]]'
+err=$("$bin" features --model "$m" --sae "$tmp/sae" --data "$tmp/s.txt" --context-size 5000 --out "$tmp/f3" 2>&1); rc=$?
+check "too short data: one clear line, the command named once" '[ $rc -eq 1 ] && [[ "$err" == "cterp features: $tmp/s.txt has no complete window of 5000 tokens"* ]]'
 
 out=$("$bin" dashboard --features "$tmp/feats" --out "$tmp/dash" --metrics "$tmp/sae/metrics.jsonl" 2>&1)
 check "dashboard writes index, 1000 pages and the training report" '[ -f "$tmp/dash/index.html" ] && [ -f "$tmp/dash/f/999.html" ] && [ -f "$tmp/dash/training.html" ] && [ $(ls "$tmp/dash/f" | wc -l) -eq 1000 ]'

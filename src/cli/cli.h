@@ -8,6 +8,10 @@ typedef struct {
     int (*run)(int argc, char **argv);
 } cli_command;
 
+// Prints the last error as "cterp CMD: message" (a message that already starts with "CMD: " is
+// not prefixed twice).
+void cli_error(const char *cmd);
+
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

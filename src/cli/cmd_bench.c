@@ -197,7 +197,7 @@ int cmd_bench(int argc, char **argv) {
     snprintf(src.description, sizeof src.description, "unit Gaussian");
     cterp_trainer *t;
     if (cterp_trainer_create(&t, &cfg, &src)) { // validates the config first
-        fprintf(stderr, "cterp bench: %s\n", cterp_last_error());
+        cli_error("bench");
         free(bs.pool);
         return 1;
     }
@@ -214,7 +214,7 @@ int cmd_bench(int argc, char **argv) {
     double el = time_now() - t0;
     cterp_trainer_phase_times(t, ph1);
     if (rc) {
-        fprintf(stderr, "cterp bench: %s\n", cterp_last_error());
+        cli_error("bench");
     } else {
         const cterp_train_metrics *m = cterp_trainer_last_metrics(t);
         double ms = 1e3 * el / steps, tps = (double)B * steps / el;

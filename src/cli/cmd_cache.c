@@ -69,12 +69,12 @@ int cmd_cache(int argc, char **argv) {
     }
     char hook[256];
     if (cli_model_hook(&mo, hook, sizeof hook)) {
-        fprintf(stderr, "cterp cache: %s\n", cterp_last_error());
+        cli_error("cache");
         return 2;
     }
     cterp_model *m;
     if (cterp_model_open(&m, mo.model)) {
-        fprintf(stderr, "cterp cache: %s\n", cterp_last_error());
+        cli_error("cache");
         return 1;
     }
     int tty = isatty(2);
@@ -85,7 +85,7 @@ int cmd_cache(int argc, char **argv) {
     if (tty) fprintf(stderr, "\n");
     cterp_model_free(m);
     if (s) {
-        fprintf(stderr, "cterp cache: %s\n", cterp_last_error());
+        cli_error("cache");
         return 1;
     }
     double dt_s = time_now() - t0;

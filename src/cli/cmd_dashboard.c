@@ -68,7 +68,7 @@ int cmd_dashboard(int argc, char **argv) {
     int rc = 1;
     if (feats) {
         if (cterp_features_load(feats, &F)) {
-            fprintf(stderr, "cterp dashboard: %s\n", cterp_last_error());
+            cli_error("dashboard");
             return 1;
         }
     } else {
@@ -86,7 +86,7 @@ int cmd_dashboard(int argc, char **argv) {
     }
     double t0 = time_now();
     if (cterp_dashboard_write(F, out, &o)) {
-        fprintf(stderr, "cterp dashboard: %s\n", cterp_last_error());
+        cli_error("dashboard");
         goto done;
     }
     fprintf(stderr, "wrote %s/index.html and %lld latent pages%s in %.1f s\n", out,
@@ -124,7 +124,7 @@ int cmd_report(int argc, char **argv) {
         return 2;
     }
     if (cterp_report_write(in, out, title)) {
-        fprintf(stderr, "cterp report: %s\n", cterp_last_error());
+        cli_error("report");
         return 1;
     }
     fprintf(stderr, "wrote %s\n", out);

@@ -32,7 +32,7 @@ int cmd_demo(int argc, char **argv) {
             quiet = 1;
         } else if (!strncmp(argv[i], "--", 2) && i + 1 < argc) {
             if (cterp_train_config_set(&cfg, argv[i] + 2, argv[i + 1])) {
-                fprintf(stderr, "cterp demo: %s\n", cterp_last_error());
+                cli_error("demo");
                 return 2;
             }
             i++;

@@ -59,11 +59,11 @@ int cmd_eval(int argc, char **argv) {
     int rc = 1;
     char hook[256] = "";
     if (cterp_sae_load(sae_dir, &sae) || cterp_model_open(&m, mo.model)) {
-        fprintf(stderr, "cterp eval: %s\n", cterp_last_error());
+        cli_error("eval");
         goto done;
     }
     if ((mo.hook || mo.component) && cli_model_hook(&mo, hook, sizeof hook)) {
-        fprintf(stderr, "cterp eval: %s\n", cterp_last_error());
+        cli_error("eval");
         rc = 2;
         goto done;
     }
@@ -77,7 +77,7 @@ int cmd_eval(int argc, char **argv) {
     ec.hook = hook[0] ? hook : NULL;
     cterp_eval_result r;
     if (cterp_eval(m, sae, mo.data, &ec, &r)) {
-        fprintf(stderr, "cterp eval: %s\n", cterp_last_error());
+        cli_error("eval");
         goto done;
     }
     cterp_eval_print(&r, stdout, json);

@@ -77,11 +77,11 @@ int cli_features_run(const char *cmd, const cli_model_opts *mo, const char *sae_
     char hook[256] = "";
     *out = NULL;
     if (cterp_sae_load(sae_dir, &sae) || cterp_model_open(&m, mo->model)) {
-        fprintf(stderr, "cterp %s: %s\n", cmd, cterp_last_error());
+        cli_error(cmd);
         goto done;
     }
     if ((mo->hook || mo->component) && cli_model_hook(mo, hook, sizeof hook)) {
-        fprintf(stderr, "cterp %s: %s\n", cmd, cterp_last_error());
+        cli_error(cmd);
         rc = 2;
         goto done;
     }
@@ -93,7 +93,7 @@ int cli_features_run(const char *cmd, const cli_model_opts *mo, const char *sae_
     fc->hook = hook[0] ? hook : NULL;
     double t0 = time_now();
     if (cterp_features_collect(m, sae, mo->data, fc, cli_base_name(mo->model), sae_dir, out)) {
-        fprintf(stderr, "cterp %s: %s\n", cmd, cterp_last_error());
+        cli_error(cmd);
         goto done;
     }
     const cterp_features *F = *out;
@@ -192,7 +192,7 @@ static int on_text(const cli_model_opts *mo, const char *sae_dir, const char *te
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "cterp features: %s\n", cterp_last_error());
+    cli_error("features");
 done:
     free(ids), free(f), free(rk);
     cterp_sae_free(sae);
@@ -242,7 +242,7 @@ int cmd_features(int argc, char **argv) {
     int rc = cli_features_run("features", &mo, sae_dir, &fc, &F);
     if (rc) return rc;
     if (cterp_features_save(F, out)) {
-        fprintf(stderr, "cterp features: %s\n", cterp_last_error());
+        cli_error("features");
         rc = 1;
     } else {
         fprintf(stderr, "wrote %s/features.json and %s/latents.jsonl\n", out, out);

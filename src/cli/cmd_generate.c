@@ -127,7 +127,7 @@ int cmd_generate(int argc, char **argv) {
     }
     cterp_model *m;
     if (cterp_model_open(&m, model)) {
-        fprintf(stderr, "cterp generate: %s\n", cterp_last_error());
+        cli_error("generate");
         return 1;
     }
     const cterp_tokenizer *tok = cterp_model_tokenizer(m);
@@ -168,7 +168,7 @@ int cmd_generate(int argc, char **argv) {
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "cterp generate: %s\n", cterp_last_error());
+    cli_error("generate");
 done:
     free(ids);
     free(out);

@@ -23,7 +23,7 @@ int cmd_inspect(int argc, char **argv) {
     }
     cterp_sae *sae;
     if (cterp_sae_load(path, &sae)) {
-        fprintf(stderr, "cterp inspect: %s\n", cterp_last_error());
+        cli_error("inspect");
         return 1;
     }
     const int64_t D = sae->d_in, N = sae->d_sae;

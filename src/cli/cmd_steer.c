@@ -151,7 +151,7 @@ int cmd_steer(int argc, char **argv) {
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "cterp steer: %s\n", cterp_last_error());
+    cli_error("steer");
 done:
     free(ids), free(t0), free(t1);
     cterp_steer_free(&st);

@@ -50,7 +50,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     cterp_tokenizer *t;
     if (cterp_tokenizer_open(&t, model)) {
-        fprintf(stderr, "cterp tokenize: %s\n", cterp_last_error());
+        cli_error("tokenize");
         free(text);
         return 1;
     }
@@ -58,7 +58,7 @@ int cmd_tokenize(int argc, char **argv) {
     size_t n;
     int rc = 0;
     if (cterp_tokenize(t, text, len, add_special, 0, &ids, &n)) {
-        fprintf(stderr, "cterp tokenize: %s\n", cterp_last_error());
+        cli_error("tokenize");
         rc = 1;
     } else {
         for (size_t i = 0; i < n; i++) {

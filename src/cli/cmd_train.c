@@ -73,13 +73,13 @@ int cmd_train(int argc, char **argv) {
     // presets and --config first, so that flags override them wherever they stand
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--preset") && cterp_train_config_preset(&cfg, argv[i + 1])) {
-            fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+            cli_error("train");
             return 2;
         }
     }
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--config") && cterp_train_config_load_json(&cfg, argv[i + 1])) {
-            fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+            cli_error("train");
             return 2;
         }
     }
@@ -122,7 +122,7 @@ int cmd_train(int argc, char **argv) {
             i++;
         } else {
             if (cterp_train_config_set(&cfg, a + 2, argv[i + 1])) {
-                fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+                cli_error("train");
                 return 2;
             }
             i++;
@@ -145,7 +145,7 @@ int cmd_train(int argc, char **argv) {
         cterp_toy *tt;
         if (cterp_toy_create(&tt, &tc) ||
             npy_write_f32(features_out, cterp_toy_features(tt), tc.n_features, tc.d)) {
-            fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+            cli_error("train");
             return 1;
         }
         cterp_toy_free(tt);
@@ -164,12 +164,12 @@ int cmd_train(int argc, char **argv) {
     cterp_status s = toy ? (cterp_toy_create(&toyp, &tc) ? 1 : cterp_toy_source(&src, toyp))
                          : cli_open_acts(&src, acts, d_in_raw, &cfg, &mo, &meta, &have_meta);
     if (s) {
-        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        cli_error("train");
         goto done;
     }
     s = resume ? cterp_trainer_resume(&tr, resume, &src) : cterp_trainer_create(&tr, &cfg, &src);
     if (s) {
-        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        cli_error("train");
         goto done;
     }
     if (have_meta) cterp_trainer_set_meta(tr, &meta);
@@ -178,7 +178,7 @@ int cmd_train(int argc, char **argv) {
     printf("Training on %s\n", src.description);
     fflush(stdout);
     if (cterp_trainer_run(tr, 0)) {
-        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        cli_error("train");
         goto done;
     }
     const cterp_train_metrics *m = cterp_trainer_last_metrics(tr);

@@ -24,6 +24,13 @@ static const cli_command commands[] = {
     {"report", "HTML training report from a metrics.jsonl", cmd_report},
 };
 
+void cli_error(const char *cmd) {
+    const char *msg = cterp_last_error();
+    const size_t n = strlen(cmd);
+    if (!strncmp(msg, cmd, n) && !strncmp(msg + n, ": ", 2)) msg += n + 2;
+    fprintf(stderr, "cterp %s: %s\n", cmd, msg);
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: cterp COMMAND [options]   (cterp COMMAND --help for each)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -104,14 +104,14 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     }
     char hook[256];
     if (cli_model_hook(mo, hook, sizeof hook)) {
-        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        cli_error("train");
         return 2;
     }
     cterp_model *m = NULL;
     cterp_sae *sae = NULL;
     int rc = 1, tty = isatty(2);
     if (cterp_model_open(&m, mo->model)) {
-        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        cli_error("train");
         return 1;
     }
     cterp_pipeline_opts po;
@@ -128,7 +128,7 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     fflush(stdout);
     double t0 = time_now();
     if (cterp_train_sae(m, 0, hook, mo->data, cfg, out, &po, &sae, &ev)) {
-        fprintf(stderr, "cterp train: %s\n", cterp_last_error());
+        cli_error("train");
         goto done;
     }
     printf("done: %lld tokens in %.1f s\n", (long long)sae->meta.training_tokens, time_now() - t0);
