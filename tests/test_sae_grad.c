@@ -298,7 +298,8 @@ static void check_topk_kernel(void) {
 
 // The bf16 encoder GEMM against its naive twin (same bf16 inputs, double sums) on shapes with
 // every edge: rows not a multiple of the 8-row tile, latents not a multiple of the 48-wide panel,
-// odd d_in and d_in past the 32-wide vector packing. Also the rounding itself.
+// odd d_in and d_in past the 32-wide vector packing, z aligned for the streaming stores (latents
+// a multiple of 16) or not. Also the rounding itself.
 static void check_bf16_gemm(void) {
     CHECK(bf16_from_f32(1.0f) == 0x3f80);
     CHECK(bf16_from_f32(1.00390625f) == 0x3f80);  // 1 + 2^-8: a tie, rounds to even (down)
@@ -310,13 +311,13 @@ static void check_bf16_gemm(void) {
         printf("skip: bf16 GEMM (this build or CPU has no AVX-512 BF16)\n");
         return;
     }
-    static const int64_t shapes[][3] = {{1, 1, 1}, {13, 50, 33}, {8, 48, 64}, {21, 97, 70}, {64, 130, 128}};
+    static const int64_t shapes[][3] = {{1, 1, 1}, {13, 50, 33}, {8, 48, 64}, {21, 97, 70}, {64, 130, 128}, {16, 96, 40}, {9, 144, 97}};
     rng_t r;
     rng_seed(&r, 11);
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         const int64_t b = shapes[c][0], n = shapes[c][1], d = shapes[c][2];
         float *x = malloc((size_t)(b * d) * sizeof(float)), *w = malloc((size_t)(n * d) * sizeof(float));
-        float *bias = malloc((size_t)n * sizeof(float)), *z = malloc((size_t)(b * n) * sizeof(float));
+        float *bias = malloc((size_t)n * sizeof(float)), *z = aligned_alloc(64, (size_t)((b * n + 15) / 16 * 16) * sizeof(float));
         float *ref = malloc((size_t)(b * n) * sizeof(float));
         uint32_t *xp = malloc((size_t)bf16_packed_x_words(b, d) * 4), *wp = malloc((size_t)bf16_packed_w_words(n, d) * 4);
         for (int64_t q = 0; q < b * d; q++) x[q] = rng_normal(&r);
@@ -333,6 +334,16 @@ static void check_bf16_gemm(void) {
             }
         CHECK_MSG(pack_bad == 0, "bf16 pack of %lldx%lld: %d values rounded differently", (long long)b,
                   (long long)d, pack_bad);
+        // packed W: panel of 48 latents, pair q, lane i; latents past n are zero
+        const int64_t P = (d + 1) / 2, np = (n + BF16_NR - 1) / BF16_NR * BF16_NR;
+        for (int64_t i = 0; i < np; i++)
+            for (int64_t q = 0; q < 2 * P; q++) {
+                const uint32_t word = wp[i / BF16_NR * BF16_NR * P + q / 2 * BF16_NR + i % BF16_NR];
+                const uint16_t want = i < n && q < d ? bf16_from_f32(w[i * d + q]) : 0;
+                pack_bad += (uint16_t)(q % 2 ? word >> 16 : word) != want;
+            }
+        CHECK_MSG(pack_bad == 0, "bf16 pack of W %lldx%lld: %d values differ", (long long)n, (long long)d,
+                  pack_bad);
         bf16_gemm(z, xp, wp, bias, b, n, d);
         bf16_gemm_naive(ref, x, w, bias, b, n, d);
         int bad = 0;

@@ -14,7 +14,7 @@ cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
     memset(w, 0, sizeof *w);
     w->B = B, w->D = D, w->N = N;
     w->xc = malloc((size_t)B * D * sizeof(float));
-    w->z = malloc((size_t)B * N * sizeof(float));
+    w->z = aligned_alloc(64, ((size_t)B * N * sizeof(float) + 63) / 64 * 64); // bf16_gemm's streaming stores
     w->xhat = malloc((size_t)B * D * sizeof(float));
     w->g = malloc((size_t)B * D * sizeof(float));
     w->nrm = malloc((size_t)N * sizeof(float));
@@ -78,10 +78,9 @@ static void group_by_latent(int64_t *lrow, int64_t *lpair, const int32_t *lat, i
     memset(lrow, 0, (size_t)(N + 1) * sizeof(int64_t));
     for (int64_t p = 0; p < nnz; p++) lrow[lat[p] + 1]++;
     for (int64_t i = 0; i < N; i++) lrow[i + 1] += lrow[i];
-    int64_t *next = malloc((size_t)N * sizeof(int64_t));
-    memcpy(next, lrow, (size_t)N * sizeof(int64_t));
-    for (int64_t p = 0; p < nnz; p++) lpair[next[lat[p]]++] = p;
-    free(next);
+    for (int64_t p = 0; p < nnz; p++) lpair[lrow[lat[p]]++] = p; // lrow[i] moves to latent i's end
+    for (int64_t i = N; i > 0; i--) lrow[i] = lrow[i - 1];
+    lrow[0] = 0;
 }
 
 static void row_norms(float *nrm, const float *W, int64_t N, int64_t D) {
@@ -125,12 +124,16 @@ float arch_preact(const arch_work *w, const cterp_sae *sae, int64_t t, int64_t i
 // activation from it; a pair whose f32 activation is not positive leaves (the ReLU of TopK).
 static void exact_pairs(arch_work *w, const cterp_sae *sae, const arch_opts *o) {
     const int64_t B = w->B;
+    // by latent (lrow/lpair are free until the backward): each W_enc row is read once, not once
+    // per token that chose it (the rows do not fit the cache; the tokens' rows do)
+    group_by_latent(w->lrow, w->lpair, w->lat, w->nnz, w->N);
     #pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < w->nnz; p++) {
-        const int64_t i = w->lat[p];
-        const float z = arch_preact(w, sae, w->tok[p], i);
-        w->a[p] = z, w->f[p] = z * (o->rescale ? w->nrm[i] : 1.0f);
-    }
+    for (int64_t i = 0; i < w->N; i++)
+        for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
+            const int64_t p = w->lpair[q];
+            const float z = arch_preact(w, sae, w->tok[p], i);
+            w->a[p] = z, w->f[p] = z * (o->rescale ? w->nrm[i] : 1.0f);
+        }
     int64_t q = 0;
     for (int64_t t = 0; t < B; t++) {
         const int64_t p0 = w->row[t], p1 = w->row[t + 1];
