@@ -196,13 +196,19 @@ int cmd_bench(int argc, char **argv) {
     cterp_act_source src = {.d_in = D, .ctx = &bs, .next = bench_next};
     snprintf(src.description, sizeof src.description, "unit Gaussian");
     cterp_trainer *t;
-    if (cterp_trainer_create(&t, &cfg, &src)) { // validates the config first
+    if (cterp_train_config_validate(&cfg, D)) { // before the GEMM rate's second of work
         cli_error("bench");
         free(bs.pool);
         return 1;
     }
+    // the GEMM's buffers are freed before the trainer allocates: peak RSS is the training's
     print_blas(fma_peak_gflops());
     double gf = cfg.encoder_bf16 ? bf16_gflops(B, D, N) : sgemm_gflops(B, D, N);
+    if (cterp_trainer_create(&t, &cfg, &src)) {
+        cli_error("bench");
+        free(bs.pool);
+        return 1;
+    }
     cterp_trainer_bench_setup(t, dead, l0);
     cterp_trainer_bench_auxk_mode(t, auxk_mode);
     int rc = 0;
