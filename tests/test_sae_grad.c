@@ -376,9 +376,21 @@ static void check_bf16_forward(cterp_arch arch, int rescale) {
     CHECK_OK(arch_work_init(&w32, FB, FD, FN));
     CHECK_OK(arch_work_init(&w16, FB, FD, FN));
     arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0};
+    int32_t sub[FN / 7 + 1]; // a "dead" list: AuxK's pre-activations, f32 in both
+    int nsub = 0;
+    for (int i = 3; i < FN; i += 7) sub[nsub++] = i;
+    o.sub = sub, o.n_sub = nsub;
     CHECK_OK(arch_forward(&w32, s, &o, NULL, x));
     o.bf16 = 1;
     CHECK_OK(arch_forward(&w16, s, &o, NULL, x));
+    int sub_bad = 0;
+    for (int64_t t = 0; t < FB; t++)
+        for (int j = 0; j < nsub; j++) {
+            const float z32 = w32.zsub[t * nsub + j], z16 = w16.zsub[t * nsub + j];
+            sub_bad += !(fabsf(z16 - z32) <= 1e-5f * (1 + fabsf(z32))) || z32 != w32.z[t * FN + sub[j]];
+        }
+    CHECK_MSG(sub_bad == 0, "bf16 forward (%s): %d of %d dead pre-activations are not the f32 ones",
+              cterp_arch_name(arch), sub_bad, FB * nsub);
     int bad = 0;
     for (int64_t p = 0; p < w16.nnz; p++) {
         const int64_t i = w16.lat[p];

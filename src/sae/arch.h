@@ -54,7 +54,9 @@ typedef struct {
     int64_t n_sub, zsub_cap;
     float min_kept; // batchtopk: smallest kept activation (threshold EMA)
     uint32_t *xpk, *wpk; // bf16: packed xc and W_enc (allocated on first use)
-    int bf16;            // the last forward chose on bf16 pre-activations (z, zsub approximate)
+    float *wsub;         // bf16: the W_enc rows of sub, for zsub in f32
+    int64_t wsub_cap;
+    int bf16;            // the last forward chose on bf16 pre-activations (z approximate; zsub is f32)
     // loss terms of the last forward
     double mse_loss, sparsity_loss, l1_magnitude, sse, sst;
     double t_encode, t_select, t_decode, t_backward; // accumulated wall seconds (benchmarks)

@@ -66,12 +66,14 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
     // quarter of it (measured at 768/24576 with 10% dead: 470 vs 330 ms/step at nd = 6.4 kk)
     if (mode < 0) mode = nd <= 4 * (int64_t)kk;
     // selection: per token the kk largest pre-activations among the dead, not passed through ReLU
+    // (from the forward's copy of the dead columns when it made one for this list: f32 also
+    // under encoder_bf16)
+    const float *zs = w->n_sub == nd && !memcmp(w->sub, dl, (size_t)nd * sizeof(int32_t)) ? w->zsub : NULL;
     #pragma omp parallel
     {
         float *h = malloc((size_t)nd * sizeof(float)), *scratch = malloc((size_t)nd * sizeof(float));
         int32_t *idx = malloc((size_t)kk * sizeof(int32_t));
         float *val = malloc((size_t)kk * sizeof(float));
-        const float *zs = w->n_sub == nd && !memcmp(w->sub, dl, (size_t)nd * sizeof(int32_t)) ? w->zsub : NULL;
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < B; t++) {
             const float *zt = w->z + t * N;
@@ -88,7 +90,7 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
         }
         free(h), free(scratch), free(idx), free(val);
     }
-    if (w->bf16) { // chosen on bf16 pre-activations: their values in f32
+    if (w->bf16 && !zs) { // chosen on bf16 pre-activations: their values in f32
         #pragma omp parallel for schedule(static)
         for (int64_t t = 0; t < B; t++)
             for (int64_t j = 0; j < cnt[t]; j++) a[t * kk + j] = arch_preact(w, sae, t, lat[t * kk + j]);
