@@ -152,8 +152,11 @@ static void test_store(cterp_model *m) {
         else CHECK_OK(cterp_act_source_cache(&fresh, cache_dir, &c1, B));
         CHECK_OK(fresh.set_state(fresh.ctx, state, n));
         CHECK_MSG(same_batches(&srcs[k], &fresh, 5, B), "%s resume", k ? "cache" : "store");
-        uint64_t bad[4] = {state[0], state[1], state[2] + 1, state[3]};
-        CHECK(fresh.set_state(fresh.ctx, bad, 4) == CTERP_EINVAL && strstr(cterp_last_error(), "seed"));
+        uint64_t bad[16];
+        memcpy(bad, state, (size_t)n * sizeof *bad);
+        bad[2]++; // the seed word
+        CHECK(fresh.set_state(fresh.ctx, bad, n) == CTERP_EINVAL &&
+              strstr(cterp_last_error(), "seed"));
         cterp_act_source_free(&fresh);
     }
     cterp_act_source_free(&a), cterp_act_source_free(&b), cterp_act_source_free(&d), cterp_act_source_free(&e);
