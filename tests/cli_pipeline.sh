@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cterp generate --samples / train --model / cache / train --acts DIR / eval on stories260K with a
-# sampled corpus: outputs, metadata, resume == straight, cache == live, --tokens beyond and within
-# an epoch, f16/bf16 caches, damaged caches, eval lines and JSON, clear errors (skips without test
-# data).
+# sampled corpus: outputs, metadata, resume == straight, resume against other data / context
+# size / cache refused, cache == live, --tokens beyond and within an epoch, f16/bf16 caches,
+# damaged caches, eval lines and JSON, clear errors (skips without test data).
 set -u
 bin=$1
 data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
@@ -22,6 +22,7 @@ m=$data/models/stories260K.gguf
 check "generate --samples writes one story per line" '[ "$(wc -l < "$tmp/s.txt")" -eq 24 ] && [ "$(grep -c "^Once" "$tmp/s.txt")" -ge 20 ]'
 one=$("$bin" generate --model "$m" -n 100 --temp 1 --seed 3 2>/dev/null | tr '\n' ' ')
 check "sample i is seeded with --seed + i" '[ "$(sed -n 3p "$tmp/s.txt")" = "${one% }" ]'
+size() { stat -c %s "$1"; }
 common="--context-size 32 --d-sae 256 --k 8 --batch 128 --steps 100 --buffer-rows 1024 --seed 5 --quiet"
 
 out=$("$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" $common --eval-windows 8 --checkpoint-every 50 --out "$tmp/live" 2>&1)
@@ -39,9 +40,20 @@ check "train --model resumed from a checkpoint gives bit-identical weights" 'cmp
 err=$("$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" --context-size 32 --quiet \
     --eval-windows 0 --resume "$tmp/live/checkpoints/step_50" --out "$tmp/resumed2" 2>&1); rc=$?
 check "resume with another mixing buffer says so" '[ $rc -eq 1 ] && [[ "$err" == *"buffer_rows 1024"* ]]'
+# the checkpoint's source state holds a fingerprint of the row stream: a copy of the data at
+# another path resumes bit-identically; other data or another context size is refused, naming
+# the checkpoint, the field, the saved value and this run's
+ck=$tmp/live/checkpoints/step_50
+resume() { "$bin" train --model "$m" --layer 2 --component resid --buffer-rows 1024 --quiet --eval-windows 0 --resume "$ck" "$@" 2>&1; }
+cp "$tmp/s.txt" "$tmp/copy.txt"; head -n 12 "$tmp/s.txt" > "$tmp/half.txt"
+resume --data "$tmp/copy.txt" --context-size 32 --out "$tmp/resumed_copy" >/dev/null
+check "resume with a copy of the data (another path, same bytes) gives bit-identical weights" 'cmp -s "$tmp/live/sae_weights.safetensors" "$tmp/resumed_copy/sae_weights.safetensors"'
+err=$(resume --data "$tmp/half.txt" --context-size 32 --out "$tmp/resumed3"); rc=$?
+check "resume with another --data is refused: checkpoint, field, both sizes named" '[ $rc -eq 1 ] && [[ "$err" == *"checkpoint $ck: data: the checkpoint'"'"'s rows came from a dataset of $(size "$tmp/s.txt") bytes"* ]] && [[ "$err" == *"this run reads '"'"'$tmp/half.txt'"'"' ($(size "$tmp/half.txt") bytes"* ]] && [[ "$err" == *"resume with the same --data"* ]] && [[ "$err" == *"over $tmp/s.txt"* ]] && [ ! -e "$tmp/resumed3" ]'
+err=$(resume --data "$tmp/s.txt" --context-size 64 --out "$tmp/resumed4"); rc=$?
+check "resume with another --context-size is refused: field and both values named" '[ $rc -eq 1 ] && [[ "$err" == *"checkpoint $ck: context_size: the checkpoint was saved with 32, this run has 64; resume with --context-size 32"* ]] && [ ! -e "$tmp/resumed4" ]'
 
 cache() { "$bin" cache --model "$m" --hook blocks.2.hook_resid_post --data "$tmp/s.txt" --context-size 32 "$@" 2>&1; }
-size() { stat -c %s "$1"; }
 out=$(cache --tokens 100000000 --out "$tmp/acts")
 check "cache writes activations and tokens" '[ -f "$tmp/acts/activations.bin" ] && [ -f "$tmp/acts/tokens.bin" ]'
 rows=$(( $(size "$tmp/acts/tokens.bin") / 4 ))
@@ -51,8 +63,13 @@ check "--tokens exactly one epoch: the whole dataset" '[[ "$out" == *"wrote $row
 out=$(cache --tokens 1000 --out "$tmp/acts_part")
 check "--tokens 1000: exactly 1000 rows, the first of the full cache" '[[ "$out" == *"wrote 1000 rows"* ]] && [[ "$out" == *"first rows"* ]] && [ "$(size "$tmp/acts_part/tokens.bin")" -eq 4000 ] && [ "$(size "$tmp/acts_part/activations.bin")" -eq $((4096 + 1000 * 256)) ] && cmp -s -n 4000 "$tmp/acts/tokens.bin" "$tmp/acts_part/tokens.bin" && cmp -s -i 4096 -n 256000 "$tmp/acts/activations.bin" "$tmp/acts_part/activations.bin"'
 
-"$bin" train --acts "$tmp/acts" $common --out "$tmp/cached" >/dev/null 2>&1
+"$bin" train --acts "$tmp/acts" $common --checkpoint-every 50 --out "$tmp/cached" >/dev/null 2>&1
 check "training from the cache gives the same SAE as training live" 'cmp -s "$tmp/live/sae_weights.safetensors" "$tmp/cached/sae_weights.safetensors"'
+# resume from a cache: the same rows in another folder resume; another cache is refused
+"$bin" train --acts "$tmp/acts_exact" --buffer-rows 1024 --quiet --resume "$tmp/cached/checkpoints/step_50" --out "$tmp/cached_resumed" >/dev/null 2>&1
+check "train --acts resumed from a copy of the cache gives bit-identical weights" 'cmp -s "$tmp/cached/sae_weights.safetensors" "$tmp/cached_resumed/sae_weights.safetensors"'
+err=$("$bin" train --acts "$tmp/acts_part" --buffer-rows 1024 --quiet --resume "$tmp/cached/checkpoints/step_50" --out "$tmp/cached_resumed2" 2>&1); rc=$?
+check "train --acts resumed against another cache is refused: field and both row counts named" '[ $rc -eq 1 ] && [[ "$err" == *"checkpoint $tmp/cached/checkpoints/step_50: cache: the checkpoint'"'"'s rows came from a cache of $rows rows"* ]] && [[ "$err" == *"this run reads '"'"'$tmp/acts_part'"'"' (1000 rows"* ]]'
 check "the cache carries the metadata" 'grep -q "\"hook_name\":\"blocks.2.hook_resid_post\"" "$tmp/cached/cfg.json" && grep -q "\"context_size\":32" "$tmp/cached/cfg.json"'
 ev() { "$bin" train --acts "$1" $common 2>&1 | sed -n 's/.*explained variance \([0-9.]*\).*/\1/p'; }
 ev32=$(ev "$tmp/acts")

@@ -2,9 +2,11 @@
 // positions (checked against a direct forward), no special-token rows, determinism per seed,
 // buffer-size validation, cache round trip (f32 exact, f16 close), cache == live store for the
 // same seed (across an epoch wrap), resume (get/set state) giving the same batches, bf16 rows
-// within 2^-8, and damaged cache files rejected with the file and the field named.
+// within 2^-8, damaged cache files rejected with the file and the field named, and resume
+// against other data, settings, hook, model or cache refused with the field named.
 #include <stdint.h>
 
+#include "acts/acts_impl.h"
 #include "core/file.h"
 #include "cterp/acts.h"
 #include "stories.h"
@@ -152,8 +154,11 @@ static void test_store(cterp_model *m) {
         else CHECK_OK(cterp_act_source_cache(&fresh, cache_dir, &c1, B));
         CHECK_OK(fresh.set_state(fresh.ctx, state, n));
         CHECK_MSG(same_batches(&srcs[k], &fresh, 5, B), "%s resume", k ? "cache" : "store");
-        uint64_t bad[4] = {state[0], state[1], state[2] + 1, state[3]};
-        CHECK(fresh.set_state(fresh.ctx, bad, 4) == CTERP_EINVAL && strstr(cterp_last_error(), "seed"));
+        uint64_t bad[16];
+        memcpy(bad, state, (size_t)n * sizeof *bad);
+        bad[2]++; // the seed word
+        CHECK(fresh.set_state(fresh.ctx, bad, n) == CTERP_EINVAL &&
+              strstr(cterp_last_error(), "seed"));
         cterp_act_source_free(&fresh);
     }
     cterp_act_source_free(&a), cterp_act_source_free(&b), cterp_act_source_free(&d), cterp_act_source_free(&e);
@@ -198,6 +203,113 @@ static void test_store(cterp_model *m) {
     }
     CHECK_MSG(maxrel <= 1.0 / 256 && maxrel > 0, "bf16 cache relative error %g", maxrel);
     cterp_act_source_free(&a), cterp_act_source_free(&b);
+}
+
+// Copies src to dst, with byte `at` (from the end when negative) xor-ed with `flip`.
+static void copy_file(const char *src, const char *dst, int64_t at, int flip) {
+    char *d;
+    size_t n;
+    CHECK_OK(file_read_all(src, &d, &n));
+    if (flip) d[at < 0 ? (int64_t)n + at : at] ^= (char)flip;
+    CHECK_OK(file_write_all(dst, d, n));
+    free(d);
+}
+
+// Restores `state` in a source over other inputs: must fail with CTERP_EINVAL naming `field`
+// and every string of want (NULL-terminated). Frees the source.
+static void check_refused(const char *what, cterp_act_source *src, const uint64_t *state, int n,
+                          const char *field, const char *const *want) {
+    cterp_status e = src->set_state(src->ctx, state, n);
+    const char *msg = cterp_last_error();
+    int ok = e == CTERP_EINVAL && !strncmp(msg, field, strlen(field));
+    for (int i = 0; want[i]; i++) ok &= strstr(msg, want[i]) != NULL;
+    CHECK_MSG(ok, "%s: status %d, message '%s' should start with '%s'", what, e, msg, field);
+    printf("%s: %s\n", what, msg);
+    cterp_act_source_free(src);
+}
+
+// Resume checks what defines the row stream: a copy of the data (other path, same bytes) resumes
+// identically; other data, context size, hook, model or cache is refused, naming the field, the
+// saved value and this run's; a state of the older 4-word layout is refused as such.
+static void test_resume_fingerprint(cterp_model *m, const char *model_path) {
+    const int64_t B = 64;
+    cterp_store_config c = store_cfg(7);
+    cterp_act_source a, f;
+    uint64_t st[16];
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &c, B));
+    float *x = malloc((size_t)(B * 64) * 4);
+    for (int i = 0; i < 3; i++) CHECK_OK(a.next(a.ctx, x, B));
+    int n = a.get_state(a.ctx, st, 16);
+    CHECK(n == 14);
+
+    char copy[700], edited[700], shorter[700], model2[700];
+    snprintf(copy, sizeof copy, "%s.copy.txt", corpus);
+    snprintf(edited, sizeof edited, "%s.edited.txt", corpus);
+    snprintf(shorter, sizeof shorter, "%s.shorter.txt", corpus);
+    snprintf(model2, sizeof model2, "%s.model2.gguf", corpus);
+    copy_file(corpus, copy, 0, 0);
+    copy_file(corpus, edited, 0, 1); // one character: the same size
+    char *d;
+    size_t len;
+    CHECK_OK(file_read_all(corpus, &d, &len));
+    CHECK_OK(file_write_all(shorter, d, len / 2));
+    free(d);
+    CHECK_OK(cterp_act_store(&f, m, HOOK, copy, &c, B)); // content, not path
+    CHECK_OK(f.set_state(f.ctx, st, n));
+    CHECK_MSG(same_batches(&a, &f, 3, B), "a copy of the data at another path resumes differently");
+    cterp_act_source_free(&f);
+
+    char size_now[800], size_was[64];
+    snprintf(size_was, sizeof size_was, "a dataset of %zu bytes", len);
+    snprintf(size_now, sizeof size_now, "'%s' (%zu bytes", shorter, len / 2);
+    CHECK_OK(cterp_act_store(&f, m, HOOK, shorter, &c, B));
+    check_refused("other data", &f, st, n,
+                  "data: ", (const char *[]){size_was, size_now, "--data", NULL});
+    CHECK_OK(cterp_act_store(&f, m, HOOK, edited, &c, B));
+    check_refused("edited data", &f, st, n,
+                  "data: ", (const char *[]){edited, "the same size", NULL});
+    cterp_store_config c64 = c;
+    c64.windows.context_size = 64;
+    CHECK_OK(cterp_act_store(&f, m, HOOK, corpus, &c64, B));
+    check_refused("other context size", &f, st, n, "context_size: ",
+                  (const char *[]){"saved with 32, this run has 64; resume with --context-size 32", NULL});
+    cterp_store_config nobos = c;
+    nobos.windows.prepend_bos = 0;
+    CHECK_OK(cterp_act_store(&f, m, HOOK, corpus, &nobos, B));
+    check_refused("prepend_bos", &f, st, n,
+                  "prepend_bos: ", (const char *[]){"saved with 1, this run has 0", NULL});
+    CHECK_OK(cterp_act_store(&f, m, "blocks.1.hook_resid_post", corpus, &c, B));
+    check_refused("other hook", &f, st, n,
+                  "hook: ", (const char *[]){"blocks.1.hook_resid_post", NULL});
+    copy_file(model_path, model2, -4, 1); // one bit of the last weight
+    cterp_model *m2;
+    CHECK_OK(cterp_model_open(&m2, model2));
+    CHECK_OK(cterp_act_store(&f, m2, HOOK, corpus, &c, B));
+    check_refused("other model", &f, st, n, "model: ", (const char *[]){model2, NULL});
+    cterp_model_free(m2);
+
+    // a cache: its rows define the stream; another cache, or a live store's state, is refused
+    CHECK_OK(cterp_act_source_cache(&f, cache_dir, &c, B));
+    check_refused("a store's state in a cache", &f, st, n, "source: ",
+                  (const char *[]){"a live activation store", "an activation cache", NULL});
+    cterp_act_source_free(&a);
+    CHECK_OK(cterp_act_source_cache(&a, cache_dir, &c, B));
+    CHECK_OK(cterp_act_source_cache(&f, cache16, &c, B));
+    uint64_t cst[16];
+    for (int i = 0; i < 3; i++) CHECK_OK(a.next(a.ctx, x, B));
+    int cn = a.get_state(a.ctx, cst, 16);
+    check_refused("other cache", &f, cst, cn,
+                  "cache: ", (const char *[]){cache16, "1000 rows", NULL});
+
+    // the layout before the fingerprint: refused, saying why
+    uint64_t v1[4] = {ACTS_STATE_TAG_V1, st[1], st[2], st[3]};
+    CHECK_OK(cterp_act_store(&f, m, HOOK, corpus, &c, B));
+    cterp_status e = f.set_state(f.ctx, v1, 4);
+    CHECK_MSG(e == CTERP_EFORMAT && strstr(cterp_last_error(), "older cterp"), "v1 state: %d %s", e,
+              cterp_last_error());
+    cterp_act_source_free(&f);
+    cterp_act_source_free(&a);
+    free(x);
 }
 
 // A damaged copy of the f32 cache: activations.bin with `len` bytes of `patch` at `at` and its
@@ -306,6 +418,7 @@ int main(void) {
     test_store(m);
     test_errors(m);
     test_damaged();
+    test_resume_fingerprint(m, mp);
     cterp_model_free(m);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

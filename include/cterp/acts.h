@@ -8,7 +8,9 @@
 // trainer produces the same SAE from either.
 //
 // Resume (get_state/set_state) is a deterministic replay: the state is the number of rows
-// served (plus the seed and buffer size, checked); set_state rewinds and replays the mixing
+// served, plus what must match for the replay to serve the same rows (the seed, buffer size and
+// a fingerprint of the data, model, hook and window settings, or of a cache's rows), checked
+// with an error naming the field that differs; set_state rewinds and replays the mixing
 // buffer. From a cache the replay touches only row indices (cheap); the live store re-runs the
 // model over the windows consumed so far (forward only), which costs a fraction of the original
 // run and gives bit-identical batches afterwards.
@@ -41,7 +43,9 @@ cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_
 
 // Creates a store source: activations of `hook` (a TransformerLens name) over the windows of
 // `dataset`. The model is borrowed (it must outlive the source); it is run in batches of
-// model_batch windows, stopping after the hook's layer. Nothing runs before the first next().
+// model_batch windows, stopping after the hook's layer. Nothing runs before the first next();
+// creating it reads the dataset and model files once (up to 64 MiB of each file) for the resume
+// fingerprint.
 cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *hook,
                              const char *dataset, const cterp_store_config *c, int64_t train_batch);
 
@@ -88,7 +92,8 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
 // Reads and checks the header of a cache directory.
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
 // A source over a cache (mmapped): the mixing buffer of `c` (buffer_rows, seed) over the rows,
-// wrapping at the end. Only buffer_rows and seed of c are used.
+// wrapping at the end. Only buffer_rows and seed of c are used. Opening it reads the rows once
+// (up to 64 MiB) for the resume fingerprint.
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
                                     const cterp_store_config *c, int64_t train_batch);
 

@@ -54,6 +54,11 @@ cterp_status cterp_dataset_rewind(cterp_dataset *d);
 int cterp_dataset_pretokenized(const cterp_dataset *d);
 int64_t cterp_dataset_skipped(const cterp_dataset *d); // malformed lines skipped so far
 const char *cterp_dataset_path(const cterp_dataset *d);
+// What the dataset serves, as a 64-bit hash: its kind, the options that change documents
+// (text_field, token_bits), the file names of a folder and the files' contents (sampled above
+// 64 MiB a file); not its path or mtime, so a copy has the same fingerprint. *bytes: the
+// files' total size. Reads the files (an error names the one that cannot be read).
+cterp_status cterp_dataset_fingerprint(const cterp_dataset *d, uint64_t *hash, int64_t *bytes);
 
 // ---- context windows -----------------------------------------------------------------------
 

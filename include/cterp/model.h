@@ -52,6 +52,12 @@ const cterp_model_config *cterp_model_config_of(const cterp_model *m);
 const cterp_tokenizer *cterp_model_tokenizer(const cterp_model *m);
 // Weight type name of the largest tensors ("F32", "Q8_0", ...).
 const char *cterp_model_weight_type(const cterp_model *m);
+// The GGUF file the model was opened from.
+const char *cterp_model_path(const cterp_model *m);
+// The model file's identity as a 64-bit hash: its header, metadata and tensor infos whole, its
+// tensor data sampled above 64 MiB (core/hash.h); not its path, so a copy matches. *bytes: the
+// file's size.
+uint64_t cterp_model_fingerprint(const cterp_model *m, int64_t *bytes);
 
 // ---- hooks --------------------------------------------------------------------------------
 

@@ -49,12 +49,35 @@ void mixer_free(mixer *x);
 // The slot of the next row to serve (filling/refilling through fill first when needed).
 cterp_status mixer_next(mixer *x, int64_t *slot, mixer_fill_fn fill, void *ctx);
 
-// source state layout shared by the store and the cache reader: tag, rows served, seed, buffer
-#define ACTS_STATE_TAG 0x43545250414354ULL // "CTRPACT"
-#define ACTS_STATE_WORDS 4
-int mixer_get_state(const mixer *x, uint64_t *st, int cap);
-// Checks a saved state against this mixer (what = "activation store" | "activation cache" for
-// the errors); on success *served is the number of rows to replay.
-cterp_status mixer_check_state(const mixer *x, const uint64_t *st, int n, const char *what, uint64_t *served);
+// ---- resume state shared by the store and the cache reader ----------------------------------
+// Words: tag, rows served, seed, buffer rows, then the fingerprint of what defines the row
+// stream: a replay against other data would serve other rows without a word, so it is refused.
+// "CTRPACT": the layout of cterp before the fingerprint, 4 words (refused with its own message)
+#define ACTS_STATE_TAG_V1 0x43545250414354ULL
+#define ACTS_STATE_TAG 0x43545250414332ULL // "CTRPAC2"
+#define ACTS_STATE_WORDS 14
+_Static_assert(ACTS_STATE_WORDS <= 16, "a checkpoint keeps up to 16 source state words (source.h)");
+
+enum { ACTS_LIVE = 1, ACTS_CACHE = 2 };
+
+typedef struct {
+    uint64_t kind;                    // ACTS_LIVE (a model over a dataset) | ACTS_CACHE
+    uint64_t data_bytes, data_hash;   // live: cterp_dataset_fingerprint; cache: rows, their hash
+    uint64_t model_bytes, model_hash; // live: cterp_model_fingerprint (0 for a cache)
+    uint64_t hook_hash;               // live: the hook's name
+    uint64_t context_size;            // live: the window settings (cterp_window_config)
+    uint64_t flags;                   // prepend_bos | concat << 1 | exclude_special << 2
+    uint64_t separator;               // the resolved id (-1: none), as int64
+    uint64_t model_batch;             // the forward is not batch-invariant: it changes the bits
+    // what this run reads, for the messages (not saved)
+    const char *data_path, *model_path, *hook;
+} acts_fingerprint;
+
+int acts_get_state(const mixer *x, const acts_fingerprint *fp, uint64_t *st, int cap);
+// Checks a saved state against this mixer and fingerprint (what = "activation store" |
+// "activation cache"); the error names the field that differs, the saved and the current value.
+// On success *served is the number of rows to replay.
+cterp_status acts_check_state(const mixer *x, const acts_fingerprint *fp, const uint64_t *st, int n,
+                              const char *what, uint64_t *served);
 
 #endif

@@ -9,6 +9,7 @@
 #include "acts/acts_impl.h"
 #include "core/file.h"
 #include "core/half.h"
+#include "core/hash.h"
 
 #define CACHE_MAGIC "CTRPACTS"
 #define CACHE_VERSION 1u
@@ -208,6 +209,8 @@ typedef struct {
     cterp_cache_info info;
     const uint8_t *rows;
     mixer mx;
+    acts_fingerprint fp;
+    char *dir;
     int64_t *slot_row; // (cap) cache row held by each slot
     int64_t next_row, epochs, produced;
 } cache_src;
@@ -246,14 +249,15 @@ static cterp_status cache_next(void *ctx, float *x, int64_t B) {
 }
 
 static int cache_get_state(void *ctx, uint64_t *st, int cap) {
-    return mixer_get_state(&((cache_src *)ctx)->mx, st, cap);
+    cache_src *s = ctx;
+    return acts_get_state(&s->mx, &s->fp, st, cap);
 }
 
 // Replays the mixing buffer over row indices only: no activation is read.
 static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n) {
     cache_src *s = ctx;
     uint64_t served;
-    cterp_status ce = mixer_check_state(&s->mx, st, n, "activation cache", &served);
+    cterp_status ce = acts_check_state(&s->mx, &s->fp, st, n, "activation cache", &served);
     if (ce) return ce;
     mixer_reset(&s->mx);
     s->next_row = s->epochs = s->produced = 0;
@@ -270,6 +274,7 @@ static void cache_free(void *ctx) {
     file_map_close(&s->fm);
     mixer_free(&s->mx);
     free(s->slot_row);
+    free(s->dir);
     free(s);
 }
 
@@ -292,6 +297,7 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
     free(p);
     if (!e) e = check_tokens(dir, &s->info);
     if (!e) e = mixer_init(&s->mx, cap, c->seed);
+    if (!e && !(s->dir = strdup(dir))) e = cterp_error(CTERP_ENOMEM, "out of memory");
     if (!e && !(s->slot_row = malloc((size_t)cap * sizeof *s->slot_row)))
         e = cterp_error(CTERP_ENOMEM, "activation cache: out of memory (%lld rows)", (long long)cap);
     if (e) {
@@ -299,6 +305,14 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
         return e;
     }
     s->rows = s->fm.data + CACHE_HEADER;
+    // the rows alone define what is served: not the header's names, so a copy matches
+    acts_fingerprint *fp = &s->fp;
+    fp->kind = ACTS_CACHE;
+    fp->data_bytes = (uint64_t)s->info.count;
+    fp->data_hash =
+        hash_u64(hash_u64(0x63616368ULL, (uint64_t)s->info.d_in), (uint64_t)s->info.dtype);
+    fp->data_hash = hash_sampled(fp->data_hash, s->rows, s->fm.size - CACHE_HEADER);
+    fp->data_path = s->dir;
     src->d_in = s->info.d_in;
     src->ctx = s;
     src->next = cache_next;

@@ -5,10 +5,12 @@
 #include <string.h>
 
 #include "acts/acts_impl.h"
+#include "core/hash.h"
 
 typedef struct {
     act_stream st;
     mixer mx;
+    acts_fingerprint fp;
     float *buf; // (cap, D) rows by slot
     int64_t D;
 } store;
@@ -37,14 +39,15 @@ static cterp_status store_next(void *ctx, float *x, int64_t B) {
 }
 
 static int store_get_state(void *ctx, uint64_t *st, int cap) {
-    return mixer_get_state(&((store *)ctx)->mx, st, cap);
+    store *s = ctx;
+    return acts_get_state(&s->mx, &s->fp, st, cap);
 }
 
 // Replays: rewind the dataset and the buffer, then serve (and drop) the rows served before.
 static cterp_status store_set_state(void *ctx, const uint64_t *st, int n) {
     store *s = ctx;
     uint64_t served;
-    cterp_status ce = mixer_check_state(&s->mx, st, n, "activation store", &served);
+    cterp_status ce = acts_check_state(&s->mx, &s->fp, st, n, "activation store", &served);
     if (ce) return ce;
     cterp_status e = stream_rewind(&s->st);
     if (e) return e;
@@ -64,6 +67,32 @@ static void store_free(void *ctx) {
     free(s);
 }
 
+// What defines the row stream, for the resume check: computed here, once, so that reading the
+// files can fail with an error (get_state cannot).
+static cterp_status store_fingerprint(store *s, cterp_model *m, const cterp_store_config *c) {
+    acts_fingerprint *fp = &s->fp;
+    cterp_dataset *d = cterp_windows_dataset(s->st.w);
+    int64_t data_bytes, model_bytes;
+    cterp_status e = cterp_dataset_fingerprint(d, &fp->data_hash, &data_bytes);
+    if (e) return e;
+    fp->kind = ACTS_LIVE;
+    fp->data_bytes = (uint64_t)data_bytes;
+    fp->model_hash = cterp_model_fingerprint(m, &model_bytes);
+    fp->model_bytes = (uint64_t)model_bytes;
+    fp->hook_hash = hash_str(0, s->st.hook);
+    const cterp_window_config *w = &c->windows;
+    fp->context_size = (uint64_t)w->context_size;
+    fp->flags = (uint64_t)(w->prepend_bos != 0) | (uint64_t)(w->concat != 0) << 1 |
+                (uint64_t)(w->exclude_special != 0) << 2;
+    // the resolved id: --separator bos and --separator <BOS id> give the same rows
+    fp->separator = (uint64_t)(int64_t)cterp_windows_separator(s->st.w);
+    fp->model_batch = (uint64_t)c->model_batch;
+    fp->data_path = cterp_dataset_path(d);
+    fp->model_path = cterp_model_path(m);
+    fp->hook = s->st.hook;
+    return CTERP_OK;
+}
+
 cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *hook,
                              const char *dataset, const cterp_store_config *c, int64_t train_batch) {
     memset(src, 0, sizeof *src);
@@ -79,6 +108,10 @@ cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *
         return e;
     }
     s->D = s->st.D;
+    if ((e = store_fingerprint(s, m, c))) {
+        store_free(s);
+        return e;
+    }
     if ((e = mixer_init(&s->mx, cap, c->seed))) {
         store_free(s);
         return e;

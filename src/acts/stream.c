@@ -1,6 +1,7 @@
 // The row stream: windows of a dataset run through the model in batches up to the hook (the
 // forward stops after the hook's layer); the rows of the unmasked positions come out in window
 // order. Also the index-level mixing buffer both sources share.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,16 +206,113 @@ void mixer_reset(mixer *x) {
     rng_seed(&x->rng, x->seed ^ 0x6d6978657220ULL);
 }
 
-int mixer_get_state(const mixer *x, uint64_t *st, int cap) {
+int acts_get_state(const mixer *x, const acts_fingerprint *fp, uint64_t *st, int cap) {
     if (cap < ACTS_STATE_WORDS) return 0;
-    st[0] = ACTS_STATE_TAG, st[1] = (uint64_t)x->served, st[2] = x->seed, st[3] = (uint64_t)x->cap;
+    const uint64_t w[ACTS_STATE_WORDS] = {
+        ACTS_STATE_TAG,   (uint64_t)x->served, x->seed,         (uint64_t)x->cap, fp->kind,
+        fp->data_bytes,   fp->data_hash,       fp->model_bytes, fp->model_hash,   fp->hook_hash,
+        fp->context_size, fp->flags,           fp->separator,   fp->model_batch};
+    memcpy(st, w, sizeof w);
     return ACTS_STATE_WORDS;
 }
 
-cterp_status mixer_check_state(const mixer *x, const uint64_t *st, int n, const char *what, uint64_t *served) {
-    if (n != ACTS_STATE_WORDS || st[0] != ACTS_STATE_TAG)
+static const char *kind_name(uint64_t k) {
+    return k == ACTS_LIVE ? "a live activation store (--model, --data)"
+                          : "an activation cache (--acts DIR)";
+}
+
+// The live store's settings, saved (fp words 6..9) or current, as the values users give.
+static void live_settings(int64_t v[6], uint64_t context_size, uint64_t flags, uint64_t separator,
+                          uint64_t model_batch) {
+    v[0] = (int64_t)context_size, v[1] = flags & 1, v[2] = flags >> 1 & 1, v[3] = flags >> 2 & 1;
+    v[4] = (int64_t)separator, v[5] = (int64_t)model_batch;
+}
+
+static cterp_status check_live(const acts_fingerprint *fp, const uint64_t *w) {
+    if (w[3] != fp->model_bytes || w[4] != fp->model_hash)
+        return cterp_error(
+            CTERP_EINVAL,
+            "model: the checkpoint's rows came from a model file of %llu bytes "
+            "(fingerprint 0x%016llx), this run runs '%s' (%llu bytes, fingerprint 0x%016llx); "
+            "resume with the same --model, or start a new run",
+            (unsigned long long)w[3], (unsigned long long)w[4], fp->model_path,
+            (unsigned long long)fp->model_bytes, (unsigned long long)fp->model_hash);
+    if (w[5] != fp->hook_hash)
+        return cterp_error(
+            CTERP_EINVAL,
+            "hook: the checkpoint's rows came from another hook (name hash "
+            "0x%016llx), this run reads %s (0x%016llx); resume with the same --hook (or "
+            "--layer and --component), or start a new run",
+            (unsigned long long)w[5], fp->hook, (unsigned long long)fp->hook_hash);
+    if (w[1] != fp->data_bytes || w[2] != fp->data_hash)
+        return cterp_error(
+            CTERP_EINVAL,
+            "data: the checkpoint's rows came from a dataset of %llu bytes "
+            "(fingerprint 0x%016llx), this run reads '%s' (%llu bytes, fingerprint 0x%016llx%s); "
+            "resume with the same --data, or start a new run",
+            (unsigned long long)w[1], (unsigned long long)w[2], fp->data_path,
+            (unsigned long long)fp->data_bytes, (unsigned long long)fp->data_hash,
+            w[1] == fp->data_bytes ? ": the same size, another content, file kind or text_field"
+                                   : "");
+    static const char *const name[6] = {"context_size",    "prepend_bos", "concat",
+                                        "exclude_special", "separator",   "model_batch"};
+    static const char *const flag[6] = {"--context-size",    "--prepend-bos", "--concat",
+                                        "--exclude-special", "--separator",   "--model-batch"};
+    int64_t was[6], now[6];
+    live_settings(was, w[6], w[7], w[8], w[9]);
+    live_settings(now, fp->context_size, fp->flags, fp->separator, fp->model_batch);
+    for (int i = 0; i < 6; i++) {
+        if (was[i] == now[i]) continue;
+        char v[32]; // what to pass to the flag: the separator's "none" is -1
+        if (i == 4 && was[i] < 0)
+            snprintf(v, sizeof v, "none");
+        else
+            snprintf(v, sizeof v, "%lld", (long long)was[i]);
+        return cterp_error(CTERP_EINVAL,
+                           "%s: the checkpoint was saved with %lld, this run has %lld%s; "
+                           "resume with %s %s, or start a new run",
+                           name[i], (long long)was[i], (long long)now[i],
+                           i == 4 ? " (a token id; -1: none)"
+                           : i == 5
+                               ? " (the forward is not batch-invariant: the replayed rows would "
+                                 "differ in their last bits)"
+                               : "",
+                           flag[i], v);
+    }
+    return CTERP_OK;
+}
+
+cterp_status acts_check_state(const mixer *x, const acts_fingerprint *fp, const uint64_t *st, int n,
+                              const char *what, uint64_t *served) {
+    if (n == 4 && st[0] == ACTS_STATE_TAG_V1)
+        return cterp_error(
+            CTERP_EFORMAT,
+            "%s state: saved by an older cterp, without the fingerprint of "
+            "the data, model and settings, so this run cannot be checked to replay the same "
+            "rows; resume with the cterp that wrote it, or start a new run",
+            what);
+    if (n != ACTS_STATE_WORDS || st[0] != ACTS_STATE_TAG ||
+        (st[4] != ACTS_LIVE && st[4] != ACTS_CACHE))
         return cterp_error(CTERP_EFORMAT, "%s state: expected %d words tagged as an activation "
                            "store/cache position, found %d", what, ACTS_STATE_WORDS, n);
+    const uint64_t *w = st + 4; // the saved fingerprint, in acts_fingerprint's order
+    if (w[0] != fp->kind)
+        return cterp_error(CTERP_EINVAL,
+                           "source: the checkpoint's rows came from %s, this run reads %s; "
+                           "resume from the same source, or start a new run",
+                           kind_name(w[0]), kind_name(fp->kind));
+    cterp_status e = CTERP_OK;
+    if (fp->kind == ACTS_LIVE)
+        e = check_live(fp, w);
+    else if (w[1] != fp->data_bytes || w[2] != fp->data_hash)
+        e = cterp_error(
+            CTERP_EINVAL,
+            "cache: the checkpoint's rows came from a cache of %llu rows "
+            "(fingerprint 0x%016llx), this run reads '%s' (%llu rows, fingerprint 0x%016llx); "
+            "resume with the same --acts DIR, or start a new run",
+            (unsigned long long)w[1], (unsigned long long)w[2], fp->data_path,
+            (unsigned long long)fp->data_bytes, (unsigned long long)fp->data_hash);
+    if (e) return e;
     if (st[2] != x->seed || st[3] != (uint64_t)x->cap)
         return cterp_error(CTERP_EINVAL, "%s state: saved with seed %llu and buffer_rows %llu, this "
                            "source has seed %llu and buffer_rows %lld: resume with the same settings",

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/file.h"
+#include "core/hash.h"
 #include "cterp/data.h"
 
 enum { DS_LINES, DS_JSONL, DS_DIR, DS_BIN };
@@ -252,3 +253,26 @@ cterp_status cterp_dataset_next(cterp_dataset *d, cterp_document *doc, int *eof)
 int cterp_dataset_pretokenized(const cterp_dataset *d) { return d->kind == DS_BIN; }
 int64_t cterp_dataset_skipped(const cterp_dataset *d) { return d->skipped; }
 const char *cterp_dataset_path(const cterp_dataset *d) { return d->path; }
+
+cterp_status cterp_dataset_fingerprint(const cterp_dataset *d, uint64_t *hash, int64_t *bytes) {
+    // the kind: a .jsonl and a .txt of the same bytes are other documents
+    uint64_t h = hash_u64(0x64617461ULL, (uint64_t)d->kind);
+    if (d->kind == DS_JSONL) h = hash_str(h, d->o.text_field);
+    if (d->kind == DS_BIN) h = hash_u64(h, (uint64_t)d->token_bytes);
+    // skip_malformed is left out: it decides whether a bad line stops the run, not which rows come
+    int64_t total = 0;
+    size_t n = d->kind == DS_DIR ? d->n_files : 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = d->kind == DS_DIR ? d->files[i] : d->path;
+        const char *base = strrchr(p, '/');
+        if (d->kind == DS_DIR) h = hash_str(h, base ? base + 1 : p); // the names fix the order
+        file_map fm = {0};
+        cterp_status s = file_map_open(&fm, p);
+        if (s) return s;
+        h = hash_sampled(h, fm.data, fm.size);
+        total += (int64_t)fm.size;
+        file_map_close(&fm);
+    }
+    *hash = h, *bytes = total;
+    return CTERP_OK;
+}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "io/gguf.h"
 #include "model/quant.h"
 #include "tokenizer/tokenizer_gguf.h"
@@ -208,6 +209,18 @@ const cterp_tokenizer *cterp_model_tokenizer(const cterp_model *m) {
 }
 const char *cterp_model_weight_type(const cterp_model *m) {
     return gguf_type_name(m->layers[0].wo.type);
+}
+
+const char *cterp_model_path(const cterp_model *m) {
+    return m->g->path;
+}
+
+uint64_t cterp_model_fingerprint(const cterp_model *m, int64_t *bytes) {
+    const gguf_file *g = m->g;
+    *bytes = (int64_t)g->size;
+    // header, metadata and tensor infos whole: architecture, dims, vocabulary, tensor types
+    uint64_t h = hash_bytes(0x6767756dULL, g->map, g->data_offset);
+    return hash_sampled(h, g->map + g->data_offset, g->size - g->data_offset);
 }
 
 typedef struct {

@@ -197,7 +197,15 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
             goto fail;
         }
         if ((s = st_read_u64(&sf, "source_state", st, 1, &n))) goto fail;
-        if ((s = src->set_state(src->ctx, st, (int)n))) goto fail;
+        if ((s = src->set_state(src->ctx, st, (int)n))) { // name the checkpoint, what it came from
+            char msg[1536];
+            snprintf(msg, sizeof msg, "%s", cterp_last_error());
+            const char *was = st_meta_get(&sf, "source");
+            s = cterp_error(s, "checkpoint %s: %s%s%s%s", dir, msg,
+                            was ? " (the checkpoint's source: " : "", was ? was : "",
+                            was ? ")" : "");
+            goto fail;
+        }
     }
     st_close(&sf);
     free(cfgp), free(statep);
