@@ -105,4 +105,6 @@ err=$("$bin" train --model "$m" --hook blocks.7.hook_resid_post --data "$tmp/s.t
 check "an unknown hook is named" '[ $rc -eq 1 ] && [[ "$err" == *"blocks.7.hook_resid_post"* ]]'
 err=$("$bin" train --model "$m" --hook blocks.2.hook_resid_post --data "$tmp/s.txt" --batch 4096 --buffer-rows 1000 2>&1); rc=$?
 check "a buffer too small for the batch says so" '[ $rc -eq 1 ] && [[ "$err" == *"buffer_rows"* ]] && [[ "$err" == *"8192"* ]]'
+err=$("$bin" train --model "$m" --layer 2 --component resid --data <(cat "$tmp/s.txt") $common --out "$tmp/piped" 2>&1); rc=$?
+check "data from a pipe: refused at the start, saying why" '[ $rc -eq 1 ] && [[ "$err" == *"not a regular file (a pipe?)"* ]] && [ ! -e "$tmp/piped" ]'
 exit $fail

@@ -267,6 +267,11 @@ cterp_status cterp_dataset_fingerprint(const cterp_dataset *d, uint64_t *hash, i
         const char *base = strrchr(p, '/');
         if (d->kind == DS_DIR) h = hash_str(h, base ? base + 1 : p); // the names fix the order
         file_map fm = {0};
+        struct stat st;
+        if (stat(p, &st) == 0 && !S_ISREG(st.st_mode))
+            return cterp_error(CTERP_EINVAL, "%s: not a regular file (a pipe?): the activation store "
+                               "reads its data again each epoch and fingerprints it for resume; "
+                               "save it to a file first", p);
         cterp_status s = file_map_open(&fm, p);
         if (s) return s;
         h = hash_sampled(h, fm.data, fm.size);
