@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "core/file.h"
+#include "io/npy.h"
 #include "cterp/toy.h"
 #include "cterp/train.h"
 #include "sae/bf16.h"
@@ -383,6 +384,52 @@ static void test_export_folding(cterp_arch arch) {
     cterp_toy_free(toy);
 }
 
+// An activation file's saved position resumes the same row order from a copy of the file, and is
+// refused (naming the field) against other values or another seed; the old 2-word state is taken.
+static void test_file_source_state(void) {
+    enum { R = 50, C = 8 };
+    const char *dir = test_tmpdir("filestate");
+    char a[600], b[600], copy[600];
+    snprintf(a, sizeof a, "%s/a.npy", dir), snprintf(b, sizeof b, "%s/b.npy", dir);
+    snprintf(copy, sizeof copy, "%s/copy.npy", dir);
+    float v[R * C], got[20 * C], want[20 * C], scratch[70 * C];
+    for (int q = 0; q < R * C; q++) v[q] = (float)q;
+    CHECK_OK(npy_write_f32(a, v, R, C));
+    CHECK_OK(npy_write_f32(copy, v, R, C));
+    v[R * C - 1] += 1; // one value differs, same shape
+    CHECK_OK(npy_write_f32(b, v, R, C));
+    cterp_act_source s1, s2;
+    CHECK_OK(cterp_act_source_file(&s1, a, 0, 7));
+    CHECK_OK(s1.next(s1.ctx, scratch, 70)); // into the second epoch
+    uint64_t st[16];
+    const int n = s1.get_state(s1.ctx, st, 16);
+    CHECK(n > 2);
+    CHECK_OK(s1.next(s1.ctx, want, 20));
+    CHECK_OK(cterp_act_source_file(&s2, copy, 0, 7));
+    CHECK_OK(s2.set_state(s2.ctx, st, n));
+    CHECK_OK(s2.next(s2.ctx, got, 20));
+    CHECK(!memcmp(got, want, sizeof got));
+    s2.free(s2.ctx);
+    CHECK_OK(cterp_act_source_file(&s2, b, 0, 7));
+    CHECK(s2.set_state(s2.ctx, st, n) == CTERP_EINVAL);
+    CHECK_MSG(strstr(cterp_last_error(), "activations: ") && strstr(cterp_last_error(), "b.npy") &&
+                  strstr(cterp_last_error(), "other values"),
+              "other values: %s", cterp_last_error());
+    s2.free(s2.ctx);
+    CHECK_OK(cterp_act_source_file(&s2, a, 0, 8));
+    CHECK(s2.set_state(s2.ctx, st, n) == CTERP_EINVAL);
+    CHECK_MSG(strstr(cterp_last_error(), "seed: ") && strstr(cterp_last_error(), "--seed 7"), "seed: %s",
+              cterp_last_error());
+    s2.free(s2.ctx);
+    CHECK_OK(cterp_act_source_file(&s2, a, 0, 7));
+    const uint64_t old[2] = {1, 20}; // epoch 1, row 20: where st points
+    CHECK_OK(s2.set_state(s2.ctx, old, 2));
+    CHECK_OK(s2.next(s2.ctx, got, 20));
+    CHECK(!memcmp(got, want, sizeof got));
+    s2.free(s2.ctx);
+    s1.free(s1.ctx);
+}
+
 int main(void) {
     test_export_folding(CTERP_ARCH_TOPK);
     test_export_folding(CTERP_ARCH_STANDARD);
@@ -400,6 +447,7 @@ int main(void) {
         printf("skip: encoder_bf16 training (this build or CPU has no AVX-512 BF16)\n");
     }
     test_bad_checkpoint();
+    test_file_source_state();
     test_nan();
     test_inf_last();
     test_recovery(CTERP_ARCH_TOPK, 0);

@@ -1,9 +1,12 @@
 // Activations from a .npy (float32/16/64, [n, d_in]) or raw little-endian f32 file, served in a
-// seeded random order: a fresh permutation of the rows each epoch; state = (epoch, position).
+// seeded random order: a fresh permutation of the rows each epoch; state = (epoch, position) and
+// what must match for a resume to replay the same rows: the seed, the shape and a fingerprint of
+// the values (core/hash.h: a copy of the file elsewhere matches, another file does not).
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/file.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "cterp/train.h"
 #include "io/npy.h"
@@ -16,7 +19,12 @@ typedef struct {
     uint64_t seed, epoch;
     int64_t pos;
     int64_t *perm;    // (rows) order of this epoch
+    uint64_t hash;    // the values (and their dtype)
+    char *path;       // for the messages
 } file_src;
+
+#define FILE_STATE_TAG 0x43545250524f5753ULL // "CTRPROWS"
+enum { FILE_STATE_WORDS = 7 };
 
 static void make_perm(file_src *s) {
     rng_t r;
@@ -49,17 +57,36 @@ static cterp_status file_next(void *ctx, float *x, int64_t B) {
 
 static int file_get_state(void *ctx, uint64_t *st, int cap) {
     file_src *s = ctx;
-    if (cap < 2) return 0;
-    st[0] = s->epoch, st[1] = (uint64_t)s->pos;
-    return 2;
+    if (cap < FILE_STATE_WORDS) return 0;
+    const uint64_t w[FILE_STATE_WORDS] = {FILE_STATE_TAG, s->epoch, (uint64_t)s->pos, s->seed,
+                                          (uint64_t)s->rows, (uint64_t)s->cols, s->hash};
+    memcpy(st, w, sizeof w);
+    return FILE_STATE_WORDS;
 }
 
+// A 2-word state (epoch, position) is the layout before the fingerprint: it is taken as it is.
 static cterp_status file_set_state(void *ctx, const uint64_t *st, int n) {
     file_src *s = ctx;
-    if (n != 2 || st[1] > (uint64_t)s->rows)
-        return cterp_error(CTERP_EFORMAT, "activation file position: expected (epoch, row <= %lld)",
-                           (long long)s->rows);
-    s->epoch = st[0], s->pos = (int64_t)st[1];
+    const int old = n == 2;
+    if (!old && (n != FILE_STATE_WORDS || st[0] != FILE_STATE_TAG))
+        return cterp_error(CTERP_EFORMAT, "activation file state: expected %d words tagged as a "
+                           "file position, found %d", FILE_STATE_WORDS, n);
+    const uint64_t *w = old ? st - 1 : st; // w[1] epoch, w[2] position
+    if (!old && (st[4] != (uint64_t)s->rows || st[5] != (uint64_t)s->cols || st[6] != s->hash))
+        return cterp_error(CTERP_EINVAL, "activations: the checkpoint's rows came from a file of shape "
+                           "[%llu, %llu] (fingerprint 0x%016llx), this run reads '%s' [%lld, %lld] "
+                           "(fingerprint 0x%016llx%s); resume with the same --acts file, or start a new run",
+                           (unsigned long long)st[4], (unsigned long long)st[5], (unsigned long long)st[6],
+                           s->path, (long long)s->rows, (long long)s->cols, (unsigned long long)s->hash,
+                           st[4] == (uint64_t)s->rows && st[5] == (uint64_t)s->cols ? ": other values" : "");
+    if (!old && st[3] != s->seed)
+        return cterp_error(CTERP_EINVAL, "seed: the checkpoint's row order came from seed %llu, this run "
+                           "has %llu; resume with --seed %llu, or start a new run",
+                           (unsigned long long)st[3], (unsigned long long)s->seed, (unsigned long long)st[3]);
+    if (w[2] > (uint64_t)s->rows)
+        return cterp_error(CTERP_EFORMAT, "activation file position: row %llu of %lld",
+                           (unsigned long long)w[2], (long long)s->rows);
+    s->epoch = w[1], s->pos = (int64_t)w[2];
     make_perm(s);
     return CTERP_OK;
 }
@@ -69,6 +96,7 @@ static void file_free(void *ctx) {
     npy_close(&s->npy);
     file_map_close(&s->raw);
     free(s->perm);
+    free(s->path);
     free(s);
 }
 
@@ -115,6 +143,15 @@ cterp_status cterp_act_source_file(cterp_act_source *src, const char *path, int6
         return cterp_error(CTERP_ENOMEM, "%s: out of memory", path);
     }
     s->seed = seed;
+    if (!(s->path = strdup(path))) {
+        file_free(s);
+        return cterp_error(CTERP_ENOMEM, "%s: out of memory", path);
+    }
+    if (s->is_npy)
+        s->hash = hash_sampled(hash_str(0, s->npy.descr), s->npy.data,
+                               (size_t)(s->rows * s->cols) * s->npy.elem_size);
+    else
+        s->hash = hash_sampled(hash_str(0, "<f4"), s->raw.data, s->raw.size);
     make_perm(s);
     src->d_in = s->cols;
     src->ctx = s;
