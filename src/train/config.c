@@ -385,9 +385,6 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
         if (c->architecture != CTERP_ARCH_TOPK && c->architecture != CTERP_ARCH_BATCHTOPK)
             return cterp_error(CTERP_EINVAL, "encoder_bf16: got true with architecture %s, expected topk or batchtopk "
                                "(the others threshold every pre-activation)", cterp_arch_name(c->architecture));
-        if (c->use_ghost_grads)
-            return cterp_error(CTERP_EINVAL, "encoder_bf16: got true with use_ghost_grads, expected AuxK or no revival "
-                               "(ghost grads need every dead latent's pre-activation in f32)");
         if (!bf16_available())
             return cterp_error(CTERP_EINVAL, "encoder_bf16: got true, but %s", bf16_why_unavailable());
     }

@@ -202,7 +202,7 @@ double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const ui
     #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < B; t++)
         for (int64_t j = 0; j < nd; j++) {
-            float z = zs ? zs[t * nd + j] : w->z[t * N + dl[j]];
+            float z = zs ? zs[t * nd + j] : w->bf16 ? arch_preact(w, sae, t, dl[j]) : w->z[t * N + dl[j]];
             E[t * nd + j] = expf(z < 30.0f ? z : 30.0f); // guard: exp must stay finite
         }
     for (int64_t j = 0; j < nd; j++) memcpy(Wd + j * D, sae->W_dec + (int64_t)dl[j] * D, (size_t)D * sizeof(float));
