@@ -88,7 +88,13 @@ if [[ "$out" == *"no AVX-512 BF16"* ]]; then
   echo "skip: bench --encoder-bf16 (no AVX-512 BF16 here)"
 else
   check "bench --encoder-bf16 measures the bf16 GEMM" '[ $rc -eq 0 ] && [[ "$out" == *"bf16 gemm"* ]] && [[ "$out" == *"revive"* ]]'
+  "$bin" bench --d-in 40 --d-sae 100 --k 4 --batch 30 --steps 2 --encoder-bf16 true --bf16-topk fused >/dev/null 2>&1
+  check "bench --bf16-topk fused runs" '[ $? -eq 0 ]'
+  "$bin" bench --d-in 40 --d-sae 100 --k 4 --batch 30 --steps 2 --encoder-bf16 true --bf16-topk z >/dev/null 2>&1
+  check "bench --bf16-topk z runs" '[ $? -eq 0 ]'
 fi
+err=$("$bin" bench --bf16-topk maybe 2>&1); rc=$?
+check "bench --bf16-topk with a bad value: exit 2 naming the choices" '[ $rc -eq 2 ] && [[ "$err" == *"fused, z or auto"* ]]'
 err=$("$bin" bench --arch standard --encoder-bf16 true --d-in 16 --d-sae 64 --steps 1 2>&1); rc=$?
 check "bench --encoder-bf16 with standard: exit 1 naming the field and the architectures" '[ $rc -eq 1 ] && [[ "$err" == *"encoder_bf16"* ]] && [[ "$err" == *"topk or batchtopk"* ]]'
 err=$("$bin" bench --auxk-impl bogus 2>&1); rc=$?

@@ -2,6 +2,7 @@
 // jumprelu threshold's straight-through gradient against its formula, and the sparse training
 // forward against its naive dense twin.
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -42,7 +43,7 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     float x[B * D], theta[N];
     for (int q = 0; q < B * D; q++) x[q] = rng_normal(&r);
     for (int i = 0; i < N; i++) theta[i] = 0.2f + 0.3f * rng_uniform(&r);
-    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0};
+    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
 
@@ -180,7 +181,7 @@ static void check_revive(int ghost, int rescale, int mode) {
     uint8_t dead[N] = {0};
     int nd = 0;
     for (int i = 0; i < N; i += 2) dead[i] = 1, nd++;
-    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0};
+    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
     arch_forward(&w, s, &o, NULL, x);
@@ -306,6 +307,8 @@ static void check_bf16_gemm(void) {
     CHECK(bf16_from_f32(1.01171875f) == 0x3f82);  // 1 + 3 * 2^-8: a tie, rounds to even (up)
     CHECK(bf16_from_f32(-2.0f) == 0xc000);
     CHECK(bf16_to_f32(bf16_from_f32(INFINITY)) == INFINITY);
+    CHECK(bf16_from_f32(1e-40f) == 0 && bf16_from_f32(-1e-40f) == 0x8000); // subnormals flush
+    CHECK(bf16_from_f32(1.17549421e-38f) == 0);                          // the largest one too
     CHECK(isnan(bf16_to_f32(bf16_from_f32(NAN))));
     if (!bf16_available()) {
         printf("skip: bf16 GEMM (this build or CPU has no AVX-512 BF16)\n");
@@ -323,6 +326,8 @@ static void check_bf16_gemm(void) {
         for (int64_t q = 0; q < b * d; q++) x[q] = rng_normal(&r);
         for (int64_t q = 0; q < n * d; q++) w[q] = rng_normal(&r);
         for (int64_t q = 0; q < n; q++) bias[q] = rng_normal(&r);
+        for (int64_t q = 0; q < b * d; q += 5) x[q] *= 1e-39f; // subnormals, in the vector part and the tail
+        for (int64_t q = 0; q < n * d; q += 7) w[q] *= -1e-39f;
         bf16_pack_x(xp, x, b, d);
         bf16_pack_w(wp, w, n, d);
         // the vectorised packing rounds as bf16_from_f32 does
@@ -359,10 +364,62 @@ static void check_bf16_gemm(void) {
     }
 }
 
+// The GEMM fused with TopK against the GEMM then topk_row on each row (with and without the
+// decoder-norm scale): the same latents, values and order, including ties (duplicate W_enc rows),
+// rows with fewer than K positive values (negative biases), K past a panel, several row blocks.
+static void check_bf16_topk(void) {
+    if (!bf16_available()) return;
+    static const int64_t shapes[][4] = {{13, 50, 33, 4}, {130, 200, 64, 8}, {9, 97, 40, 60}, {21, 480, 70, 32}};
+    rng_t r;
+    rng_seed(&r, 21);
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        const int64_t b = shapes[c][0], n = shapes[c][1], d = shapes[c][2];
+        const int K = (int)shapes[c][3];
+        float *x = malloc((size_t)(b * d) * sizeof(float)), *w = malloc((size_t)(n * d) * sizeof(float));
+        float *bias = malloc((size_t)n * sizeof(float)), *scale = malloc((size_t)n * sizeof(float));
+        float *z = malloc((size_t)(b * n) * sizeof(float)), *h = malloc((size_t)n * sizeof(float));
+        uint32_t *xp = malloc((size_t)bf16_packed_x_words(b, d) * 4), *wp = malloc((size_t)bf16_packed_w_words(n, d) * 4);
+        int32_t *idx = malloc((size_t)(b * K) * sizeof(int32_t)), *ri = malloc((size_t)K * sizeof(int32_t));
+        float *val = malloc((size_t)(b * K) * sizeof(float)), *rv = malloc((size_t)K * sizeof(float));
+        int *cnt = malloc((size_t)b * sizeof(int));
+        for (int64_t q = 0; q < b * d; q++) x[q] = rng_normal(&r);
+        for (int64_t q = 0; q < n * d; q++) w[q] = rng_normal(&r);
+        for (int64_t i = 0; i < n; i++) bias[i] = rng_normal(&r) - (c == 2 ? 40.0f : 0.0f), scale[i] = 0.5f + rng_uniform(&r);
+        for (int64_t i = 7; i < n; i += 11) { // ties: latent i repeats latent i - 5 exactly
+            memcpy(w + i * d, w + (i - 5) * d, (size_t)d * sizeof(float));
+            bias[i] = bias[i - 5], scale[i] = scale[i - 5];
+        }
+        if (c == 1) // only 5 distinct latents: the K-th value always falls inside a tie
+            for (int64_t i = 5; i < n; i++) {
+                memcpy(w + i * d, w + (i % 5) * d, (size_t)d * sizeof(float));
+                bias[i] = bias[i % 5], scale[i] = scale[i % 5];
+            }
+        bf16_pack_x(xp, x, b, d);
+        bf16_pack_w(wp, w, n, d);
+        bf16_gemm(z, xp, wp, bias, b, n, d);
+        for (int sc = 0; sc < 2; sc++) {
+            CHECK(bf16_gemm_topk(idx, val, cnt, xp, wp, bias, sc ? scale : NULL, b, n, d, K) == 0);
+            int bad = 0, few = 0;
+            for (int64_t t = 0; t < b; t++) {
+                for (int64_t i = 0; i < n; i++) h[i] = z[t * n + i] * (sc ? scale[i] : 1.0f);
+                const int m = topk_row(ri, rv, h, (int)n, K);
+                few += m < K;
+                bad += m != cnt[t];
+                for (int j = 0; j < m && j < cnt[t]; j++) bad += ri[j] != idx[t * K + j] || rv[j] != val[t * K + j];
+            }
+            CHECK_MSG(bad == 0, "bf16 GEMM + top-%d %lldx%lldx%lld (scale %d): %d differences from topk_row", K,
+                      (long long)b, (long long)n, (long long)d, sc, bad);
+            if (c == 2) CHECK_MSG(few > 0, "the negative-bias case has rows with fewer than K positives (%d)", few);
+        }
+        free(x), free(w), free(bias), free(scale), free(z), free(h), free(xp), free(wp);
+        free(idx), free(ri), free(val), free(rv), free(cnt);
+    }
+}
+
 // The training forward choosing on bf16 pre-activations: every pair's values are its f32 z
 // (bit for bit the f32 dot product), positive, and the chosen set matches the f32 forward's
 // except near the k-th value (topk and batchtopk, with and without decoder-norm ranking).
-static void check_bf16_forward(cterp_arch arch, int rescale) {
+static void check_bf16_forward(cterp_arch arch, int rescale, int fuse) {
     if (!bf16_available()) return; // said once by check_bf16_gemm
     enum { FB = 64, FD = 96, FN = 200, FK = 8 };
     rng_t r;
@@ -375,13 +432,13 @@ static void check_bf16_forward(cterp_arch arch, int rescale) {
     arch_work w32, w16;
     CHECK_OK(arch_work_init(&w32, FB, FD, FN));
     CHECK_OK(arch_work_init(&w16, FB, FD, FN));
-    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0};
+    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0};
     int32_t sub[FN / 7 + 1]; // a "dead" list: AuxK's pre-activations, f32 in both
     int nsub = 0;
     for (int i = 3; i < FN; i += 7) sub[nsub++] = i;
     o.sub = sub, o.n_sub = nsub;
     CHECK_OK(arch_forward(&w32, s, &o, NULL, x));
-    o.bf16 = 1;
+    o.bf16 = 1, o.bf16_fuse = fuse;
     CHECK_OK(arch_forward(&w16, s, &o, NULL, x));
     int sub_bad = 0;
     for (int64_t t = 0; t < FB; t++)
@@ -391,6 +448,8 @@ static void check_bf16_forward(cterp_arch arch, int rescale) {
         }
     CHECK_MSG(sub_bad == 0, "bf16 forward (%s): %d of %d dead pre-activations are not the f32 ones",
               cterp_arch_name(arch), sub_bad, FB * nsub);
+    if (arch == CTERP_ARCH_TOPK)
+        CHECK_MSG((w16.z == NULL) == (fuse > 0), "bf16 topk (fuse %d): z %s", fuse, w16.z ? "allocated" : "not allocated");
     int bad = 0;
     for (int64_t p = 0; p < w16.nnz; p++) {
         const int64_t i = w16.lat[p];
@@ -411,12 +470,49 @@ static void check_bf16_forward(cterp_arch arch, int rescale) {
     cterp_sae_free(s);
 }
 
+// More dead latents than exact_sub's chunk of 2048 rows: every column of zsub is the f32 one.
+static void check_bf16_sub_chunks(void) {
+    if (!bf16_available()) return;
+    enum { SB = 16, SD = 32, SN = 5000, SK = 4 };
+    rng_t r;
+    rng_seed(&r, 9);
+    cterp_sae *s;
+    cterp_sae_create(&s, CTERP_ARCH_TOPK, SD, SN, SK);
+    for (size_t q = 0; q < s->n_params; q++) s->params[q] = 0.3f * rng_normal(&r);
+    float *x = malloc(SB * SD * sizeof(float));
+    for (int q = 0; q < SB * SD; q++) x[q] = rng_normal(&r);
+    static int32_t sub[SN];
+    int nsub = 0;
+    for (int i = 0; i < SN; i++)
+        if (i % 10) sub[nsub++] = i; // 4500 "dead"
+    arch_work w;
+    CHECK_OK(arch_work_init(&w, SB, SD, SN));
+    arch_opts o = {CTERP_ARCH_TOPK, SK, 0, 0, 0.1f, sub, nsub, 1, 1};
+    CHECK_OK(arch_forward(&w, s, &o, NULL, x));
+    int bad = 0;
+    for (int64_t t = 0; t < SB; t++)
+        for (int j = 0; j < nsub; j++) {
+            const float z = arch_preact(&w, s, t, sub[j]);
+            bad += !(fabsf(w.zsub[t * nsub + j] - z) <= 1e-5f * (1 + fabsf(z)));
+        }
+    CHECK_MSG(bad == 0, "bf16 forward, %d dead in chunks: %d of %d pre-activations are not the f32 ones", nsub,
+              bad, SB * nsub);
+    arch_work_free(&w);
+    free(x);
+    cterp_sae_free(s);
+}
+
 int main(void) {
     check_topk_kernel();
     check_bf16_gemm();
-    check_bf16_forward(CTERP_ARCH_TOPK, 0);
-    check_bf16_forward(CTERP_ARCH_TOPK, 1);
-    check_bf16_forward(CTERP_ARCH_BATCHTOPK, 0);
+    check_bf16_topk();
+    check_bf16_sub_chunks();
+    // topk through z (-1) and with the GEMM fused with the top-k (1: z never allocated)
+    for (int fuse = -1; fuse <= 1; fuse += 2) {
+        check_bf16_forward(CTERP_ARCH_TOPK, 0, fuse);
+        check_bf16_forward(CTERP_ARCH_TOPK, 1, fuse);
+        check_bf16_forward(CTERP_ARCH_BATCHTOPK, 0, fuse);
+    }
     check_arch(CTERP_ARCH_STANDARD, 0, 1);
     check_arch(CTERP_ARCH_TOPK, 0, 2);
     check_arch(CTERP_ARCH_TOPK, 1, 3);

@@ -418,10 +418,17 @@ static void test_file_source_state(void) {
     s2.free(s2.ctx);
     CHECK_OK(cterp_act_source_file(&s2, a, 0, 8));
     CHECK(s2.set_state(s2.ctx, st, n) == CTERP_EINVAL);
-    CHECK_MSG(strstr(cterp_last_error(), "seed: ") && strstr(cterp_last_error(), "--seed 7"), "seed: %s",
-              cterp_last_error());
+    CHECK_MSG(strstr(cterp_last_error(), "seed: ") && strstr(cterp_last_error(), "seed 7, this run has 8"),
+              "seed: %s", cterp_last_error());
     s2.free(s2.ctx);
     CHECK_OK(cterp_act_source_file(&s2, a, 0, 7));
+    uint64_t bad[16];
+    memcpy(bad, st, sizeof bad);
+    bad[0] ^= 1; // not a file position
+    CHECK(s2.set_state(s2.ctx, bad, n) == CTERP_EFORMAT);
+    memcpy(bad, st, sizeof bad);
+    bad[2] = R + 1; // past the end
+    CHECK(s2.set_state(s2.ctx, bad, n) == CTERP_EFORMAT);
     const uint64_t old[2] = {1, 20}; // epoch 1, row 20: where st points
     CHECK_OK(s2.set_state(s2.ctx, old, 2));
     CHECK_OK(s2.next(s2.ctx, got, 20));

@@ -148,6 +148,9 @@ enum { CTERP_N_PHASES = 8 };
 // For benchmarks: AuxK over gathered pairs (0), dense GEMMs over the dead columns (1), or the
 // per-step choice by cost (-1, the default).
 void cterp_trainer_bench_auxk_mode(cterp_trainer *t, int mode);
+// For benchmarks, encoder_bf16 with topk: the GEMM fused with the top-k (1), through the z matrix
+// (-1), or chosen by cost (0, the default).
+void cterp_trainer_bench_fuse_mode(cterp_trainer *t, int mode);
 void cterp_trainer_phase_times(const cterp_trainer *t, double out[CTERP_N_PHASES]);
 const char *cterp_trainer_phase_name(int phase);
 

@@ -84,8 +84,9 @@ static cterp_status store_fingerprint(store *s, cterp_model *m, const cterp_stor
     fp->context_size = (uint64_t)w->context_size;
     fp->flags = (uint64_t)(w->prepend_bos != 0) | (uint64_t)(w->concat != 0) << 1 |
                 (uint64_t)(w->exclude_special != 0) << 2;
-    // the resolved id: --separator bos and --separator <BOS id> give the same rows
-    fp->separator = (uint64_t)(int64_t)cterp_windows_separator(s->st.w);
+    // the resolved id: --separator bos and --separator <BOS id> give the same rows; without
+    // concatenation no separator is used, whatever it is set to
+    fp->separator = w->concat ? (uint64_t)(int64_t)cterp_windows_separator(s->st.w) : (uint64_t)(int64_t)-1;
     fp->model_batch = (uint64_t)c->model_batch;
     fp->data_path = cterp_dataset_path(d);
     fp->model_path = cterp_model_path(m);

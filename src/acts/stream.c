@@ -293,8 +293,11 @@ cterp_status acts_check_state(const mixer *x, const acts_fingerprint *fp, const 
             what);
     if (n != ACTS_STATE_WORDS || st[0] != ACTS_STATE_TAG ||
         (st[4] != ACTS_LIVE && st[4] != ACTS_CACHE))
-        return cterp_error(CTERP_EFORMAT, "%s state: expected %d words tagged as an activation "
-                           "store/cache position, found %d", what, ACTS_STATE_WORDS, n);
+        return cterp_error(CTERP_EFORMAT, "%s state: expected %d words tagged 0x%016llx (an activation "
+                           "store/cache position) of kind %d or %d, found %d words tagged 0x%016llx%s",
+                           what, ACTS_STATE_WORDS, (unsigned long long)ACTS_STATE_TAG, ACTS_LIVE, ACTS_CACHE, n,
+                           n > 0 ? (unsigned long long)st[0] : 0ULL,
+                           n == ACTS_STATE_WORDS && st[0] == ACTS_STATE_TAG ? " with another kind" : "");
     const uint64_t *w = st + 4; // the saved fingerprint, in acts_fingerprint's order
     if (w[0] != fp->kind)
         return cterp_error(CTERP_EINVAL,

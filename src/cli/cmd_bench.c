@@ -61,7 +61,8 @@ static double sgemm_gflops(int64_t B, int64_t D, int64_t N) {
 // The same for the bf16 encoder GEMM (encoder_bf16), packing of both operands included.
 static double bf16_gflops(int64_t B, int64_t D, int64_t N) {
     float *x = malloc((size_t)(B * D) * sizeof(float)), *w = malloc((size_t)(N * D) * sizeof(float));
-    float *z = malloc((size_t)(B * N) * sizeof(float)), *bias = calloc((size_t)N, sizeof(float));
+    // aligned as the trainer's z, so that the streaming stores run as in training
+    float *z = aligned_alloc(64, ((size_t)(B * N) * sizeof(float) + 63) / 64 * 64), *bias = calloc((size_t)N, sizeof(float));
     uint32_t *xp = malloc((size_t)bf16_packed_x_words(B, D) * sizeof(uint32_t));
     uint32_t *wp = malloc((size_t)bf16_packed_w_words(N, D) * sizeof(uint32_t));
     double rate = NAN;
@@ -134,7 +135,7 @@ int cmd_bench(int argc, char **argv) {
     cterp_train_config_default(&cfg);
     int64_t D = 768, steps = 10;
     double dead = 0, l0 = 0;
-    int auxk_mode = -1;
+    int auxk_mode = -1, fuse_mode = 0;
     cfg.d_sae = 24576, cfg.k = 32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -147,7 +148,8 @@ int cmd_bench(int argc, char **argv) {
                    "--dead-fraction F: F of the latents dead from the start (AuxK runs on them);\n"
                    "--l0 L: standard/jumprelu: b_enc offset so about L latents fire per token.\n"
                    "--auxk-impl pairs|dense|auto: force AuxK's implementation (auto: chosen by cost).\n"
-                   "--encoder-bf16 true: the bf16 encoder GEMM (the roofline is then that GEMM's rate).\n"
+                   "--encoder-bf16 true: the bf16 encoder GEMM (the roofline is then that GEMM's rate);\n"
+                   "  with topk, --bf16-topk fused|z|auto: the GEMM fused with the top-k, or through z.\n"
 
                    "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n");
             return 0;
@@ -167,6 +169,12 @@ int cmd_bench(int argc, char **argv) {
                 return 2;
             }
             auxk_mode = !strcmp(v, "pairs") ? 0 : !strcmp(v, "dense") ? 1 : -1;
+        } else if (!strcmp(a, "--bf16-topk")) {
+            if (strcmp(v, "fused") && strcmp(v, "z") && strcmp(v, "auto")) {
+                fprintf(stderr, "cterp bench: --bf16-topk: got '%s', expected fused, z or auto\n", v);
+                return 2;
+            }
+            fuse_mode = !strcmp(v, "fused") ? 1 : !strcmp(v, "z") ? -1 : 0;
         }
         else if (!strncmp(a, "--", 2) && !cterp_train_config_set(&cfg, a + 2, v)) continue;
         else {
@@ -211,6 +219,7 @@ int cmd_bench(int argc, char **argv) {
     }
     cterp_trainer_bench_setup(t, dead, l0);
     cterp_trainer_bench_auxk_mode(t, auxk_mode);
+    cterp_trainer_bench_fuse_mode(t, fuse_mode);
     int rc = 0;
     if (cterp_trainer_run(t, 1)) rc = 1; // warm-up step (first-touch of buffers)
     double ph0[CTERP_N_PHASES], ph1[CTERP_N_PHASES];

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/blas.h"
@@ -14,7 +15,6 @@ cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
     memset(w, 0, sizeof *w);
     w->B = B, w->D = D, w->N = N;
     w->xc = malloc((size_t)B * D * sizeof(float));
-    w->z = aligned_alloc(64, ((size_t)B * N * sizeof(float) + 63) / 64 * 64); // bf16_gemm's streaming stores
     w->xhat = malloc((size_t)B * D * sizeof(float));
     w->g = malloc((size_t)B * D * sizeof(float));
     w->nrm = malloc((size_t)N * sizeof(float));
@@ -22,7 +22,7 @@ cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
     w->lrow = malloc((size_t)(N + 1) * sizeof(int64_t));
     w->brow = malloc((size_t)(B + 1) * sizeof(int64_t));
     w->blrow = malloc((size_t)(N + 1) * sizeof(int64_t));
-    if (!w->xc || !w->z || !w->xhat || !w->g || !w->nrm || !w->row || !w->lrow || !w->brow ||
+    if (!w->xc || !w->xhat || !w->g || !w->nrm || !w->row || !w->lrow || !w->brow ||
         !w->blrow) {
         arch_work_free(w);
         return cterp_error(CTERP_ENOMEM, "SAE work buffers (B=%lld, N=%lld): out of memory",
@@ -93,8 +93,8 @@ static void row_norms(float *nrm, const float *W, int64_t N, int64_t D) {
     }
 }
 
-// z (B, N) = (x - b_dec) W_enc^T + b_enc
-static cterp_status encode_dense(arch_work *w, const cterp_sae *sae, const float *x, int bf16) {
+// z (B, N) = (x - b_dec) W_enc^T + b_enc; with fused (bf16 TopK) only the centring and packing
+static cterp_status encode_dense(arch_work *w, const cterp_sae *sae, const float *x, int bf16, int fused) {
     const int64_t B = w->B, D = w->D, N = w->N;
     #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < B; t++)
@@ -106,6 +106,13 @@ static cterp_status encode_dense(arch_work *w, const cterp_sae *sae, const float
         if (!w->xpk || !w->wpk) return cterp_error(CTERP_ENOMEM, "encoder_bf16: out of memory for the packed operands");
         bf16_pack_x(w->xpk, w->xc, B, D);
         bf16_pack_w(w->wpk, sae->W_enc, N, D);
+        if (fused) return CTERP_OK; // the GEMM runs with the selection (select_fused)
+    }
+    // z on first use: the fused bf16 TopK never needs it (403 MB at 4096 x 24576)
+    if (!w->z && !(w->z = aligned_alloc(64, ((size_t)B * N * sizeof(float) + 63) / 64 * 64))) // 64: streaming stores
+        return cterp_error(CTERP_ENOMEM, "SAE work: out of memory for the %lld x %lld pre-activations",
+                           (long long)B, (long long)N);
+    if (bf16) {
         bf16_gemm(w->z, w->xpk, w->wpk, sae->b_enc, B, N, D);
         return CTERP_OK;
     }
@@ -149,18 +156,23 @@ static void exact_pairs(arch_work *w, const cterp_sae *sae, const arch_opts *o) 
 // one dot product each cost ~100 ms a step at 768/24576 with 10% dead, this ~45 ms).
 static cterp_status exact_sub(arch_work *w, const cterp_sae *sae) {
     const int64_t B = w->B, D = w->D, n = w->n_sub;
-    if (n * D > w->wsub_cap) {
-        float *p = realloc(w->wsub, (size_t)(n * D) * sizeof(float));
-        if (!p) return cterp_error(CTERP_ENOMEM, "encoder_bf16: out of memory for %lld dead rows", (long long)n);
-        w->wsub = p, w->wsub_cap = n * D;
+    enum { CHUNK = 2048 }; // dead rows per SGEMM: the copy stays small however many are dead
+    const int64_t rows = n < CHUNK ? n : CHUNK;
+    if (rows * D > w->wsub_cap) {
+        float *p = realloc(w->wsub, (size_t)(rows * D) * sizeof(float));
+        if (!p) return cterp_error(CTERP_ENOMEM, "encoder_bf16: out of memory for %lld dead rows", (long long)rows);
+        w->wsub = p, w->wsub_cap = rows * D;
     }
-    #pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < n; j++) {
-        memcpy(w->wsub + j * D, sae->W_enc + (int64_t)w->sub[j] * D, (size_t)D * sizeof(float));
-        for (int64_t t = 0; t < B; t++) w->zsub[t * n + j] = sae->b_enc[w->sub[j]];
+    for (int64_t j0 = 0; j0 < n; j0 += CHUNK) {
+        const int64_t m = n - j0 < CHUNK ? n - j0 : CHUNK;
+        #pragma omp parallel for schedule(static)
+        for (int64_t j = j0; j < j0 + m; j++) {
+            memcpy(w->wsub + (j - j0) * D, sae->W_enc + (int64_t)w->sub[j] * D, (size_t)D * sizeof(float));
+            for (int64_t t = 0; t < B; t++) w->zsub[t * n + j] = sae->b_enc[w->sub[j]];
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m, (int)D, 1.0f, w->xc, (int)D,
+                    w->wsub, (int)D, 1.0f, w->zsub + j0, (int)n);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)n, (int)D, 1.0f, w->xc, (int)D,
-                w->wsub, (int)D, 1.0f, w->zsub, (int)n);
     return CTERP_OK;
 }
 
@@ -199,6 +211,61 @@ static void select_best(vi_pair *e, int64_t n, int64_t m) {
     }
 }
 
+// The fused kernel spends per candidate (a value above its row's running cutoff: about
+// k (1 + ln(N / k)) a row, the cutoff rising as it goes) what the GEMM spends per d_in x latent.
+// Measured on 2 Zen 5 cores: break-even at 768/24576/32 (k (1 + ln(N/k)) / (N D) = 1.2e-5: same
+// tok/s, 358 MB less), slower at 512/16384/64 (5e-5: 15-20%) and far slower at 64/2048/16. So:
+// fused up to 1.5e-5, and when its candidate buffers (4 k + 16 per row and thread) stay well under
+// z's N a row.
+int arch_bf16_fuses(int64_t N, int64_t D, int k) {
+    if (k < 1 || N < 1 || (int64_t)16 * k * omp_get_max_threads() > N) return 0;
+    return (double)k * (1.0 + log((double)N / k)) <= 1.5e-5 * (double)N * (double)D;
+}
+
+static cterp_status set_sub(arch_work *w, const arch_opts *o) {
+    w->n_sub = 0;
+    if (o->sub && o->n_sub > 0) {
+        if (w->B * o->n_sub > w->zsub_cap) {
+            float *zs = realloc(w->zsub, (size_t)(w->B * o->n_sub) * sizeof(float));
+            if (!zs) return cterp_error(CTERP_ENOMEM, "SAE work: out of memory for %lld x %lld pre-activations",
+                                        (long long)w->B, (long long)o->n_sub);
+            w->zsub = zs, w->zsub_cap = w->B * o->n_sub;
+        }
+        w->n_sub = o->n_sub, w->sub = o->sub;
+    }
+    return CTERP_OK;
+}
+
+// bf16 TopK: the pairs straight from the fused GEMM (values there are bf16 ones: exact_pairs
+// replaces them).
+static cterp_status select_fused(arch_work *w, const cterp_sae *sae, const arch_opts *o) {
+    const int64_t B = w->B, K = o->k;
+    int32_t *idx = malloc((size_t)(B * K) * sizeof(int32_t));
+    float *val = malloc((size_t)(B * K) * sizeof(float));
+    int *cnt = malloc((size_t)B * sizeof(int));
+    cterp_status s = CTERP_OK;
+    if (!idx || !val || !cnt ||
+        bf16_gemm_topk(idx, val, cnt, w->xpk, w->wpk, sae->b_enc, o->rescale ? w->nrm : NULL, B, w->N, w->D, o->k))
+        s = cterp_error(CTERP_ENOMEM, "encoder_bf16: out of memory for the top-k of %lld rows", (long long)B);
+    if (!s) {
+        w->row[0] = 0;
+        for (int64_t t = 0; t < B; t++) w->row[t + 1] = w->row[t] + cnt[t];
+        w->nnz = w->row[B];
+        s = reserve_pairs(w, w->nnz);
+    }
+    if (!s) s = set_sub(w, o);
+    if (!s) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < B; t++)
+            for (int j = 0; j < cnt[t]; j++) {
+                const int64_t p = w->row[t] + j;
+                w->lat[p] = idx[t * K + j], w->tok[p] = (int32_t)t, w->a[p] = w->f[p] = val[t * K + j];
+            }
+    }
+    free(idx), free(val), free(cnt);
+    return s;
+}
+
 cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                           const float *x) {
     const int64_t B = w->B, D = w->D, N = w->N;
@@ -208,9 +275,15 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     double t0 = time_now();
     if (o->rescale || o->arch == CTERP_ARCH_STANDARD) row_norms(w->nrm, sae->W_dec, N, D);
     const int bf16 = o->bf16 && (topk || btopk);
-    if ((s = encode_dense(w, sae, x, bf16))) return s;
+    // bf16 TopK: the GEMM and the per-row top-k in one pass, z never written (it is not needed:
+    // the chosen pairs and the dead latents get their values in f32 below)
+    const int fused = bf16 && topk && o->bf16_fuse >= 0 &&
+                      (o->bf16_fuse > 0 || arch_bf16_fuses(N, D, o->k));
+    if ((s = encode_dense(w, sae, x, bf16, fused))) return s;
+    if (fused && (s = select_fused(w, sae, o))) return s;
     double t1 = time_now();
     w->t_encode += t1 - t0;
+    if (fused) goto chosen;
 
     // --- selection: pairs in token order ---
     float cut_v = 0;
@@ -264,16 +337,7 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     for (int64_t t = 0; t < B; t++) w->row[t + 1] += w->row[t];
     w->nnz = w->row[B];
     if ((s = reserve_pairs(w, w->nnz))) return s;
-    w->n_sub = 0;
-    if (o->sub && o->n_sub > 0) {
-        if (B * o->n_sub > w->zsub_cap) {
-            float *zs = realloc(w->zsub, (size_t)(B * o->n_sub) * sizeof(float));
-            if (!zs) return cterp_error(CTERP_ENOMEM, "SAE work: out of memory for %lld x %lld pre-activations",
-                                        (long long)B, (long long)o->n_sub);
-            w->zsub = zs, w->zsub_cap = B * o->n_sub;
-        }
-        w->n_sub = o->n_sub, w->sub = o->sub;
-    }
+    if ((s = set_sub(w, o))) return s;
     // fill
     #pragma omp parallel
     {
@@ -344,6 +408,7 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
         }
     }
 
+chosen:
     if (bf16) exact_pairs(w, sae, o);
     if (bf16 && w->n_sub && (s = exact_sub(w, sae))) return s;
     double t2 = time_now();

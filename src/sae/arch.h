@@ -21,12 +21,15 @@ typedef struct {
     int rescale;        // topk/batchtopk: rank by z_i * ||W_dec_i||
     float coef;         // sparsity coefficient (after warm-up)
     float bandwidth;    // jumprelu STE width epsilon
-    // optional: latents (ascending) whose pre-activations the forward also copies, while each
-    // row of z is in cache, into w->zsub (B, n_sub) (the dead latents, for AuxK / ghost grads)
+    // optional: latents (ascending) whose pre-activations the forward also gives in w->zsub
+    // (B, n_sub) (the dead latents, for AuxK / ghost grads): copied while each row of z is in
+    // cache, or under bf16 computed in f32 by an SGEMM over their W_enc rows
     const int32_t *sub;
     int64_t n_sub;
     int bf16;           // topk/batchtopk: choose on the bf16 encoder GEMM (sae/bf16.h), then
                         // recompute the chosen pairs' z in f32 (pairs whose f32 z is <= 0 drop)
+    int bf16_fuse;      // topk under bf16: 0 the GEMM fused with the top-k where it pays
+                        // (arch_bf16_fuses), 1 always (tests, benchmarks), -1 never
 } arch_opts;
 
 // Scratch of one batch. Pairs are stored by token (CSR: row[t]..row[t+1]) and regrouped by
@@ -34,7 +37,7 @@ typedef struct {
 typedef struct {
     int64_t B, D, N;
     float *xc;     // (B, D) x - b_dec
-    float *z;      // (B, N) pre-activations
+    float *z;      // (B, N) pre-activations (allocated on first use; never under bf16 topk)
     float *xhat;   // (B, D)
     float *g;      // (B, D) dL/dx_hat
     float *nrm;    // (N) decoder row norms
@@ -98,6 +101,8 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
 void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, float *db_dec);
 
 // f32 pre-activation of latent i for token t: b_enc_i + xc_t . W_enc_i (after a forward).
+// Whether the bf16 TopK forward runs the GEMM fused with the top-k (no z) by default.
+int arch_bf16_fuses(int64_t N, int64_t D, int k);
 float arch_preact(const arch_work *w, const cterp_sae *sae, int64_t t, int64_t i);
 
 // Pairs of the naive reference: dense f (B, N) as the training forward defines it.

@@ -1,6 +1,7 @@
 #include "sae/bf16.h"
 
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef __AVX512BF16__
@@ -11,6 +12,7 @@ uint16_t bf16_from_f32(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // quiet NaN
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000); // subnormal: +-0, as vcvtne2ps2bf16 (and vdpbf16ps reads them as 0)
     u += 0x7fffu + ((u >> 16) & 1); // round to nearest, ties to even
     return (uint16_t)(u >> 16);
 }
@@ -179,6 +181,189 @@ void bf16_gemm(float *z, const uint32_t *xp, const uint32_t *wp, const float *bi
     }
 #else
     (void)z, (void)xp, (void)wp, (void)bias, (void)B, (void)N, (void)D;
+#endif
+}
+
+// ---- fused with TopK -------------------------------------------------------------------------
+// Per thread and row, a buffer of candidates above the row's cutoff (0 at first: only h > 0
+// enters), in the order they came, which is increasing latent index. When the buffer fills, the
+// K-th largest value tau is found by a binary search over the bits (the values are positive, so
+// their bits order as they do) with vectorised counts, and a stable pass keeps those above tau and
+// the first of those equal to it (the lowest indices); the cutoff becomes tau: a later value equal
+// to it has a higher index and loses. (A heap per row spent 35 ms a step at 768/24576/32 on
+// sift-downs, a quickselect 30.)
+typedef struct {
+    float *v;   // (B, cap)
+    int32_t *i; // (B, cap)
+    int *n;     // (B)
+    float *thr; // (B) the cutoff
+    int K, cap;
+} row_sel;
+
+static int count_ge(const uint32_t *u, int n, uint32_t x) {
+    int c = 0, q = 0;
+    const __m512i xv = _mm512_set1_epi32((int)x);
+    for (; q + 16 <= n; q += 16) c += __builtin_popcount(_mm512_cmpge_epu32_mask(_mm512_loadu_si512(u + q), xv));
+    if (q < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - q)) - 1);
+        c += __builtin_popcount(_mm512_mask_cmpge_epu32_mask(k, _mm512_maskz_loadu_epi32(k, u + q), xv));
+    }
+    return c;
+}
+
+// Keeps the K best of the n > K candidates (in their order); returns the K-th value.
+static float cut(float *v, int32_t *ix, int n, int K) {
+    const uint32_t *u = (const uint32_t *)v; // positive floats: the bits order as the values
+    uint32_t tau = 0;
+    for (int b = 30; b >= 0; b--) // the largest tau with at least K values >= tau: the K-th value
+        if (count_ge(u, n, tau | 1u << b) >= K) tau |= 1u << b;
+    int eq = K - count_ge(u, n, tau + 1), m = 0; // how many equal to tau are kept: the first ones
+    for (int q = 0; q < n; q++)
+        if (u[q] > tau || (u[q] == tau && eq-- > 0)) v[m] = v[q], ix[m] = ix[q], m++;
+    float t;
+    memcpy(&t, &tau, sizeof t);
+    return t;
+}
+
+// A row's buffer holds cap = 4 K + 16 entries: it is cut once it reaches 4 K, so that the up
+// to 16 values of one vector always fit.
+static inline void maybe_cut(row_sel *s, int64_t row) {
+    if (s->n[row] >= s->cap - 16) {
+        s->thr[row] = cut(s->v + row * s->cap, s->i + row * s->cap, s->n[row], s->K);
+        s->n[row] = s->K;
+    }
+}
+
+static inline void take(row_sel *s, int64_t row, int32_t i, float v) {
+    const int n = s->n[row]++;
+    s->v[row * s->cap + n] = v, s->i[row * s->cap + n] = i;
+    maybe_cut(s, row);
+}
+
+// The 8-row tile as micro() computes it, then each value h = (z + bias) * scale compared with its
+// row's cutoff in registers; only the values above it leave them.
+static void micro_topk(row_sel *s, int64_t t, const uint32_t *xa, int64_t P, const uint32_t *wp,
+                       const float *bias, const float *scale, int64_t base, int cols) {
+    __m512 c[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) c[r][v] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < P; q++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 16);
+        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 32);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)xa[r * P + q]);
+            c[r][0] = _mm512_dpbf16_ps(c[r][0], a, b0);
+            c[r][1] = _mm512_dpbf16_ps(c[r][1], a, b1);
+            c[r][2] = _mm512_dpbf16_ps(c[r][2], a, b2);
+        }
+    }
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int v = 0; v < NV; v++) {
+        const int n = cols - 16 * v;
+        if (n <= 0) break;
+        const __mmask16 k = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+        const __m512 bv = _mm512_maskz_loadu_ps(k, bias + 16 * v);
+        const __m512 sv = scale ? _mm512_maskz_loadu_ps(k, scale + 16 * v) : _mm512_set1_ps(1.0f);
+        for (int r = 0; r < MR; r++) {
+            __m512 h = _mm512_add_ps(c[r][v], bv);
+            if (scale) h = _mm512_mul_ps(h, sv);
+            const __mmask16 hit = _mm512_mask_cmp_ps_mask(k, h, _mm512_set1_ps(s->thr[t + r]), _CMP_GT_OQ);
+            if (!hit) continue;
+            // the values above the cutoff, appended in lane (= index) order
+            const int64_t at = (t + r) * s->cap + s->n[t + r];
+            _mm512_mask_compressstoreu_ps(s->v + at, hit, h);
+            _mm512_mask_compressstoreu_epi32(s->i + at, hit, _mm512_add_epi32(_mm512_set1_epi32((int)(base + 16 * v)), lane));
+            s->n[t + r] += __builtin_popcount(hit);
+            maybe_cut(s, t + r);
+        }
+    }
+}
+
+int bf16_gemm_topk(int32_t *idx, float *val, int *cnt, const uint32_t *xp, const uint32_t *wp,
+                   const float *bias, const float *scale, int64_t B, int64_t N, int64_t D, int K) {
+#ifdef __AVX512BF16__
+    const int64_t P = (D + 1) / 2, npanel = (N + BF16_NR - 1) / BF16_NR;
+    const int nt = omp_get_max_threads() < 64 ? omp_get_max_threads() : 64;
+    const int cap = 4 * K + 16;
+    float *bv = malloc((size_t)(nt * B * cap) * sizeof(float));
+    int32_t *bi = malloc((size_t)(nt * B * cap) * sizeof(int32_t));
+    int *num = calloc((size_t)(nt * B), sizeof(int));
+    float *thr = calloc((size_t)(nt * B), sizeof(float)); // 0: only h > 0 enters
+    if (!bv || !bi || !num || !thr) {
+        free(bv), free(bi), free(num), free(thr);
+        return -1;
+    }
+    int used = 1;
+    #pragma omp parallel num_threads(nt)
+    {
+        const int64_t n_t = omp_get_num_threads(), id = omp_get_thread_num();
+        #pragma omp single
+        used = (int)n_t;
+        const int64_t p0 = npanel * id / n_t, p1 = npanel * (id + 1) / n_t;
+        row_sel rs = {bv + id * B * cap, bi + id * B * cap, num + id * B, thr + id * B, K, cap};
+        float tile[MR][BF16_NR];
+        for (int64_t t0 = 0; t0 < B; t0 += MC)
+            for (int64_t j = p0; j < p1; j++) {
+                const int cols = (int)(N - j * BF16_NR < BF16_NR ? N - j * BF16_NR : BF16_NR);
+                const uint32_t *wj = wp + j * BF16_NR * P;
+                const float *sj = scale ? scale + j * BF16_NR : NULL;
+                for (int64_t t = t0; t < t0 + MC && t < B; t += MR) {
+                    if (B - t >= MR) {
+                        micro_topk(&rs, t, xp + t * P, P, wj, bias + j * BF16_NR, sj, j * BF16_NR, cols);
+                        continue;
+                    }
+                    const int m = (int)(B - t); // the last rows: through a stored tile
+                    micro_tail(&tile[0][0], BF16_NR, xp + t * P, P, wj, bias + j * BF16_NR, m, cols);
+                    for (int r = 0; r < m; r++)
+                        for (int e = 0; e < cols; e++) {
+                            const float h = sj ? tile[r][e] * sj[e] : tile[r][e];
+                            if (h > rs.thr[t + r]) take(&rs, t + r, (int32_t)(j * BF16_NR + e), h);
+                        }
+                }
+            }
+    }
+    // per row: each thread's candidates cut to K and sorted best first, then merged
+    #pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < B; t++) {
+        int pos[64] = {0}, len[64];
+        for (int th = 0; th < used; th++) {
+            float *v = bv + (th * B + t) * cap;
+            int32_t *ix = bi + (th * B + t) * cap;
+            int n = num[th * B + t];
+            if (n > K) cut(v, ix, n, K), n = K;
+            for (int q = 1; q < n; q++) { // insertion sort, best first (n <= K; ties by index)
+                const float x = v[q];
+                const int32_t xi = ix[q];
+                int p = q;
+                for (; p > 0 && (x > v[p - 1] || (x == v[p - 1] && xi < ix[p - 1])); p--)
+                    v[p] = v[p - 1], ix[p] = ix[p - 1];
+                v[p] = x, ix[p] = xi;
+            }
+            len[th] = n;
+        }
+        int c = 0;
+        for (; c < K; c++) {
+            int best = -1;
+            float b_v = 0;
+            int32_t b_i = 0;
+            for (int th = 0; th < used; th++) {
+                if (pos[th] == len[th]) continue;
+                const int64_t q = (th * B + t) * cap + pos[th];
+                if (best < 0 || bv[q] > b_v || (bv[q] == b_v && bi[q] < b_i)) best = th, b_v = bv[q], b_i = bi[q];
+            }
+            if (best < 0) break;
+            pos[best]++;
+            idx[t * K + c] = b_i, val[t * K + c] = b_v;
+        }
+        cnt[t] = c;
+    }
+    free(bv), free(bi), free(num), free(thr);
+    return 0;
+#else
+    (void)idx, (void)val, (void)cnt, (void)xp, (void)wp, (void)bias, (void)scale, (void)B, (void)N, (void)D, (void)K;
+    return -1;
 #endif
 }
 

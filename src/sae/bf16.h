@@ -24,7 +24,8 @@ const char *bf16_why_unavailable(void);
 int64_t bf16_packed_x_words(int64_t B, int64_t D);
 int64_t bf16_packed_w_words(int64_t N, int64_t D);
 
-// f32 -> bf16 bits, round to nearest even (NaN stays NaN).
+// f32 -> bf16 bits, round to nearest even (NaN stays NaN; subnormals become +-0, as the AVX-512
+// conversion does).
 uint16_t bf16_from_f32(float f);
 float bf16_to_f32(uint16_t h);
 
@@ -34,6 +35,13 @@ void bf16_pack_w(uint32_t *wp, const float *W, int64_t N, int64_t D);
 // z (B, N) = bias + x W^T from the packed operands. Requires bf16_available().
 void bf16_gemm(float *z, const uint32_t *xp, const uint32_t *wp, const float *bias, int64_t B,
                int64_t N, int64_t D);
+
+// The same GEMM fused with TopK, no z written: per row t the (up to) K largest
+// h_i = z_ti * scale_i (scale NULL: 1) that are > 0, ties by the lowest index, best first, in
+// idx/val[t K ..] with their count in cnt[t] (as topk_row on the row of bf16_gemm's z). At most 64
+// threads. Returns 0, or -1 when out of memory (per-thread heaps: threads x B x K entries).
+int bf16_gemm_topk(int32_t *idx, float *val, int *cnt, const uint32_t *xp, const uint32_t *wp,
+                   const float *bias, const float *scale, int64_t B, int64_t N, int64_t D, int K);
 
 // Naive twin: the same bf16-rounded inputs, products summed in double.
 void bf16_gemm_naive(float *z, const float *x, const float *W, const float *bias, int64_t B,

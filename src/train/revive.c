@@ -69,32 +69,41 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
     // (from the forward's copy of the dead columns when it made one for this list: f32 also
     // under encoder_bf16)
     const float *zs = w->n_sub == nd && !memcmp(w->sub, dl, (size_t)nd * sizeof(int32_t)) ? w->zsub : NULL;
+    int nomem = 0;
     #pragma omp parallel
     {
         float *h = malloc((size_t)nd * sizeof(float)), *scratch = malloc((size_t)nd * sizeof(float));
+        float *scratch2 = zs ? NULL : malloc((size_t)nd * sizeof(float));
         int32_t *idx = malloc((size_t)kk * sizeof(int32_t));
         float *val = malloc((size_t)kk * sizeof(float));
+        if (!h || !scratch || !idx || !val || (!zs && !scratch2)) {
+            #pragma omp atomic write
+            nomem = 1;
+        }
+        #pragma omp barrier
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < B; t++) {
-            const float *zt = w->z + t * N;
-            if (zs)
-                for (int64_t j = 0; j < nd; j++) h[j] = zs[t * nd + j] * (rescale ? w->nrm[dl[j]] : 1.0f);
-            else
-                for (int64_t j = 0; j < nd; j++) h[j] = zt[dl[j]] * (rescale ? w->nrm[dl[j]] : 1.0f);
+            // z: the forward's f32 copy, else the f32 row (no z row under encoder_bf16)
+            int stop;
+            #pragma omp atomic read
+            stop = nomem;
+            if (stop) continue;
+            const float *zr = zs ? zs + t * nd : scratch2;
+            if (!zs && w->bf16)
+                for (int64_t j = 0; j < nd; j++) scratch2[j] = arch_preact(w, sae, t, dl[j]);
+            else if (!zs)
+                for (int64_t j = 0; j < nd; j++) scratch2[j] = w->z[t * N + dl[j]];
+            for (int64_t j = 0; j < nd; j++) h[j] = zr[j] * (rescale ? w->nrm[dl[j]] : 1.0f);
             int c = topk_select_unsorted(idx, val, h, (int)nd, kk, scratch); // order is irrelevant
             for (int j = 0; j < c; j++) {
                 int64_t p = t * kk + j;
-                tok[p] = (int32_t)t, lat[p] = dl[idx[j]], a[p] = zs ? zs[t * nd + idx[j]] : zt[dl[idx[j]]];
+                tok[p] = (int32_t)t, lat[p] = dl[idx[j]], a[p] = zr[idx[j]];
             }
             cnt[t] = c;
         }
-        free(h), free(scratch), free(idx), free(val);
+        free(h), free(scratch), free(scratch2), free(idx), free(val);
     }
-    if (w->bf16 && !zs) { // chosen on bf16 pre-activations: their values in f32
-        #pragma omp parallel for schedule(static)
-        for (int64_t t = 0; t < B; t++)
-            for (int64_t j = 0; j < cnt[t]; j++) a[t * kk + j] = arch_preact(w, sae, t, lat[t * kk + j]);
-    }
+    if (nomem) goto done;
     // G = e_hat - e, e = x - x_hat
     if (mode == 1) {
         A = calloc((size_t)(B * nd), sizeof(float));

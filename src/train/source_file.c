@@ -69,9 +69,10 @@ static cterp_status file_set_state(void *ctx, const uint64_t *st, int n) {
     file_src *s = ctx;
     const int old = n == 2;
     if (!old && (n != FILE_STATE_WORDS || st[0] != FILE_STATE_TAG))
-        return cterp_error(CTERP_EFORMAT, "activation file state: expected %d words tagged as a "
-                           "file position, found %d", FILE_STATE_WORDS, n);
-    const uint64_t *w = old ? st - 1 : st; // w[1] epoch, w[2] position
+        return cterp_error(CTERP_EFORMAT, "activation file state: expected %d words tagged 0x%016llx "
+                           "(a file position), found %d words tagged 0x%016llx", FILE_STATE_WORDS,
+                           (unsigned long long)FILE_STATE_TAG, n, n > 0 ? (unsigned long long)st[0] : 0ULL);
+    const uint64_t epoch = old ? st[0] : st[1], pos = old ? st[1] : st[2];
     if (!old && (st[4] != (uint64_t)s->rows || st[5] != (uint64_t)s->cols || st[6] != s->hash))
         return cterp_error(CTERP_EINVAL, "activations: the checkpoint's rows came from a file of shape "
                            "[%llu, %llu] (fingerprint 0x%016llx), this run reads '%s' [%lld, %lld] "
@@ -81,12 +82,12 @@ static cterp_status file_set_state(void *ctx, const uint64_t *st, int n) {
                            st[4] == (uint64_t)s->rows && st[5] == (uint64_t)s->cols ? ": other values" : "");
     if (!old && st[3] != s->seed)
         return cterp_error(CTERP_EINVAL, "seed: the checkpoint's row order came from seed %llu, this run "
-                           "has %llu; resume with --seed %llu, or start a new run",
-                           (unsigned long long)st[3], (unsigned long long)s->seed, (unsigned long long)st[3]);
-    if (w[2] > (uint64_t)s->rows)
+                           "has %llu; resume with the checkpoint's seed, or start a new run",
+                           (unsigned long long)st[3], (unsigned long long)s->seed);
+    if (pos > (uint64_t)s->rows)
         return cterp_error(CTERP_EFORMAT, "activation file position: row %llu of %lld",
-                           (unsigned long long)w[2], (long long)s->rows);
-    s->epoch = w[1], s->pos = (int64_t)w[2];
+                           (unsigned long long)pos, (long long)s->rows);
+    s->epoch = epoch, s->pos = (int64_t)pos;
     make_perm(s);
     return CTERP_OK;
 }

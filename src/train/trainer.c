@@ -263,7 +263,7 @@ static cterp_status train_step(cterp_trainer *t) {
     const double lr = sched_lr(c, step, t->steps);
     const double sp = sched_sparsity(c, step, t->steps);
     arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
-                   c->encoder_bf16};
+                   c->encoder_bf16, t->fuse_mode};
     if (c->architecture == CTERP_ARCH_STANDARD) o.coef = (float)(c->l1_coefficient * sp);
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
@@ -526,5 +526,6 @@ const char *cterp_trainer_phase_name(int phase) {
 }
 
 void cterp_trainer_bench_auxk_mode(cterp_trainer *t, int mode) { t->auxk_mode = mode; }
+void cterp_trainer_bench_fuse_mode(cterp_trainer *t, int mode) { t->fuse_mode = mode; }
 
 void cterp_trainer_set_meta(cterp_trainer *t, const cterp_sae_meta *meta) { t->sae->meta = *meta; }

@@ -17,6 +17,7 @@ struct cterp_trainer {
     float *adam_m, *adam_v;
     float *log_thr, *dlog_thr, *thr_m, *thr_v; // jumprelu: log threshold (N) and its Adam state
     int auxk_mode;       // -1 auto, 0 pairs, 1 dense (benchmarks)
+    int fuse_mode;       // encoder_bf16 topk: 0 auto, 1 fused, -1 through z (benchmarks)
     double *rowsq;       // (2N) squared norms of each latent's W_enc and W_dec gradient rows
     double topk_threshold; // batchtopk inference threshold (EMA)
     double scale;        // input scale factor (1 unless normalize_activations)
