@@ -213,10 +213,10 @@ static void select_best(vi_pair *e, int64_t n, int64_t m) {
 
 // The fused kernel spends per candidate (a value above its row's running cutoff: about
 // k (1 + ln(N / k)) a row, the cutoff rising as it goes) what the GEMM spends per d_in x latent.
-// Measured on 2 Zen 5 cores: break-even at 768/24576/32 (k (1 + ln(N/k)) / (N D) = 1.2e-5: same
-// tok/s, 358 MB less), slower at 512/16384/64 (5e-5: 15-20%) and far slower at 64/2048/16. So:
-// fused up to 1.5e-5, and when its candidate buffers (4 k + 16 per row and thread) stay well under
-// z's N a row.
+// Measured on 2 Zen 5 cores (docs/measurements.md): even at 768/24576/32 (k (1 + ln(N/k)) / (N D)
+// = 1.2e-5; 384 MB less) and at 512/16384/64 (5e-5), ahead at 2304/16384/64 (1.1e-5), 20%
+// slower at 64/2048/16 (1.3e-3). So: fused up to 1.5e-5, and when its candidate buffers
+// (4 k + 16 per row and thread) stay well under z's N a row.
 int arch_bf16_fuses(int64_t N, int64_t D, int k) {
     if (k < 1 || N < 1 || (int64_t)16 * k * omp_get_max_threads() > N) return 0;
     return (double)k * (1.0 + log((double)N / k)) <= 1.5e-5 * (double)N * (double)D;
