@@ -200,7 +200,9 @@ typedef struct {
     int K, cap;
 } row_sel;
 
-static int count_ge(const uint32_t *u, int n, uint32_t x) {
+// How many of the n 32-bit words at u are >= x, unsigned (vector loads: no aliasing question).
+static int count_ge(const void *p, int n, uint32_t x) {
+    const uint32_t *u = p;
     int c = 0, q = 0;
     const __m512i xv = _mm512_set1_epi32((int)x);
     for (; q + 16 <= n; q += 16) c += __builtin_popcount(_mm512_cmpge_epu32_mask(_mm512_loadu_si512(u + q), xv));
@@ -213,13 +215,16 @@ static int count_ge(const uint32_t *u, int n, uint32_t x) {
 
 // Keeps the K best of the n > K candidates (in their order); returns the K-th value.
 static float cut(float *v, int32_t *ix, int n, int K) {
-    const uint32_t *u = (const uint32_t *)v; // positive floats: the bits order as the values
+    const void *u = v; // positive floats: the bits order as the values (read as bits by count_ge)
     uint32_t tau = 0;
     for (int b = 30; b >= 0; b--) // the largest tau with at least K values >= tau: the K-th value
         if (count_ge(u, n, tau | 1u << b) >= K) tau |= 1u << b;
     int eq = K - count_ge(u, n, tau + 1), m = 0; // how many equal to tau are kept: the first ones
-    for (int q = 0; q < n; q++)
-        if (u[q] > tau || (u[q] == tau && eq-- > 0)) v[m] = v[q], ix[m] = ix[q], m++;
+    for (int q = 0; q < n; q++) {
+        uint32_t uq;
+        memcpy(&uq, &v[q], sizeof uq);
+        if (uq > tau || (uq == tau && eq-- > 0)) v[m] = v[q], ix[m] = ix[q], m++;
+    }
     float t;
     memcpy(&t, &tau, sizeof t);
     return t;
