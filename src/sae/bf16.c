@@ -95,11 +95,10 @@ static inline void store_tile(float *z, int64_t ldz, __m512 (*c)[NV], const floa
         }
 }
 
-// C (MR rows x the panel's 48 columns) = bias + x rows . panel: 24 accumulators in registers
-// (a separate function from the tail's, whose run-time row count would put them in memory).
-static void micro(float *z, int64_t ldz, const uint32_t *xa, int64_t P, const uint32_t *wp, const float *bias,
-                  int cols, int stream) {
-    __m512 c[MR][NV];
+// c (MR rows x the panel's 48 columns) = x rows . panel: 24 accumulators in registers (inlined
+// into its callers, with a compile-time row count: the tail's run-time one puts them in memory).
+static inline __attribute__((always_inline)) void tile_acc(__m512 c[MR][NV], const uint32_t *xa, int64_t P,
+                                                           const uint32_t *wp) {
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NV; v++) c[r][v] = _mm512_setzero_ps();
     for (int64_t q = 0; q < P; q++) {
@@ -114,6 +113,13 @@ static void micro(float *z, int64_t ldz, const uint32_t *xa, int64_t P, const ui
             c[r][2] = _mm512_dpbf16_ps(c[r][2], a, b2);
         }
     }
+}
+
+// The tile plus bias into z (streamed past the cache when aligned and full).
+static void micro(float *z, int64_t ldz, const uint32_t *xa, int64_t P, const uint32_t *wp, const float *bias,
+                  int cols, int stream) {
+    __m512 c[MR][NV];
+    tile_acc(c, xa, P, wp);
     if (stream && cols == BF16_NR) // z is not read again before it leaves the cache: no read for ownership
         for (int r = 0; r < MR; r++)
             for (int v = 0; v < NV; v++)
@@ -250,20 +256,7 @@ static inline void take(row_sel *s, int64_t row, int32_t i, float v) {
 static void micro_topk(row_sel *s, int64_t t, const uint32_t *xa, int64_t P, const uint32_t *wp,
                        const float *bias, const float *scale, int64_t base, int cols) {
     __m512 c[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) c[r][v] = _mm512_setzero_ps();
-    for (int64_t q = 0; q < P; q++) {
-        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR);
-        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 16);
-        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(wp + q * BF16_NR + 32);
-        #pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)xa[r * P + q]);
-            c[r][0] = _mm512_dpbf16_ps(c[r][0], a, b0);
-            c[r][1] = _mm512_dpbf16_ps(c[r][1], a, b1);
-            c[r][2] = _mm512_dpbf16_ps(c[r][2], a, b2);
-        }
-    }
+    tile_acc(c, xa, P, wp);
     const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     for (int v = 0; v < NV; v++) {
         const int n = cols - 16 * v;
