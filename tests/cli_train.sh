@@ -95,6 +95,8 @@ else
 fi
 err=$("$bin" bench --bf16-topk maybe 2>&1); rc=$?
 check "bench --bf16-topk with a bad value: exit 2 naming the choices" '[ $rc -eq 2 ] && [[ "$err" == *"fused, z or auto"* ]]'
+err=$("$bin" bench --bf16-topk fused --d-in 16 --d-sae 64 --steps 1 2>&1); rc=$?
+check "bench --bf16-topk without --encoder-bf16: exit 2 saying what it needs" '[ $rc -eq 2 ] && [[ "$err" == *"--encoder-bf16 true"* ]]'
 err=$("$bin" bench --arch standard --encoder-bf16 true --d-in 16 --d-sae 64 --steps 1 2>&1); rc=$?
 check "bench --encoder-bf16 with standard: exit 1 naming the field and the architectures" '[ $rc -eq 1 ] && [[ "$err" == *"encoder_bf16"* ]] && [[ "$err" == *"topk or batchtopk"* ]]'
 err=$("$bin" bench --auxk-impl bogus 2>&1); rc=$?

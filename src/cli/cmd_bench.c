@@ -186,6 +186,10 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "cterp bench: --d-in and --steps must be > 0, --dead-fraction in [0, 1)\n");
         return 2;
     }
+    if (fuse_mode && (!cfg.encoder_bf16 || cfg.architecture != CTERP_ARCH_TOPK)) {
+        fprintf(stderr, "cterp bench: --bf16-topk applies to --arch topk with --encoder-bf16 true\n");
+        return 2;
+    }
     cfg.training_steps = steps + 1;
     cfg.log_every = steps + 1;
     cfg.dead_feature_window = 1000000; // only the latents made dead count as dead
