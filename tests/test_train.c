@@ -144,6 +144,7 @@ static int params_equal(const cterp_trainer *a, const cterp_trainer *b) {
     return x->n_params == y->n_params && !memcmp(x->params, y->params, x->n_params * sizeof(float));
 }
 
+// bf16: 1 the bf16 encoder, 2 the same with the GEMM fused with the top-k forced (topk)
 static void test_resume(cterp_arch arch, int ghost, int bf16) {
     cterp_toy_config tc;
     small_toy(&tc);
@@ -152,7 +153,7 @@ static void test_resume(cterp_arch arch, int ghost, int bf16) {
     cterp_train_config c;
     small_cfg(&c, arch, 40);
     c.use_ghost_grads = ghost;
-    c.encoder_bf16 = bf16;
+    c.encoder_bf16 = bf16 != 0;
     c.dead_feature_window = 5; // dead latents early, so revival code runs before the checkpoint
     c.normalize_activations = 1;
     c.checkpoint_every = 20;
@@ -166,10 +167,12 @@ static void test_resume(cterp_arch arch, int ghost, int bf16) {
     cterp_toy_source(&s3, toy);
     cterp_trainer *a, *b, *r;
     CHECK_OK(cterp_trainer_create(&a, &c, &s1));
+    if (bf16 == 2) cterp_trainer_bench_fuse_mode(a, 1);
     cterp_trainer_set_output(a, out1, NULL, NULL);
     CHECK_OK(cterp_trainer_run(a, 0));
     // same seed, separate run: identical (determinism)
     CHECK_OK(cterp_trainer_create(&b, &c, &s2));
+    if (bf16 == 2) cterp_trainer_bench_fuse_mode(b, 1);
     cterp_trainer_set_output(b, out2, NULL, NULL);
     CHECK_OK(cterp_trainer_run(b, 20)); // writes checkpoints/step_20
     cterp_trainer_free(b);
@@ -177,11 +180,12 @@ static void test_resume(cterp_arch arch, int ghost, int bf16) {
     CHECK(file_is_dir(ck));
     CHECK_OK(cterp_trainer_resume(&r, ck, &s3));
     if (r) {
+        if (bf16 == 2) cterp_trainer_bench_fuse_mode(r, 1);
         CHECK(cterp_trainer_step(r) == 20);
         cterp_trainer_set_output(r, out2, NULL, NULL);
         CHECK_OK(cterp_trainer_run(r, 0));
         CHECK_MSG(params_equal(a, r), "%s%s%s: N + resume + N differs from 2N straight", cterp_arch_name(arch),
-                  ghost ? " + ghost grads" : "", bf16 ? " + encoder_bf16" : "");
+                  ghost ? " + ghost grads" : "", bf16 == 2 ? " + encoder_bf16 fused" : bf16 ? " + encoder_bf16" : "");
         cterp_trainer_free(r);
     }
     // the checkpoint's SAE directory loads as an SAE
@@ -309,7 +313,7 @@ static void test_recovery(cterp_arch arch, int bf16) {
     cterp_train_config c;
     small_cfg(&c, arch, 800);
     c.lr = 3e-3f;
-    c.encoder_bf16 = bf16;
+    c.encoder_bf16 = bf16 != 0;
     if (arch == CTERP_ARCH_STANDARD) c.l1_coefficient = 0.3f, c.sparsity_warm_up_steps = 100;
     if (arch == CTERP_ARCH_JUMPRELU) { // thresholds learn slowly: more steps, larger initial z
         c.training_steps = 1500;
@@ -318,6 +322,7 @@ static void test_recovery(cterp_arch arch, int bf16) {
     }
     cterp_trainer *t;
     CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    if (bf16 == 2) cterp_trainer_bench_fuse_mode(t, 1);
     CHECK_OK(cterp_trainer_run(t, 0));
     cterp_sae *sae = NULL;
     CHECK_OK(cterp_trainer_export(t, &sae));
@@ -325,7 +330,7 @@ static void test_recovery(cterp_arch arch, int bf16) {
         double rev, m = cterp_mmcs(cterp_toy_features(toy), tc.n_features, sae->W_dec, sae->d_sae, tc.d, &rev);
         const cterp_train_metrics *mt = cterp_trainer_last_metrics(t);
         printf("  %-9s%s MMCS %.4f reverse %.4f EV %.4f L0 %.2f dead %.1f%%\n", cterp_arch_name(arch),
-               bf16 ? " (bf16 encoder)" : "", m, rev, mt->explained_variance, mt->l0, 100 * mt->dead_fraction);
+               bf16 == 2 ? " (bf16, fused)" : bf16 ? " (bf16 encoder)" : "", m, rev, mt->explained_variance, mt->l0, 100 * mt->dead_fraction);
         CHECK_MSG(m >= 0.95, "%s: MMCS %.4f < 0.95", cterp_arch_name(arch), m);
     }
     cterp_sae_free(sae);
@@ -449,7 +454,10 @@ int main(void) {
     if (bf16_available()) {
         test_resume(CTERP_ARCH_TOPK, 0, 1);
         test_resume(CTERP_ARCH_TOPK, 1, 1);
+        test_resume(CTERP_ARCH_TOPK, 0, 2);
+        test_resume(CTERP_ARCH_TOPK, 1, 2);
         test_recovery(CTERP_ARCH_TOPK, 1);
+        test_recovery(CTERP_ARCH_TOPK, 2);
         test_recovery(CTERP_ARCH_BATCHTOPK, 1);
     } else {
         printf("skip: encoder_bf16 training (this build or CPU has no AVX-512 BF16)\n");
