@@ -502,11 +502,42 @@ static void check_bf16_sub_chunks(void) {
     cterp_sae_free(s);
 }
 
+// Wide d_in: the chosen pairs' f32 recompute runs in several blocks of tokens (6 MB of token
+// rows each, at least 256 tokens); every pair still carries its own f32 z.
+static void check_bf16_exact_blocks(void) {
+    if (!bf16_available()) return;
+    enum { EB = 600, ED = 8192, EN = 64, EK = 4 };
+    rng_t r;
+    rng_seed(&r, 13);
+    cterp_sae *s;
+    cterp_sae_create(&s, CTERP_ARCH_TOPK, ED, EN, EK);
+    for (size_t q = 0; q < s->n_params; q++) s->params[q] = 0.05f * rng_normal(&r);
+    float *x = malloc((size_t)EB * ED * sizeof(float));
+    for (int64_t q = 0; q < (int64_t)EB * ED; q++) x[q] = rng_normal(&r);
+    arch_work w;
+    CHECK_OK(arch_work_init(&w, EB, ED, EN));
+    for (int fuse = -1; fuse <= 1; fuse += 2) {
+        arch_opts o = {CTERP_ARCH_TOPK, EK, 0, 0, 0.1f, NULL, 0, 1, fuse};
+        CHECK_OK(arch_forward(&w, s, &o, NULL, x));
+        int bad = 0, last = 0;
+        for (int64_t p = 0; p < w.nnz; p++) {
+            bad += w.a[p] != arch_preact(&w, s, w.tok[p], w.lat[p]) || !(w.a[p] > 0);
+            last = w.tok[p] > last ? w.tok[p] : last;
+        }
+        CHECK_MSG(bad == 0 && w.nnz > EB && last > 512, "bf16 forward, %d tokens of d_in %d (fuse %d): %d of %lld pairs "
+                  "without their f32 z (last token %d)", EB, ED, fuse, bad, (long long)w.nnz, last);
+    }
+    arch_work_free(&w);
+    free(x);
+    cterp_sae_free(s);
+}
+
 int main(void) {
     check_topk_kernel();
     check_bf16_gemm();
     check_bf16_topk();
     check_bf16_sub_chunks();
+    check_bf16_exact_blocks();
     // topk through z (-1) and with the GEMM fused with the top-k (1: z never allocated)
     for (int fuse = -1; fuse <= 1; fuse += 2) {
         check_bf16_forward(CTERP_ARCH_TOPK, 0, fuse);

@@ -131,16 +131,22 @@ float arch_preact(const arch_work *w, const cterp_sae *sae, int64_t t, int64_t i
 // activation from it; a pair whose f32 activation is not positive leaves (the ReLU of TopK).
 static void exact_pairs(arch_work *w, const cterp_sae *sae, const arch_opts *o) {
     const int64_t B = w->B;
-    // by latent (lrow/lpair are free until the backward): each W_enc row is read once, not once
-    // per token that chose it (the rows do not fit the cache; the tokens' rows do)
-    group_by_latent(w->lrow, w->lpair, w->lat, w->nnz, w->N);
-    #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < w->N; i++)
-        for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
-            const int64_t p = w->lpair[q];
-            const float z = arch_preact(w, sae, w->tok[p], i);
-            w->a[p] = z, w->f[p] = z * (o->rescale ? w->nrm[i] : 1.0f);
-        }
+    // by latent within blocks of tokens (lrow/lpair are free until the backward): each W_enc row
+    // is read once a block, not once per token that chose it, and the block's token rows (~6 MB)
+    // stay in cache while its latents pass. Select at 2304/16384/64: 106-144 ms unblocked, 51 in
+    // blocks of 1024 tokens; at 768/24576/32: 20-28 -> 15 in blocks of 2048.
+    const int64_t TB = (6 << 20) / (4 * w->D) > 256 ? (6 << 20) / (4 * w->D) : 256;
+    for (int64_t t0 = 0; t0 < B; t0 += TB) {
+        const int64_t t1 = t0 + TB < B ? t0 + TB : B, pa = w->row[t0], pb = w->row[t1];
+        group_by_latent(w->lrow, w->lpair, w->lat + pa, pb - pa, w->N);
+        #pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < w->N; i++)
+            for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
+                const int64_t p = pa + w->lpair[q];
+                const float z = arch_preact(w, sae, w->tok[p], i);
+                w->a[p] = z, w->f[p] = z * (o->rescale ? w->nrm[i] : 1.0f);
+            }
+    }
     int64_t q = 0;
     for (int64_t t = 0; t < B; t++) {
         const int64_t p0 = w->row[t], p1 = w->row[t + 1];
