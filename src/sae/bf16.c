@@ -1,4 +1,5 @@
 #include "sae/bf16.h"
+#include "sae/kernels.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -192,57 +193,38 @@ void bf16_gemm(float *z, const uint32_t *xp, const uint32_t *wp, const float *bi
 
 // ---- fused with TopK -------------------------------------------------------------------------
 // Per thread and row, a buffer of candidates above the row's cutoff (0 at first: only h > 0
-// enters), in the order they came, which is increasing latent index. When the buffer fills, the
-// K-th largest value tau is found by a binary search over the bits (the values are positive, so
-// their bits order as they do) with vectorised counts, and a stable pass keeps those above tau and
-// the first of those equal to it (the lowest indices); the cutoff becomes tau: a later value equal
-// to it has a higher index and loses. (A heap per row spent 35 ms a step at 768/24576/32 on
-// sift-downs, a quickselect 30.)
+// enters), in the order they came, which is increasing latent index. When the buffer fills it is
+// cut to its K best by topk_select_unsorted (kernels.h: the K-th value by a binary search over the
+// bits, ties to the lowest position, so to the lowest latent) and the cutoff becomes the K-th
+// value: a later value equal to it has a higher index and loses. (A heap per row spent 35 ms a
+// step at 768/24576/32 on sift-downs, a quickselect 30.)
 typedef struct {
     float *v;   // (B, cap)
     int32_t *i; // (B, cap)
     int *n;     // (B)
     float *thr; // (B) the cutoff
     int K, cap;
+    int32_t *sidx; // this thread's scratch for the cut: K positions, K values, cap keys
+    float *sval, *skey;
 } row_sel;
 
-// How many of the n 32-bit words at u are >= x, unsigned (vector loads: no aliasing question).
-static int count_ge(const void *p, int n, uint32_t x) {
-    const uint32_t *u = p;
-    int c = 0, q = 0;
-    const __m512i xv = _mm512_set1_epi32((int)x);
-    for (; q + 16 <= n; q += 16) c += __builtin_popcount(_mm512_cmpge_epu32_mask(_mm512_loadu_si512(u + q), xv));
-    if (q < n) {
-        const __mmask16 k = (__mmask16)((1u << (n - q)) - 1);
-        c += __builtin_popcount(_mm512_mask_cmpge_epu32_mask(k, _mm512_maskz_loadu_epi32(k, u + q), xv));
+// Keeps the K best of the row's n > K candidates, in their order; the cutoff rises to the K-th.
+static void cut(row_sel *s, int64_t row) {
+    float *v = s->v + row * s->cap;
+    int32_t *ix = s->i + row * s->cap;
+    const int c = topk_select_unsorted(s->sidx, s->sval, v, s->n[row], s->K, s->skey);
+    float lo = s->sval[0];
+    for (int j = 0; j < c; j++) { // positions ascend: in place
+        v[j] = s->sval[j], ix[j] = ix[s->sidx[j]];
+        lo = s->sval[j] < lo ? s->sval[j] : lo;
     }
-    return c;
-}
-
-// Keeps the K best of the n > K candidates (in their order); returns the K-th value.
-static float cut(float *v, int32_t *ix, int n, int K) {
-    const void *u = v; // positive floats: the bits order as the values (read as bits by count_ge)
-    uint32_t tau = 0;
-    for (int b = 30; b >= 0; b--) // the largest tau with at least K values >= tau: the K-th value
-        if (count_ge(u, n, tau | 1u << b) >= K) tau |= 1u << b;
-    int eq = K - count_ge(u, n, tau + 1), m = 0; // how many equal to tau are kept: the first ones
-    for (int q = 0; q < n; q++) {
-        uint32_t uq;
-        memcpy(&uq, &v[q], sizeof uq);
-        if (uq > tau || (uq == tau && eq-- > 0)) v[m] = v[q], ix[m] = ix[q], m++;
-    }
-    float t;
-    memcpy(&t, &tau, sizeof t);
-    return t;
+    s->n[row] = c, s->thr[row] = lo;
 }
 
 // A row's buffer holds cap = 4 K + 16 entries: it is cut once it reaches 4 K, so that the up
 // to 16 values of one vector always fit.
 static inline void maybe_cut(row_sel *s, int64_t row) {
-    if (s->n[row] >= s->cap - 16) {
-        s->thr[row] = cut(s->v + row * s->cap, s->i + row * s->cap, s->n[row], s->K);
-        s->n[row] = s->K;
-    }
+    if (s->n[row] >= s->cap - 16) cut(s, row);
 }
 
 static inline void take(row_sel *s, int64_t row, int32_t i, float v) {
@@ -289,8 +271,10 @@ int bf16_gemm_topk(int32_t *idx, float *val, int *cnt, const uint32_t *xp, const
     int32_t *bi = malloc((size_t)(nt * B * cap) * sizeof(int32_t));
     int *num = calloc((size_t)(nt * B), sizeof(int));
     float *thr = calloc((size_t)(nt * B), sizeof(float)); // 0: only h > 0 enters
-    if (!bv || !bi || !num || !thr) {
-        free(bv), free(bi), free(num), free(thr);
+    int32_t *sidx = malloc((size_t)(nt * K) * sizeof(int32_t));
+    float *sbuf = malloc((size_t)(nt * (K + cap)) * sizeof(float));
+    if (!bv || !bi || !num || !thr || !sidx || !sbuf) {
+        free(bv), free(bi), free(num), free(thr), free(sidx), free(sbuf);
         return -1;
     }
     int used = 1;
@@ -300,7 +284,8 @@ int bf16_gemm_topk(int32_t *idx, float *val, int *cnt, const uint32_t *xp, const
         #pragma omp single
         used = (int)n_t;
         const int64_t p0 = npanel * id / n_t, p1 = npanel * (id + 1) / n_t;
-        row_sel rs = {bv + id * B * cap, bi + id * B * cap, num + id * B, thr + id * B, K, cap};
+        row_sel rs = {bv + id * B * cap, bi + id * B * cap, num + id * B, thr + id * B, K, cap,
+                      sidx + id * K, sbuf + id * (K + cap), sbuf + id * (K + cap) + K};
         float tile[MR][BF16_NR];
         for (int64_t t0 = 0; t0 < B; t0 += MC)
             for (int64_t j = p0; j < p1; j++) {
@@ -323,14 +308,17 @@ int bf16_gemm_topk(int32_t *idx, float *val, int *cnt, const uint32_t *xp, const
             }
     }
     // per row: each thread's candidates cut to K and sorted best first, then merged
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t t = 0; t < B; t++) {
         int pos[64] = {0}, len[64];
+        const int me = omp_get_thread_num();
         for (int th = 0; th < used; th++) {
             float *v = bv + (th * B + t) * cap;
             int32_t *ix = bi + (th * B + t) * cap;
-            int n = num[th * B + t];
-            if (n > K) cut(v, ix, n, K), n = K;
+            row_sel rs = {bv + th * B * cap, bi + th * B * cap, num + th * B, thr + th * B, K, cap,
+                          sidx + me * K, sbuf + me * (K + cap), sbuf + me * (K + cap) + K};
+            if (num[th * B + t] > K) cut(&rs, t);
+            const int n = num[th * B + t];
             for (int q = 1; q < n; q++) { // insertion sort, best first (n <= K; ties by index)
                 const float x = v[q];
                 const int32_t xi = ix[q];
@@ -357,7 +345,7 @@ int bf16_gemm_topk(int32_t *idx, float *val, int *cnt, const uint32_t *xp, const
         }
         cnt[t] = c;
     }
-    free(bv), free(bi), free(num), free(thr);
+    free(bv), free(bi), free(num), free(thr), free(sidx), free(sbuf);
     return 0;
 #else
     (void)idx, (void)val, (void)cnt, (void)xp, (void)wp, (void)bias, (void)scale, (void)B, (void)N, (void)D, (void)K;
