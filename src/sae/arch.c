@@ -169,13 +169,14 @@ static cterp_status exact_sub(arch_work *w, const cterp_sae *sae) {
         if (!p) return cterp_error(CTERP_ENOMEM, "encoder_bf16: out of memory for %lld dead rows", (long long)rows);
         w->wsub = p, w->wsub_cap = rows * D;
     }
+    #pragma omp parallel for schedule(static) // the biases, row by row (the SGEMMs add to them)
+    for (int64_t t = 0; t < B; t++)
+        for (int64_t j = 0; j < n; j++) w->zsub[t * n + j] = sae->b_enc[w->sub[j]];
     for (int64_t j0 = 0; j0 < n; j0 += CHUNK) {
         const int64_t m = n - j0 < CHUNK ? n - j0 : CHUNK;
         #pragma omp parallel for schedule(static)
-        for (int64_t j = j0; j < j0 + m; j++) {
+        for (int64_t j = j0; j < j0 + m; j++)
             memcpy(w->wsub + (j - j0) * D, sae->W_enc + (int64_t)w->sub[j] * D, (size_t)D * sizeof(float));
-            for (int64_t t = 0; t < B; t++) w->zsub[t * n + j] = sae->b_enc[w->sub[j]];
-        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m, (int)D, 1.0f, w->xc, (int)D,
                     w->wsub, (int)D, 1.0f, w->zsub + j0, (int)n);
     }

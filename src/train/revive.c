@@ -1,6 +1,7 @@
 #include "train/revive.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,20 @@
 #include "sae/kernels.h"
 
 enum { AUX_TOK = 64 }; // token tile of the pairs path
+
+// The forward's copy of the dead latents' pre-activations (B, nd) when it made one for this list
+// (the trainer always passes it), else NULL.
+static const float *dead_copy(const arch_work *w, const int32_t *dl, int64_t nd) {
+    return w->n_sub == nd && !memcmp(w->sub, dl, (size_t)nd * sizeof(int32_t)) ? w->zsub : NULL;
+}
+
+// Dead latent j's pre-activation for token t: the copy, else z, else (no z under encoder_bf16)
+// recomputed in f32.
+static inline float dead_preact(const arch_work *w, const cterp_sae *sae, const float *zs, const int32_t *dl,
+                                int64_t nd, int64_t t, int64_t j) {
+    if (zs) return zs[t * nd + j];
+    return w->bf16 || !w->z ? arch_preact(w, sae, t, dl[j]) : w->z[t * w->N + dl[j]];
+}
 
 // The backward shared by AuxK's dense form and ghost grads, over the nd dead columns dl:
 // C (B, nd) holds each token's coefficient of the dead decoder rows Wd (nd, D) in the
@@ -66,44 +81,31 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
     // quarter of it (measured at 768/24576 with 10% dead: 470 vs 330 ms/step at nd = 6.4 kk)
     if (mode < 0) mode = nd <= 4 * (int64_t)kk;
     // selection: per token the kk largest pre-activations among the dead, not passed through ReLU
-    // (from the forward's copy of the dead columns when it made one for this list: f32 also
-    // under encoder_bf16)
-    const float *zs = w->n_sub == nd && !memcmp(w->sub, dl, (size_t)nd * sizeof(int32_t)) ? w->zsub : NULL;
-    int nomem = 0;
-    #pragma omp parallel
-    {
-        float *h = malloc((size_t)nd * sizeof(float)), *scratch = malloc((size_t)nd * sizeof(float));
-        float *scratch2 = zs ? NULL : malloc((size_t)nd * sizeof(float));
-        int32_t *idx = malloc((size_t)kk * sizeof(int32_t));
-        float *val = malloc((size_t)kk * sizeof(float));
-        if (!h || !scratch || !idx || !val || (!zs && !scratch2)) {
-            #pragma omp atomic write
-            nomem = 1;
-        }
-        #pragma omp barrier
-        #pragma omp for schedule(static)
-        for (int64_t t = 0; t < B; t++) {
-            // z: the forward's f32 copy, else the f32 row (no z row under encoder_bf16)
-            int stop;
-            #pragma omp atomic read
-            stop = nomem;
-            if (stop) continue;
-            const float *zr = zs ? zs + t * nd : scratch2;
-            if (!zs && w->bf16)
-                for (int64_t j = 0; j < nd; j++) scratch2[j] = arch_preact(w, sae, t, dl[j]);
-            else if (!zs)
-                for (int64_t j = 0; j < nd; j++) scratch2[j] = w->z[t * N + dl[j]];
-            for (int64_t j = 0; j < nd; j++) h[j] = zr[j] * (rescale ? w->nrm[dl[j]] : 1.0f);
-            int c = topk_select_unsorted(idx, val, h, (int)nd, kk, scratch); // order is irrelevant
-            for (int j = 0; j < c; j++) {
-                int64_t p = t * kk + j;
-                tok[p] = (int32_t)t, lat[p] = dl[idx[j]], a[p] = zr[idx[j]];
-            }
-            cnt[t] = c;
-        }
-        free(h), free(scratch), free(scratch2), free(idx), free(val);
+    const float *zs = dead_copy(w, dl, nd);
+    const int nt = omp_get_max_threads();
+    float *fs = malloc((size_t)(nt * (3 * nd + kk)) * sizeof(float)); // per thread: z, h, keys, values
+    int32_t *is = malloc((size_t)(nt * kk) * sizeof(int32_t));
+    if (!fs || !is) {
+        free(fs), free(is);
+        goto done;
     }
-    if (nomem) goto done;
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < B; t++) {
+        const int me = omp_get_thread_num();
+        float *zr = fs + me * (3 * nd + kk), *h = zr + nd, *scratch = h + nd, *val = scratch + nd;
+        int32_t *idx = is + me * kk;
+        for (int64_t j = 0; j < nd; j++) {
+            zr[j] = dead_preact(w, sae, zs, dl, nd, t, j);
+            h[j] = zr[j] * (rescale ? w->nrm[dl[j]] : 1.0f);
+        }
+        int c = topk_select_unsorted(idx, val, h, (int)nd, kk, scratch); // order is irrelevant
+        for (int j = 0; j < c; j++) {
+            int64_t p = t * kk + j;
+            tok[p] = (int32_t)t, lat[p] = dl[idx[j]], a[p] = zr[idx[j]];
+        }
+        cnt[t] = c;
+    }
+    free(fs), free(is);
     // G = e_hat - e, e = x - x_hat
     if (mode == 1) {
         A = calloc((size_t)(B * nd), sizeof(float));
@@ -206,12 +208,11 @@ double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const ui
     int64_t nd = 0;
     for (int64_t i = 0; i < N; i++)
         if (dead[i]) dl[nd++] = (int32_t)i;
-    // the dead latents' pre-activations, copied by the forward when it was given the same list
-    const float *zs = w->n_sub == nd && !memcmp(w->sub, dl, (size_t)nd * sizeof(int32_t)) ? w->zsub : NULL;
+    const float *zs = dead_copy(w, dl, nd);
     #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < B; t++)
         for (int64_t j = 0; j < nd; j++) {
-            float z = zs ? zs[t * nd + j] : w->bf16 ? arch_preact(w, sae, t, dl[j]) : w->z[t * N + dl[j]];
+            float z = dead_preact(w, sae, zs, dl, nd, t, j);
             E[t * nd + j] = expf(z < 30.0f ? z : 30.0f); // guard: exp must stay finite
         }
     for (int64_t j = 0; j < nd; j++) memcpy(Wd + j * D, sae->W_dec + (int64_t)dl[j] * D, (size_t)D * sizeof(float));
