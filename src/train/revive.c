@@ -64,7 +64,7 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
     int kk = (int)(k_aux < n_dead ? k_aux : n_dead);
     double scale = (double)n_dead / k_aux;
     if (scale > 1) scale = 1;
-    int32_t *dl = malloc((size_t)n_dead * sizeof(int32_t));
+    int32_t *dl = calloc((size_t)n_dead, sizeof(int32_t)); // (calloc: GCC -O1 cannot see the fill below)
     int32_t *tok = malloc((size_t)B * kk * sizeof(int32_t));
     int32_t *lat = malloc((size_t)B * kk * sizeof(int32_t));
     float *a = malloc((size_t)B * kk * sizeof(float));
@@ -197,7 +197,7 @@ done:
 double revive_ghost(arch_work *w, const cterp_sae *sae, const float *x, const uint8_t *dead,
                     int64_t n_dead, float *grads) {
     const int64_t B = w->B, D = w->D, N = w->N;
-    int32_t *dl = malloc((size_t)n_dead * sizeof(int32_t));
+    int32_t *dl = calloc((size_t)n_dead, sizeof(int32_t)); // (calloc: GCC -O1 cannot see the fill below)
     float *E = malloc((size_t)B * n_dead * sizeof(float));    // (B, nd) exp(z_dead)
     float *P = malloc((size_t)B * n_dead * sizeof(float));    // (B, nd)
     float *Wd = malloc((size_t)n_dead * D * sizeof(float));   // (nd, D)
