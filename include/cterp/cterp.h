@@ -8,6 +8,8 @@
 #include "cterp/dashboard.h" // self-contained HTML dashboards and training reports
 #include "cterp/data.h"      // datasets and context windows
 #include "cterp/error.h"     // status codes and the per-thread error message
+#include "cterp/isa.h"       // the kernel variant (instruction set) in use
+#include "cterp/version.h"   // CTERP_VERSION
 #include "cterp/features.h"  // per-latent stats, examples, logit effects; steering hooks
 #include "cterp/model.h"     // GGUF language models with TransformerLens hook points
 #include "cterp/sae.h"       // SAE parameters, encode/decode, SAELens directories

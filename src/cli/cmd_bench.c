@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "core/blas.h"
 #include "core/file.h"
+#include "core/platform.h"
+#include "kern/kern.h"
+#include "cterp/isa.h"
 #include "core/rng.h"
 #include "sae/bf16.h"
 #include "cterp/train.h"
@@ -88,43 +90,16 @@ static double bf16_gflops(int64_t B, int64_t D, int64_t N) {
     return rate;
 }
 
-// Peak f32 multiply-add rate of the cores: 24 independent 16-wide FMA chains per thread (GCC's
-// vector extension; one AVX-512 FMA each with -march=native on an AVX-512 CPU), ~0.3 s.
-typedef float v16f __attribute__((vector_size(64)));
-__attribute__((optimize("fp-contract=fast"))) static double fma_peak_gflops(void) {
-    enum { R = 24 };
-    const long iters = 2000000;
-    int nt = 1;
-    double t0 = time_now();
-    float sink = 0;
-    #pragma omp parallel reduction(+ : sink)
-    {
-        #pragma omp single
-        nt = omp_get_num_threads();
-        v16f acc[R], b, c;
-        for (int j = 0; j < 16; j++) b[j] = 1.0f, c[j] = 0.0f;
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < 16; j++) acc[r][j] = (float)r;
-        __asm__ volatile("" : "+v"(b), "+v"(c)); // opaque: no folding of x*1+0
-        for (long it = 0; it < iters; it++) {
-            #pragma GCC unroll 24
-            for (int r = 0; r < R; r++) acc[r] = acc[r] * b + c;
-        }
-        for (int r = 0; r < R; r++) sink += acc[r][0];
-    }
-    double el = time_now() - t0;
-    return sink < 0 ? NAN : 2.0 * 16 * R * (double)iters * nt / el / 1e9;
-}
-
 // Which BLAS kernels run. OpenBLAS picks them from the CPU at load time unless OPENBLAS_CORETYPE
 // names a core; an AVX2 core on an AVX-512 CPU halves the SGEMM rate (measured on a Zen 5:
 // 175-195 GFLOP/s as Haswell, 330-360 as OpenBLAS's own choice, Cooperlake).
 static void print_blas(double peak) {
     const char *core = openblas_get_corename(), *pin = getenv("OPENBLAS_CORETYPE");
-    printf("blas: %s | core %s%s%s%s | %d threads | f32 FMA peak %.1f GFLOP/s\n", openblas_get_config(), core,
-           pin ? " (OPENBLAS_CORETYPE=" : "", pin ? pin : "", pin ? ")" : "", omp_get_max_threads(), peak);
-    __builtin_cpu_init();
-    if (pin && __builtin_cpu_supports("avx512f") &&
+    printf("cpu: %s | cterp kernels: %s (%s)\n", cterp_cpu_name(), cterp_isa_name(), cterp_isa_description());
+    printf("blas: %s | core %s%s%s%s | %d threads | f32 FMA peak (%s vectors) %.1f GFLOP/s\n", openblas_get_config(), core,
+           pin ? " (OPENBLAS_CORETYPE=" : "", pin ? pin : "", pin ? ")" : "", omp_get_max_threads(),
+           cterp_isa_name(), peak);
+    if (pin && (platform_cpu_features() & CPU_X86_64_V4) &&
         (!strcasecmp(core, "haswell") || !strcasecmp(core, "zen") || !strcasecmp(core, "sandybridge")))
         printf("note: OPENBLAS_CORETYPE=%s pins OpenBLAS to AVX2 kernels on this AVX-512 CPU; without it\n"
                "      OpenBLAS chooses its AVX-512 kernels (about twice the SGEMM rate here)\n", pin);
@@ -214,7 +189,7 @@ int cmd_bench(int argc, char **argv) {
         return 1;
     }
     // the GEMM's buffers are freed before the trainer allocates: peak RSS is the training's
-    print_blas(fma_peak_gflops());
+    print_blas(kern->vec->fma_peak());
     double gf = cfg.encoder_bf16 ? bf16_gflops(B, D, N) : sgemm_gflops(B, D, N);
     if (cterp_trainer_create(&t, &cfg, &src)) {
         cli_error("bench");
@@ -238,13 +213,11 @@ int cmd_bench(int argc, char **argv) {
         const cterp_train_metrics *m = cterp_trainer_last_metrics(t);
         double ms = 1e3 * el / steps, tps = (double)B * steps / el;
         double roof = gf * 1e9 / (2.0 * D * N); // tokens/s if the step were only the encoder GEMM
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
         printf("%-9s d_in %-5lld d_sae %-6lld k %-4d batch %-5lld dead %4.1f%%  l0 %7.1f | %9.1f ms/step %10.0f tok/s"
                " | %s %6.1f GFLOP/s, roofline %9.0f tok/s, reached %5.1f%% | peak RSS %6.0f MB\n",
                cterp_arch_name(cfg.architecture), (long long)D, (long long)N, cfg.k, (long long)B, 100 * dead,
                m->l0, ms, tps, cfg.encoder_bf16 ? "bf16 gemm" : "sgemm", gf, roof, 100 * tps / roof,
-               ru.ru_maxrss / 1024.0);
+               platform_peak_rss() / 1048576.0);
         double rest = el;
         printf("  ms/step by phase:");
         for (int p = 0; p < CTERP_N_PHASES; p++) {

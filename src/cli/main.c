@@ -1,12 +1,14 @@
 // cterp: the command line. One file per subcommand (cmd_*.c), thin over the library.
-#include <limits.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/blas.h"
+#include "core/platform.h"
+#include "cterp/isa.h"
+#include "cterp/version.h"
 
 static const cli_command commands[] = {
     {"demo", "train an SAE on the built-in toy model of superposition and report recovery",
@@ -31,8 +33,20 @@ void cli_error(const char *cmd) {
     fprintf(stderr, "cterp %s: %s\n", cmd, msg);
 }
 
+// Version, the CPU, the kernel variants this binary carries and which one runs.
+static int version(void) {
+    int bad = cterp_isa_init() != CTERP_OK;
+    printf("cterp %s\ncpu: %s\nkernels: %s (%s)%s\nvariants:", CTERP_VERSION, cterp_cpu_name(),
+           cterp_isa_name(), cterp_isa_description(), getenv("CTERP_ISA") && !bad ? ", from CTERP_ISA" : "");
+    int runs;
+    for (int i = 0; cterp_isa_variant(i, &runs); i++) printf(" %s%s", cterp_isa_variant(i, NULL), runs ? "" : " (not on this CPU)");
+    printf("\nblas: %s, core %s\n", openblas_get_config(), openblas_get_corename());
+    if (bad) fprintf(stderr, "cterp: %s\n", cterp_last_error());
+    return bad ? 2 : 0;
+}
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: cterp COMMAND [options]   (cterp COMMAND --help for each)\n\ncommands:\n");
+    fprintf(f, "usage: cterp COMMAND [options]   (cterp COMMAND --help for each; cterp --version)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
@@ -53,8 +67,13 @@ int main(int argc, char **argv) {
     // Training allocates the same large scratch buffers every step; served by mmap they are
     // unmapped and zero-filled again each time (measured: 12% + 7% of a step in page faults).
     // Keep freed memory in the heap instead.
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    platform_keep_heap();
+    if (!strcmp(argv[1], "--version")) return version();
+    // the kernel variant: the best this CPU runs, or CTERP_ISA's; a bad CTERP_ISA stops here
+    if (cterp_isa_init()) {
+        fprintf(stderr, "cterp: %s\n", cterp_last_error());
+        return 2;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "cterp: unknown command '%s'\n", argv[1]);

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CTERP_VERSION "0.1"
+#include "cterp/version.h"
 // SAELens converts configs older than 6.0 on load; claiming 6.18.0 keeps ours as they are.
 #define SAELENS_VERSION "6.18.0"
 

@@ -429,7 +429,7 @@ chosen:
         for (int64_t p = w->row[t]; p < w->row[t + 1]; p++) {
             const float *wd = sae->W_dec + (int64_t)w->lat[p] * D;
             float a = w->a[p];
-            for (int64_t d = 0; d < D; d++) xh[d] += a * wd[d];
+            axpy_f32(xh, a, wd, D);
             l1 += w->f[p];
             if (o->arch == CTERP_ARCH_STANDARD) sparse += (double)w->f[p] * w->nrm[w->lat[p]];
         }
@@ -491,16 +491,16 @@ float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts
         const float *gt = w->g + (int64_t)w->tok[p] * D;
         const float *xt = w->xc + (int64_t)w->tok[p] * D;
         float a = w->a[p], ga = dot_f32(gt, wd, D);
-        for (int64_t d = 0; d < D; d++) gWd[d] += a * gt[d];
+        axpy_f32(gWd, a, gt, D);
         float dz = ga;
         if (standard) dz += lam * w->nrm[i] * invB;
-        for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
+        axpy_f32(gWe, dz, xt, D);
         gb += dz;
         fsum += w->f[p];
     }
     if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti ||W_dec_i||
         float c = (float)(lam * invB * fsum / w->nrm[i]);
-        for (int64_t d = 0; d < D; d++) gWd[d] += c * wd[d];
+        axpy_f32(gWd, c, wd, D);
     }
     if (jump && dtheta_i) { // STE: df/dtheta = -(theta/eps) K, dH/dtheta = -(1/eps) K
         double gt_sum = 0;
@@ -566,8 +566,8 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
                     int64_t p = lpair[q];
                     const float *gt = G + (int64_t)tok[p] * D, *xt = w->xc + (int64_t)tok[p] * D;
                     const float ap = a[p], dz = dot_f32(gt, wd, D);
-                    for (int64_t d = 0; d < D; d++) gWd[d] += ap * gt[d];
-                    for (int64_t d = 0; d < D; d++) gWe[d] += dz * xt[d];
+                    axpy_f32(gWd, ap, gt, D);
+                    axpy_f32(gWe, dz, xt, D);
                     gb[j - j0] += dz;
                 }
                 cur[j - j0] = q;

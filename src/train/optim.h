@@ -8,22 +8,15 @@
 #include <stdint.h>
 
 #include "cterp/train.h"
+#include "kern/kern.h"
 
 // One Adam step (t = 1-based step count) on the gradient g * gscale (the clipping factor,
 // applied here so that the gradient is read once). adam_coefs + adam_apply do it for one slice
 // (serial); adam_update over n parameters in parallel. Both give the same bits per element.
-typedef struct {
-    float b1, b2, eps, step, ic2, gscale;
-} adam_coef;
+// adam_coef is in kern/kern.h (the step itself is a kernel: src/kern/vec.inc).
 adam_coef adam_coefs(float lr, float b1, float b2, float eps, int64_t t, float gscale);
 static inline void adam_apply(float *p, const float *g, float *m, float *v, size_t n, const adam_coef *c) {
-    const float b1 = c->b1, b2 = c->b2, eps = c->eps, step = c->step, ic2 = c->ic2, gs = c->gscale;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * gs;
-        float mi = m[i] = b1 * m[i] + (1 - b1) * gi;
-        float vi = v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        p[i] -= step * mi / (sqrtf(vi * ic2) + eps);
-    }
+    kern->vec->adam(p, g, m, v, n, c);
 }
 void adam_update(float *p, const float *g, float gscale, float *m, float *v, size_t n, float lr,
                  float b1, float b2, float eps, int64_t t);

@@ -140,7 +140,7 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
                         for (int64_t d = 0; d < D; d++) Gt[d] = w->xhat[t * D + d] - x[t * D + d];
                         for (int64_t j = 0; j < cnt[t]; j++) {
                             const float *wd = sae->W_dec + (int64_t)lat[t * kk + j] * D;
-                            for (int64_t d = 0; d < D; d++) Gt[d] += a[t * kk + j] * wd[d];
+                            axpy_f32(Gt, a[t * kk + j], wd, D);
                         }
                     }
                     continue;
@@ -160,7 +160,7 @@ double revive_auxk(arch_work *w, const cterp_sae *sae, const float *x, const uin
                     int64_t p = order[q];
                     const float *wd = sae->W_dec + (int64_t)lat[p] * D;
                     float *Gt = G + (int64_t)tok[p] * D, c = a[p];
-                    for (int64_t d = 0; d < D; d++) Gt[d] += c * wd[d];
+                    axpy_f32(Gt, c, wd, D);
                 }
             }
             free(bstart), free(order);

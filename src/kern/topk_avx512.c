@@ -1,0 +1,4 @@
+// The top-k selections for AVX-512 F/BW/VL/DQ (x86-64-v4), also used by avx512bf16: topk.inc compiled with that
+// variant's flags (CMakeLists.txt, CTERP_ISA_FLAGS_avx512).
+#define KERN_ISA avx512
+#include "kern/topk.inc"
