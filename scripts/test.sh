@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Builds cterp (installing missing Debian packages first) and runs the whole test suite twice:
-# a release build, then an ASan+UBSan build.
+# Builds cterp (installing missing Debian packages first) and runs the whole test suite: a
+# release build (under the kernel variant chosen for this CPU), its unit tests again under every
+# other variant this CPU runs (CTERP_ISA=...), then an ASan+UBSan build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh release
+build/cterp --version
 (cd build && ctest --output-on-failure)
+# the unit tests again under every other variant this CPU runs
+auto=$(build/cterp --version | sed -n 's/^kernels: \([^ ]*\).*/\1/p')
+for v in $(build/cterp --version | sed -n 's/^runs here: //p'); do
+  [ "$v" = "$auto" ] && continue
+  echo "== unit tests under CTERP_ISA=$v"
+  (cd build && CTERP_ISA="$v" ctest --output-on-failure -R '^test_')
+done
 bash scripts/build.sh asan
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

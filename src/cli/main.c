@@ -39,7 +39,10 @@ static int version(void) {
     printf("cterp %s\ncpu: %s\nkernels: %s (%s)%s\nvariants:", CTERP_VERSION, cterp_cpu_name(),
            cterp_isa_name(), cterp_isa_description(), getenv("CTERP_ISA") && !bad ? ", from CTERP_ISA" : "");
     int runs;
-    for (int i = 0; cterp_isa_variant(i, &runs); i++) printf(" %s%s", cterp_isa_variant(i, NULL), runs ? "" : " (not on this CPU)");
+    for (int i = 0; cterp_isa_variant(i, &runs); i++) printf(" %s", cterp_isa_variant(i, NULL));
+    printf("\nruns here:");
+    for (int i = 0; cterp_isa_variant(i, &runs); i++)
+        if (runs) printf(" %s", cterp_isa_variant(i, NULL));
     printf("\nblas: %s, core %s\n", openblas_get_config(), openblas_get_corename());
     if (bad) fprintf(stderr, "cterp: %s\n", cterp_last_error());
     return bad ? 2 : 0;

@@ -19,7 +19,8 @@ extern const kern_bf16 kern_bf16_avx512bf16;
 FAMILIES(neon)
 #endif
 
-static int has(uint32_t need) { return (platform_cpu_features() & need) == need; }
+uint32_t kern_feature_mask = UINT32_MAX;
+static int has(uint32_t need) { return (platform_cpu_features() & kern_feature_mask & need) == need; }
 static int runs_generic(void) { return 1; }
 #if defined(__x86_64__)
 static int runs_avx2(void) { return has(CPU_X86_64_V3); }

@@ -71,4 +71,7 @@ extern const kern_variant *kern;
 // The variants this build has, best first (the last is "generic").
 const kern_variant *kern_variants(int *n);
 
+// Tests only: CPU features (core/platform.h) cleared here count as absent.
+extern uint32_t kern_feature_mask;
+
 #endif
