@@ -377,8 +377,9 @@ static void test_export_folding(cterp_arch arch) {
     // folding the decoder norms after the scale expresses topk activations in units of the raw
     // input (SAELens folds in the same order): training activation / scale
     double af = arch == CTERP_ARCH_TOPK ? 1.0 / sc : 1.0;
-    for (int64_t q = 0; q < B * N; q++) df = fmax(df, fabs(fe[q] - ft[q] * af));
-    for (int64_t q = 0; q < B * D; q++) dh = fmax(dh, fabs(he[q] - ht[q] / sc)), nh = fmax(nh, fabs(he[q]));
+    // max by comparison, not fmax: GCC 12 for aarch64 crashes vectorising an fmax reduction
+    for (int64_t q = 0; q < B * N; q++) { double e_ = fabs(fe[q] - ft[q] * af); df = e_ > df ? e_ : df; }
+    for (int64_t q = 0; q < B * D; q++) { double e_ = fabs(he[q] - ht[q] / sc), g_ = fabs(he[q]); dh = e_ > dh ? e_ : dh, nh = g_ > nh ? g_ : nh; }
     CHECK_MSG(df < 1e-4 && dh < 1e-4 * (1 + nh), "%s: exported SAE differs: activations by %g, reconstructions by %g",
               cterp_arch_name(arch), df, dh);
     CHECK(e->rescale_acts_by_decoder_norm == 0 && !strcmp(e->normalize_activations, "none"));

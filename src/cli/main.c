@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
     // start again; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
     if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
         setenv("OMP_WAIT_POLICY", "passive", 1);
-        execv("/proc/self/exe", argv); // returns only on failure: carry on as we are
+        platform_reexec(argv); // returns only on failure: carry on as we are
     }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);

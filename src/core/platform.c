@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -118,5 +119,13 @@ void platform_keep_heap(void) {
 #if defined(__GLIBC__)
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, INT_MAX);
+#endif
+}
+
+void platform_reexec(char **argv) {
+#if defined(__linux__)
+    execv("/proc/self/exe", argv);
+#else
+    (void)argv; // elsewhere: carry on as we are
 #endif
 }

@@ -33,4 +33,7 @@ int64_t platform_peak_rss(void);
 // blocks, no trimming); no-op elsewhere.
 void platform_keep_heap(void);
 
+// Runs this program again with argv (Linux: /proc/self/exe); returns only if it could not.
+void platform_reexec(char **argv);
+
 #endif
