@@ -9,6 +9,7 @@
 
 #include "../tests/synth_model.h"
 #include "core/file.h"
+#include "cterp/isa.h"
 #include "cterp/model.h"
 
 static double params_of(const cterp_model_config *c) {
@@ -55,6 +56,11 @@ static int bench(const char *label, const char *path, int B, int T, int reps, in
 }
 
 int main(int argc, char **argv) {
+    if (cterp_isa_init()) { // a CTERP_ISA this CPU cannot run, or unknown
+        fprintf(stderr, "%s\n", cterp_last_error());
+        return 2;
+    }
+    printf("cpu: %s | cterp kernels: %s (%s)\n", cterp_cpu_name(), cterp_isa_name(), cterp_isa_description());
     const char *stories = NULL;
     int synthetic = 1;
     for (int i = 1; i < argc; i++) {

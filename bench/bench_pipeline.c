@@ -15,6 +15,7 @@
 
 #include "../tests/stories.h"
 #include "core/file.h"
+#include "cterp/isa.h"
 #include "cterp/analysis.h"
 
 static const char *HOOK = "blocks.2.hook_resid_post";
@@ -44,6 +45,11 @@ static void row(const char *what, double *v, int n, const char *unit) {
     } while (0)
 
 int main(int argc, char **argv) {
+    if (cterp_isa_init()) { // a CTERP_ISA this CPU cannot run, or unknown
+        fprintf(stderr, "%s\n", cterp_last_error());
+        return 2;
+    }
+    printf("cpu: %s | cterp kernels: %s (%s)\n", cterp_cpu_name(), cterp_isa_name(), cterp_isa_description());
     const char *model = NULL, *data = NULL;
     int stories = 128, reps = 3;
     int64_t steps = 400;

@@ -154,6 +154,9 @@ static void test_forcing(void) {
     printf("; auto: %s\n", cterp_isa_name());
 }
 
+// under ASan+UBSan (~10x slower) or qemu-user (the aarch64 cross build: ~50x): fewer steps
+static int slow_run(void) { return getenv("CTERP_SANITIZED") || getenv("CTERP_EMULATED"); }
+
 // the toy trained under a variant: the SAE's parameters and the final metrics
 typedef struct {
     float *params;
@@ -172,7 +175,7 @@ static toy_result train_toy(cterp_arch arch, int bf16) {
     cterp_train_config c;
     cterp_train_config_default(&c);
     c.architecture = arch, c.d_sae = 128, c.k = 4, c.batch_size = 512;
-    c.training_steps = getenv("CTERP_SANITIZED") ? 100 : 300; // ASan+UBSan: ~10x slower
+    c.training_steps = slow_run() ? 100 : 300;
     c.log_every = 100, c.dead_feature_window = 50, c.encoder_bf16 = bf16;
     cterp_trainer *t;
     if (cterp_trainer_create(&t, &c, &src) == CTERP_OK && cterp_trainer_run(t, c.training_steps) == CTERP_OK) {
@@ -202,7 +205,7 @@ static void test_toy_across_variants(void) {
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
         CHECK_OK(cterp_isa_set("generic"));
         toy_result ref = train_toy(archs[a], 0);
-        CHECK(ref.params != NULL && ref.mmcs > (archs[a] == CTERP_ARCH_JUMPRELU || getenv("CTERP_SANITIZED") ? 0.5 : 0.9)); // 300 steps
+        CHECK(ref.params != NULL && ref.mmcs > (archs[a] == CTERP_ARCH_JUMPRELU || slow_run() ? 0.5 : 0.9)); // 300 steps
         for (int i = 0; i < n; i++) {
             if (!v[i].runs_here() || !strcmp(v[i].name, "generic")) continue;
             CHECK_OK(cterp_isa_set(v[i].name));
