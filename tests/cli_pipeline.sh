@@ -29,6 +29,12 @@ out=$("$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" 
 check "train --model writes an SAE" '[ -f "$tmp/live/cfg.json" ] && [ -f "$tmp/live/sae_weights.safetensors" ]'
 check "cfg.json metadata: model, hook, context, dataset, tokens" 'grep -q "\"model_name\":\"stories260K.gguf\"" "$tmp/live/cfg.json" && grep -q "\"hook_name\":\"blocks.2.hook_resid_post\"" "$tmp/live/cfg.json" && grep -q "\"context_size\":32" "$tmp/live/cfg.json" && grep -q "\"dataset_path\":\"$tmp/s.txt\"" "$tmp/live/cfg.json" && grep -q "\"training_tokens\":12800" "$tmp/live/cfg.json"'
 check "train --model ends with the eval" '[[ "$out" == *"explained_variance: "* ]] && [[ "$out" == *"ce_loss_score: "* ]] && [[ "$out" == *"kl_div_score: "* ]]'
+# a short run fills only the rows it takes, and says so before its first step (off a terminal)
+"$bin" train --model "$m" --layer 2 --component mlp --data "$tmp/s.txt" --context-size 32 --k 8 --expansion-factor 4 \
+    --steps 3 --batch 64 --eval-windows 0 --out "$tmp/short" >"$tmp/short.txt" 2>&1
+fill_line=$(grep -n "^filling the mixing buffer: 0/192 rows from the model" "$tmp/short.txt" | head -1 | cut -d: -f1)
+step_line=$(grep -n "^step 3/3" "$tmp/short.txt" | head -1 | cut -d: -f1)
+check "a 3 x 64 run fills 192 rows, with a progress line before the first step" '[ -n "$fill_line" ] && [ -n "$step_line" ] && [ "$fill_line" -lt "$step_line" ] && grep -q "^done: 192 tokens" "$tmp/short.txt"'
 out=$("$bin" train --model "$m" --hook blocks.1.attn.hook_z --data "$tmp/s.txt" --context-size 32 --d-sae 64 --k 4 --batch 128 --steps 20 --buffer-rows 1024 --quiet --eval-windows 4 --out "$tmp/hz" 2>&1); rc=$?
 check "an SAE on a [B,T,H,hd] hook (attn.hook_z) trains and evaluates on H*hd rows" '[ $rc -eq 0 ] && [[ "$out" == *"explained_variance: "* ]]'
 

@@ -118,6 +118,75 @@ static void test_rows(cterp_model *m) {
           !strcmp(r.dataset, corpus) && r.dtype == CTERP_DTYPE_F32);
 }
 
+// A run that fits in the buffer: a buffer of its rows, filled once (with progress from the first
+// row), every row produced is served (a permutation of the stream's first rows), and the cache
+// reader with the same run_rows serves the same rows in the same order.
+typedef struct {
+    int calls, started, ended;
+    int64_t total;
+} fill_seen;
+static void fill_cb(int64_t rows, int64_t total, double sec, void *user) {
+    fill_seen *f = user;
+    f->calls++, f->total = total;
+    f->started |= rows == 0 && f->calls == 1;
+    f->ended |= rows == total;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_run_sized_buffer(cterp_model *m) {
+    const int64_t B = 16, steps = 5, R = B * steps;
+    cterp_store_config c = store_cfg(3);
+    c.buffer_rows = 0, c.run_rows = R;
+    int64_t cap;
+    CHECK_OK(cterp_store_buffer_rows(&c, B, &cap));
+    CHECK(cap == R);
+    c.run_rows = B; // less than two batches: still two batches
+    CHECK_OK(cterp_store_buffer_rows(&c, B, &cap));
+    CHECK(cap == 2 * B);
+    c.run_rows = 1 << 20; // more than the default: the default
+    CHECK_OK(cterp_store_buffer_rows(&c, B, &cap));
+    CHECK(cap == 32768);
+    c.run_rows = R;
+    fill_seen seen = {0};
+    c.fill_progress = fill_cb, c.fill_progress_user = &seen;
+    cterp_act_source a, e, plain;
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &c, B));
+    float *x = malloc((size_t)(R * a.d_in) * 4), *y = malloc((size_t)(R * a.d_in) * 4);
+    CHECK_OK(a.next(a.ctx, x, B)); // the first batch: the whole fill ran, with progress
+    CHECK(seen.started && seen.ended && seen.total == R);
+    for (int64_t s = 1; s < steps; s++) CHECK_OK(a.next(a.ctx, x + s * B * a.d_in, B));
+    cterp_store_stats st;
+    CHECK_OK(cterp_act_source_stats(&a, &st));
+    CHECK_MSG(st.rows_produced == R && st.buffer_rows == R && st.rows_served == R,
+              "produced %lld, buffer %lld, served %lld for a run of %lld rows", (long long)st.rows_produced,
+              (long long)st.buffer_rows, (long long)st.rows_served, (long long)R);
+    // the same rows as the stream's first R, in another order: compare the sorted first columns
+    cterp_store_config cp = store_cfg(3);
+    cp.buffer_rows = R; // one fill of R rows, unshuffled order not needed: sort both
+    CHECK_OK(cterp_act_store(&plain, m, HOOK, corpus, &cp, B));
+    for (int64_t s = 0; s < steps / 2; s++) CHECK_OK(plain.next(plain.ctx, y + s * B * a.d_in, B));
+    float *c0 = malloc((size_t)R * 4), *c1 = malloc((size_t)R * 4);
+    for (int64_t r = 0; r < R; r++) c0[r] = x[r * a.d_in];
+    int64_t half = (steps / 2) * B; // plain serves half of its buffer between refills: compare what it served
+    for (int64_t r = 0; r < half; r++) c1[r] = y[r * a.d_in];
+    qsort(c0, (size_t)R, 4, cmp_float), qsort(c1, (size_t)half, 4, cmp_float);
+    int all_in = 1; // every row plain served is among the run's rows
+    for (int64_t r = 0; r < half && all_in; r++) all_in = bsearch(&c1[r], c0, (size_t)R, 4, cmp_float) != NULL;
+    CHECK(all_in);
+    // the cache reader sized the same way serves the same batches
+    c.fill_progress = NULL;
+    CHECK_OK(cterp_act_source_cache(&e, cache_dir, &c, B));
+    cterp_act_source_free(&a);
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &c, B));
+    CHECK(same_batches(&a, &e, (int)steps, B));
+    free(x), free(y), free(c0), free(c1);
+    cterp_act_source_free(&a), cterp_act_source_free(&e), cterp_act_source_free(&plain);
+}
+
 static void test_store(cterp_model *m) {
     const int64_t B = 64;
     cterp_store_config c1 = store_cfg(7), c2 = store_cfg(8);
@@ -417,6 +486,7 @@ int main(void) {
     CHECK(write_story_corpus(m, corpus, 16, 100, 1) == 0);
     test_rows(m);
     test_store(m);
+    test_run_sized_buffer(m);
     test_errors(m);
     test_damaged();
     test_resume_fingerprint(m, mp);

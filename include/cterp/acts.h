@@ -32,13 +32,23 @@ typedef struct {
     cterp_window_config windows; // context size, BOS, separator, concat, special-token mask
     cterp_dataset_opts data;
     int model_batch;     // sequences per model forward (8)
-    int64_t buffer_rows; // mixing buffer capacity in rows (0: max(32768, 4 x train batch))
+    int64_t buffer_rows; // mixing buffer capacity in rows (0: max(32768, 4 x train batch), but
+                         // never more than run_rows)
     uint64_t seed;       // shuffling
+    int64_t run_rows;    // rows the run will take (0: unknown; cterp_train_rows_needed). With the
+                         // default buffer_rows, a run that fits in the buffer gets a buffer of
+                         // exactly its rows, filled once and served whole (a full shuffle of the
+                         // run, no row produced and not used)
+    // called while the buffer fills: at its start (rows 0), about once a second, and at its end
+    // (rows == total), with the seconds since the fill began (NULL: silent)
+    void (*fill_progress)(int64_t rows, int64_t total, double seconds, void *user);
+    void *fill_progress_user;
 } cterp_store_config;
 
 void cterp_store_config_default(cterp_store_config *c);
-// The buffer capacity used for a training batch of train_batch rows (resolves 0, rounds to
-// even). Error when it is smaller than 2 x train_batch: half the buffer is served per refill.
+// The buffer capacity used for a training batch of train_batch rows (resolves 0, caps it at
+// run_rows, rounds to even). Error when it is smaller than 2 x train_batch: half the buffer is
+// served per refill.
 cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_batch, int64_t *rows);
 
 // Creates a store source: activations of `hook` (a TransformerLens name) over the windows of

@@ -72,6 +72,9 @@ cterp_status cterp_train_config_preset(cterp_train_config *c, const char *name);
 cterp_status cterp_train_config_set(cterp_train_config *c, const char *name, const char *value);
 // Applies every key of a JSON object file (keys = field names; "preset" first if present).
 cterp_status cterp_train_config_load_json(cterp_train_config *c, const char *path);
+// Rows a run of this config takes from its source: training_steps batches, plus the batches that
+// estimate the input scale when normalize_activations is on (cterp_store_config.run_rows).
+int64_t cterp_train_rows_needed(const cterp_train_config *c);
 // Writes the config as a JSON object (every field).
 cterp_status cterp_train_config_write_json(const cterp_train_config *c, FILE *f);
 // Checks ranges given d_in; the error names the field, the value and what is allowed.

@@ -44,6 +44,9 @@ typedef struct {
 } mixer;
 
 cterp_status mixer_init(mixer *x, int64_t cap, uint64_t seed);
+// A run that fits in the buffer (default size capped at run_rows): serve all of it, shuffled,
+// before refilling (its rows are all the run takes); else half of it between refills.
+void mixer_serve_whole_if_run_fits(mixer *x, const cterp_store_config *c);
 void mixer_reset(mixer *x);
 void mixer_free(mixer *x);
 // The slot of the next row to serve (filling/refilling through fill first when needed).

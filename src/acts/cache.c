@@ -297,6 +297,7 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
     free(p);
     if (!e) e = check_tokens(dir, &s->info);
     if (!e) e = mixer_init(&s->mx, cap, c->seed);
+    if (!e) mixer_serve_whole_if_run_fits(&s->mx, c);
     if (!e && !(s->dir = strdup(dir))) e = cterp_error(CTERP_ENOMEM, "out of memory");
     if (!e && !(s->slot_row = malloc((size_t)cap * sizeof *s->slot_row)))
         e = cterp_error(CTERP_ENOMEM, "activation cache: out of memory (%lld rows)", (long long)cap);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "acts/acts_impl.h"
+#include "core/file.h"
 #include "core/hash.h"
 
 typedef struct {
@@ -13,17 +14,29 @@ typedef struct {
     acts_fingerprint fp;
     float *buf; // (cap, D) rows by slot
     int64_t D;
+    void (*progress)(int64_t rows, int64_t total, double seconds, void *user);
+    void *progress_user;
 } store;
 
+// The model runs here, a forward of model_batch windows whenever the stream's rows run out: on a
+// large model filling the buffer takes minutes, so it says how far it is.
 static cterp_status store_fill(void *ctx, const int64_t *slots, int64_t n) {
     store *s = ctx;
+    const double t0 = time_now();
+    double next_report = t0 + 1.0;
+    if (s->progress) s->progress(0, n, 0.0, s->progress_user);
     for (int64_t i = 0; i < n; i++) {
         const float *row;
         int eof;
         cterp_status e = stream_next(&s->st, &row, NULL, 0, &eof);
         if (e) return e;
         memcpy(s->buf + slots[i] * s->D, row, (size_t)s->D * sizeof(float));
+        if (s->progress && (i & 63) == 63) {
+            const double now = time_now();
+            if (now >= next_report) s->progress(i + 1, n, now - t0, s->progress_user), next_report = now + 1.0;
+        }
     }
+    if (s->progress) s->progress(n, n, time_now() - t0, s->progress_user);
     return CTERP_OK;
 }
 
@@ -117,6 +130,8 @@ cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *
         store_free(s);
         return e;
     }
+    mixer_serve_whole_if_run_fits(&s->mx, c);
+    s->progress = c->fill_progress, s->progress_user = c->fill_progress_user;
     if ((uint64_t)cap > SIZE_MAX / sizeof(float) / (uint64_t)s->D ||
         !(s->buf = malloc((size_t)cap * (size_t)s->D * sizeof(float)))) {
         long long D = (long long)s->D;

@@ -22,6 +22,8 @@ cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_
     int64_t r = c->buffer_rows;
     if (r == 0) r = train_batch > INT64_MAX / 8 ? INT64_MAX : 4 * train_batch;
     if (c->buffer_rows == 0 && r < 32768) r = 32768;
+    if (c->buffer_rows == 0 && c->run_rows > 0 && c->run_rows < r) // the run needs fewer rows
+        r = c->run_rows > 2 * train_batch ? c->run_rows : 2 * train_batch;
     if (r < 0)
         return cterp_error(CTERP_EINVAL, "buffer_rows: expected >= 0, got %lld", (long long)r);
     r += r & 1; // half of it is served between refills
@@ -198,6 +200,10 @@ cterp_status mixer_init(mixer *x, int64_t cap, uint64_t seed) {
     x->cap = cap, x->half = cap / 2, x->seed = seed;
     mixer_reset(x);
     return CTERP_OK;
+}
+
+void mixer_serve_whole_if_run_fits(mixer *x, const cterp_store_config *c) {
+    if (c->buffer_rows == 0 && c->run_rows > 0 && x->cap >= c->run_rows) x->half = x->cap;
 }
 
 void mixer_reset(mixer *x) {

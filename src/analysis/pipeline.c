@@ -50,6 +50,7 @@ cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, c
     }
     cterp_store_config sc = opts->store;
     sc.seed = cfg->seed; // one seed for the whole run
+    sc.run_rows = cterp_train_rows_needed(cfg); // a short run fills only what it takes
     cterp_act_source src;
     if ((s = cterp_act_store(&src, m, hook, dataset, &sc, cfg->batch_size))) return s;
     cterp_trainer *t = NULL;

@@ -96,6 +96,26 @@ static void progress(const cterp_train_metrics *m, void *user) {
     if (tty && m->step == m->steps) fprintf(stderr, "\n");
 }
 
+// The mixing buffer's fills run the model (minutes on a large one): a live line on a terminal,
+// else a line at the start, every 5 s and at the end of a fill that took more than a second.
+typedef struct {
+    int tty;
+    double last;
+} fill_log;
+
+static void fill_progress(int64_t rows, int64_t total, double sec, void *user) {
+    fill_log *f = user;
+    const int end = rows == total;
+    if (!f->tty && rows > 0 && !(end ? sec > 1.0 : sec - f->last >= 5.0)) return;
+    f->last = sec;
+    const double rate = sec > 0 ? (double)rows / sec : 0;
+    fprintf(stderr, "%sfilling the mixing buffer: %lld/%lld rows from the model", f->tty ? "\r" : "",
+            (long long)rows, (long long)total);
+    if (rows > 0) fprintf(stderr, ", %.0f tok/s, %.0f s", rate, sec);
+    if (rows > 0 && !end && rate > 0) fprintf(stderr, ", eta %.0f s", (double)(total - rows) / rate);
+    fprintf(stderr, "%s", f->tty ? (end ? "\n" : "   ") : "\n");
+}
+
 int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                     const char *resume, int quiet) {
     if (!mo->data) {
@@ -118,6 +138,8 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     cterp_pipeline_opts_default(&po);
     po.model_name = cli_base_name(mo->model);
     po.store = mo->store;
+    fill_log fl = {tty, 0};
+    if (!quiet) po.store.fill_progress = fill_progress, po.store.fill_progress_user = &fl;
     po.log = quiet ? NULL : progress;
     po.log_user = &tty;
     po.resume = resume;
@@ -153,7 +175,8 @@ cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in
     cterp_status s = cterp_act_cache_info_read(acts, &info);
     if (s) return s;
     cterp_store_config sc = mo->store;
-    sc.seed = cfg->seed; // the seed the live store would use: same rows, same order
+    sc.seed = cfg->seed; // the seed and buffer the live store would use: same rows, same order
+    sc.run_rows = cterp_train_rows_needed(cfg);
     if ((s = cterp_act_source_cache(src, acts, &sc, cfg->batch_size))) return s;
     cterp_window_config w;
     cterp_window_config_default(&w);

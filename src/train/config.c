@@ -392,3 +392,8 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
         return cterp_error(CTERP_EINVAL, "batch_size * d_sae: got %lld, expected <= 2^36 (memory)", (long long)(c->batch_size * N));
     return CTERP_OK;
 }
+
+int64_t cterp_train_rows_needed(const cterp_train_config *c) {
+    const int64_t batches = c->training_steps + (c->normalize_activations ? c->norm_estimate_batches : 0);
+    return batches > 0 && c->batch_size > 0 && batches <= INT64_MAX / c->batch_size ? batches * c->batch_size : 0;
+}
