@@ -222,12 +222,17 @@ static void test_store(cterp_model *m) {
         cterp_act_source fresh;
         if (k == 0) CHECK_OK(cterp_act_store(&fresh, m, HOOK, corpus, &c1, B));
         else CHECK_OK(cterp_act_source_cache(&fresh, cache_dir, &c1, B));
-        CHECK_OK(fresh.set_state(fresh.ctx, state, n));
+        const int64_t taken = (int64_t)n_wrap * B;
+        // more rows served than the consumer took: refused before the replay loops over them
+        CHECK(fresh.set_state(fresh.ctx, state, n, taken - 1) == CTERP_EFORMAT);
+        CHECK_MSG(strstr(cterp_last_error(), "rows served, expected at most"), "%s",
+                  cterp_last_error());
+        CHECK_OK(fresh.set_state(fresh.ctx, state, n, taken));
         CHECK_MSG(same_batches(&srcs[k], &fresh, 5, B), "%s resume", k ? "cache" : "store");
         uint64_t bad[16];
         memcpy(bad, state, (size_t)n * sizeof *bad);
         bad[2]++; // the seed word
-        CHECK(fresh.set_state(fresh.ctx, bad, n) == CTERP_EINVAL &&
+        CHECK(fresh.set_state(fresh.ctx, bad, n, taken) == CTERP_EINVAL &&
               strstr(cterp_last_error(), "seed"));
         cterp_act_source_free(&fresh);
     }
@@ -289,7 +294,7 @@ static void copy_file(const char *src, const char *dst, int64_t at, int flip) {
 // and every string of want (NULL-terminated). Frees the source.
 static void check_refused(const char *what, cterp_act_source *src, const uint64_t *state, int n,
                           const char *field, const char *const *want) {
-    cterp_status e = src->set_state(src->ctx, state, n);
+    cterp_status e = src->set_state(src->ctx, state, n, INT64_MAX); // the fingerprint is the point
     const char *msg = cterp_last_error();
     int ok = e == CTERP_EINVAL && !strncmp(msg, field, strlen(field));
     for (int i = 0; want[i]; i++) ok &= strstr(msg, want[i]) != NULL;
@@ -325,7 +330,7 @@ static void test_resume_fingerprint(cterp_model *m, const char *model_path) {
     CHECK_OK(file_write_all(shorter, d, len / 2));
     free(d);
     CHECK_OK(cterp_act_store(&f, m, HOOK, copy, &c, B)); // content, not path
-    CHECK_OK(f.set_state(f.ctx, st, n));
+    CHECK_OK(f.set_state(f.ctx, st, n, 3 * B));
     CHECK_MSG(same_batches(&a, &f, 3, B), "a copy of the data at another path resumes differently");
     cterp_act_source_free(&f);
 
@@ -374,7 +379,7 @@ static void test_resume_fingerprint(cterp_model *m, const char *model_path) {
     // the layout before the fingerprint: refused, saying why
     uint64_t v1[4] = {ACTS_STATE_TAG_V1, st[1], st[2], st[3]};
     CHECK_OK(cterp_act_store(&f, m, HOOK, corpus, &c, B));
-    cterp_status e = f.set_state(f.ctx, v1, 4);
+    cterp_status e = f.set_state(f.ctx, v1, 4, 3 * B);
     CHECK_MSG(e == CTERP_EFORMAT && strstr(cterp_last_error(), "older cterp"), "v1 state: %d %s", e,
               cterp_last_error());
     cterp_act_source_free(&f);

@@ -2,10 +2,12 @@
 // checkpoint errors, and that each architecture recovers the toy's features.
 #include <math.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "core/file.h"
 #include "io/npy.h"
+#include "io/safetensors.h"
 #include "cterp/toy.h"
 #include "cterp/train.h"
 #include "sae/bf16.h"
@@ -60,6 +62,33 @@ static void test_schedules(void) {
     CHECK_CLOSE(sched_sparsity(&c, 10, 100), 1.0, 1e-12, 0);
     c.sparsity_warm_up_steps = 0;
     CHECK_CLOSE(sched_sparsity(&c, 0, 100), 1.0, 1e-12, 0);
+}
+
+static void write_text(const char *path, const char *text) {
+    CHECK_OK(file_write_all(path, text, strlen(text)));
+}
+
+// Overwrites 8-byte element i of tensor `name` in a safetensors file with v.
+static void patch_u64(const char *path, const char *name, int i, uint64_t v) {
+    st_file f;
+    CHECK_OK(st_open(&f, path));
+    const st_tensor *x = st_find(&f, name);
+    CHECK(x && x->nelem > i && st_dtype_size(x->dtype) == 8);
+    size_t off = x ? (size_t)(x->data - f.map.data) + 8 * (size_t)i : 0;
+    st_close(&f);
+    char *d;
+    size_t n;
+    CHECK_OK(file_read_all(path, &d, &n));
+    if (off + 8 <= n) memcpy(d + off, &v, 8);
+    CHECK_OK(file_write_all(path, d, n));
+    free(d);
+}
+
+// Peak resident memory of this process so far (kB).
+static long peak_rss_kb(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_maxrss;
 }
 
 static void expect_invalid(cterp_train_config *c, const char *field, const char *needle) {
@@ -136,6 +165,20 @@ static void test_config(void) {
     fputs("{\"k\": 16,", f);
     fclose(f);
     CHECK(cterp_train_config_load_json(&b, p) == CTERP_EFORMAT);
+    // an array or object as a value: an error naming the field (the message was built from freed
+    // memory once: ASan's build of this test catches a regression)
+    write_text(p, "{\"d_sae\": [1], \"k\": {}}");
+    CHECK(cterp_train_config_load_json(&b, p) == CTERP_EINVAL);
+    CHECK_MSG(strstr(cterp_last_error(),
+                     "c.json: d_sae: got an array, expected a string, number or boolean"),
+              "%s", cterp_last_error());
+    write_text(p, "{\"k\": {\"x\": 1}}");
+    CHECK(cterp_train_config_load_json(&b, p) == CTERP_EINVAL);
+    CHECK_MSG(strstr(cterp_last_error(), "k: got an object"), "%s", cterp_last_error());
+    write_text(p, "{\"preset\": \"pytorch\"}");
+    CHECK(cterp_train_config_load_json(&b, p) == CTERP_EINVAL);
+    CHECK_MSG(strstr(cterp_last_error(), "c.json: preset: got 'pytorch'"), "%s",
+              cterp_last_error());
     free(p);
 }
 
@@ -227,12 +270,69 @@ static void test_bad_checkpoint(void) {
     free(data);
     // a config that does not match the state (other d_sae)
     snprintf(path, sizeof path, "%s/train_config.json", ck);
-    CHECK_OK(file_write_all(path, "{\"d_sae\": 64, \"k\": 4, \"batch_size\": 512, \"training_steps\": 10}", 63));
+    write_text(path, "{\"d_sae\": 64, \"k\": 4, \"batch_size\": 512, \"training_steps\": 10}");
     cterp_status s = cterp_trainer_resume(&r, ck, &src);
     CHECK_MSG(s != CTERP_OK && r == NULL && strstr(cterp_last_error(), "d_sae"), "%s", cterp_last_error());
     CHECK(cterp_trainer_resume(&r, "/nonexistent/ck", &src) == CTERP_EIO);
+    // a config that says a huge d_sae (10 GB of parameters at d_in 32): refused naming d_sae by the
+    // state's sizes before anything is allocated (quickly, without the memory)
+    write_text(path,
+               "{\"d_sae\": 39999976, \"k\": 4, \"batch_size\": 512, \"training_steps\": 10}");
+    double t0 = time_now();
+    long rss0 = peak_rss_kb();
+    s = cterp_trainer_resume(&r, ck, &src);
+    CHECK_MSG(s == CTERP_EFORMAT && r == NULL && strstr(cterp_last_error(), "d_sae 128") &&
+                  strstr(cterp_last_error(), "39999976"),
+              "%s", cterp_last_error());
+    // the state says so too: its tensors, which the file holds, refuse it
+    char state[700];
+    snprintf(state, sizeof state, "%s/trainer_state.safetensors", ck);
+    patch_u64(state, "state_i64", 5, 39999976);
+    s = cterp_trainer_resume(&r, ck, &src);
+    CHECK_MSG(s == CTERP_EFORMAT && r == NULL &&
+                  strstr(cterp_last_error(), "tensor params: expected shape") &&
+                  strstr(cterp_last_error(), "d_sae 39999976"),
+              "%s", cterp_last_error());
+    double dt = time_now() - t0;
+    long drss = peak_rss_kb() - rss0;
+    CHECK_MSG(dt < 1.0 && drss < 32 * 1024, "refusing a huge d_sae took %.3f s and %ld kB", dt,
+              drss);
     cterp_act_source_free(&src);
     cterp_toy_free(toy);
+}
+
+// A checkpoint's data position that claims more rows than the trainer took (its steps and the
+// input-scale batches, times its batch) is refused before the source replays anything.
+static void test_checkpoint_rows(void) {
+    enum { R = 50, C = 32 };
+    const char *dir = test_tmpdir("ckrows");
+    char npy[600], ck[700], state[800];
+    snprintf(npy, sizeof npy, "%s/a.npy", dir);
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    snprintf(state, sizeof state, "%s/trainer_state.safetensors", ck);
+    float v[R * C];
+    for (int q = 0; q < R * C; q++) v[q] = (float)((q * 7919) % 101) / 50.0f - 1.0f;
+    CHECK_OK(npy_write_f32(npy, v, R, C));
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 10);
+    c.normalize_activations = 1, c.norm_estimate_batches = 3;
+    cterp_act_source src;
+    cterp_trainer *t, *r = NULL;
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    CHECK_OK(cterp_trainer_run(t, 2));
+    CHECK_OK(cterp_trainer_checkpoint(t, ck)); // (3 + 2) * 512 rows: epoch 51, row 10
+    cterp_trainer_free(t);
+    cterp_act_source_free(&src);
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_resume(&r, ck, &src));
+    CHECK(r && cterp_trainer_step(r) == 2);
+    cterp_trainer_free(r);
+    patch_u64(state, "source_state", 1, 52); // epoch 52: 2610 rows
+    CHECK(cterp_trainer_resume(&r, ck, &src) == CTERP_EFORMAT && r == NULL);
+    CHECK_MSG(strstr(cterp_last_error(), "epoch 52, row 10: more rows than the 2560 taken"), "%s",
+              cterp_last_error());
+    cterp_act_source_free(&src);
 }
 
 // a source that yields NaN at a given batch
@@ -412,18 +512,18 @@ static void test_file_source_state(void) {
     CHECK(n > 2);
     CHECK_OK(s1.next(s1.ctx, want, 20));
     CHECK_OK(cterp_act_source_file(&s2, copy, 0, 7));
-    CHECK_OK(s2.set_state(s2.ctx, st, n));
+    CHECK_OK(s2.set_state(s2.ctx, st, n, 70));
     CHECK_OK(s2.next(s2.ctx, got, 20));
     CHECK(!memcmp(got, want, sizeof got));
     s2.free(s2.ctx);
     CHECK_OK(cterp_act_source_file(&s2, b, 0, 7));
-    CHECK(s2.set_state(s2.ctx, st, n) == CTERP_EINVAL);
+    CHECK(s2.set_state(s2.ctx, st, n, 70) == CTERP_EINVAL);
     CHECK_MSG(strstr(cterp_last_error(), "activations: ") && strstr(cterp_last_error(), "b.npy") &&
                   strstr(cterp_last_error(), "other values"),
               "other values: %s", cterp_last_error());
     s2.free(s2.ctx);
     CHECK_OK(cterp_act_source_file(&s2, a, 0, 8));
-    CHECK(s2.set_state(s2.ctx, st, n) == CTERP_EINVAL);
+    CHECK(s2.set_state(s2.ctx, st, n, 70) == CTERP_EINVAL);
     CHECK_MSG(strstr(cterp_last_error(), "seed: ") && strstr(cterp_last_error(), "seed 7, this run has 8"),
               "seed: %s", cterp_last_error());
     s2.free(s2.ctx);
@@ -431,12 +531,14 @@ static void test_file_source_state(void) {
     uint64_t bad[16];
     memcpy(bad, st, sizeof bad);
     bad[0] ^= 1; // not a file position
-    CHECK(s2.set_state(s2.ctx, bad, n) == CTERP_EFORMAT);
+    CHECK(s2.set_state(s2.ctx, bad, n, 70) == CTERP_EFORMAT);
     memcpy(bad, st, sizeof bad);
     bad[2] = R + 1; // past the end
-    CHECK(s2.set_state(s2.ctx, bad, n) == CTERP_EFORMAT);
+    CHECK(s2.set_state(s2.ctx, bad, n, 70) == CTERP_EFORMAT);
+    CHECK(s2.set_state(s2.ctx, st, n, 69) == CTERP_EFORMAT); // 70 rows served, 69 taken
+    CHECK_MSG(strstr(cterp_last_error(), "more rows than the 69 taken"), "%s", cterp_last_error());
     const uint64_t old[2] = {1, 20}; // epoch 1, row 20: where st points
-    CHECK_OK(s2.set_state(s2.ctx, old, 2));
+    CHECK_OK(s2.set_state(s2.ctx, old, 2, 70));
     CHECK_OK(s2.next(s2.ctx, got, 20));
     CHECK(!memcmp(got, want, sizeof got));
     s2.free(s2.ctx);
@@ -464,6 +566,7 @@ int main(void) {
         printf("skip: encoder_bf16 training (this build or CPU has no AVX-512 BF16)\n");
     }
     test_bad_checkpoint();
+    test_checkpoint_rows();
     test_file_source_state();
     test_nan();
     test_inf_last();

@@ -60,6 +60,8 @@ typedef struct cterp_sae {
     cterp_sae_meta meta;
 } cterp_sae;
 
+// Floats in an SAE's parameter block: W_enc, b_enc, W_dec, b_dec (+ threshold for jumprelu).
+size_t cterp_sae_n_params(cterp_arch arch, int64_t d_in, int64_t d_sae);
 // Allocates a zeroed SAE. k is used by topk/batchtopk only (1 <= k <= d_sae).
 cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k);
 void cterp_sae_free(cterp_sae *sae); // NULL is a no-op

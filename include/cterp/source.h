@@ -18,7 +18,10 @@ typedef struct cterp_act_source {
     void *ctx;
     cterp_status (*next)(void *ctx, float *x, int64_t B);
     int (*get_state)(void *ctx, uint64_t *state, int cap); // returns words written
-    cterp_status (*set_state)(void *ctx, const uint64_t *state, int n);
+    // Restores a get_state state. max_rows: the most rows the consumer can have taken before the
+    // state was saved (the trainer: its steps times its batch); a state that claims more comes
+    // from a damaged file and is refused (CTERP_EFORMAT) before it drives a replay.
+    cterp_status (*set_state)(void *ctx, const uint64_t *state, int n, int64_t max_rows);
     void (*free)(void *ctx);
     char description[256];
 } cterp_act_source;

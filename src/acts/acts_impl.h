@@ -80,7 +80,8 @@ int acts_get_state(const mixer *x, const acts_fingerprint *fp, uint64_t *st, int
 // Checks a saved state against this mixer and fingerprint (what = "activation store" |
 // "activation cache"); the error names the field that differs, the saved and the current value.
 // On success *served is the number of rows to replay.
+// max_rows bounds the rows served (source.h): a larger count is refused before any replay.
 cterp_status acts_check_state(const mixer *x, const acts_fingerprint *fp, const uint64_t *st, int n,
-                              const char *what, uint64_t *served);
+                              int64_t max_rows, const char *what, uint64_t *served);
 
 #endif

@@ -254,10 +254,11 @@ static int cache_get_state(void *ctx, uint64_t *st, int cap) {
 }
 
 // Replays the mixing buffer over row indices only: no activation is read.
-static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n) {
+static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
     cache_src *s = ctx;
     uint64_t served;
-    cterp_status ce = acts_check_state(&s->mx, &s->fp, st, n, "activation cache", &served);
+    cterp_status ce =
+        acts_check_state(&s->mx, &s->fp, st, n, max_rows, "activation cache", &served);
     if (ce) return ce;
     mixer_reset(&s->mx);
     s->next_row = s->epochs = s->produced = 0;

@@ -57,10 +57,11 @@ static int store_get_state(void *ctx, uint64_t *st, int cap) {
 }
 
 // Replays: rewind the dataset and the buffer, then serve (and drop) the rows served before.
-static cterp_status store_set_state(void *ctx, const uint64_t *st, int n) {
+static cterp_status store_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
     store *s = ctx;
     uint64_t served;
-    cterp_status ce = acts_check_state(&s->mx, &s->fp, st, n, "activation store", &served);
+    cterp_status ce =
+        acts_check_state(&s->mx, &s->fp, st, n, max_rows, "activation store", &served);
     if (ce) return ce;
     cterp_status e = stream_rewind(&s->st);
     if (e) return e;

@@ -289,7 +289,7 @@ static cterp_status check_live(const acts_fingerprint *fp, const uint64_t *w) {
 }
 
 cterp_status acts_check_state(const mixer *x, const acts_fingerprint *fp, const uint64_t *st, int n,
-                              const char *what, uint64_t *served) {
+                              int64_t max_rows, const char *what, uint64_t *served) {
     if (n == 4 && st[0] == ACTS_STATE_TAG_V1)
         return cterp_error(
             CTERP_EFORMAT,
@@ -327,6 +327,11 @@ cterp_status acts_check_state(const mixer *x, const acts_fingerprint *fp, const 
                            "source has seed %llu and buffer_rows %lld: resume with the same settings",
                            what, (unsigned long long)st[2], (unsigned long long)st[3],
                            (unsigned long long)x->seed, (long long)x->cap);
+    if (max_rows < 0 || st[1] > (uint64_t)max_rows) // the replay below loops st[1] times
+        return cterp_error(CTERP_EFORMAT,
+                           "%s state: %llu rows served, expected at most %lld (the rows "
+                           "taken before the checkpoint)",
+                           what, (unsigned long long)st[1], (long long)max_rows);
     *served = st[1];
     return CTERP_OK;
 }

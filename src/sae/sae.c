@@ -25,6 +25,11 @@ cterp_status cterp_arch_parse(const char *name, cterp_arch *out) {
                        name ? name : "(null)");
 }
 
+size_t cterp_sae_n_params(cterp_arch arch, int64_t d_in, int64_t d_sae) {
+    size_t D = (size_t)d_in, N = (size_t)d_sae;
+    return 2 * N * D + N + D + (arch == CTERP_ARCH_JUMPRELU ? N : 0);
+}
+
 cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k) {
     *out = NULL;
     if ((unsigned)arch > CTERP_ARCH_JUMPRELU)
@@ -47,7 +52,7 @@ cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, in
     strcpy(s->meta.sequence_separator_token, "bos");
     size_t D = (size_t)d_in, N = (size_t)d_sae;
     int has_thr = arch == CTERP_ARCH_JUMPRELU;
-    s->n_params = 2 * N * D + N + D + (has_thr ? N : 0);
+    s->n_params = cterp_sae_n_params(arch, d_in, d_sae);
     s->params = calloc(s->n_params, sizeof(float));
     if (!s->params) {
         size_t n = s->n_params;

@@ -145,8 +145,12 @@ static int toy_get_state(void *ctx, uint64_t *st, int cap) {
     return 1;
 }
 
-static cterp_status toy_set_state(void *ctx, const uint64_t *st, int n) {
+static cterp_status toy_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
     if (n != 1) return cterp_error(CTERP_EFORMAT, "toy source state: expected 1 word, found %d", n);
+    if (max_rows < 0 || st[0] > (uint64_t)max_rows) // a batch holds at least one row
+        return cterp_error(CTERP_EFORMAT,
+                           "toy source state: batch %llu, expected <= %lld (the rows taken)",
+                           (unsigned long long)st[0], (long long)max_rows);
     ((toy_src *)ctx)->batch = st[0];
     return CTERP_OK;
 }

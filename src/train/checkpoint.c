@@ -152,32 +152,83 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
                         STATE_FORMAT, STATE_VERSION, fmt ? fmt : "(none)", ver ? ver : "(none)");
         goto fail;
     }
-    if ((s = trainer_alloc(&t, &cfg, src))) goto fail;
-    int64_t ints[8], s8 = 8, s3 = 3, N = t->N, np = (int64_t)t->sae->n_params;
+    // Sizes before allocations: the config's d_sae and batch size drive allocations of N * D
+    // floats and more, so they must agree with the state's own record and with its tensors, whose
+    // bytes the file holds (st_open checked every tensor lies inside it), before any is made.
+    if ((s = cterp_train_config_validate(&cfg, src->d_in))) goto fail;
+    const int64_t D = src->d_in, N = cterp_train_config_d_sae(&cfg, D), B = cfg.batch_size;
+    const int64_t steps = cterp_train_config_steps(&cfg);
+    int64_t ints[8], s8 = 8, s3 = 3;
     double dbl[3];
     if ((s = st_read_i64(&sf, "state_i64", ints, 1, &s8))) goto fail;
     if ((s = st_read_f64(&sf, "state_f64", dbl, 1, &s3))) goto fail;
-    if (ints[4] != t->D || ints[5] != N || ints[6] != t->B) {
+    if (ints[4] != D || ints[5] != N || ints[6] != B) {
+        s = cterp_error(
+            CTERP_EFORMAT,
+            "%s: shape: the checkpoint has d_in %lld, d_sae %lld, batch %lld; the data and "
+            "config give %lld, %lld, %lld",
+            statep, (long long)ints[4], (long long)ints[5], (long long)ints[6], (long long)D,
+            (long long)N, (long long)B);
+        goto fail;
+    }
+    if (ints[0] < 0 || ints[0] > steps || ints[1] < 0 || ints[1] > ints[0]) {
         s = cterp_error(CTERP_EFORMAT,
-                        "%s: shape: the checkpoint has d_in %lld, d_sae %lld, batch %lld; the data and "
-                        "config give %lld, %lld, %lld",
-                        statep, (long long)ints[4], (long long)ints[5], (long long)ints[6],
-                        (long long)t->D, (long long)N, (long long)t->B);
+                        "%s: state_i64: step %lld (density window %lld steps), expected "
+                        "0..%lld (window <= step)",
+                        statep, (long long)ints[0], (long long)ints[1], (long long)steps);
         goto fail;
     }
-    if (ints[0] < 0 || ints[0] > t->steps || ints[1] < 0) {
-        s = cterp_error(CTERP_EFORMAT, "%s: state_i64: step %lld out of range 0..%lld", statep,
-                        (long long)ints[0], (long long)t->steps);
-        goto fail;
+    const int64_t np = (int64_t)cterp_sae_n_params(cfg.architecture, D, N);
+    static const char *const per_latent[] = {"since_fired",          "window_count",
+                                             "log10_density",        "log_threshold",
+                                             "log_threshold_adam_m", "log_threshold_adam_v"};
+    static const char *const per_param[] = {"params", "adam_m", "adam_v"};
+    const int n_latent = cfg.architecture == CTERP_ARCH_JUMPRELU ? 6 : 3;
+    for (int i = 0; i < 3 + n_latent; i++) {
+        const char *name = i < 3 ? per_param[i] : per_latent[i - 3];
+        const int64_t want = i < 3 ? np : N;
+        const st_tensor *x = st_find(&sf, name);
+        if (!x || x->ndim != 1 || x->shape[0] != want) {
+            char found[48] = "no such tensor";
+            if (x && x->ndim == 1)
+                snprintf(found, sizeof found, "[%lld]", (long long)x->shape[0]);
+            else if (x)
+                snprintf(found, sizeof found, "%d dimensions", x->ndim);
+            s = cterp_error(CTERP_EFORMAT,
+                            "%s: tensor %s: expected shape [%lld] (d_sae %lld, d_in %lld from "
+                            "train_config.json and the data), found %s",
+                            statep, name, (long long)want, (long long)N, (long long)D, found);
+            goto fail;
+        }
     }
+    if ((s = trainer_alloc(&t, &cfg, src))) goto fail;
     t->step = ints[0], t->window_steps = ints[1], t->have_density = ints[2] != 0, t->initialized = ints[3] != 0;
     t->topk_threshold = dbl[0], t->scale = dbl[1], t->elapsed_before = dbl[2];
-    if (!isfinite(t->scale) || !(t->scale > 0)) {
-        s = cterp_error(CTERP_EFORMAT, "%s: state_f64: input scale %g, expected > 0", statep, t->scale);
+    if (!isfinite(t->scale) || !(t->scale > 0) || !isfinite(t->topk_threshold) ||
+        !(t->elapsed_before >= 0 && t->elapsed_before < 1e12)) {
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: state_f64: input scale %g, topk threshold %g, elapsed %g s; expected "
+                        "> 0, finite, >= 0",
+                        statep, t->scale, t->topk_threshold, t->elapsed_before);
         goto fail;
     }
     if ((s = st_read_i64(&sf, "since_fired", t->since_fired, 1, &N))) goto fail;
     if ((s = st_read_i64(&sf, "window_count", t->window_count, 1, &N))) goto fail;
+    // counters the steps bound: since_fired grows by one a step, a latent fires once a token
+    const int64_t max_since = t->step + cfg.dead_feature_window, max_count = t->window_steps * B;
+    for (int64_t i = 0; i < N; i++) {
+        if (t->since_fired[i] < 0 || t->since_fired[i] > max_since || t->window_count[i] < 0 ||
+            t->window_count[i] > max_count) {
+            s = cterp_error(CTERP_EFORMAT,
+                            "%s: latent %lld: since_fired %lld, window_count %lld; expected "
+                            "0..%lld and 0..%lld (step %lld, window %lld steps of %lld tokens)",
+                            statep, (long long)i, (long long)t->since_fired[i],
+                            (long long)t->window_count[i], (long long)max_since,
+                            (long long)max_count, (long long)t->step, (long long)t->window_steps,
+                            (long long)B);
+            goto fail;
+        }
+    }
     if ((s = st_read_f32(&sf, "params", t->sae->params, 1, &np))) goto fail;
     if ((s = st_read_f32(&sf, "adam_m", t->adam_m, 1, &np))) goto fail;
     if ((s = st_read_f32(&sf, "adam_v", t->adam_v, 1, &np))) goto fail;
@@ -197,7 +248,10 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
             goto fail;
         }
         if ((s = st_read_u64(&sf, "source_state", st, 1, &n))) goto fail;
-        if ((s = src->set_state(src->ctx, st, (int)n))) { // name the checkpoint, what it came from
+        // rows the trainer took: a batch a step, and the input-scale estimate's batches first
+        const int64_t batches =
+            t->step + (t->initialized && cfg.normalize_activations ? cfg.norm_estimate_batches : 0);
+        if ((s = src->set_state(src->ctx, st, (int)n, batches * B))) { // name the checkpoint
             char msg[1536];
             snprintf(msg, sizeof msg, "%s", cterp_last_error());
             const char *was = st_meta_get(&sf, "source");

@@ -271,8 +271,10 @@ cterp_status cterp_train_config_load_json(cterp_train_config *c, const char *pat
             return cterp_error(CTERP_EINVAL, "%s: preset: expected a string", path);
         }
         if ((s = cterp_train_config_preset(c, preset->valuestring))) {
+            char msg[1024]; // a copy: cterp_error writes over the message it would read
+            snprintf(msg, sizeof msg, "%s", cterp_last_error());
             cJSON_Delete(root);
-            return cterp_error(s, "%s: %s", path, cterp_last_error());
+            return cterp_error(s, "%s: %s", path, msg);
         }
     }
     for (cJSON *it = root->child; it; it = it->next) {
@@ -285,10 +287,11 @@ cterp_status cterp_train_config_load_json(cterp_train_config *c, const char *pat
             snprintf(buf, sizeof buf, "%.17g", it->valuedouble);
             v = buf;
         } else if (cJSON_IsNull(it)) continue;
-        else {
+        else { // the message first: it->string is freed with root
+            s = cterp_error(CTERP_EINVAL, "%s: %s: got %s, expected a string, number or boolean",
+                            path, it->string, cJSON_IsArray(it) ? "an array" : "an object");
             cJSON_Delete(root);
-            return cterp_error(CTERP_EINVAL, "%s: %s: expected a string, number or boolean", path,
-                               it->string);
+            return s;
         }
         if ((s = cterp_train_config_set(c, it->string, v))) {
             char msg[1024];
@@ -375,6 +378,11 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
     if (c->batch_size <= 0 || c->batch_size > (1 << 24)) return BAD("batch_size", "%lld", (long long)c->batch_size, "1..16777216");
     if (c->training_steps < 0) return BAD("training_steps", "%lld", (long long)c->training_steps, ">= 0");
     if (c->training_tokens < 0) return BAD("training_tokens", "%lld", (long long)c->training_tokens, ">= 0");
+    // step * batch counts tokens (metrics, the rows a resume replays): keep it exact and in range
+    if (cterp_train_config_steps(c) > ((int64_t)1 << 53) / c->batch_size)
+        return cterp_error(CTERP_EINVAL,
+                           "training_steps * batch_size: got %lld * %lld, expected <= 2^53 tokens",
+                           (long long)cterp_train_config_steps(c), (long long)c->batch_size);
     if (cterp_train_config_steps(c) <= 0)
         return cterp_error(CTERP_EINVAL, "training_steps: got 0 (training_tokens %lld / batch_size %lld), expected >= 1",
                            (long long)c->training_tokens, (long long)c->batch_size);

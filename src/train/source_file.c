@@ -65,7 +65,7 @@ static int file_get_state(void *ctx, uint64_t *st, int cap) {
 }
 
 // A 2-word state (epoch, position) is the layout before the fingerprint: it is taken as it is.
-static cterp_status file_set_state(void *ctx, const uint64_t *st, int n) {
+static cterp_status file_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
     file_src *s = ctx;
     const int old = n == 2;
     if (!old && (n != FILE_STATE_WORDS || st[0] != FILE_STATE_TAG))
@@ -87,6 +87,13 @@ static cterp_status file_set_state(void *ctx, const uint64_t *st, int n) {
     if (pos > (uint64_t)s->rows)
         return cterp_error(CTERP_EFORMAT, "activation file position: row %llu of %lld",
                            (unsigned long long)pos, (long long)s->rows);
+    // rows served = epoch * rows + pos (rows >= 1), without overflowing
+    if (max_rows < 0 || epoch > (uint64_t)max_rows / (uint64_t)s->rows ||
+        epoch * (uint64_t)s->rows + pos > (uint64_t)max_rows)
+        return cterp_error(CTERP_EFORMAT,
+                           "activation file position: epoch %llu, row %llu: more rows than "
+                           "the %lld taken",
+                           (unsigned long long)epoch, (unsigned long long)pos, (long long)max_rows);
     s->epoch = epoch, s->pos = (int64_t)pos;
     make_perm(s);
     return CTERP_OK;
