@@ -35,6 +35,7 @@ check "train --model ends with the eval" '[[ "$out" == *"explained_variance: "* 
 fill_line=$(grep -n "^filling the mixing buffer: 0/192 rows from the model" "$tmp/short.txt" | head -1 | cut -d: -f1)
 step_line=$(grep -n "^step 3/3" "$tmp/short.txt" | head -1 | cut -d: -f1)
 check "a 3 x 64 run fills 192 rows, with a progress line before the first step" '[ -n "$fill_line" ] && [ -n "$step_line" ] && [ "$fill_line" -lt "$step_line" ] && grep -q "^done: 192 tokens" "$tmp/short.txt"'
+check "the step line gives the model's and the SAE's tokens/s, never 0" 'grep -Eq "^step 3/3  [0-9.e+]+ tok/s \(model [1-9][0-9.e+]*, SAE [1-9][0-9.e+]*\)" "$tmp/short.txt"'
 out=$("$bin" train --model "$m" --hook blocks.1.attn.hook_z --data "$tmp/s.txt" --context-size 32 --d-sae 64 --k 4 --batch 128 --steps 20 --buffer-rows 1024 --quiet --eval-windows 4 --out "$tmp/hz" 2>&1); rc=$?
 check "an SAE on a [B,T,H,hd] hook (attn.hook_z) trains and evaluates on H*hd rows" '[ $rc -eq 0 ] && [[ "$out" == *"explained_variance: "* ]]'
 

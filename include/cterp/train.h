@@ -102,7 +102,10 @@ typedef struct {
     int64_t density_hist[10];  //   latents per log10(density) bin [i-10, i-9) (bin 0: never fired)
     int64_t below_1e5, below_1e6; // latents with density below 1e-5 / 1e-6 in that window
     double lr, sparsity_coefficient, threshold; // threshold: batchtopk inference threshold
-    double tokens_per_s, elapsed_s, eta_s;
+    double tokens_per_s, elapsed_s, eta_s; // tokens_per_s: end to end (source + SAE) in this run
+    // the same tokens over the seconds spent in the source (a live model's forward, buffer fills)
+    // and over the rest (the SAE's steps): which of the two bounds the run (0 when not measured)
+    double source_tokens_per_s, sae_tokens_per_s;
 } cterp_train_metrics;
 
 typedef void (*cterp_train_log_fn)(const cterp_train_metrics *m, void *user);

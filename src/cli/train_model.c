@@ -88,10 +88,19 @@ const char *cli_base_name(const char *path) {
     return b ? b + 1 : path;
 }
 
+// A rate as people read it: whole tokens from 100 on, three digits below (never "0 tok/s").
+static const char *rate(char *buf, double v) {
+    snprintf(buf, 32, v >= 100 ? "%.0f" : "%.3g", v);
+    return buf;
+}
+
 static void progress(const cterp_train_metrics *m, void *user) {
     int tty = *(int *)user;
-    fprintf(stderr, "%sstep %lld/%lld  %.0f tok/s  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  lr %.3g  eta %.0fs%s",
-            tty ? "\r" : "", (long long)m->step, (long long)m->steps, m->tokens_per_s, m->loss,
+    char r0[32], r1[32], r2[32];
+    // the model and the SAE separately: on a large model the forward is the slow one
+    fprintf(stderr, "%sstep %lld/%lld  %s tok/s (model %s, SAE %s)  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  lr %.3g  eta %.0fs%s",
+            tty ? "\r" : "", (long long)m->step, (long long)m->steps, rate(r0, m->tokens_per_s),
+            rate(r1, m->source_tokens_per_s), rate(r2, m->sae_tokens_per_s), m->loss,
             m->explained_variance, m->l0, 100 * m->dead_fraction, m->lr, m->eta_s, tty ? "   " : "\n");
     if (tty && m->step == m->steps) fprintf(stderr, "\n");
 }

@@ -237,8 +237,10 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m) {
     }
     fprintf(f,
             "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
-            "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}\n",
-            m->lr, m->sparsity_coefficient, m->threshold, m->tokens_per_s, m->elapsed_s);
+            "\"tokens_per_s\": %.6g, \"source_tokens_per_s\": %.6g, \"sae_tokens_per_s\": %.6g, "
+            "\"elapsed_s\": %.3f}\n",
+            m->lr, m->sparsity_coefficient, m->threshold, m->tokens_per_s, m->source_tokens_per_s,
+            m->sae_tokens_per_s, m->elapsed_s);
     fflush(f);
 }
 
@@ -413,6 +415,7 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
     if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
     t->t_start = time_now();
     int64_t first = t->step;
+    const double data0 = t->t_data;
     while (t->step < until_step) {
         if ((s = train_step(t))) return s;
         cterp_train_metrics *m = &t->last;
@@ -420,6 +423,9 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
         m->elapsed_s = t->elapsed_before + el;
         m->tokens_per_s = (double)(t->step - first) * t->B / (el > 0 ? el : 1e-9);
         m->eta_s = m->tokens_per_s > 0 ? (double)(t->steps - t->step) * t->B / m->tokens_per_s : 0;
+        const double tok = (double)(t->step - first) * t->B, data = t->t_data - data0;
+        m->source_tokens_per_s = data > 0 ? tok / data : 0;
+        m->sae_tokens_per_s = el - data > 0 ? tok / (el - data) : 0;
         if (t->step % t->cfg.log_every == 0 || t->step == t->steps || m->window_done) {
             if (t->metrics_file) write_metrics_json(t->metrics_file, m);
             if (t->log) t->log(m, t->log_user);
