@@ -187,6 +187,31 @@ static void test_run_sized_buffer(cterp_model *m) {
     cterp_act_source_free(&a), cterp_act_source_free(&e), cterp_act_source_free(&plain);
 }
 
+// The producer thread (overlap) changes nothing but timing: the same batches as refills on demand,
+// across many refills and an epoch's wrap, and after a resume in the middle of a prefetch.
+static void test_overlap(cterp_model *m) {
+    const int64_t B = 64;
+    cterp_store_config on = store_cfg(11), off = store_cfg(11);
+    on.overlap = 1, off.overlap = 0;
+    cterp_act_source a, b, r;
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &on, B));
+    CHECK_OK(cterp_act_store(&b, m, HOOK, corpus, &off, B));
+    cterp_cache_info info;
+    CHECK_OK(cterp_act_cache_info_read(cache_dir, &info));
+    const int n = (int)(2 * info.count / B) + 6; // past the end of the dataset
+    CHECK_MSG(same_batches(&a, &b, n, B), "overlapped store differs within %d batches", n);
+    uint64_t state[16];
+    int k = a.get_state(a.ctx, state, 16); // a prefetch is running now
+    CHECK_OK(cterp_act_store(&r, m, HOOK, corpus, &on, B));
+    CHECK_OK(r.set_state(r.ctx, state, k, (int64_t)n * B));
+    CHECK(same_batches(&a, &r, 8, B));
+    cterp_store_stats sa, sb;
+    CHECK_OK(cterp_act_source_stats(&a, &sa));
+    CHECK_OK(cterp_act_source_stats(&b, &sb));
+    CHECK(sa.rows_served == (int64_t)(n + 8) * B && sb.rows_served == (int64_t)n * B);
+    cterp_act_source_free(&a), cterp_act_source_free(&b), cterp_act_source_free(&r);
+}
+
 static void test_store(cterp_model *m) {
     const int64_t B = 64;
     cterp_store_config c1 = store_cfg(7), c2 = store_cfg(8);
@@ -492,6 +517,7 @@ int main(void) {
     test_rows(m);
     test_store(m);
     test_run_sized_buffer(m);
+    test_overlap(m);
     test_errors(m);
     test_damaged();
     test_resume_fingerprint(m, mp);

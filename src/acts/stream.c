@@ -14,6 +14,7 @@ void cterp_store_config_default(cterp_store_config *c) {
     c->model_batch = 8;
     c->buffer_rows = 0;
     c->seed = 42;
+    c->overlap = 1;
 }
 
 cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_batch, int64_t *rows) {

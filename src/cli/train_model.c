@@ -40,7 +40,7 @@ int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
     } else {
         static const char *const ints[] = {"--layer", "--context-size", "--model-batch", "--buffer-rows",
                                            "--eval-windows", "--prepend-bos", "--concat",
-                                           "--exclude-special", "--skip-malformed"};
+                                           "--exclude-special", "--skip-malformed", "--overlap"};
         size_t k = 0;
         while (k < sizeof ints / sizeof ints[0] && strcmp(a, ints[k])) k++;
         if (k == sizeof ints / sizeof ints[0]) return 0;
@@ -54,7 +54,8 @@ int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
         case 5: o->store.windows.prepend_bos = (int)x; break;
         case 6: o->store.windows.concat = (int)x; break;
         case 7: o->store.windows.exclude_special = (int)x; break;
-        default: o->store.data.skip_malformed = (int)x; break;
+        case 8: o->store.data.skip_malformed = (int)x; break;
+        default: o->store.overlap = (int)x; break;
         }
     }
     return 1;
@@ -72,7 +73,9 @@ const char *cli_model_help =
     "  --exclude-special 0|1   drop BOS/EOS/separator positions (1)\n"
     "  --text-field F --skip-malformed 0|1   jsonl key (text); skip bad lines instead of failing\n"
     "  --model-batch N         windows per model forward (8)\n"
-    "  --buffer-rows N         mixing buffer rows (0: max(32768, 4 x batch))\n";
+    "  --buffer-rows N         mixing buffer rows (0: max(32768, 4 x batch), at most the run's rows)\n"
+    "  --overlap 0|1           the model computes the next refill on its own thread while the SAE\n"
+    "                          trains (1, default; the same rows in the same order as 0)\n";
 
 cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap) {
     if (o->hook && (o->component || o->layer >= 0))
