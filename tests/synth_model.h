@@ -34,9 +34,9 @@ static void synth_tensor(gguf_writer *w, const char *name, uint32_t type, int64_
     free(x);
 }
 
-// Same seed -> same underlying f32 weights whatever `type` is.
-static inline cterp_status synth_write(const char *path, const synth_cfg *c) {
-    gguf_writer *w = gguf_writer_new(0);
+// Adds the model's keys and tensors to w. Same seed -> same underlying f32 weights whatever
+// `type` is.
+static inline void synth_add(gguf_writer *w, const synth_cfg *c) {
     const char *a = c->gpt2 ? "gpt2" : "llama";
     char k[128], n[128];
     gguf_writer_str(w, "general.architecture", a);
@@ -94,9 +94,77 @@ static inline cterp_status synth_write(const char *path, const synth_cfg *c) {
         synth_tensor(w, NM("ffn_down.weight"), t, F, D, sF, 0, &r);
 #undef NM
     }
+}
+
+static inline cterp_status synth_write(const char *path, const synth_cfg *c) {
+    gguf_writer *w = gguf_writer_new(0);
+    synth_add(w, c);
     cterp_status s = gguf_writer_write(w, path);
     gguf_writer_free(w);
     return s;
+}
+
+// A tiny GPT-2 byte-level BPE vocabulary (tokenizer.ggml.*): the 256 byte tokens in byte order,
+// then He 256, ll 257, llo 258, Hello 259, 12 260, 123 261, 45 262, <|bos|> 263 (control), with
+// 7 merges; `pre` is "gpt-2" or "llama-bpe". Returns the number of tokens (264).
+static inline int synth_vocab_bpe(gguf_writer *w, const char *pre) {
+    char store[256][4];
+    const char *toks[264];
+    int n = 0, extra = 0;
+    for (int b = 0; b < 256; b++) { // GPT-2 bytes_to_unicode
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
+        if (cp < 0x80)
+            store[n][0] = (char)cp, store[n][1] = 0;
+        else
+            store[n][0] = (char)(0xC0 | (cp >> 6)), store[n][1] = (char)(0x80 | (cp & 63)),
+            store[n][2] = 0;
+        toks[n] = store[n];
+        n++;
+    }
+    const char *more[] = {"He", "ll", "llo", "Hello", "12", "123", "45", "<|bos|>"};
+    for (int i = 0; i < 8; i++) toks[n++] = more[i];
+    const char *merges[] = {"H e", "l l", "ll o", "He llo", "1 2", "12 3", "4 5"};
+    int32_t types[264];
+    for (int i = 0; i < n; i++) types[i] = i == n - 1 ? 3 : 1;
+    gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_writer_str(w, "tokenizer.ggml.pre", pre);
+    gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, (uint64_t)n);
+    gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, (uint64_t)n);
+    gguf_writer_arr_str(w, "tokenizer.ggml.merges", merges, 7);
+    gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)n - 1);
+    return n;
+}
+
+// A tiny SentencePiece vocabulary: <unk> 0, <s> 1, </s> 2, the 256 byte tokens <0xXX>, then a
+// few pieces with scores (longer pieces score higher, as SentencePiece's merges rank them).
+// Returns the number of tokens.
+static inline int synth_vocab_spm(gguf_writer *w) {
+    static const char *const pieces[] = {"▁", "e", "t", "h", "a", "o", "n", "▁t", "he", "▁the",
+                                         "▁a", "an", "on", "▁on", "▁and", "Once", "▁upon"};
+    enum { NP = sizeof pieces / sizeof pieces[0], NT = 3 + 256 + NP };
+    char bytes[256][8];
+    const char *toks[NT];
+    float scores[NT];
+    int32_t types[NT];
+    toks[0] = "<unk>", toks[1] = "<s>", toks[2] = "</s>";
+    types[0] = 2, types[1] = types[2] = 3;
+    scores[0] = scores[1] = scores[2] = 0;
+    for (int b = 0; b < 256; b++) {
+        snprintf(bytes[b], sizeof bytes[b], "<0x%02X>", b);
+        toks[3 + b] = bytes[b], types[3 + b] = 6, scores[3 + b] = 0;
+    }
+    for (int i = 0; i < NP; i++) {
+        toks[259 + i] = pieces[i], types[259 + i] = 1;
+        scores[259 + i] = (float)strlen(pieces[i]) - 0.01f * (float)i;
+    }
+    gguf_writer_str(w, "tokenizer.ggml.model", "llama");
+    gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, NT);
+    gguf_writer_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_F32, scores, NT);
+    gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, NT);
+    gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    gguf_writer_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    return NT;
 }
 
 // ---- naive reference forward (one sequence, F32 weights) -----------------------------------

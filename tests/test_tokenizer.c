@@ -4,6 +4,7 @@
 #include "core/file.h"
 #include "io/gguf.h"
 #include "cterp/tokenizer.h"
+#include "synth_model.h"
 #include "test.h"
 
 static void run_vocab(const char *dir, const char *name) {
@@ -120,37 +121,11 @@ static void test_stories(const char *dir) {
     cterp_tokenizer_free(t);
 }
 
-// A tiny byte-level BPE vocabulary written here: checks the llama-bpe pre-tokenizer (digits in
+// A tiny byte-level BPE vocabulary (synth_model.h): checks the llama-bpe pre-tokenizer (digits in
 // groups of three, ignore_merges), merge ranks, BOS defaults and the GGUF key override.
 static void write_bpe(const char *path, const char *pre, int add_bos_key) {
-    static char store[300][8];
-    const char *toks[300];
-    int n = 0;
-    for (int b = 0; b < 256; b++) { // GPT-2 bytes_to_unicode, in byte order
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
-        static int extra = 0;
-        if (b == 0) extra = 0;
-        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
-        if (cp < 0x80)
-            store[n][0] = (char)cp, store[n][1] = 0;
-        else
-            store[n][0] = (char)(0xC0 | (cp >> 6)), store[n][1] = (char)(0x80 | (cp & 63)),
-            store[n][2] = 0;
-        toks[n] = store[n];
-        n++;
-    }
-    const char *more[] = {"He", "ll", "llo", "Hello", "12", "123", "45", "<|bos|>"};
-    for (int i = 0; i < 8; i++) toks[n++] = more[i];
-    const char *merges[] = {"H e", "l l", "ll o", "He llo", "1 2", "12 3", "4 5"};
-    int32_t types[300];
-    for (int i = 0; i < n; i++) types[i] = i == n - 1 ? 3 : 1;
     gguf_writer *w = gguf_writer_new(0);
-    gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
-    gguf_writer_str(w, "tokenizer.ggml.pre", pre);
-    gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, (uint64_t)n);
-    gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, (uint64_t)n);
-    gguf_writer_arr_str(w, "tokenizer.ggml.merges", merges, 7);
-    gguf_writer_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)n - 1);
+    synth_vocab_bpe(w, pre);
     if (add_bos_key >= 0) gguf_writer_bool(w, "tokenizer.ggml.add_bos_token", add_bos_key);
     CHECK_OK(gguf_writer_write(w, path));
     gguf_writer_free(w);

@@ -37,9 +37,22 @@ uint32_t platform_cpu_features(void) {
 #if defined(__x86_64__)
     // libgcc's checks include the OS's support (XCR0) for the AVX and AVX-512 register state
     __builtin_cpu_init();
+#if defined(__clang__) && __clang_major__ < 16
+    // clang before 16 (Debian 12's 14, the fuzz build) knows no level names: their features
+#define X86_CPU(f) __builtin_cpu_supports(f)
+    const int v2 = X86_CPU("sse4.2") && X86_CPU("popcnt") && X86_CPU("ssse3");
+    const int v3 = v2 && X86_CPU("avx2") && X86_CPU("fma") && X86_CPU("bmi") && X86_CPU("bmi2");
+    const int v4 = v3 && X86_CPU("avx512f") && X86_CPU("avx512bw") && X86_CPU("avx512cd") &&
+                   X86_CPU("avx512dq") && X86_CPU("avx512vl");
+#undef X86_CPU
+    if (v2) f |= CPU_X86_64_V2;
+    if (v3) f |= CPU_X86_64_V3;
+    if (v4) f |= CPU_X86_64_V4;
+#else
     if (__builtin_cpu_supports("x86-64-v2")) f |= CPU_X86_64_V2;
     if (__builtin_cpu_supports("x86-64-v3")) f |= CPU_X86_64_V3;
     if (__builtin_cpu_supports("x86-64-v4")) f |= CPU_X86_64_V4;
+#endif
     if (__builtin_cpu_supports("avx512bf16")) f |= CPU_AVX512BF16;
     if (__builtin_cpu_supports("avx512vnni")) f |= CPU_AVX512VNNI;
 #elif defined(__aarch64__)
@@ -73,7 +86,7 @@ const char *platform_cpu_name(void) {
     if (name[0]) return name;
 #if defined(__x86_64__) || defined(__i386__)
     unsigned r[12];
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) { // int in clang's cpuid.h
         for (unsigned i = 0; i < 3; i++)
             __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
         char b[49];
