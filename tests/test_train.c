@@ -131,6 +131,8 @@ static void test_config(void) {
     CHECK(strstr(cterp_last_error(), "nope"));
     CHECK(cterp_train_config_set(&c, "k", "abc") == CTERP_EINVAL);
     CHECK(cterp_train_config_set(&c, "k", "2.5") == CTERP_EINVAL);
+    CHECK(cterp_train_config_set(&c, "lr_end", "3e105") == CTERP_EINVAL); // inf as a float
+    CHECK_MSG(strstr(cterp_last_error(), "lr_end: got '3e105', out of range"), "%s", cterp_last_error());
     CHECK_OK(cterp_train_config_set(&c, "training-tokens", "1e6"));
     CHECK(c.training_tokens == 1000000);
     CHECK_OK(cterp_train_config_set(&c, "use_ghost_grads", "true"));

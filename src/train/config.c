@@ -2,6 +2,7 @@
 #include <cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -222,6 +223,9 @@ cterp_status cterp_train_config_set(cterp_train_config *c, const char *name, con
         double v = strtod(value, &end);
         if (end == value || *end || errno || !isfinite(v))
             return cterp_error(CTERP_EINVAL, "%s: got '%s', expected a number", f->name, value);
+        if (fabs(v) > FLT_MAX) // would become inf, which the JSON writer cannot write back
+            return cterp_error(CTERP_EINVAL, "%s: got '%s', out of range (|x| <= %g)", f->name,
+                               value, (double)FLT_MAX);
         *(float *)p = (float)v;
         return CTERP_OK;
     }
