@@ -21,8 +21,8 @@ static uint8_t *small_file(size_t *size) {
     gguf_writer_arr(w, "u8s", GGUF_TYPE_U8, u8, 2);
     int64_t i64v[2] = {-5, 1LL << 40};
     gguf_writer_arr(w, "i64s", GGUF_TYPE_I64, i64v, 2);
-    double f64v = 3.25;
-    gguf_writer_arr(w, "f64s", GGUF_TYPE_F64, &f64v, 1);
+    double f64v[4] = {3.25, 1e300, -1e300, NAN};
+    gguf_writer_arr(w, "f64s", GGUF_TYPE_F64, f64v, 4);
     float t0[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     int64_t ne0[2] = {4, 2};
     gguf_writer_tensor(w, "t0", GGML_TYPE_F32, 2, ne0, t0);
@@ -74,7 +74,10 @@ static void test_roundtrip(void) {
     CHECK_OK(gguf_get_arr(g, "i64s", -1, &kv));
     CHECK(gguf_arr_i64(kv, 0) == -5 && gguf_arr_i64(kv, 1) == (1LL << 40));
     CHECK_OK(gguf_get_arr(g, "f64s", -1, &kv));
-    CHECK(gguf_arr_f64(kv, 0) == 3.25);
+    CHECK(gguf_arr_f64(kv, 0) == 3.25 && gguf_arr_i64(kv, 0) == 3);
+    // as integers, floats outside the int64 range saturate and NaN is 0 (a cast would be UB)
+    CHECK(gguf_arr_i64(kv, 1) == INT64_MAX && gguf_arr_i64(kv, 2) == INT64_MIN &&
+          gguf_arr_i64(kv, 3) == 0);
     const gguf_tensor *t = gguf_find_tensor(g, "t0");
     CHECK(t && t->type == GGML_TYPE_F32 && t->ne[0] == 4 && t->ne[1] == 2 && t->n_bytes == 32);
     CHECK(t && ((const float *)t->data)[5] == 6.0f);

@@ -578,8 +578,14 @@ double gguf_arr_f64(const gguf_kv *kv, uint64_t i) {
 
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     int ok;
-    if (kv->arr_type == GGUF_TYPE_F32 || kv->arr_type == GGUF_TYPE_F64)
-        return (int64_t)gguf_arr_f64(kv, i);
+    if (kv->arr_type == GGUF_TYPE_F32 || kv->arr_type == GGUF_TYPE_F64) {
+        // saturated: casting a NaN or a float outside the int64 range is undefined behaviour
+        double d = gguf_arr_f64(kv, i);
+        if (d != d) return 0;
+        if (d <= -9223372036854775808.0) return INT64_MIN;
+        if (d >= 9223372036854775808.0) return INT64_MAX;
+        return (int64_t)d;
+    }
     return scalar_i64(kv->arr_type, kv->val + i * VTYPE_SIZE[kv->arr_type], &ok);
 }
 

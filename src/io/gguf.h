@@ -129,7 +129,8 @@ cterp_status gguf_get_bool(const gguf_file *g, const char *key, int *out);
 cterp_status gguf_get_str(const gguf_file *g, const char *key, gguf_str *out);
 // Array: element type and count; `elem_type` < 0 accepts any element type.
 cterp_status gguf_get_arr(const gguf_file *g, const char *key, int elem_type, const gguf_kv **out);
-// Element i of a numeric array converted to double / int64 (caller checks i < n).
+// Element i of a numeric array converted to double / int64 (caller checks i < n); a float
+// element outside the int64 range saturates, NaN gives 0.
 double gguf_arr_f64(const gguf_kv *kv, uint64_t i);
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i);
 // Non-NUL-terminated string of a STRING kv as a NUL-terminated value in buf (truncated).
