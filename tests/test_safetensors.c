@@ -1,6 +1,7 @@
 // safetensors: round trip of every dtype, a file built byte by byte from the spec, and corrupt
 // inputs (every truncation, bad headers, offsets, shapes, dtypes) that must fail with a message
 // naming the file, never crash.
+#include "core/file.h"
 #include "core/half.h"
 #include "io/safetensors.h"
 #include "test.h"
@@ -350,6 +351,39 @@ static void test_corrupt(void) {
     }
 }
 
+// A header of 100000 tensors opens in well under a second (the duplicate check was quadratic:
+// 22 s), and a name twice among them is still found.
+static void test_many_tensors(void) {
+    enum { N = 100000 };
+    char path[600];
+    path_of(path, sizeof path, "many.safetensors");
+    size_t cap = (size_t)N * 64 + 16, n = 0;
+    char *json = malloc(cap);
+    for (int dup = 0; dup < 2; dup++) {
+        n = (size_t)snprintf(json, cap, "{");
+        for (int i = 0; i < N; i++)
+            n += (size_t)snprintf(json + n, cap - n,
+                                  "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                                  i ? "," : "", dup && i == N - 1 ? 17 : i);
+        snprintf(json + n, cap - n, "}");
+        write_st(path, json, NULL, 0);
+        st_file f;
+        double t0 = time_now();
+        cterp_status s = st_open(&f, path);
+        double dt = time_now() - t0;
+        if (!dup) {
+            CHECK_MSG(s == CTERP_OK && f.n_tensors == N && st_find(&f, "t99999"), "%s",
+                      cterp_last_error());
+            CHECK_MSG(dt < (test_sanitized() ? 5.0 : 1.0), "%d tensors took %.2f s", N, dt);
+        } else {
+            CHECK_MSG(s == CTERP_EFORMAT && strstr(cterp_last_error(), "tensor 't17' appears twice"),
+                      "%s", cterp_last_error());
+        }
+        st_close(&f);
+    }
+    free(json);
+}
+
 int main(void) {
     const char *d = test_tmpdir("safetensors");
     if (!d) return 1;
@@ -358,6 +392,7 @@ int main(void) {
     test_spec_bytes();
     test_truncation();
     test_corrupt();
+    test_many_tensors();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);

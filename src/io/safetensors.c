@@ -183,6 +183,26 @@ static cterp_status parse_tensor(st_file *f, const cJSON *j, const uint8_t *data
     return CTERP_OK;
 }
 
+static int cmp_tensor_name(const void *a, const void *b) {
+    return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
+}
+
+// No name twice: sorted, neighbours compared. Comparing each name with all before it took 22 s
+// for a 6 MB header of 100000 tensors.
+static cterp_status check_unique(const st_file *f) {
+    if (f->n_tensors < 2) return CTERP_OK;
+    const st_tensor **by = malloc((size_t)f->n_tensors * sizeof *by);
+    if (!by) return cterp_error(CTERP_ENOMEM, "%s: out of memory", f->path);
+    for (int i = 0; i < f->n_tensors; i++) by[i] = &f->tensors[i];
+    qsort(by, (size_t)f->n_tensors, sizeof *by, cmp_tensor_name);
+    cterp_status s = CTERP_OK;
+    for (int i = 1; i < f->n_tensors && !s; i++)
+        if (!strcmp(by[i]->name, by[i - 1]->name))
+            s = cterp_error(CTERP_EFORMAT, "%s: tensor '%s' appears twice", f->path, by[i]->name);
+    free(by);
+    return s;
+}
+
 static cterp_status parse_header(st_file *f) {
     const char *P = f->path;
     const uint8_t *m = f->map.data;
@@ -247,14 +267,10 @@ static cterp_status parse_header(st_file *f) {
             if ((s = parse_metadata(f, j))) goto done;
             continue;
         }
-        for (int i = 0; i < f->n_tensors; i++)
-            if (!strcmp(f->tensors[i].name, j->string)) {
-                s = cterp_error(CTERP_EFORMAT, "%s: tensor '%s' appears twice", P, j->string);
-                goto done;
-            }
         if ((s = parse_tensor(f, j, data, data_size, &f->tensors[f->n_tensors]))) goto done;
         f->n_tensors++;
     }
+    s = check_unique(f);
 done:
     cJSON_Delete(root);
     free(hdr);
