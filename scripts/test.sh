@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds cterp (installing missing Debian packages first) and runs the whole test suite: a
 # release build (under the kernel variant chosen for this CPU), its unit tests again under every
-# other variant this CPU runs (CTERP_ISA=...), then an ASan+UBSan build; on x86-64 hosts also the
-# aarch64 cross build's tests under qemu-user.
+# other variant this CPU runs (CTERP_ISA=...), then an ASan+UBSan build, short fuzz runs of the
+# loaders, and on x86-64 hosts the aarch64 cross build's tests under qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -20,6 +20,10 @@ bash scripts/build.sh asan
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && CTERP_SANITIZED=1 ctest --output-on-failure)
+# the loaders under libFuzzer (clang-14, ASan+UBSan): each target FUZZ_SECONDS (10) on its seeds,
+# then every committed reproducer in tests/fuzz/regressions/ (scripts/fuzz.sh; ~2 min)
+unset ASAN_OPTIONS UBSAN_OPTIONS
+bash scripts/fuzz.sh ci
 # aarch64: the cross build (Debian's gcc-aarch64-linux-gnu, arm64 libraries by multiarch) and its
 # test subset under qemu-user (scripts/cross-aarch64.sh; ~1.5 min). CTERP_SKIP_CROSS=1 skips it.
 if [ "$(uname -m)" = x86_64 ] && [ -z "${CTERP_SKIP_CROSS:-}" ]; then
