@@ -27,6 +27,5 @@ bash scripts/fuzz.sh ci
 # aarch64: the cross build (Debian's gcc-aarch64-linux-gnu, arm64 libraries by multiarch) and its
 # test subset under qemu-user (scripts/cross-aarch64.sh; ~1.5 min). CTERP_SKIP_CROSS=1 skips it.
 if [ "$(uname -m)" = x86_64 ] && [ -z "${CTERP_SKIP_CROSS:-}" ]; then
-  unset ASAN_OPTIONS UBSAN_OPTIONS
   bash scripts/cross-aarch64.sh
 fi

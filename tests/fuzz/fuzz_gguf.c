@@ -12,18 +12,23 @@ static char *model_path;
 
 static const char TEXT[] = "Once upon a time, Hello 12345 \xe2\x96\x81\xff<s>\n";
 
-static void seed_model(const char *name, const synth_cfg *c, int vocab) {
-    gguf_writer *w = gguf_writer_new(0);
-    synth_add(w, c);
-    if (vocab == 1) synth_vocab_spm(w);
-    if (vocab == 2) synth_vocab_bpe(w, "gpt-2");
-    if (vocab == 3) synth_vocab_bpe(w, "llama-bpe");
+// A finished writer's bytes as a seed file; frees the writer.
+static void seed_writer(const char *name, gguf_writer *w) {
     uint8_t *buf;
     size_t n;
     if (gguf_writer_buffer(w, &buf, &n)) abort();
     fuzz_seed(name, buf, n);
     free(buf);
     gguf_writer_free(w);
+}
+
+static void seed_model(const char *name, const synth_cfg *c, int vocab) {
+    gguf_writer *w = gguf_writer_new(0);
+    synth_add(w, c);
+    if (vocab == 1) synth_vocab_spm(w);
+    if (vocab == 2) synth_vocab_bpe(w, "gpt-2");
+    if (vocab == 3) synth_vocab_bpe(w, "llama-bpe");
+    seed_writer(name, w);
 }
 
 // The synthetic model with stories260K's own SentencePiece vocabulary (512 tokens) copied in.
@@ -56,12 +61,7 @@ static void seed_stories_vocab(const char *name, synth_cfg c) {
     gguf_writer_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)strs, toks->n);
     gguf_writer_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_F32, scores->val, scores->n);
     gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types->val, types->n);
-    uint8_t *buf;
-    size_t n;
-    if (gguf_writer_buffer(w, &buf, &n)) abort();
-    fuzz_seed(name, buf, n);
-    free(buf);
-    gguf_writer_free(w);
+    seed_writer(name, w);
     for (uint64_t i = 0; i < toks->n; i++) free(strs[i]);
     free(strs);
     gguf_close(g);
@@ -90,12 +90,7 @@ static void seed_files(void) {
     gguf_writer_arr(w, "a.f64s", GGUF_TYPE_F64, f64, 3);
     const char *strs[2] = {"x", ""};
     gguf_writer_arr_str(w, "a.strs", strs, 2);
-    uint8_t *buf;
-    size_t n;
-    if (gguf_writer_buffer(w, &buf, &n)) abort();
-    fuzz_seed("metadata_only.gguf", buf, n);
-    free(buf);
-    gguf_writer_free(w);
+    seed_writer("metadata_only.gguf", w);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
