@@ -210,6 +210,18 @@ static void test_overlap(cterp_model *m) {
     CHECK_OK(cterp_act_source_stats(&b, &sb));
     CHECK(sa.rows_served == (int64_t)(n + 8) * B && sb.rows_served == (int64_t)n * B);
     cterp_act_source_free(&a), cterp_act_source_free(&b), cterp_act_source_free(&r);
+    // a run of 12 batches with refills every 4: overlap produces no more rows than on demand (no
+    // prefetch of a refill past the run's end)
+    on.run_rows = off.run_rows = 12 * B;
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &on, B));
+    CHECK_OK(cterp_act_store(&b, m, HOOK, corpus, &off, B));
+    CHECK(same_batches(&a, &b, 12, B));
+    CHECK_OK(cterp_act_source_stats(&a, &sa));
+    CHECK_OK(cterp_act_source_stats(&b, &sb));
+    CHECK_MSG(sa.rows_produced == sb.rows_produced && sb.rows_produced == 512 + 2 * 256,
+              "overlap produced %lld rows, on demand %lld", (long long)sa.rows_produced,
+              (long long)sb.rows_produced);
+    cterp_act_source_free(&a), cterp_act_source_free(&b);
 }
 
 static void test_store(cterp_model *m) {

@@ -24,6 +24,7 @@ typedef struct {
     // order) into stage while the consumer serves; a refill then copies them into its slots.
     // Only the producer touches st while it runs (joined before anything else reads st).
     int overlap, running, producer_threads;
+    int64_t run_rows; // rows the run takes (0: unknown): no prefetch of a refill it will not reach
     _Atomic int64_t prod_rows; // rows of the running job done so far (for the consumer's progress)
     _Atomic int prod_done;
     double prod_t0;
@@ -84,10 +85,12 @@ static void wait_producer(store *s) {
     if (reported) s->progress(s->staged, s->staged, time_now() - s->prod_t0, s->progress_user);
 }
 
-// Starts computing the next refill (a half; not when the buffer is served whole: its rows are
-// all the run takes). Without a thread it is computed when the refill comes.
+// Starts computing the next refill (a half), unless the run ends before it (the buffer served
+// whole, or the half now in the buffer covers the rest). Without a thread it is computed when the
+// refill comes.
 static void start_producer(store *s) {
     if (!s->overlap || s->mx.half == s->mx.cap) return;
+    if (s->run_rows > 0 && s->mx.served + s->mx.half >= s->run_rows) return;
     if (!s->stage && !(s->stage = malloc((size_t)(s->mx.half * s->D) * sizeof(float)))) return;
     s->staged = s->mx.half, s->stage_err = CTERP_OK;
     atomic_store(&s->prod_rows, 0), atomic_store(&s->prod_done, 0);
@@ -216,7 +219,7 @@ cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *
     }
     mixer_serve_whole_if_run_fits(&s->mx, c);
     s->progress = c->fill_progress, s->progress_user = c->fill_progress_user;
-    s->overlap = c->overlap;
+    s->overlap = c->overlap, s->run_rows = c->run_rows;
     // half the threads (at least one) for the model beside the trainer's own: measured on 2 cores,
     // 1 + 2 threads gave 5.2-5.4 s against 5.6-6.0 s without overlap, 2 + 2 gave 21-24 s
     // (docs/pipeline.md)
