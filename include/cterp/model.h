@@ -24,10 +24,8 @@
 extern "C" {
 #endif
 
-typedef enum { CTERP_ARCH_LLAMA = 0, CTERP_ARCH_GPT2 = 1 } cterp_model_arch;
-
 typedef struct {
-    cterp_model_arch arch;
+    char arch[24];  // general.architecture: llama, gpt2, gptneox, gemma, gemma2, gemma3, qwen2, qwen3, phi3
     int n_layers;   // L
     int d_model;    // D
     int n_heads;    // H
@@ -35,10 +33,16 @@ typedef struct {
     int head_dim;   // hd
     int d_ff;       // F
     int n_vocab;    // V
-    int n_ctx;      // trained context (from the GGUF)
-    int n_rot;      // rotary dims per head (llama)
+    int n_ctx;      // trained context (from the GGUF); the forward refuses positions past it
+    int n_rot;      // rotary dims per head (0: learned positions, gpt2)
     float norm_eps, rope_base;
-    int tied_output; // output.weight absent: token_embd is the unembedding
+    int tied_output;     // output.weight absent: token_embd is the unembedding
+    int rope_neox;       // rotary pairs (j, j + n_rot/2) (neox, gemma, qwen, phi3), else (2j, 2j+1)
+    int parallel;        // attention and MLP both read resid_pre (gptneox): no hook_resid_mid
+    int sliding_window;  // keys a sliding-window layer's query sees; 0: no such layers
+    float rope_scale;    // linear RoPE scaling: positions times this (1: none)
+    float attn_softcap;  // scores -> cap * tanh(scores / cap) before the softmax (0: none)
+    float final_softcap; // the same on the logits (0: none)
 } cterp_model_config;
 
 typedef struct cterp_model cterp_model;
@@ -136,7 +140,8 @@ void cterp_sampler_seed(uint64_t state[4], uint64_t seed);
 // Called for each generated token; return non-zero to stop.
 typedef int (*cterp_token_fn)(int32_t token, void *user);
 
-// Runs the prompt then generates up to n_new tokens (stops at EOS). Hooks in opts (may be NULL)
+// Runs the prompt then generates up to n_new tokens (stops at EOS, and at the model's context
+// n_ctx: *n_out <= n_ctx; a prompt longer than that is an error). Hooks in opts (may be NULL)
 // apply to every step, e.g. for steering. *out (malloc'd) receives prompt + generated ids.
 cterp_status cterp_generate(cterp_model *m, const int32_t *prompt, int n_prompt, int n_new,
                             const cterp_sampler_params *p, const cterp_forward_opts *opts,

@@ -105,9 +105,10 @@ cterp_status stream_open(act_stream *s, cterp_model *m, const char *hook, const 
     s->m = m, s->mb = c->model_batch, s->T = c->windows.context_size;
     if ((st = cterp_windows_open(&s->w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows))) return st;
     const cterp_model_config *mc = cterp_model_config_of(m);
-    if (mc->arch == CTERP_ARCH_GPT2 && s->T > mc->n_ctx) {
+    if (s->T > mc->n_ctx) {
         stream_close(s);
-        return cterp_error(CTERP_EINVAL, "context_size: %d exceeds the model's %d positions", s->T, mc->n_ctx);
+        return cterp_error(CTERP_EINVAL, "context_size: %d exceeds the model's context of %d tokens (%s.context_length)",
+                           s->T, mc->n_ctx, mc->arch);
     }
     size_t P = (size_t)s->mb * (size_t)s->T;
     s->tok = malloc(P * sizeof *s->tok);

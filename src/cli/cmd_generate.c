@@ -145,6 +145,19 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "cterp generate: empty prompt and the vocabulary adds no BOS\n");
         goto done;
     }
+    int n_ctx = cterp_model_config_of(m)->n_ctx;
+    if ((int64_t)n + n_new > n_ctx) {
+        if ((int)n >= n_ctx) {
+            fprintf(stderr, "cterp generate: the prompt has %zu tokens, the model's context %d\n", n,
+                    n_ctx);
+            goto done;
+        }
+        fprintf(stderr,
+                "cterp generate: the model's context is %d tokens: stopping after %d new tokens, "
+                "not %d (prompt %zu)\n",
+                n_ctx, n_ctx - (int)n, n_new, n);
+        n_new = n_ctx - (int)n;
+    }
     if (samples > 0) {
         rc = write_samples(m, ids, (int)n, n_new, &sp, samples) ? 1 : 0;
         goto done;

@@ -37,6 +37,8 @@ static int gen(cterp_model *m, const int32_t *ids, int n, int n_new, const cterp
     size_t len;
     *text = NULL;
     if (cterp_generate(m, ids, n, n_new, sp, fo, NULL, NULL, &out, &n_out)) return -1;
+    if (n_out < n + n_new && n_out == cterp_model_config_of(m)->n_ctx)
+        fprintf(stderr, "cterp steer: stopped at the model's context of %d tokens\n", n_out);
     cterp_status s = cterp_detokenize(cterp_model_tokenizer(m), out, (size_t)n_out, 0, text, &len);
     free(out);
     return s ? -1 : 0;

@@ -84,12 +84,18 @@ int cli_inspect_gguf(const char *path) {
     const cterp_model_config *c = cterp_model_config_of(m);
     printf("model: %s, %d layers, d_model %d, %d heads (%d kv), head_dim %d, d_ff %d, vocab %d, "
            "context %d, weights %s, output %s\n",
-           c->arch == CTERP_ARCH_LLAMA ? "llama" : "gpt2", c->n_layers, c->d_model, c->n_heads,
+           c->arch, c->n_layers, c->d_model, c->n_heads,
            c->n_kv_heads, c->head_dim, c->d_ff, c->n_vocab, c->n_ctx, cterp_model_weight_type(m),
            c->tied_output ? "tied to token_embd" : "separate");
-    if (c->arch == CTERP_ARCH_LLAMA)
-        printf("       rope: %d dims per head, base %g, norm eps %g\n", c->n_rot, c->rope_base,
+    if (c->n_rot)
+        printf("       rope: %d dims per head (%s), base %g, scale %g, norm eps %g\n", c->n_rot,
+               c->rope_neox ? "half-split" : "adjacent pairs", c->rope_base, c->rope_scale,
                c->norm_eps);
+    else
+        printf("       learned positions, norm eps %g\n", c->norm_eps);
+    if (c->parallel || c->sliding_window || c->attn_softcap > 0 || c->final_softcap > 0)
+        printf("       %sparallel attention+MLP %s, sliding window %d, soft-cap attention %g, logits %g\n",
+               "", c->parallel ? "yes" : "no", c->sliding_window, c->attn_softcap, c->final_softcap);
     const cterp_tokenizer *tok = cterp_model_tokenizer(m);
     if (tok)
         printf("tokenizer: %s, %d tokens, bos %d, eos %d\n", cterp_tokenizer_kind(tok),

@@ -82,7 +82,7 @@ cterp_status cterp_generate(cterp_model *m, const int32_t *prompt, int n_prompt,
     if (n_new < 0) n_new = 0;
     const cterp_model_config *c = cterp_model_config_of(m);
     int max = n_prompt + n_new;
-    if (c->arch == CTERP_ARCH_GPT2 && max > c->n_ctx) max = c->n_ctx;
+    if (max > c->n_ctx) max = c->n_ctx; // never past the trained context (callers say so)
     if (n_prompt > max)
         return cterp_error(CTERP_EINVAL, "generate: prompt of %d tokens exceeds the context %d",
                            n_prompt, max);

@@ -1,0 +1,372 @@
+// The transformer block every family runs, built from shared parts: pre-norm, attention (GQA,
+// RoPE of either layout, qk-norm, sliding windows, soft-capping), optional post-norms, and the
+// MLP (GELU, or a GELU/SiLU gate, separate or fused). Batched matmuls dequantize weight tiles of
+// about 1 MiB into f32 and call SGEMM; a single token uses a fused dequantize-dot per weight row.
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_impl.h"
+#include "model/quant.h"
+
+// ---- kernels ------------------------------------------------------------------------------
+
+// Rows per dequantized tile: about 1 MiB of f32, at least 16 rows.
+int64_t model_tile_rows(int64_t cols) {
+    int64_t r = (1 << 18) / cols;
+    return r < 16 ? 16 : r;
+}
+
+// y (M, N) = x (M, K) · W^T (+ bias (N)); W (N, K) in any supported type. tile: scratch of
+// model_tile_rows(K) * K floats. Deterministic for a fixed thread count.
+void model_matmul(float *y, const float *x, const wmat *W, const float *bias, int64_t M,
+                  float *tile) {
+    int64_t N = W->rows, K = W->cols;
+    if (M < 4) { // single-token decode: the fused dot reads each weight once
+#pragma omp parallel for schedule(static) if (M * N * K > PAR_MIN)
+        for (int64_t n = 0; n < N; n++) {
+            const uint8_t *row = (const uint8_t *)W->data + (size_t)n * W->row_bytes;
+            for (int64_t mi = 0; mi < M; mi++)
+                y[mi * N + n] = quant_dot_row(W->type, row, x + mi * K, K);
+        }
+    } else if (W->type == GGML_TYPE_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
+                    (int)K, (const float *)W->data, (int)K, 0.0f, y, (int)N);
+    } else {
+        int64_t tr = model_tile_rows(K);
+        for (int64_t n0 = 0; n0 < N; n0 += tr) {
+            int64_t nr = N - n0 < tr ? N - n0 : tr;
+#pragma omp parallel for schedule(static) if (nr * K > PAR_MIN)
+            for (int64_t r = 0; r < nr; r++)
+                quant_dequant_row(W->type,
+                                  (const uint8_t *)W->data + (size_t)(n0 + r) * W->row_bytes,
+                                  tile + r * K, K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nr, (int)K, 1.0f, x,
+                        (int)K, tile, (int)K, 0.0f, y + n0, (int)N);
+        }
+    }
+    if (bias)
+#pragma omp parallel for schedule(static) if (M * N > PAR_MIN)
+        for (int64_t mi = 0; mi < M; mi++)
+            for (int64_t n = 0; n < N; n++) y[mi * N + n] += bias[n];
+}
+
+// out (M, D) = normalized x (before weight/bias): x/RMS, or centred LayerNorm. out may be x.
+void model_normalize(float *out, const float *x, int64_t M, int64_t D, float eps, int layer_norm) {
+#pragma omp parallel for schedule(static) if (M * D > PAR_MIN)
+    for (int64_t i = 0; i < M; i++) {
+        const float *xi = x + i * D;
+        float *o = out + i * D;
+        double mean = 0, ss = 0;
+        if (layer_norm) {
+            for (int64_t j = 0; j < D; j++) mean += xi[j];
+            mean /= (double)D;
+        }
+        for (int64_t j = 0; j < D; j++) ss += ((double)xi[j] - mean) * ((double)xi[j] - mean);
+        float inv = (float)(1.0 / sqrt(ss / (double)D + eps));
+        for (int64_t j = 0; j < D; j++) o[j] = (float)((double)xi[j] - mean) * inv;
+    }
+}
+
+void model_scale_shift(float *x, const float *w, const float *b, int64_t M, int64_t D) {
+#pragma omp parallel for schedule(static) if (M * D > PAR_MIN)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < D; j++) x[i * D + j] = x[i * D + j] * w[j] + (b ? b[j] : 0.0f);
+}
+
+// RoPE on (M, heads, hd) rows whose positions are given by the tables (T rows, M = B*T handled
+// by the caller per sequence): ROPE_NORM rotates (x[2j], x[2j+1]) (GGUF's llama layout), ROPE_NEOX
+// rotates (x[j], x[j + n_rot/2]); dims past n_rot pass through.
+static void rope(float *x, int64_t M, int heads, int hd, int n_rot, int neox, const float *cs,
+                 const float *sn) {
+    const int half = n_rot / 2, step = neox ? 1 : 2, off = neox ? half : 1;
+#pragma omp parallel for schedule(static) if (M * heads * n_rot > PAR_MIN)
+    for (int64_t i = 0; i < M; i++)
+        for (int h = 0; h < heads; h++) {
+            float *v = x + (i * heads + h) * hd;
+            for (int j = 0; j < half; j++) {
+                float c = cs[i * half + j], s = sn[i * half + j];
+                float *p = v + j * step;
+                float a = p[0], b = p[off];
+                p[0] = a * c - b * s;
+                p[off] = a * s + b * c;
+            }
+        }
+}
+
+static float gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+cterp_status model_hook(const hooks_ctx *hc, int layer, int kind, float *act, int ndim, int64_t d0,
+                        int64_t d1, int64_t d2, int64_t d3) {
+    const int64_t shape[4] = {d0, d1, d2, d3};
+    for (int i = 0; i < hc->o->n_hooks; i++)
+        if (hc->layer[i] == layer && hc->kind[i] == kind) {
+            cterp_status s = hc->o->hooks[i].fn(hc->o->hooks[i].name, act, shape, ndim,
+                                                hc->o->hooks[i].user);
+            if (s) return s;
+        }
+    return CTERP_OK;
+}
+
+static int hooked(const hooks_ctx *hc, int layer, int kind) {
+    for (int i = 0; i < hc->o->n_hooks; i++)
+        if (hc->layer[i] == layer && hc->kind[i] == kind) return 1;
+    return 0;
+}
+
+// ---- block parts ----------------------------------------------------------------------------
+
+#define HOOK(kind, act, nd, d0, d1, d2, d3)                                                        \
+    do {                                                                                           \
+        cterp_status s_ = model_hook(b->hc, l, kind, act, nd, d0, d1, d2, d3);                     \
+        if (s_) return s_;                                                                         \
+    } while (0)
+
+// xn <- norm(x) with the hook on the normalized values, then weight and bias.
+static cterp_status pre_norm(block_ctx *b, int l, int kind, float *xn, const float *x,
+                             const float *w, const float *bias) {
+    const cterp_model *m = b->m;
+    const int64_t BT = (int64_t)b->B * b->T, D = m->cfg.d_model;
+    model_normalize(xn, x, BT, D, m->cfg.norm_eps, m->norm == NORM_LAYER);
+    HOOK(kind, xn, 3, b->B, b->T, D, 0);
+    model_scale_shift(xn, w, bias, BT, D);
+    return CTERP_OK;
+}
+
+// cos/sin tables for positions pos0..pos0+T-1 at the layer's base and scale (Llama 3.1's
+// rope_freqs divide each frequency).
+static void rope_tables(block_ctx *b, const layer_w *w) {
+    const cterp_model *m = b->m;
+    if (b->rope_base == w->rope_base && b->rope_scale == w->rope_scale) return;
+    const int n_rot = m->cfg.n_rot, half = n_rot / 2;
+    for (int t = 0; t < b->T; t++)
+        for (int j = 0; j < half; j++) {
+            double theta = pow((double)w->rope_base, -2.0 * j / (double)n_rot);
+            if (m->rope_freqs) theta /= (double)m->rope_freqs[j];
+            double a = (double)(b->pos0 + t) * (double)w->rope_scale * theta;
+            b->rc[t * half + j] = (float)cos(a);
+            b->rs[t * half + j] = (float)sin(a);
+        }
+    b->rope_base = w->rope_base;
+    b->rope_scale = w->rope_scale;
+}
+
+// RMS norm of each head vector (hd) with weight w: qk-norm.
+static void head_norm(float *x, int64_t rows, int64_t hd, const float *w, float eps) {
+    model_normalize(x, x, rows, hd, eps, 0);
+    model_scale_shift(x, w, NULL, rows, hd);
+}
+
+// ao (BT, D) <- attention of the layer on xn (the ln1 output).
+static cterp_status attention(block_ctx *b, int l) {
+    const cterp_model *m = b->m;
+    const cterp_model_config *c = &m->cfg;
+    const layer_w *w = &m->layers[l];
+    const int B = b->B, T = b->T, pos0 = b->pos0;
+    const int64_t BT = (int64_t)B * T, D = c->d_model, H = c->n_heads, Hkv = c->n_kv_heads,
+                  hd = c->head_dim, qd = H * hd, kvd = Hkv * hd, S = pos0 + T;
+    float *q = b->q, *k = b->k, *v = b->v, *z = b->z;
+    if (w->wqkv.data) {
+        const int64_t n3 = qd + 2 * kvd;
+        model_matmul(b->qkv, b->xn, &w->wqkv, w->bqkv, BT, b->tile);
+#pragma omp parallel for schedule(static) if (BT * n3 > PAR_MIN)
+        for (int64_t i = 0; i < BT; i++) {
+            const float *r = b->qkv + i * n3;
+            memcpy(q + i * qd, r, (size_t)qd * 4);
+            memcpy(k + i * kvd, r + qd, (size_t)kvd * 4);
+            memcpy(v + i * kvd, r + qd + kvd, (size_t)kvd * 4);
+            if (w->bq)
+                for (int64_t j = 0; j < qd; j++) q[i * qd + j] += w->bq[j];
+            if (w->bk)
+                for (int64_t j = 0; j < kvd; j++) k[i * kvd + j] += w->bk[j];
+            if (w->bv)
+                for (int64_t j = 0; j < kvd; j++) v[i * kvd + j] += w->bv[j];
+        }
+    } else {
+        model_matmul(q, b->xn, &w->wq, w->bq, BT, b->tile);
+        model_matmul(k, b->xn, &w->wk, w->bk, BT, b->tile);
+        model_matmul(v, b->xn, &w->wv, w->bv, BT, b->tile);
+    }
+    HOOK(HK_Q, q, 4, B, T, H, hd);
+    HOOK(HK_K, k, 4, B, T, Hkv, hd);
+    HOOK(HK_V, v, 4, B, T, Hkv, hd);
+    if (w->q_norm) {
+        head_norm(q, BT * H, hd, w->q_norm, c->norm_eps);
+        head_norm(k, BT * Hkv, hd, w->k_norm, c->norm_eps);
+    }
+    if (m->rope != ROPE_NONE) {
+        rope_tables(b, w);
+        // positions repeat per sequence: the tables are per t, so apply per batch row
+        for (int bi = 0; bi < B; bi++) {
+            rope(q + (int64_t)bi * T * qd, T, (int)H, (int)hd, c->n_rot, m->rope == ROPE_NEOX,
+                 b->rc, b->rs);
+            rope(k + (int64_t)bi * T * kvd, T, (int)Hkv, (int)hd, c->n_rot, m->rope == ROPE_NEOX,
+                 b->rc, b->rs);
+        }
+    }
+    const float *kbase = k, *vbase = v;
+    cterp_kv_cache *kc = b->kc;
+    if (kc) {
+        float *ck = kc->k + ((size_t)l * kc->max + (size_t)pos0) * kvd;
+        float *cv = kc->v + ((size_t)l * kc->max + (size_t)pos0) * kvd;
+        memcpy(ck, k, (size_t)BT * kvd * 4);
+        memcpy(cv, v, (size_t)BT * kvd * 4);
+        kbase = kc->k + (size_t)l * kc->max * kvd;
+        vbase = kc->v + (size_t)l * kc->max * kvd;
+    }
+    const int hook_pat = b->any_pattern && hooked(b->hc, l, HK_PATTERN);
+    const float scale = m->attn_scale, cap = c->attn_softcap;
+    const int64_t grp = H / Hkv, window = w->window;
+    float *pat = b->pat;
+    // pass 1 (always): scores and softmax; pass 2: z = pattern · v. With a pattern hook the
+    // full pattern is kept between the passes so the hook can read or edit it.
+    for (int pass = 0; pass < (hook_pat ? 2 : 1); pass++) {
+#pragma omp parallel for schedule(static) if (B * H * T * S * hd > PAR_MIN)
+        for (int64_t r = 0; r < (int64_t)B * H * T; r++) {
+            int64_t bi = r / (H * T), h = (r / T) % H, t = r % T;
+            int64_t n_keys = pos0 + t + 1, kvh = h / grp;
+            // a sliding-window layer masks keys at distance >= window (llama.cpp's rule)
+            int64_t j0 = window && n_keys > window ? n_keys - window : 0;
+            const float *kb = kbase + (kc ? 0 : bi * T * kvd);
+            const float *vb = vbase + (kc ? 0 : bi * T * kvd);
+            float *p = hook_pat ? pat + r * S : b->scr + (size_t)omp_get_thread_num() * S;
+            if (pass == 0) {
+                const float *qr = q + ((bi * T + t) * H + h) * hd;
+                float mx = -INFINITY;
+                for (int64_t j = j0; j < n_keys; j++) {
+                    const float *kr = kb + j * kvd + kvh * hd;
+                    float dot = 0;
+                    for (int64_t d = 0; d < hd; d++) dot += qr[d] * kr[d];
+                    float sc = dot * scale;
+                    if (cap > 0) sc = cap * tanhf(sc / cap);
+                    p[j] = sc;
+                    if (sc > mx) mx = sc;
+                }
+                float sum = 0;
+                for (int64_t j = j0; j < n_keys; j++) sum += (p[j] = expf(p[j] - mx));
+                for (int64_t j = 0; j < j0; j++) p[j] = 0;
+                for (int64_t j = j0; j < n_keys; j++) p[j] /= sum;
+                for (int64_t j = n_keys; j < S; j++) p[j] = 0;
+            }
+            if (pass == 1 || !hook_pat) {
+                float *zr = z + ((bi * T + t) * H + h) * hd;
+                for (int64_t d = 0; d < hd; d++) zr[d] = 0;
+                for (int64_t j = hook_pat ? 0 : j0; j < n_keys; j++) {
+                    const float *vr = vb + j * kvd + kvh * hd;
+                    for (int64_t d = 0; d < hd; d++) zr[d] += p[j] * vr[d];
+                }
+            }
+        }
+        if (pass == 0 && hook_pat) HOOK(HK_PATTERN, pat, 4, B, H, T, S);
+    }
+    HOOK(HK_Z, z, 4, B, T, H, hd);
+    model_matmul(b->ao, z, &w->wo, w->bo, BT, b->tile);
+    (void)D;
+    return CTERP_OK;
+}
+
+// out (BT, D) <- the layer's MLP on xn (the ln2 output).
+static cterp_status mlp(block_ctx *b, int l, float *out) {
+    const cterp_model *m = b->m;
+    const layer_w *w = &m->layers[l];
+    const int B = b->B, T = b->T;
+    const int64_t BT = (int64_t)B * T, F = m->cfg.d_ff;
+    const size_t n_f = (size_t)BT * (size_t)F;
+    float *h1 = b->h1, *h2 = b->h2;
+    if (m->mlp == MLP_GELU) {
+        model_matmul(h1, b->xn, &w->up, w->bup, BT, b->tile);
+        HOOK(HK_MLP_PRE, h1, 3, B, T, F, 0);
+#pragma omp parallel for schedule(static) if (n_f > PAR_MIN)
+        for (size_t i = 0; i < n_f; i++) h1[i] = gelu_tanh(h1[i]);
+    } else {
+        if (w->gate.data) {
+            model_matmul(h1, b->xn, &w->gate, w->bgate, BT, b->tile);
+            HOOK(HK_MLP_PRE, h1, 3, B, T, F, 0);
+            model_matmul(h2, b->xn, &w->up, w->bup, BT, b->tile);
+        } else { // fused (2F, D): gate rows then up rows
+            model_matmul(b->qkv, b->xn, &w->up, NULL, BT, b->tile);
+#pragma omp parallel for schedule(static) if (n_f > PAR_MIN)
+            for (int64_t i = 0; i < BT; i++) {
+                memcpy(h1 + i * F, b->qkv + i * 2 * F, (size_t)F * 4);
+                memcpy(h2 + i * F, b->qkv + i * 2 * F + F, (size_t)F * 4);
+            }
+            HOOK(HK_MLP_PRE, h1, 3, B, T, F, 0);
+        }
+        HOOK(HK_MLP_PRE_LINEAR, h2, 3, B, T, F, 0);
+        if (m->mlp == MLP_SILU_GATED) {
+#pragma omp parallel for schedule(static) if (n_f > PAR_MIN)
+            for (size_t i = 0; i < n_f; i++) h1[i] = h1[i] / (1.0f + expf(-h1[i])) * h2[i];
+        } else {
+#pragma omp parallel for schedule(static) if (n_f > PAR_MIN)
+            for (size_t i = 0; i < n_f; i++) h1[i] = gelu_tanh(h1[i]) * h2[i];
+        }
+    }
+    HOOK(HK_MLP_POST, h1, 3, B, T, F, 0);
+    model_matmul(out, h1, &w->down, w->bdown, BT, b->tile);
+    return CTERP_OK;
+}
+
+// a <- norm(a) * w: gemma2/3's post-attention and post-MLP norms, hooked before the weight.
+static cterp_status post_norm(block_ctx *b, int l, int kind, float *a, const float *w) {
+    const cterp_model *m = b->m;
+    const int64_t BT = (int64_t)b->B * b->T, D = m->cfg.d_model;
+    model_normalize(a, a, BT, D, m->cfg.norm_eps, m->norm == NORM_LAYER);
+    HOOK(kind, a, 3, b->B, b->T, D, 0);
+    model_scale_shift(a, w, NULL, BT, D);
+    return CTERP_OK;
+}
+
+static void add(float *x, const float *a, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += a[i];
+}
+
+// ---- blocks -----------------------------------------------------------------------------------
+
+cterp_status block_sequential(block_ctx *b, int l) {
+    const cterp_model *m = b->m;
+    const layer_w *w = &m->layers[l];
+    const int B = b->B, T = b->T;
+    const int64_t D = m->cfg.d_model;
+    const size_t n_x = (size_t)B * T * D;
+    cterp_status s;
+    HOOK(HK_RESID_PRE, b->x, 3, B, T, D, 0);
+    if ((s = pre_norm(b, l, HK_LN1, b->xn, b->x, w->attn_norm, w->attn_norm_b))) return s;
+    if ((s = attention(b, l))) return s;
+    if (w->attn_post_norm && (s = post_norm(b, l, HK_LN1_POST, b->ao, w->attn_post_norm)))
+        return s;
+    HOOK(HK_ATTN_OUT, b->ao, 3, B, T, D, 0);
+    add(b->x, b->ao, n_x);
+    HOOK(HK_RESID_MID, b->x, 3, B, T, D, 0);
+    if ((s = pre_norm(b, l, HK_LN2, b->xn, b->x, w->ffn_norm, w->ffn_norm_b))) return s;
+    if ((s = mlp(b, l, b->ao))) return s;
+    if (w->ffn_post_norm && (s = post_norm(b, l, HK_LN2_POST, b->ao, w->ffn_post_norm)))
+        return s;
+    HOOK(HK_MLP_OUT, b->ao, 3, B, T, D, 0);
+    add(b->x, b->ao, n_x);
+    HOOK(HK_RESID_POST, b->x, 3, B, T, D, 0);
+    return CTERP_OK;
+}
+
+cterp_status block_parallel(block_ctx *b, int l) {
+    const cterp_model *m = b->m;
+    const layer_w *w = &m->layers[l];
+    const int B = b->B, T = b->T;
+    const int64_t D = m->cfg.d_model;
+    const size_t n_x = (size_t)B * T * D;
+    cterp_status s;
+    HOOK(HK_RESID_PRE, b->x, 3, B, T, D, 0);
+    if ((s = pre_norm(b, l, HK_LN1, b->xn, b->x, w->attn_norm, w->attn_norm_b))) return s;
+    if ((s = attention(b, l))) return s;
+    HOOK(HK_ATTN_OUT, b->ao, 3, B, T, D, 0);
+    if ((s = pre_norm(b, l, HK_LN2, b->xn, b->x, w->ffn_norm, w->ffn_norm_b))) return s;
+    if ((s = mlp(b, l, b->x2))) return s;
+    HOOK(HK_MLP_OUT, b->x2, 3, B, T, D, 0);
+    add(b->x, b->x2, n_x); // llama.cpp's order: (mlp_out + resid_pre) + attn_out
+    add(b->x, b->ao, n_x);
+    HOOK(HK_RESID_POST, b->x, 3, B, T, D, 0);
+    return CTERP_OK;
+}
