@@ -32,6 +32,35 @@ static const kern_variant *variant(const char *name) {
 
 static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
 
+// MLP activations: each variant equal to generic bit for bit, and within 1e-6 relative (plus a
+// tiny absolute floor) of the libm formula in double, over the whole range incl. the exp clamps
+static void test_act(const kern_variant *v, const kern_variant *g) {
+    const int64_t n = 4099;
+    float *x = randn(91, n, 4.0f), *gt = randn(92, n, 1.0f);
+    for (int64_t i = 0; i < 40; i++) x[i] = -100.0f + 5.0f * (float)i; // -100 .. 95: the clamps
+    x[40] = 0.0f, x[41] = -0.0f, x[42] = 1e-30f, x[43] = -1e-30f;
+    float *a1 = malloc(n * 4), *a0 = malloc(n * 4), *b1 = malloc(n * 4), *b0 = malloc(n * 4);
+    double worst_s = 0, worst_g = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        memcpy(a1, x, n * 4), memcpy(a0, x, n * 4);
+        const float *gg = pass == 2 ? NULL : gt;
+        if (pass == 0) v->vec->silu_mul(a1, gg, n), g->vec->silu_mul(a0, gg, n);
+        else v->vec->gelu_mul(a1, gg, n), g->vec->gelu_mul(a0, gg, n);
+        CHECK_MSG(same_bits(a1, a0, n * 4), "%s %s pass %d", v->name, pass ? "gelu" : "silu", pass);
+        for (int64_t i = 0; i < n; i++) {
+            double xi = x[i], mul = gg ? gg[i] : 1.0;
+            double ref = pass == 0 ? xi / (1.0 + exp(-xi)) * mul
+                                   : 0.5 * xi * (1.0 + tanh(0.7978845608028654 * (xi + 0.044715 * xi * xi * xi))) * mul;
+            double err = fabs(a1[i] - ref) / (fabs(ref) + 1e-30 + 1e-6 * fabs(mul));
+            if (pass == 0 && err > worst_s) worst_s = err;
+            if (pass > 0 && err > worst_g) worst_g = err;
+        }
+    }
+    CHECK_MSG(worst_s < 2e-6 && worst_g < 2e-6, "%s activations: silu rel err %.3g, gelu %.3g", v->name, worst_s, worst_g);
+    memcpy(b1, x, n * 4), memcpy(b0, x, n * 4);
+    free(x), free(gt), free(a1), free(a0), free(b1), free(b0);
+}
+
 // vector primitives: every length class (tails of 1..31, the 8-wide and 32-wide bodies)
 static void test_vec(const kern_variant *v, const kern_variant *g) {
     static const int64_t lens[] = {0, 1, 7, 8, 15, 16, 31, 32, 33, 100, 768, 2049};
@@ -66,6 +95,7 @@ static void test_vec(const kern_variant *v, const kern_variant *g) {
                       same_bits(w1, w0, (size_t)n * 4), "%s adam n=%lld", v->name, (long long)n);
         free(a), free(b), free(y1), free(y0), free(p1), free(p0), free(m1), free(m0), free(w1), free(w0);
     }
+    test_act(v, g);
 }
 
 // top-k: against the naive twin (ties included: values rounded to a few levels)

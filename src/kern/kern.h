@@ -31,6 +31,10 @@ typedef struct {
     void (*adam)(float *p, const float *g, float *m, float *v, size_t n, const adam_coef *c);
     // the f32 multiply-add rate of this variant's vectors on all threads, GFLOP/s (cterp bench)
     double (*fma_peak)(void);
+    // MLP activations in place, with a polynomial exp every variant vectorises to the same bits:
+    // h = silu(h) * g, and h = gelu_tanh(h) * g (g NULL: times 1). Within 4 ulp-ish of libm.
+    void (*silu_mul)(float *h, const float *g, int64_t n);
+    void (*gelu_mul)(float *h, const float *g, int64_t n);
 } kern_vec;
 
 // Top-k selection (sae/kernels.h documents both).

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "model/model_impl.h"
+#include "kern/kern.h"
 #include "model/quant.h"
 
 // ---- kernels ------------------------------------------------------------------------------
@@ -96,8 +97,18 @@ static void rope(float *x, int64_t M, int heads, int hd, int n_rot, int neox, co
         }
 }
 
-static float gelu_tanh(float x) {
-    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+// h = act(h) (* g): the dispatched vector kernels, in chunks over the threads
+static void activate(int mlp, float *h, const float *g, size_t n) {
+    const int64_t CH = 4096;
+    const int64_t nc = ((int64_t)n + CH - 1) / CH;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t i0 = c * CH, len = (int64_t)n - i0 < CH ? (int64_t)n - i0 : CH;
+        if (mlp == MLP_SILU_GATED)
+            kern->vec->silu_mul(h + i0, g + i0, len);
+        else
+            kern->vec->gelu_mul(h + i0, g ? g + i0 : NULL, len);
+    }
 }
 
 cterp_status model_hook(const hooks_ctx *hc, int layer, int kind, float *act, int ndim, int64_t d0,
@@ -161,6 +172,27 @@ static void head_norm(float *x, int64_t rows, int64_t hd, const float *w, float 
     model_scale_shift(x, w, NULL, rows, hd);
 }
 
+// One query's row of scores p[0, S): keys [0, n_keys) were computed (q·k), the rest are set 0.
+// Scaled, soft-capped (cap > 0), masked to the last `window` keys (window > 0: llama.cpp masks
+// keys at distance >= window), softmax.
+static void softmax_row(float *p, int64_t n_keys, int64_t S, int64_t window, float scale,
+                        float cap) {
+    int64_t j0 = window && n_keys > window ? n_keys - window : 0;
+    float mx = -INFINITY;
+    for (int64_t j = j0; j < n_keys; j++) {
+        float sc = p[j] * scale;
+        if (cap > 0) sc = cap * tanhf(sc / cap);
+        p[j] = sc;
+        if (sc > mx) mx = sc;
+    }
+    float sum = 0;
+    for (int64_t j = j0; j < n_keys; j++) sum += (p[j] = expf(p[j] - mx));
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < j0; j++) p[j] = 0;
+    for (int64_t j = j0; j < n_keys; j++) p[j] *= inv;
+    for (int64_t j = n_keys; j < S; j++) p[j] = 0;
+}
+
 // ao (BT, D) <- attention of the layer on xn (the ln1 output).
 static cterp_status attention(block_ctx *b, int l) {
     const cterp_model *m = b->m;
@@ -219,49 +251,37 @@ static cterp_status attention(block_ctx *b, int l) {
         vbase = kc->v + (size_t)l * kc->max * kvd;
     }
     const int hook_pat = b->any_pattern && hooked(b->hc, l, HK_PATTERN);
-    const float scale = m->attn_scale, cap = c->attn_softcap;
-    const int64_t grp = H / Hkv, window = w->window;
-    float *pat = b->pat;
-    // pass 1 (always): scores and softmax; pass 2: z = pattern · v. With a pattern hook the
-    // full pattern is kept between the passes so the hook can read or edit it.
+    const int64_t grp = H / Hkv, QB = ATTN_QBLOCK;
+    const int64_t n_qb = (T + QB - 1) / QB;
+    // For each (sequence, head, block of QB queries): scores = Q K^T by SGEMM, then per row the
+    // scale, soft-cap, causal and sliding-window mask and softmax, then z = P V by SGEMM. The
+    // SGEMMs run single-threaded inside the parallel loop (OpenBLAS does so in a parallel region).
+    // With a pattern hook the rows go to the (B, H, T, S) pattern, the hook runs, then z.
     for (int pass = 0; pass < (hook_pat ? 2 : 1); pass++) {
-#pragma omp parallel for schedule(static) if (B * H * T * S * hd > PAR_MIN)
-        for (int64_t r = 0; r < (int64_t)B * H * T; r++) {
-            int64_t bi = r / (H * T), h = (r / T) % H, t = r % T;
-            int64_t n_keys = pos0 + t + 1, kvh = h / grp;
-            // a sliding-window layer masks keys at distance >= window (llama.cpp's rule)
-            int64_t j0 = window && n_keys > window ? n_keys - window : 0;
-            const float *kb = kbase + (kc ? 0 : bi * T * kvd);
-            const float *vb = vbase + (kc ? 0 : bi * T * kvd);
-            float *p = hook_pat ? pat + r * S : b->scr + (size_t)omp_get_thread_num() * S;
+#pragma omp parallel for schedule(dynamic, 1) if (B * H * T * S * hd > PAR_MIN)
+        for (int64_t r = 0; r < (int64_t)B * H * n_qb; r++) {
+            const int64_t bi = r / (H * n_qb), h = (r / n_qb) % H, t0 = (r % n_qb) * QB;
+            const int64_t nt = T - t0 < QB ? T - t0 : QB, kvh = h / grp;
+            const int64_t n_keys = pos0 + t0 + nt; // keys the last query of the block sees
+            const float *kb = kbase + (kc ? 0 : bi * T * kvd) + kvh * hd;
+            const float *vb = vbase + (kc ? 0 : bi * T * kvd) + kvh * hd;
+            float *qr = q + ((bi * T + t0) * H + h) * hd;
+            float *zr = z + ((bi * T + t0) * H + h) * hd;
+            float *p = hook_pat ? b->pat + ((bi * H + h) * T + t0) * S
+                                : b->scr + (size_t)omp_get_thread_num() * (size_t)(QB * S);
+            const int64_t ldp = S;
             if (pass == 0) {
-                const float *qr = q + ((bi * T + t) * H + h) * hd;
-                float mx = -INFINITY;
-                for (int64_t j = j0; j < n_keys; j++) {
-                    const float *kr = kb + j * kvd + kvh * hd;
-                    float dot = 0;
-                    for (int64_t d = 0; d < hd; d++) dot += qr[d] * kr[d];
-                    float sc = dot * scale;
-                    if (cap > 0) sc = cap * tanhf(sc / cap);
-                    p[j] = sc;
-                    if (sc > mx) mx = sc;
-                }
-                float sum = 0;
-                for (int64_t j = j0; j < n_keys; j++) sum += (p[j] = expf(p[j] - mx));
-                for (int64_t j = 0; j < j0; j++) p[j] = 0;
-                for (int64_t j = j0; j < n_keys; j++) p[j] /= sum;
-                for (int64_t j = n_keys; j < S; j++) p[j] = 0;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)n_keys, (int)hd,
+                            1.0f, qr, (int)qd, kb, (int)kvd, 0.0f, p, (int)ldp);
+                for (int64_t i = 0; i < nt; i++)
+                    softmax_row(p + i * ldp, pos0 + t0 + i + 1, S, w->window, m->attn_scale,
+                                c->attn_softcap);
+                if (hook_pat) continue;
             }
-            if (pass == 1 || !hook_pat) {
-                float *zr = z + ((bi * T + t) * H + h) * hd;
-                for (int64_t d = 0; d < hd; d++) zr[d] = 0;
-                for (int64_t j = hook_pat ? 0 : j0; j < n_keys; j++) {
-                    const float *vr = vb + j * kvd + kvh * hd;
-                    for (int64_t d = 0; d < hd; d++) zr[d] += p[j] * vr[d];
-                }
-            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)hd, (int)n_keys,
+                        1.0f, p, (int)ldp, vb, (int)kvd, 0.0f, zr, (int)qd);
         }
-        if (pass == 0 && hook_pat) HOOK(HK_PATTERN, pat, 4, B, H, T, S);
+        if (pass == 0 && hook_pat) HOOK(HK_PATTERN, b->pat, 4, B, H, T, S);
     }
     HOOK(HK_Z, z, 4, B, T, H, hd);
     model_matmul(b->ao, z, &w->wo, w->bo, BT, b->tile);
@@ -280,8 +300,7 @@ static cterp_status mlp(block_ctx *b, int l, float *out) {
     if (m->mlp == MLP_GELU) {
         model_matmul(h1, b->xn, &w->up, w->bup, BT, b->tile);
         HOOK(HK_MLP_PRE, h1, 3, B, T, F, 0);
-#pragma omp parallel for schedule(static) if (n_f > PAR_MIN)
-        for (size_t i = 0; i < n_f; i++) h1[i] = gelu_tanh(h1[i]);
+        activate(m->mlp, h1, NULL, n_f);
     } else {
         if (w->gate.data) {
             model_matmul(h1, b->xn, &w->gate, w->bgate, BT, b->tile);
@@ -297,13 +316,7 @@ static cterp_status mlp(block_ctx *b, int l, float *out) {
             HOOK(HK_MLP_PRE, h1, 3, B, T, F, 0);
         }
         HOOK(HK_MLP_PRE_LINEAR, h2, 3, B, T, F, 0);
-        if (m->mlp == MLP_SILU_GATED) {
-#pragma omp parallel for schedule(static) if (n_f > PAR_MIN)
-            for (size_t i = 0; i < n_f; i++) h1[i] = h1[i] / (1.0f + expf(-h1[i])) * h2[i];
-        } else {
-#pragma omp parallel for schedule(static) if (n_f > PAR_MIN)
-            for (size_t i = 0; i < n_f; i++) h1[i] = gelu_tanh(h1[i]) * h2[i];
-        }
+        activate(m->mlp, h1, h2, n_f);
     }
     HOOK(HK_MLP_POST, h1, 3, B, T, F, 0);
     model_matmul(out, h1, &w->down, w->bdown, BT, b->tile);

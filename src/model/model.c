@@ -291,7 +291,7 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
     if (fused) n_fused = (size_t)BT * (size_t)(qd + 2 * kvd > 2 * F ? qd + 2 * kvd : 2 * F);
     size_t n_x2 = c->parallel ? n_x : 0;
     size_t total = 3 * n_x + 2 * n_q + 2 * n_kv + 2 * n_f + n_tile + 2 * n_rope + n_pat + n_fused +
-                   n_x2 + (size_t)nthr * (size_t)S;
+                   n_x2 + (size_t)nthr * ATTN_QBLOCK * (size_t)S;
     float *mem = malloc(total * sizeof(float));
     if (!mem) {
         free(hc.layer);
@@ -315,7 +315,7 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
     b.pat = b.rs + n_rope;  // (B, H, T, S) when hooked
     b.qkv = b.pat + n_pat;  // (BT, qd + 2 kvd) or (BT, 2F): fused projections
     b.x2 = b.qkv + n_fused; // (BT, D) the MLP output of a parallel block
-    b.scr = b.x2 + n_x2;    // (nthr, S) attention rows
+    b.scr = b.x2 + n_x2;    // (nthr, ATTN_QBLOCK, S) attention scores
     cterp_status s = CTERP_OK;
     float *x = b.x, *xn = b.xn;
 

@@ -171,4 +171,7 @@ struct cterp_kv_cache {
 // a loaded machine spinning OpenMP threads cost far more than tiny loops save.
 #define PAR_MIN (1 << 16)
 
+// queries per attention SGEMM block (the per-thread score buffer is ATTN_QBLOCK x keys)
+#define ATTN_QBLOCK 64
+
 #endif
