@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) {
         char path[1024], label[64];
         snprintf(path, sizeof path, "%s/cterp-bench-llama768-%d.gguf", tmp, (int)getpid());
-        synth_cfg sc = {0, 12, 768, 12, 12, 2048, 8192, 1024, 64, 0, 0, types[i], 1};
+        synth_cfg sc = {0, 12, 768, 12, 12, 2048, 8192, 1024, 64, 0, 0, types[i], 1, 0};
         if (synth_write(path, &sc)) {
             fprintf(stderr, "%s\n", cterp_last_error());
             return 1;

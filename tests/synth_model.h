@@ -19,6 +19,7 @@ typedef struct {
     int rope_freqs, tied;
     uint32_t type; // type of the 2-D matrices (norms and biases stay F32)
     uint64_t seed;
+    uint32_t type_hi; // nonzero: token_embd, output, attn_v and ffn_down in this type (a _M mix)
 } synth_cfg;
 
 static void synth_tensor(gguf_writer *w, const char *name, uint32_t type, int64_t cols,
@@ -58,13 +59,13 @@ static inline void synth_add(gguf_writer *w, const synth_cfg *c) {
     rng_t r;
     rng_seed(&r, c->seed);
     int64_t D = c->D, F = c->F, hd = c->D / c->H, kvd = (int64_t)c->Hkv * hd;
-    uint32_t t = c->type, f32 = GGML_TYPE_F32;
+    uint32_t t = c->type, f32 = GGML_TYPE_F32, th = c->type_hi ? c->type_hi : c->type;
     float sD = 1.0f / sqrtf((float)D), sF = 1.0f / sqrtf((float)F);
-    synth_tensor(w, "token_embd.weight", t, D, c->V, 1.0f, 0, &r);
+    synth_tensor(w, "token_embd.weight", th, D, c->V, 1.0f, 0, &r);
     if (c->gpt2) synth_tensor(w, "position_embd.weight", t, D, c->n_ctx, 0.3f, 0, &r);
     synth_tensor(w, "output_norm.weight", f32, D, 1, 0.1f, 1.0f, &r);
     if (c->gpt2) synth_tensor(w, "output_norm.bias", f32, D, 1, 0.1f, 0, &r);
-    if (!c->tied) synth_tensor(w, "output.weight", t, D, c->V, sD, 0, &r);
+    if (!c->tied) synth_tensor(w, "output.weight", th, D, c->V, sD, 0, &r);
     if (c->rope_freqs) {
         float ff[64];
         for (int j = 0; j < c->n_rot / 2; j++) ff[j] = 1.0f + (float)j;
@@ -86,12 +87,12 @@ static inline void synth_add(gguf_writer *w, const synth_cfg *c) {
         } else {
             synth_tensor(w, NM("attn_q.weight"), t, D, D, sD, 0, &r);
             synth_tensor(w, NM("attn_k.weight"), t, D, kvd, sD, 0, &r);
-            synth_tensor(w, NM("attn_v.weight"), t, D, kvd, sD, 0, &r);
+            synth_tensor(w, NM("attn_v.weight"), th, D, kvd, sD, 0, &r);
             synth_tensor(w, NM("ffn_gate.weight"), t, D, F, sD, 0, &r);
         }
         synth_tensor(w, NM("attn_output.weight"), t, D, D, sD, 0, &r);
         synth_tensor(w, NM("ffn_up.weight"), t, D, F, sD, 0, &r);
-        synth_tensor(w, NM("ffn_down.weight"), t, F, D, sF, 0, &r);
+        synth_tensor(w, NM("ffn_down.weight"), th, F, D, sF, 0, &r);
 #undef NM
     }
 }

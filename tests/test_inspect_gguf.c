@@ -26,7 +26,7 @@ int main(void) {
     const char *tmp = test_tmpdir("inspect");
     char path[600];
     snprintf(path, sizeof path, "%s/m.gguf", tmp);
-    synth_cfg sc = {1, 2, 64, 4, 4, 128, 100, 32, 0, 0, 1, GGML_TYPE_Q8_0, 5};
+    synth_cfg sc = {1, 2, 64, 4, 4, 128, 100, 32, 0, 0, 1, GGML_TYPE_Q8_0, 5, 0};
     CHECK_OK(synth_write(path, &sc));
     int rc;
     char *t = run_inspect(path, tmp, &rc);

@@ -4,6 +4,7 @@
 // read and modify, stop_at_layer, batching, KV-cache decode, and greedy generation.
 #include "core/file.h"
 #include "cterp/model.h"
+#include "repack.h"
 #include "synth_model.h"
 #include "test.h"
 
@@ -226,7 +227,7 @@ static void test_synthetic(void) {
                  {GGML_TYPE_Q6_K, 0.08}, {GGML_TYPE_Q4_0, 0.35},  {GGML_TYPE_Q4_K, 0.35}};
     for (int gpt = 0; gpt < 2; gpt++) {
         synth_cfg sc = {gpt,  2,   256,           4, gpt ? 4 : 2, 512, 300, 64, gpt ? 0 : 32,
-                        !gpt, gpt, GGML_TYPE_F32, 11};
+                        !gpt, gpt, GGML_TYPE_F32, 11, 0};
         char p32[600], pq[600];
         snprintf(p32, sizeof p32, "%s/%s-f32.gguf", tmp, gpt ? "gpt2" : "llama");
         CHECK_OK(synth_write(p32, &sc));
@@ -288,7 +289,7 @@ static void test_synthetic(void) {
         }
     }
     // a model with a missing tensor is rejected naming it
-    synth_cfg sc = {0, 1, 64, 2, 2, 64, 50, 16, 32, 0, 1, GGML_TYPE_F32, 3};
+    synth_cfg sc = {0, 1, 64, 2, 2, 64, 50, 16, 32, 0, 1, GGML_TYPE_F32, 3, 0};
     char pb[600];
     snprintf(pb, sizeof pb, "%s/bad.gguf", tmp);
     gguf_writer *w = gguf_writer_new(0);
@@ -305,7 +306,7 @@ static void test_synthetic(void) {
     (void)sc;
 
     // corrupted model files: an error or a model that runs, never a crash (ASan/UBSan)
-    synth_cfg fc = {0, 1, 256, 4, 2, 256, 40, 16, 32, 1, 0, GGML_TYPE_Q4_K, 9};
+    synth_cfg fc = {0, 1, 256, 4, 2, 256, 40, 16, 32, 1, 0, GGML_TYPE_Q4_K, 9, 0};
     char pf[600];
     snprintf(pf, sizeof pf, "%s/fuzz.gguf", tmp);
     CHECK_OK(synth_write(pf, &fc));
@@ -360,13 +361,61 @@ static void test_hook_names(void) {
     CHECK(cterp_hook_name(1, "mlp", b, 8) == CTERP_EINVAL);
 }
 
+// stories260K rewritten as qwen2 (half-split RoPE, Q/K rows un-permuted) and phi3 (also fused
+// qkv and gate_up) computes the same function: logits, hooks downstream of RoPE, greedy text.
+static void test_repacked(const char *dir) {
+    char src[4096], dst[4200];
+    snprintf(src, sizeof src, "%s/models/stories260K.gguf", dir);
+    const char *tmp = test_tmpdir("repack");
+    if (!tmp) return;
+    cterp_model *ref;
+    CHECK_OK(cterp_model_open(&ref, src));
+    if (!ref) return;
+    enum { B = 2, T = 24, V = 512, D = 64 };
+    static int32_t tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(1 + (i * 37) % 500);
+    static float l0[B * T * V], l1[B * T * V], r0[B * T * D], r1[B * T * D];
+    cap_t c0 = {"blocks.3.hook_resid_mid", r0, B * T * D, 0}, c1 = {"blocks.3.hook_resid_mid", r1, B * T * D, 0};
+    cterp_hook h0 = {c0.name, cap_fn, &c0}, h1 = {c1.name, cap_fn, &c1};
+    cterp_forward_opts o0 = {.hooks = &h0, .n_hooks = 1, .logits = l0};
+    CHECK_OK(cterp_model_forward(ref, tok, B, T, &o0));
+    int32_t prompt[1] = {1}, *g0 = NULL, *g1 = NULL;
+    int n0 = 0, n1 = 0;
+    cterp_sampler_params sp = {0, 1, 0};
+    CHECK_OK(cterp_generate(ref, prompt, 1, 40, &sp, NULL, NULL, NULL, &g0, &n0));
+    const char *fams[] = {"qwen2", "phi3"};
+    for (int f = 0; f < 2; f++) {
+        snprintf(dst, sizeof dst, "%s/stories-%s.gguf", tmp, fams[f]);
+        CHECK_OK(repack_llama(src, dst, fams[f]));
+        cterp_model *m;
+        CHECK_OK(cterp_model_open(&m, dst));
+        if (!m) continue;
+        CHECK(!strcmp(cterp_model_config_of(m)->arch, fams[f]) && cterp_model_config_of(m)->rope_neox);
+        cterp_forward_opts o1 = {.hooks = &h1, .n_hooks = 1, .logits = l1};
+        CHECK_OK(cterp_model_forward(m, tok, B, T, &o1));
+        double sc, dl = max_abs_diff(l1, l0, (size_t)B * T * V, &sc), dr = max_abs_diff(r1, r0, (size_t)B * T * D, &sc);
+        printf("stories260K as %s: logits max diff %.2e, resid_mid %.2e\n", fams[f], dl, dr);
+        CHECK(dl < 1e-4 && dr < 1e-5);
+        CHECK_OK(cterp_generate(m, prompt, 1, 40, &sp, NULL, NULL, NULL, &g1, &n1));
+        CHECK(n1 == n0 && g1 && !memcmp(g1, g0, (size_t)n0 * sizeof *g0));
+        free(g1);
+        g1 = NULL;
+        cterp_model_free(m);
+        remove(dst);
+    }
+    free(g0);
+    cterp_model_free(ref);
+}
+
 int main(void) {
     test_hook_names();
     test_synthetic();
     const char *dir = test_data_dir();
     if (!dir)
         printf("skip: stories260K tests (shared test data not found; set CTERP_TESTDATA)\n");
-    else
+    else {
         test_stories(dir);
+        test_repacked(dir);
+    }
     return test_done();
 }

@@ -43,6 +43,7 @@ typedef struct {
     float rope_scale;    // linear RoPE scaling: positions times this (1: none)
     float attn_softcap;  // scores -> cap * tanh(scores / cap) before the softmax (0: none)
     float final_softcap; // the same on the logits (0: none)
+    int mlp_gated;       // the MLP has a gate (SwiGLU/GeGLU: three matrices), else up/down only
 } cterp_model_config;
 
 typedef struct cterp_model cterp_model;
@@ -58,6 +59,11 @@ const cterp_tokenizer *cterp_model_tokenizer(const cterp_model *m);
 const char *cterp_model_weight_type(const cterp_model *m);
 // The GGUF file the model was opened from.
 const char *cterp_model_path(const cterp_model *m);
+
+// Bytes of the matmul weights a forward reads through the first n_layers blocks, plus the
+// unembedding when with_output (as stored: quantized types count their packed size). For
+// bandwidth bounds (cterp bench --model).
+int64_t cterp_model_weight_bytes(const cterp_model *m, int n_layers, int with_output);
 // The model file's identity as a 64-bit hash: its header, metadata and tensor infos whole, its
 // tensor data sampled above 64 MiB (core/hash.h); not its path, so a copy matches. *bytes: the
 // file's size.

@@ -3,6 +3,8 @@
 #ifndef CTERP_CLI_H
 #define CTERP_CLI_H
 
+#include <stdint.h>
+
 typedef struct {
     const char *name, *help;
     int (*run)(int argc, char **argv);
@@ -16,6 +18,11 @@ int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_model(int argc, char **argv); // cterp bench --model
+// cmd_bench.c: the SGEMM rate (GFLOP/s, median of ~1 s of calls) of (B, D) x (D, N)^T, and the
+// cpu / kernels / BLAS lines every benchmark prints
+double sgemm_gflops(int64_t B, int64_t D, int64_t N);
+void print_blas(double peak);
 
 #include "cterp/toy.h"
 #include "cterp/train.h"

@@ -34,7 +34,7 @@ static int cmp_double(const void *a, const void *b) {
 
 // SGEMM rate of the encoder's shape: (B, D) x (D, N). The median of the calls made in ~1 s (one
 // slow or fast call moved the mean by 5-10% on a shared machine).
-static double sgemm_gflops(int64_t B, int64_t D, int64_t N) {
+double sgemm_gflops(int64_t B, int64_t D, int64_t N) {
     float *x = malloc((size_t)(B * D) * sizeof(float)), *w = malloc((size_t)(N * D) * sizeof(float));
     float *z = malloc((size_t)(B * N) * sizeof(float));
     if (!x || !w || !z) {
@@ -93,7 +93,7 @@ static double bf16_gflops(int64_t B, int64_t D, int64_t N) {
 // Which BLAS kernels run. OpenBLAS picks them from the CPU at load time unless OPENBLAS_CORETYPE
 // names a core; an AVX2 core on an AVX-512 CPU halves the SGEMM rate (measured on a Zen 5:
 // 175-195 GFLOP/s as Haswell, 330-360 as OpenBLAS's own choice, Cooperlake).
-static void print_blas(double peak) {
+void print_blas(double peak) {
     const char *core = openblas_get_corename(), *pin = getenv("OPENBLAS_CORETYPE");
     printf("cpu: %s | cterp kernels: %s (%s)\n", cterp_cpu_name(), cterp_isa_name(), cterp_isa_description());
     printf("blas: %s | core %s%s%s%s | %d threads | f32 FMA peak (%s vectors) %.1f GFLOP/s\n", openblas_get_config(), core,
@@ -112,6 +112,8 @@ int cmd_bench(int argc, char **argv) {
     double dead = 0, l0 = 0;
     int auxk_mode = -1, fuse_mode = 0;
     cfg.d_sae = 24576, cfg.k = 32;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--model")) return cmd_bench_model(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -126,7 +128,8 @@ int cmd_bench(int argc, char **argv) {
                    "--encoder-bf16 true: the bf16 encoder GEMM (the roofline is then that GEMM's rate);\n"
                    "  with topk, --bf16-topk fused|z|auto: the GEMM fused with the top-k, or through z.\n"
 
-                   "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n");
+                   "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n"
+                   "cterp bench --model M.gguf [...]: the model forward instead (--model --help).\n");
             return 0;
         }
         if (i + 1 >= argc) {

@@ -169,6 +169,20 @@ const char *cterp_model_weight_type(const cterp_model *m) {
     return gguf_type_name(m->layers[0].wo.type);
 }
 
+static int64_t mat_bytes(const wmat *w) {
+    return w->data ? (int64_t)w->row_bytes * w->rows : 0;
+}
+
+int64_t cterp_model_weight_bytes(const cterp_model *m, int n_layers, int with_output) {
+    int64_t n = with_output ? mat_bytes(&m->output) : 0;
+    for (int l = 0; l < n_layers && l < m->cfg.n_layers; l++) {
+        const layer_w *w = &m->layers[l];
+        n += mat_bytes(&w->wq) + mat_bytes(&w->wk) + mat_bytes(&w->wv) + mat_bytes(&w->wqkv) +
+             mat_bytes(&w->wo) + mat_bytes(&w->gate) + mat_bytes(&w->up) + mat_bytes(&w->down);
+    }
+    return n;
+}
+
 const char *cterp_model_path(const cterp_model *m) {
     return m->g->path;
 }
@@ -197,6 +211,7 @@ static cterp_status load(cterp_model *m) {
     if ((s = m->family->load(&ld))) return s;
     if (m->attn_scale == 0) m->attn_scale = 1.0f / sqrtf((float)c->head_dim);
     c->rope_neox = m->rope == ROPE_NEOX;
+    c->mlp_gated = m->mlp != MLP_GELU;
     if (gguf_has_key(m->g, "tokenizer.ggml.model")) {
         if ((s = tokenizer_from_gguf(&m->tok, m->g))) return s;
         if (cterp_tokenizer_n_vocab(m->tok) > c->n_vocab)

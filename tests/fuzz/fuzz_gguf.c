@@ -69,15 +69,15 @@ static void seed_stories_vocab(const char *name, synth_cfg c) {
 
 static void seed_files(void) {
     // {gpt2, L, D, H, Hkv, F, V, n_ctx, n_rot, rope_freqs, tied, type, seed}
-    synth_cfg llama = {0, 1, 32, 2, 1, 64, 276, 16, 16, 0, 0, GGML_TYPE_Q8_0, 1};
+    synth_cfg llama = {0, 1, 32, 2, 1, 64, 276, 16, 16, 0, 0, GGML_TYPE_Q8_0, 1, 0};
     seed_model("llama_q8_spm.gguf", &llama, 1);
-    synth_cfg gpt2 = {1, 1, 32, 2, 2, 64, 264, 16, 0, 0, 0, GGML_TYPE_Q4_0, 2};
+    synth_cfg gpt2 = {1, 1, 32, 2, 2, 64, 264, 16, 0, 0, 0, GGML_TYPE_Q4_0, 2, 0};
     seed_model("gpt2_q4_bpe.gguf", &gpt2, 2);
-    synth_cfg gqa = {0, 1, 32, 4, 2, 32, 264, 8, 8, 1, 1, GGML_TYPE_F16, 3};
+    synth_cfg gqa = {0, 1, 32, 4, 2, 32, 264, 8, 8, 1, 1, GGML_TYPE_F16, 3, 0};
     seed_model("llama_f16_gqa_tied_llamabpe.gguf", &gqa, 3);
-    synth_cfg bare = {0, 2, 16, 2, 2, 16, 8, 4, 8, 0, 0, GGML_TYPE_BF16, 4};
+    synth_cfg bare = {0, 2, 16, 2, 2, 16, 8, 4, 8, 0, 0, GGML_TYPE_BF16, 4, 0};
     seed_model("llama_bf16_novocab.gguf", &bare, 0);
-    synth_cfg f32 = {1, 1, 8, 1, 1, 8, 8, 4, 0, 0, 1, GGML_TYPE_F32, 5};
+    synth_cfg f32 = {1, 1, 8, 1, 1, 8, 8, 4, 0, 0, 1, GGML_TYPE_F32, 5, 0};
     seed_model("gpt2_f32_tied.gguf", &f32, 0);
     seed_stories_vocab("llama_q8_stories_vocab.gguf", llama);
     gguf_writer *w = gguf_writer_new(64); // metadata of every type, no tensors

@@ -1,0 +1,118 @@
+// Writes the synthetic models the forward benchmarks and docs/measurements.md use (not a test):
+// random-weight llama GGUFs of a named shape in one tensor type or a K-quant _M mix, optionally
+// with the tokenizer of another GGUF (e.g. llama.cpp's ggml-vocab-*.gguf) so `cterp train` can
+// read text with it.
+//   bench_synth_gguf OUT.gguf --shape llama768|llama1b [--type F32|F16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
+//                    [--vocab-from V.gguf]
+// llama768: 12 layers, d_model 768, 12 heads, d_ff 2048, vocab 8192 (the 12x768 of
+// docs/measurements.md). llama1b: Llama-3.2-1B's shape: 16 layers, d_model 2048, 32/8 heads,
+// d_ff 8192, vocab 128256, tied, context 131072 (Q4_K_M: token_embd, attn_v, ffn_down in Q6_K).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tests/synth_model.h"
+
+// copies every tokenizer.* key of src into w
+static cterp_status copy_tokenizer(gguf_writer *w, const char *src_path, int *n_tokens) {
+    gguf_file *g;
+    cterp_status s = gguf_open(&g, src_path);
+    if (s) return s;
+    *n_tokens = 0;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const gguf_kv *kv = &g->kv[i];
+        if (strncmp(kv->key, "tokenizer.", 10)) continue;
+        if (kv->type == GGUF_TYPE_STRING) {
+            char *v = malloc(kv->strs[0].len + 1);
+            gguf_str_copy(kv->strs[0], v, kv->strs[0].len + 1);
+            gguf_writer_str(w, kv->key, v);
+            free(v);
+        } else if (kv->type == GGUF_TYPE_ARRAY && kv->arr_type == GGUF_TYPE_STRING) {
+            char **v = malloc(kv->n * sizeof *v);
+            for (uint64_t j = 0; j < kv->n; j++) {
+                v[j] = malloc(kv->strs[j].len + 1);
+                gguf_str_copy(kv->strs[j], v[j], kv->strs[j].len + 1);
+            }
+            gguf_writer_arr_str(w, kv->key, (const char *const *)v, kv->n);
+            if (!strcmp(kv->key, "tokenizer.ggml.tokens")) *n_tokens = (int)kv->n;
+            for (uint64_t j = 0; j < kv->n; j++) free(v[j]);
+            free(v);
+        } else if (kv->type == GGUF_TYPE_ARRAY) {
+            gguf_writer_arr(w, kv->key, kv->arr_type, kv->val, kv->n);
+        } else if (kv->type == GGUF_TYPE_BOOL) {
+            gguf_writer_bool(w, kv->key, kv->val[0]);
+        } else if (kv->type == GGUF_TYPE_U32 || kv->type == GGUF_TYPE_I32) {
+            uint32_t v;
+            memcpy(&v, kv->val, 4);
+            gguf_writer_u32(w, kv->key, v);
+        } else if (kv->type == GGUF_TYPE_F32) {
+            float v;
+            memcpy(&v, kv->val, 4);
+            gguf_writer_f32(w, kv->key, v);
+        }
+    }
+    gguf_close(g);
+    return CTERP_OK;
+}
+
+int main(int argc, char **argv) {
+    const char *out = NULL, *shape = "llama768", *type = "F32", *vocab = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
+        else if (!strcmp(argv[i], "--type") && i + 1 < argc) type = argv[++i];
+        else if (!strcmp(argv[i], "--vocab-from") && i + 1 < argc) vocab = argv[++i];
+        else if (argv[i][0] != '-' && !out) out = argv[i];
+        else {
+            fprintf(stderr, "usage: bench_synth_gguf OUT.gguf --shape llama768|llama1b [--type T] "
+                            "[--vocab-from V.gguf]\n");
+            return 2;
+        }
+    }
+    if (!out) {
+        fprintf(stderr, "bench_synth_gguf: no output path\n");
+        return 2;
+    }
+    // {gpt2, L, D, H, Hkv, F, V, n_ctx, n_rot, rope_freqs, tied, type, seed, type_hi}
+    synth_cfg c;
+    if (!strcmp(shape, "llama768"))
+        c = (synth_cfg){0, 12, 768, 12, 12, 2048, 8192, 1024, 64, 0, 0, GGML_TYPE_F32, 1, 0};
+    else if (!strcmp(shape, "llama1b"))
+        c = (synth_cfg){0, 16, 2048, 32, 8, 8192, 128256, 131072, 64, 0, 1, GGML_TYPE_F32, 1, 0};
+    else {
+        fprintf(stderr, "bench_synth_gguf: --shape: expected llama768 or llama1b, found %s\n", shape);
+        return 2;
+    }
+    static const struct {
+        const char *name;
+        uint32_t t, hi;
+    } types[] = {{"F32", GGML_TYPE_F32, 0},   {"F16", GGML_TYPE_F16, 0},  {"Q8_0", GGML_TYPE_Q8_0, 0},
+                 {"Q4_0", GGML_TYPE_Q4_0, 0}, {"Q4_K", GGML_TYPE_Q4_K, 0}, {"Q6_K", GGML_TYPE_Q6_K, 0},
+                 {"Q4_K_M", GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}};
+    int found = 0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(type, types[i].name)) c.type = types[i].t, c.type_hi = types[i].hi, found = 1;
+    if (!found) {
+        fprintf(stderr, "bench_synth_gguf: --type: expected F32, F16, Q8_0, Q4_0, Q4_K, Q6_K or Q4_K_M, found %s\n", type);
+        return 2;
+    }
+    gguf_writer *w = gguf_writer_new(0);
+    synth_add(w, &c);
+    if (vocab) {
+        int n_tok = 0;
+        if (copy_tokenizer(w, vocab, &n_tok)) {
+            fprintf(stderr, "bench_synth_gguf: %s\n", cterp_last_error());
+            return 1;
+        }
+        if (n_tok > c.V) {
+            fprintf(stderr, "bench_synth_gguf: %s has %d tokens, the shape's vocabulary %d\n", vocab, n_tok, c.V);
+            return 1;
+        }
+    }
+    cterp_status s = gguf_writer_write(w, out);
+    gguf_writer_free(w);
+    if (s) {
+        fprintf(stderr, "bench_synth_gguf: %s\n", cterp_last_error());
+        return 1;
+    }
+    return 0;
+}
