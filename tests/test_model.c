@@ -375,8 +375,8 @@ static void test_repacked(const char *dir) {
     static int32_t tok[B * T];
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(1 + (i * 37) % 500);
     static float l0[B * T * V], l1[B * T * V], r0[B * T * D], r1[B * T * D];
-    cap_t c0 = {"blocks.3.hook_resid_mid", r0, B * T * D, 0}, c1 = {"blocks.3.hook_resid_mid", r1, B * T * D, 0};
-    cterp_hook h0 = {c0.name, cap_fn, &c0}, h1 = {c1.name, cap_fn, &c1};
+    capture c0 = {.buf = r0}, c1 = {.buf = r1};
+    cterp_hook h0 = {"blocks.3.hook_resid_mid", cap_fn, &c0}, h1 = {"blocks.3.hook_resid_mid", cap_fn, &c1};
     cterp_forward_opts o0 = {.hooks = &h0, .n_hooks = 1, .logits = l0};
     CHECK_OK(cterp_model_forward(ref, tok, B, T, &o0));
     int32_t prompt[1] = {1}, *g0 = NULL, *g1 = NULL;
