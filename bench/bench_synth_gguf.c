@@ -4,13 +4,17 @@
 // read text with it.
 //   bench_synth_gguf OUT.gguf --shape llama768|llama1b [--type F32|F16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
 //                    [--vocab-from V.gguf]
+//   bench_synth_gguf OUT.gguf --repack LLAMA.gguf --as qwen2|phi3
 // llama768: 12 layers, d_model 768, 12 heads, d_ff 2048, vocab 8192 (the 12x768 of
 // docs/measurements.md). llama1b: Llama-3.2-1B's shape: 16 layers, d_model 2048, 32/8 heads,
 // d_ff 8192, vocab 128256, tied, context 131072 (Q4_K_M: token_embd, attn_v, ffn_down in Q6_K).
+// --repack: a llama GGUF rewritten as qwen2 or phi3 computing the same function (tests/repack.h),
+// e.g. stories260K to train on a non-llama family with known results.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/repack.h"
 #include "../tests/synth_model.h"
 
 // copies every tokenizer.* key of src into w
@@ -56,11 +60,14 @@ static cterp_status copy_tokenizer(gguf_writer *w, const char *src_path, int *n_
 }
 
 int main(int argc, char **argv) {
-    const char *out = NULL, *shape = "llama768", *type = "F32", *vocab = NULL;
+    const char *out = NULL, *shape = "llama768", *type = "F32", *vocab = NULL, *repack = NULL,
+               *as = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
         else if (!strcmp(argv[i], "--type") && i + 1 < argc) type = argv[++i];
         else if (!strcmp(argv[i], "--vocab-from") && i + 1 < argc) vocab = argv[++i];
+        else if (!strcmp(argv[i], "--repack") && i + 1 < argc) repack = argv[++i];
+        else if (!strcmp(argv[i], "--as") && i + 1 < argc) as = argv[++i];
         else if (argv[i][0] != '-' && !out) out = argv[i];
         else {
             fprintf(stderr, "usage: bench_synth_gguf OUT.gguf --shape llama768|llama1b [--type T] "
@@ -71,6 +78,17 @@ int main(int argc, char **argv) {
     if (!out) {
         fprintf(stderr, "bench_synth_gguf: no output path\n");
         return 2;
+    }
+    if (repack) {
+        if (!as || (strcmp(as, "qwen2") && strcmp(as, "phi3"))) {
+            fprintf(stderr, "bench_synth_gguf: --repack needs --as qwen2 or --as phi3\n");
+            return 2;
+        }
+        if (repack_llama(repack, out, as)) {
+            fprintf(stderr, "bench_synth_gguf: %s\n", cterp_last_error());
+            return 1;
+        }
+        return 0;
     }
     // {gpt2, L, D, H, Hkv, F, V, n_ctx, n_rot, rope_freqs, tied, type, seed, type_hi}
     synth_cfg c;

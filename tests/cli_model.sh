@@ -22,6 +22,8 @@ check "seeded sampling is reproducible" '[ -n "$a" ] && [ "$a" == "$b" ]'
 out=$("$bin" generate --model "$m" --prompt "Once upon a time" -n 5 2>/dev/null)
 check "prompt is echoed and continued" '[[ "$out" == "Once upon a time"* ]] && [ ${#out} -gt 16 ]'
 "$bin" generate --model "$m" -n abc >/dev/null 2>&1; check "non-numeric -n exits 2" '[ $? -eq 2 ]'
+err=$("$bin" generate --model "$m" -n 20000 2>&1 >/dev/null); rc=$?
+check "generation stops at the context with a message" '[ $rc -eq 0 ] && [[ "$err" == *"context is 2048 tokens: stopping after 2047 new tokens, not 20000"* ]]'
 ids=$(printf 'Once upon a time' | "$bin" tokenize --model "$m" --ids)
 check "tokenize --ids with BOS" '[ "$ids" == "1 403 407 261 378" ]'
 ids=$(printf 'Once upon a time' | "$bin" tokenize --model "$m" --ids --no-bos)
