@@ -7,11 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/file.h"
 #include "core/platform.h"
+#include "cterp/analysis.h"
 #include "cterp/model.h"
+#include "core/rng.h"
 #include "kern/kern.h"
 
 static int cmp_d(const void *a, const void *b) {
@@ -49,6 +52,68 @@ static double read_bandwidth(void) {
     free(a);
     qsort(t, 7, sizeof t[0], cmp_d);
     return (double)n * sizeof(float) / t[3] / 1e9;
+}
+
+typedef struct {
+    double tok_s, gflops;          // measured (median)
+    double roof_tok_s, roof_gflops; // cblas_sgemm alone on the same matmul shapes
+    int reps, n_layers;
+} prefill_result;
+
+// The forward on B x T tokens to `hook` (NULL: through the logits), repeated for about `seconds`;
+// the roofline is the sum of cblas_sgemm's median times for each matmul of the layers it runs.
+static cterp_status prefill(cterp_model *m, int B, int T, const char *hook, double seconds,
+                            prefill_result *r) {
+    const cterp_model_config *c = cterp_model_config_of(m);
+    int layer = c->n_layers, dim;
+    cterp_status s;
+    if (hook && (s = cterp_model_hook_info(m, hook, &layer, &dim))) return s;
+    const int n_layers = hook ? (layer + 1 < c->n_layers ? layer + 1 : c->n_layers) : c->n_layers;
+    const int logits = hook == NULL;
+    const int64_t BT = (int64_t)B * T, D = c->d_model, F = c->d_ff, hd = c->head_dim;
+    const int64_t qd = (int64_t)c->n_heads * hd, kvd = (int64_t)c->n_kv_heads * hd;
+    int32_t *tok = malloc((size_t)BT * sizeof *tok);
+    float *lg = logits ? malloc((size_t)BT * (size_t)c->n_vocab * sizeof *lg) : NULL;
+    if (!tok || (logits && !lg)) {
+        free(tok), free(lg);
+        return cterp_error(CTERP_ENOMEM, "bench: out of memory");
+    }
+    for (int64_t i = 0; i < BT; i++) tok[i] = (int32_t)((i * 7919u + 13) % (unsigned)c->n_vocab);
+    cterp_hook h = {hook, noop_hook, NULL};
+    cterp_forward_opts o = {.logits = lg, .hooks = hook ? &h : NULL, .n_hooks = hook ? 1 : 0};
+    // the model's matmuls: (N rows, K cols) per layer, then the unembedding
+    const int64_t shapes[][2] = {{qd, D}, {kvd, D}, {kvd, D}, {D, qd}, {F, D}, {F, D}, {D, F}};
+    const int n_shapes = c->mlp_gated ? 7 : 6;
+    double flop_layer = 0, t_layer = 0;
+    for (int i = 0; i < n_shapes; i++) {
+        int64_t N = shapes[i][0], K = shapes[i][1];
+        if (!c->mlp_gated && i == 5) N = D, K = F; // up then down
+        double f = 2.0 * BT * N * K;
+        flop_layer += f;
+        t_layer += f / (sgemm_gflops(BT, K, N) * 1e9);
+    }
+    double flop = flop_layer * n_layers, t_roof = t_layer * n_layers;
+    if (logits) {
+        double f = 2.0 * BT * D * c->n_vocab;
+        flop += f;
+        t_roof += f / (sgemm_gflops(BT, D, c->n_vocab) * 1e9);
+    }
+    enum { MAXREPS = 200 };
+    double t[MAXREPS];
+    s = cterp_model_forward(m, tok, B, T, &o); // warm-up: pages the weights in
+    int reps = 0;
+    double tw = time_now();
+    while (!s && ((time_now() - tw < seconds || reps < 3) && reps < MAXREPS)) {
+        double t1 = time_now();
+        s = cterp_model_forward(m, tok, B, T, &o);
+        t[reps++] = time_now() - t1;
+    }
+    free(tok), free(lg);
+    if (s) return s;
+    qsort(t, (size_t)reps, sizeof t[0], cmp_d);
+    double dt = t[reps / 2];
+    *r = (prefill_result){BT / dt, flop / dt / 1e9, BT / t_roof, flop / t_roof / 1e9, reps, n_layers};
+    return CTERP_OK;
 }
 
 int cmd_bench_model(int argc, char **argv) {
@@ -102,63 +167,30 @@ int cmd_bench_model(int argc, char **argv) {
            "(opened in %.2f s)\n",
            path, c->arch, c->n_layers, c->d_model, c->d_ff, c->n_heads, c->n_kv_heads, c->n_vocab,
            cterp_model_weight_type(m), t_load);
-    int layer = c->n_layers, dim;
+    int layer, dim;
     if (hook && cterp_model_hook_info(m, hook, &layer, &dim)) {
         cli_error("bench");
         cterp_model_free(m);
         return 1;
     }
-    const int n_layers = hook ? (layer + 1 < c->n_layers ? layer + 1 : c->n_layers) : c->n_layers;
-    const int logits = hook == NULL;
-    const int64_t BT = (int64_t)B * T, D = c->d_model, F = c->d_ff, hd = c->head_dim;
-    const int64_t qd = (int64_t)c->n_heads * hd, kvd = (int64_t)c->n_kv_heads * hd;
+    (void)layer, (void)dim;
+    const int64_t BT = (int64_t)B * T;
     int32_t *tok = malloc((size_t)BT * sizeof *tok);
-    float *lg = logits ? malloc((size_t)BT * (size_t)c->n_vocab * sizeof *lg) : NULL;
-    if (!tok || (logits && !lg)) {
+    if (!tok) {
         fprintf(stderr, "cterp bench: out of memory\n");
         return 1;
     }
     for (int64_t i = 0; i < BT; i++) tok[i] = (int32_t)((i * 7919u + 13) % (unsigned)c->n_vocab);
-    cterp_hook h = {hook, noop_hook, NULL};
-    cterp_forward_opts o = {.logits = lg, .hooks = hook ? &h : NULL, .n_hooks = hook ? 1 : 0};
-
-    // the model's matmuls: (N rows, K cols) per layer, then the unembedding
-    const int64_t shapes[][2] = {{qd, D}, {kvd, D}, {kvd, D}, {D, qd}, {F, D}, {F, D}, {D, F}};
-    const int n_shapes = c->mlp_gated ? 7 : 6;
-    double flop_layer = 0, t_layer = 0;
-    for (int s = 0; s < n_shapes; s++) {
-        int64_t N = shapes[s][0], K = shapes[s][1];
-        if (!c->mlp_gated && s == 5) N = D, K = F; // up then down
-        double f = 2.0 * BT * N * K;
-        flop_layer += f;
-        t_layer += f / (sgemm_gflops(BT, K, N) * 1e9);
-    }
-    double flop = flop_layer * n_layers, t_roof = t_layer * n_layers;
-    if (logits) {
-        double f = 2.0 * BT * D * c->n_vocab;
-        flop += f;
-        t_roof += f / (sgemm_gflops(BT, D, c->n_vocab) * 1e9);
-    }
-
-    enum { MAXREPS = 200 };
-    static double t[MAXREPS];
-    if (cterp_model_forward(m, tok, B, T, &o)) { // warm-up: pages the weights in
+    prefill_result pr = {0};
+    if (prefill(m, B, T, hook, seconds, &pr)) {
         cli_error("bench");
         return 1;
     }
-    int reps = 0;
-    double tw = time_now();
-    do {
-        double t1 = time_now();
-        cterp_model_forward(m, tok, B, T, &o);
-        t[reps++] = time_now() - t1;
-    } while ((time_now() - tw < seconds || reps < 3) && reps < MAXREPS);
-    qsort(t, (size_t)reps, sizeof t[0], cmp_d);
-    double dt = t[reps / 2];
-    printf("prefill B=%d T=%d to %s: %.0f tokens/s (median of %d, %.3f s each), matmuls %.1f GFLOP/s; "
-           "SGEMM roofline for these shapes %.0f tokens/s (%.1f GFLOP/s): reached %.1f%%\n",
-           B, T, hook ? hook : "the logits", BT / dt, reps, dt, flop / dt / 1e9, BT / t_roof,
-           flop / t_roof / 1e9, 100.0 * t_roof / dt);
+    printf("prefill B=%d T=%d to %s (%d of %d layers): %.0f tokens/s (median of %d, %.3f s each), "
+           "matmuls %.1f GFLOP/s; SGEMM roofline for these shapes %.0f tokens/s (%.1f GFLOP/s): "
+           "reached %.1f%%\n",
+           B, T, hook ? hook : "the logits", pr.n_layers, c->n_layers, pr.tok_s, pr.reps, BT / pr.tok_s,
+           pr.gflops, pr.roof_tok_s, pr.roof_gflops, 100.0 * pr.tok_s / pr.roof_tok_s);
 
     if (n_decode > 0) {
         cterp_kv_cache *kc;
@@ -192,7 +224,149 @@ int cmd_bench_model(int argc, char **argv) {
     }
     printf("peak RSS %.0f MB\n", platform_peak_rss() / 1048576.0);
     free(tok);
-    free(lg);
+    cterp_model_free(m);
+    return 0;
+}
+
+// --pipeline: the stages of `cterp train --model` alone and together. Forward: prefill of
+// model_batch x context_size windows to the hook, against its roofline, and the same to the last
+// layer (the forward stops after the hook's layer: it costs that fraction). SAE: the training
+// step alone on Gaussian activations of the hook's width. End to end: cterp_train_sae over a
+// stream of random token ids (or --data), as the CLI runs it; the ideal is the slower stage alone.
+static void pipe_log(const cterp_train_metrics *mt, void *user) {
+    *(cterp_train_metrics *)user = *mt;
+}
+
+int cmd_bench_pipeline(int argc, char **argv) {
+    cli_model_opts mo;
+    cli_model_opts_default(&mo);
+    mo.eval_windows = 0;
+    cterp_train_config cfg;
+    cterp_train_config_default(&cfg);
+    cfg.training_steps = 30;
+    double seconds = 2.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--pipeline")) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: cterp bench --pipeline --model M.gguf (--layer L --component C | --hook H)\n"
+                   "                   [--data D] [--context-size T] [--model-batch B] [--overlap 0|1]\n"
+                   "                   [--seconds S] [train flags: --steps, --batch-size, --d-sae, --k, ...]\n\n"
+                   "Forward alone (model_batch x context windows to the hook; the roofline and the cost of\n"
+                   "running every layer instead), the SAE step alone (Gaussian rows of the hook's width), and\n"
+                   "both together as `cterp train --model` runs them (over --data, or random token ids),\n"
+                   "end-to-end tokens/s against the ideal: the slower stage alone. Defaults: 30 steps.\n");
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "cterp bench: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        int r = cli_model_flag(&mo, a, v);
+        if (r < 0) {
+            fprintf(stderr, "cterp bench: %s: bad value '%s'\n", a, v);
+            return 2;
+        }
+        if (r > 0) continue;
+        if (!strcmp(a, "--seconds")) seconds = atof(v);
+        else if (!strcmp(a, "--steps")) cfg.training_steps = atoll(v);
+        else if (!strncmp(a, "--", 2) && !cterp_train_config_set(&cfg, a + 2, v)) continue;
+        else {
+            fprintf(stderr, "cterp bench: %s\n", !strncmp(a, "--", 2) ? cterp_last_error() : "unexpected argument");
+            return 2;
+        }
+    }
+    char hook[256];
+    if (!mo.model || cli_model_hook(&mo, hook, sizeof hook)) {
+        if (!mo.model) fprintf(stderr, "cterp bench: --pipeline needs --model\n");
+        else cli_error("bench");
+        return 2;
+    }
+    cterp_model *m;
+    if (cterp_model_open(&m, mo.model)) {
+        cli_error("bench");
+        return 1;
+    }
+    const cterp_model_config *c = cterp_model_config_of(m);
+    int layer, D;
+    if (cterp_model_hook_info(m, hook, &layer, &D)) {
+        cli_error("bench");
+        cterp_model_free(m);
+        return 1;
+    }
+    print_blas(kern->vec->fma_peak());
+    const int B = mo.store.model_batch, T = mo.store.windows.context_size;
+    printf("model: %s, %s, %d layers, d_model %d, weights %s | hook %s (width %d) | windows %d x %d tokens\n",
+           mo.model, c->arch, c->n_layers, c->d_model, cterp_model_weight_type(m), hook, D, B, T);
+    prefill_result ph = {0}, pl = {0};
+    char last[64];
+    snprintf(last, sizeof last, "blocks.%d.hook_resid_post", c->n_layers - 1);
+    if (prefill(m, B, T, hook, seconds, &ph) || prefill(m, B, T, last, seconds, &pl)) {
+        cli_error("bench");
+        cterp_model_free(m);
+        return 1;
+    }
+    printf("forward to the hook (%d of %d layers): %.0f tokens/s, %.1f GFLOP/s, SGEMM roofline %.0f tokens/s "
+           "(%.1f%%); all %d layers: %.0f tokens/s (the hook's forward takes %.2f of its time)\n",
+           ph.n_layers, c->n_layers, ph.tok_s, ph.gflops, ph.roof_tok_s, 100 * ph.tok_s / ph.roof_tok_s,
+           c->n_layers, pl.tok_s, pl.tok_s / ph.tok_s);
+    double sae = bench_sae_tokens_per_s(&cfg, D, 10);
+    printf("SAE step alone (%s, d_sae %lld, batch %lld): %.0f tokens/s\n", cterp_arch_name(cfg.architecture),
+           (long long)cterp_train_config_d_sae(&cfg, D), (long long)cfg.batch_size, sae);
+
+    // end to end over --data, or a stream of random ids written to a temporary .u32.bin
+    char tmp[512] = "";
+    int po_bos_off = 0;
+    const char *data = mo.data;
+    if (!data) {
+        const char *td = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        snprintf(tmp, sizeof tmp, "%s/cterp-bench-pipeline-%d.u32.bin", td, (int)getpid());
+        int64_t n = (cfg.training_steps + 2) * cfg.batch_size + (int64_t)B * T * 2;
+        FILE *f = fopen(tmp, "wb");
+        rng_t r;
+        rng_seed(&r, 7);
+        for (int64_t i = 0; f && i < n; i++) {
+            uint32_t id = (uint32_t)rng_below(&r, (uint64_t)c->n_vocab);
+            fwrite(&id, 4, 1, f);
+        }
+        if (!f || fclose(f)) {
+            fprintf(stderr, "cterp bench: cannot write %s\n", tmp);
+            cterp_model_free(m);
+            return 1;
+        }
+        data = tmp;
+        const cterp_tokenizer *tk = cterp_model_tokenizer(m);
+        if (!tk || cterp_tokenizer_bos(tk) < 0) po_bos_off = 1; // ids only: no BOS to prepend
+    }
+    cterp_pipeline_opts po;
+    cterp_pipeline_opts_default(&po);
+    po.model_name = cli_base_name(mo.model);
+    po.store = mo.store;
+    if (po_bos_off) po.store.windows.prepend_bos = 0;
+    cterp_train_metrics last_m = {0};
+    po.log = pipe_log;
+    po.log_user = &last_m;
+    po.eval_windows = 0;
+    cfg.log_every = 1;
+    cterp_sae *s = NULL;
+    double t0 = time_now();
+    cterp_status st = cterp_train_sae(m, 0, hook, data, &cfg, NULL, &po, &s, NULL);
+    double el = time_now() - t0;
+    if (tmp[0]) remove(tmp);
+    if (st) {
+        cli_error("bench");
+        cterp_model_free(m);
+        return 1;
+    }
+    double e2e = (double)s->meta.training_tokens / el, ideal = ph.tok_s < sae ? ph.tok_s : sae;
+    printf("end to end (%s, %lld steps, overlap %d): %.0f tokens/s including the first fill "
+           "(model %.0f, SAE %.0f tokens/s during the run); ideal (the slower stage alone) %.0f: "
+           "reached %.1f%%\n",
+           mo.data ? mo.data : "random ids", (long long)cfg.training_steps, mo.store.overlap, e2e,
+           last_m.source_tokens_per_s, last_m.sae_tokens_per_s, ideal, 100 * e2e / ideal);
+    printf("peak RSS %.0f MB\n", platform_peak_rss() / 1048576.0);
+    cterp_sae_free(s);
     cterp_model_free(m);
     return 0;
 }

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "cterp/train.h"
+
 typedef struct {
     const char *name, *help;
     int (*run)(int argc, char **argv);
@@ -18,11 +20,15 @@ int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
-int cmd_bench_model(int argc, char **argv); // cterp bench --model
+int cmd_bench_model(int argc, char **argv);    // cterp bench --model
+int cmd_bench_pipeline(int argc, char **argv); // cterp bench --pipeline
 // cmd_bench.c: the SGEMM rate (GFLOP/s, median of ~1 s of calls) of (B, D) x (D, N)^T, and the
 // cpu / kernels / BLAS lines every benchmark prints
 double sgemm_gflops(int64_t B, int64_t D, int64_t N);
 void print_blas(double peak);
+// cmd_bench.c: SAE training steps alone on unit-Gaussian activations of width D with cfg
+// (batch_size rows a step): tokens/s over `steps` steps after a warm-up (NAN on failure)
+double bench_sae_tokens_per_s(const cterp_train_config *cfg, int64_t D, int64_t steps);
 
 #include "cterp/toy.h"
 #include "cterp/train.h"

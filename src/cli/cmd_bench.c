@@ -105,6 +105,32 @@ void print_blas(double peak) {
                "      OpenBLAS chooses its AVX-512 kernels (about twice the SGEMM rate here)\n", pin);
 }
 
+double bench_sae_tokens_per_s(const cterp_train_config *cfg0, int64_t D, int64_t steps) {
+    cterp_train_config cfg = *cfg0;
+    cfg.training_steps = steps + 1;
+    cfg.log_every = steps + 1;
+    cfg.checkpoint_every = 0;
+    const int64_t B = cfg.batch_size;
+    bench_src bs = {NULL, B, D, 4, 0};
+    bs.pool = malloc((size_t)(bs.P * B * D) * sizeof(float));
+    if (!bs.pool) return NAN;
+    rng_t r;
+    rng_seed(&r, 1);
+    for (int64_t q = 0; q < bs.P * B * D; q++) bs.pool[q] = rng_normal(&r);
+    cterp_act_source src = {.d_in = D, .ctx = &bs, .next = bench_next};
+    cterp_trainer *t;
+    double tps = NAN;
+    if (!cterp_train_config_validate(&cfg, D) && !cterp_trainer_create(&t, &cfg, &src)) {
+        if (!cterp_trainer_run(t, 1)) {
+            double t0 = time_now();
+            if (!cterp_trainer_run(t, steps + 1)) tps = (double)B * steps / (time_now() - t0);
+        }
+        cterp_trainer_free(t);
+    }
+    free(bs.pool);
+    return tps;
+}
+
 int cmd_bench(int argc, char **argv) {
     cterp_train_config cfg;
     cterp_train_config_default(&cfg);
@@ -112,6 +138,8 @@ int cmd_bench(int argc, char **argv) {
     double dead = 0, l0 = 0;
     int auxk_mode = -1, fuse_mode = 0;
     cfg.d_sae = 24576, cfg.k = 32;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--pipeline")) return cmd_bench_pipeline(argc, argv);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--model")) return cmd_bench_model(argc, argv);
     for (int i = 1; i < argc; i++) {
@@ -129,7 +157,9 @@ int cmd_bench(int argc, char **argv) {
                    "  with topk, --bf16-topk fused|z|auto: the GEMM fused with the top-k, or through z.\n"
 
                    "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n"
-                   "cterp bench --model M.gguf [...]: the model forward instead (--model --help).\n");
+                   "cterp bench --model M.gguf [...]: the model forward instead (--model --help).\n"
+                   "cterp bench --pipeline --model M.gguf --layer L --component C [...]: forward, SAE\n"
+                   "  and both together as `cterp train --model` runs them (--pipeline --help).\n");
             return 0;
         }
         if (i + 1 >= argc) {
