@@ -328,7 +328,7 @@ static void test_roundtrip(void) {
                  {GGML_TYPE_Q4_0, 0.096626, 0},  {GGML_TYPE_Q4_1, 0.082017, 0},
                  {GGML_TYPE_Q5_0, 0.047280, 0},  {GGML_TYPE_Q5_1, 0.040926, 0},
                  {GGML_TYPE_Q2_K, 0.309065, 0},  {GGML_TYPE_Q3_K, 0.157794, 0},
-                 {GGML_TYPE_Q4_K, 0, 0.12},      {GGML_TYPE_Q5_K, 0.036979, 0},
+                 {GGML_TYPE_Q4_K, 0.073791, 0},  {GGML_TYPE_Q5_K, 0.036979, 0},
                  {GGML_TYPE_Q6_K, 0.020174, 0},  {GGML_TYPE_IQ4_NL, 0.080513, 0},
                  {GGML_TYPE_IQ4_XS, 0.083121, 0}};
     static float x[QUANT_RT_N], y[QUANT_RT_N], v[QUANT_RT_N];

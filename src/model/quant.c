@@ -299,55 +299,20 @@ static void quant_q3_K(const float *x, block_q3_K *b) {
     pack_2bit(L, b->qs);
 }
 
-static void quant_q4_K(const float *x, block_q4_K *b) {
-    float scale[8], minv[8], max_scale = 0, max_min = 0;
-    for (int s = 0; s < 8; s++) {
-        float lo = x[32 * s], hi = x[32 * s];
-        for (int l = 1; l < 32; l++) lo = fminf(lo, x[32 * s + l]), hi = fmaxf(hi, x[32 * s + l]);
-        if (lo > 0) lo = 0; // y = d·sc·q - dmin·m needs m >= 0
-        scale[s] = (hi - lo) / 15.0f;
-        minv[s] = -lo;
-        max_scale = fmaxf(max_scale, scale[s]);
-        max_min = fmaxf(max_min, minv[s]);
-    }
-    float d = max_scale / 63.0f, dmin = max_min / 63.0f;
-    b->d = f32_to_f16(d);
-    b->dmin = f32_to_f16(dmin);
-    // use the rounded f16 values so the 6-bit scales are relative to what is stored
-    d = f16_to_f32(b->d);
-    dmin = f16_to_f32(b->dmin);
-    uint8_t ls[8], lm[8];
-    for (int s = 0; s < 8; s++) {
-        int a = d ? nearest(scale[s] / d) : 0, m = dmin ? nearest(minv[s] / dmin) : 0;
-        ls[s] = (uint8_t)(a < 0 ? 0 : a > 63 ? 63 : a);
-        lm[s] = (uint8_t)(m < 0 ? 0 : m > 63 ? 63 : m);
-    }
-    pack_scales_k4(b->scales, ls, lm);
-    uint8_t L[QK_K];
-    for (int s = 0; s < 8; s++) {
-        float ds = d * ls[s], ms = dmin * lm[s];
-        for (int l = 0; l < 32; l++) {
-            int q = ds ? nearest((x[32 * s + l] + ms) / ds) : 0;
-            L[32 * s + l] = (uint8_t)(q < 0 ? 0 : q > 15 ? 15 : q);
-        }
-    }
-    for (int c = 0; c < 4; c++)
-        for (int l = 0; l < 32; l++)
-            b->qs[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
-}
-
-// As ggml's quantize_row_q5_K_ref: per sub-block of 32 a scale and min fitted by weighted least
-// squares (weights rms(x) + |x|), both quantized to 6 bits against the largest.
-static void quant_q5_K(const float *x, block_q5_K *b) {
+// Q4_K / Q5_K, as ggml's quantize_row_q4_K_ref / q5_K_ref: per sub-block of 32 a scale and min
+// fitted by weighted least squares (weights rms(x) + |x|), both quantized to 6 bits against the
+// largest; then L (0..nmax) against the stored values.
+static void quant_k_32(const float *x, int nmax, float rmin, int nstep, uint16_t *d16,
+                       uint16_t *dmin16, uint8_t *scales, uint8_t *L) {
     float scale[8], minv[8], w[32], max_scale = 0, max_min = 0;
-    uint8_t L[QK_K], ls[8], lm[8];
+    uint8_t ls[8], lm[8];
     for (int s = 0; s < 8; s++) {
         const float *xs = x + 32 * s;
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xs[l]);
-        scale[s] = quant_scale_min(xs, w, 32, 31, L + 32 * s, &minv[s], -0.5f, 0.1f, 15, 0);
+        scale[s] = quant_scale_min(xs, w, 32, nmax, L + 32 * s, &minv[s], rmin, 0.1f, nstep, 0);
         max_scale = fmaxf(max_scale, scale[s]);
         max_min = fmaxf(max_min, minv[s]);
     }
@@ -357,16 +322,29 @@ static void quant_q5_K(const float *x, block_q5_K *b) {
         ls[s] = (uint8_t)clampi(nearest(inv_scale * scale[s]), 0, 63);
         lm[s] = (uint8_t)clampi(nearest(inv_min * minv[s]), 0, 63);
     }
-    pack_scales_k4(b->scales, ls, lm);
-    b->d = f32_to_f16(max_scale / 63.0f);
-    b->dmin = f32_to_f16(max_min / 63.0f);
-    float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
+    pack_scales_k4(scales, ls, lm);
+    *d16 = f32_to_f16(max_scale / 63.0f);
+    *dmin16 = f32_to_f16(max_min / 63.0f);
+    float d = f16_to_f32(*d16), dmin = f16_to_f32(*dmin16);
     for (int s = 0; s < 8; s++) {
         float ds = d * ls[s], ms = dmin * lm[s];
         if (!ds) continue; // keep the fit's L
         for (int l = 0; l < 32; l++)
-            L[32 * s + l] = (uint8_t)clampi(nearest((x[32 * s + l] + ms) / ds), 0, 31);
+            L[32 * s + l] = (uint8_t)clampi(nearest((x[32 * s + l] + ms) / ds), 0, nmax);
     }
+}
+
+static void quant_q4_K(const float *x, block_q4_K *b) {
+    uint8_t L[QK_K];
+    quant_k_32(x, 15, -1.0f, 20, &b->d, &b->dmin, b->scales, L);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b->qs[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+
+static void quant_q5_K(const float *x, block_q5_K *b) {
+    uint8_t L[QK_K];
+    quant_k_32(x, 31, -0.5f, 15, &b->d, &b->dmin, b->scales, L);
     // weights 64c + l and 64c + 32 + l: low nibbles in qs[32c + l], fifth bits in qh[l] bits 2c,
     // 2c+1
     memset(b->qh, 0, sizeof b->qh);
