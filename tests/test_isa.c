@@ -129,8 +129,11 @@ static void test_topk(const kern_variant *v) {
 
 // quantized rows: dequantization and dots, the same bits as generic for every type
 static void test_quant(const kern_variant *v, const kern_variant *g) {
-    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,
-                                     GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    static const uint32_t types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,    GGML_TYPE_BF16,
+                                     GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,   GGML_TYPE_Q4_1,
+                                     GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,   GGML_TYPE_Q2_K,
+                                     GGML_TYPE_Q3_K, GGML_TYPE_Q4_K,   GGML_TYPE_Q5_K,
+                                     GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS};
     const int64_t n = 1024;
     float *x = randn(9, n, 1.0f), *y = randn(10, n, 1.0f), *d1 = malloc(n * 4), *d0 = malloc(n * 4);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {

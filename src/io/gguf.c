@@ -14,16 +14,17 @@ typedef struct {
 } type_info;
 
 static const type_info TYPES[GGML_TYPE_COUNT] = {
-    [GGML_TYPE_F32] = {"F32", 1, 4},       [GGML_TYPE_F16] = {"F16", 1, 2},
-    [GGML_TYPE_Q4_0] = {"Q4_0", 32, 18},   [GGML_TYPE_Q4_1] = {"Q4_1", 32, 20},
-    [GGML_TYPE_Q5_0] = {"Q5_0", 32, 22},   [GGML_TYPE_Q5_1] = {"Q5_1", 32, 24},
-    [GGML_TYPE_Q8_0] = {"Q8_0", 32, 34},   [GGML_TYPE_Q8_1] = {"Q8_1", 32, 36},
-    [GGML_TYPE_Q2_K] = {"Q2_K", 256, 84},  [GGML_TYPE_Q3_K] = {"Q3_K", 256, 110},
-    [GGML_TYPE_Q4_K] = {"Q4_K", 256, 144}, [GGML_TYPE_Q5_K] = {"Q5_K", 256, 176},
-    [GGML_TYPE_Q6_K] = {"Q6_K", 256, 210}, [GGML_TYPE_Q8_K] = {"Q8_K", 256, 292},
-    [GGML_TYPE_I8] = {"I8", 1, 1},         [GGML_TYPE_I16] = {"I16", 1, 2},
-    [GGML_TYPE_I32] = {"I32", 1, 4},       [GGML_TYPE_I64] = {"I64", 1, 8},
-    [GGML_TYPE_F64] = {"F64", 1, 8},       [GGML_TYPE_BF16] = {"BF16", 1, 2},
+    [GGML_TYPE_F32] = {"F32", 1, 4},         [GGML_TYPE_F16] = {"F16", 1, 2},
+    [GGML_TYPE_Q4_0] = {"Q4_0", 32, 18},     [GGML_TYPE_Q4_1] = {"Q4_1", 32, 20},
+    [GGML_TYPE_Q5_0] = {"Q5_0", 32, 22},     [GGML_TYPE_Q5_1] = {"Q5_1", 32, 24},
+    [GGML_TYPE_Q8_0] = {"Q8_0", 32, 34},     [GGML_TYPE_Q8_1] = {"Q8_1", 32, 36},
+    [GGML_TYPE_Q2_K] = {"Q2_K", 256, 84},    [GGML_TYPE_Q3_K] = {"Q3_K", 256, 110},
+    [GGML_TYPE_Q4_K] = {"Q4_K", 256, 144},   [GGML_TYPE_Q5_K] = {"Q5_K", 256, 176},
+    [GGML_TYPE_Q6_K] = {"Q6_K", 256, 210},   [GGML_TYPE_Q8_K] = {"Q8_K", 256, 292},
+    [GGML_TYPE_IQ4_NL] = {"IQ4_NL", 32, 18}, [GGML_TYPE_IQ4_XS] = {"IQ4_XS", 256, 136},
+    [GGML_TYPE_I8] = {"I8", 1, 1},           [GGML_TYPE_I16] = {"I16", 1, 2},
+    [GGML_TYPE_I32] = {"I32", 1, 4},         [GGML_TYPE_I64] = {"I64", 1, 8},
+    [GGML_TYPE_F64] = {"F64", 1, 8},         [GGML_TYPE_BF16] = {"BF16", 1, 2},
 };
 
 int64_t gguf_type_block(uint32_t type) {

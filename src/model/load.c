@@ -50,17 +50,6 @@ cterp_status ld_bool(model_loader *ld, const char *suffix, int *out, int def) {
     return s;
 }
 
-// "F32, F16, ..." : every tensor type the kernels read, for messages
-static const char *supported_types(void) {
-    static _Thread_local char buf[256];
-    size_t n = 0;
-    buf[0] = 0;
-    for (uint32_t t = 0; t < 64 && n < sizeof buf; t++)
-        if (quant_supported(t))
-            n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", n ? ", " : "", gguf_type_name(t));
-    return buf;
-}
-
 int ld_has(model_loader *ld, const char *name) {
     return gguf_find_tensor(ld->m->g, name) != NULL;
 }
@@ -83,7 +72,7 @@ cterp_status ld_mat(model_loader *ld, const char *name, int64_t cols, int64_t ro
                            (long long)t->ne[3]);
     if (!quant_supported(t->type))
         return cterp_error(CTERP_EFORMAT, "%s: tensor '%s': type %s not supported (%s are)",
-                           ld->m->g->path, name, gguf_type_name(t->type), supported_types());
+                           ld->m->g->path, name, gguf_type_name(t->type), quant_type_names());
     if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data & 3))
         return cterp_error(CTERP_EFORMAT, "%s: tensor '%s': F32 data not 4-byte aligned",
                            ld->m->g->path, name);

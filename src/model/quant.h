@@ -1,7 +1,9 @@
 // Tensor element types of GGUF weights: dequantization of rows to f32, a fused row·vector dot
 // for single-token matvecs, and reference quantizers (used by tests and tools to write
-// synthetic quantized GGUFs). Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K.
-// Blocks run along ne[0] (the input dimension), so a row of n elements is n/block blocks.
+// synthetic quantized GGUFs). Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K,
+// Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS (quant_type_names). Block layouts and dequantization are
+// ggml's (ggml/src/ggml-common.h, ggml-quants.c), bit for bit (tests/test_quant.c checks ggml's own
+// output). Blocks run along ne[0] (the input dimension), so a row of n elements is n/block blocks.
 #ifndef CTERP_MODEL_QUANT_H
 #define CTERP_MODEL_QUANT_H
 
@@ -14,6 +16,10 @@
 
 #define QK8_0 32
 #define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK4_NL 32
 #define QK_K 256
 
 // 8-bit: y[j] = qs[j]·d
@@ -30,6 +36,49 @@ typedef struct {
 } block_q4_0;
 static_assert(sizeof(block_q4_0) == 18, "block_q4_0 layout");
 
+// 4-bit with a min: y[j] = (qs[j]&15)·d + m, y[j+16] = (qs[j]>>4)·d + m. 5 bits per weight.
+typedef struct {
+    uint16_t d, m; // f16
+    uint8_t qs[QK4_1 / 2];
+} block_q4_1;
+static_assert(sizeof(block_q4_1) == 20, "block_q4_1 layout");
+
+// 5-bit: as Q4_0 with a fifth bit per weight in qh (bit j of the little-endian u32 for y[j]);
+// y = (q-16)·d. 5.5 bits per weight.
+typedef struct {
+    uint16_t d; // f16
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+} block_q5_0;
+static_assert(sizeof(block_q5_0) == 22, "block_q5_0 layout");
+
+// 5-bit with a min: qh as Q5_0, y = q·d + m. 6 bits per weight.
+typedef struct {
+    uint16_t d, m; // f16
+    uint8_t qh[4];
+    uint8_t qs[QK5_1 / 2];
+} block_q5_1;
+static_assert(sizeof(block_q5_1) == 24, "block_q5_1 layout");
+
+// 2-bit k-quant: 16 sub-blocks of 16, each with a 4-bit scale (low nibble) and 4-bit min (high);
+// y = d·sc·q - dmin·m. d, dmin are LAST. 2.625 bits per weight.
+typedef struct {
+    uint8_t scales[QK_K / 16];
+    uint8_t qs[QK_K / 4]; // 2 bits: 128-weight halves, 4 shifts of 32 bytes
+    uint16_t d, dmin;     // f16
+} block_q2_K;
+static_assert(sizeof(block_q2_K) == 84, "block_q2_K layout");
+
+// 3-bit k-quant: 16 sub-blocks of 16 with 6-bit signed scales (offset 32) packed in 12 bytes;
+// q = low 2 bits - 4 unless the hmask bit is set; y = d·(sc-32)·q. 3.4375 bits per weight.
+typedef struct {
+    uint8_t hmask[QK_K / 8]; // high bit: weight j in byte j%32, bit j/32
+    uint8_t qs[QK_K / 4];    // low 2 bits, laid out as Q2_K's
+    uint8_t scales[12];
+    uint16_t d; // f16
+} block_q3_K;
+static_assert(sizeof(block_q3_K) == 110, "block_q3_K layout");
+
 // 4-bit k-quant: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes;
 // y = d·sc·q - dmin·m. 4.5 bits per weight.
 typedef struct {
@@ -38,6 +87,16 @@ typedef struct {
     uint8_t qs[QK_K / 2];
 } block_q4_K;
 static_assert(sizeof(block_q4_K) == 144, "block_q4_K layout");
+
+// 5-bit k-quant: Q4_K's scales and mins, a fifth bit per weight in qh (weight 32c+l: bit c of
+// qh[l]); y = d·sc·q - dmin·m. 5.5 bits per weight.
+typedef struct {
+    uint16_t d, dmin; // f16
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} block_q5_K;
+static_assert(sizeof(block_q5_K) == 176, "block_q5_K layout");
 
 // 6-bit k-quant: 16 sub-blocks of 16 with int8 scales; y = d·sc·(q-32). d is LAST.
 // 6.5625 bits per weight.
@@ -49,20 +108,46 @@ typedef struct {
 } block_q6_K;
 static_assert(sizeof(block_q6_K) == 210, "block_q6_K layout");
 
+// Non-linear 4-bit: y[j] = d·kvalues_iq4nl[qs[j]&15], y[j+16] = d·kvalues_iq4nl[qs[j]>>4].
+// 4.5 bits per weight.
+typedef struct {
+    uint16_t d; // f16
+    uint8_t qs[QK4_NL / 2];
+} block_iq4_nl;
+static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl layout");
+
+// IQ4_NL's values in super-blocks: 8 sub-blocks of 32 with 6-bit scales (low 4 bits in scales_l,
+// high 2 in scales_h), y = d·(ls-32)·kvalues_iq4nl[q]. 4.25 bits per weight.
+typedef struct {
+    uint16_t d; // f16
+    uint16_t scales_h;
+    uint8_t scales_l[QK_K / 64];
+    uint8_t qs[QK_K / 2];
+} block_iq4_xs;
+static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs layout");
+
+// The 16 levels of IQ4_NL and IQ4_XS (ggml's kvalues_iq4nl).
+extern const int8_t quant_iq4nl_values[16];
+
 // 1 if rows of `type` can be dequantized here.
 int quant_supported(uint32_t type);
 
 // Bytes of one row of n elements (n a multiple of the block size).
 size_t quant_row_bytes(uint32_t type, int64_t n);
 
+// The supported types' names, "F32, F16, ..." (a static string, for error messages).
+const char *quant_type_names(void);
+
 // y (n) <- row of `type` (n elements, n % block == 0). Caller checks quant_supported.
 void quant_dequant_row(uint32_t type, const void *row, float *y, int64_t n);
 
-// Σ_j row[j]·x[j] over n elements, accumulated in f32 per block then f64 across blocks.
+// Σ_j row[j]·x[j] over n elements, accumulated in f32 per block (per 256 elements for types with
+// 32-element blocks and no kernel of their own) then f64 across blocks.
 float quant_dot_row(uint32_t type, const void *row, const float *x, int64_t n);
 
-// dst (row bytes) <- x (n): reference quantizers (round to nearest, no search). Supported for
-// every type quant_supported accepts.
+// dst (row bytes) <- x (n): reference quantizers, round to nearest after ggml's quantize_row_*_ref
+// (the k-quants' scale fits; IQ4_NL/IQ4_XS as ggml's quantize_iq4_* without an importance matrix;
+// Q6_K without ggml's scale search, 0.3% more error). Every type quant_supported accepts.
 void quant_quantize_row(uint32_t type, const float *x, void *dst, int64_t n);
 
 #endif
