@@ -343,7 +343,7 @@ int cmd_bench_pipeline(int argc, char **argv) {
     cterp_pipeline_opts_default(&po);
     po.model_name = cli_base_name(mo.model);
     po.store = mo.store;
-    if (po_bos_off) po.store.windows.prepend_bos = 0;
+    if (po_bos_off) po.store.windows.prepend_bos = 0, po.store.windows.separator = CTERP_SEP_NONE;
     cterp_train_metrics last_m = {0};
     po.log = pipe_log;
     po.log_user = &last_m;
