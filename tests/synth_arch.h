@@ -1,8 +1,9 @@
 // Test helper: writes small random-weight F32 GGUF models of several transformer families with
 // exactly llama.cpp's tensor names and metadata keys (llama, gpt2, gptneox, gemma, gemma2,
 // gemma3, qwen2, qwen3, phi3). The same config and seed always give the same bytes, so a C test
-// regenerates the file that scripts/oracle/model_refs.sh ran llama.cpp on
-// (tests/data/model_ref/<variant>.ref). docs/model.md, "Reference outputs from llama.cpp".
+// regenerates the file that scripts/oracle/model_refs.sh ran llama.cpp and an exact
+// double-precision forward on (tests/data/model_ref/<variant>.ref). docs/model.md, "Reference
+// outputs from llama.cpp".
 #ifndef CTERP_TEST_SYNTH_ARCH_H
 #define CTERP_TEST_SYNTH_ARCH_H
 
@@ -51,6 +52,11 @@ static const synth_arch_cfg synth_arch_variants[] = {
     {.name = "llama_linear", .arch = "llama", .L = 2, .D = 64, .H = 4, .Hkv = 4, .F = 128, .V = 256,
      .n_ctx = 64, .rope_base = 10000, .rope_linear = 4, .eps = 1e-5f, .embd_std = 1,
      .qk_gain = 1.5f, .seed = 13},
+    // Mistral v0.1: attention.sliding_window 4 on every layer, which llama.cpp ignores (only the
+    // exact reference applies)
+    {.name = "llama_swa", .arch = "llama", .L = 2, .D = 64, .H = 4, .Hkv = 2, .F = 128, .V = 256,
+     .n_ctx = 64, .rope_base = 10000, .swa = 4, .eps = 1e-5f, .embd_std = 1, .qk_gain = 1.5f,
+     .seed = 7},
     // tied, learned positions, fused qkv, biases, GELU
     {.name = "gpt2", .arch = "gpt2", .L = 3, .D = 64, .H = 4, .Hkv = 4, .F = 256, .V = 256,
      .n_ctx = 64, .tied = 1, .eps = 1e-5f, .embd_std = 0.3f, .qk_gain = 1.5f, .seed = 47},
@@ -113,6 +119,17 @@ static inline int synth_arch_qk_norm(const synth_arch_cfg *c) {
 }
 static inline int synth_arch_fused_qkv(const synth_arch_cfg *c) {
     return synth_arch_layernorm(c) || synth_arch_is(c, "phi3");
+}
+static inline int synth_arch_gelu(const synth_arch_cfg *c) { // GELU MLP: gpt2, gptneox, gemma*
+    return synth_arch_layernorm(c) || synth_arch_gemma(c);
+}
+
+// NULL when llama.cpp computes the function cterp defines for this variant; otherwise why not
+// (the reference then holds only the exact forward's outputs).
+static inline const char *synth_arch_llama_cpp_differs(const synth_arch_cfg *c) {
+    if (synth_arch_is(c, "llama") && c->swa)
+        return "llama.cpp ignores llama.attention.sliding_window; cterp applies the window";
+    return NULL;
 }
 
 // Llama-3.1 rope factors as convert_hf_to_gguf computes them (factor 8, low_freq_factor 1,

@@ -6,8 +6,10 @@
 //
 //   model_ref MODEL.gguf OUT.ref N_GEN TOKEN...
 //
-// Built and run by scripts/oracle/model_refs.sh (compiled with oracle_cc from setup.sh).
-// OUT.ref, little-endian (docs/model.md, "Reference outputs from llama.cpp"):
+// Built and run by scripts/oracle/model_refs.sh (compiled with oracle_cc from setup.sh), whose
+// write_synth then checks OUT against its exact double-precision forward and merges both into the
+// stored reference (version 2, described in write_synth.c and docs/model.md). OUT is
+// llama.cpp's half alone, little-endian, version 1:
 //   0  char[8]  "CTERPREF"
 //   8  u32      version (1)
 //   12 u32      T (prompt tokens)      16 u32 N_GEN      20 u32 V      24 u32 D      28 u32 L

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Regenerates tests/data/model_ref/<variant>.ref: llama.cpp's outputs on the synthetic GGUFs of
-# tests/synth_arch.h (docs/model.md, "Reference outputs from llama.cpp").
+# Regenerates tests/data/model_ref/<variant>.ref: the outputs of an exact double-precision forward
+# and of llama.cpp on the synthetic GGUFs of tests/synth_arch.h (docs/model.md, "Reference outputs
+# from llama.cpp").
 #
 #   scripts/oracle/model_refs.sh [VARIANT...]     # all variants when none is named
 #
 # Needs the cterp library built (cmake --build build --target cterp_lib; CTERP_BUILD names
 # another build folder) and llama.cpp through scripts/oracle/setup.sh (ORACLE_DIR). For each
-# variant it writes the GGUF to a temporary folder with write_synth (linked to cterp), runs
-# llama.cpp on it with model_ref, and checks the result against write_synth's independent
-# double-precision forward; it stops on a disagreement.
+# variant it writes the GGUF to a temporary folder with write_synth (linked to cterp for GGUF I/O
+# only), runs llama.cpp on it with model_ref, and has write_synth check llama.cpp against its
+# independent double-precision forward and store both; it stops on a disagreement. Variants
+# whose function llama.cpp does not compute (write_synth llama_cpp NAME) get the exact half only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${CTERP_BUILD:-$ROOT/build}
@@ -31,8 +33,12 @@ mkdir -p "$OUT"
 if [ $# -gt 0 ]; then variants=("$@"); else mapfile -t variants < <("$TMP/write_synth" list); fi
 for v in "${variants[@]}"; do
     "$TMP/write_synth" write "$v" "$TMP/$v.gguf"
-    # shellcheck disable=SC2046
-    "$TMP/model_ref" "$TMP/$v.gguf" "$OUT/$v.ref" "$N_GEN" $("$TMP/write_synth" tokens "$v" "$T") | sed "s#^$ROOT/##"
-    "$TMP/write_synth" check "$v" "$TMP/$v.gguf" "$OUT/$v.ref"
+    if "$TMP/write_synth" llama_cpp "$v"; then
+        # shellcheck disable=SC2046
+        "$TMP/model_ref" "$TMP/$v.gguf" "$TMP/$v.llama.ref" "$N_GEN" $("$TMP/write_synth" tokens "$v" "$T") | sed "s#^$TMP/##"
+        "$TMP/write_synth" ref "$v" "$TMP/$v.gguf" "$OUT/$v.ref" "$T" "$N_GEN" "$TMP/$v.llama.ref"
+    else
+        "$TMP/write_synth" ref "$v" "$TMP/$v.gguf" "$OUT/$v.ref" "$T" "$N_GEN"
+    fi
 done
 du -ch "$OUT"/*.ref | tail -1

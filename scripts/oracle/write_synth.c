@@ -1,14 +1,37 @@
 // The cterp side of scripts/oracle/model_refs.sh: writes the synthetic GGUFs of
-// tests/synth_arch.h and checks llama.cpp's references against an independent double-precision
-// forward written from our reading of llama.cpp's graphs (src/models/<arch>.cpp). The check
-// confirms the reading (every family's semantics as docs/model.md states them) and measures
-// llama.cpp's own numerical error, from which test_arch's tolerances are set.
+// tests/synth_arch.h, computes an exact double-precision forward of each (written from our
+// reading of llama.cpp's graphs, src/models/<arch>.cpp), checks llama.cpp's outputs against it,
+// and stores both in tests/data/model_ref/<variant>.ref. The check confirms the reading (every
+// family's semantics as docs/model.md states them) and measures llama.cpp's own numerical error,
+// from which test_arch sets its tolerance against llama.cpp.
 //
-//   write_synth list                       variant names
-//   write_synth write NAME OUT.gguf        the model file
-//   write_synth tokens NAME T              the T prompt ids
-//   write_synth check NAME MODEL.gguf REF  llama.cpp's REF vs the exact forward; exit 1 on a
-//                                          mismatch beyond llama.cpp's expected error
+// Independent of cterp's model code: it uses cterp only to read and write GGUF files
+// (io/gguf) and for the weights' random numbers (core/rng); the forward below is all its own.
+//
+//   write_synth list                      variant names
+//   write_synth write NAME OUT.gguf       the model file
+//   write_synth tokens NAME T             the T prompt ids
+//   write_synth llama_cpp NAME            exit 0 when llama.cpp computes the variant's function;
+//                                         else says why not and exits 1
+//   write_synth ref NAME MODEL.gguf OUT.ref T N_GEN [LLAMA.ref]
+//                                         the exact forward's outputs (and llama.cpp's, from
+//                                         model_ref's LLAMA.ref) into OUT.ref; exit 1, writing
+//                                         nothing, when llama.cpp disagrees beyond its expected
+//                                         error or its greedy continuation differs
+//
+// OUT.ref, little-endian, version 2 (docs/model.md, "Reference outputs from llama.cpp"):
+//   0  char[8]  "CTERPREF"
+//   8  u32      version (2)
+//   12 u32      T (prompt tokens)      16 u32 N_GEN      20 u32 V      24 u32 D      28 u32 L
+//   32 u32      has_mid (1: resid_mid recorded for every layer)
+//   36 u32      has_llama (1: llama.cpp's section follows the exact one)
+//   40 f32      exact: smallest top-1 minus top-2 logit over the N_GEN greedy steps
+//   44 f32      llama.cpp: the same (0 without its section)
+//   48 char[24] general.architecture, NUL-padded
+//   72 i32 tokens[T], then per section (exact, then llama.cpp when has_llama):
+//      i32 generated[N_GEN], f32 logits[T][V], f32 resid_post[L][T][D],
+//      f32 resid_mid[L][T][D] (when has_mid)
+// The exact section is the double-precision forward rounded to f32 once at the end.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +92,18 @@ static void rope(double *v, int n_rot, int neox, int pos, double base, double sc
     }
 }
 
+// The window of layer l (0: full attention), as llama.cpp applies it: gemma2 even layers,
+// gemma3 five of every six (set_swa_pattern(n): il % n < n - 1); phi3's key is read and
+// disabled. llama: every layer, Mistral v0.1's definition, which cterp follows and llama.cpp
+// does not (synth_arch_llama_cpp_differs).
+static int window_of(const synth_arch_cfg *c, int l) {
+    if (!c->swa) return 0;
+    if (synth_arch_is(c, "gemma2")) return l % 2 < 1 ? c->swa : 0;
+    if (synth_arch_is(c, "gemma3")) return l % 6 < 5 ? c->swa : 0;
+    if (synth_arch_is(c, "llama")) return c->swa;
+    return 0;
+}
+
 typedef struct {
     double max_p_mean;  // mean over heads/queries of the largest attention probability
     double capped_frac; // attention scores with |s| > cap/2
@@ -77,9 +112,10 @@ typedef struct {
 } fwd_stats;
 
 // logits (T, V), post/mid (L, T, D) in double precision, from the GGUF's weights and c's
-// hyperparameters, following llama.cpp's graphs.
+// hyperparameters, following llama.cpp's graphs. windows 0 drops every sliding window (to
+// measure what the window changes).
 static void exact_forward(const gguf_file *g, const synth_arch_cfg *c, const int32_t *tok, int T,
-                          double *logits, double *post, double *mid, fwd_stats *st) {
+                          int windows, double *logits, double *post, double *mid, fwd_stats *st) {
     const int D = c->D, H = c->H, Hkv = c->Hkv, hd = synth_arch_hd(c), F = c->F, V = c->V;
     const int qd = H * hd, kvd = Hkv * hd, ln = synth_arch_layernorm(c);
     const int n_rot = synth_arch_is(c, "gpt2") ? 0 : (c->n_rot ? c->n_rot : hd);
@@ -102,11 +138,7 @@ static void exact_forward(const gguf_file *g, const synth_arch_cfg *c, const int
                 (double)E[(size_t)tok[t] * D + i] * (gemma ? sqrt((double)D) : 1) +
                 (P ? P[(size_t)t * D + i] : 0);
     for (int l = 0; l < c->L; l++) {
-        // sliding-window layers: gemma2 even layers, gemma3 five of every six (llama.cpp's
-        // set_swa_pattern(n): il % n < n - 1); phi3's key is ignored
-        int swa = 0;
-        if (synth_arch_is(c, "gemma2")) swa = l % 2 < 1;
-        if (synth_arch_is(c, "gemma3")) swa = l % 6 < 5;
+        const int swa = window_of(c, l) != 0, win = windows ? window_of(c, l) : 0;
         double base = c->rope_base, scale = c->rope_linear ? 1.0 / c->rope_linear : 1.0;
         if (swa && synth_arch_is(c, "gemma3"))
             base = c->rope_base_swa ? c->rope_base_swa : 10000, scale = 1;
@@ -140,7 +172,7 @@ static void exact_forward(const gguf_file *g, const synth_arch_cfg *c, const int
                 double mx = -INFINITY, sum = 0, pmax = 0;
                 for (int s = 0; s <= t; s++) {
                     n_pairs++;
-                    if (swa && t - s >= c->swa) { // llama.cpp is_masked_swa: p1 - p0 >= n_swa
+                    if (win && t - s >= win) { // llama.cpp is_masked_swa: p1 - p0 >= n_swa
                         att[s] = -INFINITY;
                         n_masked++;
                         continue;
@@ -222,63 +254,186 @@ static void exact_forward(const gguf_file *g, const synth_arch_cfg *c, const int
     free(mo), free(qkv);
 }
 
-static double max_diff(const float *a, const double *b, size_t n, double *rms) {
+// max |a - b| / rms(b), as test_arch measures it
+static double rel_diff(const float *a, const float *b, size_t n) {
     double m = 0, s = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs(a[i] - b[i]);
+        double d = fabs((double)a[i] - b[i]);
         if (d > m) m = d;
-        s += b[i] * b[i];
+        s += (double)b[i] * b[i];
     }
-    *rms = sqrt(s / (double)n);
-    return m;
+    return m / (sqrt(s / (double)n) + 1e-30);
 }
 
-static int check(const synth_arch_cfg *c, const char *model, const char *ref) {
-    FILE *f = fopen(ref, "rb");
-    if (!f) return perror(ref), 1;
+// One side of a reference: what llama.cpp or the exact forward computed for the prompt.
+typedef struct {
+    int32_t *gen;               // (N_GEN) greedy continuation
+    float *logits, *post, *mid; // (T, V), (L, T, D), (L, T, D)
+    float margin;               // smallest top-1 minus top-2 logit over the greedy steps
+} side;
+
+static void side_free(side *s) {
+    free(s->gen), free(s->logits), free(s->post), free(s->mid);
+}
+
+// Reads model_ref's output (version 1: llama.cpp alone) for a variant of T, N_GEN, V, D, L.
+static int read_llama(side *o, int *has_mid, const char *path, const int32_t *tok, int T, int n_gen,
+                      int V, int D, int L) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return perror(path), 0;
     char magic[8], arch[24];
     uint32_t h[7];
-    float margin;
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "CTERPREF", 8) || fread(h, 4, 7, f) != 7 ||
-        fread(&margin, 4, 1, f) != 1 || fread(arch, 1, 24, f) != 24)
-        return fprintf(stderr, "%s: bad header\n", ref), 1;
-    int T = (int)h[1], n_gen = (int)h[2], V = (int)h[3], D = (int)h[4], L = (int)h[5];
-    int has_mid = (int)h[6];
-    int32_t *tok = malloc((size_t)(T + n_gen) * 4);
-    float *lg = malloc((size_t)T * V * 4), *post = malloc((size_t)L * T * D * 4);
-    float *mid = malloc((size_t)L * T * D * 4);
-    if (fread(tok, 4, (size_t)(T + n_gen), f) != (size_t)(T + n_gen) ||
-        fread(lg, 4, (size_t)T * V, f) != (size_t)T * V ||
-        fread(post, 4, (size_t)L * T * D, f) != (size_t)L * T * D ||
-        (has_mid && fread(mid, 4, (size_t)L * T * D, f) != (size_t)L * T * D))
-        return fprintf(stderr, "%s: truncated\n", ref), 1;
+    size_t nr = (size_t)L * T * D;
+    int32_t *ltok = malloc((size_t)(T + n_gen) * 4);
+    o->logits = malloc((size_t)T * V * 4), o->post = malloc(nr * 4), o->mid = malloc(nr * 4);
+    o->gen = malloc((size_t)n_gen * 4);
+    int ok = fread(magic, 1, 8, f) == 8 && !memcmp(magic, "CTERPREF", 8) &&
+             fread(h, 4, 7, f) == 7 && fread(&o->margin, 4, 1, f) == 1 &&
+             fread(arch, 1, 24, f) == 24;
+    if (ok && (h[0] != 1 || h[1] != (uint32_t)T || h[2] != (uint32_t)n_gen || h[3] != (uint32_t)V ||
+               h[4] != (uint32_t)D || h[5] != (uint32_t)L)) {
+        fprintf(stderr,
+                "%s: version %u, T %u, N_GEN %u, V %u, D %u, L %u; expected 1, %d, %d, "
+                "%d, %d, %d\n",
+                path, h[0], h[1], h[2], h[3], h[4], h[5], T, n_gen, V, D, L);
+        ok = 0;
+    }
+    *has_mid = ok && h[6];
+    ok = ok && fread(ltok, 4, (size_t)(T + n_gen), f) == (size_t)(T + n_gen) &&
+         fread(o->logits, 4, (size_t)T * V, f) == (size_t)T * V && fread(o->post, 4, nr, f) == nr &&
+         (!*has_mid || fread(o->mid, 4, nr, f) == nr) && fgetc(f) == EOF;
     fclose(f);
+    if (ok && memcmp(ltok, tok, (size_t)T * 4)) ok = 0, fprintf(stderr, "%s: other prompt\n", path);
+    if (ok) memcpy(o->gen, ltok + T, (size_t)n_gen * 4);
+    free(ltok);
+    return ok;
+}
+
+static void to_f32(float *y, const double *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = (float)x[i];
+}
+
+// The exact side: the prompt's outputs, then the greedy continuation, one full forward per step.
+static void exact_side(side *o, const gguf_file *g, const synth_arch_cfg *c, const int32_t *prompt,
+                       int T, int n_gen, fwd_stats *st) {
+    const int V = c->V, L = c->L, D = c->D, n = T + n_gen;
+    size_t nr = (size_t)L * n * D;
+    double *lg = malloc((size_t)n * V * sizeof *lg), *post = malloc(nr * sizeof *post);
+    double *mid = malloc(nr * sizeof *mid);
+    int32_t *tok = malloc((size_t)n * sizeof *tok);
+    memcpy(tok, prompt, (size_t)T * sizeof *tok);
+    o->logits = malloc((size_t)T * V * 4), o->post = malloc((size_t)L * T * D * 4);
+    o->mid = malloc((size_t)L * T * D * 4), o->gen = malloc((size_t)n_gen * 4);
+    exact_forward(g, c, tok, T, 1, lg, post, mid, st);
+    to_f32(o->logits, lg, (size_t)T * V);
+    to_f32(o->post, post, (size_t)L * T * D);
+    to_f32(o->mid, mid, (size_t)L * T * D);
+    double margin = INFINITY;
+    for (int s = 0; s < n_gen; s++) {
+        fwd_stats st2;
+        if (s) exact_forward(g, c, tok, T + s, 1, lg, post, mid, &st2);
+        const double *x = lg + (size_t)(T + s - 1) * V;
+        int a = 0;
+        for (int i = 1; i < V; i++)
+            if (x[i] > x[a]) a = i;
+        double second = -INFINITY;
+        for (int i = 0; i < V; i++)
+            if (i != a && x[i] > second) second = x[i];
+        if (x[a] - second < margin) margin = x[a] - second;
+        tok[T + s] = o->gen[s] = a;
+    }
+    o->margin = (float)margin;
+    free(lg), free(post), free(mid), free(tok);
+}
+
+// How far the prompt's logits move with every sliding window removed, relative to their rms.
+static double window_effect(const gguf_file *g, const synth_arch_cfg *c, const int32_t *tok, int T,
+                            const side *e) {
+    size_t nl = (size_t)T * c->V, nr = (size_t)c->L * T * c->D;
+    double *lg = malloc(nl * sizeof *lg), *post = malloc(nr * sizeof *post);
+    float *lf = malloc(nl * sizeof *lf);
+    fwd_stats st;
+    exact_forward(g, c, tok, T, 0, lg, post, NULL, &st);
+    to_f32(lf, lg, nl);
+    double d = rel_diff(lf, e->logits, nl);
+    free(lg), free(post), free(lf);
+    return d;
+}
+
+static int put(FILE *f, const void *p, size_t n) {
+    return fwrite(p, 1, n, f) == n;
+}
+
+static int put_side(FILE *f, const side *s, int T, int n_gen, int V, size_t nr, int has_mid) {
+    return put(f, s->gen, (size_t)n_gen * 4) && put(f, s->logits, (size_t)T * V * 4) &&
+           put(f, s->post, nr * 4) && (!has_mid || put(f, s->mid, nr * 4));
+}
+
+// Computes the exact side for the variant's T-token prompt, checks llama.cpp's side against it
+// (when LLAMA is given), and writes OUT in the stored format (version 2, docs/model.md). Returns
+// 1, writing nothing, when llama.cpp and the exact forward disagree beyond llama.cpp's expected
+// error: f32 rounding (~3e-6 of the rms at these sizes), and where there is a GELU its fp16
+// table (GGML_GELU_FP16: input and output rounded to fp16, ~3e-3).
+static int make_ref(const synth_arch_cfg *c, const char *model, const char *out, int T, int n_gen,
+                    const char *llama) {
+    const int V = c->V, D = c->D, L = c->L;
+    const size_t nl = (size_t)T * V, nr = (size_t)L * T * D;
+    // resid_mid where llama.cpp names it: not for phi3 (unnamed) nor the parallel residual
+    const int has_mid = !synth_arch_is(c, "phi3") && !c->par_res;
+    int32_t *tok = malloc((size_t)T * 4);
+    synth_arch_tokens(c, tok, T);
     gguf_file *g;
     if (gguf_open(&g, model)) return fprintf(stderr, "%s\n", cterp_last_error()), 1;
-    double *elg = malloc((size_t)T * V * sizeof *elg);
-    double *epost = malloc((size_t)L * T * D * sizeof *epost);
-    double *emid = malloc((size_t)L * T * D * sizeof *emid);
+    side e = {0}, lc = {0};
     fwd_stats st;
-    exact_forward(g, c, tok, T, elg, epost, emid, &st);
-    double rl, rp, rm = 0;
-    double dl = max_diff(lg, elg, (size_t)T * V, &rl);
-    double dp = max_diff(post, epost, (size_t)L * T * D, &rp);
-    double dm = has_mid ? max_diff(mid, emid, (size_t)L * T * D, &rm) : 0;
-    // expected llama.cpp error, relative to the rms: f32 everywhere (~3e-6 at these sizes), and
-    // where there is a GELU its fp16 table (GGML_GELU_FP16: input and output rounded to fp16)
-    int gelu = synth_arch_layernorm(c) || synth_arch_gemma(c);
-    double rel = gelu ? 1e-2 : 1e-5;
-    printf("%-17s llama.cpp vs exact: logits %.2e (rms %.2f)  resid_post %.2e (rms %.2f)  "
-           "resid_mid %.2e | attn max-p %.2f, capped %.2f, final capped %.2f, swa masked %.2f, "
-           "greedy margin %.3f\n",
-           c->name, dl, rl, dp, rp, dm, st.max_p_mean, st.capped_frac, st.final_capped_frac,
-           st.swa_masked, margin);
+    exact_side(&e, g, c, tok, T, n_gen, &st);
+    printf("%-17s exact: greedy", c->name);
+    for (int s = 0; s < n_gen; s++) printf(" %d", e.gen[s]);
+    printf(" (margin %.3f) | attn max-p %.2f, capped %.2f, final capped %.2f, swa masked %.2f",
+           e.margin, st.max_p_mean, st.capped_frac, st.final_capped_frac, st.swa_masked);
+    if (st.swa_masked > 0)
+        printf(", windows off move logits %.2f x rms", window_effect(g, c, tok, T, &e));
+    printf("\n");
     gguf_close(g);
-    int bad = !(dl < rel * rl && dp < rel * rp && dm <= rel * rm);
-    if (bad)
-        fprintf(stderr, "%s: llama.cpp and the exact forward disagree beyond %g x rms\n", c->name,
-                rel);
-    free(tok), free(lg), free(post), free(mid), free(elg), free(epost), free(emid);
+    int bad = 0, lmid = 0;
+    if (llama) {
+        bad = !read_llama(&lc, &lmid, llama, tok, T, n_gen, V, D, L);
+        if (!bad && lmid != has_mid) {
+            fprintf(stderr, "%s: llama.cpp %s resid_mid; expected %s\n", c->name,
+                    lmid ? "names" : "does not name", has_mid ? "it" : "none");
+            bad = 1;
+        }
+    }
+    if (llama && !bad) {
+        double dl = rel_diff(lc.logits, e.logits, nl), dp = rel_diff(lc.post, e.post, nr);
+        double dm = has_mid ? rel_diff(lc.mid, e.mid, nr) : 0;
+        double rel = synth_arch_gelu(c) ? 1e-2 : 1e-5;
+        int same = !memcmp(lc.gen, e.gen, (size_t)n_gen * 4);
+        printf("%-17s llama.cpp vs exact: logits %.2e, resid_post %.2e, resid_mid %.2e x rms "
+               "(bound %g); greedy %s (llama.cpp margin %.3f)\n",
+               c->name, dl, dp, dm, rel, same ? "identical" : "DIFFERS", lc.margin);
+        if (!(dl < rel && dp < rel && dm < rel)) {
+            fprintf(stderr, "%s: llama.cpp and the exact forward disagree beyond %g x rms\n",
+                    c->name, rel);
+            bad = 1;
+        }
+        if (!same)
+            fprintf(stderr, "%s: llama.cpp's greedy continuation differs\n", c->name), bad = 1;
+    }
+    if (!bad) {
+        FILE *f = fopen(out, "wb");
+        if (!f) return perror(out), 1;
+        char arch[24] = {0};
+        snprintf(arch, sizeof arch, "%s", c->arch);
+        uint32_t hdr[8] = {2,           (uint32_t)T, (uint32_t)n_gen,   (uint32_t)V,
+                           (uint32_t)D, (uint32_t)L, (uint32_t)has_mid, llama != NULL};
+        int ok = put(f, "CTERPREF", 8) && put(f, hdr, sizeof hdr) && put(f, &e.margin, 4) &&
+                 put(f, &lc.margin, 4) && put(f, arch, sizeof arch) && put(f, tok, (size_t)T * 4) &&
+                 put_side(f, &e, T, n_gen, V, nr, has_mid) &&
+                 (!llama || put_side(f, &lc, T, n_gen, V, nr, has_mid));
+        if (fclose(f) || !ok) fprintf(stderr, "%s: write failed\n", out), bad = 1;
+    }
+    side_free(&e), side_free(&lc), free(tok);
     return bad;
 }
 
@@ -290,7 +445,7 @@ int main(int argc, char **argv) {
     const synth_arch_cfg *c = argc >= 3 ? synth_arch_find(argv[2]) : NULL;
     if (!c) {
         fprintf(stderr, "usage: write_synth list | write NAME OUT.gguf | tokens NAME T | "
-                        "check NAME MODEL.gguf REF\n");
+                        "llama_cpp NAME | ref NAME MODEL.gguf OUT.ref T N_GEN [LLAMA.ref]\n");
         return 2;
     }
     if (!strcmp(argv[1], "write") && argc == 4) {
@@ -305,6 +460,15 @@ int main(int argc, char **argv) {
         for (int i = 0; i < T; i++) printf("%d%c", tok[i], i + 1 < T ? ' ' : '\n');
         return 0;
     }
-    if (!strcmp(argv[1], "check") && argc == 5) return check(c, argv[3], argv[4]);
+    if (!strcmp(argv[1], "llama_cpp") && argc == 3) {
+        const char *why = synth_arch_llama_cpp_differs(c);
+        if (why) printf("%s: no llama.cpp reference: %s\n", c->name, why);
+        return why != NULL;
+    }
+    if (!strcmp(argv[1], "ref") && (argc == 7 || argc == 8)) {
+        int T = atoi(argv[5]), n_gen = atoi(argv[6]);
+        if (T < 1 || n_gen < 0 || T + n_gen > c->n_ctx) return 2;
+        return make_ref(c, argv[3], argv[4], T, n_gen, argc == 8 ? argv[7] : NULL);
+    }
     return 2;
 }
