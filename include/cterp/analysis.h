@@ -27,6 +27,8 @@ typedef struct {
     int batch;          // windows per forward (8)
     int64_t n_windows;  // windows evaluated (64); fewer if the dataset has fewer
     const char *hook;   // NULL: the SAE's metadata hook_name
+    cterp_progress_fn progress; // NULL: none ("eval", windows)
+    void *progress_user;
 } cterp_eval_config;
 
 // Over the eval positions (unmasked; for CE/KL also t < T-1, the positions with a next token):
@@ -65,6 +67,8 @@ typedef struct {
     void *log_user;
     const char *resume;       // a checkpoint directory to continue from (NULL: fresh)
     int64_t eval_windows;     // windows evaluated at the end (0: none)
+    cterp_progress_fn eval_progress; // the final eval's progress (NULL: none)
+    void *eval_progress_user;
 } cterp_pipeline_opts;
 
 void cterp_pipeline_opts_default(cterp_pipeline_opts *o);

@@ -3,6 +3,8 @@
 #ifndef CTERP_ERROR_H
 #define CTERP_ERROR_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -28,6 +30,12 @@ cterp_status cterp_error(cterp_status s, const char *fmt, ...) __attribute__((fo
 
 // Clears the message of this thread.
 void cterp_clear_error(void);
+
+// Progress of a long phase (eval, the feature pass, ...): `done` of `total` units (`unit`:
+// "windows", "examples"; total 0 when unknown) after `seconds`. Called when the phase starts
+// (done 0), as it goes, and once with done == total at its end.
+typedef void (*cterp_progress_fn)(const char *what, int64_t done, int64_t total, const char *unit,
+                                  double seconds, void *user);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,8 @@ typedef struct {
     int ctx_left, ctx_right; // context tokens around an example (5, 5)
     int n_logits;            // top and bottom logit-effect tokens (10)
     uint64_t seed;           // quantile sampling (0)
+    cterp_progress_fn progress; // NULL: none ("features: statistics" in windows, then
+    void *progress_user;        // "features: examples" in example windows)
 } cterp_features_config;
 
 typedef struct {

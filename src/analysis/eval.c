@@ -8,6 +8,8 @@
 
 #include "cterp/analysis.h"
 
+#include "core/file.h"
+
 void cterp_eval_config_default(cterp_eval_config *c) {
     memset(c, 0, sizeof *c);
     cterp_window_config_default(&c->windows);
@@ -128,6 +130,8 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
                          (long long)Bm, (long long)T, (long long)V, (long long)N);
         goto done;
     }
+    const double t_start = time_now();
+    if (c->progress) c->progress("eval", 0, c->n_windows, "windows", 0, c->progress_user);
     while (r->n_windows < c->n_windows) {
         int64_t B = 0;
         int eof = 0;
@@ -153,8 +157,11 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
                 if (!mask[q] && q % T < T - 1) *cs += ce[q], *ks += kl[q];
         }
         r->n_windows += B;
+        if (c->progress && r->n_windows < c->n_windows && !eof)
+            c->progress("eval", r->n_windows, c->n_windows, "windows", time_now() - t_start, c->progress_user);
         if (eof) break;
     }
+    if (c->progress) c->progress("eval", r->n_windows, r->n_windows, "windows", time_now() - t_start, c->progress_user);
     if (sp.n == 0 || r->n_ce_tokens == 0) {
         st = cterp_error(CTERP_EFORMAT, "eval: %s has no complete window of %lld tokens with a non-special "
                          "position", dataset, (long long)T);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "analysis/features_impl.h"
+#include "core/file.h"
 
 void cterp_features_config_default(cterp_features_config *c) {
     memset(c, 0, sizeof *c);
@@ -600,6 +601,9 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     cterp_hook h = {hook, capture_hook, &cp};
     cterp_forward_opts fo = {&h, 1, 0, NULL, 0};
     int64_t nw = 0;
+    const int64_t total1 = c->n_windows > 0 ? c->n_windows : 0;
+    double t1 = time_now();
+    if (c->progress) c->progress("features: statistics", 0, total1, "windows", 0, c->progress_user);
     for (;;) { // pass 1: statistics
         int B;
         if ((st = next_batch(w, tok, mask, Bm, T, limit - nw, &B))) goto done;
@@ -613,7 +617,9 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
             goto done;
         }
         nw += B;
+        if (c->progress) c->progress("features: statistics", nw, total1 > nw ? total1 : 0, "windows", time_now() - t1, c->progress_user);
     }
+    if (c->progress) c->progress("features: statistics", nw, nw, "windows", time_now() - t1, c->progress_user);
     if (acc->n_tokens == 0) {
         st = cterp_error(CTERP_EFORMAT,
                          "features: %s has no complete window of %lld tokens with a non-special "
@@ -659,6 +665,8 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     qsort(refs, (size_t)nr, sizeof *refs, cmp_ref);
     if (nr > 0 && (st = cterp_windows_rewind(w))) goto done;
     int64_t next = 0;
+    t1 = time_now();
+    if (c->progress) c->progress("features: examples", 0, nr, "examples", 0, c->progress_user);
     for (int64_t w0 = 0; next < nr; w0 += Bm) {
         int B;
         if ((st = next_batch(w, tok, mask, Bm, T, nw - w0, &B))) goto done;
@@ -685,6 +693,7 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
                 ex->acts[t - a] = mask[r] ? 0.0f : fa[r * N + i];
             }
         }
+        if (c->progress) c->progress("features: examples", next, nr, "examples", time_now() - t1, c->progress_user);
     }
 
     if (logits) { // logit effects in chunks of latents

@@ -71,6 +71,7 @@ cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, c
         ec.data = sc.data;
         ec.batch = sc.model_batch;
         ec.n_windows = opts->eval_windows;
+        ec.progress = opts->eval_progress, ec.progress_user = opts->eval_progress_user;
         if ((s = cterp_eval(m, out, dataset, &ec, ev))) goto done;
     }
     if (sae) *sae = out, out = NULL;

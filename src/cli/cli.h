@@ -16,6 +16,18 @@ typedef struct {
 // not prefixed twice).
 void cli_error(const char *cmd);
 
+// A cterp_progress_fn for the CLI: a live line on a terminal (stderr); off one, a line every 5 s
+// and at a phase's end when it took over a second. With tokens_per_unit set
+// (the context size for windows) the rate is also given in tokens/s.
+typedef struct {
+    int tty;
+    int64_t tokens_per_unit;
+    double last;
+} cli_progress_state;
+void cli_progress_init(cli_progress_state *p, int64_t tokens_per_unit);
+void cli_progress(const char *what, int64_t done, int64_t total, const char *unit, double sec,
+                  void *user);
+
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

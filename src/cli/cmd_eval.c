@@ -75,6 +75,9 @@ int cmd_eval(int argc, char **argv) {
     ec.batch = mo.store.model_batch;
     ec.n_windows = windows;
     ec.hook = hook[0] ? hook : NULL;
+    cli_progress_state ps;
+    cli_progress_init(&ps, ec.windows.context_size);
+    ec.progress = cli_progress, ec.progress_user = &ps;
     cterp_eval_result r;
     if (cterp_eval(m, sae, mo.data, &ec, &r)) {
         cli_error("eval");

@@ -91,6 +91,9 @@ int cli_features_run(const char *cmd, const cli_model_opts *mo, const char *sae_
     fc->data = mo->store.data;
     fc->batch = mo->store.model_batch;
     fc->hook = hook[0] ? hook : NULL;
+    cli_progress_state ps;
+    cli_progress_init(&ps, fc->windows.context_size);
+    fc->progress = cli_progress, fc->progress_user = &ps;
     double t0 = time_now();
     if (cterp_features_collect(m, sae, mo->data, fc, cli_base_name(mo->model), sae_dir, out)) {
         cli_error(cmd);

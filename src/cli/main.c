@@ -33,6 +33,35 @@ void cli_error(const char *cmd) {
     fprintf(stderr, "cterp %s: %s\n", cmd, msg);
 }
 
+void cli_progress_init(cli_progress_state *p, int64_t tokens_per_unit) {
+    p->tty = isatty(2);
+    p->tokens_per_unit = tokens_per_unit;
+    p->last = 0;
+}
+
+void cli_progress(const char *what, int64_t done, int64_t total, const char *unit, double sec,
+                  void *user) {
+    cli_progress_state *p = user;
+    const int end = total > 0 ? done >= total : 0;
+    // off a terminal: every 5 s, and the end of a phase that took over a second (not its start:
+    // a phase that fails at once then says only why)
+    if (!p->tty && !(end ? sec > 1.0 : sec - p->last >= 5.0)) return;
+    p->last = sec;
+    fprintf(stderr, "%s%s: %lld", p->tty ? "\r" : "", what, (long long)done);
+    if (total > 0) fprintf(stderr, "/%lld", (long long)total);
+    fprintf(stderr, " %s", unit);
+    const double rate = sec > 0 ? (double)done / sec : 0;
+    if (done > 0 && sec > 0) {
+        fprintf(stderr, ", %.1f s", sec);
+        if (p->tokens_per_unit > 0 && !strcmp(unit, "windows"))
+            fprintf(stderr, ", %.0f tok/s", rate * (double)p->tokens_per_unit);
+        else
+            fprintf(stderr, ", %.3g %s/s", rate, unit);
+        if (!end && total > 0 && rate > 0) fprintf(stderr, ", eta %.0f s", (double)(total - done) / rate);
+    }
+    fprintf(stderr, "%s", p->tty ? (end ? "\n" : "   ") : "\n");
+}
+
 // Version, the CPU, the kernel variants this binary carries and which one runs.
 static int version(void) {
     int bad = cterp_isa_init() != CTERP_OK;

@@ -156,6 +156,9 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     po.log_user = &tty;
     po.resume = resume;
     po.eval_windows = mo->eval_windows;
+    cli_progress_state ps;
+    cli_progress_init(&ps, mo->store.windows.context_size);
+    if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;
     cterp_eval_result ev;
     printf("Training on %s at %s over %s (context %d)\n", po.model_name, hook, mo->data,
            mo->store.windows.context_size);
