@@ -2,11 +2,12 @@
 // random-weight llama GGUFs of a named shape in one tensor type or a K-quant _M mix, optionally
 // with the tokenizer of another GGUF (e.g. llama.cpp's ggml-vocab-*.gguf) so `cterp train` can
 // read text with it.
-//   bench_synth_gguf OUT.gguf --shape llama768|llama1b [--type F32|F16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
+//   bench_synth_gguf OUT.gguf --shape llama768|gpt2small|llama1b [--type F32|F16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
 //                    [--vocab-from V.gguf]
 //   bench_synth_gguf OUT.gguf --repack LLAMA.gguf --as qwen2|phi3
 // llama768: 12 layers, d_model 768, 12 heads, d_ff 2048, vocab 8192 (the 12x768 of
-// docs/measurements.md). llama1b: Llama-3.2-1B's shape: 16 layers, d_model 2048, 32/8 heads,
+// docs/measurements.md). gpt2small: GPT-2 small's shape (12 x 768, d_ff 3072, vocab 50257, 1024
+// positions, tied). llama1b: Llama-3.2-1B's shape: 16 layers, d_model 2048, 32/8 heads,
 // d_ff 8192, vocab 128256, tied, context 131072 (Q4_K_M: token_embd, attn_v, ffn_down in Q6_K).
 // --repack: a llama GGUF rewritten as qwen2 or phi3 computing the same function (tests/repack.h),
 // e.g. stories260K to train on a non-llama family with known results.
@@ -94,10 +95,12 @@ int main(int argc, char **argv) {
     synth_cfg c;
     if (!strcmp(shape, "llama768"))
         c = (synth_cfg){0, 12, 768, 12, 12, 2048, 8192, 1024, 64, 0, 0, GGML_TYPE_F32, 1, 0};
+    else if (!strcmp(shape, "gpt2small"))
+        c = (synth_cfg){1, 12, 768, 12, 12, 3072, 50257, 1024, 0, 0, 1, GGML_TYPE_F32, 1, 0};
     else if (!strcmp(shape, "llama1b"))
         c = (synth_cfg){0, 16, 2048, 32, 8, 8192, 128256, 131072, 64, 0, 1, GGML_TYPE_F32, 1, 0};
     else {
-        fprintf(stderr, "bench_synth_gguf: --shape: expected llama768 or llama1b, found %s\n", shape);
+        fprintf(stderr, "bench_synth_gguf: --shape: expected llama768, gpt2small or llama1b, found %s\n", shape);
         return 2;
     }
     static const struct {
