@@ -5,6 +5,7 @@
 #include "cterp/model.h"
 #include "fuzz.h"
 #include "io/gguf.h"
+#include "synth_arch.h"
 #include "synth_model.h"
 #include "tokenizer/tokenizer_gguf.h"
 
@@ -80,6 +81,18 @@ static void seed_files(void) {
     synth_cfg f32 = {1, 1, 8, 1, 1, 8, 8, 4, 0, 0, 1, GGML_TYPE_F32, 5, 0};
     seed_model("gpt2_f32_tied.gguf", &f32, 0);
     seed_stories_vocab("llama_q8_stories_vocab.gguf", llama);
+    // every family of test_arch, shrunk (2 layers, d_model 32) to keep the seeds small
+    for (size_t i = 0; i < sizeof synth_arch_variants / sizeof synth_arch_variants[0]; i++) {
+        synth_arch_cfg a = synth_arch_variants[i];
+        a.L = a.L < 2 ? a.L : 2, a.D = 32, a.H = 2, a.Hkv = a.Hkv < a.H ? 1 : 2, a.hd = 0, a.F = 64;
+        a.n_ctx = 16;
+        if (a.n_rot > 16) a.n_rot = 16;
+        gguf_writer *aw = gguf_writer_new(0);
+        synth_arch_add(aw, &a);
+        char nm[64];
+        snprintf(nm, sizeof nm, "arch_%s.gguf", a.name);
+        seed_writer(nm, aw);
+    }
     gguf_writer *w = gguf_writer_new(64); // metadata of every type, no tensors
     gguf_writer_u32(w, "general.alignment", 64);
     gguf_writer_i32(w, "a.i32", -5);
