@@ -1,6 +1,8 @@
 """Shared by the Python tests: the repository's paths, the shared test model, the CLI binary, and a
 small corpus sampled from stories260K (once per test process)."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,7 @@ def corpus():
     global _corpus
     if _corpus is None:
         d = tempfile.mkdtemp(prefix="cterp_pytest_")
+        atexit.register(shutil.rmtree, d, True)
         _corpus = os.path.join(d, "s.txt")
         m = cterp.InterpretableModel(MODEL)
         with open(_corpus, "w") as f:

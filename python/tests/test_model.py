@@ -3,6 +3,7 @@
 CLI, features/dashboard writing the CLI's files, errors naming the thing."""
 import json
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -103,6 +104,8 @@ class TestModel(unittest.TestCase):
         self.assertEqual(steps, [1, 2])
         self.assertTrue(os.path.isdir(sae.checkpoint))
         self.assertEqual(sae.hook_name, "blocks.1.hook_mlp_out")
+        # without save_path the checkpoint went to a temporary directory: remove it
+        shutil.rmtree(os.path.dirname(os.path.dirname(sae.checkpoint)))
 
     def test_top_features_for_text(self):
         text = "Once upon a time there was a little girl"
