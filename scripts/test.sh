@@ -9,6 +9,9 @@ bash scripts/deps.sh
 bash scripts/build.sh release
 build/cterp --version
 (cd build && ctest --output-on-failure)
+# the Python package (python/) over build/libcterp.so: its unit tests, a pip install into a fresh
+# venv, and the examples (Debian's python3 and numpy)
+OMP_NUM_THREADS=2 /usr/bin/python3 -m unittest discover -s python/tests -t python/tests
 # the unit tests again under every other variant this CPU runs
 auto=$(build/cterp --version | sed -n 's/^kernels: \([^ ]*\).*/\1/p')
 for v in $(build/cterp --version | sed -n 's/^runs here: //p'); do
