@@ -159,7 +159,8 @@ class FeaturesConfig(Structure):  # cterp_features_config
     _fields_ = [("windows", WindowConfig), ("data", DatasetOpts), ("batch", c_int),
                 ("n_windows", c_int64), ("hook", c_char_p), ("top_n", c_int),
                 ("quantile_k", c_int), ("ctx_left", c_int), ("ctx_right", c_int),
-                ("n_logits", c_int), ("seed", c_uint64)]
+                ("n_logits", c_int), ("seed", c_uint64), ("progress", c_void_p),
+                ("progress_user", c_void_p)]
 
 
 class DashboardOpts(Structure):  # cterp_dashboard_opts
