@@ -1,6 +1,6 @@
 // Tokenizers against llama.cpp's own test files (ids pinned by the reference implementation):
-// every text of ggml-vocab-{llama-spm,gpt-2}.gguf.inp must give exactly the ids of the .out
-// (add_special = false, parse_special = false), and decoding must give the text back.
+// every text of ggml-vocab-{llama-spm,gpt-2,falcon,mpt}.gguf.inp must give exactly the ids of the
+// .out (add_special = false, parse_special = false), and decoding must give the text back.
 #include "core/file.h"
 #include "io/gguf.h"
 #include "cterp/tokenizer.h"
@@ -190,9 +190,11 @@ static void test_synthetic_bpe(void) {
     CHECK_OK(cterp_tokenizer_open(&t, path));
     if (t) CHECK(ids_are(t, "Hello", 1, (int32_t[]){259}, 1));
     cterp_tokenizer_free(t);
-    write_bpe(path, "qwen2", -1);
+    // an unknown pre-tokenizer is refused, as llama.cpp does; the message names file, key, value
+    write_bpe(path, "no-such-pre", -1);
     CHECK(cterp_tokenizer_open(&t, path) == CTERP_EFORMAT && !t);
-    CHECK(strstr(cterp_last_error(), "tokenizer.ggml.pre") && strstr(cterp_last_error(), "qwen2"));
+    CHECK(strstr(cterp_last_error(), path) && strstr(cterp_last_error(), "tokenizer.ggml.pre") &&
+          strstr(cterp_last_error(), "no-such-pre"));
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     CHECK(system(cmd) == 0);
@@ -207,6 +209,8 @@ int main(void) {
     }
     run_vocab(dir, "ggml-vocab-llama-spm.gguf");
     run_vocab(dir, "ggml-vocab-gpt-2.gguf");
+    run_vocab(dir, "ggml-vocab-falcon.gguf");
+    run_vocab(dir, "ggml-vocab-mpt.gguf");
     test_stories(dir);
     return test_done();
 }
