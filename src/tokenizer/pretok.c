@@ -71,12 +71,14 @@ static const char *const RE_DEEPSEEK_LLM[] = {
     "[\r\n]",
     // U+1F7D, U+1FBE, U+1FD3, U+1FDB, U+2126, U+212A as escapes: an editor normalizing to NFC
     // would silently change them
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-"
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-"
+    "ᲺᲽ-"
     "Ჿᴀ-"
     "ᴫᵫ-ᵷᵹ-ᶚḀ-"
     "ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\u1F7Dᾀ-ᾴᾶ-ᾼ\u1FBEῂ-ῄῆ-ῌῐ-\u1FD3ῖ-\u1FDBῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\u2126ℨ\u212A-ℭℯ-"
     "ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤ"
-    "Ⳬ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-"
+    "Ⳬ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-"
+    "𐲲𐳀-"
     "𐳲𑢠-"
     "𑣟𞤀-𞥃]+",
     "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+", NULL};
@@ -87,7 +89,8 @@ static const char *const RE_SPARK2_5[] = {
     "\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+",
     DEEPSEEK3_TAIL " ?[\\p{P}\\p{S}]+|[\r\n]|\\s+(?!\\S)|\\s+", "\\p{N}", NULL};
 static const char *const RE_YOUTU[] = {
-    "[가-힣ㄱ-ㆎ]+|[！…“”‘’—：；，、-〿︰-﹏]+|[ㄅ-ㄯ]+|[一-龥぀-ゟ゠-"
+    "[가-힣ㄱ-ㆎ]+|[！…“”‘’—：；，、-〿︰-﹏]+|[ㄅ-ㄯ]+|[一-龥぀-"
+    "ゟ゠-"
     "ヿ]"
     "+",
     CASED_WORDS(CASE_LO, CASE_UP, CONTRACTIONS "?") "|\\p{N}" WORD_TAIL, NULL};
@@ -142,7 +145,8 @@ static const char *const RE_UFAKZEKA[] = {
     NULL};
 static const char *const RE_AFMOE[] = {
     AFMOE_DIGITS, // llama.cpp: "\\p{AFMoE_digits}", the trigger of its afmoe splitter
-    "[一-鿿㐀-䶿豈-﫿぀-ゟ゠-ヿ･-ﾟ⼀-⿟เ-๿຀-໿ក-៿က-႟ꩠ-ꩿꧠ-꧿가-힯ᄀ-"
+    "[一-鿿㐀-䶿豈-﫿぀-ゟ゠-ヿ･-ﾟ⼀-⿟เ-๿຀-໿ក-៿က-႟ꩠ-ꩿꧠ-꧿가-"
+    "힯ᄀ-"
     "ᇿ]"
     "+",
     "[!\"#$%&'()*+,\\-./"
@@ -189,7 +193,7 @@ const pretok_type pretok_types[] = {
      PRETOK_RAW | PRETOK_ESCAPE_SPACES | PRETOK_FORCE_BOS | PRETOK_NEWLINE_TOKEN},
     {"sarvam-moe", "sarvam_moe", RE_NEWLINES, PRETOK_RAW | PRETOK_ESCAPE_SPACES | NCS},
     {"jina-v1-en jina-v2-code roberta-bpe", "gpt2", RE_GPT2, PRETOK_ADD_SEP},
-    {"whitespace", "whitespace", RE_WHITESPACE, PRETOK_RAW},
+    {"whitespace", "whitespace", RE_WHITESPACE, PRETOK_RAW | PRETOK_NO_LOWERCASE},
     {"refact", "refact", RE_STARCODER, 0},
     {"command-r", "command_r", RE_STARCODER, NCS},
     {"qwen2 deepseek-r1-qwen kormo f2llmv2", "qwen2", RE_QWEN2, NCS},

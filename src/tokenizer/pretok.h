@@ -20,6 +20,7 @@ enum {
     PRETOK_FORCE_BOS = 1 << 7,       // add_bos on whatever the GGUF says
     PRETOK_NEWLINE_TOKEN = 1 << 8,   // a word of newlines that is a token is emitted whole
     PRETOK_MERGES_OPTIONAL = 1 << 9, // the vocabulary may come without merges
+    PRETOK_NO_LOWERCASE = 1 << 10,   // normalizer lowercase defaults to off (whitespace model)
 };
 
 typedef struct {

@@ -27,6 +27,7 @@ struct cterp_tokenizer {
     const pretok_type *pt; // BPE: the pre-tokenizer type (tokenizer.ggml.pre)
     pretok *pre;           // BPE: its compiled regexes
     unsigned pflags;       // BPE: pt->flags
+    int ws_model;          // tokenizer.ggml.model "whitespace": BPE per whitespace-free segment
     int32_t n_vocab;
     char *arena;    // token strings, NUL-terminated
     uint32_t *off;  // (n_vocab) offsets into arena
@@ -321,12 +322,13 @@ static cterp_status pick_kind(cterp_tokenizer *t, const gguf_file *g) {
         t->kind = KIND_WPM;
         return CTERP_OK;
     }
-    if (strcmp(name, "gpt2") && strcmp(name, "gemma4"))
+    if (strcmp(name, "gpt2") && strcmp(name, "gemma4") && strcmp(name, "whitespace"))
         return cterp_error(CTERP_EFORMAT,
-                           "%s: tokenizer.ggml.model: expected \"llama\", \"gpt2\", \"bert\" or "
-                           "\"gemma4\", found \"%s\"",
+                           "%s: tokenizer.ggml.model: expected \"llama\", \"gpt2\", \"bert\", "
+                           "\"gemma4\" or \"whitespace\", found \"%s\"",
                            g->path, name);
     t->kind = KIND_BPE;
+    t->ws_model = !strcmp(name, "whitespace");
     if (!strcmp(name, "gemma4")) {
         t->pt = pretok_find("gemma4", 6);
     } else if (gguf_get_str(g, "tokenizer.ggml.pre", &pre) != CTERP_OK || pre.len == 0) {
@@ -473,7 +475,8 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
     if (t->pflags & PRETOK_FORCE_BOS) t->add_bos = 1; // llama.cpp's Gemma 4 workaround
     t->add_eos = opt_bool(g, "tokenizer.ggml.add_eos_token", 0);
     t->add_space_prefix = opt_bool(g, "tokenizer.ggml.add_space_prefix", t->kind == KIND_SPM);
-    t->lowercase = opt_bool(g, "tokenizer.ggml.normalizer.lowercase", 1);
+    t->lowercase =
+        opt_bool(g, "tokenizer.ggml.normalizer.lowercase", !(t->pflags & PRETOK_NO_LOWERCASE));
     t->strip_accents = opt_bool(g, "tokenizer.ggml.normalizer.strip_accents", t->lowercase);
 
     uint32_t cps[256];
@@ -833,6 +836,31 @@ static int bpe_tokenize(const cterp_tokenizer *t, const char *text, size_t len, 
     return ok;
 }
 
+static uint32_t utf8_decode_lenient(const uint8_t *p, size_t n, size_t *k);
+
+// tokenizer.ggml.model "whitespace" (llm_tokenizer_whitespace_session): whitespace is dropped,
+// each run between is lower-cased (normalizer option) and tokenized as BPE.
+static int bpe_ws_tokenize(const cterp_tokenizer *t, const char *text, size_t len, ids_vec *out,
+                           syms_t *s, heap_t *h, void *scratch, buf_t *esc) {
+    buf_t seg = {0};
+    int ok = 1;
+    for (size_t i = 0; i <= len && ok;) {
+        size_t k = 1;
+        uint32_t cp = i < len ? utf8_decode_lenient((const uint8_t *)text + i, len - i, &k) : ' ';
+        i += k;
+        if (ucd_is_space(cp)) {
+            if (seg.n) ok = bpe_tokenize(t, seg.p, seg.n, out, s, h, scratch, esc);
+            seg.n = 0;
+        } else {
+            char u[4];
+            buf_put(&seg, u, utf8_put(t->lowercase ? ucd_lower(cp) : cp, u));
+            ok = !seg.oom;
+        }
+    }
+    free(seg.p);
+    return ok;
+}
+
 // ---- WordPiece (BERT) -----------------------------------------------------------------------
 
 // llama.cpp's unicode_cpt_from_utf8: lead byte and continuation bytes checked, nothing else;
@@ -841,7 +869,8 @@ static uint32_t utf8_decode_lenient(const uint8_t *p, size_t n, size_t *k) {
     uint8_t c = p[0];
     size_t m = c < 0x80 ? 1 : c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
     *k = 1;
-    if (!m || m > n) return m == 1 ? c : 0xFFFD;
+    if (m == 1) return c;
+    if (!m || m > n) return 0xFFFD;
     for (size_t i = 1; i < m; i++)
         if ((p[i] & 0xC0) != 0x80) return 0xFFFD;
     uint32_t cp = m == 2 ? c & 0x1Fu : m == 3 ? c & 0x0Fu : c & 0x07u;
@@ -1009,7 +1038,8 @@ cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t l
         } else if (t->kind == KIND_WPM) {
             ok = wpm_tokenize(t, p, fr[i].len, &out, &esc);
         } else {
-            ok = bpe_tokenize(t, p, fr[i].len, &out, &syms, &heap, scratch, &esc);
+            ok = t->ws_model ? bpe_ws_tokenize(t, p, fr[i].len, &out, &syms, &heap, scratch, &esc)
+                             : bpe_tokenize(t, p, fr[i].len, &out, &syms, &heap, scratch, &esc);
         }
         prev_special = 0;
     }
