@@ -5,6 +5,7 @@
 #include "io/gguf.h"
 #include "cterp/tokenizer.h"
 #include "synth_model.h"
+#include "synth_vocab.h"
 #include "test.h"
 
 static void run_vocab(const char *dir, const char *name) {
@@ -200,8 +201,122 @@ static void test_synthetic_bpe(void) {
     CHECK(system(cmd) == 0);
 }
 
+// Texts of a file in llama.cpp's .inp format (may hold NUL bytes): pointers into *buf.
+static int split_inp(char *buf, size_t len, const char **txt, size_t *tlen, int cap) {
+    const char *sep = "\n__ggml_vocab_test__\n";
+    size_t seplen = strlen(sep);
+    int n = 0;
+    for (char *p = buf, *end; n < cap && (end = memmem(p, len - (size_t)(p - buf), sep, seplen));
+         p = end + seplen) {
+        txt[n] = p;
+        tlen[n++] = (size_t)(end - p);
+    }
+    return n;
+}
+
+static const char *tests_dir(void) {
+    static char dir[4096];
+    const char *d = getenv("CTERP_TESTS_DIR");
+    if (d && *d) return d;
+    snprintf(dir, sizeof dir, "%s", __FILE__); // an absolute path in CMake builds
+    char *slash = strrchr(dir, '/');
+    if (!slash) return ".";
+    *slash = 0;
+    return dir;
+}
+
+// One kind: every text must give llama.cpp's ids. Returns the number of texts that do.
+static int check_kind(const char *kind, const char *gguf, const char *refdir, const char **txt,
+                      const size_t *tlen, int n_txt, int n_plain, const char *train,
+                      size_t train_len) {
+    gguf_writer *w = gguf_writer_new(0);
+    CHECK(synth_tok_vocab(w, kind, train, train_len));
+    CHECK_OK(gguf_writer_write(w, gguf));
+    gguf_writer_free(w);
+    cterp_tokenizer *t;
+    CHECK_OK(cterp_tokenizer_open(&t, gguf));
+    char path[4400], *ref = NULL;
+    size_t rlen;
+    if (snprintf(path, sizeof path, "%s/%s.txt", refdir, kind) < (int)sizeof path)
+        CHECK_OK(file_read_all(path, &ref, &rlen));
+    if (!t || !ref) {
+        cterp_tokenizer_free(t);
+        return 0;
+    }
+    int ok = 0, line = 0;
+    char *p = strchr(ref, '\n'); // the header
+    for (int i = 0; p && i < n_txt; i++, line++) {
+        char *q = p + 1, *eol = strchr(q, '\n');
+        if (!eol) break;
+        *eol = 0;
+        int32_t *ids;
+        size_t n;
+        int special = i >= n_plain;
+        CHECK_OK(cterp_tokenize(t, txt[i], tlen[i], special, special, &ids, &n));
+        size_t k = 0;
+        int same = 1;
+        for (char *r = q, *e; same; r = e) {
+            long v = strtol(r, &e, 10);
+            if (e == r) break;
+            same = k < n && ids[k++] == v;
+        }
+        same = same && k == n;
+        ok += same;
+        if (!same) {
+            fprintf(stderr, "%s: %s text %d:\n  want: %s\n  got: ", kind,
+                    special ? "special" : "plain", special ? i - n_plain : i, q);
+            for (size_t j = 0; j < n; j++) fprintf(stderr, " %d", ids[j]);
+            fprintf(stderr, "\n");
+        }
+        free(ids);
+        p = eol;
+    }
+    CHECK_MSG(line == n_txt, "%s: %d lines for %d texts", kind, line, n_txt);
+    free(ref);
+    cterp_tokenizer_free(t);
+    return ok;
+}
+
+static void test_oracle_kinds(void) {
+    const char *td = tests_dir();
+    char refdir[4200], path[4300];
+    snprintf(refdir, sizeof refdir, "%s/data/tok_ref", td);
+    char *plain, *special;
+    size_t plen, slen;
+    snprintf(path, sizeof path, "%s/texts.inp", refdir);
+    CHECK_OK(file_read_all(path, &plain, &plen));
+    snprintf(path, sizeof path, "%s/special.inp", refdir);
+    CHECK_OK(file_read_all(path, &special, &slen));
+    if (!plain || !special) return;
+    enum { MAX_TXT = 512 };
+    const char *txt[MAX_TXT];
+    size_t tlen[MAX_TXT];
+    int n_plain = split_inp(plain, plen, txt, tlen, MAX_TXT);
+    int n_txt =
+        n_plain + split_inp(special, slen, txt + n_plain, tlen + n_plain, MAX_TXT - n_plain);
+    CHECK(n_plain > 100 && n_txt > n_plain);
+    const char *tmp = test_tmpdir("tokref");
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s/v.gguf", tmp);
+    char kinds[128][64];
+    int n_kinds = synth_tok_kinds(kinds, 128), all = 0;
+    for (int k = 0; k < n_kinds; k++) {
+        int ok = check_kind(kinds[k], gguf, refdir, txt, tlen, n_txt, n_plain, plain, plen);
+        CHECK_MSG(ok == n_txt, "%s: %d of %d texts tokenized as llama.cpp", kinds[k], ok, n_txt);
+        printf("  %-32s %d/%d\n", kinds[k], ok, n_txt);
+        all += ok == n_txt;
+    }
+    printf("llama.cpp oracle: %d of %d kinds match on all %d texts\n", all, n_kinds, n_txt);
+    free(plain);
+    free(special);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void) {
     test_synthetic_bpe();
+    test_oracle_kinds();
     const char *dir = test_data_dir();
     if (!dir) {
         printf("skip: shared test data not found (set CTERP_TESTDATA)\n");
