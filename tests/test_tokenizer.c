@@ -201,6 +201,85 @@ static void test_synthetic_bpe(void) {
     CHECK(system(cmd) == 0);
 }
 
+// A vocabulary of 300 one-character tokens, no merges and no special-token keys, with the given
+// model and pre (NULL: no key) and one boolean key (NULL: none).
+static cterp_tokenizer *open_min(const char *path, const char *model, const char *pre,
+                                 const char *bool_key, int bool_val) {
+    static char store[300][4];
+    const char *toks[300];
+    for (int i = 0; i < 300; i++) {
+        snprintf(store[i], sizeof store[i], "%c%c", 'A' + i / 26 % 26, 'a' + i % 26);
+        toks[i] = store[i];
+    }
+    toks[0] = "a", toks[1] = "b",
+    toks[2] = "\xe2\x96\x81"
+              "a";
+    gguf_writer *w = gguf_writer_new(0);
+    gguf_writer_str(w, "tokenizer.ggml.model", model);
+    if (pre) gguf_writer_str(w, "tokenizer.ggml.pre", pre);
+    gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, 300);
+    if (strcmp(model, "bert")) gguf_writer_arr_str(w, "tokenizer.ggml.merges", toks, 0);
+    if (bool_key) gguf_writer_bool(w, bool_key, bool_val);
+    CHECK_OK(gguf_writer_write(w, path));
+    gguf_writer_free(w);
+    cterp_tokenizer *t;
+    cterp_tokenizer_open(&t, path); // NULL on failure: the callers check
+    return t;
+}
+
+// llama.cpp's defaults where the GGUF keys are absent, and what the oracle files cannot show.
+static void test_defaults(void) {
+    const char *tmp = test_tmpdir("tokdef");
+    char path[600];
+    snprintf(path, sizeof path, "%s/v.gguf", tmp);
+    cterp_tokenizer *t = open_min(path, "gpt2", "gpt-2", NULL, 0);
+    CHECK(t);
+    if (t) { // BPE: BOS and EOS default to token 11, no BOS added
+        CHECK(cterp_tokenizer_bos(t) == 11 && cterp_tokenizer_eos(t) == 11);
+        CHECK(!cterp_tokenizer_add_bos(t) && !strcmp(cterp_tokenizer_pre(t), "gpt2"));
+    }
+    cterp_tokenizer_free(t);
+    t = open_min(path, "gpt2", NULL, NULL, 0); // no pre key: llama.cpp's "default"
+    if (t) CHECK(!strcmp(cterp_tokenizer_pre(t), "default"));
+    cterp_tokenizer_free(t);
+    t = open_min(path, "gpt2", "", NULL, 0);
+    if (t) CHECK(!strcmp(cterp_tokenizer_pre(t), "default"));
+    cterp_tokenizer_free(t);
+    t = open_min(path, "gpt2", "chatglm-bpe", NULL, 0); // glm4: no default BOS id
+    if (t)
+        CHECK(cterp_tokenizer_bos(t) == -1 && cterp_tokenizer_eos(t) == 11 &&
+              !strcmp(cterp_tokenizer_pre(t), "chatglm4"));
+    cterp_tokenizer_free(t);
+    t = open_min(path, "gpt2", "falcon3", NULL, 0); // an alias of llama3: BOS added
+    if (t) CHECK(cterp_tokenizer_add_bos(t) && !strcmp(cterp_tokenizer_pre(t), "llama3"));
+    cterp_tokenizer_free(t);
+    // Gemma 4: no default ids, and BOS is added whatever add_bos_token says
+    t = open_min(path, "gemma4", NULL, "tokenizer.ggml.add_bos_token", 0);
+    if (t)
+        CHECK(cterp_tokenizer_bos(t) == -1 && cterp_tokenizer_eos(t) == -1 &&
+              cterp_tokenizer_add_bos(t) && !strcmp(cterp_tokenizer_pre(t), "gemma4"));
+    cterp_tokenizer_free(t);
+    t = open_min(path, "bert", NULL, NULL, 0); // [CLS] 101 ... [SEP] 102, [UNK] 100
+    if (t) {
+        CHECK(!strcmp(cterp_tokenizer_kind(t), "bert") && cterp_tokenizer_bos(t) == 101);
+        CHECK(ids_are(t, "A a  b", 1, (int32_t[]){101, 2, 2, 100, 102}, 5)); // lower-cased
+        char *back;
+        size_t blen;
+        CHECK_OK(cterp_detokenize(t, (int32_t[]){2, 1}, 2, 0, &back, &blen));
+        CHECK(back && !strcmp(back, "ab"));
+        free(back);
+    }
+    cterp_tokenizer_free(t);
+    t = open_min(path, "llama", NULL, NULL, 0); // SentencePiece needs scores
+    CHECK(!t && strstr(cterp_last_error(), "tokenizer.ggml.scores"));
+    t = open_min(path, "t5", NULL, NULL, 0); // UGM is not supported: the message says so
+    CHECK(!t && strstr(cterp_last_error(), "tokenizer.ggml.model") &&
+          strstr(cterp_last_error(), "t5"));
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0);
+}
+
 // Texts of a file in llama.cpp's .inp format (may hold NUL bytes): pointers into *buf.
 static int split_inp(char *buf, size_t len, const char **txt, size_t *tlen, int cap) {
     const char *sep = "\n__ggml_vocab_test__\n";
@@ -268,6 +347,20 @@ static int check_kind(const char *kind, const char *gguf, const char *refdir, co
             for (size_t j = 0; j < n; j++) fprintf(stderr, " %d", ids[j]);
             fprintf(stderr, "\n");
         }
+        // byte-level BPE and SentencePiece give the text back (WordPiece normalizes, the
+        // UTF-8 BPE types map spaces or drop whitespace)
+        const char *pre = cterp_tokenizer_pre(t);
+        int lossless = !strcmp(cterp_tokenizer_kind(t), "llama") ||
+                       (!strcmp(cterp_tokenizer_kind(t), "gpt2") && strcmp(pre, "gemma4") &&
+                        strcmp(pre, "sarvam_moe") && strcmp(pre, "whitespace"));
+        if (lossless && !special) {
+            char *back;
+            size_t blen;
+            CHECK_OK(cterp_detokenize(t, ids, n, 0, &back, &blen));
+            CHECK_MSG(back && blen == tlen[i] && !memcmp(back, txt[i], blen),
+                      "%s: text %d decodes to '%s'", kind, i, back ? back : "");
+            free(back);
+        }
         free(ids);
         p = eol;
     }
@@ -316,6 +409,7 @@ static void test_oracle_kinds(void) {
 
 int main(void) {
     test_synthetic_bpe();
+    test_defaults();
     test_oracle_kinds();
     const char *dir = test_data_dir();
     if (!dir) {
