@@ -303,6 +303,9 @@ static void fix_token_types(cterp_tokenizer *t) {
     int32_t end = strmap_get(&t->tokens, "<|end|>", 7);
     int call = HAS("<|call|>") || HAS("<|calls|>");
     if (end >= 0 && call && (HAS("<|return|>") || HAS("<|flush|>"))) t->types[end] = TT_USER;
+    // gemma4 and paddleocr: "</s>" is an ordinary token there
+    int32_t eos_s = strmap_get(&t->tokens, "</s>", 4);
+    if (eos_s >= 0 && HAS("<|tool_response>")) t->types[eos_s] = TT_NORMAL;
 #undef HAS
 }
 
