@@ -1,11 +1,16 @@
 // Tokenizers read from a GGUF vocabulary, reproducing llama.cpp's ids:
 //   - SentencePiece-BPE (tokenizer.ggml.model = "llama"): score-ordered merges over UTF-8
-//     characters, "▁" for spaces, a space prefix, byte fallback <0xXX>.
-//   - GPT-2 byte-level BPE ("gpt2"): pre-tokenizer regex (pre = "gpt-2" or "llama-bpe"),
-//     bytes_to_unicode, merges by rank.
+//     characters, "▁" for spaces, a space prefix unless add_space_prefix is false (Gemma),
+//     byte fallback <0xXX>.
+//   - BPE ("gpt2", and "gemma4"): the pre-tokenizer of tokenizer.ggml.pre (every type llama.cpp
+//     knows: gpt-2, llama-bpe, qwen2, falcon, deepseek-*, ...; docs/model.md lists them) cuts
+//     the text into words with its regexes, then bytes_to_unicode and merges by rank.
+//   - WordPiece ("bert"): BertNormalizer (lowercase, strip accents, punctuation and CJK split),
+//     longest-match pieces, [UNK] for a word it cannot cover.
 // Special tokens: user-defined tokens in the text always become their id; control tokens only
 // when parse_special is set. BOS/EOS follow the GGUF add_bos_token/add_eos_token keys with
-// llama.cpp's defaults (SPM: BOS on; gpt-2 BPE: off; llama-bpe: on).
+// llama.cpp's defaults (SPM: BOS on; BPE: per pre-tokenizer type, e.g. off for gpt-2 and on for
+// llama-bpe; BERT: [CLS] ... [SEP]).
 #ifndef CTERP_TOKENIZER_H
 #define CTERP_TOKENIZER_H
 
@@ -43,8 +48,11 @@ int cterp_tokenizer_add_bos(const cterp_tokenizer *t);
 int cterp_tokenizer_is_special(const cterp_tokenizer *t, int32_t id);
 // The vocabulary string of a token (as stored: "▁the", "Ġthe", "<0x0A>"), NUL-terminated.
 const char *cterp_tokenizer_token(const cterp_tokenizer *t, int32_t id);
-// "llama" (SentencePiece) or "gpt2" (byte-level BPE).
+// "llama" (SentencePiece), "gpt2" (BPE) or "bert" (WordPiece).
 const char *cterp_tokenizer_kind(const cterp_tokenizer *t);
+// BPE: the pre-tokenizer type as llama.cpp names it ("gpt2", "llama3", "qwen2", "default", ...;
+// several tokenizer.ggml.pre values share one); "" for the other kinds.
+const char *cterp_tokenizer_pre(const cterp_tokenizer *t);
 
 #ifdef __cplusplus
 }

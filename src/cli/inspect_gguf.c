@@ -97,9 +97,12 @@ int cli_inspect_gguf(const char *path) {
         printf("       %sparallel attention+MLP %s, sliding window %d, soft-cap attention %g, logits %g\n",
                "", c->parallel ? "yes" : "no", c->sliding_window, c->attn_softcap, c->final_softcap);
     const cterp_tokenizer *tok = cterp_model_tokenizer(m);
-    if (tok)
-        printf("tokenizer: %s, %d tokens, bos %d, eos %d\n", cterp_tokenizer_kind(tok),
-               cterp_tokenizer_n_vocab(tok), cterp_tokenizer_bos(tok), cterp_tokenizer_eos(tok));
+    if (tok) {
+        const char *pre = cterp_tokenizer_pre(tok);
+        printf("tokenizer: %s%s%s%s, %d tokens, bos %d, eos %d\n", cterp_tokenizer_kind(tok),
+               *pre ? " (pre-tokenizer " : "", pre, *pre ? ")" : "", cterp_tokenizer_n_vocab(tok),
+               cterp_tokenizer_bos(tok), cterp_tokenizer_eos(tok));
+    }
     int n = cterp_model_n_hook_points(m);
     printf("hook points (%d): ", n);
     char buf[128];

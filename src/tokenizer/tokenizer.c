@@ -1,16 +1,16 @@
-// SentencePiece-BPE and GPT-2 byte-level BPE, following llama.cpp (src/llama-vocab.cpp):
-// same merge order (priority queue, leftmost on ties), same special-token splitting, same
-// BOS/EOS rules, so the ids match its test-tokenizer-0 files exactly.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+// SentencePiece-BPE, byte-level BPE and WordPiece, following llama.cpp (src/llama-vocab.cpp):
+// same merge order (priority queue, leftmost on ties), same pre-tokenizers (pretok.c), same
+// special-token splitting, same BOS/EOS rules, so the ids match its test-tokenizer-0 files and
+// its ids on synthetic vocabularies of every pre-tokenizer type (tests/test_tokenizer.c).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/pretok.h"
 #include "tokenizer/tokenizer_gguf.h"
+#include "tokenizer/ucd.h"
 
-enum { KIND_SPM = 0, KIND_BPE = 1 };
-enum { PRE_NONE = 0, PRE_GPT2 = 1, PRE_LLAMA3 = 2 };
+enum { KIND_SPM = 0, KIND_BPE = 1, KIND_WPM = 2 };
 // token_type values in GGUF
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
@@ -23,7 +23,11 @@ typedef struct {
 } strmap;
 
 struct cterp_tokenizer {
-    int kind, pre;
+    int kind;
+    const pretok_type *pt; // BPE: the pre-tokenizer type (tokenizer.ggml.pre)
+    pretok *pre;           // BPE: its compiled regexes
+    unsigned pflags;       // BPE: pt->flags
+    int ws_model;          // tokenizer.ggml.model "whitespace": BPE per whitespace-free segment
     int32_t n_vocab;
     char *arena;    // token strings, NUL-terminated
     uint32_t *off;  // (n_vocab) offsets into arena
@@ -35,12 +39,13 @@ struct cterp_tokenizer {
     uint32_t *merge_off, *merge_len;
     int32_t n_merges;
     strmap merges;
-    int32_t bos, eos, unk;
+    int32_t bos, eos, unk, sep;
     int add_bos, add_eos, add_space_prefix;
-    int32_t byte_tok[256]; // SPM: <0xXX>; BPE: the token of the mapped byte (-1 if none)
+    int lowercase, strip_accents; // WPM normalizer
+    uint32_t max_token_len;       // WPM: bytes of the longest token
+    int32_t byte_tok[256]; // SPM, raw BPE: <0xXX>; byte-level BPE: the token of the mapped byte
     int32_t *specials;     // ids of control/user/unknown tokens, longest text first
     int32_t n_specials;
-    pcre2_code *re;
 };
 
 // ---- small helpers ------------------------------------------------------------------------
@@ -101,10 +106,17 @@ static size_t utf8_put(uint32_t cp, char *out) {
         out[1] = (char)(0x80 | (cp & 63));
         return 2;
     }
-    out[0] = (char)(0xE0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 63));
-    out[2] = (char)(0x80 | (cp & 63));
-    return 3;
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 63));
+        out[2] = (char)(0x80 | (cp & 63));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 63));
+    out[2] = (char)(0x80 | ((cp >> 6) & 63));
+    out[3] = (char)(0x80 | (cp & 63));
+    return 4;
 }
 
 // GPT-2 bytes_to_unicode: printable bytes map to themselves, the rest to 256+n in order.
@@ -180,20 +192,17 @@ void cterp_tokenizer_free(cterp_tokenizer *t) {
     free(t->merge_len);
     free(t->merges.slots);
     free(t->specials);
-    if (t->re) pcre2_code_free(t->re);
+    pretok_free(t->pre);
     free(t);
 }
 
-static const char *RE_GPT2 =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-static const char *RE_LLAMA3 =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
-    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
+// A special token id: the GGUF key when it names a token, else the default (as llama.cpp: a key
+// out of range, such as UINT32_MAX for "none", keeps the default; a default out of range is none).
 static int32_t opt_id(const gguf_file *g, const char *key, int32_t n_vocab, int32_t def) {
+    if (def >= n_vocab) def = -1;
     uint32_t v;
     if (gguf_get_u32(g, key, &v) != CTERP_OK) return def;
-    return v < (uint32_t)n_vocab ? (int32_t)v : -1; // llama.cpp writes UINT32_MAX for "none"
+    return v < (uint32_t)n_vocab ? (int32_t)v : def;
 }
 
 static int opt_bool(const gguf_file *g, const char *key, int def) {
@@ -209,25 +218,146 @@ static int cmp_special(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+// Token texts llama.cpp treats as control whatever their GGUF type says (end-of-generation,
+// end-of-turn and fill-in-the-middle markers: llama_vocab::impl::load's text-based detection),
+// and the gpt-oss markers it makes user-defined. Both change how the text is split (parse_special).
+static const char *const CONTROL_TEXTS[] = {
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\xef\xbd\x9c"
+    "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "[e~[",
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<\xef\xbd\x9c"
+    "fim\xe2\x96\x81"
+    "begin\xef\xbd\x9c>",
+    "<PRE>",
+    "\xe2\x96\x81<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<\xef\xbd\x9c"
+    "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+    "<SUF>",
+    "\xe2\x96\x81<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<\xef\xbd\x9c"
+    "fim\xe2\x96\x81"
+    "end\xef\xbd\x9c>",
+    "<MID>",
+    "\xe2\x96\x81<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<PAD>",
+    "[PAD]",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
+};
+static const char *const USER_TEXTS[] = {"<|channel|>", "<|message|>", "<|start|>",
+                                         "<|constrain|>"};
+
+static void fix_token_types(cterp_tokenizer *t) {
+    for (size_t i = 0; i < sizeof CONTROL_TEXTS / sizeof *CONTROL_TEXTS; i++) {
+        int32_t id = strmap_get(&t->tokens, CONTROL_TEXTS[i], strlen(CONTROL_TEXTS[i]));
+        if (id >= 0 && t->types[id] != TT_UNUSED) t->types[id] = TT_CONTROL;
+    }
+    for (size_t i = 0; i < sizeof USER_TEXTS / sizeof *USER_TEXTS; i++) {
+        int32_t id = strmap_get(&t->tokens, USER_TEXTS[i], strlen(USER_TEXTS[i]));
+        if (id >= 0) t->types[id] = TT_USER;
+    }
+#define HAS(s) (strmap_get(&t->tokens, s, strlen(s)) >= 0)
+    // o200k_harmony and solar-open: "<|end|>" is not an end of generation there
+    int32_t end = strmap_get(&t->tokens, "<|end|>", 7);
+    int call = HAS("<|call|>") || HAS("<|calls|>");
+    if (end >= 0 && call && (HAS("<|return|>") || HAS("<|flush|>"))) t->types[end] = TT_USER;
+    // gemma4 and paddleocr: "</s>" is an ordinary token there
+    int32_t eos_s = strmap_get(&t->tokens, "</s>", 4);
+    if (eos_s >= 0 && HAS("<|tool_response>")) t->types[eos_s] = TT_NORMAL;
+#undef HAS
+}
+
+// The vocabulary kind and, for BPE, the pre-tokenizer type, as llama_vocab::impl::load picks
+// them. An unknown tokenizer.ggml.pre is an error there too; a missing one means "default".
+static cterp_status pick_kind(cterp_tokenizer *t, const gguf_file *g) {
+    gguf_str model, pre;
+    cterp_status s;
+    if ((s = gguf_get_str(g, "tokenizer.ggml.model", &model))) return s;
+    char name[64];
+    gguf_str_copy(model, name, sizeof name);
+    if (!strcmp(name, "llama")) {
+        t->kind = KIND_SPM;
+        return CTERP_OK;
+    }
+    if (!strcmp(name, "bert")) {
+        t->kind = KIND_WPM;
+        return CTERP_OK;
+    }
+    if (strcmp(name, "gpt2") && strcmp(name, "gemma4") && strcmp(name, "whitespace"))
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: tokenizer.ggml.model: expected \"llama\", \"gpt2\", \"bert\", "
+                           "\"gemma4\" or \"whitespace\", found \"%s\"",
+                           g->path, name);
+    t->kind = KIND_BPE;
+    t->ws_model = !strcmp(name, "whitespace");
+    if (!strcmp(name, "gemma4")) {
+        t->pt = pretok_find("gemma4", 6);
+    } else if (gguf_get_str(g, "tokenizer.ggml.pre", &pre) != CTERP_OK || pre.len == 0) {
+        t->pt = pretok_find("default", 7); // llama.cpp warns: "missing pre-tokenizer type"
+    } else {
+        t->pt = pretok_find(pre.s, pre.len);
+        if (!t->pt) {
+            char pn[96];
+            gguf_str_copy(pre, pn, sizeof pn);
+            return cterp_error(
+                CTERP_EFORMAT,
+                "%s: tokenizer.ggml.pre: unknown pre-tokenizer type \"%s\" (llama.cpp "
+                "refuses it too; docs/model.md lists the known ones)",
+                g->path, pn);
+        }
+    }
+    t->pflags = t->pt->flags;
+    return pretok_compile(&t->pre, t->pt);
+}
+
 cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
     *out = NULL;
     cterp_status s;
-    gguf_str model;
-    if ((s = gguf_get_str(g, "tokenizer.ggml.model", &model))) return s;
     cterp_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return cterp_error(CTERP_ENOMEM, "%s: out of memory", g->path);
-    char name[64];
-    gguf_str_copy(model, name, sizeof name);
-    if (!strcmp(name, "llama"))
-        t->kind = KIND_SPM;
-    else if (!strcmp(name, "gpt2"))
-        t->kind = KIND_BPE;
-    else {
-        s = cterp_error(CTERP_EFORMAT,
-                        "%s: tokenizer.ggml.model: expected \"llama\" or \"gpt2\", found \"%s\"",
-                        g->path, name);
-        goto fail;
-    }
+    if ((s = pick_kind(t, g))) goto fail;
     const gguf_kv *toks, *kv;
     if ((s = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &toks))) goto fail;
     if (toks->n == 0 || toks->n > (1u << 30)) {
@@ -256,6 +386,7 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
     for (int32_t i = 0; i < n; i++) {
         t->off[i] = (uint32_t)pos;
         t->len[i] = (uint32_t)toks->strs[i].len;
+        if (t->len[i] > t->max_token_len) t->max_token_len = t->len[i];
         memcpy(t->arena + pos, toks->strs[i].s, toks->strs[i].len);
         pos += toks->strs[i].len;
         t->arena[pos++] = 0;
@@ -286,15 +417,22 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
         for (int32_t i = 0; i < n; i++) t->types[i] = (int32_t)gguf_arr_i64(kv, (uint64_t)i);
     }
     if (!strmap_build(&t->tokens, t->arena, t->off, t->len, n)) goto oom;
+    fix_token_types(t);
 
     if (t->kind == KIND_BPE) {
-        if ((s = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &kv))) goto fail;
-        if (kv->n > (1u << 30)) {
+        if (gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &kv) != CTERP_OK) {
+            if (!(t->pflags & PRETOK_MERGES_OPTIONAL) || gguf_has_key(g, "tokenizer.ggml.merges")) {
+                s = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &kv);
+                goto fail;
+            }
+            kv = NULL;
+        }
+        if (kv && kv->n > (1u << 30)) {
             s = cterp_error(CTERP_EFORMAT, "%s: tokenizer.ggml.merges: too many (%llu)", g->path,
                             (unsigned long long)kv->n);
             goto fail;
         }
-        t->n_merges = (int32_t)kv->n;
+        t->n_merges = kv ? (int32_t)kv->n : 0;
         size_t mt = 0;
         for (int32_t i = 0; i < t->n_merges; i++) mt += kv->strs[i].len + 1;
         if (mt > UINT32_MAX) {
@@ -315,59 +453,53 @@ cterp_status tokenizer_from_gguf(cterp_tokenizer **out, const gguf_file *g) {
         }
         if (!strmap_build(&t->merges, t->merge_arena, t->merge_off, t->merge_len, t->n_merges))
             goto oom;
-        gguf_str pre;
-        t->pre = PRE_GPT2; // files from before the key existed used the GPT-2 split
-        if (gguf_get_str(g, "tokenizer.ggml.pre", &pre) == CTERP_OK) {
-            char pn[64];
-            gguf_str_copy(pre, pn, sizeof pn);
-            if (!strcmp(pn, "gpt-2") || !strcmp(pn, "gpt2"))
-                t->pre = PRE_GPT2;
-            else if (!strcmp(pn, "llama-bpe") || !strcmp(pn, "llama3"))
-                t->pre = PRE_LLAMA3;
-            else {
-                s = cterp_error(
-                    CTERP_EFORMAT,
-                    "%s: tokenizer.ggml.pre: expected \"gpt-2\" or \"llama-bpe\", found "
-                    "\"%s\" (not supported)",
-                    g->path, pn);
-                goto fail;
-            }
-        }
-        int err;
-        PCRE2_SIZE eoff;
-        t->re = pcre2_compile((PCRE2_SPTR)(t->pre == PRE_LLAMA3 ? RE_LLAMA3 : RE_GPT2),
-                              PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &eoff, NULL);
-        if (!t->re) {
-            s = cterp_error(CTERP_EINVAL, "pre-tokenizer regex failed to compile (pcre2 error %d)",
-                            err);
-            goto fail;
-        }
     }
 
-    t->bos = opt_id(g, "tokenizer.ggml.bos_token_id", n, t->kind == KIND_SPM ? 1 : -1);
-    t->eos = opt_id(g, "tokenizer.ggml.eos_token_id", n, t->kind == KIND_SPM ? 2 : -1);
-    t->unk = opt_id(g, "tokenizer.ggml.unknown_token_id", n, t->kind == KIND_SPM ? 0 : -1);
-    t->add_bos =
-        opt_bool(g, "tokenizer.ggml.add_bos_token", t->kind == KIND_SPM || t->pre == PRE_LLAMA3);
+    // llama.cpp's defaults per kind, then the GGUF keys
+    int gemma4 = t->kind == KIND_BPE && (t->pflags & PRETOK_FORCE_BOS);
+    int32_t def_bos = t->kind == KIND_SPM ? 1 : t->kind == KIND_WPM ? 101 : 11;
+    int32_t def_eos = t->kind == KIND_SPM ? 2 : t->kind == KIND_WPM ? -1 : 11;
+    if (t->kind == KIND_BPE && (gemma4 || (t->pflags & PRETOK_NO_BOS_ID))) def_bos = -1;
+    if (gemma4) {
+        char name[16];
+        gguf_str model;
+        gguf_get_str(g, "tokenizer.ggml.model", &model);
+        if (!strcmp(gguf_str_copy(model, name, sizeof name), "gemma4")) def_eos = -1;
+    }
+    t->bos = opt_id(g, "tokenizer.ggml.bos_token_id", n, def_bos);
+    t->eos = opt_id(g, "tokenizer.ggml.eos_token_id", n, def_eos);
+    t->unk = opt_id(g, "tokenizer.ggml.unknown_token_id", n,
+                    t->kind == KIND_SPM   ? 0
+                    : t->kind == KIND_WPM ? 100
+                                          : -1);
+    t->sep = opt_id(g, "tokenizer.ggml.seperator_token_id", n, t->kind == KIND_WPM ? 102 : -1);
+    t->add_bos = opt_bool(g, "tokenizer.ggml.add_bos_token",
+                          t->kind != KIND_BPE || (t->pflags & PRETOK_ADD_BOS));
+    if (t->pflags & PRETOK_FORCE_BOS) t->add_bos = 1; // llama.cpp's Gemma 4 workaround
     t->add_eos = opt_bool(g, "tokenizer.ggml.add_eos_token", 0);
     t->add_space_prefix = opt_bool(g, "tokenizer.ggml.add_space_prefix", t->kind == KIND_SPM);
+    t->lowercase =
+        opt_bool(g, "tokenizer.ggml.normalizer.lowercase", !(t->pflags & PRETOK_NO_LOWERCASE));
+    t->strip_accents = opt_bool(g, "tokenizer.ggml.normalizer.strip_accents", t->lowercase);
 
     uint32_t cps[256];
     byte_to_cp_table(cps);
     for (int b = 0; b < 256; b++) {
         char tmp[8];
         size_t k;
-        if (t->kind == KIND_SPM) {
+        if (t->kind == KIND_SPM || (t->pflags & PRETOK_RAW)) {
             static const char *hex = "0123456789ABCDEF";
             k = (size_t)snprintf(tmp, sizeof tmp, "<0x%c%c>", hex[b >> 4], hex[b & 15]);
             t->byte_tok[b] = strmap_get(&t->tokens, tmp, k);
-            if (t->byte_tok[b] < 0) { // no byte tokens: the raw byte as a one-character token
+            if (t->byte_tok[b] < 0 && t->kind == KIND_SPM) { // the raw byte as a one-byte token
                 tmp[0] = (char)b;
                 t->byte_tok[b] = strmap_get(&t->tokens, tmp, 1);
             }
-        } else {
+        } else if (t->kind == KIND_BPE) {
             k = utf8_put(cps[b], tmp);
             t->byte_tok[b] = strmap_get(&t->tokens, tmp, k);
+        } else {
+            t->byte_tok[b] = -1;
         }
     }
     t->specials = malloc((size_t)n * sizeof *t->specials);
@@ -411,7 +543,10 @@ int cterp_tokenizer_add_bos(const cterp_tokenizer *t) {
     return t->add_bos;
 }
 const char *cterp_tokenizer_kind(const cterp_tokenizer *t) {
-    return t->kind == KIND_SPM ? "llama" : "gpt2";
+    return t->kind == KIND_SPM ? "llama" : t->kind == KIND_WPM ? "bert" : "gpt2";
+}
+const char *cterp_tokenizer_pre(const cterp_tokenizer *t) {
+    return t->pt ? t->pt->type : "";
 }
 int cterp_tokenizer_is_special(const cterp_tokenizer *t, int32_t id) {
     if (id < 0 || id >= t->n_vocab) return 1;
@@ -564,7 +699,16 @@ static int spm_tokenize(const cterp_tokenizer *t, const char *text, size_t len, 
     return 1;
 }
 
-// ---- byte-level BPE -----------------------------------------------------------------------
+// ---- BPE ----------------------------------------------------------------------------------
+
+typedef struct {
+    const cterp_tokenizer *t;
+    ids_vec *out;
+    syms_t *s;
+    heap_t *h;
+    buf_t w, tmp; // the mapped word; "left right" merge keys
+    uint32_t cps[256];
+} bpe_ctx;
 
 static void bpe_try_bigram(const cterp_tokenizer *t, const char *w, const syms_t *s, heap_t *h,
                            int32_t left, int32_t right, buf_t *tmp) {
@@ -581,27 +725,41 @@ static void bpe_try_bigram(const cterp_tokenizer *t, const char *w, const syms_t
     heap_push(h, bg);
 }
 
-// One pre-tokenized word (raw bytes): map bytes to GPT-2 unicode, merge by rank, look up.
-static int bpe_word(const cterp_tokenizer *t, const char *word, size_t len, ids_vec *out, syms_t *s,
-                    heap_t *h, buf_t *w, buf_t *tmp, const uint32_t *cps) {
+// One pre-tokenized word (raw bytes): map bytes to GPT-2 unicode (unless the type keeps UTF-8),
+// merge by rank, look up. A pretok_word_fn.
+static int bpe_word(void *ctx, const char *word, size_t len) {
+    bpe_ctx *c = ctx;
+    const cterp_tokenizer *t = c->t;
+    buf_t *w = &c->w;
     w->n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char u[4];
-        buf_put(w, u, utf8_put(cps[(uint8_t)word[i]], u));
+    if (t->pflags & PRETOK_RAW) {
+        buf_put(w, word, len);
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            char u[4];
+            buf_put(w, u, utf8_put(c->cps[(uint8_t)word[i]], u));
+        }
     }
     if (w->oom) return 0;
-    if (t->pre == PRE_LLAMA3) { // ignore_merges: a word that is a token is emitted whole
+    int whole = (t->pflags & PRETOK_IGNORE_MERGES) != 0; // a word that is a token: emitted whole
+    if (!whole && (t->pflags & PRETOK_NEWLINE_TOKEN)) {
+        whole = 1;
+        for (size_t i = 0; i < w->n && whole; i++) whole = w->p[i] == '\n';
+    }
+    if (whole) {
         int32_t id = strmap_get(&t->tokens, w->p, w->n);
         if (id >= 0) {
-            push(out, id);
+            push(c->out, id);
             return 1;
         }
     }
+    syms_t *s = c->s;
+    heap_t *h = c->h;
     if (!syms_split(s, w->p, w->n)) return 0;
     h->n = 0;
     h->bpe = 1;
     for (size_t i = 1; i < s->n; i++)
-        bpe_try_bigram(t, w->p, s, h, (int32_t)i - 1, (int32_t)i, tmp);
+        bpe_try_bigram(t, w->p, s, h, (int32_t)i - 1, (int32_t)i, &c->tmp);
     while (h->n && !h->oom) {
         bigram_t bg = heap_pop(h);
         sym_t *a = &s->v[bg.left], *b = &s->v[bg.right];
@@ -610,20 +768,26 @@ static int bpe_word(const cterp_tokenizer *t, const char *word, size_t len, ids_
         b->n = 0;
         a->next = b->next;
         if (b->next >= 0) s->v[b->next].prev = bg.left;
-        bpe_try_bigram(t, w->p, s, h, a->prev, bg.left, tmp);
-        bpe_try_bigram(t, w->p, s, h, bg.left, a->next, tmp);
+        bpe_try_bigram(t, w->p, s, h, a->prev, bg.left, &c->tmp);
+        bpe_try_bigram(t, w->p, s, h, bg.left, a->next, &c->tmp);
     }
-    if (h->oom || tmp->oom) return 0;
+    if (h->oom || c->tmp.oom) return 0;
     for (int32_t i = 0; i != -1; i = s->v[i].next) {
         const sym_t *y = &s->v[i];
         int32_t id = strmap_get(&t->tokens, w->p + y->off, y->n);
-        if (id >= 0)
-            push(out, id);
-        else // as llama.cpp: each byte of the symbol that is itself a token
+        if (id >= 0) {
+            push(c->out, id);
+        } else if (t->pflags & PRETOK_RAW) { // <0xXX> for each byte that has one
+            for (uint32_t k = 0; k < y->n; k++) {
+                int32_t bt = t->byte_tok[(uint8_t)w->p[y->off + k]];
+                if (bt >= 0) push(c->out, bt);
+            }
+        } else { // as llama.cpp: each byte of the symbol that is itself a token
             for (uint32_t k = 0; k < y->n; k++) {
                 int32_t bt = strmap_get(&t->tokens, w->p + y->off + k, 1);
-                if (bt >= 0) push(out, bt);
+                if (bt >= 0) push(c->out, bt);
             }
+        }
     }
     return 1;
 }
@@ -644,44 +808,145 @@ static size_t utf8_valid_seq(const uint8_t *p, size_t n) {
     return k;
 }
 
-// Pre-tokenizes with the regex, then BPE per word. The text is cut into valid UTF-8 runs
-// matched with PCRE2_NO_UTF_CHECK (PCRE2 otherwise re-validates the whole subject on every
-// call: quadratic in the text length); each invalid byte is a word of its own.
+// Pre-tokenizes (pretok_split), then BPE per word. The text is cut into valid UTF-8 runs, which
+// PCRE2 matches without re-validating them (it would re-check the whole subject on every call:
+// quadratic); each invalid byte is a word of its own, so every byte comes back on decoding
+// (llama.cpp turns it into U+FFFD instead).
 static int bpe_tokenize(const cterp_tokenizer *t, const char *text, size_t len, ids_vec *out,
-                        syms_t *s, heap_t *h, pcre2_match_data *md) {
-    uint32_t cps[256];
-    byte_to_cp_table(cps);
-    buf_t w = {0}, tmp = {0};
+                        syms_t *s, heap_t *h, void *scratch, buf_t *esc) {
+    bpe_ctx c = {.t = t, .out = out, .s = s, .h = h};
+    byte_to_cp_table(c.cps);
+    if (t->pflags & PRETOK_ESCAPE_SPACES) { // ' ' -> U+2581 before the split
+        esc->n = 0;
+        for (size_t k = 0; k < len; k++)
+            buf_put(esc, text[k] == ' ' ? "\xe2\x96\x81" : text + k, text[k] == ' ' ? 3 : 1);
+        if (esc->oom) return 0;
+        text = esc->p;
+        len = esc->n;
+    }
     int ok = 1;
     size_t run0 = 0;
     while (run0 < len && ok) {
         size_t run1 = run0, k;
         while (run1 < len && (k = utf8_valid_seq((const uint8_t *)text + run1, len - run1)))
             run1 += k;
-        const char *r = text + run0;
-        size_t rlen = run1 - run0, off = 0;
-        while (off < rlen && ok) {
-            int rc = pcre2_match(t->re, (PCRE2_SPTR)r, rlen, off, PCRE2_NO_UTF_CHECK, md, NULL);
-            size_t a = rlen, b = rlen;
-            if (rc >= 0) {
-                PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-                a = ov[0];
-                b = ov[1];
-            }
-            if (a > off) ok = bpe_word(t, r + off, a - off, out, s, h, &w, &tmp, cps); // gap
-            if (ok && b > a) ok = bpe_word(t, r + a, b - a, out, s, h, &w, &tmp, cps);
-            if (b == a && a < rlen) { // empty match: step one character
-                b = a + utf8_valid_seq((const uint8_t *)r + a, rlen - a);
-                if (ok) ok = bpe_word(t, r + a, b - a, out, s, h, &w, &tmp, cps);
-            }
-            off = b;
-        }
-        if (run1 < len && ok) ok = bpe_word(t, text + run1, 1, out, s, h, &w, &tmp, cps);
+        if (run1 > run0) ok = pretok_split(t->pre, scratch, text + run0, run1 - run0, bpe_word, &c);
+        if (run1 < len && ok) ok = bpe_word(&c, text + run1, 1);
         run0 = run1 + 1;
     }
-    free(w.p);
-    free(tmp.p);
+    free(c.w.p);
+    free(c.tmp.p);
     return ok;
+}
+
+static uint32_t utf8_decode_lenient(const uint8_t *p, size_t n, size_t *k);
+
+// tokenizer.ggml.model "whitespace" (llm_tokenizer_whitespace_session): whitespace is dropped,
+// each run between is lower-cased (normalizer option) and tokenized as BPE.
+static int bpe_ws_tokenize(const cterp_tokenizer *t, const char *text, size_t len, ids_vec *out,
+                           syms_t *s, heap_t *h, void *scratch, buf_t *esc) {
+    buf_t seg = {0};
+    int ok = 1;
+    for (size_t i = 0; i <= len && ok;) {
+        size_t k = 1;
+        uint32_t cp = i < len ? utf8_decode_lenient((const uint8_t *)text + i, len - i, &k) : ' ';
+        i += k;
+        if (ucd_is_space(cp)) {
+            if (seg.n) ok = bpe_tokenize(t, seg.p, seg.n, out, s, h, scratch, esc);
+            seg.n = 0;
+        } else {
+            char u[4];
+            buf_put(&seg, u, utf8_put(t->lowercase ? ucd_lower(cp) : cp, u));
+            ok = !seg.oom;
+        }
+    }
+    free(seg.p);
+    return ok;
+}
+
+// ---- WordPiece (BERT) -----------------------------------------------------------------------
+
+// llama.cpp's unicode_cpt_from_utf8: lead byte and continuation bytes checked, nothing else;
+// an invalid byte is U+FFFD. Returns the code point and sets *k to the bytes it took.
+static uint32_t utf8_decode_lenient(const uint8_t *p, size_t n, size_t *k) {
+    uint8_t c = p[0];
+    size_t m = c < 0x80 ? 1 : c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
+    *k = 1;
+    if (m == 1) return c;
+    if (!m || m > n) return 0xFFFD;
+    for (size_t i = 1; i < m; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0xFFFD;
+    uint32_t cp = m == 2 ? c & 0x1Fu : m == 3 ? c & 0x0Fu : c & 0x07u;
+    for (size_t i = 1; i < m; i++) cp = (cp << 6) | (p[i] & 0x3Fu);
+    *k = m;
+    return cp;
+}
+
+static int wpm_is_chinese(uint32_t cp) { // BertTokenizer's ranges (llama.cpp keeps 0x2B920)
+    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+           (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+           (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
+           (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+// One word, "▁" + text: the longest token at each position; a position with none makes the
+// whole word [UNK].
+static void wpm_word(const cterp_tokenizer *t, const buf_t *w, ids_vec *out) {
+    if (w->n <= 3) return; // just the "▁"
+    size_t start = out->n, n = w->n;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + t->max_token_len + 1 < n ? i + t->max_token_len + 1 : n;
+        int32_t id = -1;
+        for (; j > i; j--)
+            if ((id = strmap_get(&t->tokens, w->p + i, j - i)) >= 0) break;
+        if (id < 0) {
+            out->n = start; // discard the word's tokens
+            break;
+        }
+        push(out, id);
+        i = j;
+    }
+    if (out->n == start && t->unk >= 0) push(out, t->unk);
+}
+
+// llama.cpp's llm_tokenizer_wpm_session::preprocess (BertNormalizer with its options: strip
+// accents as "first code point of the NFD form, marks dropped", lowercase) and the word split:
+// whitespace separates, punctuation, ASCII symbols and CJK ideographs are words of their own,
+// control characters, NUL and U+FFFD vanish.
+static int wpm_tokenize(const cterp_tokenizer *t, const char *text, size_t len, ids_vec *out,
+                        buf_t *w) {
+    w->n = 0;
+    buf_put(w, "\xe2\x96\x81", 3);
+    for (size_t i = 0; i < len;) {
+        size_t k;
+        uint32_t cp = utf8_decode_lenient((const uint8_t *)text + i, len - i, &k);
+        i += k;
+        if (t->strip_accents) cp = ucd_nfd_base(cp);
+        if (ucd_is_space(cp)) {
+            wpm_word(t, w, out);
+            w->n = 3;
+            continue;
+        }
+        int cls = ucd_class(cp);
+        if (cp == 0 || cp == 0xFFFD || cp >= 0x110000 || cls == UCD_CONTROL) continue;
+        if (t->strip_accents && cls == UCD_MARK) continue;
+        int alone =
+            cls == UCD_PUNCT || (cp < 0x7F && strchr("$+<=>^`|~", (int)cp)) || wpm_is_chinese(cp);
+        if (t->lowercase) cp = ucd_lower(cp);
+        char u[4];
+        size_t m = utf8_put(cp, u);
+        if (alone) {
+            wpm_word(t, w, out);
+            w->n = 3;
+            buf_put(w, u, m);
+            wpm_word(t, w, out);
+            w->n = 3;
+        } else {
+            buf_put(w, u, m);
+        }
+    }
+    wpm_word(t, w, out);
+    return !w->oom;
 }
 
 // ---- special-token partition and the public entry points ---------------------------------
@@ -745,13 +1010,16 @@ cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t l
     syms_t syms = {0};
     heap_t heap = {0};
     buf_t esc = {0};
-    pcre2_match_data *md = NULL;
+    void *scratch = NULL;
     int ok = 1;
     if (t->kind == KIND_BPE) {
-        md = pcre2_match_data_create_from_pattern(t->re, NULL);
-        if (!md) ok = 0;
+        scratch = pretok_scratch_new();
+        if (!scratch) ok = 0;
     }
-    if (add_special && t->add_bos && t->bos >= 0) push(&out, t->bos);
+    // WPM: [CLS] ... [SEP] whenever add_special (llama.cpp reads no add_bos/add_sep there)
+    int bos = add_special && (t->kind == KIND_WPM || t->add_bos) ? t->bos : -1;
+    int32_t eos = !add_special ? -1 : t->kind == KIND_WPM ? t->sep : t->add_eos ? t->eos : -1;
+    if (bos >= 0) push(&out, bos);
     int prev_special = 1; // SPM: a space prefix at the start and after each special token
     for (size_t i = 0; i < nfr && ok; i++) {
         if (fr[i].id >= 0) {
@@ -770,16 +1038,19 @@ cterp_status cterp_tokenize(const cterp_tokenizer *t, const char *text, size_t l
                     buf_put(&esc, p + k, 1);
             }
             ok = !esc.oom && spm_tokenize(t, esc.p, esc.n, &out, &syms, &heap);
+        } else if (t->kind == KIND_WPM) {
+            ok = wpm_tokenize(t, p, fr[i].len, &out, &esc);
         } else {
-            ok = bpe_tokenize(t, p, fr[i].len, &out, &syms, &heap, md);
+            ok = t->ws_model ? bpe_ws_tokenize(t, p, fr[i].len, &out, &syms, &heap, scratch, &esc)
+                             : bpe_tokenize(t, p, fr[i].len, &out, &syms, &heap, scratch, &esc);
         }
         prev_special = 0;
     }
-    if (add_special && t->add_eos && t->eos >= 0) push(&out, t->eos);
+    if (eos >= 0) push(&out, eos);
     free(syms.v);
     free(heap.v);
     free(esc.p);
-    if (md) pcre2_match_data_free(md);
+    pretok_scratch_free(scratch);
     free(fr);
     if (!ok || out.oom) {
         free(out.v);
@@ -810,13 +1081,16 @@ cterp_status cterp_detokenize(const cterp_tokenizer *t, const int32_t *ids, size
     buf_put(&b, "", 0);
     // inverse of bytes_to_unicode for code points < 512
     int16_t inv[512];
-    if (t->kind == KIND_BPE) {
+    int spm_like = t->kind != KIND_BPE || (t->pflags & PRETOK_RAW); // "▁" spaces, <0xXX> bytes
+    int unescape = t->kind != KIND_BPE || (t->pflags & PRETOK_ESCAPE_SPACES);
+    if (!spm_like) {
         uint32_t cps[256];
         byte_to_cp_table(cps);
         memset(inv, 0xff, sizeof inv);
         for (int i = 0; i < 256; i++) inv[cps[i]] = (int16_t)i;
     }
-    int strip = t->kind == KIND_SPM && t->add_space_prefix;
+    // the space the tokenizer put before the first word (WPM: "▁" starts every word)
+    int strip = (t->kind == KIND_SPM && t->add_space_prefix) || t->kind == KIND_WPM;
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) {
@@ -842,13 +1116,13 @@ cterp_status cterp_detokenize(const cterp_tokenizer *t, const int32_t *ids, size
             continue;
         }
         size_t start = b.n;
-        if (t->kind == KIND_SPM) {
+        if (spm_like) {
             if (ty == TT_BYTE && sl == 6 && hexval(s[3]) >= 0 && hexval(s[4]) >= 0) {
                 char c = (char)(hexval(s[3]) * 16 + hexval(s[4]));
                 buf_put(&b, &c, 1);
             } else {
                 for (size_t k = 0; k < sl;) {
-                    if (k + 3 <= sl && !memcmp(s + k, "\xe2\x96\x81", 3)) {
+                    if (unescape && k + 3 <= sl && !memcmp(s + k, "\xe2\x96\x81", 3)) {
                         buf_put(&b, " ", 1);
                         k += 3;
                     } else
