@@ -187,6 +187,35 @@ static void test_run_sized_buffer(cterp_model *m) {
     cterp_act_source_free(&a), cterp_act_source_free(&e), cterp_act_source_free(&plain);
 }
 
+// Warm start: a buffer served by halves trains after its first half is filled (those rows, mixed
+// among themselves, are served first); the second fill takes the whole buffer; then halves. Rows
+// produced after each phase: cap/2, then 3 cap/2, then + cap/2 per refill.
+static void test_warm_start(cterp_model *m) {
+    const int64_t B = 64, cap = 512;
+    cterp_store_config c = store_cfg(5);
+    c.overlap = 0;
+    cterp_act_source a;
+    CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &c, B));
+    float *x = malloc((size_t)(B * a.d_in) * 4);
+    cterp_store_stats st;
+    CHECK_OK(a.next(a.ctx, x, B));
+    CHECK_OK(cterp_act_source_stats(&a, &st));
+    CHECK_MSG(st.rows_produced == cap / 2, "first batch after %lld rows, expected %lld", (long long)st.rows_produced,
+              (long long)cap / 2);
+    for (int64_t i = 1; i < cap / 2 / B; i++) CHECK_OK(a.next(a.ctx, x, B)); // the warm half served
+    CHECK_OK(cterp_act_source_stats(&a, &st));
+    CHECK(st.rows_produced == cap / 2 && st.rows_served == cap / 2);
+    CHECK_OK(a.next(a.ctx, x, B)); // the second fill: the whole buffer
+    CHECK_OK(cterp_act_source_stats(&a, &st));
+    CHECK_MSG(st.rows_produced == cap / 2 + cap, "after the second fill %lld rows", (long long)st.rows_produced);
+    for (int64_t i = 1; i < cap / 2 / B; i++) CHECK_OK(a.next(a.ctx, x, B));
+    CHECK_OK(a.next(a.ctx, x, B)); // a regular refill: half
+    CHECK_OK(cterp_act_source_stats(&a, &st));
+    CHECK(st.rows_produced == 2 * cap);
+    free(x);
+    cterp_act_source_free(&a);
+}
+
 // The producer thread (overlap) changes nothing but timing: the same batches as refills on demand,
 // across many refills and an epoch's wrap, and after a resume in the middle of a prefetch.
 static void test_overlap(cterp_model *m) {
@@ -529,6 +558,7 @@ int main(void) {
     test_rows(m);
     test_store(m);
     test_run_sized_buffer(m);
+    test_warm_start(m);
     test_overlap(m);
     test_errors(m);
     test_damaged();

@@ -38,7 +38,7 @@ typedef struct {
     int64_t cap, half;
     int64_t *order; // (cap) slots in serving order; order[pos..half) still to serve
     int64_t pos, served;
-    int filled;
+    int filled;     // 0: empty; 1: warm (its first half only, served first); 2: full
     uint64_t seed;
     rng_t rng;
 } mixer;

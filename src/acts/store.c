@@ -111,12 +111,12 @@ static cterp_status store_fill(void *ctx, const int64_t *slots, int64_t n) {
         s->stage_err = CTERP_OK, s->staged = 0;
         return e;
     }
-    if (s->staged == n) {
-        for (int64_t i = 0; i < n; i++)
-            memcpy(s->buf + slots[i] * s->D, s->stage + i * s->D, (size_t)s->D * sizeof(float));
-    } else if ((e = produce(s, s->buf, slots, n, s->progress != NULL))) {
-        return e;
-    }
+    // the staged rows are the stream's next ones: they take the first slots, the rest (the
+    // second, whole-buffer fill of a warm start is larger than a stage) come from the model now
+    const int64_t k = s->staged < n ? s->staged : n;
+    for (int64_t i = 0; i < k; i++)
+        memcpy(s->buf + slots[i] * s->D, s->stage + i * s->D, (size_t)s->D * sizeof(float));
+    if (k < n && (e = produce(s, s->buf, slots + k, n - k, s->progress != NULL))) return e;
     s->staged = 0;
     start_producer(s);
     return CTERP_OK;

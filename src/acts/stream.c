@@ -343,8 +343,8 @@ void mixer_free(mixer *x) {
     x->order = NULL;
 }
 
-static void shuffle(mixer *x) {
-    for (int64_t i = x->cap - 1; i > 0; i--) { // Fisher-Yates over the slots
+static void shuffle(mixer *x, int64_t n) {
+    for (int64_t i = n - 1; i > 0; i--) { // Fisher-Yates over the first n slots of the order
         int64_t j = (int64_t)rng_below(&x->rng, (uint64_t)i + 1);
         int64_t t = x->order[i];
         x->order[i] = x->order[j], x->order[j] = t;
@@ -353,15 +353,21 @@ static void shuffle(mixer *x) {
 
 cterp_status mixer_next(mixer *x, int64_t *slot, mixer_fill_fn fill, void *ctx) {
     cterp_status s;
-    if (!x->filled) { // the first fill takes the whole buffer
+    if (!x->filled) {
+        // The first fill: a buffer served whole is filled whole; one served by halves starts
+        // warm, with its first half only (training starts after half the rows, mixed among
+        // themselves), and the second fill then takes the whole buffer: the half just served and
+        // the half never filled. After that every fill replaces the half just served.
+        const int64_t n = x->half == x->cap ? x->cap : x->half;
         for (int64_t i = 0; i < x->cap; i++) x->order[i] = i;
-        if ((s = fill(ctx, x->order, x->cap))) return s;
-        shuffle(x);
-        x->filled = 1, x->pos = 0;
+        if ((s = fill(ctx, x->order, n))) return s;
+        shuffle(x, n);
+        x->filled = n == x->cap ? 2 : 1, x->pos = 0;
     } else if (x->pos == x->half) { // half served: new rows into those slots, mix everything again
-        if ((s = fill(ctx, x->order, x->half))) return s;
-        shuffle(x);
-        x->pos = 0;
+        const int64_t n = x->filled == 1 ? x->cap : x->half;
+        if ((s = fill(ctx, x->order, n))) return s;
+        shuffle(x, x->cap);
+        x->filled = 2, x->pos = 0;
     }
     *slot = x->order[x->pos++];
     x->served++;
