@@ -127,8 +127,12 @@ void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train
 // Trains until `until_step` (or the configured steps if <= 0). NaN/Inf in the inputs or the
 // loss stops with CTERP_ENAN naming the step; the last checkpoint is kept.
 cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step);
-// Writes a checkpoint (SAE directory + trainer_state.safetensors + train_config.json).
+// Writes a checkpoint (SAE directory + trainer_state.safetensors + train_config.json, then the
+// manifest checkpoint.json) into "<dir>.tmp", each file durably, and renames it to `dir`.
 cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir);
+// Checks that `dir` is a complete checkpoint: its manifest checkpoint.json (written last) is
+// there and every file has the size it records. Fails naming what is missing or differs.
+cterp_status cterp_checkpoint_check(const char *dir);
 // The SAE as it would be saved (scaling folded, decoder norms folded for topk, batchtopk ->
 // jumprelu). Caller frees.
 cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out);

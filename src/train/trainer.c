@@ -1,5 +1,6 @@
 // The SAE trainer: initialisation, the step (forward, backward, revival, clip, Adam), dead-latent
 // tracking, metrics and export. Checkpoints are in checkpoint.c.
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     cterp_trainer *t = calloc(1, sizeof *t);
     if (!t) return cterp_error(CTERP_ENOMEM, "trainer: out of memory");
     t->auxk_mode = -1;
+    t->out_lock = -1;
     t->cfg = *cfg;
     t->src = src;
     t->D = src->d_in;
@@ -76,6 +78,7 @@ void cterp_trainer_free(cterp_trainer *t) {
     free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x);
     arch_work_free(&t->work);
     if (t->metrics_file) fclose(t->metrics_file);
+    file_unlock_dir(t->out_lock);
     free(t->out_dir);
     free(t);
 }
@@ -209,6 +212,10 @@ void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train
                               void *user) {
     free(t->out_dir);
     t->out_dir = out_dir ? strdup(out_dir) : NULL;
+    if (t->metrics_file) fclose(t->metrics_file);
+    t->metrics_file = NULL;
+    file_unlock_dir(t->out_lock);
+    t->out_lock = -1;
     t->log = log;
     t->log_user = user;
 }
@@ -396,21 +403,41 @@ static cterp_status train_step(cterp_trainer *t) {
     return CTERP_OK;
 }
 
+// Opens out_dir/metrics.jsonl: new at step 0; resumed, the lines up to this step kept and any
+// after it (a killed run logged past its last checkpoint) or torn dropped, so the file reads as
+// one run.
+static cterp_status metrics_open(cterp_trainer *t) {
+    char *p = file_join(t->out_dir, "metrics.jsonl"), *text = NULL;
+    if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
+    cterp_status s = CTERP_OK;
+    size_t len = 0;
+    if (t->step > 0 && file_exists(p) && !(s = file_read_all(p, &text, &len))) {
+        size_t keep = 0;
+        for (char *line = text; line < text + len;) {
+            char *nl = memchr(line, '\n', (size_t)(text + len - line));
+            if (!nl) break; // torn last line
+            long long step = -1;
+            if (!strncmp(line, "{\"step\": ", 9)) step = strtoll(line + 9, NULL, 10);
+            if (step < 0 || step > t->step) break;
+            keep = (size_t)(nl + 1 - text);
+            line = nl + 1;
+        }
+        if (keep < len) s = file_write_all(p, text, keep);
+    }
+    free(text);
+    if (!s && !(t->metrics_file = fopen(p, t->step > 0 ? "a" : "w")))
+        s = cterp_error(CTERP_EIO, "%s: cannot open for writing: %s", p, strerror(errno));
+    free(p);
+    return s;
+}
+
 cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
     if (until_step <= 0 || until_step > t->steps) until_step = t->steps;
     cterp_status s;
     if (t->out_dir) {
         if ((s = file_mkdirs(t->out_dir))) return s;
-        if (!t->metrics_file) {
-            char *p = file_join(t->out_dir, "metrics.jsonl");
-            t->metrics_file = p ? fopen(p, t->step > 0 ? "a" : "w") : NULL;
-            if (!t->metrics_file) {
-                s = cterp_error(CTERP_EIO, "%s: cannot open for writing", p ? p : "metrics.jsonl");
-                free(p);
-                return s;
-            }
-            free(p);
-        }
+        if (t->out_lock < 0 && (s = file_lock_dir(t->out_dir, "training run", &t->out_lock))) return s;
+        if (!t->metrics_file && (s = metrics_open(t))) return s;
     }
     if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
     t->t_start = time_now();
@@ -439,6 +466,7 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
             free(dir);
             if (s) return s;
         }
+        file_test_point("step"); // between steps
     }
     t->elapsed_before += time_now() - t->t_start;
     t->t_start = time_now();

@@ -37,6 +37,7 @@ struct cterp_trainer {
     double t_start, elapsed_before; // wall time (elapsed_before: previous runs of a resumed job)
     // output
     char *out_dir;
+    int out_lock; // fd of out_dir's .cterp.lock while running into it (-1: none)
     FILE *metrics_file;
     cterp_train_log_fn log;
     void *log_user;
@@ -45,5 +46,8 @@ struct cterp_trainer {
 // Allocates the state for cfg and src with zeroed parameters (no initialisation).
 cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config *cfg,
                            cterp_act_source *src);
+
+// checkpoint.json's text for the files now in `dir` (malloc'd; fuzz_checkpoint rewrites it).
+cterp_status checkpoint_manifest_text(const char *dir, int64_t step, char **text);
 
 #endif
