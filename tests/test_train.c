@@ -443,8 +443,9 @@ static void test_inf_last(void) {
     cterp_trainer *t;
     CHECK_OK(cterp_trainer_create(&t, &c, &src));
     CHECK(cterp_trainer_run(t, 0) == CTERP_ENAN);
-    char want[64];
-    snprintf(want, sizeof want, "(inf at index %lld)", (long long)(c.batch_size * ns.inner.d_in - 1));
+    char want[96];
+    snprintf(want, sizeof want, "row %lld of the batch, column %lld (inf)", (long long)(c.batch_size - 1),
+             (long long)(ns.inner.d_in - 1));
     CHECK_MSG(strstr(cterp_last_error(), "step 2") && strstr(cterp_last_error(), want), "%s", cterp_last_error());
     cterp_trainer_free(t);
     cterp_act_source_free(&ns.inner);
@@ -471,14 +472,65 @@ static void test_nan(void) {
     cterp_trainer_set_output(t, dir, NULL, NULL);
     cterp_status s = cterp_trainer_run(t, 0);
     CHECK(s == CTERP_ENAN);
-    CHECK_MSG(strstr(cterp_last_error(), "step 7") && strstr(cterp_last_error(), "at index 3)"), "%s",
-              cterp_last_error());
+    CHECK_MSG(strstr(cterp_last_error(), "step 7: a non-finite activation at toy") &&
+                  strstr(cterp_last_error(), "row 0 of the batch, column 3 (nan)") &&
+                  strstr(cterp_last_error(), "the last checkpoint is kept"),
+              "%s", cterp_last_error());
     char ck[600];
     snprintf(ck, sizeof ck, "%s/checkpoints/step_5/sae_weights.safetensors", dir);
     CHECK(file_exists(ck)); // the last checkpoint is kept
     cterp_trainer_free(t);
     cterp_act_source_free(&ns.inner);
     cterp_toy_free(toy);
+}
+
+// A row with a NaN in a .npy file: training stops naming the step, the row and the column; with
+// skip_nonfinite_rows the row is skipped (counted in the metrics and the checkpoint) and a
+// resumed run equals a straight one.
+static void test_skip_nonfinite(void) {
+    enum { R = 64, C = 16 };
+    const char *dir = test_tmpdir("skipnan");
+    char npy[600], ck[700];
+    snprintf(npy, sizeof npy, "%s/a.npy", dir);
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    float v[R * C];
+    for (int q = 0; q < R * C; q++) v[q] = (float)((q * 7919) % 101) / 50.0f - 1.0f;
+    v[10 * C + 5] = NAN;
+    CHECK_OK(npy_write_f32(npy, v, R, C));
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 20);
+    c.d_sae = 32, c.batch_size = 8; // 160 rows: the NaN row comes in each of the 3 epochs
+    cterp_act_source src;
+    cterp_trainer *a, *b, *r;
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_create(&a, &c, &src));
+    CHECK(cterp_trainer_run(a, 0) == CTERP_ENAN);
+    CHECK_MSG(strstr(cterp_last_error(), "a non-finite activation at") &&
+                  strstr(cterp_last_error(), "column 5 (nan)") && strstr(cterp_last_error(), "--skip-nonfinite-rows"),
+              "%s", cterp_last_error());
+    cterp_trainer_free(a);
+    cterp_act_source_free(&src);
+    CHECK_OK(cterp_train_config_set(&c, "skip-nonfinite-rows", "true"));
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_create(&a, &c, &src));
+    CHECK_OK(cterp_trainer_run(a, 0));
+    const int64_t skipped = cterp_trainer_last_metrics(a)->nonfinite_rows_skipped;
+    CHECK_MSG(skipped >= 2 && skipped <= 3, "skipped %lld rows", (long long)skipped);
+    cterp_act_source_free(&src);
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_create(&b, &c, &src));
+    CHECK_OK(cterp_trainer_run(b, 11));
+    CHECK_OK(cterp_trainer_checkpoint(b, ck));
+    cterp_trainer_free(b);
+    cterp_act_source_free(&src);
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_resume(&r, ck, &src));
+    CHECK_OK(cterp_trainer_run(r, 0));
+    CHECK(params_equal(a, r));
+    CHECK(cterp_trainer_last_metrics(r)->nonfinite_rows_skipped == skipped);
+    cterp_trainer_free(r);
+    cterp_trainer_free(a);
+    cterp_act_source_free(&src);
 }
 
 // Each architecture recovers the small toy's features (MMCS >= 0.95).
@@ -650,6 +702,7 @@ int main(void) {
     test_file_source_state();
     test_nan();
     test_inf_last();
+    test_skip_nonfinite();
     test_recovery(CTERP_ARCH_TOPK, 0);
     test_recovery(CTERP_ARCH_BATCHTOPK, 0);
     test_recovery(CTERP_ARCH_STANDARD, 0);

@@ -175,6 +175,8 @@ static cterp_status write_state(const cterp_trainer *t, const char *path) {
     s = s ? s : st_writer_add(&w, "since_fired", ST_I64, 1, &N, t->since_fired);
     s = s ? s : st_writer_add(&w, "window_count", ST_I64, 1, &N, t->window_count);
     if (nsrc > 0) s = s ? s : st_writer_add(&w, "source_state", ST_U64, 1, &sn, src_state);
+    int64_t one = 1;
+    if (t->skipped_rows > 0) s = s ? s : st_writer_add(&w, "skipped_rows", ST_I64, 1, &one, &t->skipped_rows);
     s = s ? s : st_writer_add(&w, "params", ST_F32, 1, &np, t->sae->params);
     s = s ? s : st_writer_add(&w, "adam_m", ST_F32, 1, &np, t->adam_m);
     s = s ? s : st_writer_add(&w, "adam_v", ST_F32, 1, &np, t->adam_v);
@@ -375,6 +377,15 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
         if ((s = st_read_f32(&sf, "log_threshold_adam_v", t->thr_v, 1, &N))) goto fail;
         for (int64_t i = 0; i < N; i++) t->sae->threshold[i] = expf(t->log_thr[i]);
     }
+    if (st_find(&sf, "skipped_rows")) { // rows with a NaN/Inf skipped: at most a batch a step
+        int64_t one = 1, max_skip = (t->step + cfg.norm_estimate_batches) * B;
+        if ((s = st_read_i64(&sf, "skipped_rows", &t->skipped_rows, 1, &one))) goto fail;
+        if (t->skipped_rows < 0 || t->skipped_rows > max_skip) {
+            s = cterp_error(CTERP_EFORMAT, "%s: skipped_rows: %lld, expected 0..%lld", statep,
+                            (long long)t->skipped_rows, (long long)max_skip);
+            goto fail;
+        }
+    }
     const st_tensor *ss = st_find(&sf, "source_state");
     if (ss && src->set_state) {
         int64_t n = ss->nelem;
@@ -387,7 +398,7 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
         // rows the trainer took: a batch a step, and the input-scale estimate's batches first
         const int64_t batches =
             t->step + (t->initialized && cfg.normalize_activations ? cfg.norm_estimate_batches : 0);
-        if ((s = src->set_state(src->ctx, st, (int)n, batches * B))) { // name the checkpoint
+        if ((s = src->set_state(src->ctx, st, (int)n, batches * B + t->skipped_rows))) { // name the checkpoint
             char msg[1536];
             snprintf(msg, sizeof msg, "%s", cterp_last_error());
             const char *was = st_meta_get(&sf, "source");
