@@ -352,14 +352,16 @@ static void test_checkpoint_complete(void) {
     CHECK(unlink(p) == 0);
     CHECK(cterp_checkpoint_check(ck) == CTERP_EFORMAT);
     CHECK(cterp_trainer_resume(&r, ck, &src) == CTERP_EFORMAT && r == NULL);
-    CHECK_MSG(strstr(cterp_last_error(), "not a complete checkpoint: checkpoint.json, written last, is missing"),
+    CHECK_MSG(strstr(cterp_last_error(),
+                     "not a complete checkpoint: checkpoint.json, written last, is missing"),
               "%s", cterp_last_error());
     // a file shorter than the manifest says
     CHECK_OK(cterp_trainer_checkpoint(t, ck));
     snprintf(p, sizeof p, "%s/sae_weights.safetensors", ck);
     CHECK(truncate(p, 100) == 0);
     CHECK(cterp_trainer_resume(&r, ck, &src) == CTERP_EFORMAT && r == NULL);
-    CHECK_MSG(strstr(cterp_last_error(), "sae_weights.safetensors: not the checkpoint its checkpoint.json describes") &&
+    CHECK_MSG(strstr(cterp_last_error(),
+                     "sae_weights.safetensors: not the checkpoint its checkpoint.json describes") &&
                   strstr(cterp_last_error(), "found 100 bytes"),
               "%s", cterp_last_error());
     // one writer per output directory
@@ -371,7 +373,8 @@ static void test_checkpoint_complete(void) {
     CHECK(cterp_trainer_run(u, 1) == CTERP_EIO);
     char pid[32];
     snprintf(pid, sizeof pid, "pid %d holds", (int)getpid());
-    CHECK_MSG(strstr(cterp_last_error(), "in use by another cterp process") && strstr(cterp_last_error(), pid),
+    CHECK_MSG(strstr(cterp_last_error(), "in use by another cterp process") &&
+                  strstr(cterp_last_error(), pid),
               "%s", cterp_last_error());
     cterp_trainer_free(t); // releases it
     CHECK_OK(cterp_trainer_run(u, 1));
@@ -444,8 +447,8 @@ static void test_inf_last(void) {
     CHECK_OK(cterp_trainer_create(&t, &c, &src));
     CHECK(cterp_trainer_run(t, 0) == CTERP_ENAN);
     char want[96];
-    snprintf(want, sizeof want, "row %lld of the batch, column %lld (inf)", (long long)(c.batch_size - 1),
-             (long long)(ns.inner.d_in - 1));
+    snprintf(want, sizeof want, "row %lld of the batch, column %lld (inf)",
+             (long long)(c.batch_size - 1), (long long)(ns.inner.d_in - 1));
     CHECK_MSG(strstr(cterp_last_error(), "step 2") && strstr(cterp_last_error(), want), "%s", cterp_last_error());
     cterp_trainer_free(t);
     cterp_act_source_free(&ns.inner);
@@ -506,7 +509,8 @@ static void test_skip_nonfinite(void) {
     CHECK_OK(cterp_trainer_create(&a, &c, &src));
     CHECK(cterp_trainer_run(a, 0) == CTERP_ENAN);
     CHECK_MSG(strstr(cterp_last_error(), "a non-finite activation at") &&
-                  strstr(cterp_last_error(), "column 5 (nan)") && strstr(cterp_last_error(), "--skip-nonfinite-rows"),
+                  strstr(cterp_last_error(), "column 5 (nan)") &&
+                  strstr(cterp_last_error(), "--skip-nonfinite-rows"),
               "%s", cterp_last_error());
     cterp_trainer_free(a);
     cterp_act_source_free(&src);

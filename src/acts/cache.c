@@ -113,25 +113,29 @@ static cterp_status check_complete(const char *dir, const char *apath) {
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d)))
-        partial |= !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20);
+        partial |=
+            !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20);
     if (d) closedir(d);
     if (!partial) return CTERP_OK;
-    return cterp_error(CTERP_EFORMAT,
-                       "%s: an incomplete activation cache: activations.bin, written last, is "
-                       "missing (a cterp cache run was interrupted or is still running; run it again)",
-                       dir);
+    return cterp_error(
+        CTERP_EFORMAT,
+        "%s: an incomplete activation cache: activations.bin, written last, is "
+        "missing (a cterp cache run was interrupted or is still running; run it again)",
+        dir);
 }
 
 // Before a run writes: the old activations.bin goes first (a cache half rewritten is not a
 // cache), and the temporaries of killed runs (named <file>.tmp.<pid>) with it.
 static cterp_status clear_cache_dir(const char *dir, const char *apath) {
     if (unlink(apath) != 0 && errno != ENOENT)
-        return cterp_error(CTERP_EIO, "%s: cannot remove the previous cache: %s", apath, strerror(errno));
+        return cterp_error(CTERP_EIO, "%s: cannot remove the previous cache: %s", apath,
+                           strerror(errno));
     DIR *d = opendir(dir);
     if (!d) return cterp_error(CTERP_EIO, "%s: cannot open: %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)))
-        if (!strncmp(e->d_name, "activations.bin.tmp.", 20) || !strncmp(e->d_name, "tokens.bin.tmp.", 15)) {
+        if (!strncmp(e->d_name, "activations.bin.tmp.", 20) ||
+            !strncmp(e->d_name, "tokens.bin.tmp.", 15)) {
             char *p = file_join(dir, e->d_name);
             if (p) unlink(p);
             free(p);

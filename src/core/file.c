@@ -140,11 +140,13 @@ static int injected_enospc(long n) {
 
 cterp_status file_fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return cterp_error(CTERP_EIO, "%s: cannot open the directory: %s", dir, strerror(errno));
+    if (fd < 0)
+        return cterp_error(CTERP_EIO, "%s: cannot open the directory: %s", dir, strerror(errno));
     int bad = fsync(fd) != 0 && errno != EINVAL; // EINVAL: a file system without directory fsync
     int err = errno;
     close(fd);
-    if (bad) return cterp_error(CTERP_EIO, "%s: cannot fsync the directory: %s", dir, strerror(err));
+    if (bad)
+        return cterp_error(CTERP_EIO, "%s: cannot fsync the directory: %s", dir, strerror(err));
     return CTERP_OK;
 }
 
@@ -163,8 +165,10 @@ static cterp_status fsync_parent(const char *path) {
 cterp_status file_atomic_commit(file_atomic *w) {
     FILE *f = (FILE *)w->fp;
     int err = 0;
-    if (w->failed) err = EIO;
-    else if (fflush(f) != 0) err = errno;
+    if (w->failed)
+        err = EIO;
+    else if (fflush(f) != 0)
+        err = errno;
     if (!err && injected_enospc(ftell(f))) err = ENOSPC;
     if (!err && fsync(fileno(f)) != 0) err = errno;
     if (fclose(f) != 0 && !err) err = errno;
@@ -172,7 +176,8 @@ cterp_status file_atomic_commit(file_atomic *w) {
     if (err) {
         cterp_status s = cterp_error(CTERP_EIO, "%s: write failed: %s%s", w->path, strerror(err),
                                      err == ENOSPC ? " (the file is not written; the previous one, "
-                                                     "if any, is unchanged)" : "");
+                                                     "if any, is unchanged)"
+                                                   : "");
         unlink(w->tmp);
         atomic_cleanup(w);
         return s;
@@ -229,7 +234,8 @@ cterp_status file_lock_dir(const char *dir, const char *what, int *fd) {
     if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
     int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (f < 0) {
-        cterp_status s = cterp_error(CTERP_EIO, "%s: cannot open the lock file: %s", p, strerror(errno));
+        cterp_status s =
+            cterp_error(CTERP_EIO, "%s: cannot open the lock file: %s", p, strerror(errno));
         free(p);
         return s;
     }

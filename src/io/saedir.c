@@ -140,12 +140,14 @@ cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *
         if (s) goto done;
     }
     if (unlink(cpath) != 0 && errno != ENOENT) {
-        s = cterp_error(CTERP_EIO, "%s: cannot remove the previous file: %s", cpath, strerror(errno));
+        s = cterp_error(CTERP_EIO, "%s: cannot remove the previous file: %s", cpath,
+                        strerror(errno));
         goto done;
     }
     file_test_point("sae-swap"); // no cfg.json: an incomplete SAE until the end
     if (rename(wnew, wpath) != 0 || (log10_density && rename(snew, spath) != 0)) {
-        s = cterp_error(CTERP_EIO, "%s: cannot rename the new files into place: %s", dir, strerror(errno));
+        s = cterp_error(CTERP_EIO, "%s: cannot rename the new files into place: %s", dir,
+                        strerror(errno));
         goto done;
     }
     if (!log10_density && unlink(spath) != 0 && errno != ENOENT) {
@@ -545,7 +547,8 @@ cterp_status cterp_sae_load(const char *dir, cterp_sae **out) {
     if (!file_exists(cpath) && file_exists(wpath)) { // cterp_sae_save writes cfg.json last
         s = cterp_error(CTERP_EFORMAT,
                         "%s: cannot open: missing beside %s, an incomplete SAE directory (or a "
-                        "save that did not finish)", cpath, wpath);
+                        "save that did not finish)",
+                        cpath, wpath);
         goto done;
     }
     if ((s = file_read_all(cpath, &text, &len))) goto done;

@@ -24,8 +24,9 @@
 #define MANIFEST_FORMAT "cterp-checkpoint"
 
 // The files of a checkpoint; all but sparsity are needed to resume.
-static const char *const ck_files[] = {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors",
-                                       "trainer_state.safetensors", "train_config.json"};
+static const char *const ck_files[] = {"cfg.json", "sae_weights.safetensors",
+                                       "sparsity.safetensors", "trainer_state.safetensors",
+                                       "train_config.json"};
 enum { N_CK_FILES = sizeof ck_files / sizeof ck_files[0] };
 
 static void current_density(const cterp_trainer *t, float *out) {
@@ -59,7 +60,8 @@ static int own_file(const char *e) {
     for (int i = 0; i <= N_CK_FILES; i++) {
         const char *n = i < N_CK_FILES ? ck_files[i] : MANIFEST;
         size_t k = strlen(n);
-        if (!strncmp(e, n, k) && (!e[k] || !strncmp(e + k, ".tmp.", 5) || !strncmp(e + k, ".new", 4)))
+        if (!strncmp(e, n, k) &&
+            (!e[k] || !strncmp(e + k, ".tmp.", 5) || !strncmp(e + k, ".new", 4)))
             return 1;
     }
     return 0;
@@ -98,12 +100,16 @@ cterp_status checkpoint_manifest_text(const char *dir, int64_t step, char **text
     for (int i = 0; i < N_CK_FILES && !s; i++) {
         char *p = file_join(dir, ck_files[i]);
         struct stat st;
-        if (!p) s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
-        else if (stat(p, &st) == 0) cJSON_AddNumberToObject(files, ck_files[i], (double)st.st_size);
-        else if (i != 2) s = cterp_error(CTERP_EIO, "%s: missing: %s", p, strerror(errno));
+        if (!p)
+            s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
+        else if (stat(p, &st) == 0)
+            cJSON_AddNumberToObject(files, ck_files[i], (double)st.st_size);
+        else if (i != 2)
+            s = cterp_error(CTERP_EIO, "%s: missing: %s", p, strerror(errno));
         free(p);
     }
-    if (!s && !(*text = cJSON_PrintUnformatted(root))) s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
+    if (!s && !(*text = cJSON_PrintUnformatted(root)))
+        s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
     cJSON_Delete(root);
     return s;
 }
@@ -128,10 +134,11 @@ cterp_status cterp_checkpoint_check(const char *dir) {
     root = cJSON_Parse(text);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
-    if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, MANIFEST_FORMAT) ||
-        !cJSON_IsObject(files)) {
-        s = cterp_error(CTERP_EFORMAT, "%s: expected a JSON object with \"format\": \"%s\" and \"files\"",
-                        mp, MANIFEST_FORMAT);
+    if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) ||
+        strcmp(fmt->valuestring, MANIFEST_FORMAT) || !cJSON_IsObject(files)) {
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: expected a JSON object with \"format\": \"%s\" and \"files\"", mp,
+                        MANIFEST_FORMAT);
         goto done;
     }
     for (int i = 0; i < N_CK_FILES; i++) {
@@ -143,10 +150,10 @@ cterp_status cterp_checkpoint_check(const char *dir) {
         if (!cJSON_IsNumber(n) || !have || (double)st.st_size != n->valuedouble) {
             char found[64] = "missing";
             if (have) snprintf(found, sizeof found, "%lld bytes", (long long)st.st_size);
-            s = cterp_error(CTERP_EFORMAT,
-                            "%s: not the checkpoint its %s describes: expected %.0f bytes, found %s",
-                            p ? p : ck_files[i], MANIFEST, cJSON_IsNumber(n) ? n->valuedouble : -1.0,
-                            found);
+            s = cterp_error(
+                CTERP_EFORMAT,
+                "%s: not the checkpoint its %s describes: expected %.0f bytes, found %s",
+                p ? p : ck_files[i], MANIFEST, cJSON_IsNumber(n) ? n->valuedouble : -1.0, found);
             free(p);
             goto done;
         }
@@ -176,7 +183,8 @@ static cterp_status write_state(const cterp_trainer *t, const char *path) {
     s = s ? s : st_writer_add(&w, "window_count", ST_I64, 1, &N, t->window_count);
     if (nsrc > 0) s = s ? s : st_writer_add(&w, "source_state", ST_U64, 1, &sn, src_state);
     int64_t one = 1;
-    if (t->skipped_rows > 0) s = s ? s : st_writer_add(&w, "skipped_rows", ST_I64, 1, &one, &t->skipped_rows);
+    if (t->skipped_rows > 0)
+        s = s ? s : st_writer_add(&w, "skipped_rows", ST_I64, 1, &one, &t->skipped_rows);
     s = s ? s : st_writer_add(&w, "params", ST_F32, 1, &np, t->sae->params);
     s = s ? s : st_writer_add(&w, "adam_m", ST_F32, 1, &np, t->adam_m);
     s = s ? s : st_writer_add(&w, "adam_v", ST_F32, 1, &np, t->adam_v);
@@ -254,8 +262,10 @@ cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir) {
     if ((s = file_fsync_dir(parent))) goto done;
     s = remove_tree(old);
     // the metrics so far are part of what a resume from here continues
-    if (!s && t->metrics_file && (fflush(t->metrics_file) != 0 || fsync(fileno(t->metrics_file)) != 0))
-        s = cterp_error(CTERP_EIO, "%s/metrics.jsonl: write failed: %s", t->out_dir, strerror(errno));
+    if (!s && t->metrics_file &&
+        (fflush(t->metrics_file) != 0 || fsync(fileno(t->metrics_file)) != 0))
+        s = cterp_error(CTERP_EIO, "%s/metrics.jsonl: write failed: %s", t->out_dir,
+                        strerror(errno));
 done:
     if (s && wrote) { // nothing half-written stays where a reader looks; keep the error's message
         char msg[1024];
@@ -398,7 +408,8 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
         // rows the trainer took: a batch a step, and the input-scale estimate's batches first
         const int64_t batches =
             t->step + (t->initialized && cfg.normalize_activations ? cfg.norm_estimate_batches : 0);
-        if ((s = src->set_state(src->ctx, st, (int)n, batches * B + t->skipped_rows))) { // name the checkpoint
+        if ((s = src->set_state(src->ctx, st, (int)n,
+                                batches * B + t->skipped_rows))) { // name the checkpoint
             char msg[1536];
             snprintf(msg, sizeof msg, "%s", cterp_last_error());
             const char *was = st_meta_get(&sf, "source");

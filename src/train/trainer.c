@@ -281,7 +281,8 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
         fprintf(f, "], \"below_1e-5\": %lld, \"below_1e-6\": %lld, ", (long long)m->below_1e5,
                 (long long)m->below_1e6);
     }
-    if (skip_nonfinite) fprintf(f, "\"nonfinite_rows_skipped\": %lld, ", (long long)m->nonfinite_rows_skipped);
+    if (skip_nonfinite)
+        fprintf(f, "\"nonfinite_rows_skipped\": %lld, ", (long long)m->nonfinite_rows_skipped);
     fprintf(f,
             "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
             "\"tokens_per_s\": %.6g, \"source_tokens_per_s\": %.6g, \"sae_tokens_per_s\": %.6g, "
@@ -477,7 +478,8 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
     cterp_status s;
     if (t->out_dir) {
         if ((s = file_mkdirs(t->out_dir))) return s;
-        if (t->out_lock < 0 && (s = file_lock_dir(t->out_dir, "training run", &t->out_lock))) return s;
+        if (t->out_lock < 0 && (s = file_lock_dir(t->out_dir, "training run", &t->out_lock)))
+            return s;
         if (!t->metrics_file && (s = metrics_open(t))) return s;
     }
     if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);

@@ -23,8 +23,8 @@ struct cterp_trainer {
     double scale;        // input scale factor (1 unless normalize_activations)
     int initialized;     // b_dec and scale done
     int64_t step;        // steps done
-    int64_t skipped_rows; // input rows with a NaN/Inf skipped (skip_nonfinite_rows): the source
-                          // served this many rows beyond the batches
+    int64_t skipped_rows;   // input rows with a NaN/Inf skipped (skip_nonfinite_rows): the source
+                            // served this many rows beyond the batches
     int64_t *since_fired;   // (N) steps since each latent last fired (act > 0)
     int64_t *window_count;  // (N) firings in the current density window
     int64_t window_steps;

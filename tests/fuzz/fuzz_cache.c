@@ -11,11 +11,16 @@
 enum { B = 8, BATCHES = 5, MAX_D = 256 };
 static char *dir, *acts, *toks;
 
-static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, int64_t v) { memcpy(p, &v, 8); }
+static void put32(uint8_t *p, uint32_t v) {
+    memcpy(p, &v, 4);
+}
+static void put64(uint8_t *p, int64_t v) {
+    memcpy(p, &v, 8);
+}
 
 // A cache as cterp_act_cache_write lays it out (4096-byte header, rows), prefixed for the target.
-static void seed_cache(const char *name, uint32_t dtype, int64_t d_in, int64_t count, uint8_t tokens) {
+static void seed_cache(const char *name, uint32_t dtype, int64_t d_in, int64_t count,
+                       uint8_t tokens) {
     const size_t es = dtype == 0 ? 4 : 2, n = 2 + 4096 + (size_t)(d_in * count) * es;
     uint8_t *b = calloc(1, n);
     if (!b) abort();
@@ -32,7 +37,8 @@ static void seed_cache(const char *name, uint32_t dtype, int64_t d_in, int64_t c
         float v = (float)((i * 7919) % 101) / 25.0f - 2.0f;
         uint32_t u;
         memcpy(&u, &v, 4);
-        if (dtype == 0) memcpy(h + 4096 + 4 * i, &v, 4);
+        if (dtype == 0)
+            memcpy(h + 4096 + 4 * i, &v, 4);
         else { // bf16: the top half of the f32; f16: a run of ordinary values
             uint16_t x = dtype == 2 ? (uint16_t)(u >> 16) : (uint16_t)(0x3c00 + (i % 512));
             memcpy(h + 4096 + 2 * i, &x, 2);
@@ -58,15 +64,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         cterp_model *m;
         if (mp && file_exists(mp) && !cterp_model_open(&m, mp)) {
             char *txt = fuzz_path("stories.txt"), *out = fuzz_subdir("written");
-            const char story[] = "Once upon a time there was a little cat. The cat liked to play in the sun.\n"
-                                 "One day a dog came to the park and they played all day.\n";
+            const char story[] =
+                "Once upon a time there was a little cat. The cat liked to play in the sun.\n"
+                "One day a dog came to the park and they played all day.\n";
             fuzz_write(txt, story, sizeof story - 1);
             cterp_store_config sc;
             cterp_store_config_default(&sc);
             sc.windows.context_size = 8;
             for (int dt = 0; dt < 3; dt++) {
-                if (cterp_act_cache_write(m, "stories260K.gguf", "blocks.2.hook_resid_post", txt, &sc, 24,
-                                          (cterp_dtype)dt, out, NULL, NULL, NULL)) {
+                if (cterp_act_cache_write(m, "stories260K.gguf", "blocks.2.hook_resid_post", txt,
+                                          &sc, 24, (cterp_dtype)dt, out, NULL, NULL, NULL)) {
                     fprintf(stderr, "fuzz_cache: %s\n", cterp_last_error());
                     abort();
                 }
@@ -98,7 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (data[0] == 0) {
         unlink(toks);
     } else {
-        size_t n = data[0] == 1 && count >= 0 && count < (1 << 20) ? (size_t)count * 4 : (size_t)data[1] * 4;
+        size_t n = data[0] == 1 && count >= 0 && count < (1 << 20) ? (size_t)count * 4
+                                                                   : (size_t)data[1] * 4;
         uint8_t *z = calloc(1, n ? n : 1);
         if (!z) abort();
         fuzz_write(toks, z, n);

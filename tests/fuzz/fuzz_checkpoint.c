@@ -1,9 +1,10 @@
 // Fuzz target: trainer_state.safetensors bytes -> cterp_trainer_resume with a fixed
 // train_config.json (the state's format, sizes and tensor shapes, counters, the source's resume
 // state), then one training step from whatever state was accepted. The manifest
-// (checkpoint.json) is rewritten for each input's size, so inputs reach the state's reader. Two fixed checkpoints take
-// each input: topk over a .npy file source with the input scale estimated (its position, epoch
-// and fingerprint in the state), and jumprelu over the toy source (log thresholds).
+// (checkpoint.json) is rewritten for each input's size, so inputs reach the state's reader. Two
+// fixed checkpoints take each input: topk over a .npy file source with the input scale estimated
+// (its position, epoch and fingerprint in the state), and jumprelu over the toy source (log
+// thresholds).
 #include "cterp/toy.h"
 #include "cterp/train.h"
 #include "fuzz.h"

@@ -46,13 +46,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     }
     free(p);
     if (fuzz_seed_dir()) {
-        const char txt[] = "Once upon a time there was a cat.\n\nThe cat sat on the mat.\nA dog \xc3\xa9t\xc3\xa9 "
-                           "\xf0\x9f\x98\x80 ran.\r\nLast line without newline";
+        const char txt[] =
+            "Once upon a time there was a cat.\n\nThe cat sat on the mat.\nA dog \xc3\xa9t\xc3\xa9 "
+            "\xf0\x9f\x98\x80 ran.\r\nLast line without newline";
         seed("lines.txt", 0, 0x18, 7, txt, sizeof txt - 1);
         seed("lines_nocat.txt", 0, 0x20, 3, txt, sizeof txt - 1);
-        const char jl[] = "{\"text\": \"Once upon a time\"}\n{\"text\": \"a \\\"quoted\\\" \\u00e9 \\ud83d\\ude00 "
-                          "line\\n\", \"id\": 3}\n\n{\"content\": \"other field\"}\n{\"text\": 5}\nnot json\n"
-                          "{\"text\": \"after a bad line\"}\n";
+        const char jl[] =
+            "{\"text\": \"Once upon a time\"}\n{\"text\": \"a \\\"quoted\\\" \\u00e9 "
+            "\\ud83d\\ude00 "
+            "line\\n\", \"id\": 3}\n\n{\"content\": \"other field\"}\n{\"text\": 5}\nnot json\n"
+            "{\"text\": \"after a bad line\"}\n";
         seed("text.jsonl", 1, 0x1c, 9, jl, sizeof jl - 1);
         seed("strict.jsonl", 1, 0x18, 5, jl, sizeof jl - 1);
         seed("content.jsonl", 1, 0x1c, 9 | 0x80, jl, sizeof jl - 1);
@@ -140,8 +143,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int n0 = read_windows(w, T, ids[0], mask[0]);
     if (n0 > 0 && !cterp_windows_rewind(w)) {
         int n1 = read_windows(w, T, ids[1], mask[1]);
-        if (n1 != n0 || memcmp(ids[0], ids[1], (size_t)n0 * T * 4) || memcmp(mask[0], mask[1], (size_t)n0 * T)) {
-            fprintf(stderr, "fuzz_dataset: %d windows, then %d after a rewind, or other ones\n", n0, n1);
+        if (n1 != n0 || memcmp(ids[0], ids[1], (size_t)n0 * T * 4) ||
+            memcmp(mask[0], mask[1], (size_t)n0 * T)) {
+            fprintf(stderr, "fuzz_dataset: %d windows, then %d after a rewind, or other ones\n", n0,
+                    n1);
             abort();
         }
     }
