@@ -39,6 +39,20 @@ PY
 "$bin" train --acts "$tmp/acts.npy" --d-sae 32 --k 4 --batch 64 --steps 10 --quiet --out "$tmp/npy" >/dev/null 2>&1
 check "train --acts FILE.npy" '[ -f "$tmp/npy/cfg.json" ] && grep -q "\"d_in\":8" "$tmp/npy/cfg.json"'
 
+# a row with a NaN: training stops naming the step, the row and the column, the last checkpoint
+# kept; --skip-nonfinite-rows true skips it, counted in metrics.jsonl
+python3 - "$tmp/acts.npy" "$tmp/nan.npy" <<'PY'
+import struct, sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+off = len(d) - 512 * 8 * 4 + (100 * 8 + 3) * 4  # row 100, column 3
+d[off:off + 4] = struct.pack('<f', float('nan'))
+open(sys.argv[2], 'wb').write(d)
+PY
+err=$("$bin" train --acts "$tmp/nan.npy" --d-sae 32 --k 4 --batch 64 --steps 20 --checkpoint-every 2 --quiet --out "$tmp/nan" 2>&1); rc=$?
+check "a NaN row stops training naming step, row and column; the last checkpoint stays" '[ $rc -eq 1 ] && [[ "$err" == *"a non-finite activation at"* ]] && [[ "$err" == *"column 3 (nan)"* ]] && [[ "$err" == *"--skip-nonfinite-rows true"* ]] && "$bin" inspect "$(ls -d "$tmp"/nan/checkpoints/step_* | tail -1)" >/dev/null'
+"$bin" train --acts "$tmp/nan.npy" --d-sae 32 --k 4 --batch 64 --steps 20 --skip-nonfinite-rows true --quiet --out "$tmp/nan2" >/dev/null 2>&1; rc=$?
+check "--skip-nonfinite-rows true trains past it and counts it in metrics.jsonl" '[ $rc -eq 0 ] && grep -q "\"nonfinite_rows_skipped\": [1-9]" "$tmp/nan2/metrics.jsonl"'
+
 # raw little-endian f32 rows with --d-in
 python3 -c "import struct,random; random.seed(2); open('$tmp/acts.f32','wb').write(struct.pack('<2048f', *[random.gauss(0,1) for _ in range(2048)]))"
 "$bin" train --acts "$tmp/acts.f32" --d-in 16 --d-sae 32 --k 4 --batch 32 --steps 5 --quiet --out "$tmp/raw" >/dev/null 2>&1

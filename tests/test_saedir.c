@@ -480,7 +480,7 @@ static void test_errors(void) {
     // missing cfg.json, missing directory, a file instead of a directory
     path_of(dir, sizeof dir, "no_cfg");
     write_weights(dir, ST_F32, 4, 6, 0, NULL);
-    expect_load_fails(dir, "no_cfg/cfg.json", "cannot open", NULL);
+    expect_load_fails(dir, "no_cfg/cfg.json", "cannot open", "incomplete SAE directory");
     path_of(dir, sizeof dir, "does_not_exist");
     expect_load_fails(dir, "does_not_exist", "not a directory", NULL);
     CHECK(!file_exists(dir)); // loading creates nothing
@@ -507,7 +507,7 @@ static int count_tmp_files(const char *dir) {
     if (!d) return -1;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
+        if (strstr(e->d_name, ".tmp.") || strstr(e->d_name, ".new")) n++;
     closedir(d);
     return n;
 }
@@ -530,7 +530,7 @@ static void test_overwrite(void) {
     cterp_sae_free(l);
     // a save that fails (its temporary name is taken by a directory) leaves the old SAE whole
     char tmpname[700];
-    snprintf(tmpname, sizeof tmpname, "%s/sae_weights.safetensors.tmp.%d", dir, (int)getpid());
+    snprintf(tmpname, sizeof tmpname, "%s/sae_weights.safetensors.new.tmp.%d", dir, (int)getpid());
     CHECK_OK(file_mkdirs(tmpname));
     CHECK(cterp_sae_save(a, dir, dens) != CTERP_OK);
     CHECK(strstr(cterp_last_error(), "sae_weights.safetensors") != NULL);

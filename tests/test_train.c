@@ -13,6 +13,7 @@
 #include "sae/bf16.h"
 #include "test.h"
 #include "train/optim.h"
+#include "train/trainer_impl.h"
 
 static void small_toy(cterp_toy_config *tc) {
     cterp_toy_config_default(tc);
@@ -66,6 +67,15 @@ static void test_schedules(void) {
 
 static void write_text(const char *path, const char *text) {
     CHECK_OK(file_write_all(path, text, strlen(text)));
+}
+
+// Rewrites a checkpoint's manifest for the files it now holds (a test that edits a file checks
+// what lies past the manifest).
+static void remanifest(const char *ck) {
+    char *text, *p = file_join(ck, "checkpoint.json");
+    CHECK_OK(checkpoint_manifest_text(ck, 0, &text));
+    write_text(p, text);
+    free(text), free(p);
 }
 
 // Overwrites 8-byte element i of tensor `name` in a safetensors file with v.
@@ -274,12 +284,18 @@ static void test_bad_checkpoint(void) {
     snprintf(path, sizeof path, "%s/train_config.json", ck);
     write_text(path, "{\"d_sae\": 64, \"k\": 4, \"batch_size\": 512, \"training_steps\": 10}");
     cterp_status s = cterp_trainer_resume(&r, ck, &src);
+    CHECK_MSG(s == CTERP_EFORMAT && strstr(cterp_last_error(), "checkpoint.json describes") &&
+                  strstr(cterp_last_error(), "train_config.json"),
+              "%s", cterp_last_error()); // the manifest sees the file changed
+    remanifest(ck);
+    s = cterp_trainer_resume(&r, ck, &src);
     CHECK_MSG(s != CTERP_OK && r == NULL && strstr(cterp_last_error(), "d_sae"), "%s", cterp_last_error());
     CHECK(cterp_trainer_resume(&r, "/nonexistent/ck", &src) == CTERP_EIO);
     // a config that says a huge d_sae (10 GB of parameters at d_in 32): refused naming d_sae by the
     // state's sizes before anything is allocated (quickly, without the memory)
     write_text(path,
                "{\"d_sae\": 39999976, \"k\": 4, \"batch_size\": 512, \"training_steps\": 10}");
+    remanifest(ck);
     double t0 = time_now();
     long rss0 = peak_rss_kb();
     s = cterp_trainer_resume(&r, ck, &src);
@@ -299,6 +315,70 @@ static void test_bad_checkpoint(void) {
     long drss = peak_rss_kb() - rss0;
     CHECK_MSG(dt < 1.0 && drss < 32 * 1024, "refusing a huge d_sae took %.3f s and %ld kB", dt,
               drss);
+    cterp_act_source_free(&src);
+    cterp_toy_free(toy);
+}
+
+// A checkpoint is whole only with its manifest, written last; leftovers of a killed write do not
+// block the next one; a second trainer on the same output directory is refused naming the first.
+static void test_checkpoint_complete(void) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    cterp_act_source src;
+    cterp_toy_source(&src, toy);
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 10);
+    const char *dir = test_tmpdir("ckwhole");
+    char ck[600], p[700];
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    cterp_trainer *t, *r = NULL, *u = NULL;
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    CHECK_OK(cterp_trainer_run(t, 3));
+    // a killed writer's temporaries in <ck>.tmp: the next checkpoint clears them
+    snprintf(p, sizeof p, "%s.tmp", ck);
+    CHECK_OK(file_mkdirs(p));
+    snprintf(p, sizeof p, "%s.tmp/sae_weights.safetensors.tmp.99999", ck);
+    write_text(p, "partial");
+    snprintf(p, sizeof p, "%s.tmp/cfg.json", ck);
+    write_text(p, "{");
+    CHECK_OK(cterp_trainer_checkpoint(t, ck));
+    snprintf(p, sizeof p, "%s.tmp", ck);
+    CHECK(!file_exists(p));
+    CHECK_OK(cterp_checkpoint_check(ck));
+    // without its manifest a directory is not a checkpoint, whatever else it holds
+    snprintf(p, sizeof p, "%s/checkpoint.json", ck);
+    CHECK(unlink(p) == 0);
+    CHECK(cterp_checkpoint_check(ck) == CTERP_EFORMAT);
+    CHECK(cterp_trainer_resume(&r, ck, &src) == CTERP_EFORMAT && r == NULL);
+    CHECK_MSG(strstr(cterp_last_error(),
+                     "not a complete checkpoint: checkpoint.json, written last, is missing"),
+              "%s", cterp_last_error());
+    // a file shorter than the manifest says
+    CHECK_OK(cterp_trainer_checkpoint(t, ck));
+    snprintf(p, sizeof p, "%s/sae_weights.safetensors", ck);
+    CHECK(truncate(p, 100) == 0);
+    CHECK(cterp_trainer_resume(&r, ck, &src) == CTERP_EFORMAT && r == NULL);
+    CHECK_MSG(strstr(cterp_last_error(),
+                     "sae_weights.safetensors: not the checkpoint its checkpoint.json describes") &&
+                  strstr(cterp_last_error(), "found 100 bytes"),
+              "%s", cterp_last_error());
+    // one writer per output directory
+    snprintf(p, sizeof p, "%s/out", dir);
+    cterp_trainer_set_output(t, p, NULL, NULL);
+    CHECK_OK(cterp_trainer_run(t, 4));
+    CHECK_OK(cterp_trainer_create(&u, &c, &src));
+    cterp_trainer_set_output(u, p, NULL, NULL);
+    CHECK(cterp_trainer_run(u, 1) == CTERP_EIO);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %d holds", (int)getpid());
+    CHECK_MSG(strstr(cterp_last_error(), "in use by another cterp process") &&
+                  strstr(cterp_last_error(), pid),
+              "%s", cterp_last_error());
+    cterp_trainer_free(t); // releases it
+    CHECK_OK(cterp_trainer_run(u, 1));
+    cterp_trainer_free(u);
     cterp_act_source_free(&src);
     cterp_toy_free(toy);
 }
@@ -366,8 +446,9 @@ static void test_inf_last(void) {
     cterp_trainer *t;
     CHECK_OK(cterp_trainer_create(&t, &c, &src));
     CHECK(cterp_trainer_run(t, 0) == CTERP_ENAN);
-    char want[64];
-    snprintf(want, sizeof want, "(inf at index %lld)", (long long)(c.batch_size * ns.inner.d_in - 1));
+    char want[96];
+    snprintf(want, sizeof want, "row %lld of the batch, column %lld (inf)",
+             (long long)(c.batch_size - 1), (long long)(ns.inner.d_in - 1));
     CHECK_MSG(strstr(cterp_last_error(), "step 2") && strstr(cterp_last_error(), want), "%s", cterp_last_error());
     cterp_trainer_free(t);
     cterp_act_source_free(&ns.inner);
@@ -394,14 +475,66 @@ static void test_nan(void) {
     cterp_trainer_set_output(t, dir, NULL, NULL);
     cterp_status s = cterp_trainer_run(t, 0);
     CHECK(s == CTERP_ENAN);
-    CHECK_MSG(strstr(cterp_last_error(), "step 7") && strstr(cterp_last_error(), "at index 3)"), "%s",
-              cterp_last_error());
+    CHECK_MSG(strstr(cterp_last_error(), "step 7: a non-finite activation at toy") &&
+                  strstr(cterp_last_error(), "row 0 of the batch, column 3 (nan)") &&
+                  strstr(cterp_last_error(), "the last checkpoint is kept"),
+              "%s", cterp_last_error());
     char ck[600];
     snprintf(ck, sizeof ck, "%s/checkpoints/step_5/sae_weights.safetensors", dir);
     CHECK(file_exists(ck)); // the last checkpoint is kept
     cterp_trainer_free(t);
     cterp_act_source_free(&ns.inner);
     cterp_toy_free(toy);
+}
+
+// A row with a NaN in a .npy file: training stops naming the step, the row and the column; with
+// skip_nonfinite_rows the row is skipped (counted in the metrics and the checkpoint) and a
+// resumed run equals a straight one.
+static void test_skip_nonfinite(void) {
+    enum { R = 64, C = 16 };
+    const char *dir = test_tmpdir("skipnan");
+    char npy[600], ck[700];
+    snprintf(npy, sizeof npy, "%s/a.npy", dir);
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    float v[R * C];
+    for (int q = 0; q < R * C; q++) v[q] = (float)((q * 7919) % 101) / 50.0f - 1.0f;
+    v[10 * C + 5] = NAN;
+    CHECK_OK(npy_write_f32(npy, v, R, C));
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 20);
+    c.d_sae = 32, c.batch_size = 8; // 160 rows: the NaN row comes in each of the 3 epochs
+    cterp_act_source src;
+    cterp_trainer *a, *b, *r;
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_create(&a, &c, &src));
+    CHECK(cterp_trainer_run(a, 0) == CTERP_ENAN);
+    CHECK_MSG(strstr(cterp_last_error(), "a non-finite activation at") &&
+                  strstr(cterp_last_error(), "column 5 (nan)") &&
+                  strstr(cterp_last_error(), "--skip-nonfinite-rows"),
+              "%s", cterp_last_error());
+    cterp_trainer_free(a);
+    cterp_act_source_free(&src);
+    CHECK_OK(cterp_train_config_set(&c, "skip-nonfinite-rows", "true"));
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_create(&a, &c, &src));
+    CHECK_OK(cterp_trainer_run(a, 0));
+    const int64_t skipped = cterp_trainer_last_metrics(a)->nonfinite_rows_skipped;
+    CHECK_MSG(skipped >= 2 && skipped <= 3, "skipped %lld rows", (long long)skipped);
+    cterp_act_source_free(&src);
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_create(&b, &c, &src));
+    CHECK_OK(cterp_trainer_run(b, 11));
+    CHECK_OK(cterp_trainer_checkpoint(b, ck));
+    cterp_trainer_free(b);
+    cterp_act_source_free(&src);
+    CHECK_OK(cterp_act_source_file(&src, npy, 0, c.seed));
+    CHECK_OK(cterp_trainer_resume(&r, ck, &src));
+    CHECK_OK(cterp_trainer_run(r, 0));
+    CHECK(params_equal(a, r));
+    CHECK(cterp_trainer_last_metrics(r)->nonfinite_rows_skipped == skipped);
+    cterp_trainer_free(r);
+    cterp_trainer_free(a);
+    cterp_act_source_free(&src);
 }
 
 // Each architecture recovers the small toy's features (MMCS >= 0.95).
@@ -569,9 +702,11 @@ int main(void) {
     }
     test_bad_checkpoint();
     test_checkpoint_rows();
+    test_checkpoint_complete();
     test_file_source_state();
     test_nan();
     test_inf_last();
+    test_skip_nonfinite();
     test_recovery(CTERP_ARCH_TOPK, 0);
     test_recovery(CTERP_ARCH_BATCHTOPK, 0);
     test_recovery(CTERP_ARCH_STANDARD, 0);

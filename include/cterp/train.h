@@ -61,6 +61,8 @@ typedef struct {
     int threads;                // 0: OpenMP default
     int encoder_bf16;           // topk/batchtopk: encoder GEMM in bf16 (AVX-512 BF16) to choose the
                                 // top-k; the chosen values are recomputed in f32 (off by default)
+    int skip_nonfinite_rows;    // a row of activations with a NaN/Inf is replaced by the source's
+                                // next row (counted in the metrics) instead of stopping training
 } cterp_train_config;
 
 // cterp's defaults (the measured best on the toy; see docs/training.md).
@@ -106,6 +108,7 @@ typedef struct {
     // the same tokens over the seconds spent in the source (a live model's forward, buffer fills)
     // and over the rest (the SAE's steps): which of the two bounds the run (0 when not measured)
     double source_tokens_per_s, sae_tokens_per_s;
+    int64_t nonfinite_rows_skipped; // rows with a NaN/Inf skipped so far (skip_nonfinite_rows)
 } cterp_train_metrics;
 
 typedef void (*cterp_train_log_fn)(const cterp_train_metrics *m, void *user);
@@ -124,11 +127,16 @@ void cterp_trainer_free(cterp_trainer *t);
 // checkpoint_every steps into out_dir/checkpoints/step_N and the final SAE into out_dir.
 void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train_log_fn log,
                               void *user);
-// Trains until `until_step` (or the configured steps if <= 0). NaN/Inf in the inputs or the
-// loss stops with CTERP_ENAN naming the step; the last checkpoint is kept.
+// Trains until `until_step` (or the configured steps if <= 0). NaN/Inf in an input row (unless
+// skip_nonfinite_rows), the loss or the gradient stops with CTERP_ENAN naming the step (and the
+// hook, row and column of an input); the last checkpoint is kept.
 cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step);
-// Writes a checkpoint (SAE directory + trainer_state.safetensors + train_config.json).
+// Writes a checkpoint (SAE directory + trainer_state.safetensors + train_config.json, then the
+// manifest checkpoint.json) into "<dir>.tmp", each file durably, and renames it to `dir`.
 cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir);
+// Checks that `dir` is a complete checkpoint: its manifest checkpoint.json (written last) is
+// there and every file has the size it records. Fails naming what is missing or differs.
+cterp_status cterp_checkpoint_check(const char *dir);
 // The SAE as it would be saved (scaling folded, decoder norms folded for topk, batchtopk ->
 // jumprelu). Caller frees.
 cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out);

@@ -85,7 +85,7 @@ class TrainConfig(Structure):  # cterp_train_config
                 ("norm_estimate_batches", c_int), ("batch_size", c_int64),
                 ("training_steps", c_int64), ("training_tokens", c_int64), ("seed", c_uint64),
                 ("log_every", c_int64), ("checkpoint_every", c_int64), ("threads", c_int),
-                ("encoder_bf16", c_int)]
+                ("encoder_bf16", c_int), ("skip_nonfinite_rows", c_int)]
 
 
 class TrainMetrics(Structure):  # cterp_train_metrics
@@ -98,7 +98,8 @@ class TrainMetrics(Structure):  # cterp_train_metrics
                 ("density_hist", c_int64 * 10), ("below_1e5", c_int64), ("below_1e6", c_int64),
                 ("lr", c_double), ("sparsity_coefficient", c_double), ("threshold", c_double),
                 ("tokens_per_s", c_double), ("elapsed_s", c_double), ("eta_s", c_double),
-                ("source_tokens_per_s", c_double), ("sae_tokens_per_s", c_double)]
+                ("source_tokens_per_s", c_double), ("sae_tokens_per_s", c_double),
+                ("nonfinite_rows_skipped", c_int64)]
 
 
 class WindowConfig(Structure):  # cterp_window_config

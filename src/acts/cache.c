@@ -1,10 +1,14 @@
 // Activation cache files: the writer runs the store's row stream into activations.bin (4096-byte
 // header + rows) and tokens.bin (int32 per row); the reader is a source that mmaps the rows and
-// serves them through the same mixing buffer as the live store.
+// serves them through the same mixing buffer as the live store. activations.bin is written last
+// (its header last of all), so a directory without it is an interrupted run, never a cache.
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "acts/acts_impl.h"
 #include "core/file.h"
@@ -102,11 +106,50 @@ static cterp_status check_tokens(const char *dir, const cterp_cache_info *info) 
     return s;
 }
 
+// activations.bin missing: an interrupted writer's leftovers say so.
+static cterp_status check_complete(const char *dir, const char *apath) {
+    if (file_exists(apath) || !file_is_dir(dir)) return CTERP_OK; // the open says what is wrong
+    int partial = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        partial |=
+            !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20);
+    if (d) closedir(d);
+    if (!partial) return CTERP_OK;
+    return cterp_error(
+        CTERP_EFORMAT,
+        "%s: an incomplete activation cache: activations.bin, written last, is "
+        "missing (a cterp cache run was interrupted or is still running; run it again)",
+        dir);
+}
+
+// Before a run writes: the old activations.bin goes first (a cache half rewritten is not a
+// cache), and the temporaries of killed runs (named <file>.tmp.<pid>) with it.
+static cterp_status clear_cache_dir(const char *dir, const char *apath) {
+    if (unlink(apath) != 0 && errno != ENOENT)
+        return cterp_error(CTERP_EIO, "%s: cannot remove the previous cache: %s", apath,
+                           strerror(errno));
+    DIR *d = opendir(dir);
+    if (!d) return cterp_error(CTERP_EIO, "%s: cannot open: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "activations.bin.tmp.", 20) ||
+            !strncmp(e->d_name, "tokens.bin.tmp.", 15)) {
+            char *p = file_join(dir, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+    closedir(d);
+    return file_fsync_dir(dir);
+}
+
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info) {
     char *p = file_join(dir, "activations.bin");
     if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
     file_map fm = {0};
-    cterp_status s = file_map_open(&fm, p);
+    cterp_status s = check_complete(dir, p);
+    if (!s) s = file_map_open(&fm, p);
     if (!s) s = decode_header(p, fm.data, fm.size, info);
     if (!s) s = check_tokens(dir, info);
     file_map_close(&fm);
@@ -125,13 +168,22 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
     if (dtype > CTERP_DTYPE_BF16) return cterp_error(CTERP_EINVAL, "dtype: expected f32, f16 or bf16");
     cterp_status s = file_mkdirs(out_dir);
     if (s) return s;
-    act_stream st;
-    if ((s = stream_open(&st, m, hook, dataset, c))) return s;
+    int lock;
+    if ((s = file_lock_dir(out_dir, "cache writer", &lock))) return s;
     char *pa = file_join(out_dir, "activations.bin"), *pt = file_join(out_dir, "tokens.bin");
+    if (!pa || !pt) {
+        free(pa), free(pt), file_unlock_dir(lock);
+        return cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    }
+    act_stream st;
+    if ((s = clear_cache_dir(out_dir, pa)) || (s = stream_open(&st, m, hook, dataset, c))) {
+        free(pa), free(pt), file_unlock_dir(lock);
+        return s;
+    }
     uint8_t *hdr = calloc(1, CACHE_HEADER), *conv = malloc((size_t)st.D * 4);
     file_atomic wa = {0}, wt = {0};
     int oa = 0, ot = 0;
-    if (!pa || !pt || !hdr || !conv) {
+    if (!hdr || !conv) {
         s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
         goto done;
     }
@@ -190,6 +242,7 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
     }
     if ((s = file_atomic_commit(&wt))) goto done;
     ot = 0;
+    file_test_point("cache-tokens"); // tokens.bin in place, activations.bin not yet
     s = file_atomic_commit(&wa);
     oa = 0;
     if (!s && progress) progress(in.count, max_tokens, user);
@@ -199,6 +252,7 @@ done:
     if (ot) file_atomic_abort(&wt);
     stream_close(&st);
     free(pa), free(pt), free(hdr), free(conv);
+    file_unlock_dir(lock);
     return s;
 }
 
@@ -293,7 +347,8 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
         free(s), free(p);
         return cterp_error(CTERP_ENOMEM, "out of memory");
     }
-    e = file_map_open(&s->fm, p);
+    e = check_complete(dir, p);
+    if (!e) e = file_map_open(&s->fm, p);
     if (!e) e = decode_header(p, s->fm.data, s->fm.size, &s->info);
     free(p);
     if (!e) e = check_tokens(dir, &s->info);

@@ -133,6 +133,7 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     const double t_start = time_now();
     if (c->progress) c->progress("eval", 0, c->n_windows, "windows", 0, c->progress_user);
     while (r->n_windows < c->n_windows) {
+        file_test_point("eval"); // a batch of windows at a time
         int64_t B = 0;
         int eof = 0;
         while (B < Bm && r->n_windows + B < c->n_windows) {

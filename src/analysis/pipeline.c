@@ -40,6 +40,7 @@ cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, c
     if (s) return s;
     cterp_train_config rc; // a resumed run's config is the checkpoint's: the store needs its seed and batch
     if (opts->resume) {
+        if ((s = cterp_checkpoint_check(opts->resume))) return s;
         char *p = file_join(opts->resume, "train_config.json");
         if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
         rc = *cfg;

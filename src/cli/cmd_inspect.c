@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/file.h"
 #include "cterp/sae.h"
+#include "cterp/train.h"
 
 int cmd_inspect(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -21,13 +22,23 @@ int cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "cterp inspect: %s: not an SAE directory\n", path);
         return 1;
     }
+    // a checkpoint (its manifest or its trainer state inside) must be whole before its SAE counts
+    char *man = file_join(path, "checkpoint.json"),
+         *state = file_join(path, "trainer_state.safetensors");
+    int is_ck = man && state && (file_exists(man) || file_exists(state));
+    free(man), free(state);
+    if (is_ck && cterp_checkpoint_check(path)) {
+        cli_error("inspect");
+        return 1;
+    }
     cterp_sae *sae;
     if (cterp_sae_load(path, &sae)) {
         cli_error("inspect");
         return 1;
     }
     const int64_t D = sae->d_in, N = sae->d_sae;
-    printf("SAE %s\n", path);
+    printf("SAE %s%s\n", path,
+           is_ck ? " (a complete checkpoint: every file as its checkpoint.json records)" : "");
     printf("  architecture           %s\n", cterp_arch_name(sae->arch));
     printf("  d_in, d_sae            %lld, %lld (expansion %.1fx)\n", (long long)D, (long long)N, (double)N / D);
     if (sae->arch == CTERP_ARCH_TOPK) printf("  k                      %d\n", sae->k);

@@ -134,7 +134,8 @@ int cmd_train(int argc, char **argv) {
     }
     if (resume) { // the run's config is the checkpoint's; the data sources need its seed and batch
         char *p = file_join(resume, "train_config.json");
-        cterp_status s = p ? cterp_train_config_load_json(&cfg, p) : CTERP_ENOMEM;
+        cterp_status s = cterp_checkpoint_check(resume);
+        if (!s) s = p ? cterp_train_config_load_json(&cfg, p) : CTERP_ENOMEM;
         free(p);
         if (s) {
             fprintf(stderr, "cterp train: --resume %s: %s\n", resume, cterp_last_error());

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -105,6 +107,7 @@ cterp_status file_atomic_write(file_atomic *w, const void *buf, size_t n) {
         w->failed = 1;
         return cterp_error(CTERP_EIO, "%s: write failed: %s", w->tmp, strerror(errno));
     }
+    file_test_point("write");
     return CTERP_OK;
 }
 
@@ -122,17 +125,64 @@ void file_atomic_abort(file_atomic *w) {
     atomic_cleanup(w);
 }
 
+// CTERP_TEST_ENOSPC_AFTER: 1 when committing `n` more bytes would pass the injected budget.
+static int injected_enospc(long n) {
+    static long long budget = -2, used = 0;
+    if (budget == -2) {
+        const char *e = getenv("CTERP_TEST_ENOSPC_AFTER");
+        budget = e && *e ? atoll(e) : -1;
+    }
+    if (budget < 0 || n < 0) return 0;
+    if (used + n > budget) return 1;
+    used += n;
+    return 0;
+}
+
+cterp_status file_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return cterp_error(CTERP_EIO, "%s: cannot open the directory: %s", dir, strerror(errno));
+    int bad = fsync(fd) != 0 && errno != EINVAL; // EINVAL: a file system without directory fsync
+    int err = errno;
+    close(fd);
+    if (bad)
+        return cterp_error(CTERP_EIO, "%s: cannot fsync the directory: %s", dir, strerror(err));
+    return CTERP_OK;
+}
+
+// fsyncs the directory that holds `path`.
+static cterp_status fsync_parent(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return file_fsync_dir(".");
+    if (slash == path) return file_fsync_dir("/");
+    char *d = strndup(path, (size_t)(slash - path));
+    if (!d) return cterp_error(CTERP_ENOMEM, "out of memory");
+    cterp_status s = file_fsync_dir(d);
+    free(d);
+    return s;
+}
+
 cterp_status file_atomic_commit(file_atomic *w) {
     FILE *f = (FILE *)w->fp;
-    int bad = w->failed || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    if (fclose(f) != 0) bad = 1;
+    int err = 0;
+    if (w->failed)
+        err = EIO;
+    else if (fflush(f) != 0)
+        err = errno;
+    if (!err && injected_enospc(ftell(f))) err = ENOSPC;
+    if (!err && fsync(fileno(f)) != 0) err = errno;
+    if (fclose(f) != 0 && !err) err = errno;
     w->fp = NULL;
-    if (bad) {
-        cterp_status s = cterp_error(CTERP_EIO, "%s: write failed: %s", w->tmp, strerror(errno));
+    if (err) {
+        cterp_status s = cterp_error(CTERP_EIO, "%s: write failed: %s%s", w->path, strerror(err),
+                                     err == ENOSPC ? " (the file is not written; the previous one, "
+                                                     "if any, is unchanged)"
+                                                   : "");
         unlink(w->tmp);
         atomic_cleanup(w);
         return s;
     }
+    file_test_point("commit"); // written and synced, not yet in place
     if (rename(w->tmp, w->path) != 0) {
         cterp_status s = cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", w->path,
                                      strerror(errno));
@@ -140,8 +190,9 @@ cterp_status file_atomic_commit(file_atomic *w) {
         atomic_cleanup(w);
         return s;
     }
+    cterp_status s = fsync_parent(w->path);
     atomic_cleanup(w);
-    return CTERP_OK;
+    return s;
 }
 
 cterp_status file_write_all(const char *path, const void *buf, size_t n) {
@@ -175,6 +226,72 @@ cterp_status file_mkdirs(const char *path) {
     free(p);
     if (!file_is_dir(path)) return cterp_error(CTERP_EIO, "%s: exists and is not a directory", path);
     return CTERP_OK;
+}
+
+cterp_status file_lock_dir(const char *dir, const char *what, int *fd) {
+    *fd = -1;
+    char *p = file_join(dir, ".cterp.lock");
+    if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
+    int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) {
+        cterp_status s =
+            cterp_error(CTERP_EIO, "%s: cannot open the lock file: %s", p, strerror(errno));
+        free(p);
+        return s;
+    }
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char buf[32] = "";
+        ssize_t n = pread(f, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        close(f);
+        cterp_status s =
+            err == EWOULDBLOCK
+                ? cterp_error(CTERP_EIO,
+                              "%s: in use by another cterp process (pid %s holds %s): one %s "
+                              "per output directory",
+                              dir, *buf ? buf : "unknown", p, what)
+                : cterp_error(CTERP_EIO, "%s: cannot lock: %s", p, strerror(err));
+        free(p);
+        return s;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(f, 0) != 0 || pwrite(f, pid, (size_t)n, 0) != n) {
+        cterp_status s = cterp_error(CTERP_EIO, "%s: cannot write: %s", p, strerror(errno));
+        close(f);
+        free(p);
+        return s;
+    }
+    free(p);
+    *fd = f;
+    return CTERP_OK;
+}
+
+// The file stays: removing it would let a third process lock a new inode while a second one
+// still waits on the old.
+void file_unlock_dir(int fd) {
+    if (fd >= 0) close(fd);
+}
+
+void file_test_point(const char *point) {
+    static int parsed;
+    static char name[64];
+    static long target, count;
+    if (!parsed) {
+        parsed = 1;
+        const char *e = getenv("CTERP_TEST_KILL_AT");
+        if (e && *e) {
+            snprintf(name, sizeof name, "%s", e);
+            char *c = strchr(name, ':');
+            target = 1;
+            if (c) *c = 0, target = atol(c + 1);
+        }
+    }
+    if (!name[0] || strcmp(name, point) || ++count != target) return;
+    fprintf(stderr, "CTERP_TEST_KILL_AT: SIGKILL at %s:%ld\n", point, target);
+    raise(SIGKILL);
 }
 
 int file_exists(const char *path) {

@@ -1,5 +1,7 @@
-// Files: whole-file reads, read-only mmaps, and atomic writes (temporary file renamed into
-// place, so a crash never leaves a half-written file where a good one was).
+// Files: whole-file reads, read-only mmaps, durable atomic writes (a temporary file in the same
+// directory, fsync, rename, fsync of the directory: a crash or power loss never leaves a
+// half-written file where a good one was, and a committed file stays), an advisory lock per
+// output directory, and the test hooks that kill or starve a process at a named point.
 #ifndef CTERP_CORE_FILE_H
 #define CTERP_CORE_FILE_H
 
@@ -19,7 +21,8 @@ typedef struct {
 cterp_status file_map_open(file_map *m, const char *path);
 void file_map_close(file_map *m); // no-op on a zeroed map
 
-// Atomic writer: bytes go to "<path>.tmp.<pid>", file_atomic_commit fsyncs and renames.
+// Atomic writer: bytes go to "<path>.tmp.<pid>"; file_atomic_commit fsyncs it, renames it over
+// <path> and fsyncs the directory. Every file cterp writes for a reader goes through it.
 typedef struct {
     void *fp; // FILE*
     char *path, *tmp;
@@ -33,6 +36,23 @@ void file_atomic_abort(file_atomic *w);          // closes and removes the tempo
 
 // Writes a whole buffer atomically.
 cterp_status file_write_all(const char *path, const void *buf, size_t n);
+
+// fsyncs a directory (its entries: a rename or a new file in it survives power loss).
+cterp_status file_fsync_dir(const char *dir);
+
+// One writer per output directory: takes an exclusive flock(2) on "<dir>/.cterp.lock" (made if
+// absent) and writes this process's pid into it. Held until file_unlock_dir or the process ends
+// (the kernel drops a dead process's lock, so a killed run never blocks the next one). When
+// another process holds it, fails naming the holder's pid. Returns the lock's fd in *fd.
+cterp_status file_lock_dir(const char *dir, const char *what, int *fd);
+void file_unlock_dir(int fd); // no-op for fd < 0
+
+// Test hooks (docs/reliability.md), read from the environment once:
+// CTERP_TEST_KILL_AT=POINT[:N] raises SIGKILL the Nth time (default 1) this process passes the
+// point named POINT; file_test_point is a no-op when the variable is unset or names another.
+void file_test_point(const char *point);
+// CTERP_TEST_ENOSPC_AFTER=BYTES makes file_atomic_commit fail with "No space left on device"
+// once the files this process committed would exceed BYTES in all.
 
 // mkdir -p (mode 0755).
 cterp_status file_mkdirs(const char *path);

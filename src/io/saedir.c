@@ -104,12 +104,14 @@ cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *
     char *wpath = file_join(dir, "sae_weights.safetensors");
     char *spath = file_join(dir, "sparsity.safetensors");
     char *cpath = file_join(dir, "cfg.json");
+    char *wnew = file_join(dir, "sae_weights.safetensors.new");
+    char *snew = file_join(dir, "sparsity.safetensors.new");
     float *W_enc_t = malloc((size_t)D * (size_t)N * sizeof(float)); // (D, N)
     char *json = NULL;
     cJSON *cfg = NULL;
     st_writer w;
     st_writer_init(&w);
-    if (!wpath || !spath || !cpath || !W_enc_t) {
+    if (!wpath || !spath || !cpath || !wnew || !snew || !W_enc_t) {
         s = cterp_error(CTERP_ENOMEM, "%s: out of memory", dir);
         goto done;
     }
@@ -124,20 +126,36 @@ cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *
     if (sae->arch == CTERP_ARCH_JUMPRELU &&
         (s = st_writer_add(&w, "threshold", ST_F32, 1, &N, sae->threshold)))
         goto done;
-    // weights first and cfg.json last: a reader never finds a new cfg over old weights
-    if ((s = st_write(&w, wpath))) goto done;
+    // The new files under names of their own first: a save that fails there (a full disk)
+    // leaves the previous SAE whole. Then cfg.json goes, the new files take their names and
+    // cfg.json comes back last: a save killed in between leaves no cfg.json, so a reader never
+    // takes old and new files together for an SAE.
+    if ((s = st_write(&w, wnew))) goto done;
     if (log10_density) {
         st_writer sw;
         st_writer_init(&sw);
         s = st_writer_add(&sw, "sparsity", ST_F32, 1, &N, log10_density);
-        if (!s) s = st_write(&sw, spath);
+        if (!s) s = st_write(&sw, snew);
         st_writer_free(&sw);
         if (s) goto done;
-    } else if (unlink(spath) != 0 && errno != ENOENT) {
+    }
+    if (unlink(cpath) != 0 && errno != ENOENT) {
+        s = cterp_error(CTERP_EIO, "%s: cannot remove the previous file: %s", cpath,
+                        strerror(errno));
+        goto done;
+    }
+    file_test_point("sae-swap"); // no cfg.json: an incomplete SAE until the end
+    if (rename(wnew, wpath) != 0 || (log10_density && rename(snew, spath) != 0)) {
+        s = cterp_error(CTERP_EIO, "%s: cannot rename the new files into place: %s", dir,
+                        strerror(errno));
+        goto done;
+    }
+    if (!log10_density && unlink(spath) != 0 && errno != ENOENT) {
         // a stale sparsity file from an earlier save would describe other latents
         s = cterp_error(CTERP_EIO, "%s: cannot remove the stale file: %s", spath, strerror(errno));
         goto done;
     }
+    if ((s = file_fsync_dir(dir))) goto done;
     cfg = build_cfg(sae);
     json = cfg ? cJSON_PrintUnformatted(cfg) : NULL;
     if (!json) {
@@ -150,9 +168,13 @@ done:
     cJSON_Delete(cfg);
     free(json);
     free(W_enc_t);
+    if (s && wnew) unlink(wnew); // no-ops once renamed
+    if (s && snew) unlink(snew);
     free(wpath);
     free(spath);
     free(cpath);
+    free(wnew);
+    free(snew);
     return s;
 }
 
@@ -522,6 +544,13 @@ cterp_status cterp_sae_load(const char *dir, cterp_sae **out) {
         goto done;
     }
     size_t len;
+    if (!file_exists(cpath) && file_exists(wpath)) { // cterp_sae_save writes cfg.json last
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: cannot open: missing beside %s, an incomplete SAE directory (or a "
+                        "save that did not finish)",
+                        cpath, wpath);
+        goto done;
+    }
     if ((s = file_read_all(cpath, &text, &len))) goto done;
     const char *end = NULL;
     root = cJSON_ParseWithLengthOpts(text, len, &end, 0);

@@ -1,12 +1,17 @@
 // Checkpoints: the SAE directory (loadable by SAELens) + trainer_state.safetensors (parameters
 // in training form, Adam moments, firing counters, schedule position, data position) +
-// train_config.json. A checkpoint is written into "<dir>.tmp" and renamed into place, so a crash
-// leaves the previous checkpoint whole.
+// train_config.json + checkpoint.json, the manifest (every file's size), written last. A
+// checkpoint is written into "<dir>.tmp", each file durably (core/file.h), and renamed into
+// place, so a crash leaves the previous checkpoint whole; a directory without its manifest, or
+// whose files disagree with it, is refused (cterp_checkpoint_check).
+#include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/file.h"
@@ -15,6 +20,14 @@
 
 #define STATE_FORMAT "cterp-trainer-state"
 #define STATE_VERSION "1"
+#define MANIFEST "checkpoint.json"
+#define MANIFEST_FORMAT "cterp-checkpoint"
+
+// The files of a checkpoint; all but sparsity are needed to resume.
+static const char *const ck_files[] = {"cfg.json", "sae_weights.safetensors",
+                                       "sparsity.safetensors", "trainer_state.safetensors",
+                                       "train_config.json"};
+enum { N_CK_FILES = sizeof ck_files / sizeof ck_files[0] };
 
 static void current_density(const cterp_trainer *t, float *out) {
     if (t->have_density || t->window_steps == 0) {
@@ -41,19 +54,116 @@ cterp_status cterp_trainer_save(const cterp_trainer *t, const char *dir) {
     return s;
 }
 
+// One of ours: a checkpoint file, the manifest, or a temporary a killed writer left
+// ("<name>.tmp.<pid>", "<name>.new", "<name>.new.tmp.<pid>").
+static int own_file(const char *e) {
+    for (int i = 0; i <= N_CK_FILES; i++) {
+        const char *n = i < N_CK_FILES ? ck_files[i] : MANIFEST;
+        size_t k = strlen(n);
+        if (!strncmp(e, n, k) &&
+            (!e[k] || !strncmp(e + k, ".tmp.", 5) || !strncmp(e + k, ".new", 4)))
+            return 1;
+    }
+    return 0;
+}
+
 static cterp_status remove_tree(const char *path) {
     if (!file_exists(path)) return CTERP_OK;
     // only our own checkpoint files live here: remove them one by one, then the directory
-    static const char *names[] = {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors",
-                                  "trainer_state.safetensors", "train_config.json"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *p = file_join(path, names[i]);
+    DIR *d = opendir(path);
+    if (!d) return cterp_error(CTERP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!own_file(e->d_name)) continue;
+        char *p = file_join(path, e->d_name);
         if (p) unlink(p);
         free(p);
     }
+    closedir(d);
     if (rmdir(path) != 0)
         return cterp_error(CTERP_EIO, "%s: cannot remove (unexpected files inside?): %s", path, strerror(errno));
     return CTERP_OK;
+}
+
+cterp_status checkpoint_manifest_text(const char *dir, int64_t step, char **text) {
+    *text = NULL;
+    cJSON *root = cJSON_CreateObject(), *files = cJSON_CreateObject();
+    cterp_status s = CTERP_OK;
+    if (!root || !files) {
+        cJSON_Delete(root), cJSON_Delete(files);
+        return cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
+    }
+    cJSON_AddStringToObject(root, "format", MANIFEST_FORMAT);
+    cJSON_AddNumberToObject(root, "version", 1);
+    cJSON_AddNumberToObject(root, "step", (double)step);
+    cJSON_AddItemToObject(root, "files", files);
+    for (int i = 0; i < N_CK_FILES && !s; i++) {
+        char *p = file_join(dir, ck_files[i]);
+        struct stat st;
+        if (!p)
+            s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
+        else if (stat(p, &st) == 0)
+            cJSON_AddNumberToObject(files, ck_files[i], (double)st.st_size);
+        else if (i != 2)
+            s = cterp_error(CTERP_EIO, "%s: missing: %s", p, strerror(errno));
+        free(p);
+    }
+    if (!s && !(*text = cJSON_PrintUnformatted(root)))
+        s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
+    cJSON_Delete(root);
+    return s;
+}
+
+cterp_status cterp_checkpoint_check(const char *dir) {
+    char *mp = file_join(dir, MANIFEST), *text = NULL;
+    cJSON *root = NULL;
+    cterp_status s = CTERP_OK;
+    if (!mp) return cterp_error(CTERP_ENOMEM, "out of memory");
+    if (!file_is_dir(dir)) {
+        s = cterp_error(CTERP_EIO, "%s: no such checkpoint directory", dir);
+        goto done;
+    }
+    if (!file_exists(mp)) {
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: not a complete checkpoint: %s, written last, is missing (a checkpoint "
+                        "write was interrupted; resume from an earlier one)",
+                        dir, MANIFEST);
+        goto done;
+    }
+    if ((s = file_read_all(mp, &text, NULL))) goto done;
+    root = cJSON_Parse(text);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
+    if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) ||
+        strcmp(fmt->valuestring, MANIFEST_FORMAT) || !cJSON_IsObject(files)) {
+        s = cterp_error(CTERP_EFORMAT,
+                        "%s: expected a JSON object with \"format\": \"%s\" and \"files\"", mp,
+                        MANIFEST_FORMAT);
+        goto done;
+    }
+    for (int i = 0; i < N_CK_FILES; i++) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(files, ck_files[i]);
+        if (!n && i == 2) continue; // sparsity is optional
+        char *p = file_join(dir, ck_files[i]);
+        struct stat st;
+        int have = p && stat(p, &st) == 0;
+        if (!cJSON_IsNumber(n) || !have || (double)st.st_size != n->valuedouble) {
+            char found[64] = "missing";
+            if (have) snprintf(found, sizeof found, "%lld bytes", (long long)st.st_size);
+            s = cterp_error(
+                CTERP_EFORMAT,
+                "%s: not the checkpoint its %s describes: expected %.0f bytes, found %s",
+                p ? p : ck_files[i], MANIFEST, cJSON_IsNumber(n) ? n->valuedouble : -1.0, found);
+            free(p);
+            goto done;
+        }
+        free(p);
+    }
+done:
+    cJSON_Delete(root);
+    free(text);
+    free(mp);
+    return s;
 }
 
 static cterp_status write_state(const cterp_trainer *t, const char *path) {
@@ -72,6 +182,9 @@ static cterp_status write_state(const cterp_trainer *t, const char *path) {
     s = s ? s : st_writer_add(&w, "since_fired", ST_I64, 1, &N, t->since_fired);
     s = s ? s : st_writer_add(&w, "window_count", ST_I64, 1, &N, t->window_count);
     if (nsrc > 0) s = s ? s : st_writer_add(&w, "source_state", ST_U64, 1, &sn, src_state);
+    int64_t one = 1;
+    if (t->skipped_rows > 0)
+        s = s ? s : st_writer_add(&w, "skipped_rows", ST_I64, 1, &one, &t->skipped_rows);
     s = s ? s : st_writer_add(&w, "params", ST_F32, 1, &np, t->sae->params);
     s = s ? s : st_writer_add(&w, "adam_m", ST_F32, 1, &np, t->adam_m);
     s = s ? s : st_writer_add(&w, "adam_v", ST_F32, 1, &np, t->adam_v);
@@ -89,44 +202,78 @@ static cterp_status write_state(const cterp_trainer *t, const char *path) {
     return s;
 }
 
+// Writes a whole file durably from a callback that prints into it.
+static cterp_status write_config(const cterp_trainer *t, const char *path) {
+    file_atomic w;
+    cterp_status s = file_atomic_open(&w, path);
+    if (s) return s;
+    if ((s = cterp_train_config_write_json(&t->cfg, (FILE *)w.fp))) {
+        file_atomic_abort(&w);
+        return s;
+    }
+    return file_atomic_commit(&w);
+}
+
+// The directory that holds `path` (malloc'd).
+static char *parent_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
 cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir) {
     size_t n = strlen(dir);
-    char *tmp = malloc(n + 8), *old = malloc(n + 8);
-    char *state = NULL, *cfgp = NULL;
+    char *tmp = malloc(n + 8), *old = malloc(n + 8), *parent = parent_of(dir);
+    char *state = NULL, *cfgp = NULL, *man = NULL, *mtext = NULL;
     cterp_status s = CTERP_OK;
-    if (!tmp || !old) {
+    int wrote = 0;
+    if (!tmp || !old || !parent) {
         s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
         goto done;
     }
     snprintf(tmp, n + 8, "%s.tmp", dir);
     snprintf(old, n + 8, "%s.old", dir);
     if ((s = remove_tree(tmp)) || (s = file_mkdirs(tmp))) goto done;
+    wrote = 1;
     if ((s = cterp_trainer_save(t, tmp))) goto done;
     state = file_join(tmp, "trainer_state.safetensors");
     cfgp = file_join(tmp, "train_config.json");
-    if ((s = write_state(t, state))) goto done;
-    FILE *f = fopen(cfgp, "w");
-    if (!f) {
-        s = cterp_error(CTERP_EIO, "%s: cannot create: %s", cfgp, strerror(errno));
+    man = file_join(tmp, MANIFEST);
+    if (!state || !cfgp || !man) {
+        s = cterp_error(CTERP_ENOMEM, "checkpoint: out of memory");
         goto done;
     }
-    s = cterp_train_config_write_json(&t->cfg, f);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) s = cterp_error(CTERP_EIO, "%s: write failed", cfgp);
-    fclose(f);
-    if (s) goto done;
+    if ((s = write_state(t, state))) goto done;
+    if ((s = write_config(t, cfgp))) goto done;
+    // the manifest last: its presence says every file before it is whole
+    if ((s = checkpoint_manifest_text(tmp, t->step, &mtext))) goto done;
+    if ((s = file_write_all(man, mtext, strlen(mtext)))) goto done;
     // swap in: dir -> dir.old, tmp -> dir, remove dir.old
     if ((s = remove_tree(old))) goto done;
     if (file_exists(dir) && rename(dir, old) != 0) {
         s = cterp_error(CTERP_EIO, "%s: cannot move the previous checkpoint aside: %s", dir, strerror(errno));
         goto done;
     }
+    file_test_point("checkpoint-swap"); // a kill here leaves dir.old and dir.tmp, both whole
     if (rename(tmp, dir) != 0) {
         s = cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", dir, strerror(errno));
         goto done;
     }
+    wrote = 0;
+    if ((s = file_fsync_dir(parent))) goto done;
     s = remove_tree(old);
+    // the metrics so far are part of what a resume from here continues
+    if (!s && t->metrics_file &&
+        (fflush(t->metrics_file) != 0 || fsync(fileno(t->metrics_file)) != 0))
+        s = cterp_error(CTERP_EIO, "%s/metrics.jsonl: write failed: %s", t->out_dir,
+                        strerror(errno));
 done:
-    free(tmp), free(old), free(state), free(cfgp);
+    if (s && wrote) { // nothing half-written stays where a reader looks; keep the error's message
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", cterp_last_error());
+        remove_tree(tmp);
+        cterp_error(s, "%s", msg);
+    }
+    free(tmp), free(old), free(parent), free(state), free(cfgp), free(man), free(mtext);
     return s;
 }
 
@@ -141,6 +288,7 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
         s = cterp_error(CTERP_ENOMEM, "resume: out of memory");
         goto fail;
     }
+    if ((s = cterp_checkpoint_check(dir))) goto fail;
     cterp_train_config cfg;
     cterp_train_config_default(&cfg);
     if ((s = cterp_train_config_load_json(&cfg, cfgp))) goto fail;
@@ -239,6 +387,15 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
         if ((s = st_read_f32(&sf, "log_threshold_adam_v", t->thr_v, 1, &N))) goto fail;
         for (int64_t i = 0; i < N; i++) t->sae->threshold[i] = expf(t->log_thr[i]);
     }
+    if (st_find(&sf, "skipped_rows")) { // rows with a NaN/Inf skipped: at most a batch a step
+        int64_t one = 1, max_skip = (t->step + cfg.norm_estimate_batches) * B;
+        if ((s = st_read_i64(&sf, "skipped_rows", &t->skipped_rows, 1, &one))) goto fail;
+        if (t->skipped_rows < 0 || t->skipped_rows > max_skip) {
+            s = cterp_error(CTERP_EFORMAT, "%s: skipped_rows: %lld, expected 0..%lld", statep,
+                            (long long)t->skipped_rows, (long long)max_skip);
+            goto fail;
+        }
+    }
     const st_tensor *ss = st_find(&sf, "source_state");
     if (ss && src->set_state) {
         int64_t n = ss->nelem;
@@ -251,7 +408,8 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
         // rows the trainer took: a batch a step, and the input-scale estimate's batches first
         const int64_t batches =
             t->step + (t->initialized && cfg.normalize_activations ? cfg.norm_estimate_batches : 0);
-        if ((s = src->set_state(src->ctx, st, (int)n, batches * B))) { // name the checkpoint
+        if ((s = src->set_state(src->ctx, st, (int)n,
+                                batches * B + t->skipped_rows))) { // name the checkpoint
             char msg[1536];
             snprintf(msg, sizeof msg, "%s", cterp_last_error());
             const char *was = st_meta_get(&sf, "source");

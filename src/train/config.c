@@ -60,7 +60,10 @@ static const field fields[] = {
     FLD(log_every, F_I64, "steps between metrics lines"),
     FLD(checkpoint_every, F_I64, "steps between checkpoints (0: only the final one)"),
     FLD(threads, F_INT, "threads (0: all cores)"),
-    FLD(encoder_bf16, F_BOOL, "topk/batchtopk: encoder GEMM in bf16 (AVX-512 BF16) to choose the top-k, values in f32"),
+    FLD(encoder_bf16, F_BOOL,
+        "topk/batchtopk: encoder GEMM in bf16 (AVX-512 BF16) to choose the top-k, values in f32"),
+    FLD(skip_nonfinite_rows, F_BOOL,
+        "skip an input row with a NaN/Inf (counted in the metrics) instead of stopping"),
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 

@@ -1,5 +1,6 @@
 // The SAE trainer: initialisation, the step (forward, backward, revival, clip, Adam), dead-latent
 // tracking, metrics and export. Checkpoints are in checkpoint.c.
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     cterp_trainer *t = calloc(1, sizeof *t);
     if (!t) return cterp_error(CTERP_ENOMEM, "trainer: out of memory");
     t->auxk_mode = -1;
+    t->out_lock = -1;
     t->cfg = *cfg;
     t->src = src;
     t->D = src->d_in;
@@ -76,6 +78,7 @@ void cterp_trainer_free(cterp_trainer *t) {
     free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x);
     arch_work_free(&t->work);
     if (t->metrics_file) fclose(t->metrics_file);
+    file_unlock_dir(t->out_lock);
     free(t->out_dir);
     free(t);
 }
@@ -160,11 +163,51 @@ static cterp_status check_finite(const float *x, size_t n, int64_t step, const c
     return CTERP_OK;
 }
 
-static cterp_status next_batch(cterp_trainer *t) {
+// Index of the first row of x (B, D) with a NaN/Inf at or after row r, or B.
+static int64_t bad_row(const float *x, int64_t r, int64_t B, int64_t D, int64_t *col) {
+    for (; r < B; r++)
+        for (int64_t d = 0; d < D; d++)
+            if (!isfinite(x[r * D + d])) {
+                *col = d;
+                return r;
+            }
+    return B;
+}
+
+// A batch from the source, checked: a row with a NaN/Inf stops training naming the step, the
+// hook and the row, or (skip_nonfinite_rows) is replaced by the source's next finite row.
+static cterp_status read_batch(cterp_trainer *t, int64_t step) {
     cterp_status s = t->src->next(t->src->ctx, t->x, t->B);
     if (s) return s;
+    const int64_t B = t->B, D = t->D;
+    if (!check_finite(t->x, (size_t)(B * D), step, "the input batch")) return CTERP_OK;
+    const char *hook = t->sae->meta.hook_name[0] ? t->sae->meta.hook_name : t->src->description;
+    int64_t col = 0, skipped = 0;
+    for (int64_t r = bad_row(t->x, 0, B, D, &col); r < B; r = bad_row(t->x, r, B, D, &col)) {
+        if (!t->cfg.skip_nonfinite_rows)
+            return cterp_error(CTERP_ENAN,
+                               "step %lld: a non-finite activation at %s: row %lld of the batch, "
+                               "column %lld (%g); training stopped, the last checkpoint is kept "
+                               "(--skip-nonfinite-rows true skips such rows)",
+                               (long long)step, hook, (long long)r, (long long)col,
+                               (double)t->x[r * D + col]);
+        // at most as many rows skipped as the batch holds: a source of mostly NaN is an error
+        if (++skipped > B)
+            return cterp_error(CTERP_ENAN,
+                               "step %lld: more than %lld rows with a NaN/Inf at %s in one batch; "
+                               "the data is broken",
+                               (long long)step, (long long)B, hook);
+        t->skipped_rows++;
+        if ((s = t->src->next(t->src->ctx, t->x + r * D, 1))) return s;
+    }
+    cterp_clear_error();
+    return CTERP_OK;
+}
+
+static cterp_status next_batch(cterp_trainer *t) {
+    cterp_status s = read_batch(t, t->step);
+    if (s) return s;
     size_t n = (size_t)(t->B * t->D);
-    if ((s = check_finite(t->x, n, t->step, "the input batch"))) return s;
     if (t->scale != 1.0) {
         float c = (float)t->scale;
         for (size_t i = 0; i < n; i++) t->x[i] *= c;
@@ -178,8 +221,7 @@ static cterp_status initialize_data(cterp_trainer *t) {
     if (t->cfg.normalize_activations) {
         double sum = 0;
         for (int b = 0; b < t->cfg.norm_estimate_batches; b++) {
-            if ((s = t->src->next(t->src->ctx, t->x, t->B))) return s;
-            if ((s = check_finite(t->x, (size_t)(t->B * t->D), 0, "the input batch"))) return s;
+            if ((s = read_batch(t, 0))) return s;
             double bm = 0;
             for (int64_t r = 0; r < t->B; r++) {
                 double n2 = 0;
@@ -209,6 +251,10 @@ void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train
                               void *user) {
     free(t->out_dir);
     t->out_dir = out_dir ? strdup(out_dir) : NULL;
+    if (t->metrics_file) fclose(t->metrics_file);
+    t->metrics_file = NULL;
+    file_unlock_dir(t->out_lock);
+    t->out_lock = -1;
     t->log = log;
     t->log_user = user;
 }
@@ -218,7 +264,7 @@ const cterp_sae *cterp_trainer_sae(const cterp_trainer *t) { return t->sae; }
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { return &t->last; }
 double cterp_trainer_input_scale(const cterp_trainer *t) { return t->scale; }
 
-static void write_metrics_json(FILE *f, const cterp_train_metrics *m) {
+static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite) {
     fprintf(f,
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.8g, \"mse_loss\": %.8g, "
             "\"sparsity_loss\": %.8g, \"aux_loss\": %.8g, \"mse\": %.8g, "
@@ -235,6 +281,8 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m) {
         fprintf(f, "], \"below_1e-5\": %lld, \"below_1e-6\": %lld, ", (long long)m->below_1e5,
                 (long long)m->below_1e6);
     }
+    if (skip_nonfinite)
+        fprintf(f, "\"nonfinite_rows_skipped\": %lld, ", (long long)m->nonfinite_rows_skipped);
     fprintf(f,
             "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
             "\"tokens_per_s\": %.6g, \"source_tokens_per_s\": %.6g, \"sae_tokens_per_s\": %.6g, "
@@ -392,8 +440,37 @@ static cterp_status train_step(cterp_trainer *t) {
     m->lr = lr;
     m->sparsity_coefficient = o.coef;
     m->threshold = t->topk_threshold;
+    m->nonfinite_rows_skipped = t->skipped_rows;
     t->t_stats += time_now() - t3;
     return CTERP_OK;
+}
+
+// Opens out_dir/metrics.jsonl: new at step 0; resumed, the lines up to this step kept and any
+// after it (a killed run logged past its last checkpoint) or torn dropped, so the file reads as
+// one run.
+static cterp_status metrics_open(cterp_trainer *t) {
+    char *p = file_join(t->out_dir, "metrics.jsonl"), *text = NULL;
+    if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
+    cterp_status s = CTERP_OK;
+    size_t len = 0;
+    if (t->step > 0 && file_exists(p) && !(s = file_read_all(p, &text, &len))) {
+        size_t keep = 0;
+        for (char *line = text; line < text + len;) {
+            char *nl = memchr(line, '\n', (size_t)(text + len - line));
+            if (!nl) break; // torn last line
+            long long step = -1;
+            if (!strncmp(line, "{\"step\": ", 9)) step = strtoll(line + 9, NULL, 10);
+            if (step < 0 || step > t->step) break;
+            keep = (size_t)(nl + 1 - text);
+            line = nl + 1;
+        }
+        if (keep < len) s = file_write_all(p, text, keep);
+    }
+    free(text);
+    if (!s && !(t->metrics_file = fopen(p, t->step > 0 ? "a" : "w")))
+        s = cterp_error(CTERP_EIO, "%s: cannot open for writing: %s", p, strerror(errno));
+    free(p);
+    return s;
 }
 
 cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
@@ -401,16 +478,9 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
     cterp_status s;
     if (t->out_dir) {
         if ((s = file_mkdirs(t->out_dir))) return s;
-        if (!t->metrics_file) {
-            char *p = file_join(t->out_dir, "metrics.jsonl");
-            t->metrics_file = p ? fopen(p, t->step > 0 ? "a" : "w") : NULL;
-            if (!t->metrics_file) {
-                s = cterp_error(CTERP_EIO, "%s: cannot open for writing", p ? p : "metrics.jsonl");
-                free(p);
-                return s;
-            }
-            free(p);
-        }
+        if (t->out_lock < 0 && (s = file_lock_dir(t->out_dir, "training run", &t->out_lock)))
+            return s;
+        if (!t->metrics_file && (s = metrics_open(t))) return s;
     }
     if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
     t->t_start = time_now();
@@ -427,7 +497,7 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
         m->source_tokens_per_s = data > 0 ? tok / data : 0;
         m->sae_tokens_per_s = el - data > 0 ? tok / (el - data) : 0;
         if (t->step % t->cfg.log_every == 0 || t->step == t->steps || m->window_done) {
-            if (t->metrics_file) write_metrics_json(t->metrics_file, m);
+            if (t->metrics_file) write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows);
             if (t->log) t->log(m, t->log_user);
         }
         if (t->out_dir && t->cfg.checkpoint_every > 0 && t->step % t->cfg.checkpoint_every == 0 &&
@@ -439,6 +509,7 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
             free(dir);
             if (s) return s;
         }
+        file_test_point("step"); // between steps
     }
     t->elapsed_before += time_now() - t->t_start;
     t->t_start = time_now();

@@ -23,6 +23,8 @@ struct cterp_trainer {
     double scale;        // input scale factor (1 unless normalize_activations)
     int initialized;     // b_dec and scale done
     int64_t step;        // steps done
+    int64_t skipped_rows;   // input rows with a NaN/Inf skipped (skip_nonfinite_rows): the source
+                            // served this many rows beyond the batches
     int64_t *since_fired;   // (N) steps since each latent last fired (act > 0)
     int64_t *window_count;  // (N) firings in the current density window
     int64_t window_steps;
@@ -37,6 +39,7 @@ struct cterp_trainer {
     double t_start, elapsed_before; // wall time (elapsed_before: previous runs of a resumed job)
     // output
     char *out_dir;
+    int out_lock; // fd of out_dir's .cterp.lock while running into it (-1: none)
     FILE *metrics_file;
     cterp_train_log_fn log;
     void *log_user;
@@ -45,5 +48,8 @@ struct cterp_trainer {
 // Allocates the state for cfg and src with zeroed parameters (no initialisation).
 cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config *cfg,
                            cterp_act_source *src);
+
+// checkpoint.json's text for the files now in `dir` (malloc'd; fuzz_checkpoint rewrites it).
+cterp_status checkpoint_manifest_text(const char *dir, int64_t step, char **text);
 
 #endif

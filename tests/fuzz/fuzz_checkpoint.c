@@ -1,15 +1,18 @@
 // Fuzz target: trainer_state.safetensors bytes -> cterp_trainer_resume with a fixed
 // train_config.json (the state's format, sizes and tensor shapes, counters, the source's resume
-// state), then one training step from whatever state was accepted. Two fixed checkpoints take
-// each input: topk over a .npy file source with the input scale estimated (its position, epoch
-// and fingerprint in the state), and jumprelu over the toy source (log thresholds).
+// state), then one training step from whatever state was accepted. The manifest
+// (checkpoint.json) is rewritten for each input's size, so inputs reach the state's reader. Two
+// fixed checkpoints take each input: topk over a .npy file source with the input scale estimated
+// (its position, epoch and fingerprint in the state), and jumprelu over the toy source (log
+// thresholds).
 #include "cterp/toy.h"
 #include "cterp/train.h"
 #include "fuzz.h"
 #include "io/npy.h"
+#include "train/trainer_impl.h"
 
 enum { D = 16, ROWS = 40 };
-static char *ck[2], *state[2], *npy;
+static char *ck[2], *state[2], *manifest[2], *npy;
 static cterp_toy *toy;
 
 static void small_cfg(cterp_train_config *c, cterp_arch arch) {
@@ -50,7 +53,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     tc.n_features = 24, tc.d = D, tc.avg_active = 2, tc.seed = 3;
     if (cterp_toy_create(&toy, &tc)) abort();
     ck[0] = fuzz_subdir("ck_topk_file"), ck[1] = fuzz_subdir("ck_jumprelu_toy");
-    for (int i = 0; i < 2; i++) state[i] = file_join(ck[i], "trainer_state.safetensors");
+    for (int i = 0; i < 2; i++) {
+        state[i] = file_join(ck[i], "trainer_state.safetensors");
+        manifest[i] = file_join(ck[i], "checkpoint.json");
+    }
     cterp_train_config a, b;
     small_cfg(&a, CTERP_ARCH_TOPK);
     a.normalize_activations = 1, a.norm_estimate_batches = 2;
@@ -64,6 +70,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < 2; i++) {
         fuzz_write(state[i], data, size);
+        char *text;
+        if (checkpoint_manifest_text(ck[i], 0, &text)) abort();
+        fuzz_write(manifest[i], text, strlen(text)); // in place: no fsync per input
+        free(text);
         cterp_act_source src;
         open_source(i, &src);
         cterp_trainer *t;
