@@ -415,13 +415,17 @@ static void test_steer(cterp_model *m, const cterp_sae *sae) {
     CHECK(s.rows == Tn && others == 0 && s.sum_before > 0);
     cterp_steer_free(&s);
 
-    // adding the decoder direction raises its top logit token
-    int32_t target;
-    float lg[512];
-    CHECK_OK(cterp_logit_effects(m, sae, fires, 1, lg));
-    target = 0;
-    for (int v = 0; v < V; v++) target = lg[v] > lg[target] ? v : target;
-    CHECK_OK(cterp_steer_init(&s, sae, fires, CTERP_STEER_ADD, 8));
+    // adding the decoder direction raises its top logit token: the latent whose direct logit
+    // effect is the strongest (a latent the later layers wash out would test nothing)
+    int32_t target = 0;
+    int64_t strong = 0;
+    float *lga = malloc(sizeof(float) * (size_t)(N * V));
+    CHECK_OK(cterp_logit_effects(m, sae, 0, N, lga));
+    for (int64_t i = 0; i < N; i++)
+        for (int v = 0; v < V; v++)
+            if (lga[i * V + v] > lga[strong * V + target]) strong = i, target = v;
+    free(lga);
+    CHECK_OK(cterp_steer_init(&s, sae, strong, CTERP_STEER_ADD, 8));
     o.logits = l1;
     CHECK_OK(cterp_model_forward(m, ids, 1, Tn, &o));
     double p0 = 0, p1 = 0, pa[512], pb[512];
@@ -429,7 +433,7 @@ static void test_steer(cterp_model *m, const cterp_sae *sae) {
         softmax(l0 + t * V, V, pa), softmax(l1 + t * V, V, pb);
         p0 += pa[target] / Tn, p1 += pb[target] / Tn;
     }
-    printf("steer latent %lld (+8 W_dec): mean p('%s') %.4f -> %.4f\n", (long long)fires,
+    printf("steer latent %lld (+8 W_dec): mean p('%s') %.4f -> %.4f\n", (long long)strong,
            cterp_tokenizer_token(cterp_model_tokenizer(m), target), p0, p1);
     CHECK(p1 > 2 * p0);
     // generation: same prompt and seed, different text
