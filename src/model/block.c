@@ -60,11 +60,14 @@ void model_normalize(float *out, const float *x, int64_t M, int64_t D, float eps
     for (int64_t i = 0; i < M; i++) {
         const float *xi = x + i * D;
         float *o = out + i * D;
-        double mean = 0, ss = 0;
-        if (layer_norm) {
-            for (int64_t j = 0; j < D; j++) mean += xi[j];
-            mean /= (double)D;
+        if (!layer_norm) { // the sum of squares in f64 (the dispatched kernel), the scaling in f32
+            const float inv = (float)(1.0 / sqrt(kern->vec->sumsq(xi, D) / (double)D + eps));
+            for (int64_t j = 0; j < D; j++) o[j] = xi[j] * inv;
+            continue;
         }
+        double mean = 0, ss = 0;
+        for (int64_t j = 0; j < D; j++) mean += xi[j];
+        mean /= (double)D;
         for (int64_t j = 0; j < D; j++) ss += ((double)xi[j] - mean) * ((double)xi[j] - mean);
         float inv = (float)(1.0 / sqrt(ss / (double)D + eps));
         for (int64_t j = 0; j < D; j++) o[j] = (float)((double)xi[j] - mean) * inv;

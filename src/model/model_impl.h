@@ -172,6 +172,6 @@ struct cterp_kv_cache {
 #define PAR_MIN (1 << 16)
 
 // queries per attention SGEMM block (the per-thread score buffer is ATTN_QBLOCK x keys)
-#define ATTN_QBLOCK 64
+#define ATTN_QBLOCK 256
 
 #endif
