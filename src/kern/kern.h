@@ -43,10 +43,13 @@ typedef struct {
     int (*select_unsorted)(int32_t *idx, float *val, const float *z, int N, int K, float *scratch);
 } kern_topk;
 
-// Rows of GGUF weights (model/quant.h documents both).
+// Rows of GGUF weights (model/quant.h documents them).
+struct quant_xq_s;
 typedef struct {
     void (*dequant_row)(uint32_t type, const void *row, float *y, int64_t n);
     float (*dot_row)(uint32_t type, const void *row, const float *x, int64_t n);
+    void (*prepare_x)(const struct quant_xq_s *q); // fills q's arrays from q->x
+    float (*dot_xq)(uint32_t type, const void *row, const struct quant_xq_s *q);
 } kern_quant;
 
 // The bf16 encoder GEMM (sae/bf16.h documents them); only variants with a bf16 dot product.
