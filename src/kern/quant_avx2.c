@@ -65,6 +65,7 @@ static inline __m256 xq_q4_0_1(__m256 acc, const uint8_t *p, const quant_xq *q, 
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                    \
     int64_t b = 0;                                                                                 \
     for (; b + 4 <= nb; b += 4, p += 4 * bs) {                                                     \
+        xq_prefetch(p, 4 * sizeof(blk));                                                           \
         a0 = one(a0, p, q, b), a1 = one(a1, p + bs, q, b + 1);                                     \
         a2 = one(a2, p + 2 * bs, q, b + 2), a3 = one(a3, p + 3 * bs, q, b + 3);                    \
     }                                                                                              \
@@ -87,6 +88,7 @@ static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
     uint8_t sc[8], m[8];
     float S[8];
     for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q4_K)) {
+        xq_prefetch(p, sizeof(block_q4_K));
         const __m256 d = _mm256_set1_ps(xq_f16(AT(p, block_q4_K, d)));
         const __m256 dmin = _mm256_set1_ps(xq_f16(AT(p, block_q4_K, dmin)));
         xq_scales_k4(AT(p, block_q4_K, scales), sc, m);
@@ -121,6 +123,7 @@ static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
     float S[16];
     for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q6_K)) {
+        xq_prefetch(p, sizeof(block_q6_K));
         const __m256 d = _mm256_set1_ps(xq_f16(AT(p, block_q6_K, d)));
         __m128i sc = _mm_loadu_si128((const void *)AT(p, block_q6_K, scales));
         __m256 sx = _mm256_loadu_ps(q->sx + 8 * i);

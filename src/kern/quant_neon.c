@@ -41,6 +41,7 @@ static inline float xq_hsum(float32x4_t *a) {
 static float xq_q8_0(const uint8_t *p, const quant_xq *q) {
     float32x4_t a[8] = XQ_ZERO8;
     for (int64_t b = 0; b < q->n / QK8_0; b++, p += sizeof(block_q8_0)) {
+        xq_prefetch(p, sizeof(block_q8_0));
         const int8_t *w = (const int8_t *)(p + 2);
         float S = f16_at(p) * q->sx[b];
         xq_block(a + 2 * (b & 3), vld1q_s8(w), vld1q_s8(w + 16), q, b, S, S);
@@ -53,6 +54,7 @@ static float xq_q4_0(const uint8_t *p, const quant_xq *q) {
     const uint8x16_t m4 = vdupq_n_u8(15);
     const int8x16_t k8 = vdupq_n_s8(8);
     for (int64_t b = 0; b < q->n / QK4_0; b++, p += sizeof(block_q4_0)) {
+        xq_prefetch(p, sizeof(block_q4_0));
         uint8x16_t qs = vld1q_u8(p + 2);
         int8x16_t w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(qs, m4)), k8);
         int8x16_t w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(qs, 4)), k8);
@@ -68,6 +70,7 @@ static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
     uint8_t sc[8], m[8];
     const uint8x16_t m4 = vdupq_n_u8(15);
     for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q4_K)) {
+        xq_prefetch(p, sizeof(block_q4_K));
         float d = f16_at(AT(p, block_q4_K, d)), dmin = f16_at(AT(p, block_q4_K, dmin));
         xq_scales_k4(AT(p, block_q4_K, scales), sc, m);
         for (int s = 0; s < 8; s++) {
@@ -94,6 +97,7 @@ static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
     const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
     const int8x16_t k32 = vdupq_n_s8(32);
     for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q6_K)) {
+        xq_prefetch(p, sizeof(block_q6_K));
         const float d = f16_at(AT(p, block_q6_K, d));
         const int8_t *sc = (const int8_t *)AT(p, block_q6_K, scales);
         for (int s = 0; s < 16; s++) S[s] = (d * (float)sc[s]) * q->sx[8 * i + s / 2];
