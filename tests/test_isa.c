@@ -13,6 +13,7 @@
 #include "model/quant.h"
 #include "sae/kernels.h"
 #include "test.h"
+#include "xq_rows.h"
 
 static float *randn(uint64_t seed, int64_t n, float scale) {
     float *x = malloc((size_t)n * sizeof(float));
@@ -151,6 +152,35 @@ static void test_quant(const kern_variant *v, const kern_variant *g) {
         free(row);
     }
     free(x), free(y), free(d1), free(d0);
+    // the integer dots: x prepared (every array) and the dot of random rows, the same bits as
+    // generic for every length class (the kernels' 2-, 4- and 8-block steps and their tails)
+    enum { NMAX = 256 * 12 };
+    float *xv = randn(11, NMAX, 1.0f);
+    for (int i = 64; i < 96; i++) xv[i] *= 1e-3f;
+    for (int i = 128; i < 160; i++) xv[i] = 0.0f;
+    xv[200] = -40.0f; // an outlier (and about 0.4% of xl round to ±128, clamped to ±127)
+    size_t bytes = quant_xq_bytes(NMAX);
+    uint8_t *b1 = malloc(bytes), *b0 = malloc(bytes), *row = malloc(quant_row_bytes(GGML_TYPE_Q8_0, NMAX));
+    for (size_t ti = 0; ti < sizeof XQ_TYPES / sizeof XQ_TYPES[0]; ti++) {
+        const uint32_t t = XQ_TYPES[ti];
+        int64_t ns[16];
+        const int nc = xq_lengths(t, ns);
+        for (int c = 0; c < nc; c++) {
+            const int64_t n = ns[c];
+            quant_xq q1, q0;
+            quant_xq_prepare(&q1, b1, xv, n), quant_xq_prepare(&q0, b0, xv, n); // the layout
+            v->quant->prepare_x(&q1), g->quant->prepare_x(&q0);
+            CHECK_MSG(same_bits(q1.xh, q0.xh, n) && same_bits(q1.xl, q0.xl, n) &&
+                          same_bits(q1.xs4, q0.xs4, n) && same_bits(q1.sx, q0.sx, n / 8) &&
+                          same_bits(q1.xsum, q0.xsum, n / 8),
+                      "%s prepare_x n=%lld", v->name, (long long)n);
+            xq_random_row(t, row, n, 7 * ti + (uint64_t)c);
+            const float p1 = v->quant->dot_xq(t, row, &q1), p0 = g->quant->dot_xq(t, row, &q0);
+            CHECK_MSG(same_bits(&p1, &p0, 4), "%s dot_xq %s n=%lld: %.9g vs %.9g", v->name,
+                      gguf_type_name(t), (long long)n, p1, p0);
+        }
+    }
+    free(xv), free(b1), free(b0), free(row);
 }
 
 static void test_forcing(void) {

@@ -7,6 +7,7 @@
 #include "model/quant.h"
 #include "quant_testdata.h"
 #include "test.h"
+#include "xq_rows.h"
 
 static void test_hand_blocks(void) {
     float y[QK_K];
@@ -369,11 +370,114 @@ static void test_roundtrip(void) {
     CHECK_CLOSE(quant_dot_row(GGML_TYPE_F16, q, v, 300), ref, 1e-3, 1e-5);
 }
 
+// The integer dots (quant_xq_prepare, quant_dot_xq) against their naive twin: the reference
+// dequantization dotted in f64 with x~ (x as prepared: sx·X), for every length class of each type;
+// x~ against x; the dot against the f32 quant_dot_row; extreme values, zeros and NaN.
+static void test_xq(void) {
+    enum { NMAX = 256 * 12 };
+    static float x[NMAX], y[NMAX];
+    static uint8_t row[NMAX * 2], buf[4 * NMAX + 512];
+    rng_t r;
+    rng_seed(&r, 21);
+    for (int i = 0; i < NMAX; i++) x[i] = rng_normal(&r);
+    for (int i = 64; i < 96; i++) x[i] *= 1e-3f;    // a block 1000x smaller
+    x[200] = 40.0f;                                 // an outlier
+    for (int i = 128; i < 160; i++) x[i] = 0.0f;    // a zero block
+    for (int i = 320; i < 352; i++) x[i] *= 1e-40f; // subnormals
+    double worst_x = 0, worst_dot = 0, worst_f32 = 0;
+    int clamped = 0;
+    for (size_t ti = 0; ti < sizeof XQ_TYPES / sizeof XQ_TYPES[0]; ti++) {
+        const uint32_t t = XQ_TYPES[ti];
+        int64_t ns[16];
+        const int nc = xq_lengths(t, ns);
+        for (int c = 0; c < nc; c++) {
+            const int64_t n = ns[c];
+            CHECK(quant_xq_bytes(n) <= (size_t)(3.25 * (double)n) + 384 &&
+                  quant_xq_bytes(n) <= sizeof buf);
+            quant_xq q;
+            quant_xq_prepare(&q, buf + c, x, n); // any alignment
+            CHECK(q.xh && q.n == n && q.x == x);
+            double ref = 0, mag = 0, reff = 0, magf = 0, xbound = 0;
+            xq_random_row(t, row, n, 100 * ti + (uint64_t)c);
+            quant_dequant_row(t, row, y, n);
+            for (int64_t b = 0; b < n / 32; b++) {
+                float amax = 0;
+                int32_t sum = 0;
+                for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * b + j]));
+                for (int j = 0; j < 32; j++) {
+                    int64_t i = 32 * b + j;
+                    int32_t X = 256 * q.xh[i] + q.xl[i];
+                    double xt = (double)q.sx[b] * X, err = fabs(xt - x[i]);
+                    // (a subnormal sx is coarser: its own rounding, up to 2^-150, times |X|)
+                    CHECK_MSG(err <= amax / 32512.0 * 1.001 + 32512 * 0x1p-150,
+                              "x~[%lld] = %.9g vs %.9g", (long long)i, xt, x[i]);
+                    if (amax > 1e-30f && err / amax > worst_x) worst_x = err / amax;
+                    clamped += abs(q.xl[i]) == 127;
+                    sum += X;
+                    ref += (double)y[i] * xt, mag += fabs((double)y[i] * xt);
+                    xbound += fabs((double)y[i]) * amax / 32512.0;
+                    reff += (double)y[i] * x[i], magf += fabs((double)y[i] * x[i]);
+                }
+                for (int k = 0; k < 8; k++) {
+                    int64_t i = 32 * b + 4 * k;
+                    int32_t s4 = 0;
+                    for (int j = 0; j < 4; j++) s4 += 256 * q.xh[i + j] + q.xl[i + j];
+                    CHECK(q.xs4[8 * b + k] == s4);
+                }
+                CHECK(q.xsum[b] == q.sx[b] * (float)sum && q.sx[b] == amax / 32512.0f);
+            }
+            const float got = quant_dot_xq(t, row, &q), f32 = quant_dot_row(t, row, x, n);
+            CHECK_MSG(fabs(got - ref) <= 1e-6 * mag, "%s n=%lld: %.9g vs naive %.9g (mag %.3g)",
+                      gguf_type_name(t), (long long)n, got, ref, mag);
+            CHECK_MSG(fabs(got - f32) <= xbound + 2e-6 * magf,
+                      "%s n=%lld: %.9g vs f32 dot %.9g (bound %.3g)", gguf_type_name(t),
+                      (long long)n, got, f32, xbound + 2e-6 * magf);
+            if (fabs(got - ref) / mag > worst_dot) worst_dot = fabs(got - ref) / mag;
+            if (fabs(got - reff) / magf > worst_f32) worst_f32 = fabs(got - reff) / magf;
+        }
+        // a block holding NaN or inf makes the dot NaN, as the f32 dot
+        float keep = x[40];
+        x[40] = NAN;
+        quant_xq q;
+        quant_xq_prepare(&q, buf, x, 256);
+        CHECK_MSG(isnan(quant_dot_xq(t, row, &q)), "%s NaN", gguf_type_name(t));
+        x[40] = INFINITY;
+        quant_xq_prepare(&q, buf, x, 256);
+        CHECK_MSG(isnan(quant_dot_xq(t, row, &q)), "%s inf", gguf_type_name(t));
+        x[40] = keep;
+    }
+    if (getenv("VERBOSE"))
+        printf("xq: |x~ - x| <= %.3g amax (%d of the xl at ±127); dot vs naive %.3g, vs f64 x %.3g "
+               "(of sum |w x|)\n",
+               worst_x, clamped, worst_dot, worst_f32);
+    { // the largest lane sums: Q8_0 weights -128 against x = -1 (X = -32512): 4·128·32512 < 2^24
+        static block_q8_0 b8[4];
+        for (int b = 0; b < 4; b++) {
+            b8[b].d = 0x7BFF; // 65504
+            memset(b8[b].qs, 0x80, 32);
+        }
+        for (int i = 0; i < 128; i++) x[i] = -1.0f;
+        quant_xq q;
+        quant_xq_prepare(&q, buf, x, 128);
+        CHECK_CLOSE(quant_dot_xq(GGML_TYPE_Q8_0, b8, &q), 128.0 * 65504 * 128, 0, 1e-6);
+    }
+    // types without an integer kernel, and rows whose n is not a multiple of 32: the f32 dot
+    for (int i = 0; i < 300; i++) x[i] = (float)i / 64;
+    quant_xq q;
+    quant_xq_prepare(&q, buf, x, 300);
+    CHECK(q.xh == NULL && quant_xq_bytes(300) == 0);
+    CHECK(quant_dot_xq(GGML_TYPE_F32, x, &q) == quant_dot_row(GGML_TYPE_F32, x, x, 300));
+    quant_quantize_row(GGML_TYPE_Q5_K, x, row, 256);
+    quant_xq_prepare(&q, buf, x, 256);
+    CHECK(quant_dot_xq(GGML_TYPE_Q5_K, row, &q) == quant_dot_row(GGML_TYPE_Q5_K, row, x, 256));
+}
+
 int main(void) {
     test_hand_blocks();
     test_hand_blocks_more();
     test_ggml_blocks();
     test_type_names();
     test_roundtrip();
+    test_xq();
     return test_done();
 }

@@ -15,6 +15,7 @@ FAMILIES(generic)
 FAMILIES(avx2)
 FAMILIES(avx512)
 extern const kern_bf16 kern_bf16_avx512bf16;
+extern const kern_quant kern_quant_avx512bf16;
 #elif defined(__aarch64__)
 FAMILIES(neon)
 #endif
@@ -25,7 +26,7 @@ static int runs_generic(void) { return 1; }
 #if defined(__x86_64__)
 static int runs_avx2(void) { return has(CPU_X86_64_V3); }
 static int runs_avx512(void) { return has(CPU_X86_64_V4); }
-static int runs_avx512bf16(void) { return has(CPU_X86_64_V4 | CPU_AVX512BF16); }
+static int runs_avx512bf16(void) { return has(CPU_X86_64_V4 | CPU_AVX512BF16 | CPU_AVX512VNNI); }
 #elif defined(__aarch64__)
 static int runs_neon(void) { return has(CPU_DOTPROD | CPU_FP16); }
 #endif
@@ -35,7 +36,7 @@ static int runs_neon(void) { return has(CPU_DOTPROD | CPU_FP16); }
 static const kern_variant VARIANTS[] = {
 #if defined(__x86_64__)
     {"avx512bf16", "AVX-512 F/BW/VL/DQ + BF16 + VNNI", runs_avx512bf16, &kern_vec_avx512,
-     &kern_topk_avx512, &kern_quant_avx512, &kern_bf16_avx512bf16},
+     &kern_topk_avx512, &kern_quant_avx512bf16, &kern_bf16_avx512bf16},
     {"avx512", "AVX-512 F/BW/VL/DQ (x86-64-v4)", runs_avx512, &kern_vec_avx512, &kern_topk_avx512,
      &kern_quant_avx512, NULL},
     {"avx2", "AVX2 + FMA + F16C (x86-64-v3)", runs_avx2, &kern_vec_avx2, &kern_topk_avx2,

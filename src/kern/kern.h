@@ -1,12 +1,14 @@
 // Kernels by instruction set. The hot loops are written once, in portable C, as templates
 // (src/kern/*.inc) and compiled once per ISA level, each in its own translation unit with its
 // own flags (src/kern/<family>_<isa>.c; the flags are in CMakeLists.txt), plus hand-written
-// kernels where intrinsics pay (bf16_avx512bf16.c). At start-up one variant is chosen from the
+// kernels where intrinsics pay (bf16_avx512bf16.c; quant_avx2.c, quant_avx512.inc and
+// quant_neon.c's integer dots). At start-up one variant is chosen from the
 // CPU's features, or from CTERP_ISA, and every caller reaches the kernels through its tables.
 // Adding an ISA: its <family>_<isa>.c files, one row in kern.c's table, one flags line in CMake.
 //
 // Every template loop has a fixed order of operations and no contraction into FMA
-// (-ffp-contract=off), so the variants give the same bits; only their speed differs.
+// (-ffp-contract=off), so the variants give the same bits; only their speed differs. The
+// hand-written integer dots keep their portable twin's f32 order (quant.inc, "integer dots").
 #ifndef CTERP_KERN_KERN_H
 #define CTERP_KERN_KERN_H
 
@@ -43,10 +45,13 @@ typedef struct {
     int (*select_unsorted)(int32_t *idx, float *val, const float *z, int N, int K, float *scratch);
 } kern_topk;
 
-// Rows of GGUF weights (model/quant.h documents both).
+// Rows of GGUF weights (model/quant.h documents them).
+struct quant_xq_s;
 typedef struct {
     void (*dequant_row)(uint32_t type, const void *row, float *y, int64_t n);
     float (*dot_row)(uint32_t type, const void *row, const float *x, int64_t n);
+    void (*prepare_x)(const struct quant_xq_s *q); // fills q's arrays from q->x
+    float (*dot_xq)(uint32_t type, const void *row, const struct quant_xq_s *q);
 } kern_quant;
 
 // The bf16 encoder GEMM (sae/bf16.h documents them); only variants with a bf16 dot product.

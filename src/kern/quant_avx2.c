@@ -1,4 +1,161 @@
-// Dequantization and dot products of GGUF rows for AVX2 + FMA + F16C (x86-64-v3): quant.inc compiled with that
-// variant's flags (CMakeLists.txt, CTERP_ISA_FLAGS_avx2).
+// Dequantization and dot products of GGUF rows for AVX2 + FMA + F16C (x86-64-v3): quant.inc
+// compiled with that variant's flags (CMakeLists.txt, CTERP_ISA_FLAGS_avx2), and its integer dots
+// (quant.inc, "integer dots") on pmaddubsw + pmaddwd, one block of 32 per ymm: acc is 4 ymm, one
+// for each b % 4.
 #define KERN_ISA avx2
+#define QUANT_XQ_ISA
 #include "kern/quant.inc"
+
+#include <immintrin.h>
+
+// 256·Σ q·xh + Σ q·xl over each 4 bytes, q unsigned <= 128 with |x| <= 127: pmaddubsw's pairs stay
+// below 2·128·127 = 32512, no saturation
+static inline __m256i xq_dot_u(__m256i q, __m256i xh, __m256i xl) {
+    __m256i h = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xh), _mm256_set1_epi16(256));
+    return _mm256_add_epi32(h,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(q, xl), _mm256_set1_epi16(1)));
+}
+
+// signed w: |w| against x with w's sign
+static inline __m256i xq_dot_s(__m256i w, __m256i xh, __m256i xl) {
+    return xq_dot_u(_mm256_abs_epi8(w), _mm256_sign_epi8(xh, w), _mm256_sign_epi8(xl, w));
+}
+
+static inline __m256i xq_ld(const void *p) {
+    return _mm256_loadu_si256(p);
+}
+
+static inline float xq_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h); // exact, as f16_to_f32
+}
+
+static inline __m256 xq_fma_free(__m256 acc, __m256i P, __m256 S) {
+    return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(P), S));
+}
+
+// acc (4 ymm: acc[0..31]) and accm (acc[0..7]) summed by halves, as xq_sum32 / xq_sum8
+static inline float xq_hsum256(__m256 y) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    __m128 t = _mm_add_ps(x, _mm_movehl_ps(x, x)); // a0+a2, a1+a3
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+static inline float xq_hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    return xq_hsum256(_mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
+}
+
+// Q8_0 / Q4_0 block b: (float)P·S, added to acc
+static inline __m256 xq_q8_0_1(__m256 acc, const uint8_t *p, const quant_xq *q, int64_t b) {
+    __m256i P = xq_dot_s(xq_ld(p + 2), xq_ld(q->xh + 32 * b), xq_ld(q->xl + 32 * b));
+    return xq_fma_free(acc, P, _mm256_set1_ps(xq_f16(p) * q->sx[b]));
+}
+
+static inline __m256 xq_q4_0_1(__m256 acc, const uint8_t *p, const quant_xq *q, int64_t b) {
+    __m128i x = _mm_loadu_si128((const void *)(p + 2));
+    __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(15));
+    __m256i P = _mm256_sub_epi32(xq_dot_u(qq, xq_ld(q->xh + 32 * b), xq_ld(q->xl + 32 * b)),
+                                 _mm256_slli_epi32(xq_ld(q->xs4 + 8 * b), 3));
+    return xq_fma_free(acc, P, _mm256_set1_ps(xq_f16(p) * q->sx[b]));
+}
+
+#define XQ_BLOCKS_32(one, blk)                                                                     \
+    const int64_t nb = q->n / 32, bs = sizeof(blk);                                                \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                    \
+    int64_t b = 0;                                                                                 \
+    for (; b + 4 <= nb; b += 4, p += 4 * bs) {                                                     \
+        xq_prefetch(p, 4 * sizeof(blk));                                                           \
+        a0 = one(a0, p, q, b), a1 = one(a1, p + bs, q, b + 1);                                     \
+        a2 = one(a2, p + 2 * bs, q, b + 2), a3 = one(a3, p + 3 * bs, q, b + 3);                    \
+    }                                                                                              \
+    if (b < nb) a0 = one(a0, p, q, b);                                                             \
+    if (b + 1 < nb) a1 = one(a1, p + bs, q, b + 1);                                                \
+    if (b + 2 < nb) a2 = one(a2, p + 2 * bs, q, b + 2);                                            \
+    return xq_hsum4(a0, a1, a2, a3)
+
+static float xq_q8_0(const uint8_t *p, const quant_xq *q) {
+    XQ_BLOCKS_32(xq_q8_0_1, block_q8_0);
+}
+
+static float xq_q4_0(const uint8_t *p, const quant_xq *q) {
+    XQ_BLOCKS_32(xq_q4_0_1, block_q4_0);
+}
+
+static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, accm = a0;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    uint8_t sc[8], m[8];
+    float S[8];
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q4_K)) {
+        xq_prefetch(p, sizeof(block_q4_K));
+        const __m256 d = _mm256_set1_ps(xq_f16(AT(p, block_q4_K, d)));
+        const __m256 dmin = _mm256_set1_ps(xq_f16(AT(p, block_q4_K, dmin)));
+        xq_scales_k4(AT(p, block_q4_K, scales), sc, m);
+        __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)sc)));
+        __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)m)));
+        _mm256_storeu_ps(S, _mm256_mul_ps(_mm256_mul_ps(d, scf), _mm256_loadu_ps(q->sx + 8 * i)));
+        accm = _mm256_add_ps(
+            accm, _mm256_mul_ps(_mm256_mul_ps(dmin, mf), _mm256_loadu_ps(q->xsum + 8 * i)));
+        const uint8_t *qs = AT(p, block_q4_K, qs);
+        const int8_t *xh = q->xh + QK_K * i, *xl = q->xl + QK_K * i;
+        for (int c = 0; c < 4; c += 2) { // sub-blocks 2c, 2c+1 (a0, a1), 2c+2, 2c+3 (a2, a3)
+            __m256i u = xq_ld(qs + 32 * c), v = xq_ld(qs + 32 * c + 32);
+            __m256i P0 = xq_dot_u(_mm256_and_si256(u, m4), xq_ld(xh + 64 * c), xq_ld(xl + 64 * c));
+            __m256i P1 = xq_dot_u(_mm256_and_si256(_mm256_srli_epi16(u, 4), m4),
+                                  xq_ld(xh + 64 * c + 32), xq_ld(xl + 64 * c + 32));
+            __m256i P2 =
+                xq_dot_u(_mm256_and_si256(v, m4), xq_ld(xh + 64 * c + 64), xq_ld(xl + 64 * c + 64));
+            __m256i P3 = xq_dot_u(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                  xq_ld(xh + 64 * c + 96), xq_ld(xl + 64 * c + 96));
+            a0 = xq_fma_free(a0, P0, _mm256_broadcast_ss(S + 2 * c));
+            a1 = xq_fma_free(a1, P1, _mm256_broadcast_ss(S + 2 * c + 1));
+            a2 = xq_fma_free(a2, P2, _mm256_broadcast_ss(S + 2 * c + 2));
+            a3 = xq_fma_free(a3, P3, _mm256_broadcast_ss(S + 2 * c + 3));
+        }
+    }
+    return xq_hsum4(a0, a1, a2, a3) - xq_hsum256(accm);
+}
+
+static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    float S[16];
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q6_K)) {
+        xq_prefetch(p, sizeof(block_q6_K));
+        const __m256 d = _mm256_set1_ps(xq_f16(AT(p, block_q6_K, d)));
+        __m128i sc = _mm_loadu_si128((const void *)AT(p, block_q6_K, scales));
+        __m256 sx = _mm256_loadu_ps(q->sx + 8 * i);
+        __m256 sx0 = _mm256_permutevar8x32_ps(sx, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+        __m256 sx1 = _mm256_permutevar8x32_ps(sx, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+        __m256 sc0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc));
+        __m256 sc1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)));
+        _mm256_storeu_ps(S, _mm256_mul_ps(_mm256_mul_ps(d, sc0), sx0)); // per sub-block: (d·sc)·sx
+        _mm256_storeu_ps(S + 8, _mm256_mul_ps(_mm256_mul_ps(d, sc1), sx1));
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = AT(p, block_q6_K, ql) + 64 * h;
+            __m256i qa = xq_ld(ql), qb = xq_ld(ql + 32), qh = xq_ld(AT(p, block_q6_K, qh) + 32 * h);
+            // group r: nibble r/2 of ql[32·(r%2) + l], bits 2r of qh[l] (into bits 4-5)
+            __m256i w[4] = {_mm256_or_si256(_mm256_and_si256(qa, m4),
+                                            _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+                            _mm256_or_si256(_mm256_and_si256(qb, m4),
+                                            _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                                            _mm256_and_si256(qh, m30)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
+            for (int r = 0; r < 4; r++) {
+                const int64_t b = 8 * i + 4 * h + r;
+                const int g = 4 * h + r;
+                __m256i P =
+                    _mm256_sub_epi32(xq_dot_u(w[r], xq_ld(q->xh + 32 * b), xq_ld(q->xl + 32 * b)),
+                                     _mm256_slli_epi32(xq_ld(q->xs4 + 8 * b), 5));
+                __m256 Sv =
+                    _mm256_set_m128(_mm_broadcast_ss(S + 2 * g + 1), _mm_broadcast_ss(S + 2 * g));
+                a[r] = xq_fma_free(a[r], P, Sv);
+            }
+        }
+    }
+    return xq_hsum4(a[0], a[1], a[2], a[3]);
+}

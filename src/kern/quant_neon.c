@@ -1,4 +1,119 @@
-// Dequantization and dot products of GGUF rows for Armv8.2-A NEON + dot product + fp16: quant.inc compiled with that
-// variant's flags (CMakeLists.txt, CTERP_ISA_FLAGS_neon).
+// Dequantization and dot products of GGUF rows for Armv8.2-A NEON + dot product + fp16: quant.inc
+// compiled with that variant's flags (CMakeLists.txt, CTERP_ISA_FLAGS_neon), and its integer dots
+// (quant.inc, "integer dots") on sdot: a block of 32 is two registers of 16 weights, four lanes
+// each, and acc is 8 registers (acc[0..31]).
 #define KERN_ISA neon
+#define QUANT_XQ_ISA
 #include "kern/quant.inc"
+
+#include <arm_neon.h>
+
+// 256·Σ w·xh + Σ w·xl over each 4 bytes (sdot: s8 x s8, exact)
+static inline int32x4_t xq_dot(int8x16_t w, int8x16_t xh, int8x16_t xl) {
+    int32x4_t h = vdotq_s32(vdupq_n_s32(0), w, xh);
+    return vdotq_s32(vshlq_n_s32(h, 8), w, xl);
+}
+
+// acc[2r], acc[2r+1] += (float)P·S for block b (weights w0 = 0..15, w1 = 16..31)
+static inline void xq_block(float32x4_t *a, int8x16_t w0, int8x16_t w1, const quant_xq *q,
+                            int64_t b, float S0, float S1) {
+    const int8_t *xh = q->xh + 32 * b, *xl = q->xl + 32 * b;
+    int32x4_t P0 = xq_dot(w0, vld1q_s8(xh), vld1q_s8(xl));
+    int32x4_t P1 = xq_dot(w1, vld1q_s8(xh + 16), vld1q_s8(xl + 16));
+    a[0] = vaddq_f32(a[0], vmulq_f32(vcvtq_f32_s32(P0), vdupq_n_f32(S0)));
+    a[1] = vaddq_f32(a[1], vmulq_f32(vcvtq_f32_s32(P1), vdupq_n_f32(S1)));
+}
+
+// acc[0..31] summed by halves, as xq_sum32
+static inline float xq_hsum(float32x4_t *a) {
+    for (int k = 0; k < 4; k++) a[k] = vaddq_f32(a[k], a[k + 4]);
+    float32x4_t v = vaddq_f32(vaddq_f32(a[0], a[2]), vaddq_f32(a[1], a[3]));
+    float32x4_t t = vaddq_f32(v, vextq_f32(v, v, 2)); // a0+a2, a1+a3
+    return vgetq_lane_f32(t, 0) + vgetq_lane_f32(t, 1);
+}
+
+#define XQ_ZERO8                                                                                   \
+    {                                                                                              \
+        vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0),            \
+            vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)                                         \
+    }
+
+static float xq_q8_0(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    for (int64_t b = 0; b < q->n / QK8_0; b++, p += sizeof(block_q8_0)) {
+        xq_prefetch(p, sizeof(block_q8_0));
+        const int8_t *w = (const int8_t *)(p + 2);
+        float S = f16_at(p) * q->sx[b];
+        xq_block(a + 2 * (b & 3), vld1q_s8(w), vld1q_s8(w + 16), q, b, S, S);
+    }
+    return xq_hsum(a);
+}
+
+static float xq_q4_0(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    const int8x16_t k8 = vdupq_n_s8(8);
+    for (int64_t b = 0; b < q->n / QK4_0; b++, p += sizeof(block_q4_0)) {
+        xq_prefetch(p, sizeof(block_q4_0));
+        uint8x16_t qs = vld1q_u8(p + 2);
+        int8x16_t w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(qs, m4)), k8);
+        int8x16_t w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(qs, 4)), k8);
+        float S = f16_at(p) * q->sx[b];
+        xq_block(a + 2 * (b & 3), w0, w1, q, b, S, S);
+    }
+    return xq_hsum(a);
+}
+
+static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    float accm[8] = {0}, S[8];
+    uint8_t sc[8], m[8];
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q4_K)) {
+        xq_prefetch(p, sizeof(block_q4_K));
+        float d = f16_at(AT(p, block_q4_K, d)), dmin = f16_at(AT(p, block_q4_K, dmin));
+        xq_scales_k4(AT(p, block_q4_K, scales), sc, m);
+        for (int s = 0; s < 8; s++) {
+            S[s] = (d * (float)sc[s]) * q->sx[8 * i + s];
+            accm[s] += (dmin * (float)m[s]) * q->xsum[8 * i + s];
+        }
+        const uint8_t *qs = AT(p, block_q4_K, qs);
+        for (int c = 0; c < 4; c++) { // sub-blocks 2c (low nibbles), 2c+1 (high)
+            uint8x16_t u0 = vld1q_u8(qs + 32 * c), u1 = vld1q_u8(qs + 32 * c + 16);
+            const int64_t b = 8 * i + 2 * c;
+            float32x4_t *ac = a + 4 * (c & 1);
+            xq_block(ac, vreinterpretq_s8_u8(vandq_u8(u0, m4)),
+                     vreinterpretq_s8_u8(vandq_u8(u1, m4)), q, b, S[2 * c], S[2 * c]);
+            xq_block(ac + 2, vreinterpretq_s8_u8(vshrq_n_u8(u0, 4)),
+                     vreinterpretq_s8_u8(vshrq_n_u8(u1, 4)), q, b + 1, S[2 * c + 1], S[2 * c + 1]);
+        }
+    }
+    return xq_hsum(a) - xq_sum8(accm);
+}
+
+static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    float S[16];
+    const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
+    const int8x16_t k32 = vdupq_n_s8(32);
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q6_K)) {
+        xq_prefetch(p, sizeof(block_q6_K));
+        const float d = f16_at(AT(p, block_q6_K, d));
+        const int8_t *sc = (const int8_t *)AT(p, block_q6_K, scales);
+        for (int s = 0; s < 16; s++) S[s] = (d * (float)sc[s]) * q->sx[8 * i + s / 2];
+        for (int g = 0; g < 8; g++) { // 32 weights 32g..: half h, group r, as deq_q6_K
+            const int h = g / 4, r = g % 4;
+            const uint8_t *ql = AT(p, block_q6_K, ql) + 64 * h + 32 * (r & 1);
+            const uint8_t *qh = AT(p, block_q6_K, qh) + 32 * h;
+            int8x16_t w[2];
+            for (int t = 0; t < 2; t++) {
+                uint8x16_t l = vld1q_u8(ql + 16 * t), hb = vld1q_u8(qh + 16 * t);
+                l = r >= 2 ? vshrq_n_u8(l, 4) : vandq_u8(l, m4);
+                hb = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * r))), m3);
+                w[t] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l, vshlq_n_u8(hb, 4))), k32);
+            }
+            xq_block(a + 2 * r, w[0], w[1], q, 8 * i + g, S[2 * g], S[2 * g + 1]);
+        }
+    }
+    return xq_hsum(a);
+}

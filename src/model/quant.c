@@ -42,6 +42,38 @@ float quant_dot_row(uint32_t type, const void *row, const float *x, int64_t n) {
     return kern->quant->dot_row(type, row, x, n);
 }
 
+// The prepared vector's arrays, each on a 64-byte boundary.
+static size_t xq_layout(quant_xq *q, uint8_t *buf, int64_t n) {
+    const size_t sizes[5] = {(size_t)n, (size_t)n, (size_t)n, (size_t)n / 8, (size_t)n / 8};
+    void *at[5];
+    uint8_t *base = buf ? (uint8_t *)(((uintptr_t)buf + 63) & ~(uintptr_t)63) : NULL;
+    size_t off = 0;
+    for (int i = 0; i < 5; i++) {
+        at[i] = base ? base + off : NULL;
+        off += (sizes[i] + 63) & ~(size_t)63;
+    }
+    if (q) {
+        q->xh = at[0], q->xl = at[1], q->xs4 = at[2], q->sx = at[3], q->xsum = at[4];
+    }
+    return off + 63;
+}
+
+size_t quant_xq_bytes(int64_t n) {
+    return n > 0 && n % 32 == 0 ? xq_layout(NULL, NULL, n) : 0;
+}
+
+void quant_xq_prepare(quant_xq *q, void *buf, const float *x, int64_t n) {
+    memset(q, 0, sizeof *q);
+    q->x = x, q->n = n;
+    if (n <= 0 || n % 32) return;
+    xq_layout(q, buf, n);
+    kern->quant->prepare_x(q);
+}
+
+float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q) {
+    return kern->quant->dot_xq(type, row, q);
+}
+
 // ---- reference quantizers -----------------------------------------------------------------
 
 static int nearest(float x) {

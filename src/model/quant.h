@@ -145,6 +145,35 @@ void quant_dequant_row(uint32_t type, const void *row, float *y, int64_t n);
 // 32-element blocks and no kernel of their own) then f64 across blocks.
 float quant_dot_row(uint32_t type, const void *row, const float *x, int64_t n);
 
+// ---- integer dots: x prepared once, then dotted with many rows (the single-token matvec) ----
+//
+// quant_xq_prepare rounds x to 16 bits per block of 32: x_j ≈ x~_j = sx·X_j, X_j = 256·xh_j + xl_j
+// with xh = round(127·x/amax) and xl = round(256·(127·x/amax − xh)) clamped to ±127 (amax the
+// block's largest |x|, sx = amax/32512). |x~_j − x_j| <= amax/65024 (amax/32512 at the rare clamp;
+// coarser where sx is subnormal), where llama.cpp's 8-bit x is off by up to amax/254.
+// quant_dot_xq then dots a row with X in exact integer arithmetic (two 8-bit dot products:
+// pmaddubsw, VNNI or sdot) and scales per block in f32, in one fixed order every kernel variant
+// keeps (src/kern/quant.inc, "integer dots"). Q8_0, Q4_0, Q4_K and Q6_K have integer kernels;
+// the other types dot the f32 x with quant_dot_row. A block of x holding inf or NaN gives NaN.
+typedef struct quant_xq_s {
+    const float *x;   // (n) the f32 vector (the types without an integer kernel use it)
+    int8_t *xh, *xl;  // (n) NULL when n % 32 != 0 (no quantized type has such rows)
+    int32_t *xs4;     // (n/4) Σ X over each 4 consecutive values (offset corrections)
+    float *sx, *xsum; // (n/32) the block's scale, and sx·Σ X over the block (the K-quants' mins)
+    int64_t n;
+} quant_xq;
+
+// Bytes of scratch quant_xq_prepare needs for n values (at most 3.25 n + 384; 0 if n % 32 != 0).
+size_t quant_xq_bytes(int64_t n);
+
+// q <- x (n) prepared in buf (quant_xq_bytes(n), any alignment). x and buf must outlive q.
+void quant_xq_prepare(quant_xq *q, void *buf, const float *x, int64_t n);
+
+// Σ_j row[j]·x~[j] over q->n elements (x~ as above; x itself, by quant_dot_row, for the types
+// without an integer kernel). So it differs from quant_dot_row by at most Σ_j |row_j|·amax_j/32512
+// plus f32 rounding (test_quant: 1.6e-5 of Σ|row·x| on normal x with an outlier).
+float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q);
+
 // dst (row bytes) <- x (n): reference quantizers, round to nearest after ggml's quantize_row_*_ref
 // (the k-quants' scale fits; IQ4_NL/IQ4_XS as ggml's quantize_iq4_* without an importance matrix;
 // Q6_K without ggml's scale search, 0.3% more error). Every type quant_supported accepts.
