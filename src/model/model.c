@@ -298,8 +298,8 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
         fused |= m->layers[l].wqkv.data != NULL || (m->mlp != MLP_GELU && !m->layers[l].gate.data);
     size_t n_x = (size_t)BT * D, n_q = (size_t)BT * qd, n_kv = (size_t)BT * kvd,
            n_f = (size_t)BT * F;
-    // model_tile_rows(K) * K <= max(2^18, 16 K) for every K <= k_max
-    size_t n_tile = (size_t)m->k_max * 16 > (1u << 18) ? (size_t)m->k_max * 16 : (1u << 18);
+    // model_tile_rows(K) * K <= max(2^20, 16 K) for every K <= k_max
+    size_t n_tile = (size_t)m->k_max * 16 > (1u << 20) ? (size_t)m->k_max * 16 : (1u << 20);
     size_t n_rope = (size_t)T * (size_t)(c->n_rot / 2 + 1);
     size_t n_pat = any_pattern ? (size_t)B * H * T * S : 0;
     size_t n_fused = 0;
