@@ -340,6 +340,7 @@ static cterp_status post_norm(block_ctx *b, int l, int kind, float *a, const flo
 }
 
 static void add(float *x, const float *a, size_t n) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) x[i] += a[i];
 }
 
