@@ -221,7 +221,7 @@ static void test_warm_start(cterp_model *m) {
 static void test_overlap(cterp_model *m) {
     const int64_t B = 64;
     cterp_store_config on = store_cfg(11), off = store_cfg(11);
-    on.overlap = 1, off.overlap = 0;
+    on.overlap = 2, off.overlap = 0; // 2: always (auto would not prefetch for a trainer this fast)
     cterp_act_source a, b, r;
     CHECK_OK(cterp_act_store(&a, m, HOOK, corpus, &on, B));
     CHECK_OK(cterp_act_store(&b, m, HOOK, corpus, &off, B));

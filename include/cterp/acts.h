@@ -43,9 +43,11 @@ typedef struct {
     // (rows == total), with the seconds since the fill began (NULL: silent)
     void (*fill_progress)(int64_t rows, int64_t total, double seconds, void *user);
     void *fill_progress_user;
-    int overlap; // 1 (default): after the first fill the model computes the next refill's rows on
-                 // its own thread while the trainer takes the rows already mixed (the same rows
-                 // in the same order as 0, where the refill runs when the trainer asks)
+    int overlap; // 1 (default, auto): after the first refill, when the trainer takes rows slower
+                 // than the model makes them, the model computes the next refill's rows on its
+                 // own thread (half the threads) while the trainer takes the rows already mixed;
+                 // 2: always so; 0: never (the refill runs when the trainer asks). The same rows
+                 // in the same order whatever the value.
 } cterp_store_config;
 
 void cterp_store_config_default(cterp_store_config *c);

@@ -31,6 +31,11 @@ typedef struct {
     pthread_t th;
     float *stage;      // (mx.half, D)
     int64_t staged;    // rows the running or finished job makes
+    // what decides whether overlapping pays: the model's rows/s with every thread (the last fill
+    // made on demand), and the trainer's rows/s between two fills (served rows over the time
+    // from one fill's return to the next fill's call)
+    double model_rate, train_rate, t_ready;
+    int64_t served_ready;
     cterp_status stage_err;
     char stage_msg[512];
 } store;
@@ -86,11 +91,17 @@ static void wait_producer(store *s) {
 }
 
 // Starts computing the next refill (a half), unless the run ends before it (the buffer served
-// whole, or the half now in the buffer covers the rest). Without a thread it is computed when the
-// refill comes.
+// whole, or the half now in the buffer covers the rest), or the trainer takes rows faster than
+// the model makes them with every thread: then a producer on half the threads only slows the
+// model (measured, Llama-3.2-1B shape: 73 vs 153 tokens/s end to end) and the refill is made on
+// demand with all of them. Both rates are measured on the fills before (made on demand), so the
+// first refill is never overlapped. Without a thread a refill is computed when it comes; either
+// way the rows and their order are the same.
 static void start_producer(store *s) {
     if (!s->overlap || s->mx.half == s->mx.cap) return;
     if (s->run_rows > 0 && s->mx.served + s->mx.half >= s->run_rows) return;
+    if (s->overlap == 1 && (!(s->model_rate > 0 && s->train_rate > 0) || s->train_rate > s->model_rate))
+        return;
     if (!s->stage && !(s->stage = malloc((size_t)(s->mx.half * s->D) * sizeof(float)))) return;
     s->staged = s->mx.half, s->stage_err = CTERP_OK;
     atomic_store(&s->prod_rows, 0), atomic_store(&s->prod_done, 0);
@@ -105,6 +116,9 @@ static void start_producer(store *s) {
 static cterp_status store_fill(void *ctx, const int64_t *slots, int64_t n) {
     store *s = ctx;
     cterp_status e;
+    double now = time_now();
+    if (s->t_ready > 0 && now > s->t_ready && !s->running)
+        s->train_rate = (double)(s->mx.served - s->served_ready) / (now - s->t_ready);
     wait_producer(s);
     if (s->stage_err) { // the producer's error, now this thread's
         e = cterp_error(s->stage_err, "%s", s->stage_msg);
@@ -116,9 +130,15 @@ static cterp_status store_fill(void *ctx, const int64_t *slots, int64_t n) {
     const int64_t k = s->staged < n ? s->staged : n;
     for (int64_t i = 0; i < k; i++)
         memcpy(s->buf + slots[i] * s->D, s->stage + i * s->D, (size_t)s->D * sizeof(float));
-    if (k < n && (e = produce(s, s->buf, slots + k, n - k, s->progress != NULL))) return e;
+    if (k < n) {
+        const double t0 = time_now();
+        if ((e = produce(s, s->buf, slots + k, n - k, s->progress != NULL))) return e;
+        const double dt = time_now() - t0;
+        if (n - k >= s->mx.half / 2 && dt > 0) s->model_rate = (double)(n - k) / dt;
+    }
     s->staged = 0;
     start_producer(s);
+    s->t_ready = time_now(), s->served_ready = s->mx.served;
     return CTERP_OK;
 }
 

@@ -323,11 +323,13 @@ int cmd_bench_pipeline(int argc, char **argv) {
         const char *td = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
         snprintf(tmp, sizeof tmp, "%s/cterp-bench-pipeline-%d.u32.bin", td, (int)getpid());
         int64_t n = (cfg.training_steps + 2) * cfg.batch_size + (int64_t)B * T * 2;
+        const cterp_tokenizer *tv = cterp_model_tokenizer(m); // ids the windows reader accepts
+        const uint64_t n_ids = (uint64_t)(tv ? cterp_tokenizer_n_vocab(tv) : c->n_vocab);
         FILE *f = fopen(tmp, "wb");
         rng_t r;
         rng_seed(&r, 7);
         for (int64_t i = 0; f && i < n; i++) {
-            uint32_t id = (uint32_t)rng_below(&r, (uint64_t)c->n_vocab);
+            uint32_t id = (uint32_t)rng_below(&r, n_ids);
             fwrite(&id, 4, 1, f);
         }
         if (!f || fclose(f)) {

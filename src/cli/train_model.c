@@ -44,7 +44,7 @@ int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
         size_t k = 0;
         while (k < sizeof ints / sizeof ints[0] && strcmp(a, ints[k])) k++;
         if (k == sizeof ints / sizeof ints[0]) return 0;
-        if (parse_i64(v, &x, 0) || (k >= 5 && x > 1) || x > INT32_MAX) return -1;
+        if (parse_i64(v, &x, 0) || (k >= 5 && x > (k == 9 ? 2 : 1)) || x > INT32_MAX) return -1;
         switch (k) {
         case 0: o->layer = (int)x; break;
         case 1: o->store.windows.context_size = (int)x; break;
@@ -74,8 +74,9 @@ const char *cli_model_help =
     "  --text-field F --skip-malformed 0|1   jsonl key (text); skip bad lines instead of failing\n"
     "  --model-batch N         windows per model forward (8)\n"
     "  --buffer-rows N         mixing buffer rows (0: max(32768, 4 x batch), at most the run's rows)\n"
-    "  --overlap 0|1           the model computes the next refill on its own thread while the SAE\n"
-    "                          trains (1, default; the same rows in the same order as 0)\n";
+    "  --overlap 0|1|2         the model computes the next refill on its own thread while the SAE\n"
+    "                          trains: 1 when that pays (default: the SAE is the slower stage),\n"
+    "                          2 always, 0 never (the same rows in the same order)\n";
 
 cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap) {
     if (o->hook && (o->component || o->layer >= 0))
