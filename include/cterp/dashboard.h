@@ -25,6 +25,8 @@ extern "C" {
 typedef struct {
     const char *title;   // NULL: from the SAE and hook
     const char *metrics; // a trainer's metrics.jsonl: also writes training.html (NULL: none)
+    cterp_progress_fn progress; // NULL: none ("dashboard", latent pages)
+    void *progress_user;
 } cterp_dashboard_opts;
 
 // Writes the dashboard into out_dir (created). o may be NULL. Files are written atomically.

@@ -165,7 +165,8 @@ class FeaturesConfig(Structure):  # cterp_features_config
 
 
 class DashboardOpts(Structure):  # cterp_dashboard_opts
-    _fields_ = [("title", c_char_p), ("metrics", c_char_p)]
+    _fields_ = [("title", c_char_p), ("metrics", c_char_p), ("progress", c_void_p),
+                ("progress_user", c_void_p)]
 
 
 class ToyConfig(Structure):  # cterp_toy_config

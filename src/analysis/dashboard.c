@@ -317,12 +317,15 @@ cterp_status cterp_dashboard_write(const cterp_features *f, const char *out_dir,
         fd && ip && tp ? file_mkdirs(fd) : cterp_error(CTERP_ENOMEM, "dashboard: out of memory");
     int training = o && o->metrics;
     if (!s && training) s = cterp_report_write(o->metrics, tp, NULL);
+    const double t0 = time_now();
     for (int64_t i = 0; !s && i < f->d_sae; i++) {
         char name[48];
         snprintf(name, sizeof name, "%lld.html", (long long)i);
         char *p = file_join(fd, name);
         s = p ? feature_page(f, i, p) : cterp_error(CTERP_ENOMEM, "dashboard: out of memory");
         free(p);
+        if (!s && o && o->progress && ((i + 1) % 256 == 0 || i + 1 == f->d_sae))
+            o->progress("dashboard", i + 1, f->d_sae, "latent pages", time_now() - t0, o->progress_user);
     }
     if (!s) s = index_page(f, ip, o, training);
     free(fd), free(ip), free(tp);

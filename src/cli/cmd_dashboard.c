@@ -29,7 +29,7 @@ int cmd_dashboard(int argc, char **argv) {
     cterp_features_config fc;
     cterp_features_config_default(&fc);
     const char *feats = NULL, *sae_dir = NULL, *out = NULL;
-    cterp_dashboard_opts o = {NULL, NULL};
+    cterp_dashboard_opts o = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
@@ -84,6 +84,9 @@ int cmd_dashboard(int argc, char **argv) {
         metrics = file_join(sae_dir, "metrics.jsonl");
         if (!o.metrics && metrics && file_exists(metrics)) o.metrics = metrics;
     }
+    cli_progress_state ps;
+    cli_progress_init(&ps, 0);
+    o.progress = cli_progress, o.progress_user = &ps;
     double t0 = time_now();
     if (cterp_dashboard_write(F, out, &o)) {
         cli_error("dashboard");
