@@ -273,6 +273,15 @@ static void test_crafted(void) {
     uint64_t ne[5] = {32, 2, 1, 1, 1};
     expect_err(p, one_tensor(p, 5, ne, 0, 0, 256), "n_dims: expected 1..4, found 5");
     expect_err(p, one_tensor(p, 2, ne, 99, 0, 256), "unknown ggml type 99");
+    { // a type cterp's kernels do not read still opens, named (the model loader refuses it)
+        uint64_t ne_iq[2] = {256, 2};
+        size_t n = one_tensor(p, 2, ne_iq, 16, 0, 2 * 66);
+        gguf_file *g = NULL;
+        CHECK_OK(gguf_open_buffer(&g, p, n, "iq.gguf"));
+        const gguf_tensor *t = g ? gguf_find_tensor(g, "w") : NULL;
+        CHECK(t && t->n_bytes == 2 * 66 && !strcmp(gguf_type_name(t->type), "IQ2_XXS"));
+        gguf_close(g);
+    }
     uint64_t ne_odd[2] = {33, 2};
     expect_err(p, one_tensor(p, 2, ne_odd, GGML_TYPE_Q8_0, 0, 256),
                "expected a multiple of the Q8_0 block size 32, found 33");

@@ -25,6 +25,12 @@ static const type_info TYPES[GGML_TYPE_COUNT] = {
     [GGML_TYPE_I8] = {"I8", 1, 1},           [GGML_TYPE_I16] = {"I16", 1, 2},
     [GGML_TYPE_I32] = {"I32", 1, 4},         [GGML_TYPE_I64] = {"I64", 1, 8},
     [GGML_TYPE_F64] = {"F64", 1, 8},         [GGML_TYPE_BF16] = {"BF16", 1, 2},
+    // ggml's block sizes (ggml-common.h), so files mixing them open and name what they hold
+    [GGML_TYPE_IQ2_XXS] = {"IQ2_XXS", 256, 66}, [GGML_TYPE_IQ2_XS] = {"IQ2_XS", 256, 74},
+    [GGML_TYPE_IQ3_XXS] = {"IQ3_XXS", 256, 98}, [GGML_TYPE_IQ1_S] = {"IQ1_S", 256, 50},
+    [GGML_TYPE_IQ3_S] = {"IQ3_S", 256, 110},    [GGML_TYPE_IQ2_S] = {"IQ2_S", 256, 82},
+    [GGML_TYPE_IQ1_M] = {"IQ1_M", 256, 56},     [GGML_TYPE_TQ1_0] = {"TQ1_0", 256, 54},
+    [GGML_TYPE_TQ2_0] = {"TQ2_0", 256, 66},     [GGML_TYPE_MXFP4] = {"MXFP4", 32, 17},
 };
 
 int64_t gguf_type_block(uint32_t type) {
