@@ -18,7 +18,7 @@
 #include "../tests/repack.h"
 #include "../tests/synth_model.h"
 
-// copies every tokenizer.* key of src into w
+// copies every tokenizer.* key of src into w (each value as repack.h copies it)
 static cterp_status copy_tokenizer(gguf_writer *w, const char *src_path, int *n_tokens) {
     gguf_file *g;
     cterp_status s = gguf_open(&g, src_path);
@@ -27,34 +27,8 @@ static cterp_status copy_tokenizer(gguf_writer *w, const char *src_path, int *n_
     for (uint64_t i = 0; i < g->n_kv; i++) {
         const gguf_kv *kv = &g->kv[i];
         if (strncmp(kv->key, "tokenizer.", 10)) continue;
-        if (kv->type == GGUF_TYPE_STRING) {
-            char *v = malloc(kv->strs[0].len + 1);
-            gguf_str_copy(kv->strs[0], v, kv->strs[0].len + 1);
-            gguf_writer_str(w, kv->key, v);
-            free(v);
-        } else if (kv->type == GGUF_TYPE_ARRAY && kv->arr_type == GGUF_TYPE_STRING) {
-            char **v = malloc(kv->n * sizeof *v);
-            for (uint64_t j = 0; j < kv->n; j++) {
-                v[j] = malloc(kv->strs[j].len + 1);
-                gguf_str_copy(kv->strs[j], v[j], kv->strs[j].len + 1);
-            }
-            gguf_writer_arr_str(w, kv->key, (const char *const *)v, kv->n);
-            if (!strcmp(kv->key, "tokenizer.ggml.tokens")) *n_tokens = (int)kv->n;
-            for (uint64_t j = 0; j < kv->n; j++) free(v[j]);
-            free(v);
-        } else if (kv->type == GGUF_TYPE_ARRAY) {
-            gguf_writer_arr(w, kv->key, kv->arr_type, kv->val, kv->n);
-        } else if (kv->type == GGUF_TYPE_BOOL) {
-            gguf_writer_bool(w, kv->key, kv->val[0]);
-        } else if (kv->type == GGUF_TYPE_U32 || kv->type == GGUF_TYPE_I32) {
-            uint32_t v;
-            memcpy(&v, kv->val, 4);
-            gguf_writer_u32(w, kv->key, v);
-        } else if (kv->type == GGUF_TYPE_F32) {
-            float v;
-            memcpy(&v, kv->val, 4);
-            gguf_writer_f32(w, kv->key, v);
-        }
+        repack_copy_kv(w, kv, kv->key);
+        if (!strcmp(kv->key, "tokenizer.ggml.tokens")) *n_tokens = (int)kv->n;
     }
     gguf_close(g);
     return CTERP_OK;
