@@ -9,11 +9,18 @@ check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 "$bin" generate --model /nonexistent.gguf >/dev/null 2>&1; check "missing model exits 1" '[ $? -eq 1 ]'
 "$bin" generate --bogus >/dev/null 2>&1; check "bad option exits 2" '[ $? -eq 2 ]'
 "$bin" tokenize >/dev/null 2>&1; check "tokenize without --model exits 2" '[ $? -eq 2 ]'
+err=$("$bin" bench --model /nonexistent.gguf 2>&1 >/dev/null); rc=$?
+check "bench --model on a missing file exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"/nonexistent.gguf"* ]]'
+"$bin" bench --model x.gguf --context 0 >/dev/null 2>&1; check "bench --model --context 0 exits 2" '[ $? -eq 2 ]'
+err=$("$bin" bench --pipeline --layer 2 2>&1 >/dev/null); rc=$?
+check "bench --pipeline without --model exits 2" '[ $rc -eq 2 ] && [[ "$err" == *"needs --model"* ]]'
 if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
     echo "skip: shared test data not found (set CTERP_TESTDATA)"
     exit $fail
 fi
 m=$data/models/stories260K.gguf
+err=$("$bin" bench --model "$m" --hook blocks.9.bogus 2>&1 >/dev/null); rc=$?
+check "bench --model with an unknown hook exits 1 listing the hooks" '[ $rc -eq 1 ] && [[ "$err" == *"unknown hook"*"valid hook names"* ]]'
 out=$("$bin" generate --model "$m" -n 40 2>/dev/null)
 check "greedy generation from BOS" '[[ "$out" == "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."* ]]'
 a=$("$bin" generate --model "$m" -n 20 --temp 0.9 --top-p 0.9 --seed 7 2>/dev/null)
