@@ -205,7 +205,7 @@ static cterp_status attention(block_ctx *b, int l) {
     const cterp_model_config *c = &m->cfg;
     const layer_w *w = &m->layers[l];
     const int B = b->B, T = b->T, pos0 = b->pos0;
-    const int64_t BT = (int64_t)B * T, D = c->d_model, H = c->n_heads, Hkv = c->n_kv_heads,
+    const int64_t BT = (int64_t)B * T, H = c->n_heads, Hkv = c->n_kv_heads,
                   hd = c->head_dim, qd = H * hd, kvd = Hkv * hd, S = pos0 + T;
     float *q = b->q, *k = b->k, *v = b->v, *z = b->z;
     if (w->wqkv.data) {
@@ -291,7 +291,6 @@ static cterp_status attention(block_ctx *b, int l) {
     }
     HOOK(HK_Z, z, 4, B, T, H, hd);
     model_matmul(b->ao, z, &w->wo, w->bo, BT, b->tile);
-    (void)D;
     return CTERP_OK;
 }
 

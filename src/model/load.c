@@ -188,7 +188,6 @@ cterp_status ld_common(model_loader *ld, const char *eps_key) {
     if (c->tied_output) m->output = m->tok_embd;
     if ((s = ld_vec(ld, "output_norm.weight", D, &m->out_norm, 0))) return s;
     if ((s = ld_vec(ld, "output_norm.bias", D, &m->out_norm_b, 1))) return s;
-    (void)F;
     return CTERP_OK;
 }
 
