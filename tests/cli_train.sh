@@ -67,7 +67,7 @@ err=$("$bin" train $toy --k 0 2>&1); rc=$?
 check "k=0 is rejected naming the field" '[ $rc -ne 0 ] && [[ "$err" == *"k: got 0"* ]]'
 err=$("$bin" train $toy --k 500 2>&1); rc=$?
 check "k > d_sae is rejected" '[ $rc -ne 0 ] && [[ "$err" == *"k: got 500"* ]] && [[ "$err" == *"d_sae"* ]]'
-err=$("$bin" train $toy --arch gated 2>&1); rc=$?
+err=$("$bin" train $toy --arch crossfoo 2>&1); rc=$?
 check "unknown architecture lists the allowed ones" '[ $rc -eq 2 ] && [[ "$err" == *"gated"* ]] && [[ "$err" == *"jumprelu"* ]]'
 err=$("$bin" train $toy --lr-scheduler warp 2>&1); rc=$?
 check "unknown scheduler" '[ $rc -eq 2 ] && [[ "$err" == *"lr_scheduler"* ]]'

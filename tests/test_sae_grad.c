@@ -24,14 +24,62 @@ static void random_sae(cterp_sae *s, rng_t *r) {
 static double loss_of(arch_work *w, const cterp_sae *s, const arch_opts *o, const float *theta,
                       const float *x) {
     arch_forward(w, s, o, theta, x);
-    return w->mse_loss + w->sparsity_loss;
+    return w->mse_loss + w->sparsity_loss + w->aux_loss;
 }
 
-// the active set (pairs) as a signature to detect selection changes
+// the active set (pairs, and which have a nonzero decode coefficient: gated's magnitude ReLU) as
+// a signature to detect selection changes
 static uint64_t pairs_sig(const arch_work *w) {
     uint64_t h = 1469598103934665603ULL ^ (uint64_t)w->nnz;
-    for (int64_t p = 0; p < w->nnz; p++) h = (h ^ (uint64_t)(w->lat[p] * 131 + w->tok[p])) * 1099511628211ULL;
+    for (int64_t p = 0; p < w->nnz; p++)
+        h = (h ^ (uint64_t)(w->lat[p] * 262 + w->tok[p] * 2 + (w->a[p] > 0))) * 1099511628211ULL;
     return h;
+}
+
+// The whole loss of matryoshka_batchtopk and gated computed densely and in f64 from the naive
+// forward's activations (SAELens's formulas): the sparse forward must give the same number.
+static const int64_t matry_widths[3] = {3, 7, N};
+
+static double naive_loss(const cterp_sae *s, const arch_opts *o, const float *x) {
+    float f[B * N];
+    arch_forward_naive(f, s, o, NULL, x, B);
+    double z[B][N], nrm[N], loss = 0;
+    for (int i = 0; i < N; i++) {
+        nrm[i] = 0;
+        for (int d = 0; d < D; d++) nrm[i] += (double)s->W_dec[i * D + d] * s->W_dec[i * D + d];
+        nrm[i] = sqrt(nrm[i]);
+        for (int t = 0; t < B; t++) {
+            z[t][i] = s->b_enc[i];
+            for (int d = 0; d < D; d++) z[t][i] += (double)s->W_enc[i * D + d] * (x[t * D + d] - s->b_dec[d]);
+        }
+    }
+    for (int t = 0; t < B; t++) {
+        if (o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) { // every prefix, the last = the full SAE
+            for (int j = 0; j < 3; j++) {
+                double sq = 0;
+                for (int d = 0; d < D; d++) {
+                    double r = s->b_dec[d] - x[t * D + d];
+                    for (int i = 0; i < matry_widths[j]; i++) // f = z n when rescaling: decode f / n
+                        if (f[t * N + i] != 0) r += z[t][i] * s->W_dec[i * D + d];
+                    sq += r * r;
+                }
+                loss += sq / B;
+            }
+        } else { // gated: mse + coef L1(ReLU(pi) n) + ||ReLU(pi) W_dec + b_dec - x||^2
+            double sq = 0, sqa = 0, l1 = 0;
+            for (int d = 0; d < D; d++) {
+                double r = s->b_dec[d] - x[t * D + d], ra = r;
+                for (int i = 0; i < N; i++) {
+                    r += (double)f[t * N + i] * s->W_dec[i * D + d];
+                    if (z[t][i] > 0) ra += z[t][i] * s->W_dec[i * D + d];
+                }
+                sq += r * r, sqa += ra * ra;
+            }
+            for (int i = 0; i < N; i++) l1 += z[t][i] > 0 ? z[t][i] * nrm[i] : 0;
+            loss += (sq + sqa + o->coef * l1) / B;
+        }
+    }
+    return loss;
 }
 
 static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
@@ -43,7 +91,8 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     float x[B * D], theta[N];
     for (int q = 0; q < B * D; q++) x[q] = rng_normal(&r);
     for (int i = 0; i < N; i++) theta[i] = 0.2f + 0.3f * rng_uniform(&r);
-    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0, 0};
+    const int matry = arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK, gated = arch == CTERP_ARCH_GATED;
+    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0, 0, matry ? matry_widths : NULL, matry ? 3 : 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
 
@@ -59,19 +108,34 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     for (int q = 0; q < B * N; q++) { double e_ = fabs(fs[q] - fn[q]); maxdiff = e_ > maxdiff ? e_ : maxdiff; }
     CHECK_MSG(maxdiff < 1e-4, "%s: forward differs from naive by %g", cterp_arch_name(arch), maxdiff);
     if (arch == CTERP_ARCH_TOPK) CHECK(w.nnz <= B * 3);
-    if (arch == CTERP_ARCH_BATCHTOPK) CHECK(w.nnz <= B * 3);
+    if (arch == CTERP_ARCH_BATCHTOPK || matry) CHECK(w.nnz <= B * 3);
+    if (matry || gated) {
+        CHECK(w.aux_loss > 0);
+        CHECK_CLOSE(loss_of(&w, s, &o, theta, x), naive_loss(s, &o, x), 1e-5, 1e-5);
+    }
+    if (matry) { // the prefixes must split the active latents, or the test checks nothing
+        int in[3] = {0, 0, 0};
+        for (int64_t p = 0; p < w.nnz; p++) in[w.lat[p] < 3 ? 0 : w.lat[p] < 7 ? 1 : 2]++;
+        CHECK_MSG(in[0] > 0 && in[1] > 0 && in[2] > 0, "matryoshka: active latents per level %d %d %d", in[0],
+                  in[1], in[2]);
+    }
+    if (gated) { // some gates open with their magnitude at 0 (ReLU), some with it positive
+        int closed = 0, open = 0;
+        for (int64_t p = 0; p < w.nnz; p++) closed += w.a[p] == 0, open += w.a[p] > 0;
+        CHECK_MSG(closed > 0 && open > 0, "gated: %d pairs with magnitude 0, %d positive", closed, open);
+    }
 
-    float grads[2 * N * D + N + D], dtheta[N];
+    float grads[2 * N * D + N + D + 2 * N], dtheta[N];
     memset(grads, 0, sizeof grads);
     memset(dtheta, 0, sizeof dtheta);
     loss_of(&w, s, &o, theta, x);
     uint64_t sig0 = pairs_sig(&w);
     arch_backward(&w, s, &o, theta, x, grads, dtheta);
-    arch_bdec_from_benc(s, grads + N * D, grads + 2 * N * D + N);
+    arch_bdec_from_benc(s, grads + N * D, s->b_mag ? grads + 2 * N * D + N + D + N : NULL, grads + 2 * N * D + N);
 
     const float eps = 1e-3f;
     int checked = 0, bad = 0;
-    size_t ntrain = 2 * N * D + N + D;
+    size_t ntrain = 2 * N * D + N + D + (gated ? 2 * N : 0); // + r_mag, b_mag
     for (size_t q = 0; q < ntrain; q++) {
         float save = s->params[q];
         s->params[q] = save + eps;
@@ -182,7 +246,7 @@ static void check_revive(int ghost, int rescale, int mode) {
     uint8_t dead[N] = {0};
     int nd = 0;
     for (int i = 0; i < N; i += 2) dead[i] = 1, nd++;
-    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0, 0};
+    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0, 0, NULL, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
     arch_forward(&w, s, &o, NULL, x);
@@ -228,7 +292,7 @@ static void check_revive(int ghost, int rescale, int mode) {
         l_impl = revive_auxk(&w, s, x, dead, nd, kaux, coef, rescale, grads, mode);
         CHECK_CLOSE(l_impl, auxk_naive(s, x, e, dead, nd, kaux, coef, rescale), 1e-5, 1e-4);
     }
-    arch_bdec_from_benc(s, grads + N * D, grads + 2 * N * D + N);
+    arch_bdec_from_benc(s, grads + N * D, s->b_mag ? grads + 2 * N * D + N + D + N : NULL, grads + 2 * N * D + N);
     const float eps = 1e-3f;
     int bad = 0, checked = 0;
     size_t ntrain = 2 * N * D + N + D;
@@ -433,7 +497,7 @@ static void check_bf16_forward(cterp_arch arch, int rescale, int fuse) {
     arch_work w32, w16;
     CHECK_OK(arch_work_init(&w32, FB, FD, FN));
     CHECK_OK(arch_work_init(&w16, FB, FD, FN));
-    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0};
+    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0, NULL, 0};
     int32_t sub[FN / 7 + 1]; // a "dead" list: AuxK's pre-activations, f32 in both
     int nsub = 0;
     for (int i = 3; i < FN; i += 7) sub[nsub++] = i;
@@ -488,7 +552,7 @@ static void check_bf16_sub_chunks(void) {
         if (i % 10) sub[nsub++] = i; // 4500 "dead"
     arch_work w;
     CHECK_OK(arch_work_init(&w, SB, SD, SN));
-    arch_opts o = {CTERP_ARCH_TOPK, SK, 0, 0, 0.1f, sub, nsub, 1, 1};
+    arch_opts o = {CTERP_ARCH_TOPK, SK, 0, 0, 0.1f, sub, nsub, 1, 1, NULL, 0};
     CHECK_OK(arch_forward(&w, s, &o, NULL, x));
     int bad = 0;
     for (int64_t t = 0; t < SB; t++)
@@ -518,7 +582,7 @@ static void check_bf16_exact_blocks(void) {
     arch_work w;
     CHECK_OK(arch_work_init(&w, EB, ED, EN));
     for (int fuse = -1; fuse <= 1; fuse += 2) {
-        arch_opts o = {CTERP_ARCH_TOPK, EK, 0, 0, 0.1f, NULL, 0, 1, fuse};
+        arch_opts o = {CTERP_ARCH_TOPK, EK, 0, 0, 0.1f, NULL, 0, 1, fuse, NULL, 0};
         CHECK_OK(arch_forward(&w, s, &o, NULL, x));
         int bad = 0, last = 0;
         for (int64_t p = 0; p < w.nnz; p++) {
@@ -550,6 +614,10 @@ int main(void) {
     check_arch(CTERP_ARCH_TOPK, 1, 3);
     check_arch(CTERP_ARCH_BATCHTOPK, 1, 4);
     check_arch(CTERP_ARCH_JUMPRELU, 0, 5);
+    check_arch(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 0, 6);
+    check_arch(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 1, 7);
+    check_arch(CTERP_ARCH_GATED, 0, 8);
+    check_arch(CTERP_ARCH_GATED, 0, 9);
     check_revive(0, 0, 0);
     check_revive(0, 1, 0);
     check_revive(0, 0, 1);

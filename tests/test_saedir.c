@@ -398,7 +398,7 @@ static void test_errors(void) {
         {"{\"d_in\":0,\"d_sae\":6}", "d_in: expected 1..", NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"foo\"}", "architecture 'foo' is unknown",
          NULL},
-        {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"gated\"}", "architecture 'gated'",
+        {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"clt\"}", "architecture 'clt'",
          "not supported"},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"transcoder\",\"d_out\":4}",
          "architecture 'transcoder'", "not supported"},

@@ -112,7 +112,7 @@ static void test_config(void) {
     cterp_train_config_default(&c);
     CHECK_OK(cterp_train_config_validate(&c, 32));
     c.encoder_bf16 = 1, c.architecture = CTERP_ARCH_STANDARD;
-    expect_invalid(&c, "encoder_bf16", "topk or batchtopk");
+    expect_invalid(&c, "encoder_bf16", "topk, batchtopk or matryoshka_batchtopk");
     cterp_train_config_default(&c);
     c.encoder_bf16 = 1, c.use_ghost_grads = 1; // the dead latents' pre-activations are f32
     if (bf16_available()) CHECK_OK(cterp_train_config_validate(&c, 32));
@@ -133,8 +133,9 @@ static void test_config(void) {
     cterp_train_config_default(&c);
     c.feature_sampling_window = -3;
     expect_invalid(&c, "feature_sampling_window", "-3");
-    CHECK(cterp_train_config_set(&c, "architecture", "gated") == CTERP_EINVAL);
-    CHECK(strstr(cterp_last_error(), "gated") && strstr(cterp_last_error(), "topk"));
+    CHECK(cterp_train_config_set(&c, "architecture", "crossfoo") == CTERP_EINVAL);
+    CHECK(strstr(cterp_last_error(), "crossfoo") && strstr(cterp_last_error(), "gated") &&
+          strstr(cterp_last_error(), "matryoshka_batchtopk"));
     CHECK(cterp_train_config_set(&c, "lr-scheduler", "exp") == CTERP_EINVAL);
     CHECK(strstr(cterp_last_error(), "lr_scheduler") && strstr(cterp_last_error(), "cosine"));
     CHECK(cterp_train_config_set(&c, "nope", "1") == CTERP_EINVAL);

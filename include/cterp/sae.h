@@ -21,9 +21,14 @@ typedef enum {
     CTERP_ARCH_TOPK = 1,     // f = TopK(ReLU(z)) per token
     CTERP_ARCH_BATCHTOPK = 2, // training only: top K*B over the batch; saved as jumprelu
     CTERP_ARCH_JUMPRELU = 3, // f = z * 1[z > threshold]
+    CTERP_ARCH_MATRYOSHKA_BATCHTOPK = 4, // training only: batchtopk + an mse per latent prefix;
+                                         // saved as jumprelu
+    CTERP_ARCH_GATED = 5,    // f = 1[pi > 0] ReLU(mag): pi = xc W_enc^T + b_gate,
+                             // mag = exp(r_mag) (xc W_enc^T) + b_mag
 } cterp_arch;
+enum { CTERP_N_ARCHS = 6 };
 
-// "standard", "topk", "batchtopk", "jumprelu"
+// "standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated" (SAELens's names)
 const char *cterp_arch_name(cterp_arch a);
 // Parses an architecture name; CTERP_EINVAL (message lists the allowed names) if unknown.
 cterp_status cterp_arch_parse(const char *name, cterp_arch *out);
@@ -43,7 +48,8 @@ typedef struct {
 } cterp_sae_meta;
 
 typedef struct cterp_sae {
-    cterp_arch arch;          // STANDARD, TOPK or JUMPRELU once trained (BATCHTOPK saves as JUMPRELU)
+    cterp_arch arch;          // STANDARD, TOPK, JUMPRELU or GATED once trained (BATCHTOPK and
+                              // MATRYOSHKA_BATCHTOPK save as JUMPRELU)
     int64_t d_in;             // D
     int64_t d_sae;            // N
     int k;                    // topk: active latents per token
@@ -53,26 +59,30 @@ typedef struct cterp_sae {
     float *params;            // one block holding everything below
     size_t n_params;
     float *W_enc;     // (N, D)
-    float *b_enc;     // (N)
+    float *b_enc;     // (N); gated: b_gate (SAELens's name on disk; gated has no b_enc)
     float *W_dec;     // (N, D)
     float *b_dec;     // (D)
     float *threshold; // (N), jumprelu only; NULL otherwise
+    float *r_mag;     // (N), gated only (magnitude path: W_enc_i scaled by exp(r_mag_i)); NULL otherwise
+    float *b_mag;     // (N), gated only; NULL otherwise
     cterp_sae_meta meta;
 } cterp_sae;
 
-// Floats in an SAE's parameter block: W_enc, b_enc, W_dec, b_dec (+ threshold for jumprelu).
+// Floats in an SAE's parameter block, in this order: W_enc, b_enc, W_dec, b_dec (+ threshold for
+// jumprelu; + r_mag, b_mag for gated).
 size_t cterp_sae_n_params(cterp_arch arch, int64_t d_in, int64_t d_sae);
 // Allocates a zeroed SAE. k is used by topk/batchtopk only (1 <= k <= d_sae).
 cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k);
 void cterp_sae_free(cterp_sae *sae); // NULL is a no-op
 
-// Dense inference: f (B, N) = act(z) for x (B, D). batchtopk is not an inference architecture.
+// Dense inference: f (B, N) = act(z) for x (B, D). batchtopk and matryoshka_batchtopk are not
+// inference architectures.
 cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, float *f);
 // x_hat (B, D) = f W_dec + b_dec for f (B, N) (divides by ||W_dec_i|| when rescaling).
 cterp_status cterp_sae_decode(const cterp_sae *sae, const float *f, int64_t B, float *x_hat);
 
 // Writes an SAELens v6 directory: cfg.json, sae_weights.safetensors (W_enc (D,N), b_enc,
-// W_dec, b_dec [, threshold]) and, if log10_density is not NULL, sparsity.safetensors
+// W_dec, b_dec [, threshold]; gated: W_enc, b_gate, r_mag, b_mag, W_dec, b_dec) and, if log10_density is not NULL, sparsity.safetensors
 // {"sparsity": (N)}. Every file is written to a temporary name and renamed into place.
 cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *log10_density);
 // Reads an SAELens directory (ours, or SAELens v5/v6's: flat pre-6.0 configs converted).

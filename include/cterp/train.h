@@ -17,6 +17,7 @@ extern "C" {
 
 typedef enum { CTERP_LR_CONSTANT = 0, CTERP_LR_COSINE = 1, CTERP_LR_LINEAR = 2 } cterp_lr_sched;
 typedef enum { CTERP_BDEC_GEOMETRIC_MEDIAN = 0, CTERP_BDEC_MEAN = 1, CTERP_BDEC_ZEROS = 2 } cterp_bdec_init;
+enum { CTERP_MAX_MATRYOSHKA = 16 }; // prefix widths of a matryoshka_batchtopk SAE, at most
 
 typedef struct {
     // --- architecture ---
@@ -28,6 +29,10 @@ typedef struct {
     float jumprelu_bandwidth;   // STE kernel width (SAELens 0.05)
     float jumprelu_init_threshold;
     float topk_threshold_lr;    // batchtopk: EMA rate of the inference threshold
+    // matryoshka_batchtopk: the prefix widths, strictly increasing, each in 1..d_sae; d_sae is
+    // appended when the last is smaller (as SAELens does). Flag/JSON: "128,512,2048" or [128, ...]
+    int64_t matryoshka_widths[CTERP_MAX_MATRYOSHKA];
+    int n_matryoshka_widths;
     // --- optimisation ---
     float lr, lr_end;
     cterp_lr_sched lr_scheduler;
@@ -93,7 +98,10 @@ cterp_status cterp_act_source_file(cterp_act_source *s, const char *path, int64_
 // One line of metrics, passed to the callback every log_every steps.
 typedef struct {
     int64_t step, steps, tokens;
-    double loss, mse_loss, sparsity_loss, aux_loss;
+    double loss, mse_loss, sparsity_loss, aux_loss; // aux_loss: AuxK / ghost grads, and the
+                               // architecture's own (gated: the gate's reconstruction; matryoshka:
+                               // the inner prefixes' mse, also in inner_mse_loss)
+    double inner_mse_loss;     // matryoshka: sum over the inner prefixes of their mse (0 otherwise)
     double mse;                // mean over tokens of ||x - x_hat||^2 (scaled inputs)
     double explained_variance; // 1 - sum||x - x_hat||^2 / sum||x - mean(x)||^2 (f64)
     double l0, l0_sparsity, l1_magnitude;

@@ -66,14 +66,16 @@ class Sae(Structure):  # cterp_sae
                 ("normalize_activations", c_char * 32), ("params", POINTER(c_float)),
                 ("n_params", c_size_t), ("W_enc", POINTER(c_float)), ("b_enc", POINTER(c_float)),
                 ("W_dec", POINTER(c_float)), ("b_dec", POINTER(c_float)),
-                ("threshold", POINTER(c_float)), ("meta", SaeMeta)]
+                ("threshold", POINTER(c_float)), ("r_mag", POINTER(c_float)),
+                ("b_mag", POINTER(c_float)), ("meta", SaeMeta)]
 
 
 class TrainConfig(Structure):  # cterp_train_config
     _fields_ = [("architecture", c_int), ("d_sae", c_int64), ("expansion_factor", c_int),
                 ("k", c_int), ("rescale_acts_by_decoder_norm", c_int),
                 ("jumprelu_bandwidth", c_float), ("jumprelu_init_threshold", c_float),
-                ("topk_threshold_lr", c_float), ("lr", c_float), ("lr_end", c_float),
+                ("topk_threshold_lr", c_float), ("matryoshka_widths", c_int64 * 16),
+                ("n_matryoshka_widths", c_int), ("lr", c_float), ("lr_end", c_float),
                 ("lr_scheduler", c_int), ("lr_warm_up_steps", c_int64),
                 ("lr_decay_steps", c_int64), ("adam_beta1", c_float), ("adam_beta2", c_float),
                 ("adam_eps", c_float), ("grad_clip", c_float), ("l1_coefficient", c_float),
@@ -91,6 +93,7 @@ class TrainConfig(Structure):  # cterp_train_config
 class TrainMetrics(Structure):  # cterp_train_metrics
     _fields_ = [("step", c_int64), ("steps", c_int64), ("tokens", c_int64), ("loss", c_double),
                 ("mse_loss", c_double), ("sparsity_loss", c_double), ("aux_loss", c_double),
+                ("inner_mse_loss", c_double),
                 ("mse", c_double), ("explained_variance", c_double), ("l0", c_double),
                 ("l0_sparsity", c_double), ("l1_magnitude", c_double),
                 ("dead_features", c_int64), ("dead_fraction", c_double),

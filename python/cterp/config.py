@@ -22,8 +22,10 @@ _NONE_MEANS = {"lr_decay_steps": -1, "sparsity_warm_up_steps": 0, "grad_clip": 0
 MLXTERP_IGNORED = {"dead_neuron_threshold", "validation_split", "text_batch_size", "use_wandb",
                    "wandb_project", "wandb_entity", "wandb_name", "wandb_tags"}
 
-FIELDS = [f for f, _ in _lib.TrainConfig._fields_]
-_ENUMS = {"architecture": ["standard", "topk", "batchtopk", "jumprelu"],
+# n_matryoshka_widths is the length of matryoshka_widths, which reads and sets as a list
+FIELDS = [f for f, _ in _lib.TrainConfig._fields_ if f != "n_matryoshka_widths"]
+_ENUMS = {"architecture": ["standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk",
+                           "gated"],
           "lr_scheduler": ["constant", "cosine", "linear"],
           "b_dec_init": ["geometric_median", "mean", "zeros"]}
 
@@ -33,6 +35,8 @@ def _str(v):
         return "1" if v else "0"
     if isinstance(v, float):
         return repr(v)
+    if isinstance(v, (list, tuple)):  # matryoshka_widths
+        return ",".join(str(int(w)) for w in v)
     return str(v)
 
 
@@ -94,6 +98,8 @@ class SAEConfig:
         if field not in FIELDS:
             raise AttributeError("SAEConfig has no field '%s'" % name)
         v = getattr(self._c, field)
+        if field == "matryoshka_widths":
+            return list(v[:self._c.n_matryoshka_widths])
         if field in _ENUMS:
             return _ENUMS[field][v]
         return v

@@ -10,7 +10,7 @@ import numpy as np
 from . import _lib
 from ._lib import CterpError, b, check, lib
 
-ARCH_NAMES = ["standard", "topk", "batchtopk", "jumprelu"]
+ARCH_NAMES = ["standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated"]
 
 
 class Cfg(dict):
@@ -168,6 +168,16 @@ class SAE:
     @property
     def threshold(self):
         return _view(self, self._s.threshold, (self.d_sae,)) if self._s.threshold else None
+
+    @property
+    def r_mag(self):
+        """gated: (d_sae) log-scale of the magnitude path's encoder rows (None otherwise)."""
+        return _view(self, self._s.r_mag, (self.d_sae,)) if self._s.r_mag else None
+
+    @property
+    def b_mag(self):
+        """gated: (d_sae) magnitude bias (None otherwise); b_enc is the gate's bias b_gate."""
+        return _view(self, self._s.b_mag, (self.d_sae,)) if self._s.b_mag else None
 
     # ---- inference ----------------------------------------------------------------------------
     def encode(self, x):

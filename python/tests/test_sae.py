@@ -204,8 +204,8 @@ class TestConfig(unittest.TestCase):
             SAEConfig(lr_scheduler="bogus")
         with self.assertRaisesRegex(CterpError, "no_such_field"):
             SAEConfig(no_such_field=1)
-        with self.assertRaisesRegex(CterpError, "architecture.*gated"):
-            SAEConfig(sae_type="gated")
+        with self.assertRaisesRegex(CterpError, "architecture.*crossfoo"):
+            SAEConfig(sae_type="crossfoo")
         with self.assertRaisesRegex(CterpError, "num_epochs"):
             SAEConfig(num_epochs=3)
         with self.assertRaisesRegex(CterpError, "k"):

@@ -89,15 +89,17 @@ static cJSON *build_cfg(const cterp_sae *sae) {
 
 cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *log10_density) {
     if (!sae || !dir) return cterp_error(CTERP_EINVAL, "cterp_sae_save: NULL argument");
-    if (sae->arch == CTERP_ARCH_BATCHTOPK)
+    if (sae->arch == CTERP_ARCH_BATCHTOPK || sae->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK)
         return cterp_error(CTERP_EINVAL,
-                           "%s: a batchtopk SAE is saved as jumprelu: convert it (threshold) first",
-                           dir);
+                           "%s: a %s SAE is saved as jumprelu: convert it (threshold) first", dir,
+                           cterp_arch_name(sae->arch));
     if (sae->arch != CTERP_ARCH_STANDARD && sae->arch != CTERP_ARCH_TOPK &&
-        sae->arch != CTERP_ARCH_JUMPRELU)
+        sae->arch != CTERP_ARCH_JUMPRELU && sae->arch != CTERP_ARCH_GATED)
         return cterp_error(CTERP_EINVAL, "%s: cannot save architecture %d", dir, (int)sae->arch);
     if (sae->arch == CTERP_ARCH_JUMPRELU && !sae->threshold)
         return cterp_error(CTERP_EINVAL, "%s: jumprelu SAE without a threshold", dir);
+    if (sae->arch == CTERP_ARCH_GATED && (!sae->r_mag || !sae->b_mag))
+        return cterp_error(CTERP_EINVAL, "%s: gated SAE without r_mag/b_mag", dir);
     cterp_status s = file_mkdirs(dir);
     if (s) return s;
     const int64_t D = sae->d_in, N = sae->d_sae;
@@ -116,12 +118,18 @@ cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *
         goto done;
     }
     transpose(W_enc_t, sae->W_enc, (size_t)N, (size_t)D);
-    // names in the order SAELens's writer (sorted) puts them
+    // names in the order SAELens's writer (sorted) puts them; gated has b_gate, b_mag, r_mag
+    // and no b_enc (SAELens's GatedSAE)
     int64_t sh_ND[2] = {N, D}, sh_DN[2] = {D, N};
+    const int gated = sae->arch == CTERP_ARCH_GATED;
     if ((s = st_writer_add(&w, "W_dec", ST_F32, 2, sh_ND, sae->W_dec)) ||
         (s = st_writer_add(&w, "W_enc", ST_F32, 2, sh_DN, W_enc_t)) ||
-        (s = st_writer_add(&w, "b_dec", ST_F32, 1, &D, sae->b_dec)) ||
-        (s = st_writer_add(&w, "b_enc", ST_F32, 1, &N, sae->b_enc)))
+        (s = st_writer_add(&w, "b_dec", ST_F32, 1, &D, sae->b_dec)))
+        goto done;
+    if (!gated && (s = st_writer_add(&w, "b_enc", ST_F32, 1, &N, sae->b_enc))) goto done;
+    if (gated && ((s = st_writer_add(&w, "b_gate", ST_F32, 1, &N, sae->b_enc)) ||
+                  (s = st_writer_add(&w, "b_mag", ST_F32, 1, &N, sae->b_mag)) ||
+                  (s = st_writer_add(&w, "r_mag", ST_F32, 1, &N, sae->r_mag))))
         goto done;
     if (sae->arch == CTERP_ARCH_JUMPRELU &&
         (s = st_writer_add(&w, "threshold", ST_F32, 1, &N, sae->threshold)))
@@ -270,7 +278,7 @@ static int in_list(const char *s, const char *const *list) {
 static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, int *k,
                                int *rescale) {
     static const char *const unsupported[] = {
-        "gated", "transcoder", "skip_transcoder", "jumprelu_transcoder", "clt", NULL};
+        "transcoder", "skip_transcoder", "jumprelu_transcoder", "clt", NULL};
     static const char *const training[] = {"batchtopk", "matryoshka_batchtopk", NULL};
     const cJSON *ja = cfg_get(c, "architecture");
     const char *name = "standard"; // v5 configs before the field existed
@@ -280,8 +288,8 @@ static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, 
     }
     if (in_list(name, unsupported))
         return cterp_error(CTERP_EFORMAT,
-                           "%s: architecture '%s' is not supported (cterp loads standard, topk and "
-                           "jumprelu SAEs)",
+                           "%s: architecture '%s' is not supported (cterp loads standard, topk, "
+                           "jumprelu and gated SAEs)",
                            c->path, name);
     if (in_list(name, training))
         return cterp_error(CTERP_EFORMAT,
@@ -294,9 +302,12 @@ static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, 
         *arch = CTERP_ARCH_TOPK;
     else if (!strcmp(name, "jumprelu"))
         *arch = CTERP_ARCH_JUMPRELU;
+    else if (!strcmp(name, "gated"))
+        *arch = CTERP_ARCH_GATED;
     else
         return cterp_error(CTERP_EFORMAT,
-                           "%s: architecture '%s' is unknown (expected standard, topk or jumprelu)",
+                           "%s: architecture '%s' is unknown (expected standard, topk, jumprelu or "
+                           "gated)",
                            c->path, name);
     if (cfg_get(c, "d_out"))
         return cterp_error(CTERP_EFORMAT, "%s: has 'd_out': a transcoder, not supported", c->path);
@@ -475,9 +486,13 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
     cterp_sae *sae = NULL;
     float *tmp = NULL;
     // shapes before allocating: a wrong cfg must not cost a huge allocation first
+    const int gated = v->arch == CTERP_ARCH_GATED;
+    const char *b_enc_name = gated ? "b_gate" : "b_enc"; // gated keeps b_gate where b_enc goes
     if ((s = expect_shape(&st, v, "W_enc", 2, sh_DN)) ||
         (s = expect_shape(&st, v, "W_dec", 2, sh_ND)) ||
-        (s = expect_shape(&st, v, "b_enc", 1, &N)) || (s = expect_shape(&st, v, "b_dec", 1, &D)))
+        (s = expect_shape(&st, v, b_enc_name, 1, &N)) || (s = expect_shape(&st, v, "b_dec", 1, &D)))
+        goto fail;
+    if (gated && ((s = expect_shape(&st, v, "r_mag", 1, &N)) || (s = expect_shape(&st, v, "b_mag", 1, &N))))
         goto fail;
     if (v->arch == CTERP_ARCH_JUMPRELU && (s = expect_shape(&st, v, thr_name, 1, &N))) goto fail;
     if ((s = cterp_sae_create(&sae, v->arch, D, N, v->k))) goto fail;
@@ -489,8 +504,11 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
     if ((s = st_read_f32(&st, "W_enc", tmp, 2, sh_DN))) goto fail;
     transpose(sae->W_enc, tmp, (size_t)D, (size_t)N); // file (D, N) -> memory (N, D)
     if ((s = st_read_f32(&st, "W_dec", sae->W_dec, 2, sh_ND)) ||
-        (s = st_read_f32(&st, "b_enc", sae->b_enc, 1, &N)) ||
+        (s = st_read_f32(&st, b_enc_name, sae->b_enc, 1, &N)) ||
         (s = st_read_f32(&st, "b_dec", sae->b_dec, 1, &D)))
+        goto fail;
+    if (gated && ((s = st_read_f32(&st, "r_mag", sae->r_mag, 1, &N)) ||
+                  (s = st_read_f32(&st, "b_mag", sae->b_mag, 1, &N))))
         goto fail;
     if (v->arch == CTERP_ARCH_JUMPRELU) {
         if ((s = st_read_f32(&st, thr_name, sae->threshold, 1, &N))) goto fail;

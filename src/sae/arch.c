@@ -22,8 +22,9 @@ cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
     w->lrow = malloc((size_t)(N + 1) * sizeof(int64_t));
     w->brow = malloc((size_t)(B + 1) * sizeof(int64_t));
     w->blrow = malloc((size_t)(N + 1) * sizeof(int64_t));
+    w->er = malloc((size_t)N * sizeof(float));
     if (!w->xc || !w->xhat || !w->g || !w->nrm || !w->row || !w->lrow || !w->brow ||
-        !w->blrow) {
+        !w->blrow || !w->er) {
         arch_work_free(w);
         return cterp_error(CTERP_ENOMEM, "SAE work buffers (B=%lld, N=%lld): out of memory",
                            (long long)B, (long long)N);
@@ -36,6 +37,7 @@ void arch_work_free(arch_work *w) {
     free(w->row), free(w->lat), free(w->a), free(w->f), free(w->tok), free(w->lrow), free(w->lpair);
     free(w->brow), free(w->blat), free(w->btok), free(w->blrow), free(w->blpair), free(w->zsub);
     free(w->xpk), free(w->wpk), free(w->wsub);
+    free(w->pg), free(w->xm), free(w->xaux), free(w->er);
     memset(w, 0, sizeof *w);
 }
 
@@ -52,7 +54,9 @@ static cterp_status reserve_pairs(arch_work *w, int64_t n) {
     if (tok) w->tok = tok;
     int64_t *lp = realloc(w->lpair, (size_t)cap * sizeof(int64_t));
     if (lp) w->lpair = lp;
-    if (!lat || !a || !f || !tok || !lp)
+    float *pg = realloc(w->pg, (size_t)cap * sizeof(float));
+    if (pg) w->pg = pg;
+    if (!lat || !a || !f || !tok || !lp || !pg)
         return cterp_error(CTERP_ENOMEM, "SAE pairs: cannot grow to %lld", (long long)cap);
     w->cap = cap;
     return CTERP_OK;
@@ -276,11 +280,31 @@ static cterp_status select_fused(arch_work *w, const cterp_sae *sae, const arch_
 cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                           const float *x) {
     const int64_t B = w->B, D = w->D, N = w->N;
-    const int topk = o->arch == CTERP_ARCH_TOPK, btopk = o->arch == CTERP_ARCH_BATCHTOPK;
-    const int jump = o->arch == CTERP_ARCH_JUMPRELU;
+    const int topk = o->arch == CTERP_ARCH_TOPK;
+    const int btopk = o->arch == CTERP_ARCH_BATCHTOPK || o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
+    const int jump = o->arch == CTERP_ARCH_JUMPRELU, gated = o->arch == CTERP_ARCH_GATED;
+    const int matry = o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
     cterp_status s;
     double t0 = time_now();
-    if (o->rescale || o->arch == CTERP_ARCH_STANDARD) row_norms(w->nrm, sae->W_dec, N, D);
+    if (o->rescale || o->arch == CTERP_ARCH_STANDARD || gated) row_norms(w->nrm, sae->W_dec, N, D);
+    if (gated)
+        for (int64_t i = 0; i < N; i++) w->er[i] = expf(sae->r_mag[i]);
+    w->n_levels = 1;
+    if (matry) { // the inner levels' reconstructions (the last level is x_hat itself)
+        if (!o->widths || o->n_widths < 1 || o->widths[o->n_widths - 1] != N)
+            return cterp_error(CTERP_EINVAL, "matryoshka_batchtopk: the prefix widths must end at d_sae (%lld)",
+                               (long long)N);
+        const int64_t need = (int64_t)(o->n_widths - 1) * B * D;
+        if (need > w->xm_cap) {
+            float *xm = realloc(w->xm, (size_t)need * sizeof(float));
+            if (!xm) return cterp_error(CTERP_ENOMEM, "matryoshka: out of memory for %d prefix reconstructions",
+                                        o->n_widths - 1);
+            w->xm = xm, w->xm_cap = need;
+        }
+        w->n_levels = o->n_widths;
+    }
+    if (gated && !w->xaux && !(w->xaux = malloc((size_t)(B * D) * sizeof(float))))
+        return cterp_error(CTERP_ENOMEM, "gated: out of memory for the gate reconstruction");
     const int bf16 = o->bf16 && (topk || btopk);
     // bf16 TopK: the GEMM and the per-row top-k in one pass, z never written (it is not needed:
     // the chosen pairs and the dead latents get their values in f32 below)
@@ -336,7 +360,7 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
             }
         } else if (jump) {
             for (int64_t i = 0; i < N; i++) c += zt[i] > theta[i];
-        } else {
+        } else { // standard: z > 0; gated: the gate pi > 0 (its magnitude may still be 0)
             for (int64_t i = 0; i < N; i++) c += zt[i] > 0;
         }
         w->row[t + 1] = c;
@@ -380,6 +404,11 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
                     }
                     if (on) {
                         w->lat[p] = (int32_t)i, w->tok[p] = (int32_t)t;
+                        if (gated) { // zi is pi; the magnitude path shares W_enc's dot product
+                            const float m = w->er[i] * (zi - sae->b_enc[i]) + sae->b_mag[i];
+                            w->pg[p] = zi;
+                            hv = zi = m > 0 ? m : 0;
+                        }
                         w->a[p] = zi, w->f[p] = hv;
                         p++;
                     }
@@ -421,19 +450,35 @@ chosen:
     double t2 = time_now();
     w->t_select += t2 - t1;
     // --- sparse decode: x_hat_t = b_dec + sum a W_dec_i ---
-    double sse = 0, l1 = 0, sparse = 0;
-    #pragma omp parallel for schedule(static) reduction(+ : sse, l1, sparse)
+    // matryoshka: a token's pairs are in latent order, so prefix m's reconstruction is x_hat
+    // as it stands before the first pair with latent >= m. gated: the gate's reconstruction
+    // from the same pairs with pi as coefficient.
+    const int nin = w->n_levels - 1;
+    double sse = 0, l1 = 0, sparse = 0, aux = 0;
+    #pragma omp parallel for schedule(static) reduction(+ : sse, l1, sparse, aux)
     for (int64_t t = 0; t < B; t++) {
-        float *xh = w->xhat + t * D;
+        float *xh = w->xhat + t * D, *xa = gated ? w->xaux + t * D : NULL;
         memcpy(xh, sae->b_dec, (size_t)D * sizeof(float));
+        if (xa) memcpy(xa, sae->b_dec, (size_t)D * sizeof(float));
+        int lev = 0;
         for (int64_t p = w->row[t]; p < w->row[t + 1]; p++) {
-            const float *wd = sae->W_dec + (int64_t)w->lat[p] * D;
+            const int64_t i = w->lat[p];
+            const float *wd = sae->W_dec + i * D;
+            for (; lev < nin && i >= o->widths[lev]; lev++)
+                memcpy(w->xm + ((int64_t)lev * B + t) * D, xh, (size_t)D * sizeof(float));
             float a = w->a[p];
-            axpy_f32(xh, a, wd, D);
+            if (a != 0) axpy_f32(xh, a, wd, D);
             l1 += w->f[p];
-            if (o->arch == CTERP_ARCH_STANDARD) sparse += (double)w->f[p] * w->nrm[w->lat[p]];
+            if (o->arch == CTERP_ARCH_STANDARD) sparse += (double)w->f[p] * w->nrm[i];
+            if (xa) {
+                axpy_f32(xa, w->pg[p], wd, D);
+                sparse += (double)w->pg[p] * w->nrm[i];
+            }
         }
+        for (; lev < nin; lev++) memcpy(w->xm + ((int64_t)lev * B + t) * D, xh, (size_t)D * sizeof(float));
         sse += sqdist_f64(xh, x + t * D, D);
+        for (int j = 0; j < nin; j++) aux += sqdist_f64(w->xm + ((int64_t)j * B + t) * D, x + t * D, D);
+        if (xa) aux += sqdist_f64(xa, x + t * D, D);
     }
     if (jump) sparse = (double)w->nnz;
     // total variance around the batch mean (explained variance), f64
@@ -456,7 +501,8 @@ chosen:
     w->sse = sse, w->sst = sst;
     w->mse_loss = sse / (double)B;
     w->l1_magnitude = l1 / (double)B;
-    w->sparsity_loss = (o->arch == CTERP_ARCH_STANDARD || jump) ? o->coef * sparse / (double)B : 0;
+    w->sparsity_loss = (o->arch == CTERP_ARCH_STANDARD || jump || gated) ? o->coef * sparse / (double)B : 0;
+    w->aux_loss = aux / (double)B;
     w->min_kept = INFINITY;
     if (btopk)
         for (int64_t p = 0; p < w->nnz; p++) w->min_kept = fminf(w->min_kept, w->f[p]);
@@ -470,25 +516,83 @@ void arch_backward_prepare(arch_work *w, const arch_opts *o, const float *x, flo
     // dL/dx_hat = 2 (x_hat - x) / B; db_dec (decoder part) = sum_t of it
     #pragma omp parallel for schedule(static)
     for (int64_t q = 0; q < B * D; q++) w->g[q] = 2.0f * invB * (w->xhat[q] - x[q]);
+    // matryoshka: level j's latents reach every level >= j, so their upstream gradient is the
+    // suffix sum S_j = g_j + S_{j+1} (S of the last level: g); b_dec reaches every level: S_0
+    const int nin = o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK ? w->n_levels - 1 : 0;
+    for (int j = nin - 1; j >= 0; j--) {
+        float *gj = w->xm + (int64_t)j * B * D;
+        const float *nx = j + 1 < nin ? gj + B * D : w->g;
+        #pragma omp parallel for schedule(static)
+        for (int64_t q = 0; q < B * D; q++) gj[q] = 2.0f * invB * (gj[q] - x[q]) + nx[q];
+    }
+    const float *gsum = nin > 0 ? w->xm : w->g;
     for (int64_t d = 0; d < D; d++) db_dec[d] = 0;
     for (int64_t t = 0; t < B; t++)
-        for (int64_t d = 0; d < D; d++) db_dec[d] += w->g[t * D + d];
+        for (int64_t d = 0; d < D; d++) db_dec[d] += gsum[t * D + d];
+    if (o->arch == CTERP_ARCH_GATED) { // the gate's reconstruction: its own dL/dx_aux
+        #pragma omp parallel for schedule(static)
+        for (int64_t q = 0; q < B * D; q++) w->xaux[q] = 2.0f * invB * (w->xaux[q] - x[q]);
+        for (int64_t t = 0; t < B; t++)
+            for (int64_t d = 0; d < D; d++) db_dec[d] += w->xaux[t * D + d];
+    }
     group_by_latent(w->lrow, w->lpair, w->lat, w->nnz, N);
     if (o->arch == CTERP_ARCH_JUMPRELU) group_by_latent(w->blrow, w->blpair, w->blat, w->bnnz, N);
 }
 
+// Gated: latent i's pairs. a = ReLU(m), m = e (pi - b_gate) + b_mag with e = exp(r_mag): dm
+// reaches W_enc_i through e xc, r_mag through m - b_mag and b_mag directly; dpi (the gate's
+// reconstruction and the L1 on ReLU(pi)) reaches W_enc_i and b_gate. The step 1[pi > 0] has no
+// gradient (SAELens).
+static float gated_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts *o, int64_t i,
+                               float *gWe, float *gWd, float *gx) {
+    const int64_t D = w->D;
+    const float invB = 1.0f / (float)w->B, lam = o->coef, e = w->er[i], n = w->nrm[i];
+    const float *wd = sae->W_dec + i * D;
+    double gbg = 0, gbm = 0, gr = 0, pisum = 0;
+    memset(gWd, 0, (size_t)D * sizeof(float));
+    memset(gWe, 0, (size_t)D * sizeof(float));
+    for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
+        const int64_t p = w->lpair[q];
+        const float *gt = w->g + (int64_t)w->tok[p] * D, *ht = w->xaux + (int64_t)w->tok[p] * D;
+        const float *xt = w->xc + (int64_t)w->tok[p] * D;
+        const float a = w->a[p], pi = w->pg[p];
+        const float dm = a > 0 ? dot_f32(gt, wd, D) : 0.0f;
+        const float dpi = dot_f32(ht, wd, D) + lam * n * invB;
+        if (a > 0) axpy_f32(gWd, a, gt, D);
+        axpy_f32(gWd, pi, ht, D);
+        axpy_f32(gWe, dm * e + dpi, xt, D);
+        gbg += dpi, gbm += dm, gr += (double)dm * (a - sae->b_mag[i]);
+        pisum += pi;
+    }
+    if (n > 0) axpy_f32(gWd, (float)(lam * invB * pisum / n), wd, D); // d/dW_dec_i of the L1's ||W_dec_i||
+    if (gx) gx[i] = (float)gr, gx[w->N + i] = (float)gbm;
+    return (float)gbg;
+}
+
+// matryoshka: the level whose prefix first includes latent i
+static int level_of(const arch_opts *o, int64_t i) {
+    int j = 0;
+    while (j + 1 < o->n_widths && i >= o->widths[j]) j++;
+    return j;
+}
+
 float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts *o,
-                       const float *theta, int64_t i, float *gWe, float *gWd, float *dtheta_i) {
+                       const float *theta, int64_t i, float *gWe, float *gWd, float *dtheta_i,
+                       float *gx) {
+    if (o->arch == CTERP_ARCH_GATED) return gated_latent_grad(w, sae, o, i, gWe, gWd, gx);
     const int64_t D = w->D;
     const float invB = 1.0f / (float)w->B, lam = o->coef;
     const int standard = o->arch == CTERP_ARCH_STANDARD, jump = o->arch == CTERP_ARCH_JUMPRELU;
     const float *wd = sae->W_dec + i * D;
+    // matryoshka: the suffix sum of the levels this latent reaches (arch_backward_prepare)
+    const int lev = o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK ? level_of(o, i) : w->n_levels - 1;
+    const float *G = lev < w->n_levels - 1 ? w->xm + (int64_t)lev * w->B * D : w->g;
     double gb = 0, fsum = 0;
     memset(gWd, 0, (size_t)D * sizeof(float));
     memset(gWe, 0, (size_t)D * sizeof(float));
     for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
         int64_t p = w->lpair[q];
-        const float *gt = w->g + (int64_t)w->tok[p] * D;
+        const float *gt = G + (int64_t)w->tok[p] * D;
         const float *xt = w->xc + (int64_t)w->tok[p] * D;
         float a = w->a[p], ga = dot_f32(gt, wd, D);
         axpy_f32(gWd, a, gt, D);
@@ -519,12 +623,13 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
                    const float *x, float *grads, float *dtheta) {
     const int64_t D = w->D, N = w->N;
     float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
+    float *gx = o->arch == CTERP_ARCH_GATED ? db_dec + D : NULL;
     double t0 = time_now();
     arch_backward_prepare(w, o, x, db_dec);
     #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < N; i++)
         db_enc[i] = arch_latent_grad(w, sae, o, theta, i, dW_enc + i * D, dW_dec + i * D,
-                                     dtheta ? dtheta + i : NULL);
+                                     dtheta ? dtheta + i : NULL, gx);
     w->t_backward += time_now() - t0;
 }
 
@@ -579,8 +684,14 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
     free(lrow), free(lpair), free(act);
 }
 
-void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, float *db_dec) {
+void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, const float *db_mag,
+                         float *db_dec) {
     const int64_t D = sae->d_in, N = sae->d_sae;
+    if (sae->arch == CTERP_ARCH_GATED && db_mag) { // both paths read xc through W_enc
+        for (int64_t i = 0; i < N; i++)
+            axpy_f32(db_dec, -(db_enc[i] + expf(sae->r_mag[i]) * db_mag[i]), sae->W_enc + i * D, D);
+        return;
+    }
     // db_dec (1, D) -= db_enc (1, N) . W_enc (N, D)
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)N, (int)D, -1.0f, sae->W_enc, (int)D, db_enc, 1,
                 1.0f, db_dec, 1);
@@ -600,7 +711,15 @@ void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, cons
             f[t * N + i] = (float)z;
             h[t * N + i] = (float)(o->rescale ? z * sqrt(n) : z);
         }
-    if (o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_JUMPRELU) {
+    if (o->arch == CTERP_ARCH_GATED) { // f = 1[pi > 0] ReLU(sum_d W_enc exp(r_mag) xc + b_mag)
+        for (int64_t q = 0; q < B * N; q++) {
+            const int64_t i = q % N;
+            double m = sae->b_mag[i];
+            for (int64_t d = 0; d < D; d++)
+                m += (double)sae->W_enc[i * D + d] * exp(sae->r_mag[i]) * (x[q / N * D + d] - sae->b_dec[d]);
+            f[q] = f[q] > 0 && m > 0 ? (float)m : 0;
+        }
+    } else if (o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_JUMPRELU) {
         for (int64_t q = 0; q < B * N; q++) {
             float lim = o->arch == CTERP_ARCH_JUMPRELU ? theta[q % N] : 0.0f;
             if (!(f[q] > lim)) f[q] = 0;
@@ -614,7 +733,7 @@ void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, cons
             for (int j = 0; j < c; j++) f[t * N + idx[j]] = val[j];
         }
         free(idx), free(val);
-    } else { // batchtopk: the k*B largest positive h, ties by lowest flat index
+    } else { // batchtopk, matryoshka: the k*B largest positive h, ties by lowest flat index
         int64_t keep = (int64_t)o->k * B;
         char *taken = calloc((size_t)(B * N), 1);
         for (int64_t n = 0; n < keep; n++) {

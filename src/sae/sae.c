@@ -8,36 +8,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *arch_names[] = {"standard", "topk", "batchtopk", "jumprelu"};
+static const char *arch_names[CTERP_N_ARCHS] = {"standard", "topk",  "batchtopk", "jumprelu",
+                                                  "matryoshka_batchtopk", "gated"};
 
 const char *cterp_arch_name(cterp_arch a) {
-    return (unsigned)a < 4 ? arch_names[a] : "unknown";
+    return (unsigned)a < CTERP_N_ARCHS ? arch_names[a] : "unknown";
 }
 
 cterp_status cterp_arch_parse(const char *name, cterp_arch *out) {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < CTERP_N_ARCHS; i++)
         if (name && !strcmp(name, arch_names[i])) {
             *out = (cterp_arch)i;
             return CTERP_OK;
         }
     return cterp_error(CTERP_EINVAL,
-                       "architecture: got '%s', expected one of standard, topk, batchtopk, jumprelu",
+                       "architecture: got '%s', expected one of standard, topk, batchtopk, "
+                       "jumprelu, matryoshka_batchtopk, gated",
                        name ? name : "(null)");
 }
 
 size_t cterp_sae_n_params(cterp_arch arch, int64_t d_in, int64_t d_sae) {
     size_t D = (size_t)d_in, N = (size_t)d_sae;
-    return 2 * N * D + N + D + (arch == CTERP_ARCH_JUMPRELU ? N : 0);
+    return 2 * N * D + N + D + (arch == CTERP_ARCH_JUMPRELU ? N : 0) +
+           (arch == CTERP_ARCH_GATED ? 2 * N : 0);
 }
 
 cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k) {
     *out = NULL;
-    if ((unsigned)arch > CTERP_ARCH_JUMPRELU)
-        return cterp_error(CTERP_EINVAL, "architecture: got %d, expected 0..3", (int)arch);
+    if ((unsigned)arch >= CTERP_N_ARCHS)
+        return cterp_error(CTERP_EINVAL, "architecture: got %d, expected 0..%d", (int)arch,
+                           CTERP_N_ARCHS - 1);
     if (d_in <= 0 || d_sae <= 0 || d_in > (1 << 24) || d_sae > (1 << 26))
         return cterp_error(CTERP_EINVAL, "d_in/d_sae: got %lld/%lld, expected 1..2^24 / 1..2^26",
                            (long long)d_in, (long long)d_sae);
-    if ((arch == CTERP_ARCH_TOPK || arch == CTERP_ARCH_BATCHTOPK) && (k <= 0 || k > d_sae))
+    if ((arch == CTERP_ARCH_TOPK || arch == CTERP_ARCH_BATCHTOPK ||
+         arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) &&
+        (k <= 0 || k > d_sae))
         return cterp_error(CTERP_EINVAL, "k: got %d, expected 1..d_sae (%lld)", k, (long long)d_sae);
     cterp_sae *s = calloc(1, sizeof *s);
     if (!s) return cterp_error(CTERP_ENOMEM, "SAE: out of memory");
@@ -65,6 +71,7 @@ cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, in
     s->W_dec = p, p += N * D;
     s->b_dec = p, p += D;
     s->threshold = has_thr ? p : NULL;
+    if (arch == CTERP_ARCH_GATED) s->r_mag = p, p += N, s->b_mag = p;
     *out = s;
     return CTERP_OK;
 }
@@ -83,8 +90,9 @@ static float row_norm(const float *w, int64_t D) {
 
 cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, float *f) {
     const int64_t D = sae->d_in, N = sae->d_sae;
-    if (sae->arch == CTERP_ARCH_BATCHTOPK)
-        return cterp_error(CTERP_EINVAL, "batchtopk is a training architecture; saved SAEs are jumprelu");
+    if (sae->arch == CTERP_ARCH_BATCHTOPK || sae->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK)
+        return cterp_error(CTERP_EINVAL, "%s is a training architecture; saved SAEs are jumprelu",
+                           cterp_arch_name(sae->arch));
     const int64_t T = 256; // rows per GEMM tile
     int topk = sae->arch == CTERP_ARCH_TOPK, rescale = topk && sae->rescale_acts_by_decoder_norm;
     float *xc = malloc((size_t)(T * D) * sizeof(float));
@@ -110,6 +118,11 @@ cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, f
             float *ft = z + t * N;
             if (sae->arch == CTERP_ARCH_STANDARD) {
                 for (int64_t i = 0; i < N; i++) ft[i] = ft[i] > 0 ? ft[i] : 0;
+            } else if (sae->arch == CTERP_ARCH_GATED) { // ft = pi (b_enc holds b_gate)
+                for (int64_t i = 0; i < N; i++) {
+                    float m = expf(sae->r_mag[i]) * (ft[i] - sae->b_enc[i]) + sae->b_mag[i];
+                    ft[i] = ft[i] > 0 && m > 0 ? m : 0;
+                }
             } else if (sae->arch == CTERP_ARCH_JUMPRELU) {
                 for (int64_t i = 0; i < N; i++)
                     ft[i] = (ft[i] > sae->threshold[i] && ft[i] > 0) ? ft[i] : 0;

@@ -12,7 +12,7 @@
 #include "cterp/train.h"
 #include "sae/bf16.h"
 
-typedef enum { F_ARCH, F_I64, F_INT, F_FLOAT, F_BOOL, F_SCHED, F_BDEC, F_U64 } ftype;
+typedef enum { F_ARCH, F_I64, F_INT, F_FLOAT, F_BOOL, F_SCHED, F_BDEC, F_U64, F_WIDTHS } ftype;
 
 typedef struct {
     const char *name;
@@ -23,7 +23,7 @@ typedef struct {
 
 #define FLD(n, t, h) {#n, t, offsetof(cterp_train_config, n), h}
 static const field fields[] = {
-    FLD(architecture, F_ARCH, "standard | topk | batchtopk | jumprelu"),
+    FLD(architecture, F_ARCH, "standard | topk | batchtopk | jumprelu | matryoshka_batchtopk | gated"),
     FLD(d_sae, F_I64, "latents (0: d_in * expansion_factor)"),
     FLD(expansion_factor, F_INT, "d_sae = d_in * this when d_sae is 0"),
     FLD(k, F_INT, "topk/batchtopk: active latents per token"),
@@ -31,6 +31,8 @@ static const field fields[] = {
     FLD(jumprelu_bandwidth, F_FLOAT, "jumprelu: straight-through estimator width"),
     FLD(jumprelu_init_threshold, F_FLOAT, "jumprelu: initial threshold"),
     FLD(topk_threshold_lr, F_FLOAT, "batchtopk: EMA rate of the inference threshold"),
+    FLD(matryoshka_widths, F_WIDTHS,
+        "matryoshka_batchtopk: prefix widths, strictly increasing, e.g. 128,512,2048 (d_sae appended)"),
     FLD(lr, F_FLOAT, "Adam learning rate"),
     FLD(lr_end, F_FLOAT, "learning rate at the end of the decay"),
     FLD(lr_scheduler, F_SCHED, "constant | cosine | linear"),
@@ -40,7 +42,7 @@ static const field fields[] = {
     FLD(adam_beta2, F_FLOAT, "Adam beta2"),
     FLD(adam_eps, F_FLOAT, "Adam epsilon"),
     FLD(grad_clip, F_FLOAT, "global gradient-norm clip (0: off)"),
-    FLD(l1_coefficient, F_FLOAT, "standard: L1 coefficient"),
+    FLD(l1_coefficient, F_FLOAT, "standard, gated: L1 coefficient"),
     FLD(l0_coefficient, F_FLOAT, "jumprelu: L0 coefficient"),
     FLD(sparsity_warm_up_steps, F_I64, "sparsity coefficient ramps 0 -> 1 (-1: all steps)"),
     FLD(feature_sampling_window, F_I64, "steps per feature-density window"),
@@ -193,6 +195,26 @@ cterp_status cterp_train_config_set(cterp_train_config *c, const char *name, con
     char *end;
     errno = 0;
     switch (f->type) {
+    case F_WIDTHS: { // "128,512,2048" ("" or "none": no widths)
+        int n = 0;
+        int64_t v[CTERP_MAX_MATRYOSHKA] = {0};
+        if (strcmp(value, "none") != 0 && value[0]) {
+            for (const char *q = value;; q = end + 1) {
+                long long x = strtoll(q, &end, 10);
+                if (end == q || errno || (*end && *end != ',') || x <= 0)
+                    return cterp_error(CTERP_EINVAL, "%s: got '%s', expected positive integers separated by commas",
+                                       f->name, value);
+                if (n == CTERP_MAX_MATRYOSHKA)
+                    return cterp_error(CTERP_EINVAL, "%s: got '%s', expected at most %d widths", f->name, value,
+                                       CTERP_MAX_MATRYOSHKA);
+                v[n++] = x;
+                if (!*end) break;
+            }
+        }
+        memcpy(c->matryoshka_widths, v, (size_t)n * sizeof(int64_t));
+        c->n_matryoshka_widths = n;
+        return CTERP_OK;
+    }
     case F_ARCH: {
         cterp_arch a;
         cterp_status s = cterp_arch_parse(value, &a);
@@ -201,14 +223,14 @@ cterp_status cterp_train_config_set(cterp_train_config *c, const char *name, con
         return CTERP_OK;
     }
     case F_SCHED: {
-        int v;
+        int v = 0;
         if (!strcmp(value, "cosineannealing")) value = "cosine";
         cterp_status s = parse_enum(value, sched_names, 3, &v, f->name);
         if (!s) *(cterp_lr_sched *)p = (cterp_lr_sched)v;
         return s;
     }
     case F_BDEC: {
-        int v;
+        int v = 0;
         cterp_status s = parse_enum(value, bdec_names, 3, &v, f->name);
         if (!s) *(cterp_bdec_init *)p = (cterp_bdec_init)v;
         return s;
@@ -286,9 +308,23 @@ cterp_status cterp_train_config_load_json(cterp_train_config *c, const char *pat
     }
     for (cJSON *it = root->child; it; it = it->next) {
         if (!strcmp(it->string, "preset")) continue;
-        char buf[64];
+        char buf[64 + 21 * CTERP_MAX_MATRYOSHKA];
         const char *v;
-        if (cJSON_IsString(it)) v = it->valuestring;
+        if (cJSON_IsArray(it) && !strcmp(it->string, "matryoshka_widths")) { // [128, 512] -> "128,512"
+            size_t k = 0;
+            int n = 0;
+            buf[0] = 0;
+            for (cJSON *e = it->child; e; e = e->next, n++) {
+                if (!cJSON_IsNumber(e) || n >= CTERP_MAX_MATRYOSHKA + 1) {
+                    s = cterp_error(CTERP_EINVAL, "%s: matryoshka_widths: expected at most %d integers",
+                                    path, CTERP_MAX_MATRYOSHKA);
+                    cJSON_Delete(root);
+                    return s;
+                }
+                k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%.17g", n ? "," : "", e->valuedouble);
+            }
+            v = buf;
+        } else if (cJSON_IsString(it)) v = it->valuestring;
         else if (cJSON_IsBool(it)) v = cJSON_IsTrue(it) ? "true" : "false";
         else if (cJSON_IsNumber(it)) {
             snprintf(buf, sizeof buf, "%.17g", it->valuedouble);
@@ -325,6 +361,12 @@ cterp_status cterp_train_config_write_json(const cterp_train_config *c, FILE *f)
         case F_INT: fprintf(f, "%d", *(const int *)p); break;
         case F_I64: fprintf(f, "%lld", (long long)*(const int64_t *)p); break;
         case F_U64: fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+        case F_WIDTHS:
+            fprintf(f, "[");
+            for (int j = 0; j < c->n_matryoshka_widths; j++)
+                fprintf(f, "%s%lld", j ? ", " : "", (long long)c->matryoshka_widths[j]);
+            fprintf(f, "]");
+            break;
         }
         fprintf(f, "%s\n", i + 1 < N_FIELDS ? "," : "");
     }
@@ -344,21 +386,45 @@ int64_t cterp_train_config_steps(const cterp_train_config *c) {
 #define BAD(field, fmt, ...) cterp_error(CTERP_EINVAL, "%s: got " fmt ", expected %s", field, __VA_ARGS__)
 
 cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_in) {
-    if ((unsigned)c->architecture > CTERP_ARCH_JUMPRELU)
-        return BAD("architecture", "%d", (int)c->architecture, "standard, topk, batchtopk or jumprelu");
+    if ((unsigned)c->architecture >= CTERP_N_ARCHS)
+        return BAD("architecture", "%d", (int)c->architecture,
+                   "standard, topk, batchtopk, jumprelu, matryoshka_batchtopk or gated");
     if (d_in <= 0) return BAD("d_in", "%lld", (long long)d_in, "> 0");
     if (c->d_sae < 0) return BAD("d_sae", "%lld", (long long)c->d_sae, ">= 0 (0: d_in * expansion_factor)");
     if (c->d_sae == 0 && (c->expansion_factor <= 0 || c->expansion_factor > 4096))
         return BAD("expansion_factor", "%d", c->expansion_factor, "1..4096");
     int64_t N = cterp_train_config_d_sae(c, d_in);
     if (N > (1 << 26)) return BAD("d_sae", "%lld", (long long)N, "<= 67108864");
-    if (c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK) {
+    const int matry = c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
+    if (c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK || matry) {
         if (c->k <= 0 || c->k > N) {
             char allowed[64];
             snprintf(allowed, sizeof allowed, "1..d_sae (%lld)", (long long)N);
             return BAD("k", "%d", c->k, allowed);
         }
     }
+    if ((unsigned)c->n_matryoshka_widths > CTERP_MAX_MATRYOSHKA)
+        return BAD("matryoshka_widths", "%d widths", c->n_matryoshka_widths, "at most 16");
+    if (matry && c->n_matryoshka_widths == 0)
+        return cterp_error(CTERP_EINVAL, "matryoshka_widths: got none, expected the prefix widths of "
+                           "matryoshka_batchtopk, strictly increasing, e.g. --matryoshka-widths 128,512");
+    if (!matry && c->n_matryoshka_widths > 0)
+        return cterp_error(CTERP_EINVAL, "matryoshka_widths: got %d widths with architecture %s, expected "
+                           "none (only matryoshka_batchtopk has prefixes)",
+                           c->n_matryoshka_widths, cterp_arch_name(c->architecture));
+    for (int j = 0; j < c->n_matryoshka_widths; j++) {
+        const int64_t v = c->matryoshka_widths[j];
+        if (v < 1 || v > N)
+            return cterp_error(CTERP_EINVAL, "matryoshka_widths: got %lld (width %d), expected 1..d_sae (%lld)",
+                               (long long)v, j + 1, (long long)N);
+        if (j > 0 && v <= c->matryoshka_widths[j - 1])
+            return cterp_error(CTERP_EINVAL, "matryoshka_widths: got %lld after %lld (width %d), expected "
+                               "strictly increasing widths",
+                               (long long)v, (long long)c->matryoshka_widths[j - 1], j + 1);
+    }
+    if (c->architecture == CTERP_ARCH_GATED && c->use_ghost_grads)
+        return cterp_error(CTERP_EINVAL, "use_ghost_grads: got true with architecture gated, expected false "
+                           "(SAELens v6 has no ghost grads; gated trains its gate through its own aux loss)");
     if (!(c->lr > 0)) return BAD("lr", "%g", c->lr, "> 0");
     if (!(c->lr_end >= 0)) return BAD("lr_end", "%g", c->lr_end, ">= 0");
     if ((unsigned)c->lr_scheduler > 2) return BAD("lr_scheduler", "%d", (int)c->lr_scheduler, "constant, cosine or linear");
@@ -397,8 +463,9 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
     if (c->checkpoint_every < 0) return BAD("checkpoint_every", "%lld", (long long)c->checkpoint_every, ">= 0");
     if (c->threads < 0) return BAD("threads", "%d", c->threads, ">= 0");
     if (c->encoder_bf16) {
-        if (c->architecture != CTERP_ARCH_TOPK && c->architecture != CTERP_ARCH_BATCHTOPK)
-            return cterp_error(CTERP_EINVAL, "encoder_bf16: got true with architecture %s, expected topk or batchtopk "
+        if (c->architecture != CTERP_ARCH_TOPK && c->architecture != CTERP_ARCH_BATCHTOPK && !matry)
+            return cterp_error(CTERP_EINVAL, "encoder_bf16: got true with architecture %s, expected topk, batchtopk "
+                               "or matryoshka_batchtopk "
                                "(the others threshold every pre-activation)", cterp_arch_name(c->architecture));
         if (!bf16_available())
             return cterp_error(CTERP_EINVAL, "encoder_bf16: got true, but %s", bf16_why_unavailable());

@@ -36,6 +36,11 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
         return s;
     }
     t->sae->rescale_acts_by_decoder_norm = cfg->rescale_acts_by_decoder_norm;
+    if (cfg->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) { // d_sae closes the list (SAELens)
+        t->n_widths = cfg->n_matryoshka_widths;
+        memcpy(t->widths, cfg->matryoshka_widths, (size_t)t->n_widths * sizeof(int64_t));
+        if (t->widths[t->n_widths - 1] < t->N) t->widths[t->n_widths++] = t->N;
+    }
     size_t np = t->sae->n_params, N = (size_t)t->N;
     t->grads = calloc(np, sizeof(float));
     t->adam_m = calloc(np, sizeof(float));
@@ -264,7 +269,7 @@ const cterp_sae *cterp_trainer_sae(const cterp_trainer *t) { return t->sae; }
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { return &t->last; }
 double cterp_trainer_input_scale(const cterp_trainer *t) { return t->scale; }
 
-static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite) {
+static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite, int matry) {
     fprintf(f,
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.8g, \"mse_loss\": %.8g, "
             "\"sparsity_loss\": %.8g, \"aux_loss\": %.8g, \"mse\": %.8g, "
@@ -273,6 +278,7 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
             (long long)m->step, (long long)m->tokens, m->loss, m->mse_loss, m->sparsity_loss,
             m->aux_loss, m->mse, m->explained_variance, m->l0, m->l0_sparsity, m->l1_magnitude,
             (long long)m->dead_features, m->dead_fraction);
+    if (matry) fprintf(f, "\"inner_mse_loss\": %.8g, ", m->inner_mse_loss);
     if (isfinite(m->mean_log10_density))
         fprintf(f, "\"mean_log10_feature_density\": %.6g, ", m->mean_log10_density);
     if (m->window_done) {
@@ -313,8 +319,9 @@ static cterp_status train_step(cterp_trainer *t) {
     const double lr = sched_lr(c, step, t->steps);
     const double sp = sched_sparsity(c, step, t->steps);
     arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
-                   c->encoder_bf16, t->fuse_mode};
-    if (c->architecture == CTERP_ARCH_STANDARD) o.coef = (float)(c->l1_coefficient * sp);
+                   c->encoder_bf16, t->fuse_mode, t->widths, t->n_widths};
+    if (c->architecture == CTERP_ARCH_STANDARD || c->architecture == CTERP_ARCH_GATED)
+        o.coef = (float)(c->l1_coefficient * sp);
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
     // dead latents as of before this step; when revival will run, the forward copies their
@@ -322,7 +329,8 @@ static cterp_status train_step(cterp_trainer *t) {
     int64_t n_dead = 0;
     for (int64_t i = 0; i < N; i++)
         if ((t->dead[i] = t->since_fired[i] >= c->dead_feature_window)) t->dead_list[n_dead++] = (int32_t)i;
-    const int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
+    const int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK ||
+                          c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
     if (n_dead > 0 && ((c->use_auxk && topk_like) || c->use_ghost_grads)) o.sub = t->dead_list, o.n_sub = n_dead;
     if ((s = arch_forward(w, t->sae, &o, t->sae->threshold, t->x))) return s;
 
@@ -330,13 +338,14 @@ static cterp_status train_step(cterp_trainer *t) {
     // in cache (the clipping norm then needs no pass of its own).
     const float *thr = t->sae->threshold;
     float *dW_enc = t->grads, *db_enc = dW_enc + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
+    float *gx = c->architecture == CTERP_ARCH_GATED ? db_dec + D : NULL; // d r_mag, d b_mag (2N)
     double *rowsq = t->rowsq;
     double t0b = time_now();
     arch_backward_prepare(w, &o, t->x, db_dec);
     #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < N; i++) {
         float *e = dW_enc + i * D, *d = dW_dec + i * D;
-        db_enc[i] = arch_latent_grad(w, t->sae, &o, thr, i, e, d, t->dlog_thr ? t->dlog_thr + i : NULL);
+        db_enc[i] = arch_latent_grad(w, t->sae, &o, thr, i, e, d, t->dlog_thr ? t->dlog_thr + i : NULL, gx);
         rowsq[i] = sumsq_f64(e, D), rowsq[N + i] = sumsq_f64(d, D);
     }
     double t1 = time_now(), aux = 0;
@@ -352,7 +361,8 @@ static cterp_status train_step(cterp_trainer *t) {
             if (t->dead[i]) rowsq[i] = sumsq_f64(dW_enc + i * D, D), rowsq[N + i] = sumsq_f64(dW_dec + i * D, D);
     double t2 = time_now();
     t->t_revive += t2 - t1;
-    arch_bdec_from_benc(t->sae, db_enc, db_dec);
+    arch_bdec_from_benc(t->sae, db_enc, gx ? gx + N : NULL, db_dec);
+    aux += w->aux_loss; // gated's gate reconstruction, matryoshka's inner prefixes
     double loss = w->mse_loss + w->sparsity_loss + aux;
     if (!isfinite(loss))
         return cterp_error(CTERP_ENAN, "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)",
@@ -367,19 +377,22 @@ static cterp_status train_step(cterp_trainer *t) {
     for (int64_t i = 0; i < N; i++) gn2 += rowsq[N + i];
     gn2 += sumsq_f64(db_dec, D);
     if (t->dlog_thr) gn2 += sumsq_f64(t->dlog_thr, N);
+    if (gx) gn2 += sumsq_f64(gx, 2 * N);
     if (!isfinite(gn2))
         return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite", (long long)step);
     float gscale = 1.0f;
     if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) gscale = (float)(c->grad_clip / sqrt(gn2));
-    // Adam over W_enc, b_enc, W_dec, b_dec (the threshold array is not trained directly)
-    adam_update(t->sae->params, t->grads, gscale, t->adam_m, t->adam_v, (size_t)(2 * N * D + N + D),
+    // Adam over W_enc, b_enc, W_dec, b_dec (+ r_mag, b_mag for gated; the jumprelu threshold
+    // array is not trained directly)
+    adam_update(t->sae->params, t->grads, gscale, t->adam_m, t->adam_v, (size_t)(2 * N * D + N + D + (gx ? 2 * N : 0)),
                 (float)lr, c->adam_beta1, c->adam_beta2, c->adam_eps, step + 1);
     if (t->log_thr) {
         adam_update(t->log_thr, t->dlog_thr, gscale, t->thr_m, t->thr_v, (size_t)N, (float)lr, c->adam_beta1,
                     c->adam_beta2, c->adam_eps, step + 1);
         for (int64_t i = 0; i < N; i++) t->sae->threshold[i] = expf(t->log_thr[i]);
     }
-    if (c->architecture == CTERP_ARCH_BATCHTOPK && isfinite(w->min_kept))
+    if ((c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) &&
+        isfinite(w->min_kept))
         t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * w->min_kept;
 
     double t3 = time_now();
@@ -427,6 +440,7 @@ static cterp_status train_step(cterp_trainer *t) {
     m->mse_loss = w->mse_loss;
     m->sparsity_loss = w->sparsity_loss;
     m->aux_loss = aux;
+    m->inner_mse_loss = c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK ? w->aux_loss : 0;
     m->mse = w->mse_loss;
     m->explained_variance = w->sst > 0 ? 1.0 - w->sse / w->sst : NAN;
     int64_t nnz_pos = 0;
@@ -497,7 +511,8 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
         m->source_tokens_per_s = data > 0 ? tok / data : 0;
         m->sae_tokens_per_s = el - data > 0 ? tok / (el - data) : 0;
         if (t->step % t->cfg.log_every == 0 || t->step == t->steps || m->window_done) {
-            if (t->metrics_file) write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows);
+            if (t->metrics_file) write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows,
+                                                      t->cfg.architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK);
             if (t->log) t->log(m, t->log_user);
         }
         if (t->out_dir && t->cfg.checkpoint_every > 0 && t->step % t->cfg.checkpoint_every == 0 &&
@@ -519,7 +534,8 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
 cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
     const cterp_train_config *c = &t->cfg;
     const int64_t N = t->N, D = t->D;
-    cterp_arch arch = c->architecture == CTERP_ARCH_BATCHTOPK ? CTERP_ARCH_JUMPRELU : c->architecture;
+    const int btopk = c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
+    cterp_arch arch = btopk ? CTERP_ARCH_JUMPRELU : c->architecture; // as SAELens saves them
     cterp_sae *s;
     cterp_status st = cterp_sae_create(&s, arch, D, N, c->k);
     if (st) return st;
@@ -535,7 +551,7 @@ cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
         for (int64_t q = 0; q < N * D; q++) s->W_enc[q] *= sc, s->W_dec[q] /= sc;
         for (int64_t d = 0; d < D; d++) s->b_dec[d] /= sc;
     }
-    int topk_like = c->architecture == CTERP_ARCH_TOPK || c->architecture == CTERP_ARCH_BATCHTOPK;
+    int topk_like = c->architecture == CTERP_ARCH_TOPK || btopk;
     if (topk_like && c->rescale_acts_by_decoder_norm) { // fold decoder norms (SAELens fold_W_dec_norm)
         for (int64_t i = 0; i < N; i++) {
             double n2 = 0;
@@ -549,8 +565,12 @@ cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
     s->rescale_acts_by_decoder_norm = 0;
     if (c->architecture == CTERP_ARCH_JUMPRELU)
         memcpy(s->threshold, t->sae->threshold, (size_t)N * sizeof(float));
-    if (c->architecture == CTERP_ARCH_BATCHTOPK)
+    if (btopk)
         for (int64_t i = 0; i < N; i++) s->threshold[i] = (float)t->topk_threshold;
+    if (c->architecture == CTERP_ARCH_GATED) { // gate and magnitude read x through W_enc: the scale is folded there
+        memcpy(s->r_mag, t->sae->r_mag, (size_t)N * sizeof(float));
+        memcpy(s->b_mag, t->sae->b_mag, (size_t)N * sizeof(float));
+    }
     *out = s;
     return CTERP_OK;
 }

@@ -20,6 +20,8 @@ struct cterp_trainer {
     int fuse_mode;       // encoder_bf16 topk: 0 auto, 1 fused, -1 through z (benchmarks)
     double *rowsq;       // (2N) squared norms of each latent's W_enc and W_dec gradient rows
     double topk_threshold; // batchtopk inference threshold (EMA)
+    int64_t widths[CTERP_MAX_MATRYOSHKA + 1]; // matryoshka: the prefix widths, d_sae last
+    int n_widths;
     double scale;        // input scale factor (1 unless normalize_activations)
     int initialized;     // b_dec and scale done
     int64_t step;        // steps done
