@@ -60,6 +60,8 @@ static void check_same(const cterp_sae *a, const cterp_sae *b) {
     CHECK(same_floats(a->b_enc, b->b_enc, N));
     CHECK(same_floats(a->b_dec, b->b_dec, D));
     CHECK(same_floats(a->threshold, b->threshold, N));
+    CHECK(same_floats(a->r_mag, b->r_mag, N));
+    CHECK(same_floats(a->b_mag, b->b_mag, N));
     const cterp_sae_meta *m = &a->meta, *n = &b->meta;
     CHECK(!strcmp(m->model_name, n->model_name) && !strcmp(m->hook_name, n->hook_name));
     CHECK(!strcmp(m->dataset_path, n->dataset_path));
@@ -135,10 +137,34 @@ static void check_cfg(const char *dir, const cterp_sae *s) {
     cJSON_Delete(c);
 }
 
+// The tensors SAELens v6's load_from_disk finds in sae_weights.safetensors: its strict
+// load_state_dict wants exactly the module's parameters (reference/saelens.md section 4), no more
+// and no fewer, under these names and shapes.
+static void check_tensor_names(const st_file *st, cterp_arch arch, int64_t D, int64_t N) {
+    static const char *const plain[] = {"W_dec", "W_enc", "b_dec", "b_enc", NULL};
+    static const char *const jump[] = {"W_dec", "W_enc", "b_dec", "b_enc", "threshold", NULL};
+    static const char *const gated[] = {"W_dec", "W_enc", "b_dec", "b_gate", "b_mag", "r_mag", NULL};
+    const char *const *want = arch == CTERP_ARCH_JUMPRELU ? jump : arch == CTERP_ARCH_GATED ? gated : plain;
+    int n = 0;
+    for (; want[n]; n++) {
+        const st_tensor *t = st_find(st, want[n]);
+        CHECK_MSG(t != NULL, "%s: tensor %s missing", cterp_arch_name(arch), want[n]);
+        if (!t) continue;
+        const int two = want[n][0] == 'W';
+        const int64_t len = !strcmp(want[n], "b_dec") ? D : N;
+        CHECK_MSG(t->dtype == ST_F32 && t->ndim == (two ? 2 : 1) && (two || t->shape[0] == len),
+                  "%s: tensor %s: wrong dtype or shape", cterp_arch_name(arch), want[n]);
+    }
+    CHECK_MSG(st->n_tensors == n, "%s: %d tensors on disk, SAELens's module has %d", cterp_arch_name(arch),
+              st->n_tensors, n);
+    // sorted by name, as SAELens's writer (safetensors save_file) puts them
+    for (int i = 1; i < st->n_tensors; i++) CHECK(strcmp(st->tensors[i - 1].name, st->tensors[i].name) < 0);
+}
+
 static void test_round_trips(void) {
     const int64_t D = 24, N = 40;
-    cterp_arch archs[3] = {CTERP_ARCH_STANDARD, CTERP_ARCH_TOPK, CTERP_ARCH_JUMPRELU};
-    for (int a = 0; a < 3; a++) {
+    cterp_arch archs[4] = {CTERP_ARCH_STANDARD, CTERP_ARCH_TOPK, CTERP_ARCH_JUMPRELU, CTERP_ARCH_GATED};
+    for (int a = 0; a < 4; a++) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/rt_%s/nested", root, cterp_arch_name(archs[a]));
         cterp_sae *s = make_sae(archs[a], D, N, 5, 100 + (uint64_t)a);
@@ -177,8 +203,7 @@ static void test_round_trips(void) {
         CHECK_MSG(ok, "W_enc on disk is not the transpose of the (N, D) layout");
         t = st_find(&st, "W_dec");
         CHECK(t && t->shape[0] == N && t->shape[1] == D);
-        CHECK(st.n_tensors == (archs[a] == CTERP_ARCH_JUMPRELU ? 5 : 4));
-        CHECK((st_find(&st, "threshold") != NULL) == (archs[a] == CTERP_ARCH_JUMPRELU));
+        check_tensor_names(&st, archs[a], D, N);
         st_close(&st);
         free(wp);
         char *sp = file_join(dir, "sparsity.safetensors");
@@ -543,6 +568,81 @@ static void test_overwrite(void) {
     cterp_sae_free(b);
 }
 
+// A gated directory as SAELens writes it, by hand (b_gate, b_mag, r_mag; no b_enc): loaded
+// values land where they belong and the SAE computes SAELens's encode; one without r_mag or with
+// a b_enc instead of b_gate fails naming the tensor.
+static void test_gated_hand(void) {
+    const int64_t D = 3, N = 4;
+    float W_enc[3 * 4], W_dec[4 * 3], b_dec[3] = {0.5f, -0.25f, 0.125f};
+    float b_gate[4] = {0.1f, -5.0f, 0.0f, 0.3f}, b_mag[4] = {0.2f, 0.0f, -4.0f, -0.1f};
+    float r_mag[4] = {0.0f, 0.5f, -1.0f, 0.25f};
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 4; i++) W_enc[d * 4 + i] = 0.25f * (float)(d + 1) - 0.125f * (float)i;
+    for (int q = 0; q < 12; q++) W_dec[q] = (float)q / 8 - 0.5f;
+    char dir[600];
+    const int64_t sDN[2] = {D, N}, sND[2] = {N, D};
+    for (int variant = 0; variant < 3; variant++) {
+        snprintf(dir, sizeof dir, "%s/gated_hand_%d", root, variant);
+        write_text(dir, "cfg.json",
+                   "{\"d_in\":3,\"d_sae\":4,\"dtype\":\"float32\",\"device\":\"cpu\","
+                   "\"apply_b_dec_to_input\":true,\"normalize_activations\":\"none\","
+                   "\"reshape_activations\":\"none\",\"architecture\":\"gated\","
+                   "\"metadata\":{\"sae_lens_version\":\"6.18.0\",\"hook_name\":\"blocks.1.hook_resid_post\"}}");
+        st_writer w;
+        st_writer_init(&w);
+        st_writer_add(&w, "W_dec", ST_F32, 2, sND, W_dec);
+        st_writer_add(&w, "W_enc", ST_F32, 2, sDN, W_enc);
+        st_writer_add(&w, "b_dec", ST_F32, 1, &D, b_dec);
+        st_writer_add(&w, variant == 2 ? "b_enc" : "b_gate", ST_F32, 1, &N, b_gate);
+        st_writer_add(&w, "b_mag", ST_F32, 1, &N, b_mag);
+        if (variant != 1) st_writer_add(&w, "r_mag", ST_F32, 1, &N, r_mag);
+        char *p = file_join(dir, "sae_weights.safetensors");
+        CHECK_OK(st_write(&w, p));
+        free(p);
+        st_writer_free(&w);
+        if (variant == 1) {
+            expect_load_fails(dir, "r_mag", "gated", "not found");
+            continue;
+        }
+        if (variant == 2) {
+            expect_load_fails(dir, "b_gate", "gated", "not found");
+            continue;
+        }
+        cterp_sae *s = NULL;
+        CHECK_OK(cterp_sae_load(dir, &s));
+        if (!s) continue;
+        CHECK(s->arch == CTERP_ARCH_GATED && s->r_mag && s->b_mag && !s->threshold);
+        CHECK(!memcmp(s->b_enc, b_gate, sizeof b_gate) && !memcmp(s->r_mag, r_mag, sizeof r_mag) &&
+              !memcmp(s->b_mag, b_mag, sizeof b_mag));
+        // SAELens GatedSAE.encode: 1[xc W_enc + b_gate > 0] * ReLU(xc (W_enc * exp(r_mag)) + b_mag)
+        const float x[2 * 3] = {1.0f, 2.0f, -1.0f, -0.5f, 0.25f, 3.0f};
+        float f[2 * 4], xh[2 * 3];
+        CHECK_OK(cterp_sae_encode(s, x, 2, f));
+        int bad = 0, on = 0, off = 0;
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < 4; i++) {
+                double pi = b_gate[i], mag = b_mag[i];
+                for (int d = 0; d < 3; d++) {
+                    double xc = (double)x[t * 3 + d] - b_dec[d];
+                    pi += xc * W_enc[d * 4 + i];
+                    mag += xc * W_enc[d * 4 + i] * exp(r_mag[i]);
+                }
+                double want = pi > 0 && mag > 0 ? mag : 0;
+                bad += fabs(f[t * 4 + i] - want) > 1e-5 * (1 + fabs(want));
+                on += want > 0, off += want == 0;
+            }
+        CHECK_MSG(bad == 0, "gated encode differs from SAELens's formula in %d values", bad);
+        CHECK_MSG(on > 0 && off > 0, "gated hand case: %d on, %d off (want both)", on, off);
+        CHECK_OK(cterp_sae_decode(s, f, 2, xh));
+        for (int d = 0; d < 3; d++) {
+            double want = b_dec[d];
+            for (int i = 0; i < 4; i++) want += (double)f[i] * W_dec[i * 3 + d];
+            CHECK_CLOSE(xh[d], want, 1e-5, 1e-5);
+        }
+        cterp_sae_free(s);
+    }
+}
+
 int main(void) {
     const char *d = test_tmpdir("saedir");
     if (!d) return 1;
@@ -551,6 +651,7 @@ int main(void) {
     test_meta_variants();
     test_saelens_v5();
     test_errors();
+    test_gated_hand();
     test_overwrite();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
