@@ -497,7 +497,9 @@ static void check_bf16_forward(cterp_arch arch, int rescale, int fuse) {
     arch_work w32, w16;
     CHECK_OK(arch_work_init(&w32, FB, FD, FN));
     CHECK_OK(arch_work_init(&w16, FB, FD, FN));
-    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0, NULL, 0};
+    static const int64_t widths[3] = {50, 120, FN};
+    const int matry = arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
+    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0, matry ? widths : NULL, matry ? 3 : 0};
     int32_t sub[FN / 7 + 1]; // a "dead" list: AuxK's pre-activations, f32 in both
     int nsub = 0;
     for (int i = 3; i < FN; i += 7) sub[nsub++] = i;
@@ -530,6 +532,9 @@ static void check_bf16_forward(cterp_arch arch, int rescale, int fuse) {
     CHECK_MSG(same >= 0.95 * w32.nnz && w16.nnz <= w32.nnz, "bf16 forward (%s, rescale %d): %lld of %lld f32 pairs chosen, %lld in all",
               cterp_arch_name(arch), rescale, (long long)same, (long long)w32.nnz, (long long)w16.nnz);
     CHECK(fabs(w16.mse_loss - w32.mse_loss) <= 0.02 * w32.mse_loss);
+    if (matry) // the prefixes decoded from the bf16-chosen pairs (still in latent order per token)
+        CHECK_MSG(w32.aux_loss > 0 && fabs(w16.aux_loss - w32.aux_loss) <= 0.02 * w32.aux_loss,
+                  "bf16 matryoshka: inner mse %g, f32 %g", w16.aux_loss, w32.aux_loss);
     arch_work_free(&w32), arch_work_free(&w16);
     free(x);
     cterp_sae_free(s);
@@ -608,6 +613,7 @@ int main(void) {
         check_bf16_forward(CTERP_ARCH_TOPK, 0, fuse);
         check_bf16_forward(CTERP_ARCH_TOPK, 1, fuse);
         check_bf16_forward(CTERP_ARCH_BATCHTOPK, 0, fuse);
+        check_bf16_forward(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 1, fuse);
     }
     check_arch(CTERP_ARCH_STANDARD, 0, 1);
     check_arch(CTERP_ARCH_TOPK, 0, 2);
