@@ -20,6 +20,22 @@ printf '{"preset": "cterp", "architecture": "standard", "l1_coefficient": 0.5, "
 "$bin" train $toy --config "$tmp/c.json" --log-every 4 --out "$tmp/std" >/dev/null 2>&1
 check "--config trains a standard SAE" 'grep -q "\"architecture\":\"standard\"" "$tmp/std/cfg.json" && [ "$(wc -l < "$tmp/std/metrics.jsonl")" -eq 3 ]'
 
+# the architectures SAELens trains beyond the classic four: matryoshka saves as jumprelu, gated as gated
+"$bin" train $toy --arch matryoshka_batchtopk --matryoshka-widths 16,64 --steps 12 --log-every 4 --out "$tmp/matry" >/dev/null 2>&1
+check "matryoshka_batchtopk trains and saves as jumprelu" 'grep -q "\"architecture\":\"jumprelu\"" "$tmp/matry/cfg.json" && grep -q "\"inner_mse_loss\"" "$tmp/matry/metrics.jsonl"'
+printf '{"architecture": "matryoshka_batchtopk", "matryoshka_widths": [16, 64], "training_steps": 12}\n' > "$tmp/m.json"
+"$bin" train $toy --config "$tmp/m.json" --out "$tmp/matry2" >/dev/null 2>&1
+check "matryoshka widths from a JSON list give the same SAE as the flag" 'cmp -s "$tmp/matry/sae_weights.safetensors" "$tmp/matry2/sae_weights.safetensors"'
+err=$("$bin" train $toy --arch matryoshka_batchtopk --matryoshka-widths 64,32 2>&1); rc=$?
+check "non-increasing matryoshka widths are refused naming the field and value" '[ $rc -ne 0 ] && [[ "$err" == *"matryoshka_widths: got 32 after 64"* ]]'
+err=$("$bin" train $toy --arch matryoshka_batchtopk --matryoshka-widths 16,500 2>&1); rc=$?
+check "a matryoshka width past d_sae is refused" '[ $rc -ne 0 ] && [[ "$err" == *"matryoshka_widths: got 500"* ]] && [[ "$err" == *"d_sae (128)"* ]]'
+err=$("$bin" train $toy --arch matryoshka_batchtopk 2>&1); rc=$?
+check "matryoshka without widths is refused" '[ $rc -ne 0 ] && [[ "$err" == *"matryoshka_widths: got none"* ]]'
+"$bin" train $toy --arch gated --steps 12 --out "$tmp/gated" >/dev/null 2>&1
+out=$("$bin" inspect "$tmp/gated" 2>&1)
+check "gated trains, saves as gated, and inspect reads it" 'grep -q "\"architecture\":\"gated\"" "$tmp/gated/cfg.json" && [[ "$out" == *"architecture           gated"* ]]'
+
 # checkpoints and resume from the CLI: same result as straight through
 "$bin" train $toy --steps 20 --checkpoint-every 10 --out "$tmp/a" >/dev/null 2>&1
 "$bin" train $toy --resume "$tmp/a/checkpoints/step_10" --out "$tmp/b" >/dev/null 2>&1
@@ -112,7 +128,7 @@ check "bench --bf16-topk with a bad value: exit 2 naming the choices" '[ $rc -eq
 err=$("$bin" bench --bf16-topk fused --d-in 16 --d-sae 64 --steps 1 2>&1); rc=$?
 check "bench --bf16-topk without --encoder-bf16: exit 2 saying what it needs" '[ $rc -eq 2 ] && [[ "$err" == *"--encoder-bf16 true"* ]]'
 err=$("$bin" bench --arch standard --encoder-bf16 true --d-in 16 --d-sae 64 --steps 1 2>&1); rc=$?
-check "bench --encoder-bf16 with standard: exit 1 naming the field and the architectures" '[ $rc -eq 1 ] && [[ "$err" == *"encoder_bf16"* ]] && [[ "$err" == *"topk or batchtopk"* ]]'
+check "bench --encoder-bf16 with standard: exit 1 naming the field and the architectures" '[ $rc -eq 1 ] && [[ "$err" == *"encoder_bf16"* ]] && [[ "$err" == *"topk, batchtopk or matryoshka_batchtopk"* ]]'
 err=$("$bin" bench --auxk-impl bogus 2>&1); rc=$?
 check "bench --auxk-impl bogus: exit 2 naming the flag and the choices" '[ $rc -eq 2 ] && [[ "$err" == *"--auxk-impl"* ]] && [[ "$err" == *"pairs, dense or auto"* ]]'
 

@@ -176,6 +176,40 @@ class TestSAE(unittest.TestCase):
         self.assertLess(rss_kb() - r0, 16 * 1024, "RSS grew over 100 create/free cycles")
 
 
+class TestNewArchitectures(unittest.TestCase):
+    def test_matryoshka_widths_and_save_as_jumprelu(self):
+        c = SAEConfig(architecture="matryoshka_batchtopk", matryoshka_widths=[16, 64], d_sae=128,
+                      k=4, batch_size=256, training_steps=20)
+        self.assertEqual(c.matryoshka_widths, [16, 64])
+        self.assertNotIn("n_matryoshka_widths", c.to_dict())
+        with self.assertRaisesRegex(CterpError, "matryoshka_widths.*64 after 64"):
+            SAEConfig(architecture="matryoshka_batchtopk", matryoshka_widths="64,64").validate(32)
+        with tempfile.TemporaryDirectory() as d:
+            sae = cterp.train(cterp.Toy().sample(4096), c, save_path=d, verbose=False)
+            self.assertEqual(sae.architecture, "jumprelu")  # as SAELens saves it
+            self.assertGreater(sae.metrics["inner_mse_loss"], 0)
+            self.assertEqual(SAE.load_from_disk(d).cfg["architecture"], "jumprelu")
+
+    def test_gated_views_round_trip_and_encode(self):
+        c = SAEConfig(architecture="gated", d_sae=128, batch_size=256, training_steps=20,
+                      l1_coefficient=0.1)
+        with tempfile.TemporaryDirectory() as d:
+            sae = cterp.train(cterp.Toy().sample(4096), c, save_path=d, verbose=False)
+            self.assertEqual(sae.architecture, "gated")
+            self.assertEqual(sae.r_mag.shape, (128,))
+            self.assertGreater(float(np.abs(sae.r_mag).sum() + np.abs(sae.b_mag).sum()), 0)
+            t = SAE.load_from_disk(d)
+            for n in ("W_enc", "W_dec", "b_enc", "b_dec", "r_mag", "b_mag"):
+                np.testing.assert_array_equal(getattr(t, n), getattr(sae, n))
+            self.assertIsNone(t.threshold)
+        x = cterp.Toy().sample(16)
+        xc = x - sae.b_dec
+        gate = xc @ sae.W_enc + sae.b_enc  # b_enc holds b_gate
+        mag = xc @ (sae.W_enc * np.exp(sae.r_mag)) + sae.b_mag
+        want = np.where((gate > 0) & (mag > 0), mag, 0)
+        np.testing.assert_allclose(sae.encode(x), want, rtol=1e-4, atol=1e-5)
+
+
 class TestConfig(unittest.TestCase):
     def test_names(self):
         c = SAEConfig(sae_type="standard", learning_rate=1e-3, lambda_sparse=2.0,
