@@ -30,7 +30,9 @@ static void write_text(const char *dir, const char *name, const char *text) {
 
 static cterp_sae *make_sae(cterp_arch arch, int64_t D, int64_t N, int k, uint64_t seed) {
     cterp_sae *s = NULL;
-    if (cterp_sae_create(&s, arch, D, N, k) != CTERP_OK) return NULL;
+    const int tc = arch == CTERP_ARCH_TRANSCODER || arch == CTERP_ARCH_SKIP_TRANSCODER;
+    if ((tc ? cterp_sae_create_transcoder(&s, arch, D, D - 8, N) : cterp_sae_create(&s, arch, D, N, k)) != CTERP_OK)
+        return NULL;
     rng_t r;
     rng_seed(&r, seed);
     for (size_t i = 0; i < s->n_params; i++) s->params[i] = rng_normal(&r);
@@ -49,16 +51,17 @@ static int same_floats(const float *a, const float *b, size_t n) {
 }
 
 static void check_same(const cterp_sae *a, const cterp_sae *b) {
-    CHECK(a->arch == b->arch && a->d_in == b->d_in && a->d_sae == b->d_sae);
+    CHECK(a->arch == b->arch && a->d_in == b->d_in && a->d_sae == b->d_sae && a->d_out == b->d_out);
     if (a->arch == CTERP_ARCH_TOPK) CHECK(a->k == b->k);
     CHECK(a->rescale_acts_by_decoder_norm == b->rescale_acts_by_decoder_norm);
     CHECK(a->apply_b_dec_to_input == b->apply_b_dec_to_input);
     CHECK(!strcmp(a->normalize_activations, b->normalize_activations));
-    size_t D = (size_t)a->d_in, N = (size_t)a->d_sae;
+    size_t D = (size_t)a->d_in, N = (size_t)a->d_sae, DO = (size_t)a->d_out;
     CHECK(same_floats(a->W_enc, b->W_enc, N * D));
-    CHECK(same_floats(a->W_dec, b->W_dec, N * D));
+    CHECK(same_floats(a->W_dec, b->W_dec, N * DO));
     CHECK(same_floats(a->b_enc, b->b_enc, N));
-    CHECK(same_floats(a->b_dec, b->b_dec, D));
+    CHECK(same_floats(a->b_dec, b->b_dec, DO));
+    CHECK(same_floats(a->W_skip, b->W_skip, DO * D));
     CHECK(same_floats(a->threshold, b->threshold, N));
     CHECK(same_floats(a->r_mag, b->r_mag, N));
     CHECK(same_floats(a->b_mag, b->b_mag, N));
@@ -101,7 +104,10 @@ static void check_cfg(const char *dir, const cterp_sae *s) {
     if (!c) return;
     CHECK(is_num(get(c, "d_in"), (double)s->d_in) && is_num(get(c, "d_sae"), (double)s->d_sae));
     CHECK(is_str(get(c, "dtype"), "float32") && is_str(get(c, "device"), "cpu"));
-    CHECK(cJSON_IsTrue(get(c, "apply_b_dec_to_input")));
+    // transcoders: d_out, and apply_b_dec_to_input false (SAELens's TranscoderConfig refuses true)
+    const int tc = cterp_sae_is_transcoder(s);
+    CHECK(tc ? is_num(get(c, "d_out"), (double)s->d_out) : !get(c, "d_out"));
+    CHECK(cJSON_IsBool(get(c, "apply_b_dec_to_input")) && cJSON_IsTrue(get(c, "apply_b_dec_to_input")) == !tc);
     CHECK(is_str(get(c, "normalize_activations"), "none"));
     CHECK(is_str(get(c, "reshape_activations"), "none"));
     CHECK(is_str(get(c, "architecture"), cterp_arch_name(s->arch)));
@@ -140,19 +146,25 @@ static void check_cfg(const char *dir, const cterp_sae *s) {
 // The tensors SAELens v6's load_from_disk finds in sae_weights.safetensors: its strict
 // load_state_dict wants exactly the module's parameters (reference/saelens.md section 4), no more
 // and no fewer, under these names and shapes.
-static void check_tensor_names(const st_file *st, cterp_arch arch, int64_t D, int64_t N) {
+static void check_tensor_names(const st_file *st, cterp_arch arch, int64_t D, int64_t DO, int64_t N) {
     static const char *const plain[] = {"W_dec", "W_enc", "b_dec", "b_enc", NULL};
     static const char *const jump[] = {"W_dec", "W_enc", "b_dec", "b_enc", "threshold", NULL};
     static const char *const gated[] = {"W_dec", "W_enc", "b_dec", "b_gate", "b_mag", "r_mag", NULL};
-    const char *const *want = arch == CTERP_ARCH_JUMPRELU ? jump : arch == CTERP_ARCH_GATED ? gated : plain;
+    static const char *const skip[] = {"W_dec", "W_enc", "W_skip", "b_dec", "b_enc", NULL};
+    const char *const *want = arch == CTERP_ARCH_JUMPRELU ? jump : arch == CTERP_ARCH_GATED ? gated
+                              : arch == CTERP_ARCH_SKIP_TRANSCODER ? skip : plain;
     int n = 0;
     for (; want[n]; n++) {
         const st_tensor *t = st_find(st, want[n]);
         CHECK_MSG(t != NULL, "%s: tensor %s missing", cterp_arch_name(arch), want[n]);
         if (!t) continue;
+        // W_enc [d_in, d_sae], W_dec [d_sae, d_out], W_skip [d_out, d_in], b_dec [d_out], the rest [d_sae]
         const int two = want[n][0] == 'W';
-        const int64_t len = !strcmp(want[n], "b_dec") ? D : N;
-        CHECK_MSG(t->dtype == ST_F32 && t->ndim == (two ? 2 : 1) && (two || t->shape[0] == len),
+        const int64_t r0 = !strcmp(want[n], "W_enc") ? D : !strcmp(want[n], "W_dec") ? N : DO;
+        const int64_t r1 = !strcmp(want[n], "W_enc") ? N : !strcmp(want[n], "W_dec") ? DO : D;
+        const int64_t len = !strcmp(want[n], "b_dec") ? DO : N;
+        CHECK_MSG(t->dtype == ST_F32 && t->ndim == (two ? 2 : 1) &&
+                      (two ? t->shape[0] == r0 && t->shape[1] == r1 : t->shape[0] == len),
                   "%s: tensor %s: wrong dtype or shape", cterp_arch_name(arch), want[n]);
     }
     CHECK_MSG(st->n_tensors == n, "%s: %d tensors on disk, SAELens's module has %d", cterp_arch_name(arch),
@@ -163,8 +175,9 @@ static void check_tensor_names(const st_file *st, cterp_arch arch, int64_t D, in
 
 static void test_round_trips(void) {
     const int64_t D = 24, N = 40;
-    cterp_arch archs[4] = {CTERP_ARCH_STANDARD, CTERP_ARCH_TOPK, CTERP_ARCH_JUMPRELU, CTERP_ARCH_GATED};
-    for (int a = 0; a < 4; a++) {
+    cterp_arch archs[6] = {CTERP_ARCH_STANDARD, CTERP_ARCH_TOPK,       CTERP_ARCH_JUMPRELU,
+                           CTERP_ARCH_GATED,    CTERP_ARCH_TRANSCODER, CTERP_ARCH_SKIP_TRANSCODER};
+    for (int a = 0; a < 6; a++) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/rt_%s/nested", root, cterp_arch_name(archs[a]));
         cterp_sae *s = make_sae(archs[a], D, N, 5, 100 + (uint64_t)a);
@@ -184,6 +197,10 @@ static void test_round_trips(void) {
             CHECK_OK(cterp_sae_encode(s, x, 2, f1));
             CHECK_OK(cterp_sae_encode(l, x, 2, f2));
             CHECK(!memcmp(f1, f2, sizeof f1));
+            float y1[2 * 24], y2[2 * 24];
+            CHECK_OK(cterp_sae_forward(s, x, 2, y1));
+            CHECK_OK(cterp_sae_forward(l, x, 2, y2));
+            CHECK(!memcmp(y1, y2, 2 * (size_t)s->d_out * sizeof(float)));
             cterp_sae_free(l);
         }
         check_cfg(dir, s);
@@ -201,9 +218,7 @@ static void test_round_trips(void) {
                 ok &= v == s->W_enc[i * D + d];
             }
         CHECK_MSG(ok, "W_enc on disk is not the transpose of the (N, D) layout");
-        t = st_find(&st, "W_dec");
-        CHECK(t && t->shape[0] == N && t->shape[1] == D);
-        check_tensor_names(&st, archs[a], D, N);
+        check_tensor_names(&st, archs[a], D, s->d_out, N);
         st_close(&st);
         free(wp);
         char *sp = file_join(dir, "sparsity.safetensors");
@@ -425,8 +440,10 @@ static void test_errors(void) {
          NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"clt\"}", "architecture 'clt'",
          "not supported"},
-        {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"transcoder\",\"d_out\":4}",
-         "architecture 'transcoder'", "not supported"},
+        {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"jumprelu_transcoder\",\"d_out\":4}",
+         "architecture 'jumprelu_transcoder'", "not supported"},
+        {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"topk\",\"k\":2,\"d_out\":4}",
+         "has 'd_out' with architecture 'topk'", NULL},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":\"batchtopk\",\"k\":2}", "batchtopk",
          "training checkpoint"},
         {"{\"d_in\":4,\"d_sae\":6,\"architecture\":7}", "architecture: expected a string", NULL},
@@ -643,6 +660,72 @@ static void test_gated_hand(void) {
     }
 }
 
+// A skip_transcoder directory as SAELens writes it (d_in 3 -> d_out 2, W_skip [d_out, d_in]):
+// forward is SAELens's ReLU(x W_enc + b_enc) W_dec + b_dec + x W_skip^T with no b_dec on the input;
+// a transcoder config without d_out, or with apply_b_dec_to_input, or without W_skip, is refused.
+static void test_transcoder_hand(void) {
+    const int64_t D = 3, DO = 2, N = 4;
+    float W_enc[3 * 4], W_dec[4 * 2], b_enc[4] = {0.1f, -0.2f, 0.3f, -5.0f}, b_dec[2] = {0.5f, -0.25f};
+    float W_skip[2 * 3] = {0.5f, -1.0f, 0.25f, 2.0f, 0.0f, -0.75f};
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 4; i++) W_enc[d * 4 + i] = 0.25f * (float)(d + 1) - 0.125f * (float)i;
+    for (int q = 0; q < 8; q++) W_dec[q] = (float)q / 8 - 0.5f;
+    const int64_t sDN[2] = {D, N}, sND[2] = {N, DO}, sSk[2] = {DO, D};
+    const char *cfgs[4] = {
+        "{\"d_in\":3,\"d_sae\":4,\"d_out\":2,\"apply_b_dec_to_input\":false,\"architecture\":\"skip_transcoder\"}",
+        "{\"d_in\":3,\"d_sae\":4,\"apply_b_dec_to_input\":false,\"architecture\":\"skip_transcoder\"}",
+        "{\"d_in\":3,\"d_sae\":4,\"d_out\":2,\"apply_b_dec_to_input\":true,\"architecture\":\"transcoder\"}",
+        "{\"d_in\":3,\"d_sae\":4,\"d_out\":2,\"architecture\":\"skip_transcoder\"}"};
+    for (int variant = 0; variant < 4; variant++) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/transcoder_hand_%d", root, variant);
+        write_text(dir, "cfg.json", cfgs[variant]);
+        st_writer w;
+        st_writer_init(&w);
+        st_writer_add(&w, "W_dec", ST_F32, 2, sND, W_dec);
+        st_writer_add(&w, "W_enc", ST_F32, 2, sDN, W_enc);
+        if (variant != 3) st_writer_add(&w, "W_skip", ST_F32, 2, sSk, W_skip);
+        st_writer_add(&w, "b_dec", ST_F32, 1, &DO, b_dec);
+        st_writer_add(&w, "b_enc", ST_F32, 1, &N, b_enc);
+        char *p = file_join(dir, "sae_weights.safetensors");
+        CHECK_OK(st_write(&w, p));
+        free(p);
+        st_writer_free(&w);
+        if (variant == 1) expect_load_fails(dir, "missing key 'd_out'", NULL, NULL);
+        if (variant == 2) expect_load_fails(dir, "apply_b_dec_to_input: got true", "transcoder", NULL);
+        if (variant == 3) expect_load_fails(dir, "W_skip", "not found", "skip_transcoder");
+        if (variant) continue;
+        cterp_sae *s = NULL;
+        CHECK_OK(cterp_sae_load(dir, &s));
+        if (!s) continue;
+        CHECK(s->arch == CTERP_ARCH_SKIP_TRANSCODER && s->d_out == 2 && !s->apply_b_dec_to_input);
+        const float x[2 * 3] = {1.0f, 2.0f, -1.0f, -0.5f, 0.25f, 3.0f};
+        float y[2 * 2];
+        CHECK_OK(cterp_sae_forward(s, x, 2, y));
+        int on = 0;
+        for (int t = 0; t < 2; t++)
+            for (int o = 0; o < 2; o++) {
+                double want = b_dec[o];
+                for (int i = 0; i < 4; i++) {
+                    double h = b_enc[i];
+                    for (int d = 0; d < 3; d++) h += (double)x[t * 3 + d] * W_enc[d * 4 + i];
+                    if (h > 0) want += h * W_dec[i * 2 + o], on += o == 0;
+                }
+                for (int d = 0; d < 3; d++) want += (double)x[t * 3 + d] * W_skip[o * 3 + d];
+                CHECK_CLOSE(y[t * 2 + o], want, 1e-5, 1e-5);
+            }
+        CHECK_MSG(on > 0 && on < 8, "transcoder hand case: %d of 8 latents on (want some, not all)", on);
+        char again[600];
+        snprintf(again, sizeof again, "%s/transcoder_again", root);
+        CHECK_OK(cterp_sae_save(s, again, NULL));
+        cterp_sae *l = NULL;
+        CHECK_OK(cterp_sae_load(again, &l));
+        if (l) check_same(s, l);
+        cterp_sae_free(l);
+        cterp_sae_free(s);
+    }
+}
+
 int main(void) {
     const char *d = test_tmpdir("saedir");
     if (!d) return 1;
@@ -652,6 +735,7 @@ int main(void) {
     test_saelens_v5();
     test_errors();
     test_gated_hand();
+    test_transcoder_hand();
     test_overwrite();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

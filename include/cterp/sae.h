@@ -25,10 +25,14 @@ typedef enum {
                                          // saved as jumprelu
     CTERP_ARCH_GATED = 5,    // f = 1[pi > 0] ReLU(mag): pi = xc W_enc^T + b_gate,
                              // mag = exp(r_mag) (xc W_enc^T) + b_mag
+    CTERP_ARCH_TRANSCODER = 6,      // f = ReLU(x W_enc^T + b_enc) (no b_dec subtracted);
+                                    // y_hat = f W_dec + b_dec, of width d_out
+    CTERP_ARCH_SKIP_TRANSCODER = 7, // transcoder + x W_skip^T
 } cterp_arch;
-enum { CTERP_N_ARCHS = 6 };
+enum { CTERP_N_ARCHS = 8 };
 
-// "standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated" (SAELens's names)
+// "standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated", "transcoder",
+// "skip_transcoder" (SAELens's names)
 const char *cterp_arch_name(cterp_arch a);
 // Parses an architecture name; CTERP_EINVAL (message lists the allowed names) if unknown.
 cterp_status cterp_arch_parse(const char *name, cterp_arch *out);
@@ -52,6 +56,7 @@ typedef struct cterp_sae {
                               // MATRYOSHKA_BATCHTOPK save as JUMPRELU)
     int64_t d_in;             // D
     int64_t d_sae;            // N
+    int64_t d_out;            // DO: width of x_hat; d_in except for transcoders
     int k;                    // topk: active latents per token
     int rescale_acts_by_decoder_norm; // topk: rank by z_i * ||W_dec_i|| (SAELens v6 training)
     int apply_b_dec_to_input; // subtract b_dec before the encoder (1 for cterp SAEs)
@@ -60,29 +65,41 @@ typedef struct cterp_sae {
     size_t n_params;
     float *W_enc;     // (N, D)
     float *b_enc;     // (N); gated: b_gate (SAELens's name on disk; gated has no b_enc)
-    float *W_dec;     // (N, D)
-    float *b_dec;     // (D)
+    float *W_dec;     // (N, DO)
+    float *b_dec;     // (DO)
     float *threshold; // (N), jumprelu only; NULL otherwise
     float *r_mag;     // (N), gated only (magnitude path: W_enc_i scaled by exp(r_mag_i)); NULL otherwise
     float *b_mag;     // (N), gated only; NULL otherwise
+    float *W_skip;    // (DO, D), skip_transcoder only; NULL otherwise
     cterp_sae_meta meta;
 } cterp_sae;
 
 // Floats in an SAE's parameter block, in this order: W_enc, b_enc, W_dec, b_dec (+ threshold for
-// jumprelu; + r_mag, b_mag for gated).
+// jumprelu; + r_mag, b_mag for gated; + W_skip for skip_transcoder). d_out = d_in.
 size_t cterp_sae_n_params(cterp_arch arch, int64_t d_in, int64_t d_sae);
-// Allocates a zeroed SAE. k is used by topk/batchtopk only (1 <= k <= d_sae).
+// The same for any d_out (transcoders).
+size_t cterp_sae_n_params_out(cterp_arch arch, int64_t d_in, int64_t d_out, int64_t d_sae);
+// Allocates a zeroed SAE (d_out = d_in). k is used by topk/batchtopk only (1 <= k <= d_sae).
 cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k);
+// Allocates a zeroed transcoder or skip_transcoder from d_in to d_out (apply_b_dec_to_input 0).
+cterp_status cterp_sae_create_transcoder(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_out,
+                                         int64_t d_sae);
+// 1 for transcoder and skip_transcoder (x_hat is another activation, of width d_out).
+int cterp_sae_is_transcoder(const cterp_sae *sae);
 void cterp_sae_free(cterp_sae *sae); // NULL is a no-op
 
 // Dense inference: f (B, N) = act(z) for x (B, D). batchtopk and matryoshka_batchtopk are not
 // inference architectures.
 cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, float *f);
-// x_hat (B, D) = f W_dec + b_dec for f (B, N) (divides by ||W_dec_i|| when rescaling).
+// x_hat (B, DO) = f W_dec + b_dec for f (B, N) (divides by ||W_dec_i|| when rescaling). For a
+// skip_transcoder this is SAELens's decode, without the skip term: cterp_sae_forward adds it.
 cterp_status cterp_sae_decode(const cterp_sae *sae, const float *f, int64_t B, float *x_hat);
+// x_hat (B, DO) of x (B, D): encode, decode, and for skip_transcoder + x W_skip^T.
+cterp_status cterp_sae_forward(const cterp_sae *sae, const float *x, int64_t B, float *x_hat);
 
 // Writes an SAELens v6 directory: cfg.json, sae_weights.safetensors (W_enc (D,N), b_enc,
-// W_dec, b_dec [, threshold]; gated: W_enc, b_gate, r_mag, b_mag, W_dec, b_dec) and, if log10_density is not NULL, sparsity.safetensors
+// W_dec, b_dec [, threshold]; gated: W_enc, b_gate, r_mag, b_mag, W_dec, b_dec; transcoders:
+// W_dec (N, DO), b_dec (DO) [, W_skip (DO, D)] and "d_out" in cfg.json) and, if log10_density is not NULL, sparsity.safetensors
 // {"sparsity": (N)}. Every file is written to a temporary name and renamed into place.
 cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *log10_density);
 // Reads an SAELens directory (ours, or SAELens v5/v6's: flat pre-6.0 configs converted).

@@ -61,13 +61,13 @@ class SaeMeta(Structure):  # cterp_sae_meta
 
 
 class Sae(Structure):  # cterp_sae
-    _fields_ = [("arch", c_int), ("d_in", c_int64), ("d_sae", c_int64), ("k", c_int),
+    _fields_ = [("arch", c_int), ("d_in", c_int64), ("d_sae", c_int64), ("d_out", c_int64), ("k", c_int),
                 ("rescale_acts_by_decoder_norm", c_int), ("apply_b_dec_to_input", c_int),
                 ("normalize_activations", c_char * 32), ("params", POINTER(c_float)),
                 ("n_params", c_size_t), ("W_enc", POINTER(c_float)), ("b_enc", POINTER(c_float)),
                 ("W_dec", POINTER(c_float)), ("b_dec", POINTER(c_float)),
                 ("threshold", POINTER(c_float)), ("r_mag", POINTER(c_float)),
-                ("b_mag", POINTER(c_float)), ("meta", SaeMeta)]
+                ("b_mag", POINTER(c_float)), ("W_skip", POINTER(c_float)), ("meta", SaeMeta)]
 
 
 class TrainConfig(Structure):  # cterp_train_config
@@ -200,6 +200,7 @@ _proto("cterp_sae_create", S, POINTER(POINTER(Sae)), c_int, c_int64, c_int64, c_
 _proto("cterp_sae_free", None, POINTER(Sae))
 _proto("cterp_sae_encode", S, POINTER(Sae), c_void_p, c_int64, c_void_p)
 _proto("cterp_sae_decode", S, POINTER(Sae), c_void_p, c_int64, c_void_p)
+_proto("cterp_sae_forward", S, POINTER(Sae), c_void_p, c_int64, c_void_p)
 _proto("cterp_sae_save", S, POINTER(Sae), c_char_p, c_void_p)
 _proto("cterp_sae_load", S, c_char_p, POINTER(POINTER(Sae)))
 # train.h

@@ -10,7 +10,8 @@ import numpy as np
 from . import _lib
 from ._lib import CterpError, b, check, lib
 
-ARCH_NAMES = ["standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated"]
+ARCH_NAMES = ["standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated",
+              "transcoder", "skip_transcoder"]
 
 
 class Cfg(dict):
@@ -113,6 +114,11 @@ class SAE:
         return int(self._s.d_sae)
 
     @property
+    def d_out(self):
+        """Width of the reconstruction: d_in, except for transcoders."""
+        return int(self._s.d_out)
+
+    @property
     def architecture(self):
         return ARCH_NAMES[self._s.arch]
 
@@ -154,8 +160,8 @@ class SAE:
         return _view(self, self._s.W_enc, (self.d_sae, self.d_in)).T
 
     @property
-    def W_dec(self):  # (d_sae, d_in)
-        return _view(self, self._s.W_dec, (self.d_sae, self.d_in))
+    def W_dec(self):  # (d_sae, d_out); d_out = d_in except for transcoders
+        return _view(self, self._s.W_dec, (self.d_sae, self.d_out))
 
     @property
     def b_enc(self):
@@ -163,7 +169,7 @@ class SAE:
 
     @property
     def b_dec(self):
-        return _view(self, self._s.b_dec, (self.d_in,))
+        return _view(self, self._s.b_dec, (self.d_out,))
 
     @property
     def threshold(self):
@@ -179,6 +185,11 @@ class SAE:
         """gated: (d_sae) magnitude bias (None otherwise); b_enc is the gate's bias b_gate."""
         return _view(self, self._s.b_mag, (self.d_sae,)) if self._s.b_mag else None
 
+    @property
+    def W_skip(self):
+        """skip_transcoder: (d_out, d_in) skip connection (None otherwise)."""
+        return _view(self, self._s.W_skip, (self.d_out, self.d_in)) if self._s.W_skip else None
+
     # ---- inference ----------------------------------------------------------------------------
     def encode(self, x):
         """Latent activations f (..., d_sae) of float32 x (..., d_in): cterp_sae_encode."""
@@ -190,17 +201,24 @@ class SAE:
         return f.reshape(lead + (self.d_sae,))
 
     def decode(self, f):
-        """Reconstruction x_hat (..., d_in) of float32 f (..., d_sae): cterp_sae_decode."""
+        """Reconstruction x_hat (..., d_out) of float32 f (..., d_sae): cterp_sae_decode (for a
+        skip_transcoder without its skip term, as SAELens's decode; __call__ adds it)."""
         f2, lead = as_f32(f, self.d_sae, "SAE.decode f", "d_sae")
-        x = np.empty((f2.shape[0], self.d_in), dtype=np.float32)
+        x = np.empty((f2.shape[0], self.d_out), dtype=np.float32)
         if f2.shape[0]:
             check(lib.cterp_sae_decode(self._ptr, f2.ctypes.data, f2.shape[0], x.ctypes.data),
                   "SAE.decode")
-        return x.reshape(lead + (self.d_in,))
+        return x.reshape(lead + (self.d_out,))
 
     def __call__(self, x):
-        """decode(encode(x)), as SAELens's forward."""
-        return self.decode(self.encode(x))
+        """decode(encode(x)), as SAELens's forward (+ x W_skip^T for a skip_transcoder):
+        cterp_sae_forward."""
+        x2, lead = as_f32(x, self.d_in, "SAE x", "d_in")
+        y = np.empty((x2.shape[0], self.d_out), dtype=np.float32)
+        if x2.shape[0]:
+            check(lib.cterp_sae_forward(self._ptr, x2.ctypes.data, x2.shape[0], y.ctypes.data),
+                  "SAE.forward")
+        return y.reshape(lead + (self.d_out,))
 
     def __repr__(self):
         return "SAE(%s, d_in=%d, d_sae=%d%s%s)" % (

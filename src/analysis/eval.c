@@ -98,6 +98,9 @@ static void ce_kl(const float *lp_clean, float *logits, const int32_t *tok, int6
 cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *dataset,
                         const cterp_eval_config *c, cterp_eval_result *r) {
     memset(r, 0, sizeof *r);
+    if (cterp_sae_is_transcoder(sae)) // its output belongs at another hook (the MLP's)
+        return cterp_error(CTERP_EINVAL, "eval: a %s is not supported (splicing it in place of the MLP "
+                           "is not implemented)", cterp_arch_name(sae->arch));
     cterp_eval_config cd;
     if (!c) cterp_eval_config_default(&cd), c = &cd;
     const char *hook = c->hook ? c->hook : sae->meta.hook_name;

@@ -359,6 +359,9 @@ static cterp_status fill_vocab(cterp_features *f, const cterp_tokenizer *tok) {
 cterp_status cterp_logit_effects(cterp_model *m, const cterp_sae *sae, int64_t i0, int64_t n,
                                  float *out) {
     const cterp_model_config *mc = cterp_model_config_of(m);
+    if (sae->d_out != sae->d_in)
+        return cterp_error(CTERP_EINVAL, "logit effects: the %s writes d_out %lld, not its d_in %lld",
+                           cterp_arch_name(sae->arch), (long long)sae->d_out, (long long)sae->d_in);
     if (sae->d_in != mc->d_model)
         return cterp_error(CTERP_EINVAL,
                            "logit effects: the SAE's d_in %lld is not the model's d_model %d (the "

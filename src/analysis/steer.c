@@ -9,6 +9,8 @@
 cterp_status cterp_steer_init(cterp_steer *s, const cterp_sae *sae, int64_t feature,
                               cterp_steer_mode mode, float value) {
     memset(s, 0, sizeof *s);
+    if (cterp_sae_is_transcoder(sae)) // its decoder writes at another hook than it reads
+        return cterp_error(CTERP_EINVAL, "steer: a %s is not supported", cterp_arch_name(sae->arch));
     if (feature < 0 || feature >= sae->d_sae)
         return cterp_error(CTERP_EINVAL,
                            "steer: feature %lld out of range: the SAE has d_sae %lld latents "

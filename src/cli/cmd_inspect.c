@@ -36,11 +36,12 @@ int cmd_inspect(int argc, char **argv) {
         cli_error("inspect");
         return 1;
     }
-    const int64_t D = sae->d_in, N = sae->d_sae;
+    const int64_t D = sae->d_in, N = sae->d_sae, DO = sae->d_out;
     printf("SAE %s%s\n", path,
            is_ck ? " (a complete checkpoint: every file as its checkpoint.json records)" : "");
     printf("  architecture           %s\n", cterp_arch_name(sae->arch));
     printf("  d_in, d_sae            %lld, %lld (expansion %.1fx)\n", (long long)D, (long long)N, (double)N / D);
+    if (DO != D || cterp_sae_is_transcoder(sae)) printf("  d_out                  %lld\n", (long long)DO);
     if (sae->arch == CTERP_ARCH_TOPK) printf("  k                      %d\n", sae->k);
     printf("  normalize_activations  %s\n", sae->normalize_activations);
     printf("  apply_b_dec_to_input   %s\n", sae->apply_b_dec_to_input ? "true" : "false");
@@ -50,7 +51,7 @@ int cmd_inspect(int argc, char **argv) {
     double nmin = INFINITY, nmax = 0, nsum = 0;
     for (int64_t i = 0; i < N; i++) {
         double n2 = 0;
-        for (int64_t d = 0; d < D; d++) n2 += (double)sae->W_dec[i * D + d] * sae->W_dec[i * D + d];
+        for (int64_t d = 0; d < DO; d++) n2 += (double)sae->W_dec[i * DO + d] * sae->W_dec[i * DO + d];
         double n = sqrt(n2);
         nmin = fmin(nmin, n), nmax = fmax(nmax, n), nsum += n;
     }

@@ -41,6 +41,7 @@ static cJSON *build_cfg(const cterp_sae *sae) {
     }
     cJSON_AddNumberToObject(root, "d_in", (double)sae->d_in);
     cJSON_AddNumberToObject(root, "d_sae", (double)sae->d_sae);
+    if (cterp_sae_is_transcoder(sae)) cJSON_AddNumberToObject(root, "d_out", (double)sae->d_out);
     cJSON_AddStringToObject(root, "dtype", "float32");
     cJSON_AddStringToObject(root, "device", "cpu");
     cJSON_AddBoolToObject(root, "apply_b_dec_to_input", sae->apply_b_dec_to_input != 0);
@@ -94,15 +95,20 @@ cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *
                            "%s: a %s SAE is saved as jumprelu: convert it (threshold) first", dir,
                            cterp_arch_name(sae->arch));
     if (sae->arch != CTERP_ARCH_STANDARD && sae->arch != CTERP_ARCH_TOPK &&
-        sae->arch != CTERP_ARCH_JUMPRELU && sae->arch != CTERP_ARCH_GATED)
+        sae->arch != CTERP_ARCH_JUMPRELU && sae->arch != CTERP_ARCH_GATED && !cterp_sae_is_transcoder(sae))
         return cterp_error(CTERP_EINVAL, "%s: cannot save architecture %d", dir, (int)sae->arch);
+    if (cterp_sae_is_transcoder(sae) && sae->apply_b_dec_to_input)
+        return cterp_error(CTERP_EINVAL, "%s: a %s with apply_b_dec_to_input (SAELens refuses it)", dir,
+                           cterp_arch_name(sae->arch));
+    if (sae->arch == CTERP_ARCH_SKIP_TRANSCODER && !sae->W_skip)
+        return cterp_error(CTERP_EINVAL, "%s: skip_transcoder without W_skip", dir);
     if (sae->arch == CTERP_ARCH_JUMPRELU && !sae->threshold)
         return cterp_error(CTERP_EINVAL, "%s: jumprelu SAE without a threshold", dir);
     if (sae->arch == CTERP_ARCH_GATED && (!sae->r_mag || !sae->b_mag))
         return cterp_error(CTERP_EINVAL, "%s: gated SAE without r_mag/b_mag", dir);
     cterp_status s = file_mkdirs(dir);
     if (s) return s;
-    const int64_t D = sae->d_in, N = sae->d_sae;
+    const int64_t D = sae->d_in, N = sae->d_sae, DO = sae->d_out;
     char *wpath = file_join(dir, "sae_weights.safetensors");
     char *spath = file_join(dir, "sparsity.safetensors");
     char *cpath = file_join(dir, "cfg.json");
@@ -120,11 +126,12 @@ cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *
     transpose(W_enc_t, sae->W_enc, (size_t)N, (size_t)D);
     // names in the order SAELens's writer (sorted) puts them; gated has b_gate, b_mag, r_mag
     // and no b_enc (SAELens's GatedSAE)
-    int64_t sh_ND[2] = {N, D}, sh_DN[2] = {D, N};
+    int64_t sh_ND[2] = {N, DO}, sh_DN[2] = {D, N}, sh_skip[2] = {DO, D};
     const int gated = sae->arch == CTERP_ARCH_GATED;
     if ((s = st_writer_add(&w, "W_dec", ST_F32, 2, sh_ND, sae->W_dec)) ||
         (s = st_writer_add(&w, "W_enc", ST_F32, 2, sh_DN, W_enc_t)) ||
-        (s = st_writer_add(&w, "b_dec", ST_F32, 1, &D, sae->b_dec)))
+        (sae->W_skip && (s = st_writer_add(&w, "W_skip", ST_F32, 2, sh_skip, sae->W_skip))) ||
+        (s = st_writer_add(&w, "b_dec", ST_F32, 1, &DO, sae->b_dec)))
         goto done;
     if (!gated && (s = st_writer_add(&w, "b_enc", ST_F32, 1, &N, sae->b_enc))) goto done;
     if (gated && ((s = st_writer_add(&w, "b_gate", ST_F32, 1, &N, sae->b_enc)) ||
@@ -277,8 +284,8 @@ static int in_list(const char *s, const char *const *list) {
 // Architecture, k and activation settings; handles v5's activation_fn "topk" on "standard".
 static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, int *k,
                                int *rescale) {
-    static const char *const unsupported[] = {
-        "transcoder", "skip_transcoder", "jumprelu_transcoder", "clt", NULL};
+    static const char *const unsupported[] = {"jumprelu_transcoder", "jumprelu_skip_transcoder",
+                                              "clt", NULL};
     static const char *const training[] = {"batchtopk", "matryoshka_batchtopk", NULL};
     const cJSON *ja = cfg_get(c, "architecture");
     const char *name = "standard"; // v5 configs before the field existed
@@ -289,7 +296,7 @@ static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, 
     if (in_list(name, unsupported))
         return cterp_error(CTERP_EFORMAT,
                            "%s: architecture '%s' is not supported (cterp loads standard, topk, "
-                           "jumprelu and gated SAEs)",
+                           "jumprelu and gated SAEs, transcoders and skip_transcoders)",
                            c->path, name);
     if (in_list(name, training))
         return cterp_error(CTERP_EFORMAT,
@@ -304,13 +311,19 @@ static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, 
         *arch = CTERP_ARCH_JUMPRELU;
     else if (!strcmp(name, "gated"))
         *arch = CTERP_ARCH_GATED;
+    else if (!strcmp(name, "transcoder"))
+        *arch = CTERP_ARCH_TRANSCODER;
+    else if (!strcmp(name, "skip_transcoder"))
+        *arch = CTERP_ARCH_SKIP_TRANSCODER;
     else
         return cterp_error(CTERP_EFORMAT,
-                           "%s: architecture '%s' is unknown (expected standard, topk, jumprelu or "
-                           "gated)",
+                           "%s: architecture '%s' is unknown (expected standard, topk, jumprelu, "
+                           "gated, transcoder or skip_transcoder)",
                            c->path, name);
-    if (cfg_get(c, "d_out"))
-        return cterp_error(CTERP_EFORMAT, "%s: has 'd_out': a transcoder, not supported", c->path);
+    if (cfg_get(c, "d_out") && *arch != CTERP_ARCH_TRANSCODER && *arch != CTERP_ARCH_SKIP_TRANSCODER)
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: has 'd_out' with architecture '%s' (only transcoders have one)",
+                           c->path, name);
     const cJSON *jf = cfg_get2(c, "activation_fn", "activation_fn_str");
     if (*arch == CTERP_ARCH_STANDARD && jf) {
         if (!cJSON_IsString(jf)) return type_error(c, "activation_fn", "a string", jf);
@@ -389,7 +402,7 @@ static cterp_status parse_meta(const cfg_t *c, cterp_sae_meta *m) {
 // Everything in cfg.json that shapes the SAE, checked; *sae_out is created by the caller.
 typedef struct {
     cterp_arch arch;
-    int64_t d_in, d_sae;
+    int64_t d_in, d_sae, d_out;
     int k, rescale, apply_b_dec;
     char normalize[32];
     cterp_sae_meta meta;
@@ -420,7 +433,18 @@ static cterp_status parse_cfg(const cfg_t *c, cfg_vals *v) {
                                c->path, j->valuestring);
     }
     if ((s = parse_arch(c, &v->arch, v->d_sae, &v->k, &v->rescale))) return s;
+    v->d_out = v->d_in;
+    const int tc = v->arch == CTERP_ARCH_TRANSCODER || v->arch == CTERP_ARCH_SKIP_TRANSCODER;
+    if (tc) { // SAELens: d_out (its default 768 is a guess cterp does not make), no b_dec on the input
+        v->apply_b_dec = 0;
+        if ((s = req_int(c, "d_out", 1, INT32_MAX, &v->d_out))) return s;
+    }
     if ((s = opt_bool(c, "apply_b_dec_to_input", &v->apply_b_dec))) return s;
+    if (tc && v->apply_b_dec)
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: apply_b_dec_to_input: got true for a %s, expected false (b_dec is "
+                           "in the output space; SAELens refuses it too)",
+                           c->path, cterp_arch_name(v->arch));
     j = cfg_get(c, "normalize_activations");
     if (cJSON_IsBool(j)) { // pre-6.0 boolean
         strcpy(v->normalize, cJSON_IsTrue(j) ? "expected_average_only_in" : "none");
@@ -466,10 +490,12 @@ static cterp_status expect_shape(const st_file *st, const cfg_vals *v, const cha
     for (int i = 0; i < t->ndim && k < sizeof got; i++)
         k += (size_t)snprintf(got + k, sizeof got - k, "%s%" PRId64, i ? ", " : "", t->shape[i]);
     if (k < sizeof got) snprintf(got + k, sizeof got - k, "]");
+    char dout[40] = "";
+    if (v->d_out != v->d_in) snprintf(dout, sizeof dout, ", d_out %" PRId64, v->d_out);
     return cterp_error(CTERP_EFORMAT,
                        "%s: tensor %s has shape %s, but cfg.json (d_in %" PRId64 ", d_sae %" PRId64
-                       ") implies [%" PRId64 "%s%" PRId64 "]",
-                       st->path, name, got, v->d_in, v->d_sae, shape[0], ndim == 2 ? ", " : "",
+                       "%s) implies [%" PRId64 "%s%" PRId64 "]",
+                       st->path, name, got, v->d_in, v->d_sae, dout, shape[0], ndim == 2 ? ", " : "",
                        ndim == 2 ? shape[1] : (int64_t)0);
 }
 
@@ -477,8 +503,9 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
     st_file st;
     cterp_status s = st_open(&st, wpath);
     if (s) return s;
-    const int64_t D = v->d_in, N = v->d_sae;
-    int64_t sh_DN[2] = {D, N}, sh_ND[2] = {N, D};
+    const int64_t D = v->d_in, N = v->d_sae, DO = v->d_out;
+    int64_t sh_DN[2] = {D, N}, sh_ND[2] = {N, DO}, sh_skip[2] = {DO, D};
+    const int skip = v->arch == CTERP_ARCH_SKIP_TRANSCODER;
     const char *thr_name = "threshold";
     if (v->arch == CTERP_ARCH_JUMPRELU && !st_find(&st, "threshold") &&
         st_find(&st, "log_threshold"))
@@ -490,12 +517,15 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
     const char *b_enc_name = gated ? "b_gate" : "b_enc"; // gated keeps b_gate where b_enc goes
     if ((s = expect_shape(&st, v, "W_enc", 2, sh_DN)) ||
         (s = expect_shape(&st, v, "W_dec", 2, sh_ND)) ||
-        (s = expect_shape(&st, v, b_enc_name, 1, &N)) || (s = expect_shape(&st, v, "b_dec", 1, &D)))
+        (s = expect_shape(&st, v, b_enc_name, 1, &N)) || (s = expect_shape(&st, v, "b_dec", 1, &DO)))
         goto fail;
+    if (skip && (s = expect_shape(&st, v, "W_skip", 2, sh_skip))) goto fail;
     if (gated && ((s = expect_shape(&st, v, "r_mag", 1, &N)) || (s = expect_shape(&st, v, "b_mag", 1, &N))))
         goto fail;
     if (v->arch == CTERP_ARCH_JUMPRELU && (s = expect_shape(&st, v, thr_name, 1, &N))) goto fail;
-    if ((s = cterp_sae_create(&sae, v->arch, D, N, v->k))) goto fail;
+    if ((s = skip || v->arch == CTERP_ARCH_TRANSCODER ? cterp_sae_create_transcoder(&sae, v->arch, D, DO, N)
+                                                      : cterp_sae_create(&sae, v->arch, D, N, v->k)))
+        goto fail;
     tmp = malloc((size_t)D * (size_t)N * sizeof(float));
     if (!tmp) {
         s = cterp_error(CTERP_ENOMEM, "%s: out of memory", wpath);
@@ -505,8 +535,9 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
     transpose(sae->W_enc, tmp, (size_t)D, (size_t)N); // file (D, N) -> memory (N, D)
     if ((s = st_read_f32(&st, "W_dec", sae->W_dec, 2, sh_ND)) ||
         (s = st_read_f32(&st, b_enc_name, sae->b_enc, 1, &N)) ||
-        (s = st_read_f32(&st, "b_dec", sae->b_dec, 1, &D)))
+        (s = st_read_f32(&st, "b_dec", sae->b_dec, 1, &DO)))
         goto fail;
+    if (skip && (s = st_read_f32(&st, "W_skip", sae->W_skip, 2, sh_skip))) goto fail;
     if (gated && ((s = st_read_f32(&st, "r_mag", sae->r_mag, 1, &N)) ||
                   (s = st_read_f32(&st, "b_mag", sae->b_mag, 1, &N))))
         goto fail;
@@ -531,7 +562,7 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
         }
         if (!ones)
             for (int64_t i = 0; i < N; i++)
-                for (int64_t d = 0; d < D; d++) sae->W_dec[i * D + d] *= tmp[i];
+                for (int64_t d = 0; d < DO; d++) sae->W_dec[i * DO + d] *= tmp[i];
     }
     sae->rescale_acts_by_decoder_norm = v->rescale;
     sae->apply_b_dec_to_input = v->apply_b_dec;

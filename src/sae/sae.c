@@ -9,7 +9,8 @@
 #include <string.h>
 
 static const char *arch_names[CTERP_N_ARCHS] = {"standard", "topk",  "batchtopk", "jumprelu",
-                                                  "matryoshka_batchtopk", "gated"};
+                                                  "matryoshka_batchtopk", "gated", "transcoder",
+                                                  "skip_transcoder"};
 
 const char *cterp_arch_name(cterp_arch a) {
     return (unsigned)a < CTERP_N_ARCHS ? arch_names[a] : "unknown";
@@ -23,17 +24,26 @@ cterp_status cterp_arch_parse(const char *name, cterp_arch *out) {
         }
     return cterp_error(CTERP_EINVAL,
                        "architecture: got '%s', expected one of standard, topk, batchtopk, "
-                       "jumprelu, matryoshka_batchtopk, gated",
+                       "jumprelu, matryoshka_batchtopk, gated, transcoder, skip_transcoder",
                        name ? name : "(null)");
 }
 
-size_t cterp_sae_n_params(cterp_arch arch, int64_t d_in, int64_t d_sae) {
-    size_t D = (size_t)d_in, N = (size_t)d_sae;
-    return 2 * N * D + N + D + (arch == CTERP_ARCH_JUMPRELU ? N : 0) +
-           (arch == CTERP_ARCH_GATED ? 2 * N : 0);
+size_t cterp_sae_n_params_out(cterp_arch arch, int64_t d_in, int64_t d_out, int64_t d_sae) {
+    size_t D = (size_t)d_in, DO = (size_t)d_out, N = (size_t)d_sae;
+    return N * D + N + N * DO + DO + (arch == CTERP_ARCH_JUMPRELU ? N : 0) +
+           (arch == CTERP_ARCH_GATED ? 2 * N : 0) + (arch == CTERP_ARCH_SKIP_TRANSCODER ? DO * D : 0);
 }
 
-cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k) {
+size_t cterp_sae_n_params(cterp_arch arch, int64_t d_in, int64_t d_sae) {
+    return cterp_sae_n_params_out(arch, d_in, d_in, d_sae);
+}
+
+int cterp_sae_is_transcoder(const cterp_sae *sae) {
+    return sae->arch == CTERP_ARCH_TRANSCODER || sae->arch == CTERP_ARCH_SKIP_TRANSCODER;
+}
+
+static cterp_status sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_out,
+                               int64_t d_sae, int k) {
     *out = NULL;
     if ((unsigned)arch >= CTERP_N_ARCHS)
         return cterp_error(CTERP_EINVAL, "architecture: got %d, expected 0..%d", (int)arch,
@@ -41,6 +51,8 @@ cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, in
     if (d_in <= 0 || d_sae <= 0 || d_in > (1 << 24) || d_sae > (1 << 26))
         return cterp_error(CTERP_EINVAL, "d_in/d_sae: got %lld/%lld, expected 1..2^24 / 1..2^26",
                            (long long)d_in, (long long)d_sae);
+    if (d_out <= 0 || d_out > (1 << 24))
+        return cterp_error(CTERP_EINVAL, "d_out: got %lld, expected 1..2^24", (long long)d_out);
     if ((arch == CTERP_ARCH_TOPK || arch == CTERP_ARCH_BATCHTOPK ||
          arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) &&
         (k <= 0 || k > d_sae))
@@ -50,15 +62,17 @@ cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, in
     s->arch = arch;
     s->d_in = d_in;
     s->d_sae = d_sae;
+    s->d_out = d_out;
     s->k = k;
-    s->apply_b_dec_to_input = 1;
+    // SAELens's transcoders refuse it: b_dec lives in the output space
+    s->apply_b_dec_to_input = arch != CTERP_ARCH_TRANSCODER && arch != CTERP_ARCH_SKIP_TRANSCODER;
     strcpy(s->normalize_activations, "none");
     s->meta.hook_head_index = -1;
     s->meta.prepend_bos = 1;
     strcpy(s->meta.sequence_separator_token, "bos");
-    size_t D = (size_t)d_in, N = (size_t)d_sae;
+    size_t D = (size_t)d_in, DO = (size_t)d_out, N = (size_t)d_sae;
     int has_thr = arch == CTERP_ARCH_JUMPRELU;
-    s->n_params = cterp_sae_n_params(arch, d_in, d_sae);
+    s->n_params = cterp_sae_n_params_out(arch, d_in, d_out, d_sae);
     s->params = calloc(s->n_params, sizeof(float));
     if (!s->params) {
         size_t n = s->n_params;
@@ -68,12 +82,27 @@ cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, in
     float *p = s->params;
     s->W_enc = p, p += N * D;
     s->b_enc = p, p += N;
-    s->W_dec = p, p += N * D;
-    s->b_dec = p, p += D;
+    s->W_dec = p, p += N * DO;
+    s->b_dec = p, p += DO;
     s->threshold = has_thr ? p : NULL;
     if (arch == CTERP_ARCH_GATED) s->r_mag = p, p += N, s->b_mag = p;
+    if (arch == CTERP_ARCH_SKIP_TRANSCODER) s->W_skip = p;
     *out = s;
     return CTERP_OK;
+}
+
+cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_sae, int k) {
+    return sae_create(out, arch, d_in, d_in, d_sae, k);
+}
+
+cterp_status cterp_sae_create_transcoder(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_out,
+                                         int64_t d_sae) {
+    if (arch != CTERP_ARCH_TRANSCODER && arch != CTERP_ARCH_SKIP_TRANSCODER) {
+        *out = NULL;
+        return cterp_error(CTERP_EINVAL, "cterp_sae_create_transcoder: got architecture %s, expected "
+                           "transcoder or skip_transcoder", cterp_arch_name(arch));
+    }
+    return sae_create(out, arch, d_in, d_out, d_sae, 0);
 }
 
 void cterp_sae_free(cterp_sae *sae) {
@@ -104,19 +133,21 @@ cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, f
         return cterp_error(CTERP_ENOMEM, "encode: out of memory");
     }
     if (nrm)
-        for (int64_t i = 0; i < N; i++) nrm[i] = row_norm(sae->W_dec + i * D, D);
+        for (int64_t i = 0; i < N; i++) nrm[i] = row_norm(sae->W_dec + i * sae->d_out, sae->d_out);
+    // a transcoder's b_dec is an output (SAELens refuses apply_b_dec_to_input for them)
+    const int center = sae->apply_b_dec_to_input && !cterp_sae_is_transcoder(sae);
     for (int64_t t0 = 0; t0 < B; t0 += T) {
         int64_t nt = B - t0 < T ? B - t0 : T;
         for (int64_t t = 0; t < nt; t++)
             for (int64_t d = 0; d < D; d++)
-                xc[t * D + d] = x[(t0 + t) * D + d] - (sae->apply_b_dec_to_input ? sae->b_dec[d] : 0);
+                xc[t * D + d] = x[(t0 + t) * D + d] - (center ? sae->b_dec[d] : 0);
         float *z = f + t0 * N;
         for (int64_t t = 0; t < nt; t++) memcpy(z + t * N, sae->b_enc, (size_t)N * sizeof(float));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)N, (int)D, 1.0f, xc,
                     (int)D, sae->W_enc, (int)D, 1.0f, z, (int)N);
         for (int64_t t = 0; t < nt; t++) {
             float *ft = z + t * N;
-            if (sae->arch == CTERP_ARCH_STANDARD) {
+            if (sae->arch == CTERP_ARCH_STANDARD || cterp_sae_is_transcoder(sae)) {
                 for (int64_t i = 0; i < N; i++) ft[i] = ft[i] > 0 ? ft[i] : 0;
             } else if (sae->arch == CTERP_ARCH_GATED) { // ft = pi (b_enc holds b_gate)
                 for (int64_t i = 0; i < N; i++) {
@@ -140,7 +171,7 @@ cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, f
 }
 
 cterp_status cterp_sae_decode(const cterp_sae *sae, const float *f, int64_t B, float *x_hat) {
-    const int64_t D = sae->d_in, N = sae->d_sae;
+    const int64_t D = sae->d_out, N = sae->d_sae;
     int rescale = sae->arch == CTERP_ARCH_TOPK && sae->rescale_acts_by_decoder_norm;
     for (int64_t t = 0; t < B; t++) {
         float *out = x_hat + t * D;
@@ -157,5 +188,19 @@ cterp_status cterp_sae_decode(const cterp_sae *sae, const float *f, int64_t B, f
             for (int64_t d = 0; d < D; d++) out[d] += a * w[d];
         }
     }
+    return CTERP_OK;
+}
+
+cterp_status cterp_sae_forward(const cterp_sae *sae, const float *x, int64_t B, float *x_hat) {
+    float *f = malloc((size_t)(B * sae->d_sae) * sizeof(float) + 1);
+    if (!f) return cterp_error(CTERP_ENOMEM, "forward: out of memory for %lld x %lld activations",
+                               (long long)B, (long long)sae->d_sae);
+    cterp_status s = cterp_sae_encode(sae, x, B, f);
+    if (!s) s = cterp_sae_decode(sae, f, B, x_hat);
+    free(f);
+    if (s || !sae->W_skip || B == 0) return s;
+    // x_hat (B, DO) += x (B, D) W_skip^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)sae->d_out, (int)sae->d_in, 1.0f, x,
+                (int)sae->d_in, sae->W_skip, (int)sae->d_in, 1.0f, x_hat, (int)sae->d_out);
     return CTERP_OK;
 }

@@ -389,6 +389,9 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
     if ((unsigned)c->architecture >= CTERP_N_ARCHS)
         return BAD("architecture", "%d", (int)c->architecture,
                    "standard, topk, batchtopk, jumprelu, matryoshka_batchtopk or gated");
+    if (c->architecture == CTERP_ARCH_TRANSCODER || c->architecture == CTERP_ARCH_SKIP_TRANSCODER)
+        return cterp_error(CTERP_EINVAL, "architecture: got %s, which the trainer does not train yet "
+                           "(it needs (input, target) pairs)", cterp_arch_name(c->architecture));
     if (d_in <= 0) return BAD("d_in", "%lld", (long long)d_in, "> 0");
     if (c->d_sae < 0) return BAD("d_sae", "%lld", (long long)c->d_sae, ">= 0 (0: d_in * expansion_factor)");
     if (c->d_sae == 0 && (c->expansion_factor <= 0 || c->expansion_factor > 4096))
