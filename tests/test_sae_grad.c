@@ -36,14 +36,39 @@ static uint64_t pairs_sig(const arch_work *w) {
     return h;
 }
 
-// The whole loss of matryoshka_batchtopk and gated computed densely and in f64 from the naive
-// forward's activations (SAELens's formulas): the sparse forward must give the same number.
+// The whole loss of matryoshka_batchtopk, gated and the transcoders computed densely and in f64
+// from the naive forward's activations (SAELens's formulas): the sparse forward must give the
+// same number.
 static const int64_t matry_widths[3] = {3, 7, N};
+enum { DT = 4 }; // the transcoders' d_out (their d_in is D)
 
 static double naive_loss(const cterp_sae *s, const arch_opts *o, const float *x) {
     float f[B * N];
     arch_forward_naive(f, s, o, NULL, x, B);
     double z[B][N], nrm[N], loss = 0;
+    if (cterp_sae_is_transcoder(s)) { // ||ReLU(x W_enc + b_enc) W_dec + b_dec + x W_skip^T - y||^2 + L1
+        for (int t = 0; t < B; t++) {
+            double sq = 0, l1 = 0;
+            for (int e = 0; e < DT; e++) {
+                double r = s->b_dec[e] - o->target[t * DT + e];
+                for (int i = 0; i < N; i++) {
+                    double h = s->b_enc[i];
+                    for (int d = 0; d < D; d++) h += (double)s->W_enc[i * D + d] * x[t * D + d];
+                    if (h > 0) r += h * s->W_dec[i * DT + e];
+                }
+                if (s->W_skip)
+                    for (int d = 0; d < D; d++) r += (double)s->W_skip[e * D + d] * x[t * D + d];
+                sq += r * r;
+            }
+            for (int i = 0; i < N; i++) {
+                double n2 = 0;
+                for (int e = 0; e < DT; e++) n2 += (double)s->W_dec[i * DT + e] * s->W_dec[i * DT + e];
+                l1 += f[t * N + i] * sqrt(n2);
+            }
+            loss += (sq + o->coef * l1) / B;
+        }
+        return loss;
+    }
     for (int i = 0; i < N; i++) {
         nrm[i] = 0;
         for (int d = 0; d < D; d++) nrm[i] += (double)s->W_dec[i * D + d] * s->W_dec[i * D + d];
@@ -86,15 +111,19 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     rng_t r;
     rng_seed(&r, seed);
     cterp_sae *s;
-    cterp_sae_create(&s, arch, D, N, 3);
+    const int tc = arch == CTERP_ARCH_TRANSCODER || arch == CTERP_ARCH_SKIP_TRANSCODER;
+    if (tc) cterp_sae_create_transcoder(&s, arch, D, DT, N);
+    else cterp_sae_create(&s, arch, D, N, 3);
     random_sae(s, &r);
-    float x[B * D], theta[N];
+    float x[B * D], theta[N], y[B * DT];
     for (int q = 0; q < B * D; q++) x[q] = rng_normal(&r);
+    for (int q = 0; q < B * DT; q++) y[q] = rng_normal(&r);
     for (int i = 0; i < N; i++) theta[i] = 0.2f + 0.3f * rng_uniform(&r);
     const int matry = arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK, gated = arch == CTERP_ARCH_GATED;
-    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0, 0, matry ? matry_widths : NULL, matry ? 3 : 0};
+    arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0, 0, matry ? matry_widths : NULL, matry ? 3 : 0,
+                   tc ? y : NULL};
     arch_work w;
-    arch_work_init(&w, B, D, N);
+    arch_work_init_out(&w, B, D, tc ? DT : D, N);
 
     // sparse forward vs naive dense twin
     float fn[B * N];
@@ -109,10 +138,8 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     CHECK_MSG(maxdiff < 1e-4, "%s: forward differs from naive by %g", cterp_arch_name(arch), maxdiff);
     if (arch == CTERP_ARCH_TOPK) CHECK(w.nnz <= B * 3);
     if (arch == CTERP_ARCH_BATCHTOPK || matry) CHECK(w.nnz <= B * 3);
-    if (matry || gated) {
-        CHECK(w.aux_loss > 0);
-        CHECK_CLOSE(loss_of(&w, s, &o, theta, x), naive_loss(s, &o, x), 1e-5, 1e-5);
-    }
+    if (matry || gated) CHECK(w.aux_loss > 0);
+    if (matry || gated || tc) CHECK_CLOSE(loss_of(&w, s, &o, theta, x), naive_loss(s, &o, x), 1e-5, 1e-5);
     if (matry) { // the prefixes must split the active latents, or the test checks nothing
         int in[3] = {0, 0, 0};
         for (int64_t p = 0; p < w.nnz; p++) in[w.lat[p] < 3 ? 0 : w.lat[p] < 7 ? 1 : 2]++;
@@ -125,17 +152,21 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
         CHECK_MSG(closed > 0 && open > 0, "gated: %d pairs with magnitude 0, %d positive", closed, open);
     }
 
-    float grads[2 * N * D + N + D + 2 * N], dtheta[N];
+    float grads[2 * N * D + N + D + 2 * N + DT * D], dtheta[N];
     memset(grads, 0, sizeof grads);
     memset(dtheta, 0, sizeof dtheta);
     loss_of(&w, s, &o, theta, x);
     uint64_t sig0 = pairs_sig(&w);
     arch_backward(&w, s, &o, theta, x, grads, dtheta);
-    arch_bdec_from_benc(s, grads + N * D, s->b_mag ? grads + 2 * N * D + N + D + N : NULL, grads + 2 * N * D + N);
+    const int64_t DOUT = s->d_out; // db_dec follows W_enc, b_enc, W_dec (N, DOUT)
+    arch_bdec_from_benc(s, grads + N * D, s->b_mag ? grads + 2 * N * D + N + D + N : NULL,
+                        grads + N * D + N + N * DOUT);
 
     const float eps = 1e-3f;
     int checked = 0, bad = 0;
-    size_t ntrain = 2 * N * D + N + D + (gated ? 2 * N : 0); // + r_mag, b_mag
+    // every trained parameter: + r_mag, b_mag (gated), + W_skip (skip_transcoder); not the
+    // jumprelu threshold (its gradient is checked against the STE formula below)
+    size_t ntrain = s->n_params - (s->threshold ? N : 0);
     for (size_t q = 0; q < ntrain; q++) {
         float save = s->params[q];
         s->params[q] = save + eps;
@@ -246,7 +277,7 @@ static void check_revive(int ghost, int rescale, int mode) {
     uint8_t dead[N] = {0};
     int nd = 0;
     for (int i = 0; i < N; i += 2) dead[i] = 1, nd++;
-    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0, 0, NULL, 0};
+    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0, 0, NULL, 0, NULL};
     arch_work w;
     arch_work_init(&w, B, D, N);
     arch_forward(&w, s, &o, NULL, x);
@@ -499,7 +530,7 @@ static void check_bf16_forward(cterp_arch arch, int rescale, int fuse) {
     CHECK_OK(arch_work_init(&w16, FB, FD, FN));
     static const int64_t widths[3] = {50, 120, FN};
     const int matry = arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
-    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0, matry ? widths : NULL, matry ? 3 : 0};
+    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0, matry ? widths : NULL, matry ? 3 : 0, NULL};
     int32_t sub[FN / 7 + 1]; // a "dead" list: AuxK's pre-activations, f32 in both
     int nsub = 0;
     for (int i = 3; i < FN; i += 7) sub[nsub++] = i;
@@ -557,7 +588,7 @@ static void check_bf16_sub_chunks(void) {
         if (i % 10) sub[nsub++] = i; // 4500 "dead"
     arch_work w;
     CHECK_OK(arch_work_init(&w, SB, SD, SN));
-    arch_opts o = {CTERP_ARCH_TOPK, SK, 0, 0, 0.1f, sub, nsub, 1, 1, NULL, 0};
+    arch_opts o = {CTERP_ARCH_TOPK, SK, 0, 0, 0.1f, sub, nsub, 1, 1, NULL, 0, NULL};
     CHECK_OK(arch_forward(&w, s, &o, NULL, x));
     int bad = 0;
     for (int64_t t = 0; t < SB; t++)
@@ -587,7 +618,7 @@ static void check_bf16_exact_blocks(void) {
     arch_work w;
     CHECK_OK(arch_work_init(&w, EB, ED, EN));
     for (int fuse = -1; fuse <= 1; fuse += 2) {
-        arch_opts o = {CTERP_ARCH_TOPK, EK, 0, 0, 0.1f, NULL, 0, 1, fuse, NULL, 0};
+        arch_opts o = {CTERP_ARCH_TOPK, EK, 0, 0, 0.1f, NULL, 0, 1, fuse, NULL, 0, NULL};
         CHECK_OK(arch_forward(&w, s, &o, NULL, x));
         int bad = 0, last = 0;
         for (int64_t p = 0; p < w.nnz; p++) {
@@ -624,6 +655,8 @@ int main(void) {
     check_arch(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 1, 7);
     check_arch(CTERP_ARCH_GATED, 0, 8);
     check_arch(CTERP_ARCH_GATED, 0, 9);
+    check_arch(CTERP_ARCH_TRANSCODER, 0, 10);
+    check_arch(CTERP_ARCH_SKIP_TRANSCODER, 0, 11);
     check_revive(0, 0, 0);
     check_revive(0, 1, 0);
     check_revive(0, 0, 1);

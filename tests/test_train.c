@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "core/file.h"
+#include "core/rng.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "cterp/toy.h"
@@ -37,6 +38,61 @@ static void small_cfg(cterp_train_config *c, cterp_arch arch, int64_t steps) {
     c->dead_feature_window = 50;
     if (arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) // d_sae (128) is appended
         c->n_matryoshka_widths = 2, c->matryoshka_widths[0] = 32, c->matryoshka_widths[1] = 96;
+}
+
+// (input, target) pairs for transcoders: x from the toy, y = M2 ReLU(M1 x), a small fixed "MLP"
+// (d_in 32 -> 48 hidden -> d_out 16). Its position is the toy stream's (resume works).
+enum { MLP_H = 48, MLP_DO = 16 };
+typedef struct {
+    cterp_act_source toy;
+    float M1[MLP_H * 32], M2[MLP_DO * MLP_H];
+} mlp_src;
+
+static cterp_status mlp_next_target(void *ctx, float *x, float *y, int64_t B) {
+    mlp_src *m = ctx;
+    cterp_status s = m->toy.next(m->toy.ctx, x, B);
+    if (s) return s;
+    for (int64_t t = 0; t < B; t++) {
+        float h[MLP_H];
+        for (int j = 0; j < MLP_H; j++) {
+            double a = 0;
+            for (int d = 0; d < 32; d++) a += (double)m->M1[j * 32 + d] * x[t * 32 + d];
+            h[j] = a > 0 ? (float)a : 0.0f;
+        }
+        for (int e = 0; e < MLP_DO; e++) {
+            double a = 0;
+            for (int j = 0; j < MLP_H; j++) a += (double)m->M2[e * MLP_H + j] * h[j];
+            y[t * MLP_DO + e] = (float)a;
+        }
+    }
+    return CTERP_OK;
+}
+static int mlp_get_state(void *ctx, uint64_t *st, int cap) {
+    mlp_src *m = ctx;
+    return m->toy.get_state(m->toy.ctx, st, cap);
+}
+static cterp_status mlp_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
+    mlp_src *m = ctx;
+    return m->toy.set_state(m->toy.ctx, st, n, max_rows);
+}
+static void mlp_free(void *ctx) {
+    mlp_src *m = ctx;
+    cterp_act_source_free(&m->toy);
+    free(m);
+}
+
+static void mlp_source(cterp_act_source *s, const cterp_toy *toy) {
+    memset(s, 0, sizeof *s);
+    mlp_src *m = calloc(1, sizeof *m);
+    if (!m || cterp_toy_source(&m->toy, toy)) abort();
+    rng_t r;
+    rng_seed(&r, 77);
+    for (int q = 0; q < MLP_H * 32; q++) m->M1[q] = rng_normal(&r) / sqrtf(32.0f);
+    for (int q = 0; q < MLP_DO * MLP_H; q++) m->M2[q] = rng_normal(&r) / sqrtf((float)MLP_H);
+    s->d_in = 32, s->d_out = MLP_DO, s->ctx = m;
+    s->next_target = mlp_next_target, s->get_state = mlp_get_state, s->set_state = mlp_set_state;
+    s->free = mlp_free;
+    snprintf(s->description, sizeof s->description, "toy -> MLP pairs");
 }
 
 static void test_schedules(void) {
@@ -268,16 +324,21 @@ static void test_resume(cterp_arch arch, int ghost, int bf16) {
     c.use_ghost_grads = ghost;
     c.encoder_bf16 = bf16 != 0;
     c.dead_feature_window = 5; // dead latents early, so revival code runs before the checkpoint
-    c.normalize_activations = 1;
+    const int pairs = arch == CTERP_ARCH_TRANSCODER || arch == CTERP_ARCH_SKIP_TRANSCODER;
+    c.normalize_activations = !pairs; // not supported with transcoders
     c.checkpoint_every = 20;
     const char *dir = test_tmpdir("resume");
     char out1[600], out2[600], ck[700];
     snprintf(out1, sizeof out1, "%s/straight", dir);
     snprintf(out2, sizeof out2, "%s/resumed", dir);
     cterp_act_source s1, s2, s3;
-    cterp_toy_source(&s1, toy);
-    cterp_toy_source(&s2, toy);
-    cterp_toy_source(&s3, toy);
+    if (pairs) {
+        mlp_source(&s1, toy), mlp_source(&s2, toy), mlp_source(&s3, toy);
+    } else {
+        cterp_toy_source(&s1, toy);
+        cterp_toy_source(&s2, toy);
+        cterp_toy_source(&s3, toy);
+    }
     cterp_trainer *a, *b, *r;
     CHECK_OK(cterp_trainer_create(&a, &c, &s1));
     if (bf16 == 2) cterp_trainer_bench_fuse_mode(a, 1);
@@ -662,6 +723,72 @@ static void test_recovery(cterp_arch arch, int bf16) {
     cterp_toy_free(toy);
 }
 
+// Transcoders learn the toy "MLP" (the loss falls, the skip connection takes the linear part);
+// the exported and saved one computes what the training form computes; sources and configs that
+// do not fit are refused naming what is wrong.
+static void test_transcoder_train(cterp_arch arch) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    cterp_act_source src, plain;
+    mlp_source(&src, toy);
+    cterp_toy_source(&plain, toy);
+    cterp_train_config c;
+    small_cfg(&c, arch, 400);
+    c.lr = 3e-3f, c.l1_coefficient = 0.01f, c.sparsity_warm_up_steps = 50;
+    cterp_trainer *t = NULL;
+    // refused: a transcoder on a plain source, an SAE on pairs, input scaling
+    CHECK(cterp_trainer_create(&t, &c, &plain) == CTERP_EINVAL && !t);
+    CHECK_MSG(strstr(cterp_last_error(), "no (input, target) pairs"), "%s", cterp_last_error());
+    cterp_train_config c2;
+    small_cfg(&c2, CTERP_ARCH_TOPK, 10);
+    CHECK(cterp_trainer_create(&t, &c2, &src) == CTERP_EINVAL && !t);
+    CHECK_MSG(strstr(cterp_last_error(), "train a transcoder or skip_transcoder"), "%s", cterp_last_error());
+    c2 = c, c2.normalize_activations = 1;
+    CHECK(cterp_trainer_create(&t, &c2, &src) == CTERP_EINVAL && !t);
+    CHECK_MSG(strstr(cterp_last_error(), "normalize_activations: got true"), "%s", cterp_last_error());
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    if (!t) return;
+    CHECK_OK(cterp_trainer_run(t, 1));
+    const cterp_train_metrics first = *cterp_trainer_last_metrics(t);
+    CHECK_OK(cterp_trainer_run(t, 0));
+    const cterp_train_metrics *l = cterp_trainer_last_metrics(t);
+    printf("  %-15s loss %.4g -> %.4g, EV %.4f, L0 %.2f\n", cterp_arch_name(arch), first.loss, l->loss,
+           l->explained_variance, l->l0);
+    CHECK_MSG(l->mse_loss < 0.25 * first.mse_loss && l->explained_variance > 0.7, "%s: mse %g -> %g, EV %g",
+              cterp_arch_name(arch), first.mse_loss, l->mse_loss, l->explained_variance);
+    const cterp_sae *tr = cterp_trainer_sae(t);
+    CHECK(tr->d_in == 32 && tr->d_out == MLP_DO && !tr->apply_b_dec_to_input);
+    if (arch == CTERP_ARCH_SKIP_TRANSCODER) {
+        double sk = 0;
+        for (int64_t q = 0; q < MLP_DO * 32; q++) sk += fabs(tr->W_skip[q]);
+        CHECK_MSG(sk > 0, "skip_transcoder: W_skip untrained");
+    }
+    cterp_sae *e = NULL;
+    CHECK_OK(cterp_trainer_export(t, &e));
+    const char *dir = test_tmpdir("transcoder");
+    char out[600];
+    snprintf(out, sizeof out, "%s/%s", dir, cterp_arch_name(arch));
+    CHECK_OK(cterp_trainer_save(t, out));
+    cterp_sae *ld = NULL;
+    CHECK_OK(cterp_sae_load(out, &ld));
+    enum { TB = 32 };
+    float x[TB * 32], y1[TB * MLP_DO], y2[TB * MLP_DO], y3[TB * MLP_DO];
+    cterp_toy_sample(toy, 4242, x, TB, NULL);
+    if (e && ld) {
+        CHECK(e->arch == arch && ld->arch == arch && ld->d_out == MLP_DO);
+        CHECK_OK(cterp_sae_forward(tr, x, TB, y1));
+        CHECK_OK(cterp_sae_forward(e, x, TB, y2));
+        CHECK_OK(cterp_sae_forward(ld, x, TB, y3));
+        CHECK(!memcmp(y1, y2, sizeof y1) && !memcmp(y1, y3, sizeof y1));
+    }
+    cterp_sae_free(ld), cterp_sae_free(e);
+    cterp_trainer_free(t);
+    cterp_act_source_free(&src), cterp_act_source_free(&plain);
+    cterp_toy_free(toy);
+}
+
 // The saved SAE (scale and decoder norms folded in) computes on raw inputs exactly what the
 // training form computes on scaled inputs.
 static void test_export_folding(cterp_arch arch) {
@@ -785,6 +912,10 @@ int main(void) {
     test_resume(CTERP_ARCH_JUMPRELU, 0, 0);
     test_resume(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 0, 0);
     test_resume(CTERP_ARCH_GATED, 0, 0);
+    test_resume(CTERP_ARCH_TRANSCODER, 0, 0);
+    test_resume(CTERP_ARCH_SKIP_TRANSCODER, 0, 0);
+    test_transcoder_train(CTERP_ARCH_TRANSCODER);
+    test_transcoder_train(CTERP_ARCH_SKIP_TRANSCODER);
     if (bf16_available()) {
         test_resume(CTERP_ARCH_TOPK, 0, 1);
         test_resume(CTERP_ARCH_TOPK, 1, 1);

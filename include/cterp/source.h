@@ -24,6 +24,11 @@ typedef struct cterp_act_source {
     cterp_status (*set_state)(void *ctx, const uint64_t *state, int n, int64_t max_rows);
     void (*free)(void *ctx);
     char description[256];
+    // Sources of (input, target) pairs, for transcoders: d_out > 0 is the width of the target
+    // rows, and next_target fills x (B, d_in) and y (B, d_out) with the pairs of the same tokens
+    // (e.g. an MLP's input and output hooks from one model forward). 0 / NULL for the others.
+    int64_t d_out;
+    cterp_status (*next_target)(void *ctx, float *x, float *y, int64_t B);
 } cterp_act_source;
 
 void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op

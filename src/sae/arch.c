@@ -12,11 +12,15 @@
 #include "sae/kernels.h"
 
 cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N) {
+    return arch_work_init_out(w, B, D, D, N);
+}
+
+cterp_status arch_work_init_out(arch_work *w, int64_t B, int64_t D, int64_t DO, int64_t N) {
     memset(w, 0, sizeof *w);
-    w->B = B, w->D = D, w->N = N;
+    w->B = B, w->D = D, w->N = N, w->DO = DO;
     w->xc = malloc((size_t)B * D * sizeof(float));
-    w->xhat = malloc((size_t)B * D * sizeof(float));
-    w->g = malloc((size_t)B * D * sizeof(float));
+    w->xhat = malloc((size_t)B * DO * sizeof(float));
+    w->g = malloc((size_t)B * DO * sizeof(float));
     w->nrm = malloc((size_t)N * sizeof(float));
     w->row = malloc((size_t)(B + 1) * sizeof(int64_t));
     w->lrow = malloc((size_t)(N + 1) * sizeof(int64_t));
@@ -100,9 +104,10 @@ static void row_norms(float *nrm, const float *W, int64_t N, int64_t D) {
 // z (B, N) = (x - b_dec) W_enc^T + b_enc; with fused (bf16 TopK) only the centring and packing
 static cterp_status encode_dense(arch_work *w, const cterp_sae *sae, const float *x, int bf16, int fused) {
     const int64_t B = w->B, D = w->D, N = w->N;
+    const int center = !cterp_sae_is_transcoder(sae); // a transcoder's b_dec is an output
     #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < B; t++)
-        for (int64_t d = 0; d < D; d++) w->xc[t * D + d] = x[t * D + d] - sae->b_dec[d];
+        for (int64_t d = 0; d < D; d++) w->xc[t * D + d] = x[t * D + d] - (center ? sae->b_dec[d] : 0.0f);
     w->bf16 = bf16;
     if (bf16) { // W_enc changed since the last step: pack it again (~3 ms at 768/24576)
         if (!w->xpk) w->xpk = malloc((size_t)bf16_packed_x_words(B, D) * sizeof(uint32_t));
@@ -279,14 +284,23 @@ static cterp_status select_fused(arch_work *w, const cterp_sae *sae, const arch_
 
 cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                           const float *x) {
-    const int64_t B = w->B, D = w->D, N = w->N;
+    const int64_t B = w->B, D = w->D, N = w->N, DO = w->DO;
     const int topk = o->arch == CTERP_ARCH_TOPK;
     const int btopk = o->arch == CTERP_ARCH_BATCHTOPK || o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
     const int jump = o->arch == CTERP_ARCH_JUMPRELU, gated = o->arch == CTERP_ARCH_GATED;
     const int matry = o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
+    const int tc = o->arch == CTERP_ARCH_TRANSCODER || o->arch == CTERP_ARCH_SKIP_TRANSCODER;
+    const int l1 = o->arch == CTERP_ARCH_STANDARD || tc; // ReLU + L1 weighted by decoder norms
+    const float *y = o->target ? o->target : x;          // what x_hat reconstructs
     cterp_status s;
     double t0 = time_now();
-    if (o->rescale || o->arch == CTERP_ARCH_STANDARD || gated) row_norms(w->nrm, sae->W_dec, N, D);
+    if (sae->d_in != D || sae->d_out != DO || sae->d_sae != N || (tc && !o->target) ||
+        (!tc && (o->target || DO != D)))
+        return cterp_error(CTERP_EINVAL, "SAE forward: the work buffers (d_in %lld, d_out %lld, d_sae %lld) or "
+                           "the target do not fit the %s (%lld, %lld, %lld)", (long long)D, (long long)DO,
+                           (long long)N, cterp_arch_name(o->arch), (long long)sae->d_in, (long long)sae->d_out,
+                           (long long)sae->d_sae);
+    if (o->rescale || l1 || gated) row_norms(w->nrm, sae->W_dec, N, DO);
     if (gated)
         for (int64_t i = 0; i < N; i++) w->er[i] = expf(sae->r_mag[i]);
     w->n_levels = 1;
@@ -454,54 +468,60 @@ chosen:
     // as it stands before the first pair with latent >= m. gated: the gate's reconstruction
     // from the same pairs with pi as coefficient.
     const int nin = w->n_levels - 1;
-    double sse = 0, l1 = 0, sparse = 0, aux = 0;
-    #pragma omp parallel for schedule(static) reduction(+ : sse, l1, sparse, aux)
+    if (sae->W_skip) { // skip_transcoder: x_hat starts at b_dec + x W_skip^T (one GEMM)
+        #pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < B; t++) memcpy(w->xhat + t * DO, sae->b_dec, (size_t)DO * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)DO, (int)D, 1.0f, x, (int)D,
+                    sae->W_skip, (int)D, 1.0f, w->xhat, (int)DO);
+    }
+    double sse = 0, l1sum = 0, sparse = 0, aux = 0;
+    #pragma omp parallel for schedule(static) reduction(+ : sse, l1sum, sparse, aux)
     for (int64_t t = 0; t < B; t++) {
-        float *xh = w->xhat + t * D, *xa = gated ? w->xaux + t * D : NULL;
-        memcpy(xh, sae->b_dec, (size_t)D * sizeof(float));
+        float *xh = w->xhat + t * DO, *xa = gated ? w->xaux + t * D : NULL;
+        if (!sae->W_skip) memcpy(xh, sae->b_dec, (size_t)DO * sizeof(float));
         if (xa) memcpy(xa, sae->b_dec, (size_t)D * sizeof(float));
         int lev = 0;
         for (int64_t p = w->row[t]; p < w->row[t + 1]; p++) {
             const int64_t i = w->lat[p];
-            const float *wd = sae->W_dec + i * D;
+            const float *wd = sae->W_dec + i * DO;
             for (; lev < nin && i >= o->widths[lev]; lev++)
                 memcpy(w->xm + ((int64_t)lev * B + t) * D, xh, (size_t)D * sizeof(float));
             float a = w->a[p];
-            if (a != 0) axpy_f32(xh, a, wd, D);
-            l1 += w->f[p];
-            if (o->arch == CTERP_ARCH_STANDARD) sparse += (double)w->f[p] * w->nrm[i];
+            if (a != 0) axpy_f32(xh, a, wd, DO);
+            l1sum += w->f[p];
+            if (l1) sparse += (double)w->f[p] * w->nrm[i];
             if (xa) {
                 axpy_f32(xa, w->pg[p], wd, D);
                 sparse += (double)w->pg[p] * w->nrm[i];
             }
         }
         for (; lev < nin; lev++) memcpy(w->xm + ((int64_t)lev * B + t) * D, xh, (size_t)D * sizeof(float));
-        sse += sqdist_f64(xh, x + t * D, D);
+        sse += sqdist_f64(xh, y + t * DO, DO);
         for (int j = 0; j < nin; j++) aux += sqdist_f64(w->xm + ((int64_t)j * B + t) * D, x + t * D, D);
         if (xa) aux += sqdist_f64(xa, x + t * D, D);
     }
     if (jump) sparse = (double)w->nnz;
-    // total variance around the batch mean (explained variance), f64
+    // total variance of the target around its batch mean (explained variance), f64
     double sst = 0;
     {
-        double *mean = calloc((size_t)D, sizeof(double));
-        float *meanf = malloc((size_t)D * sizeof(float));
+        double *mean = calloc((size_t)DO, sizeof(double));
+        float *meanf = malloc((size_t)DO * sizeof(float));
         if (!mean || !meanf) {
             free(mean), free(meanf);
             return cterp_error(CTERP_ENOMEM, "out of memory");
         }
         for (int64_t t = 0; t < B; t++)
-            for (int64_t d = 0; d < D; d++) mean[d] += x[t * D + d];
-        // a float mean moves sst only by B * (rounding)^2: sum_t (x_t - mean) is zero
-        for (int64_t d = 0; d < D; d++) meanf[d] = (float)(mean[d] / (double)B);
+            for (int64_t d = 0; d < DO; d++) mean[d] += y[t * DO + d];
+        // a float mean moves sst only by B * (rounding)^2: sum_t (y_t - mean) is zero
+        for (int64_t d = 0; d < DO; d++) meanf[d] = (float)(mean[d] / (double)B);
         #pragma omp parallel for schedule(static) reduction(+ : sst)
-        for (int64_t t = 0; t < B; t++) sst += sqdist_f64(x + t * D, meanf, D);
+        for (int64_t t = 0; t < B; t++) sst += sqdist_f64(y + t * DO, meanf, DO);
         free(mean), free(meanf);
     }
     w->sse = sse, w->sst = sst;
     w->mse_loss = sse / (double)B;
-    w->l1_magnitude = l1 / (double)B;
-    w->sparsity_loss = (o->arch == CTERP_ARCH_STANDARD || jump || gated) ? o->coef * sparse / (double)B : 0;
+    w->l1_magnitude = l1sum / (double)B;
+    w->sparsity_loss = (l1 || jump || gated) ? o->coef * sparse / (double)B : 0;
     w->aux_loss = aux / (double)B;
     w->min_kept = INFINITY;
     if (btopk)
@@ -511,11 +531,15 @@ chosen:
 }
 
 void arch_backward_prepare(arch_work *w, const arch_opts *o, const float *x, float *db_dec) {
-    const int64_t B = w->B, D = w->D, N = w->N;
+    const int64_t B = w->B, D = w->D, N = w->N, DO = w->DO;
     const float invB = 1.0f / (float)B;
-    // dL/dx_hat = 2 (x_hat - x) / B; db_dec (decoder part) = sum_t of it
+    const float *y = o->target ? o->target : x;
+    // dL/dx_hat = 2 (x_hat - y) / B; db_dec (decoder part) = sum_t of it
     #pragma omp parallel for schedule(static)
-    for (int64_t q = 0; q < B * D; q++) w->g[q] = 2.0f * invB * (w->xhat[q] - x[q]);
+    for (int64_t q = 0; q < B * DO; q++) w->g[q] = 2.0f * invB * (w->xhat[q] - y[q]);
+    if (o->arch == CTERP_ARCH_SKIP_TRANSCODER) // dW_skip (DO, D) = g^T x, after db_dec in grads
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)DO, (int)D, (int)B, 1.0f, w->g, (int)DO, x,
+                    (int)D, 0.0f, db_dec + DO, (int)D);
     // matryoshka: level j's latents reach every level >= j, so their upstream gradient is the
     // suffix sum S_j = g_j + S_{j+1} (S of the last level: g); b_dec reaches every level: S_0
     const int nin = o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK ? w->n_levels - 1 : 0;
@@ -526,9 +550,9 @@ void arch_backward_prepare(arch_work *w, const arch_opts *o, const float *x, flo
         for (int64_t q = 0; q < B * D; q++) gj[q] = 2.0f * invB * (gj[q] - x[q]) + nx[q];
     }
     const float *gsum = nin > 0 ? w->xm : w->g;
-    for (int64_t d = 0; d < D; d++) db_dec[d] = 0;
+    for (int64_t d = 0; d < DO; d++) db_dec[d] = 0;
     for (int64_t t = 0; t < B; t++)
-        for (int64_t d = 0; d < D; d++) db_dec[d] += gsum[t * D + d];
+        for (int64_t d = 0; d < DO; d++) db_dec[d] += gsum[t * DO + d];
     if (o->arch == CTERP_ARCH_GATED) { // the gate's reconstruction: its own dL/dx_aux
         #pragma omp parallel for schedule(static)
         for (int64_t q = 0; q < B * D; q++) w->xaux[q] = 2.0f * invB * (w->xaux[q] - x[q]);
@@ -580,22 +604,24 @@ float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts
                        const float *theta, int64_t i, float *gWe, float *gWd, float *dtheta_i,
                        float *gx) {
     if (o->arch == CTERP_ARCH_GATED) return gated_latent_grad(w, sae, o, i, gWe, gWd, gx);
-    const int64_t D = w->D;
+    const int64_t D = w->D, DO = w->DO; // W_enc rows D, W_dec rows DO (transcoders differ)
     const float invB = 1.0f / (float)w->B, lam = o->coef;
-    const int standard = o->arch == CTERP_ARCH_STANDARD, jump = o->arch == CTERP_ARCH_JUMPRELU;
-    const float *wd = sae->W_dec + i * D;
+    const int standard = o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_TRANSCODER ||
+                         o->arch == CTERP_ARCH_SKIP_TRANSCODER; // ReLU + L1 weighted by ||W_dec_i||
+    const int jump = o->arch == CTERP_ARCH_JUMPRELU;
+    const float *wd = sae->W_dec + i * DO;
     // matryoshka: the suffix sum of the levels this latent reaches (arch_backward_prepare)
     const int lev = o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK ? level_of(o, i) : w->n_levels - 1;
     const float *G = lev < w->n_levels - 1 ? w->xm + (int64_t)lev * w->B * D : w->g;
     double gb = 0, fsum = 0;
-    memset(gWd, 0, (size_t)D * sizeof(float));
+    memset(gWd, 0, (size_t)DO * sizeof(float));
     memset(gWe, 0, (size_t)D * sizeof(float));
     for (int64_t q = w->lrow[i]; q < w->lrow[i + 1]; q++) {
         int64_t p = w->lpair[q];
-        const float *gt = G + (int64_t)w->tok[p] * D;
+        const float *gt = G + (int64_t)w->tok[p] * DO;
         const float *xt = w->xc + (int64_t)w->tok[p] * D;
-        float a = w->a[p], ga = dot_f32(gt, wd, D);
-        axpy_f32(gWd, a, gt, D);
+        float a = w->a[p], ga = dot_f32(gt, wd, DO);
+        axpy_f32(gWd, a, gt, DO);
         float dz = ga;
         if (standard) dz += lam * w->nrm[i] * invB;
         axpy_f32(gWe, dz, xt, D);
@@ -604,14 +630,14 @@ float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts
     }
     if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti ||W_dec_i||
         float c = (float)(lam * invB * fsum / w->nrm[i]);
-        axpy_f32(gWd, c, wd, D);
+        axpy_f32(gWd, c, wd, DO);
     }
     if (jump && dtheta_i) { // STE: df/dtheta = -(theta/eps) K, dH/dtheta = -(1/eps) K
         double gt_sum = 0;
         for (int64_t q = w->blrow[i]; q < w->blrow[i + 1]; q++) {
             int64_t p = w->blpair[q];
-            const float *gt = w->g + (int64_t)w->btok[p] * D;
-            float ga = dot_f32(gt, wd, D);
+            const float *gt = w->g + (int64_t)w->btok[p] * DO;
+            float ga = dot_f32(gt, wd, DO);
             gt_sum += -(theta[i] / o->bandwidth) * ga - lam * invB / o->bandwidth;
         }
         *dtheta_i = (float)gt_sum;
@@ -621,14 +647,14 @@ float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts
 
 void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                    const float *x, float *grads, float *dtheta) {
-    const int64_t D = w->D, N = w->N;
-    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
+    const int64_t D = w->D, N = w->N, DO = w->DO;
+    float *dW_enc = grads, *db_enc = grads + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * DO;
     float *gx = o->arch == CTERP_ARCH_GATED ? db_dec + D : NULL;
     double t0 = time_now();
     arch_backward_prepare(w, o, x, db_dec);
     #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < N; i++)
-        db_enc[i] = arch_latent_grad(w, sae, o, theta, i, dW_enc + i * D, dW_dec + i * D,
+        db_enc[i] = arch_latent_grad(w, sae, o, theta, i, dW_enc + i * D, dW_dec + i * DO,
                                      dtheta ? dtheta + i : NULL, gx);
     w->t_backward += time_now() - t0;
 }
@@ -687,6 +713,7 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
 void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, const float *db_mag,
                          float *db_dec) {
     const int64_t D = sae->d_in, N = sae->d_sae;
+    if (cterp_sae_is_transcoder(sae)) return; // the input is not centred: b_dec is an output
     if (sae->arch == CTERP_ARCH_GATED && db_mag) { // both paths read xc through W_enc
         for (int64_t i = 0; i < N; i++)
             axpy_f32(db_dec, -(db_enc[i] + expf(sae->r_mag[i]) * db_mag[i]), sae->W_enc + i * D, D);
@@ -699,15 +726,16 @@ void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, const float 
 
 void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, const float *theta,
                         const float *x, int64_t B) {
-    const int64_t D = sae->d_in, N = sae->d_sae;
+    const int64_t D = sae->d_in, N = sae->d_sae, DO = sae->d_out;
+    const int tc = cterp_sae_is_transcoder(sae); // no centring: b_dec is an output
     float *h = malloc((size_t)B * N * sizeof(float));
     for (int64_t t = 0; t < B; t++)
         for (int64_t i = 0; i < N; i++) {
             double z = sae->b_enc[i];
             for (int64_t d = 0; d < D; d++)
-                z += (double)sae->W_enc[i * D + d] * (x[t * D + d] - sae->b_dec[d]);
+                z += (double)sae->W_enc[i * D + d] * (x[t * D + d] - (tc ? 0.0f : sae->b_dec[d]));
             double n = 0;
-            for (int64_t d = 0; d < D; d++) n += (double)sae->W_dec[i * D + d] * sae->W_dec[i * D + d];
+            for (int64_t d = 0; d < DO; d++) n += (double)sae->W_dec[i * DO + d] * sae->W_dec[i * DO + d];
             f[t * N + i] = (float)z;
             h[t * N + i] = (float)(o->rescale ? z * sqrt(n) : z);
         }
@@ -719,7 +747,7 @@ void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, cons
                 m += (double)sae->W_enc[i * D + d] * exp(sae->r_mag[i]) * (x[q / N * D + d] - sae->b_dec[d]);
             f[q] = f[q] > 0 && m > 0 ? (float)m : 0;
         }
-    } else if (o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_JUMPRELU) {
+    } else if (o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_JUMPRELU || tc) {
         for (int64_t q = 0; q < B * N; q++) {
             float lim = o->arch == CTERP_ARCH_JUMPRELU ? theta[q % N] : 0.0f;
             if (!(f[q] > lim)) f[q] = 0;

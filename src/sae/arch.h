@@ -39,16 +39,20 @@ typedef struct {
     // matryoshka_batchtopk: the prefix widths, strictly increasing, the last = N (the full SAE)
     const int64_t *widths;
     int n_widths;
+    // transcoders: (B, DO) what x_hat reconstructs (the forward's x is then only the input); NULL:
+    // x itself (every other architecture)
+    const float *target;
 } arch_opts;
 
 // Scratch of one batch. Pairs are stored by token (CSR: row[t]..row[t+1]) and regrouped by
 // latent for the backward (lrow/lpair).
 typedef struct {
     int64_t B, D, N;
-    float *xc;     // (B, D) x - b_dec
+    int64_t DO;    // width of x_hat: D except for transcoders
+    float *xc;     // (B, D) x - b_dec (transcoders: x; their b_dec is an output)
     float *z;      // (B, N) pre-activations (allocated on first use; never under bf16 topk)
-    float *xhat;   // (B, D)
-    float *g;      // (B, D) dL/dx_hat
+    float *xhat;   // (B, DO)
+    float *g;      // (B, DO) dL/dx_hat
     float *nrm;    // (N) decoder row norms
     int64_t *row;  // (B+1) token CSR offsets
     int32_t *lat;  // (cap) latent of each pair
@@ -83,6 +87,8 @@ typedef struct {
 } arch_work;
 
 cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N);
+// The same for an x_hat of width DO (transcoders).
+cterp_status arch_work_init_out(arch_work *w, int64_t B, int64_t D, int64_t DO, int64_t N);
 void arch_work_free(arch_work *w);
 
 // Forward over x (B, D): fills xc, z, pairs, xhat and the loss terms. theta (N) is the jumprelu
@@ -94,6 +100,7 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
 // b_dec, + r_mag, b_mag for gated): every element is written (no zeroing needed); dtheta (N)
 // receives dL/dtheta for jumprelu (may be NULL otherwise; written, not accumulated). Uses x (B, D)
 // from the forward. The b_dec gradient through the input centring is left to arch_bdec_from_benc.
+// skip_transcoder: the W_skip gradient (DO, D) follows db_dec in grads (its place in sae->params).
 void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                    const float *x, float *grads, float *dtheta);
 
@@ -105,6 +112,7 @@ void arch_backward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const
 // dL/db_gate_i). It only reads shared state, so it may run for different latents at once and
 // again for the same latent (same result).
 // arch_backward is prepare + arch_latent_grad for every latent into grads.
+// skip_transcoder: prepare also writes dW_skip (DO, D) right after db_dec (DO), as in grads.
 void arch_backward_prepare(arch_work *w, const arch_opts *o, const float *x, float *db_dec);
 float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts *o,
                        const float *theta, int64_t i, float *gWe, float *gWd, float *dtheta_i,
@@ -119,7 +127,8 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
                          const int32_t *tok, const int32_t *lat, const float *a, float *grads);
 
 // dL/db_dec through the input centring: db_dec -= sum_i c_i W_enc_i, c_i = db_enc_i (gated:
-// db_gate_i + exp(r_mag_i) db_mag_i, db_mag (N) given; NULL for the others).
+// db_gate_i + exp(r_mag_i) db_mag_i, db_mag (N) given; NULL for the others). Nothing for
+// transcoders (no centring).
 void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, const float *db_mag,
                          float *db_dec);
 

@@ -326,7 +326,10 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
                         statep, (long long)ints[0], (long long)ints[1], (long long)steps);
         goto fail;
     }
-    const int64_t np = (int64_t)cterp_sae_n_params(cfg.architecture, D, N);
+    // transcoders: the target width is the source's (trainer_alloc checks it is given)
+    const int tc = cfg.architecture == CTERP_ARCH_TRANSCODER || cfg.architecture == CTERP_ARCH_SKIP_TRANSCODER;
+    const int64_t DO = tc && src->d_out > 0 && src->d_out <= (1 << 24) ? src->d_out : D;
+    const int64_t np = (int64_t)cterp_sae_n_params_out(cfg.architecture, D, DO, N);
     static const char *const per_latent[] = {"since_fired",          "window_count",
                                              "log10_density",        "log_threshold",
                                              "log_threshold_adam_m", "log_threshold_adam_v"};

@@ -23,7 +23,8 @@ typedef struct {
 
 #define FLD(n, t, h) {#n, t, offsetof(cterp_train_config, n), h}
 static const field fields[] = {
-    FLD(architecture, F_ARCH, "standard | topk | batchtopk | jumprelu | matryoshka_batchtopk | gated"),
+    FLD(architecture, F_ARCH,
+        "standard | topk | batchtopk | jumprelu | matryoshka_batchtopk | gated | transcoder | skip_transcoder"),
     FLD(d_sae, F_I64, "latents (0: d_in * expansion_factor)"),
     FLD(expansion_factor, F_INT, "d_sae = d_in * this when d_sae is 0"),
     FLD(k, F_INT, "topk/batchtopk: active latents per token"),
@@ -42,7 +43,7 @@ static const field fields[] = {
     FLD(adam_beta2, F_FLOAT, "Adam beta2"),
     FLD(adam_eps, F_FLOAT, "Adam epsilon"),
     FLD(grad_clip, F_FLOAT, "global gradient-norm clip (0: off)"),
-    FLD(l1_coefficient, F_FLOAT, "standard, gated: L1 coefficient"),
+    FLD(l1_coefficient, F_FLOAT, "standard, gated, transcoders: L1 coefficient"),
     FLD(l0_coefficient, F_FLOAT, "jumprelu: L0 coefficient"),
     FLD(sparsity_warm_up_steps, F_I64, "sparsity coefficient ramps 0 -> 1 (-1: all steps)"),
     FLD(feature_sampling_window, F_I64, "steps per feature-density window"),
@@ -388,10 +389,17 @@ int64_t cterp_train_config_steps(const cterp_train_config *c) {
 cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_in) {
     if ((unsigned)c->architecture >= CTERP_N_ARCHS)
         return BAD("architecture", "%d", (int)c->architecture,
-                   "standard, topk, batchtopk, jumprelu, matryoshka_batchtopk or gated");
-    if (c->architecture == CTERP_ARCH_TRANSCODER || c->architecture == CTERP_ARCH_SKIP_TRANSCODER)
-        return cterp_error(CTERP_EINVAL, "architecture: got %s, which the trainer does not train yet "
-                           "(it needs (input, target) pairs)", cterp_arch_name(c->architecture));
+                   "standard, topk, batchtopk, jumprelu, matryoshka_batchtopk, gated, transcoder or "
+                   "skip_transcoder");
+    if (c->architecture == CTERP_ARCH_TRANSCODER || c->architecture == CTERP_ARCH_SKIP_TRANSCODER) {
+        if (c->normalize_activations)
+            return cterp_error(CTERP_EINVAL, "normalize_activations: got true with architecture %s, expected "
+                               "false (input and target would each need a scale; not supported)",
+                               cterp_arch_name(c->architecture));
+        if (c->use_ghost_grads)
+            return cterp_error(CTERP_EINVAL, "use_ghost_grads: got true with architecture %s, expected false",
+                               cterp_arch_name(c->architecture));
+    }
     if (d_in <= 0) return BAD("d_in", "%lld", (long long)d_in, "> 0");
     if (c->d_sae < 0) return BAD("d_sae", "%lld", (long long)c->d_sae, ">= 0 (0: d_in * expansion_factor)");
     if (c->d_sae == 0 && (c->expansion_factor <= 0 || c->expansion_factor > 4096))

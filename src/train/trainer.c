@@ -29,9 +29,20 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     t->B = cfg->batch_size;
     t->steps = cterp_train_config_steps(cfg);
     t->scale = 1.0;
-    if ((s = cterp_sae_create(&t->sae, cfg->architecture == CTERP_ARCH_JUMPRELU ? CTERP_ARCH_JUMPRELU
-                                                                                 : cfg->architecture,
-                              t->D, t->N, cfg->k))) {
+    const int tc = cfg->architecture == CTERP_ARCH_TRANSCODER || cfg->architecture == CTERP_ARCH_SKIP_TRANSCODER;
+    t->DO = tc ? src->d_out : t->D;
+    if (tc && (src->d_out <= 0 || src->d_out > (1 << 24) || !src->next_target))
+        s = cterp_error(CTERP_EINVAL, "architecture %s: the source (%s) gives no (input, target) pairs "
+                        "(d_out %lld); a transcoder reads one activation and reconstructs another",
+                        cterp_arch_name(cfg->architecture), src->description, (long long)src->d_out);
+    else if (!tc && (src->d_out != 0 || src->next_target))
+        s = cterp_error(CTERP_EINVAL, "architecture %s: the source (%s) gives (input, target) pairs; "
+                        "train a transcoder or skip_transcoder on it", cterp_arch_name(cfg->architecture),
+                        src->description);
+    else
+        s = tc ? cterp_sae_create_transcoder(&t->sae, cfg->architecture, t->D, t->DO, t->N)
+               : cterp_sae_create(&t->sae, cfg->architecture, t->D, t->N, cfg->k);
+    if (s) {
         free(t);
         return s;
     }
@@ -51,9 +62,10 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     t->dead = calloc(N, 1);
     t->dead_list = malloc(N * sizeof(int32_t));
     t->x = malloc((size_t)t->B * t->D * sizeof(float));
+    if (tc) t->y = malloc((size_t)t->B * t->DO * sizeof(float));
     t->rowsq = malloc(2 * N * sizeof(double));
     int ok = t->grads && t->adam_m && t->adam_v && t->since_fired && t->window_count &&
-             t->log10_density && t->dead && t->x && t->rowsq && t->dead_list;
+             t->log10_density && t->dead && t->x && t->rowsq && t->dead_list && (!tc || t->y);
     if (ok && cfg->architecture == CTERP_ARCH_JUMPRELU) {
         t->log_thr = calloc(N, sizeof(float));
         t->dlog_thr = calloc(N, sizeof(float));
@@ -66,7 +78,7 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
         return cterp_error(CTERP_ENOMEM, "trainer: cannot allocate state for d_sae %lld", (long long)t->N);
     }
     for (size_t i = 0; i < N; i++) t->log10_density[i] = -10.0f;
-    if ((s = arch_work_init(&t->work, t->B, t->D, t->N))) {
+    if ((s = arch_work_init_out(&t->work, t->B, t->D, t->DO, t->N))) {
         cterp_trainer_free(t);
         return s;
     }
@@ -80,7 +92,7 @@ void cterp_trainer_free(cterp_trainer *t) {
     cterp_sae_free(t->sae);
     free(t->grads), free(t->adam_m), free(t->adam_v), free(t->rowsq), free(t->dead_list);
     free(t->log_thr), free(t->dlog_thr), free(t->thr_m), free(t->thr_v);
-    free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x);
+    free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x), free(t->y);
     arch_work_free(&t->work);
     if (t->metrics_file) fclose(t->metrics_file);
     file_unlock_dir(t->out_lock);
@@ -88,23 +100,33 @@ void cterp_trainer_free(cterp_trainer *t) {
     free(t);
 }
 
-// W_dec rows random with norm decoder_init_norm; W_enc = W_dec^T (same rows in our layout)
+// n rows of W (n, d) random (Gaussian direction) with norm c
+static void random_rows(float *W, int64_t n, int64_t d, double c, rng_t *r) {
+    for (int64_t i = 0; i < n; i++) {
+        float *w = W + i * d;
+        double n2 = 0;
+        for (int64_t q = 0; q < d; q++) {
+            w[q] = rng_normal(r);
+            n2 += (double)w[q] * w[q];
+        }
+        float k = (float)(c / sqrt(n2));
+        for (int64_t q = 0; q < d; q++) w[q] *= k;
+    }
+}
+
+// W_dec rows random with norm decoder_init_norm; W_enc = W_dec^T (same rows in our layout).
+// Transcoders (W_dec rows in the output space): W_enc rows drawn the same way, on their own;
+// W_skip starts at 0 (SAELens).
 static void init_params(cterp_trainer *t) {
     rng_t r;
     rng_seed(&r, t->cfg.seed);
     const int64_t N = t->N, D = t->D;
     cterp_sae *s = t->sae;
-    for (int64_t i = 0; i < N; i++) {
-        float *w = s->W_dec + i * D;
-        double n2 = 0;
-        for (int64_t d = 0; d < D; d++) {
-            w[d] = rng_normal(&r);
-            n2 += (double)w[d] * w[d];
-        }
-        float c = (float)(t->cfg.decoder_init_norm / sqrt(n2));
-        for (int64_t d = 0; d < D; d++) w[d] *= c;
-    }
-    memcpy(s->W_enc, s->W_dec, (size_t)(N * D) * sizeof(float));
+    random_rows(s->W_dec, N, t->DO, t->cfg.decoder_init_norm, &r);
+    if (cterp_sae_is_transcoder(s))
+        random_rows(s->W_enc, N, D, t->cfg.decoder_init_norm, &r);
+    else
+        memcpy(s->W_enc, s->W_dec, (size_t)(N * D) * sizeof(float));
     if (t->log_thr)
         for (int64_t i = 0; i < N; i++) {
             t->log_thr[i] = logf(t->cfg.jumprelu_init_threshold);
@@ -179,23 +201,39 @@ static int64_t bad_row(const float *x, int64_t r, int64_t B, int64_t D, int64_t 
     return B;
 }
 
+// n rows from the source into x (and the targets into y, for transcoders)
+static cterp_status source_rows(cterp_trainer *t, float *x, float *y, int64_t n) {
+    return t->y ? t->src->next_target(t->src->ctx, x, y, n) : t->src->next(t->src->ctx, x, n);
+}
+
+// The first row at or after r with a NaN/Inf in its input or (transcoders) its target: B if none.
+static int64_t bad_pair_row(const cterp_trainer *t, int64_t r, int64_t *col, int *in_target) {
+    int64_t cx = 0, cy = 0, rx = bad_row(t->x, r, t->B, t->D, &cx);
+    int64_t ry = t->y ? bad_row(t->y, r, rx, t->DO, &cy) : rx; // only rows before rx matter
+    *in_target = ry < rx, *col = ry < rx ? cy : cx;
+    return ry < rx ? ry : rx;
+}
+
 // A batch from the source, checked: a row with a NaN/Inf stops training naming the step, the
 // hook and the row, or (skip_nonfinite_rows) is replaced by the source's next finite row.
 static cterp_status read_batch(cterp_trainer *t, int64_t step) {
-    cterp_status s = t->src->next(t->src->ctx, t->x, t->B);
+    cterp_status s = source_rows(t, t->x, t->y, t->B);
     if (s) return s;
-    const int64_t B = t->B, D = t->D;
-    if (!check_finite(t->x, (size_t)(B * D), step, "the input batch")) return CTERP_OK;
+    const int64_t B = t->B, D = t->D, DO = t->DO;
+    if (!check_finite(t->x, (size_t)(B * D), step, "the input batch") &&
+        (!t->y || !check_finite(t->y, (size_t)(B * DO), step, "the target batch")))
+        return CTERP_OK;
     const char *hook = t->sae->meta.hook_name[0] ? t->sae->meta.hook_name : t->src->description;
     int64_t col = 0, skipped = 0;
-    for (int64_t r = bad_row(t->x, 0, B, D, &col); r < B; r = bad_row(t->x, r, B, D, &col)) {
+    int tgt = 0;
+    for (int64_t r = bad_pair_row(t, 0, &col, &tgt); r < B; r = bad_pair_row(t, r, &col, &tgt)) {
         if (!t->cfg.skip_nonfinite_rows)
             return cterp_error(CTERP_ENAN,
-                               "step %lld: a non-finite activation at %s: row %lld of the batch, "
+                               "step %lld: a non-finite %s at %s: row %lld of the batch, "
                                "column %lld (%g); training stopped, the last checkpoint is kept "
                                "(--skip-nonfinite-rows true skips such rows)",
-                               (long long)step, hook, (long long)r, (long long)col,
-                               (double)t->x[r * D + col]);
+                               (long long)step, tgt ? "target" : "activation", hook, (long long)r,
+                               (long long)col, (double)(tgt ? t->y[r * DO + col] : t->x[r * D + col]));
         // at most as many rows skipped as the batch holds: a source of mostly NaN is an error
         if (++skipped > B)
             return cterp_error(CTERP_ENAN,
@@ -203,7 +241,7 @@ static cterp_status read_batch(cterp_trainer *t, int64_t step) {
                                "the data is broken",
                                (long long)step, (long long)B, hook);
         t->skipped_rows++;
-        if ((s = t->src->next(t->src->ctx, t->x + r * D, 1))) return s;
+        if ((s = source_rows(t, t->x + r * D, t->y ? t->y + r * DO : NULL, 1))) return s;
     }
     cterp_clear_error();
     return CTERP_OK;
@@ -306,12 +344,14 @@ static cterp_status train_step(cterp_trainer *t) {
     if (!t->initialized && (s = initialize_data(t))) return s;
     if ((s = next_batch(t))) return s;
     t->t_data += time_now() - t0;
-    if (step == 0) { // b_dec from the first batch
-        if (c->b_dec_init == CTERP_BDEC_GEOMETRIC_MEDIAN) geometric_median(t->sae->b_dec, t->x, B, D);
+    const int64_t DO = t->DO;
+    if (step == 0) { // b_dec from the first batch (of the targets, for transcoders)
+        const float *bx = t->y ? t->y : t->x;
+        if (c->b_dec_init == CTERP_BDEC_GEOMETRIC_MEDIAN) geometric_median(t->sae->b_dec, bx, B, DO);
         else if (c->b_dec_init == CTERP_BDEC_MEAN) {
-            for (int64_t d = 0; d < D; d++) {
+            for (int64_t d = 0; d < DO; d++) {
                 double m = 0;
-                for (int64_t r = 0; r < B; r++) m += t->x[r * D + d];
+                for (int64_t r = 0; r < B; r++) m += bx[r * DO + d];
                 t->sae->b_dec[d] = (float)(m / (double)B);
             }
         }
@@ -319,8 +359,9 @@ static cterp_status train_step(cterp_trainer *t) {
     const double lr = sched_lr(c, step, t->steps);
     const double sp = sched_sparsity(c, step, t->steps);
     arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
-                   c->encoder_bf16, t->fuse_mode, t->widths, t->n_widths};
-    if (c->architecture == CTERP_ARCH_STANDARD || c->architecture == CTERP_ARCH_GATED)
+                   c->encoder_bf16, t->fuse_mode, t->widths, t->n_widths, t->y};
+    if (c->architecture == CTERP_ARCH_STANDARD || c->architecture == CTERP_ARCH_GATED ||
+        cterp_sae_is_transcoder(t->sae))
         o.coef = (float)(c->l1_coefficient * sp);
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
@@ -337,16 +378,17 @@ static cterp_status train_step(cterp_trainer *t) {
     // Backward: each latent's gradient rows, with their squared norms taken while the rows are
     // in cache (the clipping norm then needs no pass of its own).
     const float *thr = t->sae->threshold;
-    float *dW_enc = t->grads, *db_enc = dW_enc + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * D;
+    float *dW_enc = t->grads, *db_enc = dW_enc + N * D, *dW_dec = db_enc + N, *db_dec = dW_dec + N * DO;
     float *gx = c->architecture == CTERP_ARCH_GATED ? db_dec + D : NULL; // d r_mag, d b_mag (2N)
+    float *dW_skip = t->sae->W_skip ? db_dec + DO : NULL;                 // (DO, D), from prepare
     double *rowsq = t->rowsq;
     double t0b = time_now();
     arch_backward_prepare(w, &o, t->x, db_dec);
     #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < N; i++) {
-        float *e = dW_enc + i * D, *d = dW_dec + i * D;
+        float *e = dW_enc + i * D, *d = dW_dec + i * DO;
         db_enc[i] = arch_latent_grad(w, t->sae, &o, thr, i, e, d, t->dlog_thr ? t->dlog_thr + i : NULL, gx);
-        rowsq[i] = sumsq_f64(e, D), rowsq[N + i] = sumsq_f64(d, D);
+        rowsq[i] = sumsq_f64(e, D), rowsq[N + i] = sumsq_f64(d, DO);
     }
     double t1 = time_now(), aux = 0;
     w->t_backward += t1 - t0b;
@@ -375,16 +417,18 @@ static cterp_status train_step(cterp_trainer *t) {
     for (int64_t i = 0; i < N; i++) gn2 += rowsq[i];
     gn2 += sumsq_f64(db_enc, N);
     for (int64_t i = 0; i < N; i++) gn2 += rowsq[N + i];
-    gn2 += sumsq_f64(db_dec, D);
+    gn2 += sumsq_f64(db_dec, DO);
     if (t->dlog_thr) gn2 += sumsq_f64(t->dlog_thr, N);
     if (gx) gn2 += sumsq_f64(gx, 2 * N);
+    if (dW_skip) gn2 += sumsq_f64(dW_skip, DO * D);
     if (!isfinite(gn2))
         return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite", (long long)step);
     float gscale = 1.0f;
     if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) gscale = (float)(c->grad_clip / sqrt(gn2));
-    // Adam over W_enc, b_enc, W_dec, b_dec (+ r_mag, b_mag for gated; the jumprelu threshold
-    // array is not trained directly)
-    adam_update(t->sae->params, t->grads, gscale, t->adam_m, t->adam_v, (size_t)(2 * N * D + N + D + (gx ? 2 * N : 0)),
+    // Adam over W_enc, b_enc, W_dec, b_dec (+ r_mag, b_mag for gated, W_skip for skip_transcoder;
+    // the jumprelu threshold array is not trained directly)
+    adam_update(t->sae->params, t->grads, gscale, t->adam_m, t->adam_v,
+                t->sae->n_params - (t->sae->threshold ? (size_t)N : 0),
                 (float)lr, c->adam_beta1, c->adam_beta2, c->adam_eps, step + 1);
     if (t->log_thr) {
         adam_update(t->log_thr, t->dlog_thr, gscale, t->thr_m, t->thr_v, (size_t)N, (float)lr, c->adam_beta1,
@@ -533,18 +577,20 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
 
 cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
     const cterp_train_config *c = &t->cfg;
-    const int64_t N = t->N, D = t->D;
+    const int64_t N = t->N, D = t->D, DO = t->DO;
     const int btopk = c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
     cterp_arch arch = btopk ? CTERP_ARCH_JUMPRELU : c->architecture; // as SAELens saves them
     cterp_sae *s;
-    cterp_status st = cterp_sae_create(&s, arch, D, N, c->k);
+    cterp_status st = cterp_sae_is_transcoder(t->sae) ? cterp_sae_create_transcoder(&s, arch, D, DO, N)
+                                                      : cterp_sae_create(&s, arch, D, N, c->k);
     if (st) return st;
     s->meta = t->sae->meta;
     s->meta.training_tokens = t->step * t->B;
     memcpy(s->W_enc, t->sae->W_enc, (size_t)(N * D) * sizeof(float));
     memcpy(s->b_enc, t->sae->b_enc, (size_t)N * sizeof(float));
-    memcpy(s->W_dec, t->sae->W_dec, (size_t)(N * D) * sizeof(float));
-    memcpy(s->b_dec, t->sae->b_dec, (size_t)D * sizeof(float));
+    memcpy(s->W_dec, t->sae->W_dec, (size_t)(N * DO) * sizeof(float));
+    memcpy(s->b_dec, t->sae->b_dec, (size_t)DO * sizeof(float));
+    if (s->W_skip) memcpy(s->W_skip, t->sae->W_skip, (size_t)(DO * D) * sizeof(float));
     // fold the input scale: the saved SAE reads and writes unscaled activations
     const float sc = (float)t->scale;
     if (sc != 1.0f) {

@@ -12,6 +12,7 @@ struct cterp_trainer {
     cterp_train_config cfg;
     cterp_act_source *src;
     int64_t D, N, B, steps;
+    int64_t DO;          // width of x_hat: D, or the source's d_out for transcoders
     cterp_sae *sae;      // parameters in training form (inputs scaled, norms not folded)
     float *grads;        // (n_params) same layout as sae->params
     float *adam_m, *adam_v;
@@ -35,6 +36,7 @@ struct cterp_trainer {
     uint8_t *dead;          // (N) scratch
     int32_t *dead_list;     // (N) scratch: the dead latents, ascending
     float *x;               // (B, D) current batch
+    float *y;               // (B, DO) its targets (transcoders; NULL otherwise)
     arch_work work;
     cterp_train_metrics last;
     double t_data, t_revive, t_optim, t_stats; // accumulated wall seconds (benchmarks)
