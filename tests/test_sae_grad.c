@@ -18,7 +18,7 @@ enum { B = 7, D = 6, N = 12 };
 static void random_sae(cterp_sae *s, rng_t *r) {
     for (size_t q = 0; q < s->n_params; q++) s->params[q] = 0.5f * rng_normal(r);
     for (int i = 0; i < N; i++) s->b_enc[i] = 0.1f * rng_normal(r);
-    for (int d = 0; d < D; d++) s->b_dec[d] = 0.1f * rng_normal(r);
+    for (int64_t d = 0; d < s->d_out; d++) s->b_dec[d] = 0.1f * rng_normal(r); // d_out: transcoders
 }
 
 static double loss_of(arch_work *w, const cterp_sae *s, const arch_opts *o, const float *theta,
