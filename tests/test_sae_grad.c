@@ -107,7 +107,8 @@ static double naive_loss(const cterp_sae *s, const arch_opts *o, const float *x)
     return loss;
 }
 
-static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
+// detach: gated with gated_detach_aux_decoder (W_dec and b_dec against the loss without the aux term)
+static void check_arch(cterp_arch arch, int rescale, uint64_t seed, int detach) {
     rng_t r;
     rng_seed(&r, seed);
     cterp_sae *s;
@@ -121,7 +122,7 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     for (int i = 0; i < N; i++) theta[i] = 0.2f + 0.3f * rng_uniform(&r);
     const int matry = arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK, gated = arch == CTERP_ARCH_GATED;
     arch_opts o = {arch, 3, rescale, 0.7f, 0.3f, NULL, 0, 0, 0, matry ? matry_widths : NULL, matry ? 3 : 0,
-                   tc ? y : NULL};
+                   tc ? y : NULL, detach};
     arch_work w;
     arch_work_init_out(&w, B, D, tc ? DT : D, N);
 
@@ -167,17 +168,34 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
     // every trained parameter: + r_mag, b_mag (gated), + W_skip (skip_transcoder); not the
     // jumprelu threshold (its gradient is checked against the STE formula below)
     size_t ntrain = s->n_params - (s->threshold ? N : 0);
+    // detached: the aux reconstruction ReLU(pi) W_dec + b_dec - x is a constant to W_dec (its FD
+    // leaves the aux term out) and b_dec keeps only its path through the input centring (its FD
+    // minus the direct 2/B sum_t (x_aux - x))
+    double direct[D] = {0};
+    if (detach)
+        for (int t = 0; t < B; t++)
+            for (int d = 0; d < D; d++) {
+                double xa = s->b_dec[d];
+                for (int i = 0; i < N; i++) {
+                    double pi = s->b_enc[i];
+                    for (int e = 0; e < D; e++) pi += (double)s->W_enc[i * D + e] * (x[t * D + e] - s->b_dec[e]);
+                    if (pi > 0) xa += pi * s->W_dec[i * D + d];
+                }
+                direct[d] += 2.0 / B * (xa - x[t * D + d]);
+            }
     for (size_t q = 0; q < ntrain; q++) {
+        const int noaux = detach && q >= (size_t)(N * D + N) && q < (size_t)(N * D + N + N * DOUT);
+        const int bdec = detach && q >= (size_t)(N * D + N + N * DOUT) && q < (size_t)(N * D + N + N * DOUT + DOUT);
         float save = s->params[q];
         s->params[q] = save + eps;
-        double lp = loss_of(&w, s, &o, theta, x);
+        double lp = loss_of(&w, s, &o, theta, x) - (noaux ? w.aux_loss : 0);
         uint64_t sp = pairs_sig(&w);
         s->params[q] = save - eps;
-        double lm = loss_of(&w, s, &o, theta, x);
+        double lm = loss_of(&w, s, &o, theta, x) - (noaux ? w.aux_loss : 0);
         uint64_t sm = pairs_sig(&w);
         s->params[q] = save;
         if (sp != sig0 || sm != sig0) continue; // selection changed: not differentiable here
-        double fd = (lp - lm) / (2 * eps);
+        double fd = (lp - lm) / (2 * eps) - (bdec ? direct[q - (size_t)(N * D + N + N * DOUT)] : 0);
         checked++;
         if (fabs(fd - grads[q]) > 2e-3 + 2e-2 * fabs(fd)) {
             if (bad++ < 5)
@@ -185,8 +203,8 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed) {
                         grads[q]);
         }
     }
-    CHECK_MSG(bad == 0, "%s (rescale %d): %d of %d gradients differ from finite differences",
-              cterp_arch_name(arch), rescale, bad, checked);
+    CHECK_MSG(bad == 0, "%s (rescale %d, detach %d): %d of %d gradients differ from finite differences",
+              cterp_arch_name(arch), rescale, detach, bad, checked);
     CHECK_MSG(checked > (int)ntrain / 2, "%s: only %d of %zu coordinates checkable", cterp_arch_name(arch),
               checked, ntrain);
 
@@ -277,7 +295,7 @@ static void check_revive(int ghost, int rescale, int mode) {
     uint8_t dead[N] = {0};
     int nd = 0;
     for (int i = 0; i < N; i += 2) dead[i] = 1, nd++;
-    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0, 0, NULL, 0, NULL};
+    arch_opts o = {CTERP_ARCH_TOPK, 3, rescale, 0, 0.1f, NULL, 0, 0, 0, NULL, 0, NULL, 0};
     arch_work w;
     arch_work_init(&w, B, D, N);
     arch_forward(&w, s, &o, NULL, x);
@@ -530,7 +548,7 @@ static void check_bf16_forward(cterp_arch arch, int rescale, int fuse) {
     CHECK_OK(arch_work_init(&w16, FB, FD, FN));
     static const int64_t widths[3] = {50, 120, FN};
     const int matry = arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
-    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0, matry ? widths : NULL, matry ? 3 : 0, NULL};
+    arch_opts o = {arch, FK, rescale, 0, 0.1f, NULL, 0, 0, 0, matry ? widths : NULL, matry ? 3 : 0, NULL, 0};
     int32_t sub[FN / 7 + 1]; // a "dead" list: AuxK's pre-activations, f32 in both
     int nsub = 0;
     for (int i = 3; i < FN; i += 7) sub[nsub++] = i;
@@ -588,7 +606,7 @@ static void check_bf16_sub_chunks(void) {
         if (i % 10) sub[nsub++] = i; // 4500 "dead"
     arch_work w;
     CHECK_OK(arch_work_init(&w, SB, SD, SN));
-    arch_opts o = {CTERP_ARCH_TOPK, SK, 0, 0, 0.1f, sub, nsub, 1, 1, NULL, 0, NULL};
+    arch_opts o = {CTERP_ARCH_TOPK, SK, 0, 0, 0.1f, sub, nsub, 1, 1, NULL, 0, NULL, 0};
     CHECK_OK(arch_forward(&w, s, &o, NULL, x));
     int bad = 0;
     for (int64_t t = 0; t < SB; t++)
@@ -618,7 +636,7 @@ static void check_bf16_exact_blocks(void) {
     arch_work w;
     CHECK_OK(arch_work_init(&w, EB, ED, EN));
     for (int fuse = -1; fuse <= 1; fuse += 2) {
-        arch_opts o = {CTERP_ARCH_TOPK, EK, 0, 0, 0.1f, NULL, 0, 1, fuse, NULL, 0, NULL};
+        arch_opts o = {CTERP_ARCH_TOPK, EK, 0, 0, 0.1f, NULL, 0, 1, fuse, NULL, 0, NULL, 0};
         CHECK_OK(arch_forward(&w, s, &o, NULL, x));
         int bad = 0, last = 0;
         for (int64_t p = 0; p < w.nnz; p++) {
@@ -646,17 +664,17 @@ int main(void) {
         check_bf16_forward(CTERP_ARCH_BATCHTOPK, 0, fuse);
         check_bf16_forward(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 1, fuse);
     }
-    check_arch(CTERP_ARCH_STANDARD, 0, 1);
-    check_arch(CTERP_ARCH_TOPK, 0, 2);
-    check_arch(CTERP_ARCH_TOPK, 1, 3);
-    check_arch(CTERP_ARCH_BATCHTOPK, 1, 4);
-    check_arch(CTERP_ARCH_JUMPRELU, 0, 5);
-    check_arch(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 0, 6);
-    check_arch(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 1, 7);
-    check_arch(CTERP_ARCH_GATED, 0, 8);
-    check_arch(CTERP_ARCH_GATED, 0, 9);
-    check_arch(CTERP_ARCH_TRANSCODER, 0, 10);
-    check_arch(CTERP_ARCH_SKIP_TRANSCODER, 0, 11);
+    check_arch(CTERP_ARCH_STANDARD, 0, 1, 0);
+    check_arch(CTERP_ARCH_TOPK, 0, 2, 0);
+    check_arch(CTERP_ARCH_TOPK, 1, 3, 0);
+    check_arch(CTERP_ARCH_BATCHTOPK, 1, 4, 0);
+    check_arch(CTERP_ARCH_JUMPRELU, 0, 5, 0);
+    check_arch(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 0, 6, 0);
+    check_arch(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 1, 7, 0);
+    check_arch(CTERP_ARCH_GATED, 0, 8, 0);
+    check_arch(CTERP_ARCH_GATED, 0, 9, 1);
+    check_arch(CTERP_ARCH_TRANSCODER, 0, 10, 0);
+    check_arch(CTERP_ARCH_SKIP_TRANSCODER, 0, 11, 0);
     check_revive(0, 0, 0);
     check_revive(0, 1, 0);
     check_revive(0, 0, 1);

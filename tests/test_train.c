@@ -789,6 +789,37 @@ static void test_transcoder_train(cterp_arch arch) {
     cterp_toy_free(toy);
 }
 
+// gated_detach_aux_decoder reaches the gradient: one step from the same start moves W_dec
+// differently, and the gradient-only parts (the encoder's) the same way up to clipping.
+static void test_gated_detach(void) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    cterp_act_source s1, s2;
+    cterp_toy_source(&s1, toy), cterp_toy_source(&s2, toy);
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_GATED, 1);
+    c.grad_clip = 0; // Adam's first step is then lr * sign(g) up to eps: compare directions
+    cterp_trainer *a = NULL, *b = NULL;
+    CHECK_OK(cterp_trainer_create(&a, &c, &s1));
+    CHECK_OK(cterp_train_config_set(&c, "gated-detach-aux-decoder", "true"));
+    CHECK(c.gated_detach_aux_decoder == 1);
+    CHECK_OK(cterp_trainer_create(&b, &c, &s2));
+    if (a && b) {
+        CHECK_OK(cterp_trainer_run(a, 0));
+        CHECK_OK(cterp_trainer_run(b, 0));
+        const cterp_sae *x = cterp_trainer_sae(a), *y = cterp_trainer_sae(b);
+        const size_t D = (size_t)x->d_in, N = (size_t)x->d_sae;
+        CHECK(!memcmp(x->W_enc, y->W_enc, N * D * sizeof(float)));
+        CHECK_MSG(memcmp(x->W_dec, y->W_dec, N * D * sizeof(float)) != 0,
+                  "gated_detach_aux_decoder changed nothing in W_dec's first step");
+    }
+    cterp_trainer_free(a), cterp_trainer_free(b);
+    cterp_act_source_free(&s1), cterp_act_source_free(&s2);
+    cterp_toy_free(toy);
+}
+
 // The saved SAE (scale and decoder norms folded in) computes on raw inputs exactly what the
 // training form computes on scaled inputs.
 static void test_export_folding(cterp_arch arch) {
@@ -916,6 +947,7 @@ int main(void) {
     test_resume(CTERP_ARCH_SKIP_TRANSCODER, 0, 0);
     test_transcoder_train(CTERP_ARCH_TRANSCODER);
     test_transcoder_train(CTERP_ARCH_SKIP_TRANSCODER);
+    test_gated_detach();
     if (bf16_available()) {
         test_resume(CTERP_ARCH_TOPK, 0, 1);
         test_resume(CTERP_ARCH_TOPK, 1, 1);

@@ -33,6 +33,8 @@ typedef struct {
     // appended when the last is smaller (as SAELens does). Flag/JSON: "128,512,2048" or [128, ...]
     int64_t matryoshka_widths[CTERP_MAX_MATRYOSHKA];
     int n_matryoshka_widths;
+    int gated_detach_aux_decoder; // gated: stop the aux reconstruction's gradient into W_dec and
+                                  // b_dec (the paper); 0 (default): they learn from it (SAELens)
     // --- optimisation ---
     float lr, lr_end;
     cterp_lr_sched lr_scheduler;

@@ -556,8 +556,9 @@ void arch_backward_prepare(arch_work *w, const arch_opts *o, const float *x, flo
     if (o->arch == CTERP_ARCH_GATED) { // the gate's reconstruction: its own dL/dx_aux
         #pragma omp parallel for schedule(static)
         for (int64_t q = 0; q < B * D; q++) w->xaux[q] = 2.0f * invB * (w->xaux[q] - x[q]);
-        for (int64_t t = 0; t < B; t++)
-            for (int64_t d = 0; d < D; d++) db_dec[d] += w->xaux[t * D + d];
+        if (!o->detach_aux_dec)
+            for (int64_t t = 0; t < B; t++)
+                for (int64_t d = 0; d < D; d++) db_dec[d] += w->xaux[t * D + d];
     }
     group_by_latent(w->lrow, w->lpair, w->lat, w->nnz, N);
     if (o->arch == CTERP_ARCH_JUMPRELU) group_by_latent(w->blrow, w->blpair, w->blat, w->bnnz, N);
@@ -583,7 +584,7 @@ static float gated_latent_grad(const arch_work *w, const cterp_sae *sae, const a
         const float dm = a > 0 ? dot_f32(gt, wd, D) : 0.0f;
         const float dpi = dot_f32(ht, wd, D) + lam * n * invB;
         if (a > 0) axpy_f32(gWd, a, gt, D);
-        axpy_f32(gWd, pi, ht, D);
+        if (!o->detach_aux_dec) axpy_f32(gWd, pi, ht, D);
         axpy_f32(gWe, dm * e + dpi, xt, D);
         gbg += dpi, gbm += dm, gr += (double)dm * (a - sae->b_mag[i]);
         pisum += pi;

@@ -12,7 +12,8 @@
 //            (aux_loss): each prefix decoded from the same active set (SAELens v6)
 //   gated    pairs where pi = xc W_enc^T + b_gate > 0, a = ReLU(exp(r_mag) (pi - b_gate) + b_mag);
 //            + coef * mean_B sum_i ReLU(pi_i) ||W_dec_i|| (sparsity_loss)
-//            + mean_B ||ReLU(pi) W_dec + b_dec - x||^2 (aux_loss; SAELens does not detach W_dec)
+//            + mean_B ||ReLU(pi) W_dec + b_dec - x||^2 (aux_loss; SAELens does not detach W_dec
+//            and b_dec there, the paper does: arch_opts.detach_aux_dec)
 #ifndef CTERP_SAE_ARCH_H
 #define CTERP_SAE_ARCH_H
 
@@ -42,6 +43,7 @@ typedef struct {
     // transcoders: (B, DO) what x_hat reconstructs (the forward's x is then only the input); NULL:
     // x itself (every other architecture)
     const float *target;
+    int detach_aux_dec; // gated: the gate's reconstruction sends no gradient to W_dec and b_dec
 } arch_opts;
 
 // Scratch of one batch. Pairs are stored by token (CSR: row[t]..row[t+1]) and regrouped by

@@ -34,6 +34,8 @@ static const field fields[] = {
     FLD(topk_threshold_lr, F_FLOAT, "batchtopk: EMA rate of the inference threshold"),
     FLD(matryoshka_widths, F_WIDTHS,
         "matryoshka_batchtopk: prefix widths, strictly increasing, e.g. 128,512,2048 (d_sae appended)"),
+    FLD(gated_detach_aux_decoder, F_BOOL,
+        "gated: no gradient from the gate's reconstruction into W_dec, b_dec (the paper; SAELens: false)"),
     FLD(lr, F_FLOAT, "Adam learning rate"),
     FLD(lr_end, F_FLOAT, "learning rate at the end of the decay"),
     FLD(lr_scheduler, F_SCHED, "constant | cosine | linear"),

@@ -359,7 +359,7 @@ static cterp_status train_step(cterp_trainer *t) {
     const double lr = sched_lr(c, step, t->steps);
     const double sp = sched_sparsity(c, step, t->steps);
     arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
-                   c->encoder_bf16, t->fuse_mode, t->widths, t->n_widths, t->y};
+                   c->encoder_bf16, t->fuse_mode, t->widths, t->n_widths, t->y, c->gated_detach_aux_decoder};
     if (c->architecture == CTERP_ARCH_STANDARD || c->architecture == CTERP_ARCH_GATED ||
         cterp_sae_is_transcoder(t->sae))
         o.coef = (float)(c->l1_coefficient * sp);
