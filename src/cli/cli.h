@@ -83,6 +83,7 @@ int cmd_features(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_dashboard(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_serve(int argc, char **argv); // cmd_serve.c: the live explorer (libmicrohttpd)
 // --windows --top --quantile-k --ctx-left --ctx-right --logits --seed: 1 consumed, 0 not one of
 // them, -1 bad value (printed).
 int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, const char *v);
