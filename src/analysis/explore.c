@@ -48,6 +48,13 @@ static cterp_status parse_object(const char *body, size_t len, const char *const
         size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
         return cterp_error(CTERP_EINVAL, "bad JSON at byte %zu of %zu", at, len);
     }
+    while (j && end && end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (j && end != body + len) { // something after the value
+        cJSON_Delete(j);
+        return cterp_error(CTERP_EINVAL, "bad JSON at byte %zu of %zu: more after the object",
+                           (size_t)(end - body), len);
+    }
     if (!cJSON_IsObject(j)) {
         cterp_status s =
             cterp_error(CTERP_EINVAL, "expected a JSON object, found %s", kind_of(j));
