@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "core/file.h"
+#include "core/platform.h"
 #include "cterp/dashboard.h"
 #include "cterp/explore.h"
 
@@ -62,7 +63,7 @@ typedef struct {
 
 typedef struct {
     char *body;
-    size_t len;
+    size_t len, cap;
     int too_big;
 } request;
 
@@ -165,10 +166,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size) { // a piece of the body
         if (!r->too_big && r->len + *upload_size > CTERP_EXPLORE_MAX_BODY) {
             r->too_big = 1; // chunked, no length given: dropped from here on
-            free(r->body), r->body = NULL, r->len = 0;
+            free(r->body), r->body = NULL, r->len = r->cap = 0;
         }
         if (!r->too_big) {
-            if (!r->body && !(r->body = malloc(CTERP_EXPLORE_MAX_BODY + 1))) return MHD_NO;
+            if (r->len + *upload_size > r->cap) { // grown as it comes: most bodies are small
+                size_t cap = r->cap ? r->cap : 1024;
+                while (cap < r->len + *upload_size) cap *= 2;
+                char *b = realloc(r->body, cap);
+                if (!b) return MHD_NO;
+                r->body = b, r->cap = cap;
+            }
             memcpy(r->body + r->len, upload, *upload_size);
             r->len += *upload_size;
         }
@@ -230,6 +237,9 @@ int cmd_serve(int argc, char **argv) {
     cterp_features_config_default(&fc);
     const char *sae_dir = NULL, *feats = NULL, *host = "127.0.0.1";
     long port = 8765, max_new = 128;
+    // a server's memory should follow its load, not its peak: main kept freed memory for the
+    // trainer's repeated big buffers; give it back here
+    platform_default_heap();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
@@ -285,7 +295,7 @@ int cmd_serve(int argc, char **argv) {
     cterp_features *F = NULL;
     cterp_explore *x = NULL;
     struct MHD_Daemon *d = NULL;
-    char dash[] = "/tmp/cterp-serve-XXXXXX", *metrics = NULL;
+    char dash[4096] = "/tmp/cterp-serve-XXXXXX", *metrics = NULL;
     int have_dash = 0, rc = 1;
     char hook[256] = "";
     if (cterp_sae_load(sae_dir, &sae) || cterp_model_open(&m, mo.model)) goto fail;
