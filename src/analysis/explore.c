@@ -580,8 +580,8 @@ static int do_steer(cterp_explore *x, const cterp_explore_steer_req *rq, cJSON *
         }
         cJSON_AddItemToArray(toks, o);
     }
-    cJSON_AddNumberToObject(res, "mean_delta_prompt", T > 1 ? dp / (T - 1) : 0);
-    cJSON_AddNumberToObject(res, "mean_delta_continuation", n0 > T ? dc / (n0 - T) : 0);
+    cJSON_AddNumberToObject(res, "mean_delta_prompt", fl(T > 1 ? (float)(dp / (T - 1)) : 0));
+    cJSON_AddNumberToObject(res, "mean_delta_continuation", fl(n0 > T ? (float)(dc / (n0 - T)) : 0));
 done:
     cterp_steer_free(&st);
     free(ids), free(s0), free(s1), free(l0), free(l1), free(act), free(f);
