@@ -50,13 +50,16 @@ static void test_parsers(void) {
     CHECK(parse_err(ACT("[1, 2]"), "expected a JSON object, found an array"));
     CHECK(parse_err(ACT("{\"prompt\": \"x\"} 5"), "bad JSON"));
     CHECK(parse_err(ACT("{}"), "field 'prompt' is missing"));
-    CHECK(parse_err(ACT("{\"prompt\": 5}"), "field 'prompt': expected a string, found something else"));
+    CHECK(parse_err(ACT("{\"prompt\": 5}"),
+                    "field 'prompt': expected a string, found something else"));
     CHECK(parse_err(ACT("{\"prompt\": null}"), "expected a string, found null"));
-    CHECK(parse_err(ACT("{\"prompt\": \"x\", \"top\": 0}"), "field 'top': expected an integer in [1, 64], found 0"));
+    CHECK(parse_err(ACT("{\"prompt\": \"x\", \"top\": 0}"),
+                    "field 'top': expected an integer in [1, 64], found 0"));
     CHECK(parse_err(ACT("{\"prompt\": \"x\", \"top\": 2.5}"), "found 2.5"));
     CHECK(parse_err(ACT("{\"prompt\": \"x\", \"top\": \"3\"}"), "found a string"));
     CHECK(parse_err(ACT("{\"prompt\": \"x\", \"next\": 1e300}"), "field 'next'"));
-    CHECK(parse_err(ACT("{\"prompt\": \"x\", \"promt\": 1}"), "unknown field 'promt' (fields: prompt, top, next)"));
+    CHECK(parse_err(ACT("{\"prompt\": \"x\", \"promt\": 1}"),
+                    "unknown field 'promt' (fields: prompt, top, next)"));
     char *big = malloc(CTERP_EXPLORE_MAX_BODY + 2);
     memset(big, ' ', CTERP_EXPLORE_MAX_BODY + 1);
     big[CTERP_EXPLORE_MAX_BODY + 1] = 0;
@@ -82,20 +85,28 @@ static void test_parsers(void) {
     CHECK_OK(STEER("{\"prompt\": \"p\", \"latent\": 5, \"mode\": \"clamp\"}"));
     CHECK(r.mode == CTERP_STEER_CLAMP);
     cterp_explore_steer_req_free(&r);
-    CHECK(parse_err(STEER("{\"prompt\": \"p\"}"), "field 'latent' is missing (a latent index, 0..99)"));
-    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 100}"), "field 'latent': expected an integer in [0, 99], found 100"));
+    CHECK(parse_err(STEER("{\"prompt\": \"p\"}"),
+                    "field 'latent' is missing (a latent index, 0..99)"));
+    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 100}"),
+                    "field 'latent': expected an integer in [0, 99], found 100"));
     CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": -1}"), "found -1"));
-    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"n\": 65}"), "field 'n': expected an integer in [0, 64]"));
-    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"mode\": \"zap\"}"), "field 'mode': expected \"add\", \"clamp\" or \"ablate\", found \"zap\""));
-    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"mode\": 3}"), "found something else"));
-    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"temperature\": -1}"), "field 'temperature'"));
-    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"strength\": 1e5}"), "field 'strength'"));
+    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"n\": 65}"),
+                    "field 'n': expected an integer in [0, 64]"));
+    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"mode\": \"zap\"}"),
+                    "field 'mode': expected \"add\", \"clamp\" or \"ablate\", found \"zap\""));
+    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"mode\": 3}"),
+                    "found something else"));
+    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"temperature\": -1}"),
+                    "field 'temperature'"));
+    CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"strength\": 1e5}"),
+                    "field 'strength'"));
     CHECK(parse_err(STEER("{\"prompt\": \"p\", \"latent\": 1, \"seed\": 1.5}"), "field 'seed'"));
     CHECK(parse_err(STEER("{\"latent\": 1}"), "field 'prompt' is missing"));
     CHECK(r.prompt == NULL);
     CHECK_OK(cterp_explore_parse_latent("{\"latent\": 7}", 13, 100, &lat));
     CHECK(lat == 7);
-    CHECK(parse_err(cterp_explore_parse_latent("{\"latent\": 700}", 15, 100, &lat), "[0, 99], found 700"));
+    CHECK(parse_err(cterp_explore_parse_latent("{\"latent\": 700}", 15, 100, &lat),
+                    "[0, 99], found 700"));
     CHECK(parse_err(cterp_explore_parse_latent("{}", 2, 100, &lat), "field 'latent' is missing"));
 }
 
@@ -218,7 +229,8 @@ static void check_activations(cterp_model *m, const cterp_sae *sae, cterp_explor
         const int64_t i = (int64_t)num(p, "latent");
         float mx = 0;
         int fired = 0;
-        for (int t = 1; t < T; t++) mx = fmaxf(mx, f[(int64_t)t * N + i]), fired += f[(int64_t)t * N + i] > 0;
+        for (int t = 1; t < T; t++)
+            mx = fmaxf(mx, f[(int64_t)t * N + i]), fired += f[(int64_t)t * N + i] > 0;
         CHECK_CLOSE(num(p, "max"), mx, 1e-4, 0);
         CHECK(num(p, "fired") == fired);
         if (k) CHECK(num(p, "max") <= num(cJSON_GetArrayItem(rank, k - 1), "max"));
@@ -265,8 +277,9 @@ static void check_steer(cterp_model *m, const cterp_sae *sae, cterp_explore *x) 
     for (int64_t i = 0; i < N; i++)
         if (f[(np - 1) * N + i] > f[(np - 1) * N + lat]) lat = i;
     char body[256];
-    snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"latent\": %lld, \"strength\": 12, \"n\": 16}",
-             prompt, (long long)lat);
+    snprintf(body, sizeof body,
+             "{\"prompt\": \"%s\", \"latent\": %lld, \"strength\": 12, \"n\": 16}", prompt,
+             (long long)lat);
     cJSON *j = call(x, "POST", "steer", body, 200);
     if (!j) return;
     CHECK(num(j, "n_prompt") == (double)np && num(j, "n") == 16 && num(j, "latent") == (double)lat);
@@ -329,12 +342,14 @@ static void check_steer(cterp_model *m, const cterp_sae *sae, cterp_explore *x) 
         if (!fires) dead = i;
     }
     CHECK(dead >= 0);
-    snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"latent\": %lld, \"mode\": \"ablate\", \"n\": 16}",
-             prompt, (long long)dead);
+    snprintf(body, sizeof body,
+             "{\"prompt\": \"%s\", \"latent\": %lld, \"mode\": \"ablate\", \"n\": 16}", prompt,
+             (long long)dead);
     j = call(x, "POST", "steer", body, 200);
     ls = cJSON_GetObjectItemCaseSensitive(j, "loss");
     int zero = 1;
-    for (int t = 1; t < cJSON_GetArraySize(ls); t++) zero &= num(cJSON_GetArrayItem(ls, t), "delta") == 0;
+    for (int t = 1; t < cJSON_GetArraySize(ls); t++)
+        zero &= num(cJSON_GetArrayItem(ls, t), "delta") == 0;
     CHECK(zero && cJSON_GetArraySize(ls) == n0);
     cJSON_Delete(j);
     free(ids), free(f), free(g0), free(g1), free(lg), free(l0), free(l1), free(fa);
@@ -364,7 +379,8 @@ static void check_threads(cterp_explore *x) {
     const char *routes[2] = {"activations", "steer"};
     char *want[2];
     for (int k = 0; k < 2; k++)
-        CHECK(cterp_explore_handle(x, "POST", routes[k], bodies[k], strlen(bodies[k]), &want[k]) == 200);
+        CHECK(cterp_explore_handle(x, "POST", routes[k], bodies[k], strlen(bodies[k]), &want[k]) ==
+              200);
     pthread_t th[4];
     job jb[4];
     for (int k = 0; k < 4; k++) {
@@ -373,7 +389,8 @@ static void check_threads(cterp_explore *x) {
     }
     int same = 1;
     for (int k = 0; k < 4; k++) pthread_join(th[k], NULL), same &= jb[k].same;
-    printf("4 threads x 4 requests: %s\n", same ? "every answer equals the single-threaded one" : "DIFFER");
+    printf("4 threads x 4 requests: %s\n",
+           same ? "every answer equals the single-threaded one" : "DIFFER");
     CHECK(same);
     free(want[0]), free(want[1]);
 }
@@ -424,11 +441,13 @@ static void check_errors(cterp_model *m, cterp_explore *x) {
     // the latent route: the live logit effects' top token
     j = call(x, "POST", "latent", "{\"latent\": 5}", 200);
     CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "stats")));
-    const cJSON *top = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "logits"), "top");
+    const cJSON *top =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "logits"), "top");
     CHECK(cJSON_GetArraySize(top) == 10);
     cJSON_Delete(j);
     j = call(x, "GET", "info", NULL, 200);
-    CHECK(num(j, "d_sae") == 128 && num(j, "context") == 64 && !strcmp(cJSON_GetObjectItemCaseSensitive(j, "hook")->valuestring, HOOK));
+    CHECK(num(j, "d_sae") == 128 && num(j, "context") == 64 &&
+          !strcmp(cJSON_GetObjectItemCaseSensitive(j, "hook")->valuestring, HOOK));
     cJSON_Delete(j);
 }
 
@@ -457,11 +476,13 @@ int main(void) {
     CHECK_OK(cterp_sae_create(&narrow, CTERP_ARCH_TOPK, 32, 64, 4));
     snprintf(narrow->meta.hook_name, sizeof narrow->meta.hook_name, "%s", HOOK);
     CHECK(cterp_explore_create(&x, m, narrow, NULL) == CTERP_EINVAL && !x);
-    CHECK(strstr(cterp_last_error(), "blocks.2.hook_resid_post has 64 values per token, the SAE's d_in is 32"));
+    CHECK(strstr(cterp_last_error(),
+                 "blocks.2.hook_resid_post has 64 values per token, the SAE's d_in is 32"));
     cterp_explore_opts o = {"blocks.9.hook_nothing", 0, 0, NULL};
     CHECK(cterp_explore_create(&x, m, sae, &o) != CTERP_OK && !x);
     o = (cterp_explore_opts){NULL, 100000, 0, NULL};
-    CHECK(cterp_explore_create(&x, m, sae, &o) == CTERP_EINVAL && strstr(cterp_last_error(), "n_ctx"));
+    CHECK(cterp_explore_create(&x, m, sae, &o) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "n_ctx"));
     o = (cterp_explore_opts){NULL, 0, 64, NULL};
     CHECK_OK(cterp_explore_create(&x, m, sae, &o));
     if (x) {

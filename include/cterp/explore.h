@@ -33,11 +33,11 @@ extern "C" {
 #define CTERP_EXPLORE_MAX_NEXT 100   // "next": next-token candidates (default 10)
 
 typedef struct {
-    const char *hook;                // NULL: the SAE's metadata hook_name
-    int context;                     // tokens a prompt (+ continuation) may have; 0: the SAE's
-                                     // context_size, else the model's n_ctx, capped at 1024
-    int max_new;                     // largest "n" of a steer request (128)
-    const cterp_features *features;  // corpus statistics for "latent" and "info" (may be NULL)
+    const char *hook;               // NULL: the SAE's metadata hook_name
+    int context;                    // tokens a prompt (+ continuation) may have; 0: the SAE's
+                                    // context_size, else the model's n_ctx, capped at 1024
+    int max_new;                    // largest "n" of a steer request (128)
+    const cterp_features *features; // corpus statistics for "latent" and "info" (may be NULL)
 } cterp_explore_opts;
 
 typedef struct cterp_explore cterp_explore;

@@ -48,7 +48,8 @@ static cterp_status parse_object(const char *body, size_t len, const char *const
         size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
         return cterp_error(CTERP_EINVAL, "bad JSON at byte %zu of %zu", at, len);
     }
-    while (j && end && end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+    while (j && end && end < body + len &&
+           (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
         end++;
     if (j && end != body + len) { // something after the value
         cJSON_Delete(j);
@@ -56,14 +57,14 @@ static cterp_status parse_object(const char *body, size_t len, const char *const
                            (size_t)(end - body), len);
     }
     if (!cJSON_IsObject(j)) {
-        cterp_status s =
-            cterp_error(CTERP_EINVAL, "expected a JSON object, found %s", kind_of(j));
+        cterp_status s = cterp_error(CTERP_EINVAL, "expected a JSON object, found %s", kind_of(j));
         cJSON_Delete(j);
         return s;
     }
     for (const cJSON *c = j->child; c; c = c->next) {
         int ok = 0;
-        for (const char *const *a = allowed; *a && !ok; a++) ok = c->string && !strcmp(c->string, *a);
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = c->string && !strcmp(c->string, *a);
         if (!ok) {
             char keys[256] = "";
             for (const char *const *a = allowed; *a; a++)
@@ -104,8 +105,7 @@ static cterp_status get_prompt(const cJSON *j, char **out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "prompt");
     if (!v) return cterp_error(CTERP_EINVAL, "field 'prompt' is missing (a string)");
     if (!cJSON_IsString(v) || !v->valuestring)
-        return cterp_error(CTERP_EINVAL, "field 'prompt': expected a string, found %s",
-                           kind_of(v));
+        return cterp_error(CTERP_EINVAL, "field 'prompt': expected a string, found %s", kind_of(v));
     *out = strdup(v->valuestring);
     return *out ? CTERP_OK : cterp_error(CTERP_ENOMEM, "out of memory");
 }
@@ -145,7 +145,8 @@ cterp_status cterp_explore_parse_steer(const char *body, size_t len, int64_t d_s
         else if (m && !strcmp(m, "ablate"))
             r->mode = CTERP_STEER_ABLATE;
         else
-            s = cterp_error(CTERP_EINVAL, "field 'mode': expected \"add\", \"clamp\" or \"ablate\"%s%.32s%s",
+            s = cterp_error(CTERP_EINVAL,
+                            "field 'mode': expected \"add\", \"clamp\" or \"ablate\"%s%.32s%s",
                             m ? ", found \"" : ", found ", m ? m : kind_of(mode), m ? "\"" : "");
     }
     if (!s && !cJSON_GetObjectItemCaseSensitive(j, "latent"))
@@ -261,7 +262,9 @@ void cterp_explore_free(cterp_explore *x) {
     free(x);
 }
 
-int cterp_explore_context(const cterp_explore *x) { return x->context; }
+int cterp_explore_context(const cterp_explore *x) {
+    return x->context;
+}
 
 // ---- running a sequence -----------------------------------------------------------------------
 
@@ -271,16 +274,16 @@ int cterp_explore_context(const cterp_explore *x) { return x->context; }
 typedef struct {
     const cterp_explore *x;
     const int32_t *tok;
-    int t0;          // position of the chunk's first row
-    float *f;        // (chunk, N) scratch
-    int top;         // latents kept per token
-    int32_t *top_i;  // (T, top), -1 where fewer fired
-    float *top_a;    // (T, top)
-    float *mx;       // (N) largest activation on a non-special token
-    int32_t *pos;    // (N) where
-    int32_t *fired;  // (N) non-special tokens with f > 0
-    int64_t col;     // latent recorded in col_act (-1: none)
-    float *col_act;  // (T)
+    int t0;         // position of the chunk's first row
+    float *f;       // (chunk, N) scratch
+    int top;        // latents kept per token
+    int32_t *top_i; // (T, top), -1 where fewer fired
+    float *top_a;   // (T, top)
+    float *mx;      // (N) largest activation on a non-special token
+    int32_t *pos;   // (N) where
+    int32_t *fired; // (N) non-special tokens with f > 0
+    int64_t col;    // latent recorded in col_act (-1: none)
+    float *col_act; // (T)
 } enc_state;
 
 static cterp_status enc_hook(const char *name, float *act, const int64_t *shape, int ndim,
@@ -416,8 +419,8 @@ static int cmp_ranked(const void *a, const void *b) {
     return p->i < q->i ? -1 : p->i > q->i;
 }
 
-static int do_activations(cterp_explore *x, const cterp_explore_act_req *rq, cJSON *res,
-                          char *msg, size_t cap) {
+static int do_activations(cterp_explore *x, const cterp_explore_act_req *rq, cJSON *res, char *msg,
+                          size_t cap) {
     int32_t *ids = NULL;
     int T = 0;
     int code = tokenize_prompt(x, rq->prompt, &ids, &T, msg, cap);
@@ -581,7 +584,8 @@ static int do_steer(cterp_explore *x, const cterp_explore_steer_req *rq, cJSON *
         cJSON_AddItemToArray(toks, o);
     }
     cJSON_AddNumberToObject(res, "mean_delta_prompt", fl(T > 1 ? (float)(dp / (T - 1)) : 0));
-    cJSON_AddNumberToObject(res, "mean_delta_continuation", fl(n0 > T ? (float)(dc / (n0 - T)) : 0));
+    cJSON_AddNumberToObject(res, "mean_delta_continuation",
+                            fl(n0 > T ? (float)(dc / (n0 - T)) : 0));
 done:
     cterp_steer_free(&st);
     free(ids), free(s0), free(s1), free(l0), free(l1), free(act), free(f);
@@ -678,8 +682,8 @@ int cterp_explore_handle(cterp_explore *x, const char *method, const char *route
     for (int k = 0; k < 4; k++)
         if (!strcmp(route, routes[k])) r = k;
     if (r < 0) {
-        snprintf(msg, sizeof msg, "no API route /api/%.200s (routes: info, activations, steer, latent)",
-                 route);
+        snprintf(msg, sizeof msg,
+                 "no API route /api/%.200s (routes: info, activations, steer, latent)", route);
         *out = error_json(msg);
         return 404;
     }

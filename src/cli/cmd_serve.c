@@ -24,20 +24,20 @@
 #include "cterp/explore.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: cterp serve --model M.gguf --sae DIR [--features FEATS | --data D] [--port P]\n"
-            "                   [--host 127.0.0.1] [--context-size N] [--max-new N] [--hook H]\n"
-            "  the live explorer: a prompt page (tokens, their top latents, the next-token\n"
-            "  distribution; steer or ablate a latent and see the continuation and the per-token\n"
-            "  change in loss) at http://HOST:PORT/, its JSON API under /api/ (docs/features.md),\n"
-            "  and the dashboard under /dash/ when corpus statistics are at hand\n"
-            "  --features FEATS   the output of cterp features (the dashboard's statistics)\n"
-            "  --data D           or compute them here over D (`cterp features --help` options)\n"
-            "  --port P           TCP port (8765; 0: any free port, printed)\n"
-            "  --host A           address to bind (127.0.0.1; anything else serves the network)\n"
-            "  --context-size N   longest prompt + continuation in tokens (the SAE's context size)\n"
-            "  --max-new N        most tokens a steer request may generate (128)\n"
-            "Stops on SIGINT/SIGTERM.\n");
+    fprintf(
+        f, "usage: cterp serve --model M.gguf --sae DIR [--features FEATS | --data D] [--port P]\n"
+           "                   [--host 127.0.0.1] [--context-size N] [--max-new N] [--hook H]\n"
+           "  the live explorer: a prompt page (tokens, their top latents, the next-token\n"
+           "  distribution; steer or ablate a latent and see the continuation and the per-token\n"
+           "  change in loss) at http://HOST:PORT/, its JSON API under /api/ (docs/features.md),\n"
+           "  and the dashboard under /dash/ when corpus statistics are at hand\n"
+           "  --features FEATS   the output of cterp features (the dashboard's statistics)\n"
+           "  --data D           or compute them here over D (`cterp features --help` options)\n"
+           "  --port P           TCP port (8765; 0: any free port, printed)\n"
+           "  --host A           address to bind (127.0.0.1; anything else serves the network)\n"
+           "  --context-size N   longest prompt + continuation in tokens (the SAE's context size)\n"
+           "  --max-new N        most tokens a steer request may generate (128)\n"
+           "Stops on SIGINT/SIGTERM.\n");
 }
 
 #ifndef CTERP_HAVE_MHD
@@ -139,8 +139,10 @@ static int host_ok(struct MHD_Connection *c) {
     if (!h) return 1; // HTTP/1.0
     size_t n = strlen(h);
     const char *colon = h[0] == '[' ? strchr(h, ']') : strchr(h, ':');
-    if (h[0] == '[') n = colon ? (size_t)(colon - h + 1) : n;
-    else if (colon) n = (size_t)(colon - h);
+    if (h[0] == '[')
+        n = colon ? (size_t)(colon - h + 1) : n;
+    else if (colon)
+        n = (size_t)(colon - h);
     return (n == 9 && !strncmp(h, "localhost", 9)) || (n == 5 && !strncmp(h, "[::1]", 5)) ||
            (n >= 9 && n <= 15 && !strncmp(h, "127.", 4));
 }
@@ -194,7 +196,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         int code = cterp_explore_handle(sv->x, method, url + 5, r->body, r->len, &out);
         if (!out) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return send_buf(c, (unsigned)code, "application/json", out, strlen(out), 1,
-                        code != 405 ? NULL : !strcmp(url, "/api/info") ? "GET" : "POST");
+                        code != 405                 ? NULL
+                        : !strcmp(url, "/api/info") ? "GET"
+                                                    : "POST");
     }
     const int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
@@ -205,7 +209,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!strcmp(url, "/dash") || !strncmp(url, "/dash/", 6)) {
         if (!get) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "%.200s takes GET", url);
         if (!strcmp(url, "/dash")) { // relative links in the pages need the slash
-            struct MHD_Response *rd = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+            struct MHD_Response *rd =
+                MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
             if (!rd) return MHD_NO;
             MHD_add_response_header(rd, MHD_HTTP_HEADER_LOCATION, "/dash/");
             enum MHD_Result res = MHD_queue_response(c, MHD_HTTP_MOVED_PERMANENTLY, rd);
@@ -214,8 +219,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         return send_dash(c, sv, url + 6);
     }
-    return send_error(c, MHD_HTTP_NOT_FOUND, "no page %.200s (the explorer is at /, the API under /api/)",
-                      url);
+    return send_error(c, MHD_HTTP_NOT_FOUND,
+                      "no page %.200s (the explorer is at /, the API under /api/)", url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -282,13 +287,15 @@ int cmd_serve(int argc, char **argv) {
     struct sockaddr_in6 a6;
     memset(&a4, 0, sizeof a4), memset(&a6, 0, sizeof a6);
     const int v6 = strchr(host, ':') != NULL;
-    if (v6 ? inet_pton(AF_INET6, host, &a6.sin6_addr) != 1 : inet_pton(AF_INET, host, &a4.sin_addr) != 1) {
+    if (v6 ? inet_pton(AF_INET6, host, &a6.sin6_addr) != 1
+           : inet_pton(AF_INET, host, &a4.sin_addr) != 1) {
         fprintf(stderr, "cterp serve: --host: not an IPv4 or IPv6 address: '%s'\n", host);
         return 2;
     }
     a4.sin_family = AF_INET, a4.sin_port = htons((uint16_t)port);
     a6.sin6_family = AF_INET6, a6.sin6_port = htons((uint16_t)port);
-    const int loopback = v6 ? IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr) : (ntohl(a4.sin_addr.s_addr) >> 24) == 127;
+    const int loopback =
+        v6 ? IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr) : (ntohl(a4.sin_addr.s_addr) >> 24) == 127;
 
     cterp_sae *sae = NULL;
     cterp_model *m = NULL;
@@ -330,18 +337,19 @@ int cmd_serve(int argc, char **argv) {
     }
     // the signals are taken by sigwait below: blocked here, before MHD starts its threads
     sigset_t sigs;
-    sigemptyset(&sigs), sigaddset(&sigs, SIGINT), sigaddset(&sigs, SIGTERM), sigaddset(&sigs, SIGHUP);
+    sigemptyset(&sigs), sigaddset(&sigs, SIGINT), sigaddset(&sigs, SIGTERM),
+        sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     server sv = {x, have_dash ? dash : NULL, loopback};
     // a pool of threads: static pages and errors are answered while one request runs the model
     // (model work is serialised inside cterp_explore_handle)
-    d = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0), (uint16_t)port,
-        NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR,
-        v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)4, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0),
+                         (uint16_t)port, NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR,
+                         v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4,
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)4, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)256, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "cterp serve: cannot listen on %s port %ld (in use? try --port 0)\n", host,
                 port);
@@ -350,8 +358,9 @@ int cmd_serve(int argc, char **argv) {
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     const unsigned bound = di ? di->port : (unsigned)port;
     if (!loopback)
-        fprintf(stderr, "cterp serve: warning: %s is not a loopback address: anyone who reaches "
-                        "it can run the model\n",
+        fprintf(stderr,
+                "cterp serve: warning: %s is not a loopback address: anyone who reaches "
+                "it can run the model\n",
                 host);
     printf("cterp serve: http://%s%s%s:%u/ (%lld latents at %s, context %d%s)\n", v6 ? "[" : "",
            host, v6 ? "]" : "", bound, (long long)sae->d_sae, hook[0] ? hook : sae->meta.hook_name,

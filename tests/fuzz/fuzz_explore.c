@@ -31,7 +31,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *data = fuzz_testdata();
     if (data) { // the handler on a real model: tokenizer, forward, steering, JSON out
         char *mp = file_join(data, "models/stories260K.gguf");
-        if (!mp || cterp_model_open(&model, mp) || cterp_sae_create(&sae, CTERP_ARCH_TOPK, 64, D_SAE, 4))
+        if (!mp || cterp_model_open(&model, mp) ||
+            cterp_sae_create(&sae, CTERP_ARCH_TOPK, 64, D_SAE, 4))
             abort();
         free(mp);
         rng_t r;
@@ -53,7 +54,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     seed("steer_ablate", 1,
          "{\"prompt\": \"The dog\", \"latent\": 63, \"mode\": \"ablate\", \"n\": 8, "
          "\"temperature\": 0.8, \"seed\": 7}");
-    seed("steer_clamp", 1, "{\"prompt\": \"\", \"latent\": 0, \"mode\": \"clamp\", \"strength\": -3}");
+    seed("steer_clamp", 1,
+         "{\"prompt\": \"\", \"latent\": 0, \"mode\": \"clamp\", \"strength\": -3}");
     seed("latent", 2, "{\"latent\": 12}");
     seed("info", 3, "");
     seed("wrong_method", 4 + 1, "{\"prompt\": \"x\", \"latent\": 1}");
@@ -103,7 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!cterp_explore_parse_latent(body, len, D_SAE, &lat) && (lat < 0 || lat >= D_SAE)) abort();
     if (ex) {
         const char *route = ROUTES[sel & 3];
-        const char *method = (sel & 3) == 3 ? (sel & 4 ? "POST" : "GET") : (sel & 4 ? "GET" : "POST");
+        const char *method =
+            (sel & 3) == 3 ? (sel & 4 ? "POST" : "GET") : (sel & 4 ? "GET" : "POST");
         char *out = NULL;
         int code = cterp_explore_handle(ex, method, route, body, len, &out);
         fuzz_note(route, code != 200);
