@@ -31,7 +31,8 @@ if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
     exit $fail
 fi
 m=$data/models/stories260K.gguf
-for i in $(seq 1 10); do "$bin" generate --model "$m" -n 100 --temp 1 --seed "$i" 2>/dev/null | tr '\n' ' '; echo; done > "$tmp/s.txt"
+# 5 stories of up to 200 tokens (each a process: slow to start under the sanitizers)
+for i in $(seq 1 5); do "$bin" generate --model "$m" -n 200 --temp 1 --seed "$i" 2>/dev/null | tr '\n' ' '; echo; done > "$tmp/s.txt"
 "$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" --context-size 32 --d-sae 256 --k 8 \
     --batch 128 --steps 60 --log-every 10 --buffer-rows 1024 --seed 5 --quiet --eval-windows 0 --out "$tmp/sae" >/dev/null 2>&1
 "$bin" features --model "$m" --sae "$tmp/sae" --data "$tmp/s.txt" --out "$tmp/feats" >/dev/null 2>&1
