@@ -79,4 +79,9 @@ check "without --features /dash/ is a 404 that says how to get it" '[ "$st" = 40
 st=$(curl -s -o "$tmp/r.json" -w "%{http_code}" -X POST --data '{"prompt": "Lily", "latent": 1, "n": 4}' "http://127.0.0.1:$port/api/steer")
 check "and the API answers" '[ "$st" = 200 ] && grep -q "\"steered\"" "$tmp/r.json"'
 kill -TERM $pid; wait $pid; pid=
+# --data: the features pass at start-up, and its dashboard (with the SAE's training report)
+start --data "$tmp/s.txt" --windows 4
+st=$(curl -s -o "$tmp/p.html" -w "%{http_code}" "http://127.0.0.1:$port/dash/training.html")
+check "with --data the dashboard is computed at start-up (and its training report found)" '[ "$st" = 200 ] && grep -q "over 4 windows" "$tmp/serve.err" && grep -q "<polyline" "$tmp/p.html"'
+kill -TERM $pid; wait $pid; pid=
 exit $fail
