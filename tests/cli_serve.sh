@@ -16,14 +16,16 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 
+if "$bin" serve --model m --sae "$tmp/nosae" 2>&1 | grep -q "built without libmicrohttpd"; then
+    "$bin" serve --model m --sae s >/dev/null 2>&1
+    check "built without libmicrohttpd: serve says so and exits 1" '[ $? -eq 1 ]'
+    echo "skip: this cterp was built without libmicrohttpd"
+    exit $fail
+fi
 "$bin" serve --sae s >/dev/null 2>&1; check "serve without --model exits 2" '[ $? -eq 2 ]'
 "$bin" serve --model m --sae s --port 70000 >/dev/null 2>&1; check "a port out of range exits 2" '[ $? -eq 2 ]'
 err=$("$bin" serve --model m --sae s --host example.org 2>&1); rc=$?
 check "a host that is not an address is named" '[ $rc -eq 2 ] && [[ "$err" == *"example.org"* ]]'
-if "$bin" serve --model m --sae "$tmp/nosae" 2>&1 | grep -q "built without libmicrohttpd"; then
-    echo "skip: this cterp was built without libmicrohttpd"
-    exit $fail
-fi
 err=$("$bin" serve --model m --sae "$tmp/nosae" 2>&1); rc=$?
 check "a missing SAE dir is named" '[ $rc -eq 1 ] && [[ "$err" == *"$tmp/nosae"* ]]'
 if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
