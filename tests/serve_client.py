@@ -363,8 +363,15 @@ def cmd_browser(port, tmp):
               str(got))
         check("the per-token loss change is drawn for every token after the first",
               got and got[2] == len(s["loss"]) - 1, str(got))
+        # the dashboard as served (its own inline script, under the server's Content-Security-Policy)
+        ws.call("Page.navigate", url=base + "/dash/index.html#sort=max")
+        check("the served dashboard's index sorts itself on load (its script ran)",
+              ws.wait("document.body && document.body.dataset.sorted === '3d'"))
+        ws.call("Page.navigate", url=base + "/dash/f/%d.html" % other)
+        check("latent %d's dashboard page loads" % other,
+              ws.wait("document.readyState === 'complete' && document.querySelector('h1') && document.querySelector('h1').textContent") == "Latent %d" % other)
         probs = ws.problems()
-        check("no console messages or uncaught errors", not probs, str(probs)[:500])
+        check("no console messages or uncaught errors on any page", not probs, str(probs)[:500])
         # the detector itself: a deliberate error is seen
         ws.js("setTimeout(function(){ undefinedFunctionForTheTest(); }, 0); 1")
         time.sleep(0.3)
