@@ -346,6 +346,12 @@ def cmd_browser(port, tmp):
         check("the top latent (%d) is selected and its tokens are shaded: %s, darkest at %s" % (top, shaded, hot),
               sel == top and shaded == [k for k, v in enumerate(acts) if v > 0] and hot and
               all(abs(acts[k] - max(acts)) < 1e-6 for k in hot), "selected %s, acts %s" % (sel, acts))
+        # click a token: its top latents, as the API lists them
+        k = len(a["tokens"]) // 2
+        ws.js("document.querySelectorAll('#toks i')[%d].click(); 1" % k)
+        shown = ws.wait("Array.from(document.querySelectorAll('#tokinfo button.lat')).map(function(b){return Number(b.dataset.latent)})")
+        want_l = [l["latent"] for l in a["tokens"][k]["latents"]]
+        check("clicking token %d lists its top latents %s" % (k, want_l), shown == want_l or (not want_l and shown is None), str(shown))
         # click another latent in the ranking table, then steer it
         other = a["top_latents"][1]["latent"]
         ws.js("document.querySelector('#ranked button.lat[data-latent=\"%d\"]').click(); 1" % other)
