@@ -99,6 +99,9 @@ def abuse(port):
         ("path games in the dashboard", 404, "GET", "/dash/f/..%2f..%2fetc%2fpasswd", None, {}),
         ("a latent page past the end", 404, "GET", "/dash/f/99999.html", None, {}),
         ("a foreign Host (DNS rebinding)", 403, "GET", "/api/info", None, {"Host": "evil.example:80"}),
+        ("a domain that starts with 127.", 403, "GET", "/api/info", None, {"Host": "127.evil.example"}),
+        ("Host localhost", 200, "GET", "/api/info", None, {"Host": "localhost:1"}),
+        ("Host 127.1.2.3", 200, "GET", "/api/info", None, {"Host": "127.1.2.3"}),
     ]:
         try:
             st, ct, data = request(port, method, path, body, hdr)

@@ -150,8 +150,11 @@ static int host_ok(struct MHD_Connection *c) {
         n = colon ? (size_t)(colon - h + 1) : n;
     else if (colon)
         n = (size_t)(colon - h);
+    char ip[16]; // an IPv4 literal 127.x.x.x, not a name that starts with "127." (a domain)
+    struct in_addr a;
+    if (n < sizeof ip) memcpy(ip, h, n), ip[n] = 0;
     return (n == 9 && !strncmp(h, "localhost", 9)) || (n == 5 && !strncmp(h, "[::1]", 5)) ||
-           (n >= 9 && n <= 15 && !strncmp(h, "127.", 4));
+           (n < sizeof ip && inet_pton(AF_INET, ip, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
