@@ -28,6 +28,8 @@ int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
     int64_t x = 0;
     if (!strcmp(a, "--model")) o->model = v;
     else if (!strcmp(a, "--hook")) o->hook = v;
+    else if (!strcmp(a, "--hooks")) o->hooks = v;
+    else if (!strcmp(a, "--layers")) o->layers = v;
     else if (!strcmp(a, "--component")) o->component = v;
     else if (!strcmp(a, "--data")) o->data = v;
     else if (!strcmp(a, "--text-field")) o->store.data.text_field = v;
@@ -67,6 +69,10 @@ const char *cli_model_help =
     "  --hook H | --layer L --component C\n"
     "                          hook point: a TransformerLens name (blocks.2.hook_resid_post), or a\n"
     "                          component (mlp, attn, resid, resid_pre, resid_mid, mlp_post) at a layer\n"
+    "  --hooks H1,H2,... | --layers A-B[,C...] --component C1[,C2...]\n"
+    "                          several hooks from one forward (cterp train, cterp cache): one SAE or\n"
+    "                          cache per hook, in DIR/<hook>; config flags take one value or one\n"
+    "                          per hook (--d-sae 2048,4096)\n"
     "  --data D                .txt (document per line), folder of .txt, .jsonl (\"text\"), .bin tokens\n"
     "  --context-size N        tokens per window (128); --prepend-bos 0|1 (1); --concat 0|1 (1)\n"
     "  --separator bos|eos|none|ID   between concatenated documents (bos)\n"
@@ -79,6 +85,9 @@ const char *cli_model_help =
     "                          2 always, 0 never (the same rows in the same order)\n";
 
 cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap) {
+    if (o->hooks || o->layers)
+        return cterp_error(CTERP_EINVAL, "%s: this command takes one hook (--hook, or --layer with --component)",
+                           o->hooks ? "--hooks" : "--layers");
     if (o->hook && (o->component || o->layer >= 0))
         return cterp_error(CTERP_EINVAL, "give --hook, or --layer with --component, not both");
     if (o->hook) return cterp_hook_name(0, o->hook, hook, cap);
