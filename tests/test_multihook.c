@@ -13,8 +13,8 @@
 #include "test.h"
 
 enum { NH = 4 };
-static const char *HOOKS[NH] = {"blocks.0.hook_resid_post", "blocks.1.attn.hook_z", "blocks.3.hook_mlp_out",
-                                "blocks.2.mlp.hook_post"};
+static const char *HOOKS[NH] = {"blocks.0.hook_resid_post", "blocks.1.attn.hook_z",
+                                "blocks.3.hook_mlp_out", "blocks.2.mlp.hook_post"};
 static char model_path[700], corpus[700], tmp[520];
 
 static void write_model(void) {
@@ -29,8 +29,8 @@ static void write_model(void) {
 }
 
 static void write_corpus(void) {
-    static const char *words[] = {"the", "a", "on", "and", "Once", "upon", "time", "cat", "hat", "ran",
-                                  "tea", "note", "hen", "oat", "tent"};
+    static const char *words[] = {"the", "a",   "on",  "and",  "Once", "upon", "time", "cat",
+                                  "hat", "ran", "tea", "note", "hen",  "oat",  "tent"};
     FILE *f = fopen(corpus, "w");
     rng_t r;
     rng_seed(&r, 11);
@@ -56,7 +56,8 @@ static cterp_store_config store_cfg(int overlap) {
 enum { B = 32, NB = 90 }; // 2880 rows: several refills and past one epoch (checked below)
 
 // The batches of a single-hook store for hook h: (NB, B, D).
-static float *single_batches(cterp_model *m, int h, int64_t *D, int64_t *forwards, int64_t *epochs) {
+static float *single_batches(cterp_model *m, int h, int64_t *D, int64_t *forwards,
+                             int64_t *epochs) {
     cterp_store_config c = store_cfg(0);
     cterp_act_source src;
     CHECK_OK(cterp_act_store(&src, m, HOOKS[h], corpus, &c, B));
@@ -99,16 +100,18 @@ static void test_store(cterp_model *m) {
                     same[h] &= !memcmp(x, ref[h] + (size_t)i * B * D[h], (size_t)(B * D[h]) * 4);
                 }
         }
-        for (int h = 0; h < NH; h++) CHECK_MSG(same[h], "pass %d: hook %s differs from its store alone", pass, HOOKS[h]);
+        for (int h = 0; h < NH; h++)
+            CHECK_MSG(same[h], "pass %d: hook %s differs from its store alone", pass, HOOKS[h]);
         cterp_store_stats st, sv;
         CHECK_OK(cterp_multi_store_stats(ms, &st));
         CHECK_OK(cterp_act_source_stats(&src[2], &sv));
         // one forward per batch of windows for all four hooks: as many as one hook alone (the
         // producer thread of pass 1 may have run one refill ahead: at most half the buffer more)
-        CHECK_MSG(pass ? st.forwards > fw[0] / 2 && st.forwards <= fw[0] + c.buffer_rows / 2 / 16 + 1
-                       : st.forwards == fw[0] && fw[0] == fw[3] && st.forwards > 0,
-                  "pass %d: %lld forwards for %d hooks, %lld for one alone", pass, (long long)st.forwards, NH,
-                  (long long)fw[0]);
+        CHECK_MSG(pass
+                      ? st.forwards > fw[0] / 2 && st.forwards <= fw[0] + c.buffer_rows / 2 / 16 + 1
+                      : st.forwards == fw[0] && fw[0] == fw[3] && st.forwards > 0,
+                  "pass %d: %lld forwards for %d hooks, %lld for one alone", pass,
+                  (long long)st.forwards, NH, (long long)fw[0]);
         CHECK(st.rows_served == NB * B && sv.rows_served == NB * B && sv.forwards == st.forwards);
         for (int h = 0; h < NH; h++) cterp_act_source_free(&src[h]);
         cterp_multi_store_free(ms);
@@ -118,14 +121,16 @@ static void test_store(cterp_model *m) {
     cterp_multi_store *ms;
     CHECK_OK(cterp_multi_store_open(&ms, m, HOOKS, NH, corpus, &c, B));
     if (ms) {
-        CHECK(cterp_multi_store_n_hooks(ms) == NH && !strcmp(cterp_multi_store_hook(ms, 2), HOOKS[2]) &&
+        CHECK(cterp_multi_store_n_hooks(ms) == NH &&
+              !strcmp(cterp_multi_store_hook(ms, 2), HOOKS[2]) &&
               cterp_multi_store_d_in(ms, 3) == 64 && !cterp_multi_store_hook(ms, NH));
         float *xs[NH];
         for (int h = 0; h < NH; h++) xs[h] = malloc((size_t)(B * D[h]) * sizeof(float));
         int same = 1;
         for (int i = 0; i < NB; i++) {
             CHECK_OK(cterp_multi_store_next(ms, xs, B));
-            for (int h = 0; h < NH; h++) same &= !memcmp(xs[h], ref[h] + (size_t)i * B * D[h], (size_t)(B * D[h]) * 4);
+            for (int h = 0; h < NH; h++)
+                same &= !memcmp(xs[h], ref[h] + (size_t)i * B * D[h], (size_t)(B * D[h]) * 4);
         }
         CHECK_MSG(same, "cterp_multi_store_next differs from the single-hook stores");
         cterp_act_source v;
@@ -152,7 +157,8 @@ static int same_sae(const cterp_sae *a, const cterp_sae *b) {
     if (!a || !b || a->d_in != b->d_in || a->d_sae != b->d_sae) return 0;
     size_t nd = (size_t)(a->d_in * a->d_sae) * 4;
     return !memcmp(a->W_enc, b->W_enc, nd) && !memcmp(a->W_dec, b->W_dec, nd) &&
-           !memcmp(a->b_enc, b->b_enc, (size_t)a->d_sae * 4) && !memcmp(a->b_dec, b->b_dec, (size_t)a->d_in * 4);
+           !memcmp(a->b_enc, b->b_enc, (size_t)a->d_sae * 4) &&
+           !memcmp(a->b_dec, b->b_dec, (size_t)a->d_in * 4);
 }
 
 static void test_train(cterp_model *m) {
@@ -170,13 +176,16 @@ static void test_train(cterp_model *m) {
     snprintf(run, sizeof run, "%s/run", tmp);
     snprintf(run2, sizeof run2, "%s/run2", tmp);
     CHECK_OK(cterp_train_saes(m, HOOKS, NH, corpus, cfg, run, NULL, &po, multi, NULL));
-    for (int h = 0; h < NH; h++) CHECK_MSG(same_sae(alone[h], multi[h]), "hook %s: not the SAE trained alone", HOOKS[h]);
+    for (int h = 0; h < NH; h++)
+        CHECK_MSG(same_sae(alone[h], multi[h]), "hook %s: not the SAE trained alone", HOOKS[h]);
     // resumed from the checkpoints at step 20: the same SAEs
     const char *res[NH];
-    for (int h = 0; h < NH; h++) snprintf(ck[h], sizeof ck[h], "%s/%s/checkpoints/step_20", run, HOOKS[h]), res[h] = ck[h];
+    for (int h = 0; h < NH; h++)
+        snprintf(ck[h], sizeof ck[h], "%s/%s/checkpoints/step_20", run, HOOKS[h]), res[h] = ck[h];
     CHECK_OK(cterp_train_saes(m, HOOKS, NH, corpus, cfg, run2, res, &po, resumed, NULL));
     for (int h = 0; h < NH; h++) {
-        CHECK_MSG(same_sae(alone[h], resumed[h]), "hook %s: resumed, not the SAE of the straight run", HOOKS[h]);
+        CHECK_MSG(same_sae(alone[h], resumed[h]),
+                  "hook %s: resumed, not the SAE of the straight run", HOOKS[h]);
         cterp_sae_free(resumed[h]), resumed[h] = NULL;
     }
     // and one hook's checkpoint of the multi-hook run resumes that hook alone
@@ -213,13 +222,14 @@ static void test_cache(cterp_model *m) {
     char dir[700], one[800], a[900], b[900];
     snprintf(dir, sizeof dir, "%s/caches", tmp);
     cterp_cache_info info[NH];
-    CHECK_OK(cterp_act_cache_write_hooks(m, "synth", HOOKS, NH, corpus, &c, 1 << 20, CTERP_DTYPE_F16, dir, NULL,
-                                         NULL, info));
+    CHECK_OK(cterp_act_cache_write_hooks(m, "synth", HOOKS, NH, corpus, &c, 1 << 20,
+                                         CTERP_DTYPE_F16, dir, NULL, NULL, info));
     CHECK(info[0].complete_epoch && info[3].d_in == 64 && info[1].count == info[2].count);
     for (int h = 0; h < NH; h++) {
         snprintf(one, sizeof one, "%s/one_%d", tmp, h);
         cterp_cache_info i1;
-        CHECK_OK(cterp_act_cache_write(m, "synth", HOOKS[h], corpus, &c, 1 << 20, CTERP_DTYPE_F16, one, NULL, NULL, &i1));
+        CHECK_OK(cterp_act_cache_write(m, "synth", HOOKS[h], corpus, &c, 1 << 20, CTERP_DTYPE_F16,
+                                       one, NULL, NULL, &i1));
         const char *f[2] = {"activations.bin", "tokens.bin"};
         for (int k = 0; k < 2; k++) {
             snprintf(a, sizeof a, "%s/%s/%s", dir, HOOKS[h], f[k]);
@@ -229,8 +239,8 @@ static void test_cache(cterp_model *m) {
     }
     // an unknown hook is refused before any previous cache is removed
     const char *hk[2] = {HOOKS[0], "blocks.9.hook_resid_post"};
-    CHECK(cterp_act_cache_write_hooks(m, "synth", hk, 2, corpus, &c, 100, CTERP_DTYPE_F32, dir, NULL, NULL, NULL) ==
-          CTERP_ENOTFOUND);
+    CHECK(cterp_act_cache_write_hooks(m, "synth", hk, 2, corpus, &c, 100, CTERP_DTYPE_F32, dir,
+                                      NULL, NULL, NULL) == CTERP_ENOTFOUND);
     snprintf(a, sizeof a, "%s/%s", dir, HOOKS[0]);
     cterp_cache_info i2;
     CHECK_OK(cterp_act_cache_info_read(a, &i2));
@@ -291,31 +301,40 @@ static void test_cli(void) {
     }
     char args[2500], log[700], a[900], b[900];
     snprintf(log, sizeof log, "%s/cli.log", tmp);
-    const char *common = "--context-size 16 --model-batch 3 --batch 32 --steps 30 --eval-windows 0 --quiet";
-    snprintf(args, sizeof args, "train --model %s --data %s %s --hooks %s,%s --d-sae 64,96 --k 4,8 --out %s/cli",
+    const char *common =
+        "--context-size 16 --model-batch 3 --batch 32 --steps 30 --eval-windows 0 --quiet";
+    snprintf(args, sizeof args,
+             "train --model %s --data %s %s --hooks %s,%s --d-sae 64,96 --k 4,8 --out %s/cli",
              model_path, corpus, common, HOOKS[1], HOOKS[3], tmp);
     CHECK_MSG(run(args, log) == 0, "%s", args);
     const char *hk[2] = {HOOKS[1], HOOKS[3]};
     const char *dsae[2] = {"64", "96"}, *k[2] = {"4", "8"};
     for (int h = 0; h < 2; h++) {
-        snprintf(args, sizeof args, "train --model %s --data %s %s --hook %s --d-sae %s --k %s --out %s/cli1_%d",
+        snprintf(args, sizeof args,
+                 "train --model %s --data %s %s --hook %s --d-sae %s --k %s --out %s/cli1_%d",
                  model_path, corpus, common, hk[h], dsae[h], k[h], tmp, h);
         CHECK_MSG(run(args, log) == 0, "%s", args);
         snprintf(a, sizeof a, "%s/cli/%s/sae_weights.safetensors", tmp, hk[h]);
         snprintf(b, sizeof b, "%s/cli1_%d/sae_weights.safetensors", tmp, h);
         CHECK_MSG(same_file(a, b), "%s differs from %s", a, b);
     }
-    snprintf(args, sizeof args, "cache --model %s --data %s --context-size 16 --layers 0-1 --component resid,mlp "
-             "--tokens 100000 --out %s/clicache", model_path, corpus, tmp);
+    snprintf(args, sizeof args,
+             "cache --model %s --data %s --context-size 16 --layers 0-1 --component resid,mlp "
+             "--tokens 100000 --out %s/clicache",
+             model_path, corpus, tmp);
     CHECK_MSG(run(args, log) == 0, "%s", args);
-    snprintf(args, sizeof args, "cache --model %s --data %s --context-size 16 --hook blocks.1.hook_mlp_out "
-             "--tokens 100000 --out %s/clicache1", model_path, corpus, tmp);
+    snprintf(args, sizeof args,
+             "cache --model %s --data %s --context-size 16 --hook blocks.1.hook_mlp_out "
+             "--tokens 100000 --out %s/clicache1",
+             model_path, corpus, tmp);
     CHECK_MSG(run(args, log) == 0, "%s", args);
     snprintf(a, sizeof a, "%s/clicache/blocks.1.hook_mlp_out/activations.bin", tmp);
     snprintf(b, sizeof b, "%s/clicache1/activations.bin", tmp);
     CHECK_MSG(same_file(a, b), "%s differs from %s", a, b);
-    snprintf(args, sizeof args, "train --acts %s/clicache/blocks.0.hook_resid_post --d-sae 64 --k 4 --batch 32 "
-             "--steps 10 --quiet --out %s/fromcache", tmp, tmp);
+    snprintf(args, sizeof args,
+             "train --acts %s/clicache/blocks.0.hook_resid_post --d-sae 64 --k 4 --batch 32 "
+             "--steps 10 --quiet --out %s/fromcache",
+             tmp, tmp);
     CHECK_MSG(run(args, log) == 0 && log_has(log, "blocks.0.hook_resid_post"), "%s", args);
     static const struct {
         const char *flags, *msg;
@@ -323,20 +342,25 @@ static void test_cli(void) {
         {"--layers 3-1 --component resid", "--layers: bad range '3-1'"},
         {"--layers 0-4 --component resid", "--layers: layer 4 outside the model's 4 layers"},
         {"--layers 0-x --component resid", "--layers: '0-x'"},
-        {"--hooks blocks.0.hook_resid_post,blocks.0.hook_resid_post", "blocks.0.hook_resid_post is given twice"},
+        {"--hooks blocks.0.hook_resid_post,blocks.0.hook_resid_post",
+         "blocks.0.hook_resid_post is given twice"},
         {"--layers 0,0 --component resid", "blocks.0.hook_resid_post is given twice"},
         {"--hooks blocks.0.hook_resid_pist", "unknown hook 'blocks.0.hook_resid_pist'"},
-        {"--hooks blocks.0.hook_resid_post,blocks.1.hook_resid_post --d-sae 64,96,128", "--d-sae: '64,96,128'"},
-        {"--hook blocks.0.hook_resid_post --d-sae 64,96", "one value per hook needs --model with --hooks"},
+        {"--hooks blocks.0.hook_resid_post,blocks.1.hook_resid_post --d-sae 64,96,128",
+         "--d-sae: '64,96,128'"},
+        {"--hook blocks.0.hook_resid_post --d-sae 64,96",
+         "one value per hook needs --model with --hooks"},
         {"--hooks blocks.0.hook_resid_post --layer 1", "not --hooks with --layer"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        snprintf(args, sizeof args, "train --model %s --data %s %s %s --out %s/bad", model_path, corpus, common,
-                 bad[i].flags, tmp);
+        snprintf(args, sizeof args, "train --model %s --data %s %s %s --out %s/bad", model_path,
+                 corpus, common, bad[i].flags, tmp);
         int rc = run(args, log);
-        CHECK_MSG(rc == 2 && log_has(log, bad[i].msg), "%s: exit %d, expected 2 and '%s'", bad[i].flags, rc, bad[i].msg);
+        CHECK_MSG(rc == 2 && log_has(log, bad[i].msg), "%s: exit %d, expected 2 and '%s'",
+                  bad[i].flags, rc, bad[i].msg);
     }
-    snprintf(args, sizeof args, "cache --model %s --data %s --layers 2-1 --component resid --tokens 10 --out %s/bad",
+    snprintf(args, sizeof args,
+             "cache --model %s --data %s --layers 2-1 --component resid --tokens 10 --out %s/bad",
              model_path, corpus, tmp);
     CHECK(run(args, log) == 2 && log_has(log, "cterp cache: --layers: bad range '2-1'"));
 }

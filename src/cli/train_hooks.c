@@ -38,19 +38,22 @@ static int parse_layers(const char *cmd, const char *v, int n_layers, int *out, 
             ok = e2 != dash + 1 && *e2 == 0 && b >= 0;
         }
         if (!ok) {
-            fprintf(stderr, "cterp %s: --layers: '%s': expected layers like 0-5 or 0,2,4 (from-to, both included)\n",
+            fprintf(stderr,
+                    "cterp %s: --layers: '%s': expected layers like 0-5 or 0,2,4 (from-to, both "
+                    "included)\n",
                     cmd, item[i]);
             free(item);
             return -1;
         }
         if (b < a) {
-            fprintf(stderr, "cterp %s: --layers: bad range '%s': expected A-B with A <= B\n", cmd, item[i]);
+            fprintf(stderr, "cterp %s: --layers: bad range '%s': expected A-B with A <= B\n", cmd,
+                    item[i]);
             free(item);
             return -1;
         }
         if (b >= n_layers) {
-            fprintf(stderr, "cterp %s: --layers: layer %ld outside the model's %d layers (0-%d)\n", cmd, b,
-                    n_layers, n_layers - 1);
+            fprintf(stderr, "cterp %s: --layers: layer %ld outside the model's %d layers (0-%d)\n",
+                    cmd, b, n_layers, n_layers - 1);
             free(item);
             return -1;
         }
@@ -65,7 +68,9 @@ static int parse_layers(const char *cmd, const char *v, int n_layers, int *out, 
     }
     free(item);
     if (ni < 0) {
-        fprintf(stderr, "cterp %s: --layers: '%s': expected layers like 0-5 or 0,2,4 (no empty item)\n", cmd, v);
+        fprintf(stderr,
+                "cterp %s: --layers: '%s': expected layers like 0-5 or 0,2,4 (no empty item)\n",
+                cmd, v);
         return -1;
     }
     return n;
@@ -73,11 +78,18 @@ static int parse_layers(const char *cmd, const char *v, int n_layers, int *out, 
 
 enum { MAX_HOOKS = 256 };
 
-int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model *m, char ***hooks, int *n) {
+int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model *m, char ***hooks,
+                    int *n) {
     *hooks = NULL, *n = 0;
     if (o->hooks && (o->layers || o->hook || o->layer >= 0 || o->component)) {
-        fprintf(stderr, "cterp %s: give --hooks H1,H2,... or --layers with --component, not --hooks with %s\n",
-                cmd, o->layers ? "--layers" : o->hook ? "--hook" : o->layer >= 0 ? "--layer" : "--component");
+        fprintf(
+            stderr,
+            "cterp %s: give --hooks H1,H2,... or --layers with --component, not --hooks with %s\n",
+            cmd,
+            o->layers       ? "--layers"
+            : o->hook       ? "--hook"
+            : o->layer >= 0 ? "--layer"
+                            : "--component");
         return 2;
     }
     if (o->layers && (o->hook || o->layer >= 0 || !o->component)) {
@@ -93,14 +105,18 @@ int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model 
     }
     if (o->hooks) {
         if ((k = split(o->hooks, item, MAX_HOOKS)) < 0) {
-            fprintf(stderr, "cterp %s: --hooks: '%s': expected hook names separated by commas "
-                            "(no empty item, at most %d)\n", cmd, o->hooks, MAX_HOOKS);
+            fprintf(stderr,
+                    "cterp %s: --hooks: '%s': expected hook names separated by commas "
+                    "(no empty item, at most %d)\n",
+                    cmd, o->hooks, MAX_HOOKS);
             goto done;
         }
         for (int i = 0; i < k; i++)
             if (!strchr(item[i], '.') && strncmp(item[i], "hook_", 5)) {
-                fprintf(stderr, "cterp %s: --hooks: '%s' is not a hook name (blocks.L.hook_...; for a "
-                                "component at some layers use --layers L --component %s)\n", cmd, item[i], item[i]);
+                fprintf(stderr,
+                        "cterp %s: --hooks: '%s' is not a hook name (blocks.L.hook_...; for a "
+                        "component at some layers use --layers L --component %s)\n",
+                        cmd, item[i], item[i]);
                 goto done;
             }
     } else {
@@ -108,7 +124,8 @@ int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model 
         int nc = nl < 0 ? 0 : split(o->component, comp, 16);
         if (nl < 0) goto done;
         if (nc < 0) {
-            fprintf(stderr, "cterp %s: --component: '%s': expected components separated by commas\n", cmd,
+            fprintf(stderr,
+                    "cterp %s: --component: '%s': expected components separated by commas\n", cmd,
                     o->component);
             goto done;
         }
@@ -127,13 +144,14 @@ int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model 
     for (int i = 0; i < k; i++) {
         for (int j = 0; j < i; j++)
             if (!strcmp(item[i], item[j])) {
-                fprintf(stderr, "cterp %s: %s: %s is given twice\n", cmd, o->hooks ? "--hooks" : "--layers/--component",
-                        item[i]);
+                fprintf(stderr, "cterp %s: %s: %s is given twice\n", cmd,
+                        o->hooks ? "--hooks" : "--layers/--component", item[i]);
                 goto done;
             }
         int l, d;
         if (cterp_model_hook_info(m, item[i], &l, &d)) {
-            fprintf(stderr, "cterp %s: %s: %s\n", cmd, o->hooks ? "--hooks" : "--component", cterp_last_error());
+            fprintf(stderr, "cterp %s: %s: %s\n", cmd, o->hooks ? "--hooks" : "--component",
+                    cterp_last_error());
             goto done;
         }
     }
@@ -143,7 +161,8 @@ int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model 
         fprintf(stderr, "cterp %s: out of memory\n", cmd);
         goto done;
     }
-    for (int i = 0; i < k; i++) list[i] = (char *)(list + k) + (size_t)i * 256, strcpy(list[i], item[i]);
+    for (int i = 0; i < k; i++)
+        list[i] = (char *)(list + k) + (size_t)i * 256, strcpy(list[i], item[i]);
     *hooks = list, *n = k, rc = 0;
 done:
     free(item), free(comp), free(layer);
@@ -162,8 +181,10 @@ static char *latest_checkpoint(const char *dir) {
         long long st = strtoll(e->d_name + 5, &end, 10);
         if (end == e->d_name + 5 || *end || st <= best_step) continue;
         char *p = file_join(cd, e->d_name);
-        if (p && cterp_checkpoint_check(p) == CTERP_OK) free(best), best = p, best_step = st;
-        else free(p);
+        if (p && cterp_checkpoint_check(p) == CTERP_OK)
+            free(best), best = p, best_step = st;
+        else
+            free(p);
     }
     if (d) closedir(d);
     free(cd);
@@ -177,20 +198,22 @@ typedef struct {
 
 static void hook_progress(int h, const cterp_train_metrics *m, void *user) {
     const log_ctx *c = user;
-    fprintf(stderr, "%s  step %lld/%lld  %.0f tok/s  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  lr %.3g\n",
+    fprintf(stderr,
+            "%s  step %lld/%lld  %.0f tok/s  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  lr %.3g\n",
             c->hooks[h], (long long)m->step, (long long)m->steps, m->tokens_per_s, m->loss,
             m->explained_variance, m->l0, 100 * m->dead_fraction, m->lr);
 }
 
 int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
-                    const char *const *over_val, int n_over, const cli_model_opts *mo, const char *out,
-                    const char *resume, int quiet) {
+                    const char *const *over_val, int n_over, const cli_model_opts *mo,
+                    const char *out, const char *resume, int quiet) {
     if (!mo->data) {
         fprintf(stderr, "cterp train: --model needs --data D (see --help)\n");
         return 2;
     }
     if (!out && !resume) {
-        fprintf(stderr, "cterp train: --hooks/--layers need --out DIR (one SAE per hook in DIR/<hook>)\n");
+        fprintf(stderr,
+                "cterp train: --hooks/--layers need --out DIR (one SAE per hook in DIR/<hook>)\n");
         return 2;
     }
     cterp_model *m = NULL;
@@ -214,9 +237,10 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
         const char *name = over_name[i];
         int k = split(over_val[i], val, MAX_HOOKS);
         if (k != n) {
-            fprintf(stderr, "cterp train: --%s: '%s': expected one value, or %d values separated by commas "
-                            "(one per hook, in the order of %s)\n", name, over_val[i], n,
-                    mo->hooks ? "--hooks" : "--layers/--component");
+            fprintf(stderr,
+                    "cterp train: --%s: '%s': expected one value, or %d values separated by commas "
+                    "(one per hook, in the order of %s)\n",
+                    name, over_val[i], n, mo->hooks ? "--hooks" : "--layers/--component");
             rc = 2;
             goto done;
         }
@@ -234,8 +258,9 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
             res[h] = hd ? latest_checkpoint(hd) : NULL;
             free(hd);
             if (!res[h]) {
-                fprintf(stderr, "cterp train: --resume %s: no complete checkpoint in %s/%s/checkpoints "
-                                "(with --hooks/--layers, --resume takes the run's --out DIR)\n",
+                fprintf(stderr,
+                        "cterp train: --resume %s: no complete checkpoint in %s/%s/checkpoints "
+                        "(with --hooks/--layers, --resume takes the run's --out DIR)\n",
                         resume, resume, hooks[h]);
                 goto done;
             }
@@ -254,14 +279,14 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
     cli_progress_state ps;
     cli_progress_init(&ps, mo->store.windows.context_size);
     if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;
-    printf("Training %d SAEs on %s over %s (context %d), one forward for all:", n, po.model_name, mo->data,
-           mo->store.windows.context_size);
+    printf("Training %d SAEs on %s over %s (context %d), one forward for all:", n, po.model_name,
+           mo->data, mo->store.windows.context_size);
     for (int h = 0; h < n; h++) printf(" %s", hooks[h]);
     printf("\n");
     fflush(stdout);
     double t0 = time_now();
-    if (cterp_train_saes(m, (const char *const *)hooks, n, mo->data, cfgs, out, (const char *const *)res, &po,
-                         NULL, ev)) {
+    if (cterp_train_saes(m, (const char *const *)hooks, n, mo->data, cfgs, out,
+                         (const char *const *)res, &po, NULL, ev)) {
         cli_error("train");
         goto done;
     }
@@ -270,7 +295,8 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
     for (int h = 0; h < n; h++) {
         printf("saved the SAE of %s to %s/%s\n", hooks[h], out, hooks[h]);
         if (mo->eval_windows > 0) {
-            printf("eval of %s (%lld windows of %s):\n", hooks[h], (long long)ev[h].n_windows, mo->data);
+            printf("eval of %s (%lld windows of %s):\n", hooks[h], (long long)ev[h].n_windows,
+                   mo->data);
             cterp_eval_print(&ev[h], stdout, 0);
         }
     }
