@@ -47,6 +47,10 @@ check "cache --hooks: each hook's cache is cache --hook's" 'cmp -s "$tmp/c/block
     --quiet --out "$tmp/fromcache" >/dev/null 2>&1
 check "train --acts OUT/<hook> reads it back: the SAE trained live" 'cmp -s "$tmp/fromcache/sae_weights.safetensors" "$tmp/run/blocks.1.hook_resid_post/sae_weights.safetensors"'
 
+err=$("$bin" train --acts "$tmp/c" --steps 5 --quiet --out "$tmp/bad" 2>&1); rc=$?
+check "train --acts on the directory of several caches names them" '[ $rc -eq 1 ] && [[ "$err" == *"holds the caches of 2 hooks"* ]] && [[ "$err" == *"blocks.3.attn.hook_z"* ]]'
+err=$("$bin" train --acts "$tmp/c" --hooks blocks.1.hook_resid_post --steps 5 --quiet 2>&1); rc=$?
+check "--hooks without --model exits 2" '[ $rc -eq 2 ] && [[ "$err" == *"--hooks needs --model"* ]]'
 err=$("$bin" train --model "$m" --layers 2-7 --component resid $common --out "$tmp/bad" 2>&1); rc=$?
 check "--layers past the model exits 2 naming it" '[ $rc -eq 2 ] && [[ "$err" == *"--layers: layer 7 outside the model"* ]]'
 err=$("$bin" cache --model "$m" --hooks blocks.1.hook_resid_post,blocks.1.hook_resid_post --data "$tmp/s.txt" --tokens 10 --out "$tmp/bad" 2>&1); rc=$?

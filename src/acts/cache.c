@@ -109,13 +109,29 @@ static cterp_status check_tokens(const char *dir, const cterp_cache_info *info) 
 // activations.bin missing: an interrupted writer's leftovers say so.
 static cterp_status check_complete(const char *dir, const char *apath) {
     if (file_exists(apath) || !file_is_dir(dir)) return CTERP_OK; // the open says what is wrong
-    int partial = 0;
+    int partial = 0, hooks = 0;
+    char names[512] = ""; // subdirectories holding a cache: cterp cache --hooks wrote DIR/<hook>
     DIR *d = opendir(dir);
     struct dirent *e;
-    while (d && (e = readdir(d)))
+    while (d && (e = readdir(d))) {
         partial |=
             !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20);
+        if (e->d_name[0] == '.') continue;
+        char *sub = file_join(dir, e->d_name), *a = sub ? file_join(sub, "activations.bin") : NULL;
+        if (a && file_exists(a)) {
+            size_t len = strlen(names);
+            if (len + strlen(e->d_name) + 8 < sizeof names)
+                snprintf(names + len, sizeof names - len, "%s%s", hooks ? ", " : "", e->d_name);
+            hooks++;
+        }
+        free(sub), free(a);
+    }
     if (d) closedir(d);
+    if (hooks && !partial)
+        return cterp_error(CTERP_EINVAL,
+                           "%s: holds the caches of %d hooks (cterp cache --hooks), not one: "
+                           "give one of them, %s/<hook> (%s)",
+                           dir, hooks, dir, names);
     if (!partial) return CTERP_OK;
     return cterp_error(
         CTERP_EFORMAT,

@@ -141,6 +141,12 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "cterp train: give exactly one data source: --toy, --acts FILE or --model M.gguf (see --help)\n");
         return 2;
     }
+    if (!mo.model && (mo.hooks || mo.layers)) {
+        fprintf(stderr, "cterp train: %s needs --model (several hooks from one forward; a cache of "
+                        "several hooks is trained one hook at a time: --acts DIR/<hook>)\n",
+                mo.hooks ? "--hooks" : "--layers");
+        return 2;
+    }
     if (mo.model && (mo.hooks || mo.layers)) // several hooks, one forward (train_hooks.c)
         return cli_train_hooks(&cfg, over_name, over_val, n_over, &mo, out, resume, quiet);
     if (n_over) {
