@@ -58,6 +58,7 @@ int cli_inspect_gguf(const char *path);
 typedef struct {
     const char *model, *hook, *component, *data;
     const char *hooks, *layers; // several hooks, one forward: --hooks H1,H2 | --layers 0-5 (with --component)
+    int multi;                  // set by train and cache: --hooks/--layers are their flags (0: unknown flags)
     int layer; // -1: not given
     cterp_store_config store;
     int64_t eval_windows;

@@ -72,6 +72,7 @@ static int cache_hooks(const cli_model_opts *mo, const char *out, int64_t tokens
 int cmd_cache(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_default(&mo);
+    mo.multi = 1; // --hooks, --layers
     const char *out = NULL;
     int64_t tokens = 0;
     cterp_dtype dt = CTERP_DTYPE_F32;

@@ -71,6 +71,7 @@ int cmd_train(int argc, char **argv) {
     int64_t d_in_raw = 0;
     cli_model_opts mo;
     cli_model_opts_default(&mo);
+    mo.multi = 1; // --hooks, --layers
     int mf, n_over = 0;
     const char *over_name[64], *over_val[64]; // config flags with a value per hook
     // presets and --config first, so that flags override them wherever they stand

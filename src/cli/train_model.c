@@ -28,8 +28,8 @@ int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
     int64_t x = 0;
     if (!strcmp(a, "--model")) o->model = v;
     else if (!strcmp(a, "--hook")) o->hook = v;
-    else if (!strcmp(a, "--hooks")) o->hooks = v;
-    else if (!strcmp(a, "--layers")) o->layers = v;
+    else if (o->multi && !strcmp(a, "--hooks")) o->hooks = v;
+    else if (o->multi && !strcmp(a, "--layers")) o->layers = v;
     else if (!strcmp(a, "--component")) o->component = v;
     else if (!strcmp(a, "--data")) o->data = v;
     else if (!strcmp(a, "--text-field")) o->store.data.text_field = v;
