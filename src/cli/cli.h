@@ -73,6 +73,12 @@ cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap);
 // (unknown, repeated, layers outside it: errors naming the flag and value). *hooks: n strings in
 // one allocation (free(*hooks)). Returns 0 or the exit code 2 with the message printed.
 int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model *m, char ***hooks, int *n);
+// The store's fill_progress for train --model (user: a cli_fill_log {isatty(2), 0}).
+typedef struct {
+    int tty;
+    double last;
+} cli_fill_log;
+void cli_fill_progress(int64_t rows, int64_t total, double sec, void *user);
 const char *cli_base_name(const char *path);
 // cterp train --model with --hooks/--layers (train_hooks.c): one SAE per hook into out/<hook>.
 // over_name[i] (a config field) takes over_val[i] = "v1,v2,...": value h for hook h (cfg holds

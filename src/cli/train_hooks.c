@@ -273,6 +273,8 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
     po.model_name = cli_base_name(mo->model);
     po.store = mo->store;
     log_ctx lc = {hooks, isatty(2)};
+    cli_fill_log fl = {lc.tty, 0};
+    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
     po.hook_log = quiet ? NULL : hook_progress;
     po.log_user = &lc;
     po.eval_windows = mo->eval_windows;

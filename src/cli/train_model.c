@@ -120,13 +120,8 @@ static void progress(const cterp_train_metrics *m, void *user) {
 
 // The mixing buffer's fills run the model (minutes on a large one): a live line on a terminal,
 // else a line at the start, every 5 s and at the end of a fill that took more than a second.
-typedef struct {
-    int tty;
-    double last;
-} fill_log;
-
-static void fill_progress(int64_t rows, int64_t total, double sec, void *user) {
-    fill_log *f = user;
+void cli_fill_progress(int64_t rows, int64_t total, double sec, void *user) {
+    cli_fill_log *f = user;
     const int end = rows == total;
     if (!f->tty && rows > 0 && !(end ? sec > 1.0 : sec - f->last >= 5.0)) return;
     f->last = sec;
@@ -160,8 +155,8 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     cterp_pipeline_opts_default(&po);
     po.model_name = cli_base_name(mo->model);
     po.store = mo->store;
-    fill_log fl = {tty, 0};
-    if (!quiet) po.store.fill_progress = fill_progress, po.store.fill_progress_user = &fl;
+    cli_fill_log fl = {tty, 0};
+    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
     po.log = quiet ? NULL : progress;
     po.log_user = &tty;
     po.resume = resume;
