@@ -34,6 +34,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_model(int argc, char **argv);    // cterp bench --model
 int cmd_bench_pipeline(int argc, char **argv); // cterp bench --pipeline
+int cmd_synth(int argc, char **argv);          // cterp synth (cmd_synth.c)
+int cmd_bench_synth(int argc, char **argv);    // cterp bench --synth (cmd_synth.c)
 // cmd_bench.c: the SGEMM rate (GFLOP/s, median of ~1 s of calls) of (B, D) x (D, N)^T, and the
 // cpu / kernels / BLAS lines every benchmark prints
 double sgemm_gflops(int64_t B, int64_t D, int64_t N);

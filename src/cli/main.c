@@ -13,6 +13,8 @@
 static const cli_command commands[] = {
     {"demo", "train an SAE on the built-in toy model of superposition and report recovery",
      cmd_demo},
+    {"synth", "train an SAE on a synthetic world with known features and score it (mcc, f1 ...)",
+     cmd_synth},
     {"train", "train an SAE: --toy | --acts FILE|DIR | --model M --data D (see --help)", cmd_train},
     {"cache", "write a model's activations at a hook over a dataset to an activation cache", cmd_cache},
     {"eval", "evaluate an SAE spliced into its model (EV, L0, CE/KL recovered)", cmd_eval},
