@@ -74,6 +74,8 @@ const double *cterp_synth_probs(const cterp_synth *s);
 // Parent of feature i (-1: none) and whether i's siblings exclude each other (0/1).
 int cterp_synth_parent(const cterp_synth *s, int i);
 int cterp_synth_exclusive(const cterp_synth *s, int i);
+// The copula's factor F (G, *rank) (NULL and *rank 0 without correlation).
+const float *cterp_synth_corr_factor(const cterp_synth *s, int *rank);
 const char *cterp_synth_description(const cterp_synth *s);
 
 // The true activations of a batch, CSR: row t's active features are idx[rowptr[t] ..
@@ -110,7 +112,8 @@ typedef struct {
 } cterp_synth_metrics;
 
 // Evaluates `sae` (inference form, e.g. cterp_trainer_export's) on n fresh samples starting
-// at row eval_row0 (batches of `batch`), plus the decoder-only metrics.
+// at row eval_row0 (batches of `batch`; the toy world needs eval_row0 a multiple of batch),
+// plus the decoder-only metrics.
 cterp_status cterp_synth_eval(const cterp_synth *s, const cterp_sae *sae, int64_t n,
                               uint64_t eval_row0, int64_t batch, cterp_synth_metrics *m);
 

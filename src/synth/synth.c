@@ -19,12 +19,16 @@ struct cterp_synth {
     float *features;     // (G, d) unit rows
     float *bias;         // (d)
     double *p;           // (G) drawn probabilities (compensated, <= 1)
-    double *blk_pmax;    // (G / SYN_BLOCK rounded up) max p in a block
+    int n_top;           // features without a parent (roots and those outside the trees)
+    int32_t *top;        // (n_top) their indices, ascending
+    double *blk_pmax;    // (n_top / SYN_BLOCK rounded up) max p of a block of top features
+    int32_t *child_first, *child_n; // (G) a node's children: child_first .. + child_n
     float *mag_mean, *mag_std; // (G)
     int32_t *parent;     // (G) -1: none
     uint8_t *excl;       // (G) 1: siblings mutually exclusive
     int R;               // correlation rank (0: independent)
-    float *Ft;           // (R, G) the copula's factor, transposed for axpy over features
+    float *F;            // (G, R) the copula's factor
+    float *FtTop;        // (R, n_top) its rows of the top features, transposed for axpy
     float *thr;          // (G) Phi^-1(1 - p_i)
     float *inv_s;        // (G) 1 / sqrt(1 - |F_i|^2)
     rng_t stream;        // root of the per-row streams
@@ -118,8 +122,9 @@ cterp_status cterp_synth_preset(const char *name, cterp_synth_config *c, int *to
 void cterp_synth_free(cterp_synth *s) {
     if (!s) return;
     cterp_toy_free(s->toy);
-    free(s->features), free(s->bias), free(s->p), free(s->blk_pmax), free(s->mag_mean);
-    free(s->mag_std), free(s->parent), free(s->excl), free(s->Ft), free(s->thr), free(s->inv_s);
+    free(s->features), free(s->bias), free(s->p), free(s->blk_pmax), free(s->mag_mean), free(s->top);
+    free(s->child_first), free(s->child_n), free(s->FtTop);
+    free(s->mag_std), free(s->parent), free(s->excl), free(s->F), free(s->thr), free(s->inv_s);
     free(s);
 }
 
@@ -193,26 +198,39 @@ static void orthonormal_rows(float *f, int G, int d, rng_t *r) {
 
 static cterp_status alloc_common(cterp_synth *s, int G, int d) {
     s->G = G, s->d = d;
-    int nb = (G + SYN_BLOCK - 1) / SYN_BLOCK;
     s->features = malloc((size_t)G * d * sizeof(float));
     s->bias = calloc((size_t)d, sizeof(float));
     s->p = malloc((size_t)G * sizeof(double));
-    s->blk_pmax = malloc((size_t)nb * sizeof(double));
+    s->blk_pmax = malloc((size_t)G * sizeof(double));
+    s->top = malloc((size_t)G * sizeof(int32_t));
+    s->child_first = calloc((size_t)G, sizeof(int32_t));
+    s->child_n = calloc((size_t)G, sizeof(int32_t));
     s->mag_mean = malloc((size_t)G * sizeof(float));
     s->mag_std = calloc((size_t)G, sizeof(float));
     s->parent = malloc((size_t)G * sizeof(int32_t));
     s->excl = calloc((size_t)G, 1);
     if (!s->features || !s->bias || !s->p || !s->blk_pmax || !s->mag_mean || !s->mag_std ||
-        !s->parent || !s->excl)
+        !s->parent || !s->excl || !s->top || !s->child_first || !s->child_n)
         return cterp_error(CTERP_ENOMEM, "synth: out of memory for %d features in %d dims", G, d);
     for (int i = 0; i < G; i++) s->parent[i] = -1;
     return CTERP_OK;
 }
 
-static void block_bounds(cterp_synth *s) {
-    for (int b = 0; b * SYN_BLOCK < s->G; b++) {
+// The top features (no parent), the children ranges, and the top blocks' bounds.
+static void structure(cterp_synth *s) {
+    s->n_top = 0;
+    for (int i = 0; i < s->G; i++) {
+        const int par = s->parent[i];
+        if (par < 0) {
+            s->top[s->n_top++] = i;
+        } else { // breadth-first: a node's children are contiguous indices
+            if (!s->child_n[par]) s->child_first[par] = i;
+            s->child_n[par]++;
+        }
+    }
+    for (int b = 0; b * SYN_BLOCK < s->n_top; b++) {
         double m = 0;
-        for (int i = b * SYN_BLOCK; i < s->G && i < (b + 1) * SYN_BLOCK; i++) m = fmax(m, s->p[i]);
+        for (int q = b * SYN_BLOCK; q < s->n_top && q < (b + 1) * SYN_BLOCK; q++) m = fmax(m, s->p[s->top[q]]);
         s->blk_pmax[b] = m;
     }
 }
@@ -291,7 +309,7 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
         for (int i = 0; i < G; i++)
             if (s->p[i] > 1) s->p[i] = 1;
     }
-    block_bounds(s);
+    structure(s);
     // magnitudes
     for (int i = 0; i < G; i++) {
         s->mag_mean[i] = (float)(G == 1 ? c->mag_mean_start
@@ -302,26 +320,27 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
     // low-rank Gaussian copula (SAELens generate_random_low_rank_correlation_matrix)
     if (c->corr_rank > 0 && c->corr_scale > 0) {
         const int R = s->R = c->corr_rank;
-        s->Ft = malloc((size_t)R * G * sizeof(float));
+        s->F = malloc((size_t)R * G * sizeof(float));
+        s->FtTop = malloc((size_t)R * s->n_top * sizeof(float));
         s->thr = malloc((size_t)G * sizeof(float));
         s->inv_s = malloc((size_t)G * sizeof(float));
         double *sq = calloc((size_t)G, sizeof(double));
-        if (!s->Ft || !s->thr || !s->inv_s || !sq) {
+        if (!s->F || !s->FtTop || !s->thr || !s->inv_s || !sq) {
             free(sq);
             st = cterp_error(CTERP_ENOMEM, "synth: out of memory for the correlation factor");
             goto fail;
         }
-        for (int i = 0; i < G; i++) // drawn (G, R) row by row, stored transposed
+        for (int i = 0; i < G; i++)
             for (int q = 0; q < R; q++) {
                 float v = (float)(c->corr_scale * rng_normal(&r_corr));
-                s->Ft[(size_t)q * G + i] = v;
+                s->F[(size_t)i * R + q] = v;
                 sq[i] += (double)v * v;
             }
         double mx = 0;
         for (int i = 0; i < G; i++) mx = fmax(mx, sq[i]);
         if (mx >= 1) { // rows too long for a unit diagonal: scale so the longest has 0.99
             float sc = (float)sqrt(0.99 / mx);
-            for (size_t q = 0; q < (size_t)R * G; q++) s->Ft[q] *= sc;
+            for (size_t q = 0; q < (size_t)R * G; q++) s->F[q] *= sc;
             for (int i = 0; i < G; i++) sq[i] *= (double)sc * sc;
         }
         for (int i = 0; i < G; i++) {
@@ -329,6 +348,8 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
             s->thr[i] = (float)phi_inv(1.0 - s->p[i]);
         }
         free(sq);
+        for (int t = 0; t < s->n_top; t++)
+            for (int q = 0; q < R; q++) s->FtTop[(size_t)q * s->n_top + t] = s->F[(size_t)s->top[t] * R + q];
     }
     snprintf(s->desc, sizeof s->desc,
              "synthetic: %d features in %d dims, Zipf p %.3g..%.3g, hierarchy %d roots x %d^%d%s, "
@@ -355,7 +376,7 @@ cterp_status cterp_synth_create_toy(cterp_synth **out, const cterp_toy_config *t
     }
     memcpy(s->features, cterp_toy_features(s->toy), (size_t)s->G * s->d * sizeof(float));
     memcpy(s->p, cterp_toy_probs(s->toy), (size_t)s->G * sizeof(double));
-    block_bounds(s);
+    structure(s);
     for (int i = 0; i < s->G; i++) s->mag_mean[i] = 0.5f * (tc->mag_min + tc->mag_max);
     s->cfg.n_features = s->G, s->cfg.d = s->d, s->cfg.seed = tc->seed;
     snprintf(s->desc, sizeof s->desc,
@@ -373,6 +394,10 @@ const double *cterp_synth_probs(const cterp_synth *s) { return s->p; }
 int cterp_synth_parent(const cterp_synth *s, int i) { return s->parent[i]; }
 int cterp_synth_exclusive(const cterp_synth *s, int i) { return s->excl[i]; }
 const char *cterp_synth_description(const cterp_synth *s) { return s->desc; }
+const float *cterp_synth_corr_factor(const cterp_synth *s, int *rank) {
+    *rank = s->R;
+    return s->F;
+}
 
 void cterp_synth_acts_free(cterp_synth_acts *a) {
     if (!a) return;
@@ -400,31 +425,46 @@ static int acts_reserve(cterp_synth_acts *a, int64_t rows, int64_t nnz) {
 
 // ---- one row ----
 typedef struct {
-    float *a;        // (G) z-scores of the conditional firing probabilities (correlation)
-    int32_t *idx;    // (G) fired features, ascending
+    float *a;        // (n_top) z-scores of the top features' conditional firing probabilities
+    int32_t *idx;    // (G) active features
     float *val;      // (G)
 } row_scratch;
 
-// Draws row r: returns the number of active features written to idx/val (ascending).
+// One candidate's magnitude: max(0, mean + std * N(0, 1)).
+static float magnitude(const cterp_synth *s, int f, rng_t *rng) {
+    float v = s->mag_mean[f];
+    if (s->mag_std[f] > 0) v += s->mag_std[f] * rng_normal(rng);
+    return v > 0 ? v : 0.0f;
+}
+
+// Draws row r: returns the number of active features written to idx/val, ascending.
+// Given the R copula factors eps, features fire independently with q_i = Phi(a_i),
+// a_i = (F_i . eps - t_i) / s_i (without correlation q_i = p_i). A child counts only when its
+// parent is active, so children are drawn only under active parents: the same distribution
+// as drawing all and gating (SAELens), at the cost of the active features alone.
 static int draw_row(const cterp_synth *s, uint64_t r, row_scratch *w) {
-    const int G = s->G;
+    const int nt = s->n_top, R = s->R;
     rng_t rng = rng_split(&s->stream, r);
+    float eps[1024];
     int n = 0;
-    if (s->R > 0) { // conditional on the R factors, features fire independently
-        float eps[1024];
-        for (int q = 0; q < s->R; q++) eps[q] = rng_normal(&rng);
+    if (R > 0) {
+        for (int q = 0; q < R; q++) eps[q] = rng_normal(&rng);
         float *a = w->a;
-        memset(a, 0, (size_t)G * sizeof(float));
-        for (int q = 0; q < s->R; q++) axpy_f32(a, eps[q], s->Ft + (size_t)q * G, G);
-        for (int i = 0; i < G; i++) a[i] = (a[i] - s->thr[i]) * s->inv_s[i];
+        memset(a, 0, (size_t)nt * sizeof(float));
+        for (int q = 0; q < R; q++) axpy_f32(a, eps[q], s->FtTop + (size_t)q * nt, nt);
+        for (int t = 0; t < nt; t++) {
+            const int i = s->top[t];
+            a[t] = (a[t] - s->thr[i]) * s->inv_s[i];
+        }
     }
-    // thinning: candidates at the block's bound Q by geometric skips, kept with q_i / Q
-    for (int b0 = 0; b0 < G; b0 += SYN_BLOCK) {
-        const int b1 = b0 + SYN_BLOCK < G ? b0 + SYN_BLOCK : G;
+    // top features by thinning: candidates at the block's bound Q by geometric skips, each
+    // kept with q_i / Q
+    for (int b0 = 0; b0 < nt; b0 += SYN_BLOCK) {
+        const int b1 = b0 + SYN_BLOCK < nt ? b0 + SYN_BLOCK : nt;
         double Q;
-        if (s->R > 0) {
+        if (R > 0) {
             float amax = -INFINITY;
-            for (int i = b0; i < b1; i++) amax = fmaxf(amax, w->a[i]);
+            for (int t = b0; t < b1; t++) amax = w->a[t] > amax ? w->a[t] : amax;
             Q = phi_cdf(amax);
         } else {
             Q = s->blk_pmax[b0 / SYN_BLOCK];
@@ -440,51 +480,48 @@ static int draw_row(const cterp_synth *s, uint64_t r, row_scratch *w) {
             } else if (++pos >= b1) {
                 break;
             }
-            double q = s->R > 0 ? phi_cdf(w->a[pos]) : s->p[pos];
-            if (rng_uniform_d(&rng) * Q < q) w->idx[n++] = pos;
-        }
-    }
-    // magnitudes (ReLU of a normal), inactive zeros dropped
-    int m = 0;
-    for (int j = 0; j < n; j++) {
-        int f = w->idx[j];
-        float v = s->mag_mean[f];
-        if (s->mag_std[f] > 0) v += s->mag_std[f] * rng_normal(&rng);
-        if (v > 0) w->idx[m] = f, w->val[m++] = v;
-    }
-    n = m;
-    // hierarchy: parents have lower indices than their children (breadth-first), so one
-    // ascending pass sees each parent's final value before its children
-    m = 0;
-    for (int j = 0; j < n;) {
-        const int f = w->idx[j], par = s->parent[f];
-        if (par < 0) {
-            w->idx[m] = f, w->val[m++] = w->val[j++];
-            continue;
-        }
-        int lo = 0, hi = m; // the parent among the kept (sorted) entries
-        while (lo < hi) {
-            int mid = (lo + hi) / 2;
-            if (w->idx[mid] < par) lo = mid + 1;
-            else hi = mid;
-        }
-        const float pv = lo < m && w->idx[lo] == par ? w->val[lo] : 0.0f;
-        int j2 = j + 1; // siblings are contiguous indices: the run of active ones
-        if (s->excl[f])
-            while (j2 < n && s->parent[w->idx[j2]] == par) j2++;
-        if (pv > 0) {
-            int win = j;
-            if (j2 - j > 1) win = j + (int)rng_below(&rng, (uint64_t)(j2 - j));
-            for (int q = j; q < j2; q++) {
-                if (q != win && s->excl[f]) continue;
-                float v = w->val[q];
-                if (s->cfg.hier_scale_children) v *= pv / s->mag_mean[par];
-                if (v > 0) w->idx[m] = w->idx[q], w->val[m++] = v;
+            const int f = s->top[pos];
+            double q = R > 0 ? phi_cdf(w->a[pos]) : s->p[f];
+            if (rng_uniform_d(&rng) * Q < q) {
+                float v = magnitude(s, f, &rng);
+                if (v > 0) w->idx[n] = f, w->val[n++] = v;
             }
         }
-        j = j2;
     }
-    return m;
+    // children of active nodes, breadth first (the list grows as children join it)
+    for (int j = 0; j < n; j++) {
+        const int par = w->idx[j], c0 = s->child_first[par], nc = s->child_n[par];
+        if (!nc) continue;
+        const float pv = w->val[j];
+        const int start = n;
+        for (int c = c0; c < c0 + nc; c++) {
+            double q = s->p[c];
+            if (R > 0) {
+                double m = 0;
+                for (int k = 0; k < R; k++) m += (double)s->F[(size_t)c * R + k] * eps[k];
+                q = phi_cdf((m - s->thr[c]) * s->inv_s[c]);
+            }
+            if (rng_uniform_d(&rng) < q) {
+                float v = magnitude(s, c, &rng);
+                if (v > 0) w->idx[n] = c, w->val[n++] = v;
+            }
+        }
+        if (s->excl[c0] && n - start > 1) { // one winner, uniformly among the active siblings
+            const int win = start + (int)rng_below(&rng, (uint64_t)(n - start));
+            w->idx[start] = w->idx[win], w->val[start] = w->val[win];
+            n = start + 1;
+        }
+        if (s->cfg.hier_scale_children)
+            for (int q = start; q < n; q++) w->val[q] *= pv / s->mag_mean[par];
+    }
+    for (int j = 1; j < n; j++) { // ascending (insertion sort: a few dozen entries)
+        const int32_t f = w->idx[j];
+        const float v = w->val[j];
+        int q = j - 1;
+        while (q >= 0 && w->idx[q] > f) w->idx[q + 1] = w->idx[q], w->val[q + 1] = w->val[q], q--;
+        w->idx[q + 1] = f, w->val[q + 1] = v;
+    }
+    return n;
 }
 
 cterp_status cterp_synth_sample(const cterp_synth *s, uint64_t row0, int64_t B, float *x,
@@ -541,7 +578,7 @@ cterp_status cterp_synth_sample(const cterp_synth *s, uint64_t row0, int64_t B, 
 #pragma omp atomic read
         bad = fail;
         if (!bad) {
-            w.a = s->R ? malloc((size_t)G * sizeof(float)) : NULL;
+            w.a = s->R ? malloc((size_t)(s->n_top ? s->n_top : 1) * sizeof(float)) : NULL;
             w.idx = malloc((size_t)G * sizeof(int32_t));
             w.val = malloc((size_t)G * sizeof(float));
             bad = (s->R && !w.a) || !w.idx || !w.val;
