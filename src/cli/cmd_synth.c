@@ -214,6 +214,11 @@ int cmd_synth(int argc, char **argv) {
         return 2;
     }
     const int64_t D = cterp_synth_d(w);
+    if (cterp_train_config_validate(&o.cfg, D)) { // before any output
+        cli_error("synth");
+        cterp_synth_free(w);
+        return 2;
+    }
     if (!o.json) {
         printf("World: %s\n", cterp_synth_description(w));
         printf("Training a %s SAE: d_sae %lld, k %d, %lld steps of %lld samples, lr %g.\n",
@@ -285,13 +290,20 @@ int cmd_bench_synth(int argc, char **argv) {
         cli_error("bench");
         return 2;
     }
-    if (!o.json) printf("World: %s\n", cterp_synth_description(w));
     synth_result res[32];
     cterp_train_config cfgs[32];
+    for (int i = 0; i < na; i++) { // every run's config checked before the first trains
+        cfgs[i] = o.cfg;
+        if (cterp_train_config_set(&cfgs[i], "architecture", names[i]) ||
+            cterp_train_config_validate(&cfgs[i], cterp_synth_d(w))) {
+            fprintf(stderr, "cterp bench --synth: %s: %s\n", names[i], cterp_last_error());
+            cterp_synth_free(w);
+            return 2;
+        }
+    }
+    if (!o.json) printf("World: %s\n", cterp_synth_description(w));
     int rc = 0;
     for (int i = 0; i < na && !rc; i++) {
-        cfgs[i] = o.cfg;
-        cterp_train_config_set(&cfgs[i], "architecture", names[i]); // parsed above
         if (!o.quiet) fprintf(stderr, "-- %s\n", names[i]);
         rc = run_one("bench", &o, &cfgs[i], w, &res[i]);
         if (!rc) print_json(&o, &cfgs[i], w, &res[i]);
