@@ -195,8 +195,9 @@ static void count_firing(const cterp_synth *s, int64_t n, int64_t *cnt, double *
     memset(cnt, 0, (size_t)G * sizeof(int64_t));
     if (valsum) memset(valsum, 0, (size_t)G * sizeof(double));
     for (int64_t r = 0; r < n; r += B) {
-        CHECK_OK(cterp_synth_sample(s, (uint64_t)r, B, x, &a));
-        for (int64_t q = 0; q < a.rowptr[B]; q++) {
+        const int64_t b = n - r < B ? n - r : B;
+        CHECK_OK(cterp_synth_sample(s, (uint64_t)r, b, x, &a));
+        for (int64_t q = 0; q < a.rowptr[b]; q++) {
             cnt[a.idx[q]]++;
             if (valsum) valsum[a.idx[q]] += a.val[q];
         }

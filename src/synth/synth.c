@@ -602,9 +602,11 @@ cterp_status cterp_synth_sample(const cterp_synth *s, uint64_t row0, int64_t B, 
                     }
                     cap = nc;
                 }
-                memcpy(ai + cnt, w.idx, (size_t)n * sizeof(int32_t));
-                memcpy(av + cnt, w.val, (size_t)n * sizeof(float));
-                cnt += n;
+                if (n) { // (an empty row of a thread with no entries yet: ai is NULL)
+                    memcpy(ai + cnt, w.idx, (size_t)n * sizeof(int32_t));
+                    memcpy(av + cnt, w.val, (size_t)n * sizeof(float));
+                    cnt += n;
+                }
             }
         }
         free(w.a), free(w.idx), free(w.val);
