@@ -5,7 +5,7 @@ set -u
 bin=$1
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
-tiny="--preset tiny --steps 150 --eval-samples 4096 --quiet"
+tiny="--preset tiny --steps 100 --eval-samples 2048 --quiet"
 
 out=$("$bin" synth $tiny 2>&1); rc=$?
 check "synth prints every metric by name" '[ $rc -eq 0 ] && for k in mcc mmcs mmcs_reverse uniqueness f1 precision recall ev l0 dead; do [[ "$out" == *"  $k "* ]] || exit 1; done'
@@ -15,7 +15,7 @@ import json, sys
 r = json.loads(sys.stdin.read())
 for k in (\"f1\", \"mcc\", \"mmcs\", \"uniqueness\", \"precision\", \"recall\", \"ev\"):
     assert 0 <= r[k] <= 1, k
-assert r[\"preset\"] == \"tiny\" and r[\"arch\"] == \"topk\" and r[\"steps\"] == 150 and r[\"eval_samples\"] == 4096
+assert r[\"preset\"] == \"tiny\" and r[\"arch\"] == \"topk\" and r[\"steps\"] == 100 and r[\"eval_samples\"] == 2048
 assert r[\"l0\"] <= 3.0001 and r[\"true_l0\"] > 1
 assert r[\"ev\"] > 0.5 and r[\"mcc\"] > 0.3, r   # it learned something in 150 steps
 "'
@@ -28,6 +28,11 @@ check "--samples and train flags: 100 steps of 128, standard" '[ $rc -eq 0 ] && 
 
 bench=$("$bin" bench --synth --preset tiny --archs topk,standard --steps 60 --eval-samples 2048 --quiet 2>&1); rc=$?
 check "bench --synth: a JSON line per run and a table" '[ $rc -eq 0 ] && [ "$(echo "$bench" | grep -c "^{\"preset\": \"tiny\"")" -eq 2 ] && echo "$bench" | grep -q "^arch  *f1  *mcc" && echo "$bench" | grep -q "^standard "'
+
+# the toy preset is the demo: its world, its stream, its SAE (the same held-out recovery)
+demo=$("$bin" demo --steps 20 --batch 512 --quiet 2>&1 | awk '/MMCS \(mean/{m=$NF} /reverse MMCS/{r=$NF} END{print m, r}')
+toy=$("$bin" synth --preset toy --steps 20 --batch 512 --quiet --eval-samples 1024 2>&1 | awk '/^  mmcs /{m=$2} /^  mmcs_reverse /{r=$2} END{print m, r}')
+check "synth --preset toy trains the demo's SAE (same MMCS both ways: $toy)" '[ -n "$toy" ] && [ "$demo" == "$toy" ]'
 
 err=$("$bin" synth --preset huge 2>&1); rc=$?
 check "unknown preset: exit 2 naming --preset and the value" '[ $rc -eq 2 ] && [[ "$err" == *"--preset"* ]] && [[ "$err" == *"huge"* ]]'
