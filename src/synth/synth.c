@@ -28,7 +28,9 @@ struct cterp_synth {
     uint8_t *excl;       // (G) 1: siblings mutually exclusive
     int R;               // correlation rank (0: independent)
     float *F;            // (G, R) the copula's factor
-    float *FtTop;        // (R, n_top) its rows of the top features, transposed for axpy
+    float *FtTop;        // (R, n_top) its rows of the top features, each scaled by 1/s_i and
+                         // transposed for axpy: a_t = cTop_t + sum_q eps_q FtTop[q, t]
+    float *cTop;         // (n_top) -t_i / s_i
     float *thr;          // (G) Phi^-1(1 - p_i)
     float *inv_s;        // (G) 1 / sqrt(1 - |F_i|^2)
     rng_t stream;        // root of the per-row streams
@@ -123,7 +125,7 @@ void cterp_synth_free(cterp_synth *s) {
     if (!s) return;
     cterp_toy_free(s->toy);
     free(s->features), free(s->bias), free(s->p), free(s->blk_pmax), free(s->mag_mean), free(s->top);
-    free(s->child_first), free(s->child_n), free(s->FtTop);
+    free(s->child_first), free(s->child_n), free(s->FtTop), free(s->cTop);
     free(s->mag_std), free(s->parent), free(s->excl), free(s->F), free(s->thr), free(s->inv_s);
     free(s);
 }
@@ -322,10 +324,11 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
         const int R = s->R = c->corr_rank;
         s->F = malloc((size_t)R * G * sizeof(float));
         s->FtTop = malloc((size_t)R * s->n_top * sizeof(float));
+        s->cTop = malloc((size_t)(s->n_top ? s->n_top : 1) * sizeof(float));
         s->thr = malloc((size_t)G * sizeof(float));
         s->inv_s = malloc((size_t)G * sizeof(float));
         double *sq = calloc((size_t)G, sizeof(double));
-        if (!s->F || !s->FtTop || !s->thr || !s->inv_s || !sq) {
+        if (!s->F || !s->FtTop || !s->cTop || !s->thr || !s->inv_s || !sq) {
             free(sq);
             st = cterp_error(CTERP_ENOMEM, "synth: out of memory for the correlation factor");
             goto fail;
@@ -348,8 +351,11 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
             s->thr[i] = (float)phi_inv(1.0 - s->p[i]);
         }
         free(sq);
-        for (int t = 0; t < s->n_top; t++)
-            for (int q = 0; q < R; q++) s->FtTop[(size_t)q * s->n_top + t] = s->F[(size_t)s->top[t] * R + q];
+        for (int t = 0; t < s->n_top; t++) {
+            const int i = s->top[t];
+            for (int q = 0; q < R; q++) s->FtTop[(size_t)q * s->n_top + t] = s->F[(size_t)i * R + q] * s->inv_s[i];
+            s->cTop[t] = -s->thr[i] * s->inv_s[i]; // +-inf for p 1 (always) stays +-inf
+        }
     }
     snprintf(s->desc, sizeof s->desc,
              "synthetic: %d features in %d dims, Zipf p %.3g..%.3g, hierarchy %d roots x %d^%d%s, "
@@ -450,12 +456,10 @@ static int draw_row(const cterp_synth *s, uint64_t r, row_scratch *w) {
     if (R > 0) {
         for (int q = 0; q < R; q++) eps[q] = rng_normal(&rng);
         float *a = w->a;
-        memset(a, 0, (size_t)nt * sizeof(float));
-        for (int q = 0; q < R; q++) axpy_f32(a, eps[q], s->FtTop + (size_t)q * nt, nt);
-        for (int t = 0; t < nt; t++) {
-            const int i = s->top[t];
-            a[t] = (a[t] - s->thr[i]) * s->inv_s[i];
-        }
+        memcpy(a, s->cTop, (size_t)nt * sizeof(float));
+        for (int t0 = 0; t0 < nt; t0 += 1024) // a chunk of a stays in L1 over the R passes
+            for (int q = 0; q < R; q++)
+                axpy_f32(a + t0, eps[q], s->FtTop + (size_t)q * nt + t0, nt - t0 < 1024 ? nt - t0 : 1024);
     }
     // top features by thinning: candidates at the block's bound Q by geometric skips, each
     // kept with q_i / Q
