@@ -350,6 +350,87 @@ static void test_hierarchy(void) {
     }
 }
 
+// ---- the fast sampler against a naive one (SAELens's procedure: every feature drawn through
+// the copula, then children gated by their parents and exclusive siblings reduced to one) ----
+static double ref_phi_inv(double p) { // bisection on erfc: slow, independent of synth.c's
+    double lo = -40, hi = 40;
+    for (int it = 0; it < 200; it++) {
+        const double mid = 0.5 * (lo + hi);
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+static void test_against_naive(void) {
+    cterp_synth_config c;
+    hier_config(&c, 1);
+    c.corr_scale = 0.6;
+    c.hier_compensate = 0; // (compensated children of this world fire with p 1: nothing to see)
+    c.mag_std_mean = 0, c.mag_std_std = 0; // every drawn feature has a positive value
+    cterp_synth *s;
+    CHECK_OK(cterp_synth_create(&s, &c));
+    enum { G = 60 };
+    int R;
+    const float *F = cterp_synth_corr_factor(s, &R);
+    const double *p = cterp_synth_probs(s);
+    double thr[G], sd[G];
+    for (int i = 0; i < G; i++) {
+        double f2 = 0;
+        for (int q = 0; q < R; q++) f2 += (double)F[i * R + q] * F[i * R + q];
+        sd[i] = sqrt(1 - f2);
+        thr[i] = p[i] >= 1 ? -INFINITY : ref_phi_inv(1 - p[i]);
+    }
+    const int64_t n = test_sanitized() ? 8000 : 30000;
+    int64_t fast[G], naive[G] = {0};
+    double l0_fast = 0, l0_naive = 0;
+    count_firing(s, n, fast, NULL);
+    rng_t r;
+    rng_seed(&r, 77);
+    for (int64_t t = 0; t < n; t++) {
+        double eps[8];
+        char on[G];
+        for (int q = 0; q < R; q++) eps[q] = rng_normal(&r);
+        for (int i = 0; i < G; i++) {
+            double z = sd[i] * rng_normal(&r);
+            for (int q = 0; q < R; q++) z += F[i * R + q] * eps[q];
+            on[i] = z > thr[i];
+        }
+        for (int i = 0; i < G;) { // ascending: parents (lower indices) are final before children
+            const int par = cterp_synth_parent(s, i);
+            if (par < 0) {
+                i++;
+                continue;
+            }
+            int e = i, act[G], na = 0;
+            while (e < G && cterp_synth_parent(s, e) == par) e++;
+            for (int j = i; j < e; j++) {
+                if (!on[par]) on[j] = 0;
+                if (on[j]) act[na++] = j;
+            }
+            if (cterp_synth_exclusive(s, i) && na > 1) {
+                const int win = act[rng_below(&r, (uint64_t)na)];
+                for (int k = 0; k < na; k++) on[act[k]] = act[k] == win;
+            }
+            i = e;
+        }
+        for (int i = 0; i < G; i++) naive[i] += on[i];
+    }
+    double mz = 0;
+    int worst = -1;
+    for (int i = 0; i < G; i++) {
+        const double pf = (double)fast[i] / n, pn = (double)naive[i] / n, pool = 0.5 * (pf + pn);
+        const double z = pool > 0 && pool < 1 ? fabs(pf - pn) / sqrt(pool * (1 - pool) * 2.0 / n) : 0;
+        if (z > mz) mz = z, worst = i;
+        l0_fast += pf, l0_naive += pn;
+    }
+    CHECK_MSG(mz < 5, "feature %d fires at %.4f (fast) vs %.4f (naive): %.1f sigma", worst,
+              worst >= 0 ? (double)fast[worst] / n : 0, worst >= 0 ? (double)naive[worst] / n : 0, mz);
+    CHECK_CLOSE(l0_fast, l0_naive, 0.03 * l0_naive, 0);
+    CHECK(fast[20] > 0 && naive[20] > 0); // a grandchild fires in both
+    cterp_synth_free(s);
+}
+
 static void test_determinism(void) {
     cterp_synth_config c;
     hier_config(&c, 1);
@@ -461,6 +542,7 @@ int main(void) {
     test_eval_known();
     test_frequencies();
     test_hierarchy();
+    test_against_naive();
     test_determinism();
     test_toy_and_presets();
     return test_done();
