@@ -89,6 +89,17 @@ static void test_mcc(void) {
     double mr = cterp_synth_mcc(C, G, G);
     CHECK_MSG(mr < 0.3, "random dictionary mcc %.3f, expected < 0.3", mr);
     free(C);
+    // rectangular: a dictionary twice as wide holding every feature (and random rows), and
+    // one half as wide holding half of them, both match perfectly (min(N, G) pairs)
+    float W2[2 * G * D];
+    random_rows(W2, 2 * G, D, 97);
+    for (int i = 0; i < G; i++) memcpy(W2 + (size_t)(2 * i + 1) * D, F + (size_t)(G - 1 - i) * D, D * sizeof(float));
+    C = cterp_synth_cosines(F, G, W2, 2 * G, D);
+    CHECK_CLOSE(cterp_synth_mcc(C, 2 * G, G), 1.0, 1e-5, 0);
+    free(C);
+    C = cterp_synth_cosines(F, G, F + (G / 2) * D, G / 2, D);
+    CHECK_CLOSE(cterp_synth_mcc(C, G / 2, G), 1.0, 1e-5, 0);
+    free(C);
     // half the features found exactly, half random: in between
     random_rows(W, G, D, 98);
     memcpy(W, F, (size_t)(G / 2) * D * sizeof(float));

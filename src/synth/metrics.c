@@ -34,9 +34,11 @@ float *cterp_synth_cosines(const float *features, int64_t G, const float *W, int
 
 // Minimum-cost assignment of every row to a distinct column, n <= m (the shortest augmenting
 // path form of the Hungarian algorithm with potentials, as in Jonker-Volgenant and
-// e-maxx.ru's O(n^2 m)). cost(i, j) = -w[i*ld + j] (or -w[j*ld + i] when transposed).
+// e-maxx.ru's O(n^2 m)). cost(i, j) = -w[i*ld + j] (or -w[j*ld + i] when transposed; of
+// |w| with absval: MCC's |cos| without a second N x G matrix).
 // Rows and columns 1-based inside; p[j] = row on column j.
-static double assign(const float *w, int64_t n, int64_t m, int64_t ld, int trans, int64_t *row_col) {
+static double assign(const float *w, int64_t n, int64_t m, int64_t ld, int trans, int absval,
+                     int64_t *row_col) {
     double *u = calloc((size_t)n + 1, sizeof(double)), *v = calloc((size_t)m + 1, sizeof(double));
     double *minv = malloc(((size_t)m + 1) * sizeof(double));
     int64_t *p = calloc((size_t)m + 1, sizeof(int64_t)), *way = calloc((size_t)m + 1, sizeof(int64_t));
@@ -54,7 +56,8 @@ static double assign(const float *w, int64_t n, int64_t m, int64_t ld, int trans
             int64_t j1 = 0;
             for (int64_t j = 1; j <= m; j++) {
                 if (used[j]) continue;
-                const float wij = trans ? w[(j - 1) * ld + (i0 - 1)] : w[(i0 - 1) * ld + (j - 1)];
+                float wij = trans ? w[(j - 1) * ld + (i0 - 1)] : w[(i0 - 1) * ld + (j - 1)];
+                if (absval) wij = fabsf(wij);
                 const double cur = -(double)wij - u[i0] - v[j];
                 if (cur < minv[j]) minv[j] = cur, way[j] = j0;
                 if (minv[j] < delta) delta = minv[j], j1 = j;
@@ -75,7 +78,8 @@ static double assign(const float *w, int64_t n, int64_t m, int64_t ld, int trans
     for (int64_t j = 1; j <= m; j++)
         if (p[j]) {
             row_col[p[j] - 1] = j - 1;
-            total += trans ? w[(j - 1) * ld + (p[j] - 1)] : w[(p[j] - 1) * ld + (j - 1)];
+            const float wij = trans ? w[(j - 1) * ld + (p[j] - 1)] : w[(p[j] - 1) * ld + (j - 1)];
+            total += absval ? fabsf(wij) : wij;
         }
 done:
     free(u), free(v), free(minv), free(p), free(way), free(used);
@@ -83,16 +87,16 @@ done:
     return total;
 }
 
-double cterp_assignment_max(const float *w, int64_t n, int64_t m, int64_t *match) {
+static double assignment(const float *w, int64_t n, int64_t m, int absval, int64_t *match) {
     if (n <= 0 || m <= 0) return 0;
-    if (n <= m) return assign(w, n, m, m, 0, match);
+    if (n <= m) return assign(w, n, m, m, 0, absval, match);
     // more rows than columns: assign the columns (rows of w^T) and invert
     int64_t *col_row = malloc((size_t)m * sizeof(int64_t));
     if (!col_row) {
         cterp_error(CTERP_ENOMEM, "assignment: out of memory");
         return NAN;
     }
-    double t = assign(w, m, n, m, 1, col_row);
+    double t = assign(w, m, n, m, 1, absval, col_row);
     if (!isnan(t)) {
         for (int64_t i = 0; i < n; i++) match[i] = -1;
         for (int64_t j = 0; j < m; j++) match[col_row[j]] = j;
@@ -101,17 +105,16 @@ double cterp_assignment_max(const float *w, int64_t n, int64_t m, int64_t *match
     return t;
 }
 
+double cterp_assignment_max(const float *w, int64_t n, int64_t m, int64_t *match) {
+    return assignment(w, n, m, 0, match);
+}
+
 double cterp_synth_mcc(const float *C, int64_t N, int64_t G) {
-    float *a = malloc((size_t)(N * G) * sizeof(float));
     int64_t *match = malloc((size_t)N * sizeof(int64_t));
     double r = NAN;
-    if (a && match) {
-        for (int64_t q = 0; q < N * G; q++) a[q] = fabsf(C[q]);
-        r = cterp_assignment_max(a, N, G, match) / (double)(N < G ? N : G);
-    } else {
-        cterp_error(CTERP_ENOMEM, "mcc: out of memory");
-    }
-    free(a), free(match);
+    if (match) r = assignment(C, N, G, 1, match) / (double)(N < G ? N : G);
+    else cterp_error(CTERP_ENOMEM, "mcc: out of memory");
+    free(match);
     return r;
 }
 
