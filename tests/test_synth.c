@@ -442,6 +442,41 @@ static void test_against_naive(void) {
     cterp_synth_free(s);
 }
 
+// hier_scale_children: a child's value follows its parent's (value / mean magnitude)
+static void test_scale_children(void) {
+    double corr[2];
+    for (int scale = 0; scale < 2; scale++) {
+        cterp_synth_config c;
+        hier_config(&c, 0);
+        c.hier_scale_children = scale;
+        c.mag_std_mean = 0.3, c.mag_std_std = 0;
+        cterp_synth *s;
+        CHECK_OK(cterp_synth_create(&s, &c));
+        const int64_t B = 20000;
+        float *x = malloc((size_t)B * c.d * sizeof(float));
+        cterp_synth_acts a = {0};
+        CHECK_OK(cterp_synth_sample(s, 0, B, x, &a));
+        double sp = 0, sc = 0, spp = 0, scc = 0, spc = 0;
+        int64_t n = 0;
+        for (int64_t t = 0; t < B; t++) { // rows where root 0 and its first child 4 are active
+            double pv = 0, cv = 0;
+            for (int64_t q = a.rowptr[t]; q < a.rowptr[t + 1]; q++) {
+                if (a.idx[q] == 0) pv = a.val[q];
+                if (a.idx[q] == 4) cv = a.val[q];
+            }
+            if (pv > 0 && cv > 0) sp += pv, sc += cv, spp += pv * pv, scc += cv * cv, spc += pv * cv, n++;
+        }
+        const double cov = spc / n - (sp / n) * (sc / n);
+        corr[scale] = cov / sqrt((spp / n - (sp / n) * (sp / n)) * (scc / n - (sc / n) * (sc / n)));
+        CHECK_MSG(n > 1000, "root 0 and child 4 together in only %lld rows", (long long)n);
+        free(x);
+        cterp_synth_acts_free(&a);
+        cterp_synth_free(s);
+    }
+    CHECK_MSG(fabs(corr[0]) < 0.05 && corr[1] > 0.5, "parent-child value correlation: %.3f unscaled, %.3f scaled",
+              corr[0], corr[1]);
+}
+
 static void test_determinism(void) {
     cterp_synth_config c;
     hier_config(&c, 1);
@@ -554,6 +589,7 @@ int main(void) {
     test_frequencies();
     test_hierarchy();
     test_against_naive();
+    test_scale_children();
     test_determinism();
     test_toy_and_presets();
     return test_done();
