@@ -28,8 +28,10 @@ static void test_assignment(void) {
         for (int i = 0; i < n; i++)
             for (int j = 0; j < m; j++) wt[j * n + i] = w[i * m + j];
         brute_best = -1;
-        if (n <= m) brute(w, n, m, 0, 0, 0);
-        else brute(wt, m, n, 0, 0, 0);
+        if (n <= m)
+            brute(w, n, m, 0, 0, 0);
+        else
+            brute(wt, m, n, 0, 0, 0);
         int64_t match[7];
         double got = cterp_assignment_max(w, n, m, match);
         if (fabs(got - brute_best) > 1e-5) bad_total++;
@@ -46,7 +48,9 @@ static void test_assignment(void) {
         }
         if (pairs != (n < m ? n : m) || fabs(sum - got) > 1e-5) bad_match++;
     }
-    CHECK_MSG(bad_total == 0, "%d of 300 random matrices: the matching's weight is not the brute-force optimum", bad_total);
+    CHECK_MSG(bad_total == 0,
+              "%d of 300 random matrices: the matching's weight is not the brute-force optimum",
+              bad_total);
     CHECK_MSG(bad_match == 0, "%d matchings not one-to-one or not of min(n, m) pairs", bad_match);
     // a case a greedy choice gets wrong: row 0 prefers column 0, but the optimum gives it to row 1
     const float w2[] = {0.9f, 0.8f, 0.85f, 0.1f};
@@ -93,7 +97,8 @@ static void test_mcc(void) {
     // one half as wide holding half of them, both match perfectly (min(N, G) pairs)
     float W2[2 * G * D];
     random_rows(W2, 2 * G, D, 97);
-    for (int i = 0; i < G; i++) memcpy(W2 + (size_t)(2 * i + 1) * D, F + (size_t)(G - 1 - i) * D, D * sizeof(float));
+    for (int i = 0; i < G; i++)
+        memcpy(W2 + (size_t)(2 * i + 1) * D, F + (size_t)(G - 1 - i) * D, D * sizeof(float));
     C = cterp_synth_cosines(F, G, W2, 2 * G, D);
     CHECK_CLOSE(cterp_synth_mcc(C, 2 * G, G), 1.0, 1e-5, 0);
     free(C);
@@ -129,7 +134,8 @@ static cterp_sae *oracle_sae(const cterp_synth *s, const int *perm, const float 
     const float *F = cterp_synth_features(s);
     for (int j = 0; j < G; j++) {
         const float *f = F + (size_t)perm[j] * D;
-        for (int k = 0; k < D; k++) sae->W_enc[j * D + k] = f[k] / sc[j], sae->W_dec[j * D + k] = sc[j] * f[k];
+        for (int k = 0; k < D; k++)
+            sae->W_enc[j * D + k] = f[k] / sc[j], sae->W_dec[j * D + k] = sc[j] * f[k];
         sae->b_enc[j] = 0, sae->threshold[j] = 1e-3f;
     }
     memcpy(sae->b_dec, cterp_synth_bias(s), (size_t)D * sizeof(float));
@@ -186,11 +192,13 @@ static void test_eval_known(void) {
     random_rows(rs->W_dec, G, D, 22);
     for (int q = 0; q < G * D; q++) rs->W_dec[q] *= 0.2f;
     CHECK_OK(cterp_synth_eval(s, rs, 4000, 1 << 20, 512, &m2));
-    CHECK_MSG(m2.f1 < 0.3 && m2.mcc < 0.45 && m2.ev < 0.5, "random SAE: f1 %.3f mcc %.3f ev %.3f", m2.f1, m2.mcc, m2.ev);
+    CHECK_MSG(m2.f1 < 0.3 && m2.mcc < 0.45 && m2.ev < 0.5, "random SAE: f1 %.3f mcc %.3f ev %.3f",
+              m2.f1, m2.mcc, m2.ev);
     // wrong width is refused naming both
     cterp_sae *ws;
     CHECK_OK(cterp_sae_create(&ws, CTERP_ARCH_STANDARD, D + 1, G, 1));
-    CHECK(cterp_synth_eval(s, ws, 10, 0, 10, &m2) == CTERP_EINVAL && strstr(cterp_last_error(), "d_in is 33"));
+    CHECK(cterp_synth_eval(s, ws, 10, 0, 10, &m2) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "d_in is 33"));
     cterp_sae_free(ws);
     cterp_sae_free(rs);
     cterp_synth_free(s);
@@ -247,7 +255,8 @@ static void test_frequencies(void) {
     CHECK_OK(cterp_synth_create(&s, &c));
     CHECK_CLOSE(cterp_synth_probs(s)[0], 0.3, 1e-12, 0);
     CHECK_CLOSE(cterp_synth_probs(s)[63], 0.02, 1e-12, 0);
-    CHECK(cterp_synth_probs(s)[1] < cterp_synth_probs(s)[0] && cterp_synth_probs(s)[1] > 0.15); // Zipf 1/2
+    CHECK(cterp_synth_probs(s)[1] < cterp_synth_probs(s)[0] &&
+          cterp_synth_probs(s)[1] > 0.15); // Zipf 1/2
     count_firing(s, n, cnt, vs);
     double z = max_z(s, cnt, n, 0);
     CHECK_MSG(z < 5, "independent firing: a frequency %.1f sigma from its probability", z);
@@ -282,7 +291,8 @@ static void test_frequencies(void) {
         for (int i = 0; i < 16; i++)
             for (int j = i + 1; j < 16; j++) {
                 double pi = 0, pj = 0, pij = 0;
-                for (int64_t t = 0; t < B; t++) pi += on[t][i], pj += on[t][j], pij += on[t][i] & on[t][j];
+                for (int64_t t = 0; t < B; t++)
+                    pi += on[t][i], pj += on[t][j], pij += on[t][i] & on[t][j];
                 pi /= B, pj /= B, pij /= B;
                 const double cov = pij - pi * pj, sd = sqrt(pi * (1 - pi) * pj * (1 - pj));
                 acc += (F[i] * F[j] > 0 ? 1 : -1) * cov / sd;
@@ -295,7 +305,8 @@ static void test_frequencies(void) {
     }
     // (the standard error of the mean over 120 pairs of 20000 rows is about 0.001)
     CHECK_MSG(signed_corr[0] > 0.02 && fabs(signed_corr[1]) < 0.01,
-              "signed firing correlation: %.4f correlated, %.4f independent", signed_corr[0], signed_corr[1]);
+              "signed firing correlation: %.4f correlated, %.4f independent", signed_corr[0],
+              signed_corr[1]);
     cterp_synth_free(s);
 }
 
@@ -317,8 +328,10 @@ static void test_hierarchy(void) {
         cterp_synth *s;
         CHECK_OK(cterp_synth_create(&s, &c));
         // breadth first: roots 0..3, their children 4..15, grandchildren 16..51, the rest free
-        CHECK(cterp_synth_parent(s, 3) == -1 && cterp_synth_parent(s, 4) == 0 && cterp_synth_parent(s, 7) == 1);
-        CHECK(cterp_synth_parent(s, 16) == 4 && cterp_synth_parent(s, 51) == 15 && cterp_synth_parent(s, 52) == -1);
+        CHECK(cterp_synth_parent(s, 3) == -1 && cterp_synth_parent(s, 4) == 0 &&
+              cterp_synth_parent(s, 7) == 1);
+        CHECK(cterp_synth_parent(s, 16) == 4 && cterp_synth_parent(s, 51) == 15 &&
+              cterp_synth_parent(s, 52) == -1);
         CHECK(cterp_synth_exclusive(s, 5) == exclusive && cterp_synth_exclusive(s, 0) == 0);
         const int64_t B = test_sanitized() ? 5000 : 20000;
         float *x = malloc((size_t)B * c.d * sizeof(float));
@@ -347,7 +360,9 @@ static void test_hierarchy(void) {
         CHECK_MSG(clashes == 0, "%lld rows with two exclusive siblings active", (long long)clashes);
         CHECK(unsorted == 0);
         CHECK_MSG(child_fires > B / 10, "only %lld child firings", (long long)child_fires);
-        if (!exclusive) CHECK_MSG(sib_pairs > 50, "non-exclusive siblings co-fired only %lld times", (long long)sib_pairs);
+        if (!exclusive)
+            CHECK_MSG(sib_pairs > 50, "non-exclusive siblings co-fired only %lld times",
+                      (long long)sib_pairs);
         // the roots and free features are untouched by the hierarchy: their own probabilities
         int64_t cnt[60];
         count_firing(s, B, cnt, NULL);
@@ -367,8 +382,10 @@ static double ref_phi_inv(double p) { // bisection on erfc: slow, independent of
     double lo = -40, hi = 40;
     for (int it = 0; it < 200; it++) {
         const double mid = 0.5 * (lo + hi);
-        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
-        else hi = mid;
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p)
+            lo = mid;
+        else
+            hi = mid;
     }
     return 0.5 * (lo + hi);
 }
@@ -431,12 +448,14 @@ static void test_against_naive(void) {
     int worst = -1;
     for (int i = 0; i < G; i++) {
         const double pf = (double)fast[i] / n, pn = (double)naive[i] / n, pool = 0.5 * (pf + pn);
-        const double z = pool > 0 && pool < 1 ? fabs(pf - pn) / sqrt(pool * (1 - pool) * 2.0 / n) : 0;
+        const double z =
+            pool > 0 && pool < 1 ? fabs(pf - pn) / sqrt(pool * (1 - pool) * 2.0 / n) : 0;
         if (z > mz) mz = z, worst = i;
         l0_fast += pf, l0_naive += pn;
     }
     CHECK_MSG(mz < 5, "feature %d fires at %.4f (fast) vs %.4f (naive): %.1f sigma", worst,
-              worst >= 0 ? (double)fast[worst] / n : 0, worst >= 0 ? (double)naive[worst] / n : 0, mz);
+              worst >= 0 ? (double)fast[worst] / n : 0, worst >= 0 ? (double)naive[worst] / n : 0,
+              mz);
     CHECK_CLOSE(l0_fast, l0_naive, 0.03 * l0_naive, 0);
     CHECK(fast[20] > 0 && naive[20] > 0); // a grandchild fires in both
     cterp_synth_free(s);
@@ -464,7 +483,8 @@ static void test_scale_children(void) {
                 if (a.idx[q] == 0) pv = a.val[q];
                 if (a.idx[q] == 4) cv = a.val[q];
             }
-            if (pv > 0 && cv > 0) sp += pv, sc += cv, spp += pv * pv, scc += cv * cv, spc += pv * cv, n++;
+            if (pv > 0 && cv > 0)
+                sp += pv, sc += cv, spp += pv * pv, scc += cv * cv, spc += pv * cv, n++;
         }
         const double cov = spc / n - (sp / n) * (sc / n);
         corr[scale] = cov / sqrt((spp / n - (sp / n) * (sp / n)) * (scc / n - (sc / n) * (sc / n)));
@@ -473,8 +493,8 @@ static void test_scale_children(void) {
         cterp_synth_acts_free(&a);
         cterp_synth_free(s);
     }
-    CHECK_MSG(fabs(corr[0]) < 0.05 && corr[1] > 0.5, "parent-child value correlation: %.3f unscaled, %.3f scaled",
-              corr[0], corr[1]);
+    CHECK_MSG(fabs(corr[0]) < 0.05 && corr[1] > 0.5,
+              "parent-child value correlation: %.3f unscaled, %.3f scaled", corr[0], corr[1]);
 }
 
 static void test_determinism(void) {
@@ -542,7 +562,8 @@ static void test_toy_and_presets(void) {
     for (int r = 0; r < 64; r++) {
         int64_t q = a.rowptr[r];
         for (int i = 0; i < 50; i++)
-            if (coef[r * 50 + i] > 0) ok &= q < a.rowptr[r + 1] && a.idx[q] == i && a.val[q] == coef[r * 50 + i], q++;
+            if (coef[r * 50 + i] > 0)
+                ok &= q < a.rowptr[r + 1] && a.idx[q] == i && a.val[q] == coef[r * 50 + i], q++;
         ok &= q == a.rowptr[r + 1];
     }
     CHECK(ok);
@@ -557,8 +578,10 @@ static void test_toy_and_presets(void) {
     cterp_train_config_default(&tr);
     CHECK_OK(cterp_synth_preset("synth16k", &c, &toy, &tr));
     CHECK(!toy && c.n_features == 16384 && c.d == 768 && tr.d_sae == 4096 && tr.k == 25);
-    CHECK(cterp_synth_preset("synth17k", &c, &toy, &tr) == CTERP_EINVAL && strstr(cterp_last_error(), "'synth17k'"));
-    if (!test_sanitized()) { // SynthSAEBench-16k: about 34 true features a sample, 25 of the first 4096
+    CHECK(cterp_synth_preset("synth17k", &c, &toy, &tr) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "'synth17k'"));
+    if (!test_sanitized()) { // SynthSAEBench-16k: about 34 true features a sample, 25 of the first
+                             // 4096
         CHECK_OK(cterp_synth_preset("synth16k", &c, &toy, &tr));
         CHECK_OK(cterp_synth_create(&s, &c));
         float *x = malloc((size_t)2000 * 768 * sizeof(float));
@@ -566,14 +589,16 @@ static void test_toy_and_presets(void) {
         int64_t first = 0;
         for (int64_t q = 0; q < a.rowptr[2000]; q++) first += a.idx[q] < 4096;
         const double l0 = a.rowptr[2000] / 2000.0, l0f = first / 2000.0;
-        CHECK_MSG(l0 > 32 && l0 < 37 && l0f > 23.5 && l0f < 26.5, "synth16k true l0 %.2f (first 4096: %.2f)", l0, l0f);
+        CHECK_MSG(l0 > 32 && l0 < 37 && l0f > 23.5 && l0f < 26.5,
+                  "synth16k true l0 %.2f (first 4096: %.2f)", l0, l0f);
         free(x);
         cterp_synth_acts_free(&a);
         cterp_synth_free(s);
     }
     CHECK_OK(cterp_synth_preset("tiny", &c, &toy, &tr));
     c.n_features = 0;
-    CHECK(cterp_synth_create(&s, &c) == CTERP_EINVAL && strstr(cterp_last_error(), "n_features: got 0"));
+    CHECK(cterp_synth_create(&s, &c) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "n_features: got 0"));
     CHECK_OK(cterp_synth_preset("tiny", &c, &toy, &tr));
     c.p_min = 0.5, c.p_max = 0.1;
     CHECK(cterp_synth_create(&s, &c) == CTERP_EINVAL && strstr(cterp_last_error(), "p_min"));

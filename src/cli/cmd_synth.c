@@ -29,35 +29,39 @@ static void usage(const char *cmd) {
     int bench = !strcmp(cmd, "bench");
     printf("usage: cterp %s --preset NAME %s[--samples N | --steps S] [--seed S]\n"
            "       [--data-seed S] [--eval-samples N] [--json] [--quiet]%s [--FIELD VALUE ...]\n\n",
-           bench ? "bench --synth" : "synth", bench ? "--archs A,B,... " : "[--arch A] ", bench ? "" : " [--out DIR]");
-    printf("%s"
-           "a synthetic world with known features (SynthSAEBench-style: Zipf firing, a hierarchy\n"
-           "with mutually exclusive children, low-rank correlated firing, magnitudes, a bias),\n"
-           "streamed, never stored; then scores it on fresh samples against the true features:\n"
-           "  mcc          optimal one-to-one matching of decoder rows and features, mean |cos|\n"
-           "  mmcs         mean over true features of the best cosine to a decoder row\n"
-           "  mmcs_reverse mean over decoder rows of the best cosine to a true feature\n"
-           "  uniqueness   distinct best-matching features / d_sae\n"
-           "  precision, recall, f1  each latent as a detector of its best-matching feature\n"
-           "  ev, l0, dead, shrinkage  reconstruction and sparsity on the same samples\n\n"
-           "--preset: %s (toy: the world and SAE of `cterp demo`; synth16k: SynthSAEBench-16k,\n"
-           "          16,384 features in 768 dims, SAE width 4096, k 25, 200M samples; tiny: tests)\n"
-           "--samples N   training samples (= --tokens N; the steps follow from --batch)\n"
-           "--data-seed S the world's seed (default: the preset's); --seed sets the SAE's\n"
-           "--eval-samples N  held-out samples scored (default 100000)\n"
-           "--json        one JSON line per run with every metric\n"
-           "any training config field as --FIELD VALUE (--arch, --k, --d-sae, --lr, --batch ...;\n"
-           "see cterp train --help)\n",
-           bench ? "Trains one SAE per architecture of --archs on the same stream (same seed, same\nsamples) on "
-                 : "Trains an SAE on ",
-           cterp_synth_preset_names());
+           bench ? "bench --synth" : "synth", bench ? "--archs A,B,... " : "[--arch A] ",
+           bench ? "" : " [--out DIR]");
+    printf(
+        "%s"
+        "a synthetic world with known features (SynthSAEBench-style: Zipf firing, a hierarchy\n"
+        "with mutually exclusive children, low-rank correlated firing, magnitudes, a bias),\n"
+        "streamed, never stored; then scores it on fresh samples against the true features:\n"
+        "  mcc          optimal one-to-one matching of decoder rows and features, mean |cos|\n"
+        "  mmcs         mean over true features of the best cosine to a decoder row\n"
+        "  mmcs_reverse mean over decoder rows of the best cosine to a true feature\n"
+        "  uniqueness   distinct best-matching features / d_sae\n"
+        "  precision, recall, f1  each latent as a detector of its best-matching feature\n"
+        "  ev, l0, dead, shrinkage  reconstruction and sparsity on the same samples\n\n"
+        "--preset: %s (toy: the world and SAE of `cterp demo`; synth16k: SynthSAEBench-16k,\n"
+        "          16,384 features in 768 dims, SAE width 4096, k 25, 200M samples; tiny: tests)\n"
+        "--samples N   training samples (= --tokens N; the steps follow from --batch)\n"
+        "--data-seed S the world's seed (default: the preset's); --seed sets the SAE's\n"
+        "--eval-samples N  held-out samples scored (default 100000)\n"
+        "--json        one JSON line per run with every metric\n"
+        "any training config field as --FIELD VALUE (--arch, --k, --d-sae, --lr, --batch ...;\n"
+        "see cterp train --help)\n",
+        bench ? "Trains one SAE per architecture of --archs on the same stream (same seed, "
+                "same\nsamples) on "
+              : "Trains an SAE on ",
+        cterp_synth_preset_names());
 }
 
 static int parse_i64(const char *cmd, const char *flag, const char *v, int64_t lo, int64_t *out) {
     char *end;
     double x = strtod(v, &end);
     if (end == v || *end || x != floor(x) || x < (double)lo || x > 9e18) {
-        fprintf(stderr, "cterp %s: %s: got '%s', expected an integer >= %lld\n", cmd, flag, v, (long long)lo);
+        fprintf(stderr, "cterp %s: %s: got '%s', expected an integer >= %lld\n", cmd, flag, v,
+                (long long)lo);
         return -1;
     }
     *out = (int64_t)x;
@@ -79,7 +83,8 @@ static int parse(int argc, char **argv, int first, const char *cmd, synth_opts *
     for (int i = first; i + 1 < argc; i++) // the world first: flags override its SAE defaults
         if (!strcmp(argv[i], "--preset")) o->preset = argv[i + 1];
     if (!o->preset) {
-        fprintf(stderr, "cterp %s: --preset is required: one of %s\n", cmd, cterp_synth_preset_names());
+        fprintf(stderr, "cterp %s: --preset is required: one of %s\n", cmd,
+                cterp_synth_preset_names());
         return 2;
     }
     if (cterp_synth_preset(o->preset, &o->sc, &o->toy, &o->cfg)) {
@@ -136,9 +141,11 @@ static int parse(int argc, char **argv, int first, const char *cmd, synth_opts *
 
 static void progress(const cterp_train_metrics *m, void *user) {
     int tty = *(int *)user;
-    fprintf(stderr, "%sstep %lld/%lld  %.0f samples/s  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  eta %.0fs%s",
-            tty ? "\r" : "", (long long)m->step, (long long)m->steps, m->tokens_per_s, m->loss,
-            m->explained_variance, m->l0, 100 * m->dead_fraction, m->eta_s, tty ? "   " : "\n");
+    fprintf(
+        stderr,
+        "%sstep %lld/%lld  %.0f samples/s  loss %.4g  ev %.4f  l0 %.2f  dead %.1f%%  eta %.0fs%s",
+        tty ? "\r" : "", (long long)m->step, (long long)m->steps, m->tokens_per_s, m->loss,
+        m->explained_variance, m->l0, 100 * m->dead_fraction, m->eta_s, tty ? "   " : "\n");
     if (tty && m->step == m->steps) fprintf(stderr, "\n");
 }
 
@@ -147,8 +154,8 @@ static cterp_status make_world(const synth_opts *o, cterp_synth **w) {
 }
 
 // Trains cfg on the world's stream from row 0 and scores the exported SAE. Returns exit code.
-static int run_one(const char *cmd, const synth_opts *o, const cterp_train_config *cfg, const cterp_synth *w,
-                   synth_result *res) {
+static int run_one(const char *cmd, const synth_opts *o, const cterp_train_config *cfg,
+                   const cterp_synth *w, synth_result *res) {
     cterp_act_source src = {0};
     cterp_trainer *tr = NULL;
     cterp_sae *sae = NULL;
@@ -187,17 +194,22 @@ done:
 static void print_json(const synth_opts *o, const cterp_train_config *cfg, const cterp_synth *w,
                        const synth_result *r) {
     const cterp_synth_metrics *m = &r->m;
-    printf("{\"preset\": \"%s\", \"arch\": \"%s\", \"n_features\": %d, \"d_in\": %d, \"d_sae\": %lld, "
-           "\"k\": %d, \"batch\": %lld, \"steps\": %lld, \"samples\": %lld, \"seed\": %llu, \"data_seed\": %llu, "
-           "\"eval_samples\": %lld, \"mcc\": %.6f, \"mmcs\": %.6f, \"mmcs_reverse\": %.6f, \"uniqueness\": %.6f, "
-           "\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f, \"ev\": %.6f, \"l0\": %.4f, \"true_l0\": %.4f, "
-           "\"dead\": %lld, \"shrinkage\": %.6f, \"train_s\": %.2f}\n",
-           o->preset, cterp_arch_name(cfg->architecture), cterp_synth_n_features(w), cterp_synth_d(w),
-           (long long)cterp_train_config_d_sae(cfg, cterp_synth_d(w)), cfg->k, (long long)cfg->batch_size,
-           (long long)cterp_train_config_steps(cfg), (long long)(cterp_train_config_steps(cfg) * cfg->batch_size),
-           (unsigned long long)cfg->seed, (unsigned long long)(o->toy ? o->tc.seed : o->sc.seed),
-           (long long)m->samples, m->mcc, m->mmcs, m->mmcs_reverse, m->uniqueness, m->precision, m->recall,
-           m->f1, m->ev, m->l0, m->true_l0, (long long)m->dead, m->shrinkage, r->train_s);
+    printf(
+        "{\"preset\": \"%s\", \"arch\": \"%s\", \"n_features\": %d, \"d_in\": %d, \"d_sae\": %lld, "
+        "\"k\": %d, \"batch\": %lld, \"steps\": %lld, \"samples\": %lld, \"seed\": %llu, "
+        "\"data_seed\": %llu, "
+        "\"eval_samples\": %lld, \"mcc\": %.6f, \"mmcs\": %.6f, \"mmcs_reverse\": %.6f, "
+        "\"uniqueness\": %.6f, "
+        "\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f, \"ev\": %.6f, \"l0\": %.4f, "
+        "\"true_l0\": %.4f, "
+        "\"dead\": %lld, \"shrinkage\": %.6f, \"train_s\": %.2f}\n",
+        o->preset, cterp_arch_name(cfg->architecture), cterp_synth_n_features(w), cterp_synth_d(w),
+        (long long)cterp_train_config_d_sae(cfg, cterp_synth_d(w)), cfg->k,
+        (long long)cfg->batch_size, (long long)cterp_train_config_steps(cfg),
+        (long long)(cterp_train_config_steps(cfg) * cfg->batch_size), (unsigned long long)cfg->seed,
+        (unsigned long long)(o->toy ? o->tc.seed : o->sc.seed), (long long)m->samples, m->mcc,
+        m->mmcs, m->mmcs_reverse, m->uniqueness, m->precision, m->recall, m->f1, m->ev, m->l0,
+        m->true_l0, (long long)m->dead, m->shrinkage, r->train_s);
 }
 
 int cmd_synth(int argc, char **argv) {
@@ -222,8 +234,9 @@ int cmd_synth(int argc, char **argv) {
     if (!o.json) {
         printf("World: %s\n", cterp_synth_description(w));
         printf("Training a %s SAE: d_sae %lld, k %d, %lld steps of %lld samples, lr %g.\n",
-               cterp_arch_name(o.cfg.architecture), (long long)cterp_train_config_d_sae(&o.cfg, D), o.cfg.k,
-               (long long)cterp_train_config_steps(&o.cfg), (long long)o.cfg.batch_size, o.cfg.lr);
+               cterp_arch_name(o.cfg.architecture), (long long)cterp_train_config_d_sae(&o.cfg, D),
+               o.cfg.k, (long long)cterp_train_config_steps(&o.cfg), (long long)o.cfg.batch_size,
+               o.cfg.lr);
         fflush(stdout);
     }
     synth_result r;
@@ -232,8 +245,8 @@ int cmd_synth(int argc, char **argv) {
         print_json(&o, &o.cfg, w, &r);
     } else if (!rc) {
         const cterp_synth_metrics *m = &r.m;
-        printf("\nAgainst the %d true features (%lld held-out samples):\n", cterp_synth_n_features(w),
-               (long long)m->samples);
+        printf("\nAgainst the %d true features (%lld held-out samples):\n",
+               cterp_synth_n_features(w), (long long)m->samples);
         printf("  mcc           %.4f   optimal one-to-one matching, mean |cos|\n", m->mcc);
         printf("  mmcs          %.4f   true feature -> best decoder row\n", m->mmcs);
         printf("  mmcs_reverse  %.4f   decoder row -> best true feature\n", m->mmcs_reverse);
@@ -257,11 +270,13 @@ int cmd_bench_synth(int argc, char **argv) {
     int p = parse(argc, argv, 1, "bench", &o);
     if (p) return p == 1 ? 0 : 2;
     if (!o.archs || !*o.archs) {
-        fprintf(stderr, "cterp bench --synth: --archs A,B,... is required (e.g. topk,batchtopk,jumprelu,standard)\n");
+        fprintf(stderr, "cterp bench --synth: --archs A,B,... is required (e.g. "
+                        "topk,batchtopk,jumprelu,standard)\n");
         return 2;
     }
     if (o.out) {
-        fprintf(stderr, "cterp bench --synth: --out is not taken (runs are scored, not saved); use cterp synth --out\n");
+        fprintf(stderr, "cterp bench --synth: --out is not taken (runs are scored, not saved); use "
+                        "cterp synth --out\n");
         return 2;
     }
     // every name checked before any training
@@ -271,7 +286,9 @@ int cmd_bench_synth(int argc, char **argv) {
         const char *e = strchr(q, ',');
         size_t len = e ? (size_t)(e - q) : strlen(q);
         if (na == 32 || len == 0 || len >= sizeof names[0]) {
-            fprintf(stderr, "cterp bench --synth: --archs: got '%s', expected up to 32 comma-separated architecture names\n",
+            fprintf(stderr,
+                    "cterp bench --synth: --archs: got '%s', expected up to 32 comma-separated "
+                    "architecture names\n",
                     o.archs);
             return 2;
         }
@@ -310,12 +327,13 @@ int cmd_bench_synth(int argc, char **argv) {
         fflush(stdout);
     }
     if (!rc && !o.json) {
-        printf("\n%-22s %7s %7s %7s %7s %7s %7s %7s %7s %6s %8s\n", "arch", "f1", "mcc", "mmcs", "uniq", "prec",
-               "recall", "ev", "l0", "dead", "train_s");
+        printf("\n%-22s %7s %7s %7s %7s %7s %7s %7s %7s %6s %8s\n", "arch", "f1", "mcc", "mmcs",
+               "uniq", "prec", "recall", "ev", "l0", "dead", "train_s");
         for (int i = 0; i < na; i++) {
             const cterp_synth_metrics *m = &res[i].m;
-            printf("%-22s %7.4f %7.4f %7.4f %7.4f %7.4f %7.4f %7.4f %7.2f %6lld %8.1f\n", names[i], m->f1, m->mcc,
-                   m->mmcs, m->uniqueness, m->precision, m->recall, m->ev, m->l0, (long long)m->dead, res[i].train_s);
+            printf("%-22s %7.4f %7.4f %7.4f %7.4f %7.4f %7.4f %7.4f %7.2f %6lld %8.1f\n", names[i],
+                   m->f1, m->mcc, m->mmcs, m->uniqueness, m->precision, m->recall, m->ev, m->l0,
+                   (long long)m->dead, res[i].train_s);
         }
     }
     cterp_synth_free(w);

@@ -8,11 +8,13 @@
 #include "cterp/synth.h"
 
 float *cterp_synth_cosines(const float *features, int64_t G, const float *W, int64_t N, int64_t d) {
-    float *Fn = malloc((size_t)(G * d) * sizeof(float)), *Wn = malloc((size_t)(N * d) * sizeof(float));
+    float *Fn = malloc((size_t)(G * d) * sizeof(float)),
+          *Wn = malloc((size_t)(N * d) * sizeof(float));
     float *C = malloc((size_t)(N * G) * sizeof(float));
     if (!Fn || !Wn || !C) {
         free(Fn), free(Wn), free(C);
-        cterp_error(CTERP_ENOMEM, "synth cosines: out of memory for %lld x %lld", (long long)N, (long long)G);
+        cterp_error(CTERP_ENOMEM, "synth cosines: out of memory for %lld x %lld", (long long)N,
+                    (long long)G);
         return NULL;
     }
     for (int pass = 0; pass < 2; pass++) {
@@ -26,8 +28,8 @@ float *cterp_synth_cosines(const float *features, int64_t G, const float *W, int
             for (int64_t j = 0; j < d; j++) dst[i * d + j] = src[i * d + j] * inv;
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)G, (int)d, 1.0f, Wn, (int)d, Fn,
-                (int)d, 0.0f, C, (int)G);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)G, (int)d, 1.0f, Wn, (int)d,
+                Fn, (int)d, 0.0f, C, (int)G);
     free(Fn), free(Wn);
     return C;
 }
@@ -41,7 +43,8 @@ static double assign(const float *w, int64_t n, int64_t m, int64_t ld, int trans
                      int64_t *row_col) {
     double *u = calloc((size_t)n + 1, sizeof(double)), *v = calloc((size_t)m + 1, sizeof(double));
     double *minv = malloc(((size_t)m + 1) * sizeof(double));
-    int64_t *p = calloc((size_t)m + 1, sizeof(int64_t)), *way = calloc((size_t)m + 1, sizeof(int64_t));
+    int64_t *p = calloc((size_t)m + 1, sizeof(int64_t)),
+            *way = calloc((size_t)m + 1, sizeof(int64_t));
     char *used = malloc((size_t)m + 1);
     double total = NAN;
     if (!u || !v || !minv || !p || !way || !used) goto done;
@@ -63,8 +66,10 @@ static double assign(const float *w, int64_t n, int64_t m, int64_t ld, int trans
                 if (minv[j] < delta) delta = minv[j], j1 = j;
             }
             for (int64_t j = 0; j <= m; j++) {
-                if (used[j]) u[p[j]] += delta, v[j] -= delta;
-                else minv[j] -= delta;
+                if (used[j])
+                    u[p[j]] += delta, v[j] -= delta;
+                else
+                    minv[j] -= delta;
             }
             j0 = j1;
         } while (p[j0] != 0);
@@ -83,7 +88,9 @@ static double assign(const float *w, int64_t n, int64_t m, int64_t ld, int trans
         }
 done:
     free(u), free(v), free(minv), free(p), free(way), free(used);
-    if (isnan(total)) cterp_error(CTERP_ENOMEM, "assignment: out of memory for %lld x %lld", (long long)n, (long long)m);
+    if (isnan(total))
+        cterp_error(CTERP_ENOMEM, "assignment: out of memory for %lld x %lld", (long long)n,
+                    (long long)m);
     return total;
 }
 
@@ -112,8 +119,10 @@ double cterp_assignment_max(const float *w, int64_t n, int64_t m, int64_t *match
 double cterp_synth_mcc(const float *C, int64_t N, int64_t G) {
     int64_t *match = malloc((size_t)N * sizeof(int64_t));
     double r = NAN;
-    if (match) r = assignment(C, N, G, 1, match) / (double)(N < G ? N : G);
-    else cterp_error(CTERP_ENOMEM, "mcc: out of memory");
+    if (match)
+        r = assignment(C, N, G, 1, match) / (double)(N < G ? N : G);
+    else
+        cterp_error(CTERP_ENOMEM, "mcc: out of memory");
     free(match);
     return r;
 }
@@ -123,10 +132,12 @@ cterp_status cterp_synth_eval(const cterp_synth *s, const cterp_sae *sae, int64_
     memset(m, 0, sizeof *m);
     const int64_t G = cterp_synth_n_features(s), D = cterp_synth_d(s), N = sae->d_sae;
     if (sae->d_in != D)
-        return cterp_error(CTERP_EINVAL, "synth eval: the SAE's d_in is %lld, the world's d is %lld",
+        return cterp_error(CTERP_EINVAL,
+                           "synth eval: the SAE's d_in is %lld, the world's d is %lld",
                            (long long)sae->d_in, (long long)D);
     if (n < 1 || batch < 1)
-        return cterp_error(CTERP_EINVAL, "synth eval: got %lld samples in batches of %lld, expected >= 1",
+        return cterp_error(CTERP_EINVAL,
+                           "synth eval: got %lld samples in batches of %lld, expected >= 1",
                            (long long)n, (long long)batch);
     float *C = cterp_synth_cosines(cterp_synth_features(s), G, sae->W_dec, N, D);
     if (!C) return CTERP_ENOMEM;
@@ -138,11 +149,13 @@ cterp_status cterp_synth_eval(const cterp_synth *s, const cterp_sae *sae, int64_
     int64_t *tp = calloc((size_t)N, sizeof(int64_t)), *fp = calloc((size_t)N, sizeof(int64_t));
     int64_t *fn = calloc((size_t)N, sizeof(int64_t));
     double *sumx = calloc((size_t)D, sizeof(double));
-    float *x = malloc((size_t)(batch * D) * sizeof(float)), *xh = malloc((size_t)(batch * D) * sizeof(float));
+    float *x = malloc((size_t)(batch * D) * sizeof(float)),
+          *xh = malloc((size_t)(batch * D) * sizeof(float));
     float *f = malloc((size_t)(batch * N) * sizeof(float));
     cterp_synth_acts acts = {0};
     cterp_status st = CTERP_OK;
-    if (isnan(m->mcc) || !best || !stamp || !seen || !fired || !tp || !fp || !fn || !sumx || !x || !xh || !f) {
+    if (isnan(m->mcc) || !best || !stamp || !seen || !fired || !tp || !fp || !fn || !sumx || !x ||
+        !xh || !f) {
         st = cterp_error(CTERP_ENOMEM, "synth eval: out of memory");
         goto done;
     }
@@ -180,7 +193,8 @@ cterp_status cterp_synth_eval(const cterp_synth *s, const cterp_sae *sae, int64_
         const int64_t B = n - done_ < batch ? n - done_ : batch;
         // whole batches (the toy draws by batch), of which the first B rows are used
         if ((st = cterp_synth_sample(s, eval_row0 + (uint64_t)done_, batch, x, &acts))) goto done;
-        if ((st = cterp_sae_encode(sae, x, B, f)) || (st = cterp_sae_decode(sae, f, B, xh))) goto done;
+        if ((st = cterp_sae_encode(sae, x, B, f)) || (st = cterp_sae_decode(sae, f, B, xh)))
+            goto done;
         for (int64_t t = 0; t < B; t++) {
             const int64_t id = done_ + t;
             for (int64_t q = acts.rowptr[t]; q < acts.rowptr[t + 1]; q++) stamp[acts.idx[q]] = id;

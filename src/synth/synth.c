@@ -14,43 +14,48 @@ enum { SYN_BLOCK = 64 }; // features per thinning block: one bound per block and
 
 struct cterp_synth {
     cterp_synth_config cfg;
-    cterp_toy *toy;      // the toy world (toy.c draws it), or NULL
+    cterp_toy *toy; // the toy world (toy.c draws it), or NULL
     int G, d;
-    float *features;     // (G, d) unit rows
-    float *bias;         // (d)
-    double *p;           // (G) drawn probabilities (compensated, <= 1)
-    int n_top;           // features without a parent (roots and those outside the trees)
-    int32_t *top;        // (n_top) their indices, ascending
-    double *blk_pmax;    // (n_top / SYN_BLOCK rounded up) max p of a block of top features
+    float *features;  // (G, d) unit rows
+    float *bias;      // (d)
+    double *p;        // (G) drawn probabilities (compensated, <= 1)
+    int n_top;        // features without a parent (roots and those outside the trees)
+    int32_t *top;     // (n_top) their indices, ascending
+    double *blk_pmax; // (n_top / SYN_BLOCK rounded up) max p of a block of top features
     int32_t *child_first, *child_n; // (G) a node's children: child_first .. + child_n
-    float *mag_mean, *mag_std; // (G)
-    int32_t *parent;     // (G) -1: none
-    uint8_t *excl;       // (G) 1: siblings mutually exclusive
-    int R;               // correlation rank (0: independent)
-    float *F;            // (G, R) the copula's factor
-    float *FtTop;        // (R, n_top) its rows of the top features, each scaled by 1/s_i and
-                         // transposed for axpy: a_t = cTop_t + sum_q eps_q FtTop[q, t]
-    float *cTop;         // (n_top) -t_i / s_i
-    float *thr;          // (G) Phi^-1(1 - p_i)
-    float *inv_s;        // (G) 1 / sqrt(1 - |F_i|^2)
-    rng_t stream;        // root of the per-row streams
+    float *mag_mean, *mag_std;      // (G)
+    int32_t *parent;                // (G) -1: none
+    uint8_t *excl;                  // (G) 1: siblings mutually exclusive
+    int R;                          // correlation rank (0: independent)
+    float *F;                       // (G, R) the copula's factor
+    float *FtTop; // (R, n_top) its rows of the top features, each scaled by 1/s_i and
+                  // transposed for axpy: a_t = cTop_t + sum_q eps_q FtTop[q, t]
+    float *cTop;  // (n_top) -t_i / s_i
+    float *thr;   // (G) Phi^-1(1 - p_i)
+    float *inv_s; // (G) 1 / sqrt(1 - |F_i|^2)
+    rng_t stream; // root of the per-row streams
     char desc[256];
 };
 
 // ---- the normal distribution ----
-static double phi_cdf(double a) { return 0.5 * erfc(-a * 0.70710678118654752440); }
+static double phi_cdf(double a) {
+    return 0.5 * erfc(-a * 0.70710678118654752440);
+}
 
 // Inverse normal CDF: Acklam's rational approximation, refined by one Halley step on erfc
 // (about 1e-15 relative); 0 -> -inf, 1 -> +inf.
 static double phi_inv(double p) {
     if (p <= 0) return -INFINITY;
     if (p >= 1) return INFINITY;
-    static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
-                               1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00};
-    static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-                               6.680131188771972e+01, -1.328068155288572e+01};
-    static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
-                               -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00};
+    static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
+                               -2.759285104469687e+02, 1.383577518672690e+02,
+                               -3.066479806614716e+01, 2.506628277459239e+00};
+    static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
+                               -1.556989798598866e+02, 6.680131188771972e+01,
+                               -1.328068155288572e+01};
+    static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
+                               -2.400758277161838e+00, -2.549732539343734e+00,
+                               4.374664141464968e+00,  2.938163982698783e+00};
     static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
                                3.754408661907416e+00};
     double q, r, x;
@@ -74,7 +79,9 @@ static double phi_inv(double p) {
 }
 
 // ---- presets ----
-const char *cterp_synth_preset_names(void) { return "toy, synth16k, tiny"; }
+const char *cterp_synth_preset_names(void) {
+    return "toy, synth16k, tiny";
+}
 
 cterp_status cterp_synth_preset(const char *name, cterp_synth_config *c, int *toy,
                                 cterp_train_config *train) {
@@ -124,34 +131,45 @@ cterp_status cterp_synth_preset(const char *name, cterp_synth_config *c, int *to
 void cterp_synth_free(cterp_synth *s) {
     if (!s) return;
     cterp_toy_free(s->toy);
-    free(s->features), free(s->bias), free(s->p), free(s->blk_pmax), free(s->mag_mean), free(s->top);
+    free(s->features), free(s->bias), free(s->p), free(s->blk_pmax), free(s->mag_mean),
+        free(s->top);
     free(s->child_first), free(s->child_n), free(s->FtTop), free(s->cTop);
     free(s->mag_std), free(s->parent), free(s->excl), free(s->F), free(s->thr), free(s->inv_s);
     free(s);
 }
 
 static cterp_status validate(const cterp_synth_config *c) {
-#define BADC(field, fmt, v, want) \
+#define BADC(field, fmt, v, want)                                                                  \
     return cterp_error(CTERP_EINVAL, "synth %s: got " fmt ", expected %s", field, v, want)
-    if (c->n_features < 1 || c->n_features > (1 << 22)) BADC("n_features", "%d", c->n_features, "1..4194304");
+    if (c->n_features < 1 || c->n_features > (1 << 22))
+        BADC("n_features", "%d", c->n_features, "1..4194304");
     if (c->d < 1 || c->d > 65536) BADC("d", "%d", c->d, "1..65536");
-    if ((int64_t)c->n_features * c->d > ((int64_t)1 << 31)) BADC("n_features * d", "%lld", (long long)c->n_features * c->d, "<= 2^31");
-    if (!(c->zipf_exponent > 0 && c->zipf_exponent <= 10)) BADC("zipf_exponent", "%g", c->zipf_exponent, "in (0, 10]");
+    if ((int64_t)c->n_features * c->d > ((int64_t)1 << 31))
+        BADC("n_features * d", "%lld", (long long)c->n_features * c->d, "<= 2^31");
+    if (!(c->zipf_exponent > 0 && c->zipf_exponent <= 10))
+        BADC("zipf_exponent", "%g", c->zipf_exponent, "in (0, 10]");
     if (!(c->p_min > 0 && c->p_min <= c->p_max && c->p_max <= 1))
-        return cterp_error(CTERP_EINVAL, "synth p_min, p_max: got %g, %g, expected 0 < p_min <= p_max <= 1",
+        return cterp_error(CTERP_EINVAL,
+                           "synth p_min, p_max: got %g, %g, expected 0 < p_min <= p_max <= 1",
                            c->p_min, c->p_max);
     if (c->hier_roots < 0) BADC("hier_roots", "%d", c->hier_roots, ">= 0");
     if (c->hier_roots > 0 && (c->hier_branching < 1 || c->hier_branching > 1024))
         BADC("hier_branching", "%d", c->hier_branching, "1..1024 with hier_roots > 0");
     if (c->hier_depth < 0 || c->hier_depth > 16) BADC("hier_depth", "%d", c->hier_depth, "0..16");
     if (c->corr_rank < 0 || c->corr_rank > 1024) BADC("corr_rank", "%d", c->corr_rank, "0..1024");
-    if (!(c->corr_scale >= 0 && c->corr_scale <= 10)) BADC("corr_scale", "%g", c->corr_scale, "in [0, 10]");
-    if (!(c->mag_mean_start > 0 && c->mag_mean_end > 0 && c->mag_mean_start < 1e6 && c->mag_mean_end < 1e6))
-        return cterp_error(CTERP_EINVAL, "synth mag_mean_start, mag_mean_end: got %g, %g, expected in (0, 1e6)",
+    if (!(c->corr_scale >= 0 && c->corr_scale <= 10))
+        BADC("corr_scale", "%g", c->corr_scale, "in [0, 10]");
+    if (!(c->mag_mean_start > 0 && c->mag_mean_end > 0 && c->mag_mean_start < 1e6 &&
+          c->mag_mean_end < 1e6))
+        return cterp_error(CTERP_EINVAL,
+                           "synth mag_mean_start, mag_mean_end: got %g, %g, expected in (0, 1e6)",
                            c->mag_mean_start, c->mag_mean_end);
-    if (!(c->mag_std_mean >= 0 && c->mag_std_mean < 1e6)) BADC("mag_std_mean", "%g", c->mag_std_mean, "in [0, 1e6)");
-    if (!(c->mag_std_std >= 0 && c->mag_std_std < 1e6)) BADC("mag_std_std", "%g", c->mag_std_std, "in [0, 1e6)");
-    if (!(c->bias_norm >= 0 && c->bias_norm < 1e6)) BADC("bias_norm", "%g", c->bias_norm, "in [0, 1e6)");
+    if (!(c->mag_std_mean >= 0 && c->mag_std_mean < 1e6))
+        BADC("mag_std_mean", "%g", c->mag_std_mean, "in [0, 1e6)");
+    if (!(c->mag_std_std >= 0 && c->mag_std_std < 1e6))
+        BADC("mag_std_std", "%g", c->mag_std_std, "in [0, 1e6)");
+    if (!(c->bias_norm >= 0 && c->bias_norm < 1e6))
+        BADC("bias_norm", "%g", c->bias_norm, "in [0, 1e6)");
 #undef BADC
     return CTERP_OK;
 }
@@ -232,7 +250,8 @@ static void structure(cterp_synth *s) {
     }
     for (int b = 0; b * SYN_BLOCK < s->n_top; b++) {
         double m = 0;
-        for (int q = b * SYN_BLOCK; q < s->n_top && q < (b + 1) * SYN_BLOCK; q++) m = fmax(m, s->p[s->top[q]]);
+        for (int q = b * SYN_BLOCK; q < s->n_top && q < (b + 1) * SYN_BLOCK; q++)
+            m = fmax(m, s->p[s->top[q]]);
         s->blk_pmax[b] = m;
     }
 }
@@ -252,8 +271,10 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
           r_corr = rng_split(&root, 3);
     s->stream = rng_split(&root, 4);
     // directions and bias
-    if (c->orthogonal && G <= d) orthonormal_rows(s->features, G, d, &r_dir);
-    else unit_rows(s->features, G, d, &r_dir);
+    if (c->orthogonal && G <= d)
+        orthonormal_rows(s->features, G, d, &r_dir);
+    else
+        unit_rows(s->features, G, d, &r_dir);
     if (c->bias_norm > 0) {
         unit_rows(s->bias, 1, d, &r_bias);
         for (int j = 0; j < d; j++) s->bias[j] *= (float)c->bias_norm;
@@ -266,7 +287,8 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
     }
     // hierarchy, breadth first over the indices: roots first, then each level's children
     if (c->hier_roots > 0) {
-        int32_t *level = malloc((size_t)G * sizeof(int32_t)), *nextl = malloc((size_t)G * sizeof(int32_t));
+        int32_t *level = malloc((size_t)G * sizeof(int32_t)),
+                *nextl = malloc((size_t)G * sizeof(int32_t));
         if (!level || !nextl) {
             free(level), free(nextl);
             st = cterp_error(CTERP_ENOMEM, "synth: out of memory for the hierarchy");
@@ -290,7 +312,8 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
         }
         free(level), free(nextl);
         if (c->hier_compensate) { // SAELens compute_probability_correction_factors
-            double *base = malloc((size_t)G * sizeof(double)), *sib = calloc((size_t)G, sizeof(double));
+            double *base = malloc((size_t)G * sizeof(double)),
+                   *sib = calloc((size_t)G, sizeof(double));
             if (!base || !sib) {
                 free(base), free(sib);
                 st = cterp_error(CTERP_ENOMEM, "synth: out of memory for the hierarchy");
@@ -315,9 +338,11 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
     // magnitudes
     for (int i = 0; i < G; i++) {
         s->mag_mean[i] = (float)(G == 1 ? c->mag_mean_start
-                                        : c->mag_mean_start + (c->mag_mean_end - c->mag_mean_start) * i / (G - 1));
-        s->mag_std[i] = (float)(c->mag_std_std > 0 ? fabs(c->mag_std_mean + c->mag_std_std * rng_normal(&r_mag))
-                                                   : c->mag_std_mean);
+                                        : c->mag_mean_start +
+                                              (c->mag_mean_end - c->mag_mean_start) * i / (G - 1));
+        s->mag_std[i] =
+            (float)(c->mag_std_std > 0 ? fabs(c->mag_std_mean + c->mag_std_std * rng_normal(&r_mag))
+                                       : c->mag_std_mean);
     }
     // low-rank Gaussian copula (SAELens generate_random_low_rank_correlation_matrix)
     if (c->corr_rank > 0 && c->corr_scale > 0) {
@@ -353,7 +378,8 @@ cterp_status cterp_synth_create(cterp_synth **out, const cterp_synth_config *c) 
         free(sq);
         for (int t = 0; t < s->n_top; t++) {
             const int i = s->top[t];
-            for (int q = 0; q < R; q++) s->FtTop[(size_t)q * s->n_top + t] = s->F[(size_t)i * R + q] * s->inv_s[i];
+            for (int q = 0; q < R; q++)
+                s->FtTop[(size_t)q * s->n_top + t] = s->F[(size_t)i * R + q] * s->inv_s[i];
             s->cTop[t] = -s->thr[i] * s->inv_s[i]; // +-inf for p 1 (always) stays +-inf
         }
     }
@@ -386,20 +412,36 @@ cterp_status cterp_synth_create_toy(cterp_synth **out, const cterp_toy_config *t
     for (int i = 0; i < s->G; i++) s->mag_mean[i] = 0.5f * (tc->mag_min + tc->mag_max);
     s->cfg.n_features = s->G, s->cfg.d = s->d, s->cfg.seed = tc->seed;
     snprintf(s->desc, sizeof s->desc,
-             "toy superposition: %d features in %d dims, %.1f active, decay %.3f, seed %llu",
-             s->G, s->d, tc->avg_active, tc->decay, (unsigned long long)tc->seed);
+             "toy superposition: %d features in %d dims, %.1f active, decay %.3f, seed %llu", s->G,
+             s->d, tc->avg_active, tc->decay, (unsigned long long)tc->seed);
     *out = s;
     return CTERP_OK;
 }
 
-int cterp_synth_n_features(const cterp_synth *s) { return s->G; }
-int cterp_synth_d(const cterp_synth *s) { return s->d; }
-const float *cterp_synth_features(const cterp_synth *s) { return s->features; }
-const float *cterp_synth_bias(const cterp_synth *s) { return s->bias; }
-const double *cterp_synth_probs(const cterp_synth *s) { return s->p; }
-int cterp_synth_parent(const cterp_synth *s, int i) { return s->parent[i]; }
-int cterp_synth_exclusive(const cterp_synth *s, int i) { return s->excl[i]; }
-const char *cterp_synth_description(const cterp_synth *s) { return s->desc; }
+int cterp_synth_n_features(const cterp_synth *s) {
+    return s->G;
+}
+int cterp_synth_d(const cterp_synth *s) {
+    return s->d;
+}
+const float *cterp_synth_features(const cterp_synth *s) {
+    return s->features;
+}
+const float *cterp_synth_bias(const cterp_synth *s) {
+    return s->bias;
+}
+const double *cterp_synth_probs(const cterp_synth *s) {
+    return s->p;
+}
+int cterp_synth_parent(const cterp_synth *s, int i) {
+    return s->parent[i];
+}
+int cterp_synth_exclusive(const cterp_synth *s, int i) {
+    return s->excl[i];
+}
+const char *cterp_synth_description(const cterp_synth *s) {
+    return s->desc;
+}
 const float *cterp_synth_corr_factor(const cterp_synth *s, int *rank) {
     *rank = s->R;
     return s->F;
@@ -431,9 +473,9 @@ static int acts_reserve(cterp_synth_acts *a, int64_t rows, int64_t nnz) {
 
 // ---- one row ----
 typedef struct {
-    float *a;        // (n_top) z-scores of the top features' conditional firing probabilities
-    int32_t *idx;    // (G) active features
-    float *val;      // (G)
+    float *a;     // (n_top) z-scores of the top features' conditional firing probabilities
+    int32_t *idx; // (G) active features
+    float *val;   // (G)
 } row_scratch;
 
 // One candidate's magnitude: max(0, mean + std * N(0, 1)).
@@ -459,7 +501,8 @@ static int draw_row(const cterp_synth *s, uint64_t r, row_scratch *w) {
         memcpy(a, s->cTop, (size_t)nt * sizeof(float));
         for (int t0 = 0; t0 < nt; t0 += 1024) // a chunk of a stays in L1 over the R passes
             for (int q = 0; q < R; q++)
-                axpy_f32(a + t0, eps[q], s->FtTop + (size_t)q * nt + t0, nt - t0 < 1024 ? nt - t0 : 1024);
+                axpy_f32(a + t0, eps[q], s->FtTop + (size_t)q * nt + t0,
+                         nt - t0 < 1024 ? nt - t0 : 1024);
     }
     // top features by thinning: candidates at the block's bound Q by geometric skips, each
     // kept with q_i / Q
@@ -531,11 +574,14 @@ static int draw_row(const cterp_synth *s, uint64_t r, row_scratch *w) {
 cterp_status cterp_synth_sample(const cterp_synth *s, uint64_t row0, int64_t B, float *x,
                                 cterp_synth_acts *acts) {
     const int G = s->G, d = s->d;
-    if (B < 1) return cterp_error(CTERP_EINVAL, "synth sample: got batch %lld, expected >= 1", (long long)B);
+    if (B < 1)
+        return cterp_error(CTERP_EINVAL, "synth sample: got batch %lld, expected >= 1",
+                           (long long)B);
     if (s->toy) {
         if (row0 % (uint64_t)B)
             return cterp_error(CTERP_EINVAL,
-                               "synth sample: the toy world draws whole batches: row %llu is not a multiple of %lld",
+                               "synth sample: the toy world draws whole batches: row %llu is not a "
+                               "multiple of %lld",
                                (unsigned long long)row0, (long long)B);
         float *coef = NULL;
         if (acts) {
@@ -591,7 +637,8 @@ cterp_status cterp_synth_sample(const cterp_synth *s, uint64_t row0, int64_t B, 
             int n = draw_row(s, row0 + (uint64_t)r, &w);
             float *xr = x + r * d;
             memcpy(xr, s->bias, (size_t)d * sizeof(float));
-            for (int j = 0; j < n; j++) axpy_f32(xr, w.val[j], s->features + (size_t)w.idx[j] * d, d);
+            for (int j = 0; j < n; j++)
+                axpy_f32(xr, w.val[j], s->features + (size_t)w.idx[j] * d, d);
             if (acts) {
                 rowcnt[r] = n;
                 if (cnt + n > cap) {
@@ -614,8 +661,10 @@ cterp_status cterp_synth_sample(const cterp_synth *s, uint64_t row0, int64_t B, 
             }
         }
         free(w.a), free(w.idx), free(w.val);
-        if (tidx && tval && tn) tidx[t] = ai, tval[t] = av, tn[t] = cnt;
-        else free(ai), free(av);
+        if (tidx && tval && tn)
+            tidx[t] = ai, tval[t] = av, tn[t] = cnt;
+        else
+            free(ai), free(av);
         if (bad) {
 #pragma omp atomic write
             fail = 1;
@@ -668,9 +717,11 @@ static int src_get_state(void *ctx, uint64_t *st, int cap) {
 }
 
 static cterp_status src_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
-    if (n != 1) return cterp_error(CTERP_EFORMAT, "synth source state: expected 1 word, found %d", n);
+    if (n != 1)
+        return cterp_error(CTERP_EFORMAT, "synth source state: expected 1 word, found %d", n);
     if (max_rows < 0 || st[0] > (uint64_t)max_rows)
-        return cterp_error(CTERP_EFORMAT, "synth source state: row %llu, expected <= %lld (the rows taken)",
+        return cterp_error(CTERP_EFORMAT,
+                           "synth source state: row %llu, expected <= %lld (the rows taken)",
                            (unsigned long long)st[0], (long long)max_rows);
     ((synth_src *)ctx)->row = st[0];
     return CTERP_OK;
