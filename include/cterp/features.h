@@ -77,7 +77,7 @@ typedef struct {
     void *progress_user;        // "features: examples" in example windows)
     int n_neighbours;           // co-firing and decoder-cosine neighbours per latent (5; 0: none)
     int64_t cofire_max_latents; // co-firing counted only when d_sae <= this (4096: a 64 MiB table)
-    int64_t loss_windows;       // windows over which ablation effects are measured (16; 0: none)
+    int64_t loss_windows;       // windows over which ablation effects are measured (0: off)
     int loss_top;               // positions listed where ablating the latent hurts most (5)
     int view_windows;           // windows of the per-token view (4; 0: none)
 } cterp_features_config;

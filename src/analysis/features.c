@@ -26,7 +26,7 @@ void cterp_features_config_default(cterp_features_config *c) {
     c->seed = 0;
     c->n_neighbours = 5;
     c->cofire_max_latents = 4096;
-    c->loss_windows = 16;
+    c->loss_windows = 0;
     c->loss_top = 5;
     c->view_windows = 4;
 }
@@ -957,7 +957,11 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
         goto done;
     }
     if ((st = cterp_feature_acc_create(&acc, N, c))) goto done;
-    if (LW > 0 && (st = loss_init(&L, sae, c->loss_top, Bm, T, V))) goto done;
+    // ablation batches: more rows than a statistics batch where memory allows (64 MiB of logits),
+    // since each row is a whole-model forward of one window
+    int64_t La = (int64_t)(1 << 24) / (T * (V > N ? V : N));
+    La = La > 64 ? 64 : La < Bm ? Bm : La;
+    if (LW > 0 && (st = loss_init(&L, sae, c->loss_top, (int)La, T, V))) goto done;
     if ((st = features_view_alloc(&view, c->view_windows, T))) goto done;
     if ((st = cterp_windows_open(&w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows)))
         goto done;
@@ -991,7 +995,7 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
         }
         if (Bl) { // ablation effects: clean CE of this batch, then one forward per firing latent
             next_token_ce(L.logits, tok, B * T, T, V, L.ce0);
-            if ((st = loss_batch(&L, m, hook, tok, mask, fa, Bl, Bm, T, V, nw))) goto done;
+            if ((st = loss_batch(&L, m, hook, tok, mask, fa, Bl, (int)La, T, V, nw))) goto done;
         }
         if ((st = cterp_feature_acc_add(acc, fa, B * T, nw * T, mask))) {
             st =
