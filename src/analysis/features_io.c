@@ -596,3 +596,108 @@ done:
     free(jp), free(lp), free(text), free(line);
     return s;
 }
+
+// ---- Neuronpedia feature-upload batch --------------------------------------------------------
+
+static void np_example(FILE *o, const cterp_features *f, const cterp_feature_example *e,
+                       double bmin, double bmax, double contains) {
+    fputs("{\"bin_min\":", o), jd(o, bmin), fputs(",\"bin_max\":", o), jd(o, bmax);
+    fputs(",\"bin_contains\":", o), jd(o, contains), fputs(",\"tokens\":[", o);
+    for (int t = 0; t < e->n_ctx; t++) {
+        if (t) fputc(',', o);
+        int32_t id = e->tokens[t];
+        char buf[32];
+        if (id >= 0 && id < f->n_vocab) {
+            jstr(o, f->vocab[id]);
+        } else {
+            snprintf(buf, sizeof buf, "<%d>", (int)id);
+            jstr(o, buf);
+        }
+    }
+    fputs("],\"values\":[", o);
+    for (int t = 0; t < e->n_ctx; t++) {
+        if (t) fputc(',', o);
+        jf(o, e->acts[t]);
+    }
+    fputs("]}", o);
+}
+
+// Bin midpoints and heights: "<name>_bar_values" and "<name>_bar_heights".
+static void np_hist(FILE *o, const char *name, const int64_t *h, int n, double lo, double w) {
+    fprintf(o, ",\"%s_bar_values\":[", name);
+    for (int b = 0; b < n; b++) {
+        if (b) fputc(',', o);
+        jd(o, lo + w * (b + 0.5));
+    }
+    fprintf(o, "],\"%s_bar_heights\":[", name);
+    for (int b = 0; b < n; b++) fprintf(o, b ? ",%lld" : "%lld", (long long)h[b]);
+    fputc(']', o);
+}
+
+cterp_status cterp_features_export_neuronpedia(const cterp_features *f, const char *path,
+                                               const cterp_neuronpedia_opts *op) {
+    cterp_neuronpedia_opts d = {NULL, NULL, -1, NULL};
+    if (!op) op = &d;
+    int layer = op->layer;
+    if (layer < 0 && sscanf(f->hook, "blocks.%d.", &layer) != 1)
+        return cterp_error(CTERP_EINVAL,
+                           "neuronpedia: no layer in the hook name '%s' (give the layer)", f->hook);
+    file_atomic w;
+    cterp_status s = file_atomic_open(&w, path);
+    if (s) return s;
+    FILE *o = w.fp;
+    fputs("{\"model_id\":", o), jstr(o, op->model_id ? op->model_id : f->model);
+    fprintf(o, ",\"layer\":%d,\"sae_set\":", layer), jstr(o, op->sae_set ? op->sae_set : "cterp");
+    fputs(",\"features\":[\n", o);
+    for (int64_t i = 0; i < f->d_sae; i++) {
+        const cterp_feature *ft = &f->f[i];
+        fprintf(o, "%s{\"feature_index\":%lld", i ? ",\n" : "", (long long)i);
+        const char *empty[] = {"neuron_alignment_indices",    "neuron_alignment_values",
+                               "neuron_alignment_l1",         "correlated_neurons_indices",
+                               "correlated_neurons_l1",       "correlated_neurons_pearson",
+                               "correlated_features_indices", "correlated_features_l1",
+                               "correlated_features_pearson"};
+        for (size_t k = 0; k < sizeof empty / sizeof *empty; k++) fprintf(o, ",\"%s\":[]", empty[k]);
+        for (int side = 0; side < 2; side++) { // neg_* = bottom logits, pos_* = top logits
+            const int32_t *ids = side ? ft->logit_top_ids : ft->logit_bot_ids;
+            const float *vals = side ? ft->logit_top : ft->logit_bot;
+            fprintf(o, ",\"%s_str\":[", side ? "pos" : "neg");
+            for (int k = 0; k < ft->n_logits; k++) {
+                if (k) fputc(',', o);
+                jstr(o, ids[k] >= 0 && ids[k] < f->n_vocab ? f->vocab[ids[k]] : "");
+            }
+            fprintf(o, "],\"%s_values\":[", side ? "pos" : "neg");
+            for (int k = 0; k < ft->n_logits; k++) {
+                if (k) fputc(',', o);
+                jf(o, vals[k]);
+            }
+            fputc(']', o);
+        }
+        fputs(",\"frac_nonzero\":", o), jd(o, ft->frequency);
+        np_hist(o, "freq_hist_data", ft->hist, ft->n_bins, 0, ft->bin_width);
+        const int lb = ft->n_logits ? CTERP_FEAT_LOGIT_BINS : 0;
+        np_hist(o, "logits_hist_data", ft->logit_hist, lb, ft->logit_lo,
+                ((double)ft->logit_hi - ft->logit_lo) / CTERP_FEAT_LOGIT_BINS);
+        fprintf(o, ",\"n_prompts_total\":%lld,\"n_tokens_in_prompt\":%d,\"dataset\":",
+                (long long)f->n_windows, f->context_size);
+        jstr(o, op->dataset ? op->dataset : f->dataset);
+        fputs(",\"decoder_weights_dist\":[],\"activations\":[", o);
+        int first = 1;
+        for (int k = 0; k < ft->n_top; k++, first = 0) { // SAEDashboard's "TOP ACTIVATIONS" group
+            if (!first) fputc(',', o);
+            np_example(o, f, &ft->top[k], -1, ft->max_act, -1);
+        }
+        for (int g = ft->n_groups - 1; g >= 0; g--) { // its "INTERVAL lo - hi, CONTAINS x%" groups
+            const cterp_feature_group *G = &ft->groups[g];
+            for (int k = 0; k < G->n; k++, first = 0) {
+                if (!first) fputc(',', o);
+                np_example(o, f, &G->ex[k], G->lo, G->hi,
+                           ft->fired ? (double)G->count / (double)ft->fired : 0);
+            }
+        }
+        fputs("]}", o);
+    }
+    fputs("\n]}\n", o);
+    if (ferror(o)) w.failed = 1;
+    return file_atomic_commit(&w);
+}
