@@ -600,8 +600,8 @@ done:
 // ---- Neuronpedia feature-upload batch --------------------------------------------------------
 
 static void np_example(FILE *o, const cterp_features *f, const cterp_feature_example *e,
-                       double bmin, double bmax, double contains) {
-    fputs("{\"bin_min\":", o), jd(o, bmin), fputs(",\"bin_max\":", o), jd(o, bmax);
+                       float bmin, float bmax, double contains) {
+    fputs("{\"bin_min\":", o), jf(o, bmin), fputs(",\"bin_max\":", o), jf(o, bmax);
     fputs(",\"bin_contains\":", o), jd(o, contains), fputs(",\"tokens\":[", o);
     for (int t = 0; t < e->n_ctx; t++) {
         if (t) fputc(',', o);
