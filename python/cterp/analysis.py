@@ -9,7 +9,10 @@ from .sae import as_sae
 _FEATURE_OPTS = {"windows": "n_windows", "top": "top_n", "top_n": "top_n",
                  "quantile_k": "quantile_k", "ctx_left": "ctx_left", "ctx_right": "ctx_right",
                  "logits": "n_logits", "n_logits": "n_logits", "seed": "seed",
-                 "model_batch": "batch", "batch": "batch"}
+                 "model_batch": "batch", "batch": "batch", "loss_windows": "loss_windows",
+                 "loss_top": "loss_top", "neighbours": "n_neighbours",
+                 "n_neighbours": "n_neighbours", "cofire_max_latents": "cofire_max_latents",
+                 "view_windows": "view_windows"}
 
 
 def _collect(model, sae, data, hook=None, context_size=None, **opts):
