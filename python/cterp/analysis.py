@@ -45,7 +45,8 @@ def features(model, sae, data, out, hook=None, context_size=None, **opts):
     out/features.json and out/latents.jsonl (cterp_features_collect + cterp_features_save; the
     same files as `cterp features --model M --sae DIR --data D --out DIR`). model: an
     InterpretableModel or a GGUF path; sae: an SAE or its directory. Options: windows, top,
-    quantile_k, ctx_left, ctx_right, logits, seed, model_batch (the CLI's flags)."""
+    quantile_k, ctx_left, ctx_right, logits, seed, model_batch, loss_windows, loss_top,
+    neighbours, cofire_max_latents, view_windows (the CLI's flags)."""
     F, _ = _collect(model, sae, data, hook, context_size, **opts)
     try:
         check(lib.cterp_features_save(F, b(out)), os.fspath(out))
