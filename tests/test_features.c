@@ -291,9 +291,30 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     cterp_features_free(L);
     cterp_features_free(F2);
 
-    // a corrupt line is named with its field
+    // a version-1 file (before neighbours, ablation effects and the token view) still loads,
+    // with those empty; in version 2 they are required
     char lp[900], cmd[2000];
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"version\":2,/\"version\":1,/' '%s/features.json'", dir);
+    CHECK(system(cmd) == 0);
+    CHECK_OK(cterp_features_load(dir, &L));
+    if (L) {
+        int64_t had = 0, left = 0;
+        for (int64_t i = 0; i < N; i++)
+            had += F->f[i].n_cofire + F->f[i].n_dec + F->f[i].n_loss,
+                left += L->f[i].n_cofire + L->f[i].n_dec + L->f[i].n_loss +
+                        (L->f[i].max_act != F->f[i].max_act);
+        CHECK(had > 0 && left == 0 && L->view_n == 0 && F->view_n > 0 && L->cfg.loss_windows == 0);
+    }
+    cterp_features_free(L), L = NULL;
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"version\":1,/\"version\":2,/' '%s/features.json'", dir);
+    CHECK(system(cmd) == 0);
     snprintf(lp, sizeof lp, "%s/latents.jsonl", dir);
+    snprintf(cmd, sizeof cmd, "sed -i '5s/\"loss\":/\"lozz\":/' '%s'", lp);
+    CHECK(system(cmd) == 0);
+    CHECK(cterp_features_load(dir, &L) == CTERP_EFORMAT && L == NULL);
+    CHECK_MSG(strstr(cterp_last_error(), "latents.jsonl:5: field 'loss'") != NULL, "%s",
+              cterp_last_error());
+    // a corrupt line is named with its field
     snprintf(cmd, sizeof cmd, "sed -i '3s/\"max_act\":/\"max_akt\":/' '%s'", lp);
     CHECK(system(cmd) == 0);
     CHECK(cterp_features_load(dir, &L) == CTERP_EFORMAT && L == NULL);
