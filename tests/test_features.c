@@ -261,8 +261,7 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
                            sizeof(float) * (size_t)a->n_cofire) &&
                    !memcmp(a->dec_ids, b->dec_ids, sizeof(int32_t) * (size_t)a->n_dec) &&
                    !memcmp(a->dec_cos, b->dec_cos, sizeof(float) * (size_t)a->n_dec) &&
-                   a->loss_n == b->loss_n && a->loss_mean == b->loss_mean &&
-                   a->n_loss == b->n_loss;
+                   a->loss_n == b->loss_n && a->loss_mean == b->loss_mean && a->n_loss == b->n_loss;
             for (int k = 0; same && k < a->n_loss; k++)
                 same = a->loss_top[k].window == b->loss_top[k].window &&
                        a->loss_top[k].pos == b->loss_top[k].pos &&
@@ -641,9 +640,8 @@ static void test_ablation(cterp_model *m, const cterp_sae *sae) {
             if (l->window < 0 || l->window >= LW || l->pos < 0 || l->pos >= T - 1) continue;
             double d = dl[l->window][l->pos];
             worst = fmax(worst, fabs(d - l->dloss));
-            CHECK_MSG(fabs(d - l->dloss) < 2e-4,
-                      "latent %lld (w%lld:%d): dloss %.6g, direct %.6g", (long long)i,
-                      (long long)l->window, l->pos, l->dloss, d);
+            CHECK_MSG(fabs(d - l->dloss) < 2e-4, "latent %lld (w%lld:%d): dloss %.6g, direct %.6g",
+                      (long long)i, (long long)l->window, l->pos, l->dloss, d);
             CHECK(l->next == tok[l->window][l->pos + 1]);
             if (k) CHECK(l->dloss <= ft->loss_top[k - 1].dloss);
             checked_top++;
@@ -730,7 +728,8 @@ static void test_neighbours(void) {
             if (j == i) continue;
             double dot = 0, a = 0, b = 0;
             for (int d = 0; d < DR; d++)
-                dot += (double)Wr[i * DR + d] * Wr[j * DR + d], a += (double)Wr[i * DR + d] * Wr[i * DR + d],
+                dot += (double)Wr[i * DR + d] * Wr[j * DR + d],
+                    a += (double)Wr[i * DR + d] * Wr[i * DR + d],
                     b += (double)Wr[j * DR + d] * Wr[j * DR + d];
             double cv = dot / sqrt(a * b);
             for (int k = 0; k < KR; k++)
@@ -759,14 +758,16 @@ static void test_quantiles(void) {
     cterp_features_config_default(&c);
     c.quantile_k = 5, c.seed = 11, c.n_neighbours = 0;
     cterp_features *F[2] = {NULL, NULL};
-    for (int pass = 0; pass < 2; pass++) { // rows in order in one call; in batches of 64, last first
+    for (int pass = 0; pass < 2;
+         pass++) { // rows in order in one call; in batches of 64, last first
         cterp_feature_acc *acc;
         CHECK_OK(cterp_feature_acc_create(&acc, NL, &c));
         if (pass == 0) {
             CHECK_OK(cterp_feature_acc_add(acc, f, R, 0, NULL));
         } else {
             for (int r0 = (R - 1) / 64 * 64; r0 >= 0; r0 -= 64)
-                CHECK_OK(cterp_feature_acc_add(acc, f + r0 * NL, R - r0 < 64 ? R - r0 : 64, r0, NULL));
+                CHECK_OK(
+                    cterp_feature_acc_add(acc, f + r0 * NL, R - r0 < 64 ? R - r0 : 64, r0, NULL));
         }
         CHECK_OK(cterp_feature_acc_result(acc, 1, &F[pass]));
         cterp_feature_acc_free(acc);
@@ -785,7 +786,8 @@ static void test_quantiles(void) {
         for (int k = 0; k < G->n; k++) {
             CHECK(G->ex[k].act >= G->lo && G->ex[k].act < G->hi &&
                   G->ex[k].act == f[G->ex[k].window * NL]);
-            if (k) CHECK(G->ex[k].act <= G->ex[k - 1].act && G->ex[k].window != G->ex[k - 1].window);
+            if (k)
+                CHECK(G->ex[k].act <= G->ex[k - 1].act && G->ex[k].window != G->ex[k - 1].window);
             if (g >= 1 && g <= 9) off += G->ex[k].act - G->lo, n_off++;
         }
     }
@@ -800,8 +802,8 @@ static void test_quantiles(void) {
         const cterp_feature_group *G = &b->groups[g];
         int64_t direct = 0;
         for (int r = 0; r < R; r++) direct += f[r * NL + 1] >= G->lo && f[r * NL + 1] < G->hi;
-        CHECK_MSG(G->count == direct, "latent 1 group %d: %lld, direct %lld", g, (long long)G->count,
-                  (long long)direct);
+        CHECK_MSG(G->count == direct, "latent 1 group %d: %lld, direct %lld", g,
+                  (long long)G->count, (long long)direct);
         total += G->count;
         for (int k = 0; k < G->n; k++) CHECK(G->ex[k].act >= G->lo && G->ex[k].act < G->hi);
     }

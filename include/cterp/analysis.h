@@ -51,7 +51,7 @@ typedef struct {
     // density histogram: [0] dead; [i], i = 1..8: density in [10^(i-9), 10^(i-8)) (bin 1 also
     // holds anything lower, bin 8 anything up to 1)
     int64_t density_hist[CTERP_EVAL_HIST_BINS];
-    double l2_norm_in, l2_norm_out;       // mean ||x||, mean ||x_hat||
+    double l2_norm_in, l2_norm_out;      // mean ||x||, mean ||x_hat||
     double relative_reconstruction_bias; // sum ||x_hat||^2 / sum x . x_hat (Gated SAE paper eq. 10)
 } cterp_eval_result;
 

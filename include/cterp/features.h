@@ -149,15 +149,15 @@ typedef struct {
     cterp_feature *f; // (d_sae)
     void *mem;        // everything above lives in a few blocks owned by the struct
     void *ex_mem, *str_mem;
-    int cofire_done;  // co-firing neighbours were counted (d_sae <= cofire_max_latents)
+    int cofire_done; // co-firing neighbours were counted (d_sae <= cofire_max_latents)
     // token view: view_n windows of context_size tokens; per token the CTERP_FEAT_VIEW_K
     // strongest latents (id -1 and act 0 where fewer fire; special positions have none)
     int view_n;
-    int64_t *view_window;  // (view_n) window index in the dataset
-    int32_t *view_tokens;  // (view_n, T)
-    uint8_t *view_mask;    // (view_n, T) special positions
-    int32_t *view_ids;     // (view_n, T, K)
-    float *view_acts;      // (view_n, T, K)
+    int64_t *view_window; // (view_n) window index in the dataset
+    int32_t *view_tokens; // (view_n, T)
+    uint8_t *view_mask;   // (view_n, T) special positions
+    int32_t *view_ids;    // (view_n, T, K)
+    float *view_acts;     // (view_n, T, K)
     void *view_mem;
 } cterp_features;
 

@@ -195,8 +195,7 @@ static void loss_effect(FILE *o, const cterp_features *f, const cterp_feature *f
     fputs("<table><tr><th class=\"l\">position<th class=\"l\">next token<th>&Delta; loss</tr>", o);
     for (int k = 0; k < ft->n_loss; k++) {
         const cterp_feature_loss *l = &ft->loss_top[k];
-        fprintf(o, "<tr><td class=\"l\">w%lld:%d<td class=\"l\"><i>", (long long)l->window,
-                l->pos);
+        fprintf(o, "<tr><td class=\"l\">w%lld:%d<td class=\"l\"><i>", (long long)l->window, l->pos);
         esc_token(o, f, l->next);
         fprintf(o, "</i><td class=\"%s\">%+.4f</tr>", l->dloss > 0 ? "n" : "p", (double)l->dloss);
     }
@@ -372,15 +371,14 @@ static cterp_status tokens_page(const cterp_features *f, const char *path) {
     const int64_t T = f->context_size, K = CTERP_FEAT_VIEW_K;
     page_start(o, "Which latents fire here");
     fputs("<nav><a href=\"index.html\">index</a></nav><h1>Which latents fire here</h1>\n", o);
-    fprintf(o,
-            "<p>The first %d windows of ", f->view_n);
+    fprintf(o, "<p>The first %d windows of ", f->view_n);
     esc(o, f->dataset);
     fputs(": hover a token for its latents; the table lists up to 5 per token, strongest first. "
           "Special positions (BOS, separators) are left out, as in the statistics.</p>\n",
           o);
     for (int v = 0; v < f->view_n; v++) {
-        fprintf(o, "<h2 id=\"w%lld\">Window %lld</h2><div class=\"ex\">", (long long)f->view_window[v],
-                (long long)f->view_window[v]);
+        fprintf(o, "<h2 id=\"w%lld\">Window %lld</h2><div class=\"ex\">",
+                (long long)f->view_window[v], (long long)f->view_window[v]);
         for (int64_t t = 0; t < T; t++) {
             const int32_t *id = f->view_ids + (v * T + t) * K;
             const float *av = f->view_acts + (v * T + t) * K;

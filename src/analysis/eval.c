@@ -328,8 +328,9 @@ cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
                            "saebench: the per-latent counts are missing (set fired and "
                            "windows_fired in the eval config)");
     if (r->d_sae != N || r->n_tokens < 1)
-        return cterp_error(CTERP_EINVAL, "saebench: the eval result is not of this SAE (d_sae %lld "
-                                         "vs %lld) or has no tokens",
+        return cterp_error(CTERP_EINVAL,
+                           "saebench: the eval result is not of this SAE (d_sae %lld "
+                           "vs %lld) or has no tokens",
                            (long long)r->d_sae, (long long)N);
     // max cosine of every encoder and decoder row with any other row (SAEBench's
     // calculate_max_cosine_sim), through the neighbour search with k = 1
@@ -367,11 +368,12 @@ cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
             "\"dataset\": ",
             c->batch, (long long)nb, (long long)nb);
     sb_str(o, dataset ? dataset : "");
-    fprintf(o, ", \"context_size\": %d, \"compute_kl\": true, \"compute_ce_loss\": true, "
-               "\"compute_l2_norms\": true, \"compute_sparsity_metrics\": true, "
-               "\"compute_variance_metrics\": true, \"compute_featurewise_density_statistics\": "
-               "true, \"compute_featurewise_weight_based_metrics\": true, "
-               "\"exclude_special_tokens_from_reconstruction\": true, \"verbose\": false},\n",
+    fprintf(o,
+            ", \"context_size\": %d, \"compute_kl\": true, \"compute_ce_loss\": true, "
+            "\"compute_l2_norms\": true, \"compute_sparsity_metrics\": true, "
+            "\"compute_variance_metrics\": true, \"compute_featurewise_density_statistics\": "
+            "true, \"compute_featurewise_weight_based_metrics\": true, "
+            "\"exclude_special_tokens_from_reconstruction\": true, \"verbose\": false},\n",
             c->windows.context_size);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -438,8 +440,9 @@ cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
     sb_str(o, model_name ? model_name : sae->meta.model_name);
     fprintf(o, ", \"context_size\": %d},\n\"eval_result_unstructured\": {\"cterp\": {",
             c->windows.context_size);
-    fprintf(o, "\"n_windows\": %lld, \"n_tokens\": %lld, \"n_ce_tokens\": %lld, \"dead_latents\": "
-               "%lld, \"dense_latents\": %lld, ",
+    fprintf(o,
+            "\"n_windows\": %lld, \"n_tokens\": %lld, \"n_ce_tokens\": %lld, \"dead_latents\": "
+            "%lld, \"dense_latents\": %lld, ",
             (long long)r->n_windows, (long long)r->n_tokens, (long long)r->n_ce_tokens,
             (long long)r->dead_latents, (long long)r->dense_latents);
     fputs("\"density_histogram\": {\"bins\": [\"dead\", \"<1e-7\", \"[1e-7,1e-6)\", "

@@ -361,7 +361,7 @@ cterp_status features_view_alloc(cterp_features *f, int n, int64_t T) {
     free(f->view_mem), f->view_mem = NULL, f->view_n = 0;
     if (n <= 0) return CTERP_OK;
     char *p = calloc(1, (size_t)n * sizeof(int64_t) + nt * (sizeof(int32_t) + 1) +
-                           nt * K * (sizeof(int32_t) + sizeof(float)));
+                            nt * K * (sizeof(int32_t) + sizeof(float)));
     if (!p) return cterp_error(CTERP_ENOMEM, "features: out of memory (token view)");
     f->view_mem = p, f->view_n = n;
     f->view_window = (int64_t *)p, p += (size_t)n * sizeof(int64_t);
@@ -676,8 +676,8 @@ static cterp_status acc_build(cterp_feature_acc *a, int64_t T, int n_logits, int
             if (!col->fired[i]) continue;
             const uint32_t *row = col->co + i * N;
             for (int64_t j = 0; j < N; j++)
-                jac[j] = row[j] ? (float)((double)row[j] / (double)(col->fired[i] + col->fired[j] -
-                                                                    (int64_t)row[j]))
+                jac[j] = row[j] ? (float)((double)row[j] /
+                                          (double)(col->fired[i] + col->fired[j] - (int64_t)row[j]))
                                 : 0.0f;
             F->f[i].n_cofire = top_k_of(jac, N, i, c->n_neighbours, F->f[i].cofire_ids,
                                         F->f[i].cofire_jaccard, 0.0f);
@@ -784,13 +784,13 @@ typedef struct {
     // one ablation batch: row b runs window win[b] of the statistics batch with latent lat[b]
     int64_t *lat;
     int *win;
-    int32_t *tok;   // (Bm, T)
-    uint8_t *mask;  // (Bm, T)
-    float *f;       // (Bm*T, N) the hook's encode
-    float *fi;      // (Bm*T) f_lat at each position (0 at special positions)
-    double *ce0;    // (Bm*T) clean CE of the statistics batch
-    double *ce1;    // (Bm*T) CE of the ablation batch
-    float *logits;  // (Bm*T, V)
+    int32_t *tok;  // (Bm, T)
+    uint8_t *mask; // (Bm, T)
+    float *f;      // (Bm*T, N) the hook's encode
+    float *fi;     // (Bm*T) f_lat at each position (0 at special positions)
+    double *ce0;   // (Bm*T) clean CE of the statistics batch
+    double *ce1;   // (Bm*T) CE of the ablation batch
+    float *logits; // (Bm*T, V)
     const cterp_sae *sae;
 } loss_acc;
 
@@ -1028,8 +1028,8 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
         ft->loss_n = L.n[i], ft->loss_mean = L.n[i] ? L.sum[i] / (double)L.n[i] : 0;
         ft->n_loss = L.nh[i];
         for (int k = 0; k < L.nh[i]; k++)
-            ft->loss_top[k] = (cterp_feature_loss){h[k].g / T, (int)(h[k].g % T), h[k].next,
-                                                   h[k].dloss};
+            ft->loss_top[k] =
+                (cterp_feature_loss){h[k].g / T, (int)(h[k].g % T), h[k].next, h[k].dloss};
     }
     F->cfg.loss_windows = LW < nw ? LW : nw;
     const int K = c->n_neighbours;

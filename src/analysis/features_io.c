@@ -96,7 +96,8 @@ static void write_latent(FILE *o, const cterp_feature *ft, int64_t i) {
         const int32_t *ids = k ? ft->dec_ids : ft->cofire_ids;
         const float *v = k ? ft->dec_cos : ft->cofire_jaccard;
         fprintf(o, "],\"%s\":[", nk[k]);
-        for (int q = 0; q < n; q++) fprintf(o, "%s[%d,", q ? "," : "", (int)ids[q]), jf(o, v[q]), fputc(']', o);
+        for (int q = 0; q < n; q++)
+            fprintf(o, "%s[%d,", q ? "," : "", (int)ids[q]), jf(o, v[q]), fputc(']', o);
     }
     fprintf(o, "],\"loss\":{\"n\":%lld,\"mean\":", (long long)ft->loss_n), jd(o, ft->loss_mean);
     fputs(",\"top\":[", o);
@@ -156,10 +157,13 @@ static cterp_status write_file(const char *dir, const char *name, const cterp_fe
         fputs("\"token_view\":[", o);
         const int64_t T = f->context_size, K = CTERP_FEAT_VIEW_K;
         for (int v = 0; v < f->view_n; v++) {
-            fprintf(o, "%s{\"window\":%lld,\"tokens\":[", v ? ",\n" : "", (long long)f->view_window[v]);
-            for (int64_t t = 0; t < T; t++) fprintf(o, t ? ",%d" : "%d", (int)f->view_tokens[v * T + t]);
+            fprintf(o, "%s{\"window\":%lld,\"tokens\":[", v ? ",\n" : "",
+                    (long long)f->view_window[v]);
+            for (int64_t t = 0; t < T; t++)
+                fprintf(o, t ? ",%d" : "%d", (int)f->view_tokens[v * T + t]);
             fputs("],\"special\":[", o);
-            for (int64_t t = 0; t < T; t++) fprintf(o, t ? ",%d" : "%d", f->view_mask[v * T + t] ? 1 : 0);
+            for (int64_t t = 0; t < T; t++)
+                fprintf(o, t ? ",%d" : "%d", f->view_mask[v * T + t] ? 1 : 0);
             fputs("],\"latents\":[", o);
             for (int64_t t = 0; t < T; t++) {
                 fputs(t ? ",[" : "[", o);
@@ -599,8 +603,8 @@ done:
 
 // ---- Neuronpedia feature-upload batch --------------------------------------------------------
 
-static void np_example(FILE *o, const cterp_features *f, const cterp_feature_example *e,
-                       float bmin, float bmax, double contains) {
+static void np_example(FILE *o, const cterp_features *f, const cterp_feature_example *e, float bmin,
+                       float bmax, double contains) {
     fputs("{\"bin_min\":", o), jf(o, bmin), fputs(",\"bin_max\":", o), jf(o, bmax);
     fputs(",\"bin_contains\":", o), jd(o, contains), fputs(",\"tokens\":[", o);
     for (int t = 0; t < e->n_ctx; t++) {
@@ -657,7 +661,8 @@ cterp_status cterp_features_export_neuronpedia(const cterp_features *f, const ch
                                "correlated_neurons_l1",       "correlated_neurons_pearson",
                                "correlated_features_indices", "correlated_features_l1",
                                "correlated_features_pearson"};
-        for (size_t k = 0; k < sizeof empty / sizeof *empty; k++) fprintf(o, ",\"%s\":[]", empty[k]);
+        for (size_t k = 0; k < sizeof empty / sizeof *empty; k++)
+            fprintf(o, ",\"%s\":[]", empty[k]);
         for (int side = 0; side < 2; side++) { // neg_* = bottom logits, pos_* = top logits
             const int32_t *ids = side ? ft->logit_top_ids : ft->logit_bot_ids;
             const float *vals = side ? ft->logit_top : ft->logit_bot;

@@ -38,10 +38,9 @@ static void usage(FILE *f) {
 // Parses the options shared by features and dashboard; 1 consumed (with value), 0 not ours,
 // -1 bad value (message printed).
 int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, const char *v) {
-    static const char *const names[] = {"--windows",    "--top",          "--quantile-k",
-                                        "--ctx-left",   "--ctx-right",    "--logits",
-                                        "--seed",       "--loss-windows", "--neighbours",
-                                        "--view-windows"};
+    static const char *const names[] = {
+        "--windows", "--top",  "--quantile-k",   "--ctx-left",   "--ctx-right",
+        "--logits",  "--seed", "--loss-windows", "--neighbours", "--view-windows"};
     size_t k = 0;
     while (k < sizeof names / sizeof names[0] && strcmp(a, names[k])) k++;
     if (k == sizeof names / sizeof names[0]) return 0;
@@ -268,7 +267,8 @@ int cmd_features(int argc, char **argv) {
             char *end;
             long x = strtol(v, &end, 10);
             if (end == v || *end || x < 0 || x > 100000) {
-                fprintf(stderr, "cterp features: --np-layer: expected a layer number, got '%s'\n", v);
+                fprintf(stderr, "cterp features: --np-layer: expected a layer number, got '%s'\n",
+                        v);
                 return 2;
             }
             np.layer = (int)x, i++;
