@@ -581,6 +581,16 @@ static void test_ablation(cterp_model *m, const cterp_sae *sae) {
     printf("ablation effects over %d windows: collect %.2f s (without: %.2f s)\n", LW, t1 - t0,
            t2 - t1);
     CHECK(F0->f[0].n_loss == 0 && F0->f[0].loss_n == 0 && F->cfg.loss_windows == LW);
+    int64_t differ = 0; // the statistics do not depend on the ablation forwards beside them
+    for (int64_t i = 0; i < N; i++) {
+        const cterp_feature *a = &F->f[i], *b = &F0->f[i];
+        differ += a->fired != b->fired || a->max_act != b->max_act || a->n_top != b->n_top;
+        for (int k = 0; differ == 0 && k < a->n_top; k++)
+            differ += a->top[k].act != b->top[k].act || a->top[k].window != b->top[k].window ||
+                      memcmp(a->top[k].acts, b->top[k].acts, sizeof(float) * (size_t)a->top[k].n_ctx);
+    }
+    CHECK_MSG(differ == 0, "%lld latents' statistics change when ablation effects are measured",
+              (long long)differ);
 
     // the windows, clean CE of each, one at a time
     cterp_windows *w;
