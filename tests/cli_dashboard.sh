@@ -184,6 +184,7 @@ chrome --window-size=1280,900 --screenshot="$tmp/feature.png" "file://$tmp/dash/
 check "chromium rendered the latent page (rc $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/feature.png" ]'
 chrome --dump-dom "file://$tmp/dash/index.html#sort=max" >"$tmp/index.dom" 2>"$tmp/c3.log"
 chrome --dump-dom "file://$tmp/dash/tokens.html" >"$tmp/tokens.dom" 2>"$tmp/c4.log"
+chrome --dump-dom "file://$tmp/dash/index.html#sort=loss" >"$tmp/index_loss.dom" 2>>"$tmp/c4.log"
 check "no console messages or errors on any page" '! grep -h -E "CONSOLE|Uncaught" "$tmp"/c[134].log && grep -q "Which latents fire here" "$tmp/tokens.dom"'
 # the latent page has no script: its DOM is the file; the screenshot below shows it rendered
 check "the latent page holds its $nex examples" '[ $(grep -o "<div class=\"ex\">" "$tmp/dash/f/$lat.html" | wc -l) -eq $nex ]'
@@ -194,6 +195,15 @@ assert "data-sorted=\"3d\"" in dom
 first = int(re.search(r"<tbody>\s*<tr><td><a href=\"f/(\d+)\.html\"", dom).group(1))
 mx = json.load(open(sys.argv[2]))["max_act"]
 assert mx[first] == max(mx), (first, mx[first], max(mx))
+EOF'
+check "the index sorts by the ablation effect (#sort=loss)" 'python3 - "$tmp/index_loss.dom" "$tmp/feats/latents.jsonl" <<EOF
+import json, re, sys
+dom = open(sys.argv[1]).read()
+assert "data-sorted=\"6d\"" in dom
+first = int(re.search(r"<tbody>\s*<tr><td><a href=\"f/(\d+)\.html\"", dom).group(1))
+L = [json.loads(l) for l in open(sys.argv[2])]
+best = max((x for x in L if x["loss"]["n"] > 0), key=lambda x: x["loss"]["mean"])
+assert abs(L[first]["loss"]["mean"] - best["loss"]["mean"]) < 1e-3 * max(1, abs(best["loss"]["mean"])), (first, best["i"])
 EOF'
 check "the screenshot shows activation-shaded tokens" 'python3 - "$tmp/feature.png" <<EOF
 import struct, sys, zlib

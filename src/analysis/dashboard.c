@@ -283,7 +283,7 @@ static const char *SORT_JS =
     "  var r=(isNaN(p)||isNaN(q))?x.localeCompare(y):p-q;return desc?-r:r;});\n"
     " rows.forEach(function(r){tb.appendChild(r);});document.body.dataset.sorted=c+(desc?'d':'a');}"
     "\n"
-    "var cols={latent:0,freq:1,mean:2,max:3};\n"
+    "var cols={latent:0,freq:1,mean:2,max:3,loss:6};\n"
     "document.querySelectorAll('#lat "
     "th').forEach(function(th,c){th.addEventListener('click',function(){\n"
     " var d=document.body.dataset.sorted!==c+'d';sortBy(c,d);});});\n"
@@ -336,8 +336,11 @@ static cterp_status index_page(const cterp_features *f, const char *path,
     fputs("<h2>Latents</h2><p>Click a column to sort.</p>\n<table "
           "id=\"lat\"><thead><tr><th>latent<th>frequency"
           "<th>mean act<th>max act<th class=\"l\">top token<th class=\"l\">top "
-          "logits</tr></thead><tbody>\n",
+          "logits",
           o);
+    const int loss = f->cfg.loss_windows > 0;
+    if (loss) fputs("<th title=\"mean next-token loss change when ablated\">&Delta; loss", o);
+    fputs("</tr></thead><tbody>\n", o);
     for (int64_t i = 0; i < f->d_sae; i++) {
         const cterp_feature *ft = &f->f[i];
         fprintf(
@@ -352,6 +355,8 @@ static cterp_status index_page(const cterp_features *f, const char *path,
         for (int k = 0; k < ft->n_logits && k < 3; k++) {
             fputs(k ? " <i>" : "<i>", o), esc_token(o, f, ft->logit_top_ids[k]), fputs("</i>", o);
         }
+        if (loss && ft->loss_n) fprintf(o, "<td>%+.3g", ft->loss_mean);
+        if (loss && !ft->loss_n) fputs("<td>", o);
         fputc('\n', o);
     }
     fputs("</tbody></table>\n", o);
