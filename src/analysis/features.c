@@ -376,6 +376,7 @@ cterp_status features_view_alloc(cterp_features *f, int n, int64_t T) {
 static int top_k_of(const float *v, int64_t n, int64_t self, int k, int32_t *ids, float *val,
                     float min_excl) {
     int m = 0;
+    if (k <= 0) return 0;
     for (int64_t j = 0; j < n; j++) {
         float x = v[j];
         if (j == self || !(x > min_excl) || (m == k && !(x > val[m - 1]))) continue;
