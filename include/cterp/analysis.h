@@ -86,6 +86,9 @@ typedef struct {
     int64_t eval_windows;     // windows evaluated at the end (0: none)
     cterp_progress_fn eval_progress; // the final eval's progress (NULL: none)
     void *eval_progress_user;
+    // cterp_train_saes: called instead of log with the index of the hook whose trainer logged
+    // (user: log_user); NULL: log, without the index
+    void (*hook_log)(int hook, const cterp_train_metrics *m, void *user);
 } cterp_pipeline_opts;
 
 void cterp_pipeline_opts_default(cterp_pipeline_opts *o);
@@ -103,6 +106,24 @@ void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *
 cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
                              const cterp_train_config *cfg, const char *out_dir,
                              const cterp_pipeline_opts *opts, cterp_sae **sae, cterp_eval_result *ev);
+
+// Several hooks, one forward: trains one SAE per hook (hooks[h] with cfgs[h]) from a single run
+// of the model (cterp_multi_store: each batch of windows is run once, up to the last hook's
+// layer). Each SAE gets exactly the rows, in the same order, that cterp_train_sae on its hook
+// alone would get, so with the same config it trains to the same weights bit for bit. Configs
+// may differ in the SAE's own fields (architecture, d_sae, k, lr, coefficients, ...), not in
+// what decides the row stream: batch_size, seed and the rows the run takes
+// (cterp_train_rows_needed: steps and normalize_activations), which must agree (an error names
+// the field and both hooks otherwise). The trainers take turns a step at a time. SAE h is saved
+// with its metrics.jsonl and checkpoints/ into out_dir/hooks[h] (when out_dir is not NULL).
+// resume: NULL, or n_hooks checkpoint directories (an entry NULL: that hook starts fresh); a
+// resumed hook's config is its checkpoint's. saes (if not NULL) receives n_hooks SAEs, evs (if
+// not NULL and opts->eval_windows > 0) n_hooks evals (each SAE spliced in on its own).
+cterp_status cterp_train_saes(cterp_model *m, const char *const *hooks, int n_hooks,
+                              const char *dataset, const cterp_train_config *cfgs,
+                              const char *out_dir, const char *const *resume,
+                              const cterp_pipeline_opts *opts, cterp_sae **saes,
+                              cterp_eval_result *evs);
 
 #ifdef __cplusplus
 }

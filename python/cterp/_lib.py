@@ -230,6 +230,10 @@ _proto("cterp_act_store", S, POINTER(ActSource), P, c_char_p, c_char_p, POINTER(
        c_int64)
 _proto("cterp_store_meta", None, POINTER(SaeMeta), c_char_p, c_char_p, c_char_p,
        POINTER(WindowConfig))
+_proto("cterp_multi_store_open", S, POINTER(P), P, POINTER(c_char_p), c_int, c_char_p,
+       POINTER(StoreConfig), c_int64)
+_proto("cterp_multi_store_free", None, P)
+_proto("cterp_multi_store_source", S, P, c_int, POINTER(ActSource))
 # model.h
 _proto("cterp_model_open", S, POINTER(P), c_char_p)
 _proto("cterp_model_free", None, P)

@@ -24,6 +24,7 @@ static const cli_command commands[] = {
     {"steer", "generate with an SAE latent added, clamped or ablated, beside the unedited text", cmd_steer},
     {"dashboard", "self-contained HTML pages of an SAE's latents (+ training report)", cmd_dashboard},
     {"report", "HTML training report from a metrics.jsonl", cmd_report},
+    {"serve", "the live explorer: prompt page, steering and JSON API over HTTP (+ dashboard)", cmd_serve},
 };
 
 void cli_error(const char *cmd) {
