@@ -29,6 +29,10 @@ typedef struct {
     const char *hook;   // NULL: the SAE's metadata hook_name
     cterp_progress_fn progress; // NULL: none ("eval", windows)
     void *progress_user;
+    // optional per-latent counts over the eval positions, (d_sae) arrays owned by the caller
+    // (NULL: not wanted): tokens where latent i fired, and windows where it fired at least once
+    int64_t *fired;
+    int64_t *windows_fired;
 } cterp_eval_config;
 
 // Over the eval positions (unmasked; for CE/KL also t < T-1, the positions with a next token):
@@ -47,6 +51,8 @@ typedef struct {
     // density histogram: [0] dead; [i], i = 1..8: density in [10^(i-9), 10^(i-8)) (bin 1 also
     // holds anything lower, bin 8 anything up to 1)
     int64_t density_hist[CTERP_EVAL_HIST_BINS];
+    double l2_norm_in, l2_norm_out;      // mean ||x||, mean ||x_hat||
+    double relative_reconstruction_bias; // sum ||x_hat||^2 / sum x . x_hat (Gated SAE paper eq. 10)
 } cterp_eval_result;
 
 void cterp_eval_config_default(cterp_eval_config *c);
@@ -57,6 +63,17 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
                         const cterp_eval_config *c, cterp_eval_result *r);
 // `name: value` lines (json = 0) or one JSON object (json = 1).
 void cterp_eval_print(const cterp_eval_result *r, FILE *f, int json);
+
+// Writes the eval as SAEBench's core eval output (sae_bench/evals/core/eval_output.py,
+// CoreEvalOutput): eval_config, eval_id, datetime_epoch_millis, the seven metric categories,
+// one CoreFeatureMetric per latent (density and consistent-activation heuristic from `fired` /
+// `windows_fired` as cterp_eval filled them, encoder/decoder weight metrics from the SAE), and
+// cterp's density histogram under eval_result_unstructured. Field mapping: docs/features.md.
+// model_name and dataset are recorded as given. Written atomically.
+cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
+                                       const cterp_eval_config *c, const cterp_eval_result *r,
+                                       const int64_t *fired, const int64_t *windows_fired,
+                                       const char *model_name, const char *dataset);
 
 // ---- training on a model -------------------------------------------------------------------
 

@@ -161,7 +161,9 @@ class FeaturesConfig(Structure):  # cterp_features_config
                 ("n_windows", c_int64), ("hook", c_char_p), ("top_n", c_int),
                 ("quantile_k", c_int), ("ctx_left", c_int), ("ctx_right", c_int),
                 ("n_logits", c_int), ("seed", c_uint64), ("progress", c_void_p),
-                ("progress_user", c_void_p)]
+                ("progress_user", c_void_p), ("n_neighbours", c_int),
+                ("cofire_max_latents", c_int64), ("loss_windows", c_int64), ("loss_top", c_int),
+                ("view_windows", c_int)]
 
 
 class DashboardOpts(Structure):  # cterp_dashboard_opts
