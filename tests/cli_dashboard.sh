@@ -29,7 +29,7 @@ for i in $(seq 1 10); do "$bin" generate --model "$m" -n 100 --temp 1 --seed "$i
     --batch 128 --steps 60 --log-every 10 --buffer-rows 1024 --seed 5 --quiet --eval-windows 0 --out "$tmp/sae" >/dev/null 2>&1
 check "trained a 1000-latent SAE" '[ -f "$tmp/sae/cfg.json" ] && [ -f "$tmp/sae/metrics.jsonl" ]'
 
-out=$("$bin" features --model "$m" --sae "$tmp/sae" --data "$tmp/s.txt" --out "$tmp/feats" 2>&1)
+out=$("$bin" features --model "$m" --sae "$tmp/sae" --data "$tmp/s.txt" --out "$tmp/feats" --loss-windows 4 --neuronpedia "$tmp/np.json" 2>&1)
 check "features writes features.json and latents.jsonl" '[ -f "$tmp/feats/features.json" ] && [ -f "$tmp/feats/latents.jsonl" ] && [[ "$out" == *"1000 latents"* ]]'
 check "the files are JSON: 1000 latent lines, summary arrays, examples with contexts" 'python3 - "$tmp/feats" <<EOF
 import json, sys
@@ -46,6 +46,69 @@ for x in alive:
     assert e["acts"][e["pos"] - e["start"]] == e["act"] and len(e["tokens"]) == len(e["acts"]) <= 11
     assert sum(g["count"] for g in x["quantiles"]) == x["fired"]
     assert len(x["logits"]["top"]) == 10
+EOF'
+check "format 2: correlated latents, ablation effects and the token view are stored" 'python3 - "$tmp/feats" <<EOF
+import json, sys
+d = sys.argv[1]
+h = json.load(open(d + "/features.json"))
+L = [json.loads(l) for l in open(d + "/latents.jsonl")]
+assert h["version"] == 2 and h["config"]["loss_windows"] == 4 and h["config"]["cofire"] is True
+assert len(h["token_view"]) == 4 and all(len(v["tokens"]) == 32 == len(v["latents"]) for v in h["token_view"])
+measured = [x for x in L if x["loss"]["n"] > 0]
+assert len(measured) > 20, len(measured)
+for x in L:
+    assert len(x["decoder"]) == 5 and all(-1 <= c <= 1 for _, c in x["decoder"])
+    assert all(0 < j <= 1 and k != x["i"] for k, j in x["cofire"])
+    tops = [t["dloss"] for t in x["loss"]["top"]]
+    assert tops == sorted(tops, reverse=True) and len(tops) == min(5, x["loss"]["n"])
+    if x["fired"] == 0: assert x["cofire"] == [] and x["loss"]["n"] == 0
+# Jaccard is symmetric: where both list each other, the values agree
+J = {(x["i"], k): j for x in L for k, j in x["cofire"]}
+assert all(abs(J[(b, a)] - j) < 1e-6 for (a, b), j in J.items() if (b, a) in J)
+EOF'
+schema=$(dirname "$0")/data/schema
+check "the Neuronpedia export conforms to its schema (SAEDashboard's batch), field by field" 'python3 "$(dirname "$0")/json_schema_check.py" "$schema/neuronpedia_batch.schema.json" "$tmp/np.json" --strict'
+check "the Neuronpedia export carries the features' values" 'python3 - "$tmp/np.json" "$tmp/feats" <<EOF
+import json, sys
+b = json.load(open(sys.argv[1]))
+d = sys.argv[2]
+h = json.load(open(d + "/features.json"))
+L = [json.loads(l) for l in open(d + "/latents.jsonl")]
+assert b["layer"] == 2 and b["model_id"] == "stories260K.gguf" and b["sae_set"] == "cterp" and len(b["features"]) == 1000
+for f, x in zip(b["features"], L):
+    assert f["feature_index"] == x["i"] and f["frac_nonzero"] == x["frequency"]
+    assert f["pos_str"] == [h["vocab"][t] for t, _ in x["logits"]["top"]] and f["neg_values"] == [v for _, v in x["logits"]["bottom"]]
+    assert f["freq_hist_data_bar_heights"] == x["hist"]["counts"] and len(f["logits_hist_data_bar_values"]) == 32
+    acts = f["activations"]
+    assert len(acts) == len(x["top"]) + sum(len(g["examples"]) for g in x["quantiles"])
+    for a, e in zip(acts, x["top"]):
+        assert a["bin_min"] == -1 and a["bin_max"] == x["max_act"] and a["values"] == e["acts"]
+        assert a["tokens"] == [h["vocab"][t] for t in e["tokens"]]
+    if x["quantiles"]:
+        g = [g for g in x["quantiles"] if g["examples"]][-1]
+        a = acts[len(x["top"])]
+        assert a["bin_min"] == g["lo"] and a["bin_max"] == g["hi"] and abs(a["bin_contains"] - g["count"] / x["fired"]) < 1e-12
+EOF'
+python3 -c "import json,sys; b=json.load(open(sys.argv[1])); del b['features'][7]['pos_values']; b['features'][9]['activations'][0]['tokens'][0]=3; json.dump(b, open(sys.argv[2], 'w'))" "$tmp/np.json" "$tmp/np_bad.json"
+err=$(python3 "$(dirname "$0")/json_schema_check.py" "$schema/neuronpedia_batch.schema.json" "$tmp/np_bad.json" --strict); rc=$?
+check "the validator names a missing field and a wrong type" '[ $rc -eq 1 ] && [[ "$err" == *"features[7]: required field '"'"'pos_values'"'"' is missing"* ]] && [[ "$err" == *"features[9].activations[0].tokens[0]: expected string"* ]]'
+"$bin" eval --model "$m" --sae "$tmp/sae" --data "$tmp/s.txt" --windows 8 --json --saebench "$tmp/sb.json" >"$tmp/ev.json" 2>/dev/null
+check "the SAEBench export conforms to SAEBench's core output schema" 'python3 "$(dirname "$0")/json_schema_check.py" "$schema/saebench_core.schema.json" "$tmp/sb.json" --strict'
+check "the SAEBench export carries the eval's values" 'python3 - "$tmp/sb.json" "$tmp/ev.json" <<EOF
+import json, sys
+b = json.load(open(sys.argv[1]))
+e = json.load(open(sys.argv[2]))
+M = b["eval_result_metrics"]
+assert b["eval_type_id"] == "core" and b["eval_config"]["context_size"] == 32
+for cat, k in [("sparsity", "l0"), ("model_performance_preservation", "ce_loss_score"), ("model_behavior_preservation", "kl_div_score"), ("reconstruction_quality", "explained_variance"), ("shrinkage", "l2_ratio")]:
+    assert abs(M[cat][k] - e[k]) < 1e-7 * max(1, abs(e[k])), (k, M[cat][k], e[k])
+D = b["eval_result_details"]
+assert [x["index"] for x in D] == list(range(1000))
+assert abs(sum(x["feature_density"] for x in D) - e["l0"]) < 1e-6  # the densities add up to L0
+assert abs(M["misc_metrics"]["frac_alive"] - (1000 - e["dead_latents"]) / 1000) < 1e-12
+assert all((x["consistent_activation_heuristic"] == -1) == (x["feature_density"] == 0) for x in D)
+assert all(x["consistent_activation_heuristic"] >= 1 for x in D if x["feature_density"] > 0)
+assert b["eval_result_unstructured"]["cterp"]["density_histogram"]["counts"] == e["density_histogram"]
 EOF'
 
 out=$("$bin" features --model "$m" --sae "$tmp/sae" --text "Tom had a red ball. He liked to play with it." --top 5)
@@ -76,6 +139,30 @@ isz=$(stat -c %s "$tmp/dash/index.html"); fmax=$(stat -c %s $(ls -S "$tmp"/dash/
 echo "dashboard for 1000 latents: index.html $isz bytes, largest latent page $fmax bytes, total $tot KiB"
 check "size bound: index < 256 KiB, each latent page < 64 KiB" '[ $isz -lt 262144 ] && [ $fmax -lt 65536 ]'
 check "self-contained: no external URL" '! grep -l -E "(src|href)=\"(https?:)?//" -r "$tmp/dash" >/dev/null'
+check "tokens.html: which latents fire at each of the 4 x 32 tokens, linked from the index" 'python3 - "$tmp/dash" "$tmp/feats" <<EOF
+import json, re, sys, os
+d = sys.argv[1]
+page = open(d + "/tokens.html").read()
+h = json.load(open(sys.argv[2] + "/features.json"))
+assert "Which latents fire here" in page and "href=\"tokens.html\"" in open(d + "/index.html").read()
+rows = re.findall(r"<tr><td>(\d+)<td class=\"l\"><i>[^<]*</i><td class=\"l\">(.*?)</tr>", page)
+assert len(rows) == 4 * 32, len(rows)
+for (pos, cell), lat in zip(rows, [l for v in h["token_view"] for l in v["latents"]]):
+    assert re.findall(r"f/(\d+)\.html", cell) == [str(i) for i, _ in lat]
+    assert all(os.path.exists(d + "/f/%d.html" % i) for i, _ in lat)
+EOF'
+check "latent pages show correlated latents and the ablation effect" 'python3 - "$tmp/dash" "$tmp/feats" <<EOF
+import json, re, sys
+d = sys.argv[1]
+L = [json.loads(l) for l in open(sys.argv[2] + "/latents.jsonl")]
+x = max(L, key=lambda x: x["loss"]["n"])
+page = open(d + "/f/%d.html" % x["i"]).read()
+assert "Correlated latents" in page and "Ablation effect on the next-token loss" in page
+corr = page[page.index("id=\"corr\""):page.index("id=\"loss\"")]
+assert re.findall(r"<a href=\"(\d+)\.html\">", corr) == [str(k) for k, _ in x["cofire"]] + [str(k) for k, _ in x["decoder"]]
+assert ("over %d positions" % x["loss"]["n"]) in page
+assert len(re.findall(r"<tr><td class=\"l\">w\d+:\d+<td", page)) == len(x["loss"]["top"])
+EOF'
 out=$("$bin" dashboard --model "$m" --sae "$tmp/sae" --data "$tmp/s.txt" --windows 4 --top 3 --out "$tmp/dash2" 2>&1)
 check "dashboard --model runs the pass, keeps it and finds the SAE's metrics" '[ -f "$tmp/dash2/features/latents.jsonl" ] && [ -f "$tmp/dash2/training.html" ] && [ -f "$tmp/dash2/f/999.html" ] && [[ "$out" == *"over 4 windows"* ]]'
 "$bin" report "$tmp/sae/metrics.jsonl" --out "$tmp/report.html" 2>/dev/null
@@ -96,7 +183,9 @@ chrome() { timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-d
 chrome --window-size=1280,900 --screenshot="$tmp/feature.png" "file://$tmp/dash/f/$lat.html" >/dev/null 2>"$tmp/c1.log"; rc=$?
 check "chromium rendered the latent page (rc $rc)" '[ $rc -eq 0 ] && [ -s "$tmp/feature.png" ]'
 chrome --dump-dom "file://$tmp/dash/index.html#sort=max" >"$tmp/index.dom" 2>"$tmp/c3.log"
-check "no console messages or errors on any page" '! grep -h -E "CONSOLE|Uncaught" "$tmp"/c[13].log'
+chrome --dump-dom "file://$tmp/dash/tokens.html" >"$tmp/tokens.dom" 2>"$tmp/c4.log"
+chrome --dump-dom "file://$tmp/dash/index.html#sort=loss" >"$tmp/index_loss.dom" 2>>"$tmp/c4.log"
+check "no console messages or errors on any page" '! grep -h -E "CONSOLE|Uncaught" "$tmp"/c[134].log && grep -q "Which latents fire here" "$tmp/tokens.dom"'
 # the latent page has no script: its DOM is the file; the screenshot below shows it rendered
 check "the latent page holds its $nex examples" '[ $(grep -o "<div class=\"ex\">" "$tmp/dash/f/$lat.html" | wc -l) -eq $nex ]'
 check "the index sorts by max activation on load (JS ran)" 'python3 - "$tmp/index.dom" "$tmp/feats/features.json" <<EOF
@@ -106,6 +195,15 @@ assert "data-sorted=\"3d\"" in dom
 first = int(re.search(r"<tbody>\s*<tr><td><a href=\"f/(\d+)\.html\"", dom).group(1))
 mx = json.load(open(sys.argv[2]))["max_act"]
 assert mx[first] == max(mx), (first, mx[first], max(mx))
+EOF'
+check "the index sorts by the ablation effect (#sort=loss)" 'python3 - "$tmp/index_loss.dom" "$tmp/feats/latents.jsonl" <<EOF
+import json, re, sys
+dom = open(sys.argv[1]).read()
+assert "data-sorted=\"6d\"" in dom
+first = int(re.search(r"<tbody>\s*<tr><td><a href=\"f/(\d+)\.html\"", dom).group(1))
+L = [json.loads(l) for l in open(sys.argv[2])]
+best = max((x for x in L if x["loss"]["n"] > 0), key=lambda x: x["loss"]["mean"])
+assert abs(L[first]["loss"]["mean"] - best["loss"]["mean"]) < 1e-3 * max(1, abs(best["loss"]["mean"])), (first, best["i"])
 EOF'
 check "the screenshot shows activation-shaded tokens" 'python3 - "$tmp/feature.png" <<EOF
 import struct, sys, zlib

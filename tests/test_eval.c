@@ -103,6 +103,8 @@ static void test_naive(cterp_model *m) {
     snprintf(s->meta.hook_name, sizeof s->meta.hook_name, "%s", HOOK); // eval takes the SAE's hook
     cterp_eval_config c = eval_cfg((int)T, (int)NW);
     c.hook = NULL;
+    int64_t fired[96], wfired[96];
+    c.fired = fired, c.windows_fired = wfired;
     cterp_eval_result r;
     CHECK_OK(cterp_eval(m, s, heldout, &c, &r));
 
@@ -146,15 +148,37 @@ static void test_naive(cterp_model *m) {
     for (int64_t d = 0; d < D; d++) mean[d] /= (double)nx;
     naive_ctx rc = {s, mask, 1, NULL, 0};
     float a[64];
+    double nin = 0, nout = 0, xh2 = 0, xxh = 0;
+    int64_t nf[96] = {0}, nwf[96] = {0};
+    uint8_t seen[96] = {0};
     for (int64_t t = 0; t < NW * T; t++) {
+        if (t % T == 0) memset(seen, 0, sizeof seen);
         if (mask[t]) continue;
         for (int64_t d = 0; d < D; d++) a[d] = (float)x[t * D + d], var += pow(x[t * D + d] - mean[d], 2);
+        for (int64_t i = 0; i < N; i++) { // which latents fire (ReLU: z > 0)
+            double z = s->b_enc[i];
+            for (int64_t d = 0; d < D; d++) z += ((double)a[d] - s->b_dec[d]) * s->W_enc[i * D + d];
+            if (z > 0) nf[i]++, nwf[i] += !seen[i], seen[i] = 1;
+        }
         int64_t sh[3] = {1, 1, D};
         uint8_t zero = 0;
         rc.mask = &zero;
         naive_hook(HOOK, a, sh, 3, &rc);
-        for (int64_t d = 0; d < D; d++) sse += pow(x[t * D + d] - a[d], 2);
+        double xx = 0, yy = 0, xy = 0;
+        for (int64_t d = 0; d < D; d++)
+            sse += pow(x[t * D + d] - a[d], 2), xx += x[t * D + d] * x[t * D + d],
+                yy += (double)a[d] * a[d], xy += x[t * D + d] * a[d];
+        nin += sqrt(xx), nout += sqrt(yy), xh2 += yy, xxh += xy;
     }
+    CHECK_CLOSE(r.l2_norm_in, nin / nx, 1e-6, 1e-6);
+    CHECK_CLOSE(r.l2_norm_out, nout / nx, 1e-5, 1e-5);
+    CHECK_CLOSE(r.relative_reconstruction_bias, xh2 / xxh, 1e-5, 1e-5);
+    int64_t fd = 0, wd = 0, ftot = 0;
+    for (int64_t i = 0; i < N; i++)
+        fd += llabs(fired[i] - nf[i]), wd += llabs(wfired[i] - nwf[i]), ftot += nf[i];
+    CHECK_MSG(fd <= ftot / 500 && wd <= 2 && ftot > 100,
+              "per-latent counts: tokens differ by %lld of %lld, windows by %lld", (long long)fd,
+              (long long)ftot, (long long)wd);
     CHECK(r.n_ce_tokens == n && r.n_tokens == nx);
     CHECK_CLOSE(r.ce_loss_without_sae, ce[0] / n, 1e-5, 1e-5);
     CHECK_CLOSE(r.ce_loss_with_sae, ce[1] / n, 1e-4, 1e-4);

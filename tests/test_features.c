@@ -67,6 +67,7 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     c.quantile_k = 3;
     c.ctx_left = 4, c.ctx_right = 2;
     c.seed = 7;
+    c.loss_windows = 3; // stored and reloaded; checked against a direct computation below
     cterp_features *F = NULL, *F2 = NULL;
     double t0 = time_now();
     CHECK_OK(cterp_features_collect(m, sae, corpus, &c, "stories260K", "sae", &F));
@@ -165,6 +166,36 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
            (long long)alive, (long long)checked, (long long)ctx_checked, (long long)ctx_bad,
            (long long)fired_rep, (long long)fired_total, (long long)fired_diff);
     CHECK(alive > N / 2 && checked > 100);
+    // token view: the CTERP_FEAT_VIEW_K strongest latents per position, against the naive encode
+    int64_t view_bad = 0, view_n = 0;
+    CHECK(F->view_n == c.view_windows && F->cofire_done);
+    for (int64_t v = 0; v < F->view_n; v++)
+        for (int t = 0; t < T; t++) {
+            const int64_t r = F->view_window[v] * T + t;
+            CHECK(F->view_tokens[v * T + t] == tok[r] && F->view_mask[v * T + t] == mask[r]);
+            const int32_t *id = F->view_ids + (v * T + t) * CTERP_FEAT_VIEW_K;
+            const float *av = F->view_acts + (v * T + t) * CTERP_FEAT_VIEW_K;
+            for (int k = 0; k < CTERP_FEAT_VIEW_K; k++) {
+                if (mask[r]) {
+                    view_bad += id[k] != -1;
+                    continue;
+                }
+                int above = 0; // naive rank of the listed latent: how many are larger
+                if (id[k] >= 0) {
+                    double a = fn[r * N + id[k]];
+                    view_bad += fabs(av[k] - a) > 1e-4 + 1e-4 * fabs(a) || !(a > 0);
+                    for (int64_t j = 0; j < N; j++) above += fn[r * N + j] > a + 1e-4;
+                    view_bad += above > k;
+                } else { // fewer than k + 1 latents fire here
+                    for (int64_t j = 0; j < N; j++) above += fn[r * N + j] > 1e-4;
+                    view_bad += above > k;
+                }
+                view_n++;
+            }
+        }
+    printf("token view: %lld windows, %lld entries, %lld differ from the naive ranking\n",
+           (long long)F->view_n, (long long)view_n, (long long)view_bad);
+    CHECK(view_n > 0 && view_bad == 0);
     // top-k membership can flip between the batched and the one-window forward at near-ties
     CHECK_MSG(fired_diff <= fired_total / 1000, "fired counts differ by %lld of %lld",
               (long long)fired_diff, (long long)fired_total);
@@ -205,6 +236,13 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
                    G->n_windows == F->n_windows && !strcmp(G->hook, F->hook) &&
                    G->n_vocab == F->n_vocab;
         for (int64_t v = 0; same && v < G->n_vocab; v++) same = !strcmp(G->vocab[v], F->vocab[v]);
+        const size_t vt = (size_t)F->view_n * T;
+        same = same && G->view_n == F->view_n && G->cofire_done == F->cofire_done &&
+               !memcmp(G->view_window, F->view_window, sizeof(int64_t) * (size_t)F->view_n) &&
+               !memcmp(G->view_tokens, F->view_tokens, sizeof(int32_t) * vt) &&
+               !memcmp(G->view_mask, F->view_mask, vt) &&
+               !memcmp(G->view_ids, F->view_ids, sizeof(int32_t) * vt * CTERP_FEAT_VIEW_K) &&
+               !memcmp(G->view_acts, F->view_acts, sizeof(float) * vt * CTERP_FEAT_VIEW_K);
         for (int64_t i = 0; same && i < N; i++) {
             const cterp_feature *a = &F->f[i], *b = &G->f[i];
             same = a->fired == b->fired && a->frequency == b->frequency &&
@@ -216,7 +254,19 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
                    !memcmp(a->logit_top, b->logit_top, sizeof(float) * (size_t)a->n_logits) &&
                    !memcmp(a->logit_bot_ids, b->logit_bot_ids,
                            sizeof(int32_t) * (size_t)a->n_logits) &&
-                   a->logit_lo == b->logit_lo && a->logit_hi == b->logit_hi;
+                   a->logit_lo == b->logit_lo && a->logit_hi == b->logit_hi &&
+                   a->n_cofire == b->n_cofire && a->n_dec == b->n_dec &&
+                   !memcmp(a->cofire_ids, b->cofire_ids, sizeof(int32_t) * (size_t)a->n_cofire) &&
+                   !memcmp(a->cofire_jaccard, b->cofire_jaccard,
+                           sizeof(float) * (size_t)a->n_cofire) &&
+                   !memcmp(a->dec_ids, b->dec_ids, sizeof(int32_t) * (size_t)a->n_dec) &&
+                   !memcmp(a->dec_cos, b->dec_cos, sizeof(float) * (size_t)a->n_dec) &&
+                   a->loss_n == b->loss_n && a->loss_mean == b->loss_mean && a->n_loss == b->n_loss;
+            for (int k = 0; same && k < a->n_loss; k++)
+                same = a->loss_top[k].window == b->loss_top[k].window &&
+                       a->loss_top[k].pos == b->loss_top[k].pos &&
+                       a->loss_top[k].next == b->loss_top[k].next &&
+                       a->loss_top[k].dloss == b->loss_top[k].dloss;
             for (int k = 0; same && k < a->n_top; k++)
                 same = a->top[k].act == b->top[k].act && a->top[k].window == b->top[k].window &&
                        a->top[k].n_ctx == b->top[k].n_ctx &&
@@ -240,9 +290,30 @@ static void test_collect(cterp_model *m, const cterp_sae *sae) {
     cterp_features_free(L);
     cterp_features_free(F2);
 
-    // a corrupt line is named with its field
+    // a version-1 file (before neighbours, ablation effects and the token view) still loads,
+    // with those empty; in version 2 they are required
     char lp[900], cmd[2000];
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"version\":2,/\"version\":1,/' '%s/features.json'", dir);
+    CHECK(system(cmd) == 0);
+    CHECK_OK(cterp_features_load(dir, &L));
+    if (L) {
+        int64_t had = 0, left = 0;
+        for (int64_t i = 0; i < N; i++)
+            had += F->f[i].n_cofire + F->f[i].n_dec + F->f[i].n_loss,
+                left += L->f[i].n_cofire + L->f[i].n_dec + L->f[i].n_loss +
+                        (L->f[i].max_act != F->f[i].max_act);
+        CHECK(had > 0 && left == 0 && L->view_n == 0 && F->view_n > 0 && L->cfg.loss_windows == 0);
+    }
+    cterp_features_free(L), L = NULL;
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"version\":1,/\"version\":2,/' '%s/features.json'", dir);
+    CHECK(system(cmd) == 0);
     snprintf(lp, sizeof lp, "%s/latents.jsonl", dir);
+    snprintf(cmd, sizeof cmd, "sed -i '5s/\"loss\":/\"lozz\":/' '%s'", lp);
+    CHECK(system(cmd) == 0);
+    CHECK(cterp_features_load(dir, &L) == CTERP_EFORMAT && L == NULL);
+    CHECK_MSG(strstr(cterp_last_error(), "latents.jsonl:5: field 'loss'") != NULL, "%s",
+              cterp_last_error());
+    // a corrupt line is named with its field
     snprintf(cmd, sizeof cmd, "sed -i '3s/\"max_act\":/\"max_akt\":/' '%s'", lp);
     CHECK(system(cmd) == 0);
     CHECK(cterp_features_load(dir, &L) == CTERP_EFORMAT && L == NULL);
@@ -454,6 +525,309 @@ static void test_steer(cterp_model *m, const cterp_sae *sae) {
     free(f), free(l0), free(l1), free(l2), free(ids);
 }
 
+// ---- ablation effects: the reported dloss against a direct computation ----
+
+typedef struct {
+    const cterp_sae *s;
+    int64_t i;
+    const uint8_t *mask; // (T)
+    double *fi;          // (T) the latent's activation (naive encode), 0 at special positions
+} naive_abl_masked;
+static cterp_status naive_ablate_masked_hook(const char *name, float *act, const int64_t *shape,
+                                             int ndim, void *user) {
+    naive_abl_masked *a = user;
+    const int64_t R = shape[0] * shape[1], N = a->s->d_sae;
+    double *f = malloc(sizeof(double) * (size_t)N);
+    for (int64_t r = 0; r < R; r++) {
+        naive_encode(a->s, act + r * D, f);
+        a->fi[r] = a->mask[r] ? 0 : f[a->i];
+        if (a->mask[r]) continue;
+        for (int d = 0; d < D; d++)
+            act[r * D + d] = (float)(act[r * D + d] - f[a->i] * a->s->W_dec[a->i * D + d]);
+    }
+    free(f);
+    return CTERP_OK;
+}
+
+// next-token CE per position of one window (double log-sum-exp)
+static void window_ce(const float *lg, const int32_t *tok, int V, double *ce) {
+    for (int t = 0; t < T - 1; t++) {
+        const float *x = lg + (int64_t)t * V;
+        double mx = x[0], z = 0;
+        for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+        for (int v = 0; v < V; v++) z += exp(x[v] - mx);
+        ce[t] = mx + log(z) - x[tok[t + 1]];
+    }
+}
+
+static void test_ablation(cterp_model *m, const cterp_sae *sae) {
+    const int64_t N = sae->d_sae;
+    const int V = 512, LW = 6;
+    cterp_features_config c;
+    cterp_features_config_default(&c);
+    c.windows.context_size = T;
+    c.batch = 4; // the ablation windows span two statistics batches
+    c.n_windows = 10;
+    c.loss_windows = LW, c.loss_top = 4;
+    cterp_features *F = NULL;
+    double t0 = time_now();
+    CHECK_OK(cterp_features_collect(m, sae, corpus, &c, "stories260K", "sae", &F));
+    double t1 = time_now();
+    c.loss_windows = 0;
+    cterp_features *F0 = NULL;
+    CHECK_OK(cterp_features_collect(m, sae, corpus, &c, "stories260K", "sae", &F0));
+    double t2 = time_now();
+    if (!F || !F0) return;
+    printf("ablation effects over %d windows: collect %.2f s (without: %.2f s)\n", LW, t1 - t0,
+           t2 - t1);
+    CHECK(F0->f[0].n_loss == 0 && F0->f[0].loss_n == 0 && F->cfg.loss_windows == LW);
+    int64_t differ = 0; // the statistics do not depend on the ablation forwards beside them
+    for (int64_t i = 0; i < N; i++) {
+        const cterp_feature *a = &F->f[i], *b = &F0->f[i];
+        differ += a->fired != b->fired || a->max_act != b->max_act || a->n_top != b->n_top;
+        for (int k = 0; differ == 0 && k < a->n_top; k++)
+            differ += a->top[k].act != b->top[k].act || a->top[k].window != b->top[k].window ||
+                      memcmp(a->top[k].acts, b->top[k].acts, sizeof(float) * (size_t)a->top[k].n_ctx);
+    }
+    CHECK_MSG(differ == 0, "%lld latents' statistics change when ablation effects are measured",
+              (long long)differ);
+
+    // the windows, clean CE of each, one at a time
+    cterp_windows *w;
+    CHECK_OK(cterp_windows_open(&w, corpus, NULL, cterp_model_tokenizer(m), &c.windows));
+    int32_t tok[LW][T];
+    uint8_t mask[LW][T];
+    double ce0[LW][T], ce1[T], fi[T];
+    float *lg = malloc(sizeof(float) * T * V);
+    for (int k = 0; k < LW; k++) {
+        int eof;
+        CHECK_OK(cterp_windows_next(w, tok[k], mask[k], &eof));
+        cterp_forward_opts o = {NULL, 0, 0, lg, 0};
+        CHECK_OK(cterp_model_forward(m, tok[k], 1, T, &o));
+        window_ce(lg, tok[k], V, ce0[k]);
+    }
+    cterp_windows_close(w);
+    // the latents measured at the most positions, and one measured at few
+    int64_t pick[5] = {-1, -1, -1, -1, -1};
+    for (int64_t i = 0; i < N; i++) {
+        for (int q = 0; q < 4; q++)
+            if (pick[q] < 0 || F->f[i].loss_n > F->f[pick[q]].loss_n) {
+                for (int r = 3; r > q; r--) pick[r] = pick[r - 1];
+                pick[q] = i;
+                break;
+            }
+        if (F->f[i].loss_n > 0 && F->f[i].loss_n <= 3) pick[4] = i;
+    }
+    int checked_top = 0, checked_lat = 0;
+    double worst = 0, moved = 0;
+    for (int q = 0; q < 5; q++) {
+        const int64_t i = pick[q];
+        if (i < 0) continue;
+        const cterp_feature *ft = &F->f[i];
+        double sum = 0, dl[LW][T];
+        int64_t n = 0;
+        for (int k = 0; k < LW; k++) {
+            naive_abl_masked na = {sae, i, mask[k], fi};
+            cterp_hook h = {HOOK, naive_ablate_masked_hook, &na};
+            cterp_forward_opts o = {&h, 1, 0, lg, 0};
+            CHECK_OK(cterp_model_forward(m, tok[k], 1, T, &o));
+            window_ce(lg, tok[k], V, ce1);
+            for (int t = 0; t < T - 1; t++) {
+                dl[k][t] = ce1[t] - ce0[k][t];
+                if (fi[t] > 0) sum += dl[k][t], n++, moved = fmax(moved, fabs(dl[k][t]));
+            }
+        }
+        CHECK_MSG(n == ft->loss_n, "latent %lld: %lld positions measured, direct %lld",
+                  (long long)i, (long long)ft->loss_n, (long long)n);
+        double mean = n ? sum / (double)n : 0;
+        worst = fmax(worst, fabs(mean - ft->loss_mean));
+        CHECK_MSG(fabs(mean - ft->loss_mean) < 2e-4, "latent %lld: mean dloss %.6g, direct %.6g",
+                  (long long)i, ft->loss_mean, mean);
+        CHECK(ft->n_loss == (ft->loss_n < c.loss_top ? ft->loss_n : c.loss_top));
+        for (int k = 0; k < ft->n_loss; k++) {
+            const cterp_feature_loss *l = &ft->loss_top[k];
+            CHECK(l->window >= 0 && l->window < LW && l->pos >= 0 && l->pos < T - 1);
+            if (l->window < 0 || l->window >= LW || l->pos < 0 || l->pos >= T - 1) continue;
+            double d = dl[l->window][l->pos];
+            worst = fmax(worst, fabs(d - l->dloss));
+            CHECK_MSG(fabs(d - l->dloss) < 2e-4, "latent %lld (w%lld:%d): dloss %.6g, direct %.6g",
+                      (long long)i, (long long)l->window, l->pos, l->dloss, d);
+            CHECK(l->next == tok[l->window][l->pos + 1]);
+            if (k) CHECK(l->dloss <= ft->loss_top[k - 1].dloss);
+            checked_top++;
+        }
+        checked_lat++;
+    }
+    printf("ablation effects of %d latents (%d listed positions) vs a direct B = 1 computation: "
+           "max |diff| %.2g, while dloss reaches %.3f\n",
+           checked_lat, checked_top, worst, moved);
+    CHECK(checked_lat >= 4 && checked_top >= 10 && moved > 100 * worst);
+    free(lg);
+    cterp_features_free(F), cterp_features_free(F0);
+}
+
+// ---- correlated latents and quantile groups on hand-built activations ----
+
+static void test_neighbours(void) {
+    // co-firing: latent 0 fires on rows 0..9, 1 on 5..14, 2 on 0..9, 3 on 15..19, 4 on row 0,
+    // 5 never; row 20 is masked (every latent fires there)
+    enum { NL = 6, R = 21 };
+    float f[R * NL] = {0};
+    uint8_t msk[R] = {0};
+    for (int r = 0; r < R; r++) {
+        f[r * NL + 0] = r < 10 ? 1.0f + r : 0;
+        f[r * NL + 1] = r >= 5 && r < 15 ? 2.0f : 0;
+        f[r * NL + 2] = r < 10 ? 0.5f : 0;
+        f[r * NL + 3] = r >= 15 && r < 20 ? 1.0f : 0;
+        f[r * NL + 4] = r == 0 ? 3.0f : 0;
+    }
+    for (int i = 0; i < NL; i++) f[20 * NL + i] = 1;
+    msk[20] = 1;
+    cterp_features_config c;
+    cterp_features_config_default(&c);
+    c.n_neighbours = 4;
+    cterp_feature_acc *acc;
+    CHECK_OK(cterp_feature_acc_create(&acc, NL, &c));
+    CHECK_OK(cterp_feature_acc_add(acc, f, 12, 0, msk)); // two calls: counts carry over
+    CHECK_OK(cterp_feature_acc_add(acc, f + 12 * NL, R - 12, 12, msk + 12));
+    cterp_features *F = NULL;
+    CHECK_OK(cterp_feature_acc_result(acc, 1, &F));
+    cterp_feature_acc_free(acc);
+    if (F) {
+        const cterp_feature *a = &F->f[0];
+        CHECK(F->cofire_done && a->n_cofire == 3);
+        CHECK(a->cofire_ids[0] == 2 && a->cofire_jaccard[0] == 1.0f);
+        CHECK(a->cofire_ids[1] == 1 && fabs(a->cofire_jaccard[1] - 5.0 / 15) < 1e-7);
+        CHECK(a->cofire_ids[2] == 4 && fabs(a->cofire_jaccard[2] - 1.0 / 10) < 1e-7);
+        CHECK(F->f[3].n_cofire == 0 && F->f[5].n_cofire == 0);
+        CHECK(F->f[1].n_cofire == 2 && F->f[1].cofire_ids[0] == 0 && F->f[1].cofire_ids[1] == 2);
+        CHECK(F->f[4].n_cofire == 2 && F->f[4].cofire_ids[0] == 0 && // J(4,0) = J(4,2) = 0.1
+              F->f[4].cofire_ids[1] == 2 && F->f[4].cofire_jaccard[0] == F->f[4].cofire_jaccard[1]);
+    }
+    cterp_features_free(F), F = NULL;
+    c.cofire_max_latents = NL - 1; // too many latents for the table: no co-firing, no error
+    CHECK_OK(cterp_feature_acc_create(&acc, NL, &c));
+    CHECK_OK(cterp_feature_acc_add(acc, f, R, 0, msk));
+    CHECK_OK(cterp_feature_acc_result(acc, 1, &F));
+    CHECK(F && !F->cofire_done && F->f[0].n_cofire == 0);
+    cterp_feature_acc_free(acc);
+    cterp_features_free(F);
+
+    // decoder cosine: rows e1, (e1 + e2)/|.|, -e1, e2 (D = 3)
+    float W[4 * 3] = {1, 0, 0, 2, 2, 0, -3, 0, 0, 0, 1, 0};
+    int32_t ids[4 * 2];
+    float cs[4 * 2];
+    CHECK_OK(cterp_decoder_neighbours(W, 4, 3, 2, ids, cs));
+    CHECK(ids[0] == 1 && fabs(cs[0] - M_SQRT1_2) < 1e-6 && ids[1] == 3 && fabs(cs[1]) < 1e-7);
+    CHECK(ids[2 * 2] == 3 && fabs(cs[2 * 2]) < 1e-7 && ids[2 * 2 + 1] == 1); // -e1: e2 (0), then 1
+    CHECK(cterp_decoder_neighbours(W, 4, 3, 4, ids, cs) == CTERP_EINVAL);
+    // random rows (more than one SGEMM chunk) against naive double cosines
+    enum { NR = 300, DR = 16, KR = 3 };
+    float *Wr = malloc(sizeof(float) * NR * DR), *cr = malloc(sizeof(float) * NR * KR);
+    int32_t *ir = malloc(sizeof(int32_t) * NR * KR);
+    uint64_t st = 12345;
+    for (int q = 0; q < NR * DR; q++) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        Wr[q] = (float)((double)(st >> 11) / 9007199254740992.0 - 0.5);
+    }
+    CHECK_OK(cterp_decoder_neighbours(Wr, NR, DR, KR, ir, cr));
+    int bad = 0;
+    for (int i = 0; i < NR; i++) {
+        double best[KR] = {-2, -2, -2};
+        for (int j = 0; j < NR; j++) {
+            if (j == i) continue;
+            double dot = 0, a = 0, b = 0;
+            for (int d = 0; d < DR; d++)
+                dot += (double)Wr[i * DR + d] * Wr[j * DR + d],
+                    a += (double)Wr[i * DR + d] * Wr[i * DR + d],
+                    b += (double)Wr[j * DR + d] * Wr[j * DR + d];
+            double cv = dot / sqrt(a * b);
+            for (int k = 0; k < KR; k++)
+                if (cv > best[k]) {
+                    for (int q = KR - 1; q > k; q--) best[q] = best[q - 1];
+                    best[k] = cv;
+                    break;
+                }
+        }
+        for (int k = 0; k < KR; k++) bad += fabs(cr[i * KR + k] - best[k]) > 1e-5;
+    }
+    CHECK_MSG(bad == 0, "%d decoder-neighbour cosines differ from the naive ones", bad);
+    free(Wr), free(cr), free(ir);
+}
+
+// Quantile groups on known distributions: latent 0 takes 0.01, 0.02, ..., 10.00 (groups of
+// width 1 over [0, 16)); latent 1 grows geometrically, so the range doubles many times and groups
+// merge. Counts are exact, samples lie in their group and are spread over it (not the top), and
+// the samples do not depend on the order or batching of the rows.
+static void test_quantiles(void) {
+    enum { R = 1000, NL = 2 };
+    float *f = malloc(sizeof(float) * R * NL);
+    for (int r = 0; r < R; r++)
+        f[r * NL] = (float)(r + 1) / 100.0f, f[r * NL + 1] = 0.001f * powf(1.01f, (float)r);
+    cterp_features_config c;
+    cterp_features_config_default(&c);
+    c.quantile_k = 5, c.seed = 11, c.n_neighbours = 0;
+    cterp_features *F[2] = {NULL, NULL};
+    for (int pass = 0; pass < 2;
+         pass++) { // rows in order in one call; in batches of 64, last first
+        cterp_feature_acc *acc;
+        CHECK_OK(cterp_feature_acc_create(&acc, NL, &c));
+        if (pass == 0) {
+            CHECK_OK(cterp_feature_acc_add(acc, f, R, 0, NULL));
+        } else {
+            for (int r0 = (R - 1) / 64 * 64; r0 >= 0; r0 -= 64)
+                CHECK_OK(
+                    cterp_feature_acc_add(acc, f + r0 * NL, R - r0 < 64 ? R - r0 : 64, r0, NULL));
+        }
+        CHECK_OK(cterp_feature_acc_result(acc, 1, &F[pass]));
+        cterp_feature_acc_free(acc);
+    }
+    if (!F[0] || !F[1]) return;
+    const cterp_feature *a = &F[0]->f[0];
+    CHECK(a->fired == R && a->max_act == 10.0f && a->n_groups == 11);
+    const int64_t expect[11] = {99, 100, 100, 100, 100, 100, 100, 100, 100, 100, 1};
+    double off = 0;
+    int n_off = 0;
+    for (int g = 0; g < a->n_groups && g < 11; g++) {
+        const cterp_feature_group *G = &a->groups[g];
+        CHECK_MSG(G->lo == (float)g && G->hi == (float)(g + 1) && G->count == expect[g],
+                  "group %d: [%g, %g) count %lld", g, G->lo, G->hi, (long long)G->count);
+        CHECK(G->n == (G->count < 5 ? G->count : 5));
+        for (int k = 0; k < G->n; k++) {
+            CHECK(G->ex[k].act >= G->lo && G->ex[k].act < G->hi &&
+                  G->ex[k].act == f[G->ex[k].window * NL]);
+            if (k)
+                CHECK(G->ex[k].act <= G->ex[k - 1].act && G->ex[k].window != G->ex[k - 1].window);
+            if (g >= 1 && g <= 9) off += G->ex[k].act - G->lo, n_off++;
+        }
+    }
+    // 45 samples uniform on [0, 1): mean 0.5, sd 0.043; the top 5 of each group would give 0.97
+    printf("quantile groups: 11 groups of 0.01..10; the 45 samples of the full groups sit at %.3f "
+           "of their group on average\n",
+           off / n_off);
+    CHECK(n_off == 45 && fabs(off / n_off - 0.5) < 0.15);
+    const cterp_feature *b = &F[0]->f[1];
+    int64_t total = 0;
+    for (int g = 0; g < b->n_groups; g++) {
+        const cterp_feature_group *G = &b->groups[g];
+        int64_t direct = 0;
+        for (int r = 0; r < R; r++) direct += f[r * NL + 1] >= G->lo && f[r * NL + 1] < G->hi;
+        CHECK_MSG(G->count == direct, "latent 1 group %d: %lld, direct %lld", g,
+                  (long long)G->count, (long long)direct);
+        total += G->count;
+        for (int k = 0; k < G->n; k++) CHECK(G->ex[k].act >= G->lo && G->ex[k].act < G->hi);
+    }
+    CHECK(total == R && b->max_act == f[(R - 1) * NL + 1]);
+    int same = 1; // order and batching do not change the sample
+    for (int i = 0; i < NL; i++)
+        for (int g = 0; g < F[0]->f[i].n_groups; g++)
+            for (int k = 0; k < F[0]->f[i].groups[g].n; k++)
+                same &= F[0]->f[i].groups[g].ex[k].window == F[1]->f[i].groups[g].ex[k].window;
+    CHECK_MSG(same, "the quantile samples depend on the order of the rows");
+    cterp_features_free(F[0]), cterp_features_free(F[1]);
+    free(f);
+}
+
 static void test_errors(cterp_model *m, const cterp_sae *sae) {
     cterp_features *F = NULL;
     cterp_features_config c;
@@ -545,6 +919,8 @@ static void test_display(const char *data) {
 
 int main(void) {
     test_toy();
+    test_neighbours();
+    test_quantiles();
     const char *data = test_data_dir();
     if (!data) {
         printf("skip: shared test data not found (set CTERP_TESTDATA)\n");
@@ -594,6 +970,7 @@ int main(void) {
     printf("trained the SAE in %.1f s\n", time_now() - t0);
     if (sae) {
         test_collect(m, sae);
+        test_ablation(m, sae);
         test_steer(m, sae);
         test_errors(m, sae);
         cterp_sae_free(sae);

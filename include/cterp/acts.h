@@ -71,10 +71,44 @@ typedef struct {
     int64_t positions;       // token positions run (windows x context_size)
     int64_t epochs;          // completed passes over the dataset
     int64_t buffer_rows;
+    int64_t forwards;        // model forwards run (one per batch of windows, for every hook)
 } cterp_store_stats;
 
 // Counters of a store or cache source; CTERP_EINVAL for another kind of source.
 cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_stats *st);
+
+// ---- several hooks, one forward -------------------------------------------------------------
+// A store over several hooks of one model: each batch of windows is run once, up to the last
+// hook's layer, and every hook's rows are kept (row i of every hook is the same token). One
+// mixing buffer of slots (buffer_rows, seed), one row buffer per hook. Read it either way:
+//  - cterp_multi_store_next: B rows of every hook for the same B tokens, in the same order (the
+//    pairs a transcoder trains on: an input hook and an output hook from the same forward);
+//  - cterp_multi_store_source: one cterp_act_source per hook, each serving exactly the rows, in
+//    exactly the order, a single-hook cterp_act_store with the same config serves (so one SAE per
+//    hook trains to the same weights as alone). Sources may run ahead of each other: the one in
+//    front draws from the mixer and queues the row of every other open source's hook, so read
+//    them in step (a trainer step each) to keep the queues at a batch. Their get_state/set_state
+//    are the single-hook store's (a checkpoint resumes with either); after set_state the store
+//    replays once, at the next read, up to the furthest source.
+typedef struct cterp_multi_store cterp_multi_store;
+
+// hooks: n_hooks distinct names (1..4096); unknown or repeated names are errors naming them.
+// The model is borrowed. train_batch sizes the default buffer as cterp_act_store does.
+cterp_status cterp_multi_store_open(cterp_multi_store **out, cterp_model *m, const char *const *hooks,
+                                    int n_hooks, const char *dataset, const cterp_store_config *c,
+                                    int64_t train_batch);
+// Frees the store; its per-hook sources must be freed first. NULL is a no-op.
+void cterp_multi_store_free(cterp_multi_store *s);
+int cterp_multi_store_n_hooks(const cterp_multi_store *s);
+const char *cterp_multi_store_hook(const cterp_multi_store *s, int h); // NULL outside [0, n)
+int64_t cterp_multi_store_d_in(const cterp_multi_store *s, int h);     // row width of hook h
+// B rows of every hook for the same tokens: x[h] is (B, d_in(h)). Not with per-hook sources.
+cterp_status cterp_multi_store_next(cterp_multi_store *s, float *const *x, int64_t B);
+// A source over hook h's rows (borrows the store; cterp_act_source_free releases the source
+// only). Open every source before the first read; one source per hook.
+cterp_status cterp_multi_store_source(cterp_multi_store *s, int h, cterp_act_source *src);
+// Counters of the shared stream (rows_served: rows drawn from the mixing buffer).
+cterp_status cterp_multi_store_stats(cterp_multi_store *s, cterp_store_stats *st);
 
 // ---- activation cache ----------------------------------------------------------------------
 // A directory: activations.bin = a 4096-byte header then `count` rows of d_in values (dtype),
@@ -104,6 +138,14 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
                                    cterp_cache_progress_fn progress, void *user,
                                    cterp_cache_info *info);
+// The caches of several hooks from one run of the model: hook H into out_dir/H (a directory
+// named after the hook, as SAELens names SAEs), each exactly the cache cterp_act_cache_write
+// writes for H alone. info (if not NULL) receives n_hooks headers.
+cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name, const char *const *hooks,
+                                         int n_hooks, const char *dataset, const cterp_store_config *c,
+                                         int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                         cterp_cache_progress_fn progress, void *user,
+                                         cterp_cache_info *info);
 // Reads and checks the header of a cache directory.
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
 // A source over a cache (mmapped): the mixing buffer of `c` (buffer_rows, seed) over the rows,

@@ -29,6 +29,10 @@ typedef struct {
     const char *hook;   // NULL: the SAE's metadata hook_name
     cterp_progress_fn progress; // NULL: none ("eval", windows)
     void *progress_user;
+    // optional per-latent counts over the eval positions, (d_sae) arrays owned by the caller
+    // (NULL: not wanted): tokens where latent i fired, and windows where it fired at least once
+    int64_t *fired;
+    int64_t *windows_fired;
 } cterp_eval_config;
 
 // Over the eval positions (unmasked; for CE/KL also t < T-1, the positions with a next token):
@@ -47,6 +51,8 @@ typedef struct {
     // density histogram: [0] dead; [i], i = 1..8: density in [10^(i-9), 10^(i-8)) (bin 1 also
     // holds anything lower, bin 8 anything up to 1)
     int64_t density_hist[CTERP_EVAL_HIST_BINS];
+    double l2_norm_in, l2_norm_out;      // mean ||x||, mean ||x_hat||
+    double relative_reconstruction_bias; // sum ||x_hat||^2 / sum x . x_hat (Gated SAE paper eq. 10)
 } cterp_eval_result;
 
 void cterp_eval_config_default(cterp_eval_config *c);
@@ -57,6 +63,17 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
                         const cterp_eval_config *c, cterp_eval_result *r);
 // `name: value` lines (json = 0) or one JSON object (json = 1).
 void cterp_eval_print(const cterp_eval_result *r, FILE *f, int json);
+
+// Writes the eval as SAEBench's core eval output (sae_bench/evals/core/eval_output.py,
+// CoreEvalOutput): eval_config, eval_id, datetime_epoch_millis, the seven metric categories,
+// one CoreFeatureMetric per latent (density and consistent-activation heuristic from `fired` /
+// `windows_fired` as cterp_eval filled them, encoder/decoder weight metrics from the SAE), and
+// cterp's density histogram under eval_result_unstructured. Field mapping: docs/features.md.
+// model_name and dataset are recorded as given. Written atomically.
+cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
+                                       const cterp_eval_config *c, const cterp_eval_result *r,
+                                       const int64_t *fired, const int64_t *windows_fired,
+                                       const char *model_name, const char *dataset);
 
 // ---- training on a model -------------------------------------------------------------------
 
@@ -69,6 +86,9 @@ typedef struct {
     int64_t eval_windows;     // windows evaluated at the end (0: none)
     cterp_progress_fn eval_progress; // the final eval's progress (NULL: none)
     void *eval_progress_user;
+    // cterp_train_saes: called instead of log with the index of the hook whose trainer logged
+    // (user: log_user); NULL: log, without the index
+    void (*hook_log)(int hook, const cterp_train_metrics *m, void *user);
 } cterp_pipeline_opts;
 
 void cterp_pipeline_opts_default(cterp_pipeline_opts *o);
@@ -86,6 +106,24 @@ void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *
 cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
                              const cterp_train_config *cfg, const char *out_dir,
                              const cterp_pipeline_opts *opts, cterp_sae **sae, cterp_eval_result *ev);
+
+// Several hooks, one forward: trains one SAE per hook (hooks[h] with cfgs[h]) from a single run
+// of the model (cterp_multi_store: each batch of windows is run once, up to the last hook's
+// layer). Each SAE gets exactly the rows, in the same order, that cterp_train_sae on its hook
+// alone would get, so with the same config it trains to the same weights bit for bit. Configs
+// may differ in the SAE's own fields (architecture, d_sae, k, lr, coefficients, ...), not in
+// what decides the row stream: batch_size, seed and the rows the run takes
+// (cterp_train_rows_needed: steps and normalize_activations), which must agree (an error names
+// the field and both hooks otherwise). The trainers take turns a step at a time. SAE h is saved
+// with its metrics.jsonl and checkpoints/ into out_dir/hooks[h] (when out_dir is not NULL).
+// resume: NULL, or n_hooks checkpoint directories (an entry NULL: that hook starts fresh); a
+// resumed hook's config is its checkpoint's. saes (if not NULL) receives n_hooks SAEs, evs (if
+// not NULL and opts->eval_windows > 0) n_hooks evals (each SAE spliced in on its own).
+cterp_status cterp_train_saes(cterp_model *m, const char *const *hooks, int n_hooks,
+                              const char *dataset, const cterp_train_config *cfgs,
+                              const char *out_dir, const char *const *resume,
+                              const cterp_pipeline_opts *opts, cterp_sae **saes,
+                              cterp_eval_result *evs);
 
 #ifdef __cplusplus
 }

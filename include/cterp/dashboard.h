@@ -6,8 +6,11 @@
 //                  max activation, top token, top logits) sortable by clicking a column; the
 //                  fragment #sort=freq|mean|max|latent sorts on load
 // OUT/f/I.html     latent I: statistics, activation histogram, logit effects (top/bottom tokens and
-//                  their histogram), top and quantile-interval examples with every token shaded
-//                  by its activation (hover: the value)
+//                  their histogram), correlated latents (co-firing, decoder cosine), the ablation
+//                  effect on the next-token loss when measured, top and quantile-interval examples
+//                  with every token shaded by its activation (hover: the value)
+// OUT/tokens.html  (with a token view) the first windows of the corpus token by token, with the
+//                  latents firing on each ("which latents fire here")
 // OUT/training.html  (with a metrics file) loss, explained variance, L0, dead fraction and LR
 //                  over steps
 #ifndef CTERP_DASHBOARD_H

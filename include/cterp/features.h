@@ -17,6 +17,22 @@
 // same bits) to cut the context around each example: ctx_left tokens before, ctx_right after,
 // with this latent's activation at every context token (0 at special positions).
 //
+// Ablation effect on the next-token loss (over the first loss_windows windows; optional): for
+// every window w and latent i that fires in it, the model runs on w with i ablated at the hook
+// where it fires, x' = x - f_i(x) W_dec[i] at the non-special positions (SAE reconstruction
+// with f_i = 0 plus the SAE error term, as SAELens/SAEDashboard splice it; without the edit
+// the spliced model is the clean model). dloss(t) = CE_ablated(t) - CE_clean(t) of the next
+// token at position t. loss_mean averages dloss over the positions where i fires (t < T-1,
+// non-special); loss_top lists the positions where ablating hurts most (i helps most there).
+// Cost: one extra window-forward per (window, firing latent) pair, run Bm rows at a time.
+//
+// Correlated latents: co-firing neighbours by Jaccard index over firing positions,
+// |A_i n A_j| / |A_i u A_j| (counted in the statistics pass: an N x N table, so only when
+// d_sae <= cofire_max_latents), and decoder neighbours by cosine of W_dec rows.
+//
+// Token view: for the first view_windows windows, the CTERP_FEAT_VIEW_K strongest latents at
+// every position ("which latents fire here").
+//
 // Logit effects (SAEDashboard): W_dec[i] . W_U through the final norm's weight, i.e.
 // logit_v = sum_d W_dec[i,d] g_d W_U[v,d] (no normalisation, no bias); the n_logits highest and
 // lowest tokens and a 32-bin histogram over the vocabulary; only for hooks of shape [B,T,d_model].
@@ -44,6 +60,7 @@ extern "C" {
 #define CTERP_FEAT_HIST_BINS 64
 #define CTERP_FEAT_GROUPS 16
 #define CTERP_FEAT_LOGIT_BINS 32
+#define CTERP_FEAT_VIEW_K 5 // latents listed per token in the token view
 
 typedef struct {
     cterp_window_config windows; // context size (128), BOS, separator; special positions masked
@@ -58,6 +75,11 @@ typedef struct {
     uint64_t seed;           // quantile sampling (0)
     cterp_progress_fn progress; // NULL: none ("features: statistics" in windows, then
     void *progress_user;        // "features: examples" in example windows)
+    int n_neighbours;           // co-firing and decoder-cosine neighbours per latent (5; 0: none)
+    int64_t cofire_max_latents; // co-firing counted only when d_sae <= this (4096: a 64 MiB table)
+    int64_t loss_windows;       // windows over which ablation effects are measured (0: off)
+    int loss_top;               // positions listed where ablating the latent hurts most (5)
+    int view_windows;           // windows of the per-token view (4; 0: none)
 } cterp_features_config;
 
 typedef struct {
@@ -78,6 +100,13 @@ typedef struct {
 } cterp_feature_group;
 
 typedef struct {
+    int64_t window; // window index in the dataset
+    int pos;        // position whose next-token loss changed
+    int32_t next;   // the next token (window position pos + 1)
+    float dloss;    // CE with the latent ablated - CE without (nats)
+} cterp_feature_loss;
+
+typedef struct {
     int64_t fired;    // tokens with f_i > 0
     double frequency; // fired / n_tokens
     double mean_act;  // mean of f_i where it fired (0 if never)
@@ -94,6 +123,19 @@ typedef struct {
     float *logit_top, *logit_bot;
     float logit_lo, logit_hi; // range of the logit histogram
     int64_t logit_hist[CTERP_FEAT_LOGIT_BINS];
+    // correlated latents, best first (n_cofire, n_dec <= cfg.n_neighbours)
+    int n_cofire;
+    int32_t *cofire_ids;
+    float *cofire_jaccard;
+    int n_dec;
+    int32_t *dec_ids;
+    float *dec_cos;
+    // ablation effect (over cfg.loss_windows windows): positions measured, mean dloss, and the
+    // n_loss positions with the largest dloss, largest first
+    int64_t loss_n;
+    double loss_mean;
+    int n_loss;
+    cterp_feature_loss *loss_top;
 } cterp_feature;
 
 typedef struct {
@@ -107,6 +149,16 @@ typedef struct {
     cterp_feature *f; // (d_sae)
     void *mem;        // everything above lives in a few blocks owned by the struct
     void *ex_mem, *str_mem;
+    int cofire_done; // co-firing neighbours were counted (d_sae <= cofire_max_latents)
+    // token view: view_n windows of context_size tokens; per token the CTERP_FEAT_VIEW_K
+    // strongest latents (id -1 and act 0 where fewer fire; special positions have none)
+    int view_n;
+    int64_t *view_window; // (view_n) window index in the dataset
+    int32_t *view_tokens; // (view_n, T)
+    uint8_t *view_mask;   // (view_n, T) special positions
+    int32_t *view_ids;    // (view_n, T, K)
+    float *view_acts;     // (view_n, T, K)
+    void *view_mem;
 } cterp_features;
 
 void cterp_features_config_default(cterp_features_config *c);
@@ -136,6 +188,25 @@ void cterp_feature_acc_free(cterp_feature_acc *a); // NULL is a no-op
 cterp_status cterp_features_save(const cterp_features *f, const char *dir);
 // Reads what cterp_features_save wrote; errors name the file, line and field.
 cterp_status cterp_features_load(const char *dir, cterp_features **out);
+
+// Decoder neighbours: for every row i of W (N, D), the k rows j != i of largest cosine
+// cos(W[i], W[j]), best first (ties: lower j), into ids (N, k) and cos (N, k); rows of norm 0
+// have cosine 0 with everything. k must be < N. Chunks of 256 rows through SGEMM.
+cterp_status cterp_decoder_neighbours(const float *W, int64_t N, int64_t D, int k, int32_t *ids,
+                                      float *cos);
+
+// Neuronpedia's feature-upload batch (SAEDashboard's NeuronpediaDashboardBatch, the file its
+// neuronpedia runner writes): {"model_id", "layer", "sae_set", "features": [...]}, one feature
+// per latent with activations (tokens as strings, values), logit tables, histograms and
+// density. Format and field mapping: docs/features.md. Written atomically.
+typedef struct {
+    const char *model_id; // Neuronpedia model id (NULL: the features' model name)
+    const char *sae_set;  // Neuronpedia SAE set (NULL: "cterp")
+    int layer;            // -1: parsed from the hook name ("blocks.L....")
+    const char *dataset;  // NULL: the features' dataset path
+} cterp_neuronpedia_opts;
+cterp_status cterp_features_export_neuronpedia(const cterp_features *f, const char *path,
+                                               const cterp_neuronpedia_opts *o);
 
 // Logit effects of latents [i0, i0 + n): out (n, V) = W_dec[i] . (g * W_U) as above.
 cterp_status cterp_logit_effects(cterp_model *m, const cterp_sae *sae, int64_t i0, int64_t n,

@@ -165,7 +165,9 @@ class FeaturesConfig(Structure):  # cterp_features_config
                 ("n_windows", c_int64), ("hook", c_char_p), ("top_n", c_int),
                 ("quantile_k", c_int), ("ctx_left", c_int), ("ctx_right", c_int),
                 ("n_logits", c_int), ("seed", c_uint64), ("progress", c_void_p),
-                ("progress_user", c_void_p)]
+                ("progress_user", c_void_p), ("n_neighbours", c_int),
+                ("cofire_max_latents", c_int64), ("loss_windows", c_int64), ("loss_top", c_int),
+                ("view_windows", c_int)]
 
 
 class DashboardOpts(Structure):  # cterp_dashboard_opts
@@ -233,6 +235,10 @@ _proto("cterp_act_store", S, POINTER(ActSource), P, c_char_p, c_char_p, POINTER(
        c_int64)
 _proto("cterp_store_meta", None, POINTER(SaeMeta), c_char_p, c_char_p, c_char_p,
        POINTER(WindowConfig))
+_proto("cterp_multi_store_open", S, POINTER(P), P, POINTER(c_char_p), c_int, c_char_p,
+       POINTER(StoreConfig), c_int64)
+_proto("cterp_multi_store_free", None, P)
+_proto("cterp_multi_store_source", S, P, c_int, POINTER(ActSource))
 # model.h
 _proto("cterp_model_open", S, POINTER(P), c_char_p)
 _proto("cterp_model_free", None, P)

@@ -9,7 +9,10 @@ from .sae import as_sae
 _FEATURE_OPTS = {"windows": "n_windows", "top": "top_n", "top_n": "top_n",
                  "quantile_k": "quantile_k", "ctx_left": "ctx_left", "ctx_right": "ctx_right",
                  "logits": "n_logits", "n_logits": "n_logits", "seed": "seed",
-                 "model_batch": "batch", "batch": "batch"}
+                 "model_batch": "batch", "batch": "batch", "loss_windows": "loss_windows",
+                 "loss_top": "loss_top", "neighbours": "n_neighbours",
+                 "n_neighbours": "n_neighbours", "cofire_max_latents": "cofire_max_latents",
+                 "view_windows": "view_windows"}
 
 
 def _collect(model, sae, data, hook=None, context_size=None, **opts):
@@ -42,7 +45,8 @@ def features(model, sae, data, out, hook=None, context_size=None, **opts):
     out/features.json and out/latents.jsonl (cterp_features_collect + cterp_features_save; the
     same files as `cterp features --model M --sae DIR --data D --out DIR`). model: an
     InterpretableModel or a GGUF path; sae: an SAE or its directory. Options: windows, top,
-    quantile_k, ctx_left, ctx_right, logits, seed, model_batch (the CLI's flags)."""
+    quantile_k, ctx_left, ctx_right, logits, seed, model_batch, loss_windows, loss_top,
+    neighbours, cofire_max_latents, view_windows (the CLI's flags)."""
     F, _ = _collect(model, sae, data, hook, context_size, **opts)
     try:
         check(lib.cterp_features_save(F, b(out)), os.fspath(out))

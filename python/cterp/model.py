@@ -300,6 +300,87 @@ class InterpretableModel:
             if tmp:
                 os.unlink(tmp)
 
+    def train_saes(self, hooks, dataset, save_dir=None, config=None, verbose=True,
+                   context_size=128, buffer_rows=0, model_batch=8):
+        """Several hooks, one forward: one SAE per hook (TransformerLens names) from a single run
+        of the model, as cterp train --hooks (cterp_multi_store: each SAE gets the rows, in the
+        order, train_sae on its hook alone would, so the same config gives the same weights).
+        config: one SAEConfig for all, or a list of one per hook (they may differ in the SAE's
+        fields, not in batch_size, seed or steps). Saved to save_dir/<hook> when given. Returns
+        the SAEs in hook order."""
+        hooks = [self.hook_name(None, h) for h in hooks]
+        cfgs = list(config) if isinstance(config, (list, tuple)) else [config] * len(hooks)
+        if len(cfgs) != len(hooks):
+            raise CterpError("train_saes: %d configs for %d hooks" % (len(cfgs), len(hooks)))
+        cfgs = [as_config(c) for c in cfgs]
+        for h, c in zip(hooks[1:], cfgs[1:]):
+            for f in ("batch_size", "seed", "steps"):
+                if getattr(c, f) != getattr(cfgs[0], f):
+                    raise CterpError("train_saes: hook %s: %s %s differs from hook %s's %s (one "
+                                     "forward feeds every hook)" % (h, f, getattr(c, f), hooks[0],
+                                                                    getattr(cfgs[0], f)))
+        tmp = None
+        if isinstance(dataset, (list, tuple)):
+            fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for t in dataset:
+                    f.write(" ".join(str(t).splitlines()) + "\n")
+            data = tmp
+        else:
+            data = os.fspath(dataset)
+        sc = _lib.StoreConfig()
+        lib.cterp_store_config_default(ctypes.byref(sc))
+        sc.windows.context_size = int(context_size)
+        sc.buffer_rows = int(buffer_rows)
+        sc.model_batch = int(model_batch)
+        sc.seed = cfgs[0].seed
+        sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfgs[0]._c))
+        n = len(hooks)
+        names = (ctypes.c_char_p * n)(*[b(h) for h in hooks])
+        ms = ctypes.c_void_p()
+        srcs = [_lib.ActSource() for _ in hooks]
+        ts = [ctypes.c_void_p() for _ in hooks]
+        try:
+            check(lib.cterp_multi_store_open(ctypes.byref(ms), self._m, names, n, b(data),
+                                             ctypes.byref(sc), cfgs[0].batch_size), "train_saes")
+            for i in range(n):  # every source before the first read
+                check(lib.cterp_multi_store_source(ms, i, ctypes.byref(srcs[i])), "train_saes")
+            paths = [os.path.join(save_dir, h) if save_dir else None for h in hooks]
+            for i, h in enumerate(hooks):
+                check(lib.cterp_trainer_create(ctypes.byref(ts[i]), ctypes.byref(cfgs[i]._c),
+                                               ctypes.byref(srcs[i])), "train_saes %s" % h)
+                meta = _lib.SaeMeta()
+                lib.cterp_store_meta(ctypes.byref(meta), b(os.path.basename(self.path)), b(h),
+                                     b(data), ctypes.byref(sc.windows))
+                lib.cterp_trainer_set_meta(ts[i], ctypes.byref(meta))
+                lib.cterp_trainer_set_output(ts[i], b(paths[i]), None, None)
+            steps = cfgs[0].steps
+            for step in range(lib.cterp_trainer_step(ts[0]), steps):  # a step of each in turn
+                for i, h in enumerate(hooks):
+                    check(lib.cterp_trainer_run(ts[i], step + 1), "train_saes %s" % h)
+                if verbose and ((step + 1) % max(1, cfgs[0].log_every) == 0 or step + 1 == steps):
+                    print("train_saes step %d/%d  %s" % (step + 1, steps, "  ".join(
+                        "ev %.4f" % lib.cterp_trainer_last_metrics(t).contents.explained_variance
+                        for t in ts)), flush=True)
+            saes = []
+            for i, h in enumerate(hooks):
+                if paths[i]:
+                    check(lib.cterp_trainer_save(ts[i], b(paths[i])), paths[i])
+                out = ctypes.POINTER(_lib.Sae)()
+                check(lib.cterp_trainer_export(ts[i], ctypes.byref(out)), "train_saes %s" % h)
+                saes.append(SAE(out, paths[i]))
+            return saes
+        finally:
+            for t in ts:
+                if t:
+                    lib.cterp_trainer_free(t)
+            for src in srcs:
+                lib.cterp_act_source_free(ctypes.byref(src))
+            if ms:
+                lib.cterp_multi_store_free(ms)
+            if tmp:
+                os.unlink(tmp)
+
     def load_sae(self, path):
         """SAE.load_from_disk(path)."""
         return SAE.load_from_disk(path)

@@ -84,6 +84,30 @@ class TestModel(unittest.TestCase):
         self.assertEqual(ref.cfg.metadata.context_size, 32)
         self.assertTrue(os.path.exists(os.path.join(self.sae_dir, "metrics.jsonl")))
 
+    def test_train_saes_one_forward(self):
+        # two hooks from one forward, the second with its own d_sae: each SAE is the one trained
+        # alone (hook 0: the class's train_sae; hook 1: the CLI's --hook run)
+        cfg1 = SAEConfig(d_sae=128, k=8, batch_size=128, training_steps=60, log_every=10, seed=5)
+        out = os.path.join(self.d, "py_saes")
+        saes = self.m.train_saes(["blocks.2.hook_resid_post", "blocks.1.hook_mlp_out"], self.data,
+                                 save_dir=out, config=[self.cfg, cfg1], verbose=False,
+                                 context_size=32, buffer_rows=1024)
+        alone = os.path.join(self.d, "cli_mlp1")
+        cli("train", "--model", MODEL, "--hook", "blocks.1.hook_mlp_out", "--data", self.data,
+            *TRAIN_FLAGS[:2], "--d-sae", 128, *TRAIN_FLAGS[4:], "--quiet", "--eval-windows", 0,
+            "--out", alone)
+        ref = SAE.load_from_disk(alone)
+        for n in ("W_enc", "W_dec", "b_enc", "b_dec"):
+            self.assertTrue(np.array_equal(getattr(saes[0], n), getattr(self.sae, n)), n)
+            self.assertTrue(np.array_equal(getattr(saes[1], n), getattr(ref, n)), n)
+        self.assertEqual(SAE.load_from_disk(os.path.join(out, "blocks.1.hook_mlp_out")).d_sae, 128)
+        with self.assertRaisesRegex(CterpError, "batch_size"):
+            self.m.train_saes(["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], self.data,
+                              config=[self.cfg, SAEConfig(batch_size=64)], verbose=False)
+        with self.assertRaisesRegex(CterpError, "given twice"):
+            self.m.train_saes(["blocks.0.hook_resid_post", "blocks.0.hook_resid_post"], self.data,
+                              config=self.cfg, verbose=False)
+
     def test_cli_loads_the_package_sae(self):
         r = cli("features", "--model", MODEL, "--sae", self.sae_dir, "--text", "Once upon a time")
         self.assertIn("blocks.2.hook_resid_post", r.stdout)

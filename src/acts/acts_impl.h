@@ -7,26 +7,29 @@
 #include "cterp/acts.h"
 
 // ---- row stream: windows through the model, rows of the unmasked positions in order ----------
+// One forward per batch of windows feeds every hook: row i of each hook is the same token.
 typedef struct {
     cterp_model *m;
-    char hook[256];
+    int n_hooks;
+    char (*hook)[256]; // (n_hooks) names
+    int64_t *D;        // (n_hooks) row width at each hook
+    float **rows;      // (n_hooks) (mb * T, D[h]) rows of the last forward (unmasked positions)
     cterp_windows *w;
     int T, mb;       // context size, windows per forward
-    int64_t D;       // row width at the hook
     int32_t *tok;    // (mb, T) windows of the current forward
     uint8_t *mask;   // (mb, T)
-    float *rows;     // (mb * T, D) rows of the last forward (unmasked positions)
     int32_t *row_tok; // (mb * T) their token ids
     int64_t n_rows, next_row; // rows in the pending batch, next one to hand out
-    int64_t produced, windows, epochs;
+    int64_t produced, windows, epochs, forwards;
     int at_eof;      // the last forward ended the dataset (stream_next then wraps, unless stop_at_eof)
 } act_stream;
 
-cterp_status stream_open(act_stream *s, cterp_model *m, const char *hook, const char *dataset,
-                         const cterp_store_config *c);
+// hooks: n_hooks distinct TransformerLens names (an unknown or repeated one is an error naming it).
+cterp_status stream_open(act_stream *s, cterp_model *m, const char *const *hooks, int n_hooks,
+                         const char *dataset, const cterp_store_config *c);
 void stream_close(act_stream *s);
-// Next row (D floats) and its token. With stop_at_eof, *eof = 1 once the dataset is exhausted;
-// otherwise the dataset is rewound (a new epoch).
+// Next row of every hook (row[h]: D[h] floats) and its token. With stop_at_eof, *eof = 1 once
+// the dataset is exhausted; otherwise the dataset is rewound (a new epoch).
 cterp_status stream_next(act_stream *s, const float **row, int32_t *tok, int stop_at_eof, int *eof);
 cterp_status stream_rewind(act_stream *s);
 

@@ -109,13 +109,29 @@ static cterp_status check_tokens(const char *dir, const cterp_cache_info *info) 
 // activations.bin missing: an interrupted writer's leftovers say so.
 static cterp_status check_complete(const char *dir, const char *apath) {
     if (file_exists(apath) || !file_is_dir(dir)) return CTERP_OK; // the open says what is wrong
-    int partial = 0;
+    int partial = 0, hooks = 0;
+    char names[512] = ""; // subdirectories holding a cache: cterp cache --hooks wrote DIR/<hook>
     DIR *d = opendir(dir);
     struct dirent *e;
-    while (d && (e = readdir(d)))
+    while (d && (e = readdir(d))) {
         partial |=
             !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20);
+        if (e->d_name[0] == '.') continue;
+        char *sub = file_join(dir, e->d_name), *a = sub ? file_join(sub, "activations.bin") : NULL;
+        if (a && file_exists(a)) {
+            size_t len = strlen(names);
+            if (len + strlen(e->d_name) + 8 < sizeof names)
+                snprintf(names + len, sizeof names - len, "%s%s", hooks ? ", " : "", e->d_name);
+            hooks++;
+        }
+        free(sub), free(a);
+    }
     if (d) closedir(d);
+    if (hooks && !partial)
+        return cterp_error(CTERP_EINVAL,
+                           "%s: holds the caches of %d hooks (cterp cache --hooks), not one: "
+                           "give one of them, %s/<hook> (%s)",
+                           dir, hooks, dir, names);
     if (!partial) return CTERP_OK;
     return cterp_error(
         CTERP_EFORMAT,
@@ -157,102 +173,170 @@ cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info) 
     return s;
 }
 
+// One hook's output files while the writer runs.
+typedef struct {
+    char *pa, *pt; // activations.bin, tokens.bin
+    int lock, oa, ot;
+    file_atomic wa, wt;
+    cterp_cache_info in;
+} cache_out;
+
+static void cache_out_close(cache_out *o) {
+    if (o->oa) file_atomic_abort(&o->wa);
+    if (o->ot) file_atomic_abort(&o->wt);
+    free(o->pa), free(o->pt);
+    file_unlock_dir(o->lock);
+    o->pa = o->pt = NULL, o->oa = o->ot = 0, o->lock = -1;
+}
+
+// Writes the caches of n hooks, hook h into dirs[h], from one run of the model.
+static cterp_status cache_write(cterp_model *m, const char *model_name, const char *const *hooks,
+                                int n, const char *dataset, const cterp_store_config *c,
+                                int64_t max_tokens, cterp_dtype dtype, const char *const *dirs,
+                                cterp_cache_progress_fn progress, void *user, cterp_cache_info *info) {
+    cterp_store_config cd;
+    if (!c) cterp_store_config_default(&cd), c = &cd;
+    if (max_tokens < 1) return cterp_error(CTERP_EINVAL, "tokens: expected >= 1, got %lld", (long long)max_tokens);
+    if (dtype > CTERP_DTYPE_BF16) return cterp_error(CTERP_EINVAL, "dtype: expected f32, f16 or bf16");
+    if (n < 1 || n > 4096) return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n);
+    for (int h = 0; h < n; h++)
+        for (int j = 0; j < h; j++)
+            if (!strcmp(dirs[h], dirs[j]))
+                return cterp_error(CTERP_EINVAL, "cache: %s and %s would both be written to %s", hooks[j],
+                                   hooks[h], dirs[h]);
+    cache_out *o = calloc((size_t)n, sizeof *o);
+    const float **row = malloc((size_t)n * sizeof *row);
+    if (!o || !row) {
+        free(o), free(row);
+        return cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    }
+    for (int h = 0; h < n; h++) o[h].lock = -1;
+    act_stream st = {0};
+    uint8_t *hdr = NULL, *conv = NULL;
+    cterp_status s = CTERP_OK;
+    // the hooks and the data are checked before any previous cache is removed
+    if ((s = stream_open(&st, m, hooks, n, dataset, c))) goto done;
+    for (int h = 0; h < n && !s; h++) {
+        if ((s = file_mkdirs(dirs[h])) || (s = file_lock_dir(dirs[h], "cache writer", &o[h].lock))) break;
+        o[h].pa = file_join(dirs[h], "activations.bin"), o[h].pt = file_join(dirs[h], "tokens.bin");
+        if (!o[h].pa || !o[h].pt) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+        if (!s) s = clear_cache_dir(dirs[h], o[h].pa);
+    }
+    if (s) goto done;
+    int64_t Dmax = 0;
+    for (int h = 0; h < n; h++) Dmax = st.D[h] > Dmax ? st.D[h] : Dmax;
+    hdr = calloc(1, CACHE_HEADER), conv = malloc((size_t)Dmax * 4);
+    if (!hdr || !conv) {
+        s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+        goto done;
+    }
+    for (int h = 0; h < n; h++) {
+        cache_out *q = &o[h];
+        if ((s = file_atomic_open(&q->wa, q->pa))) goto done;
+        q->oa = 1;
+        if ((s = file_atomic_open(&q->wt, q->pt))) goto done;
+        q->ot = 1;
+        if ((s = file_atomic_write(&q->wa, hdr, CACHE_HEADER))) goto done; // the real header comes last
+        cterp_cache_info *in = &q->in;
+        memset(in, 0, sizeof *in);
+        in->version = CACHE_VERSION, in->dtype = dtype, in->d_in = st.D[h];
+        in->context_size = c->windows.context_size, in->prepend_bos = c->windows.prepend_bos;
+        in->separator = c->windows.separator, in->concat = c->windows.concat;
+        in->exclude_special = c->windows.exclude_special;
+        snprintf(in->model, sizeof in->model, "%s", model_name ? model_name : "");
+        snprintf(in->hook, sizeof in->hook, "%s", hooks[h]);
+        snprintf(in->dataset, sizeof in->dataset, "%s", dataset);
+    }
+    int64_t count = 0;
+    int complete = 0;
+    while (count < max_tokens) {
+        int32_t tok;
+        int eof = 0;
+        if ((s = stream_next(&st, row, &tok, 1, &eof))) goto done;
+        if (eof) {
+            complete = 1;
+            break;
+        }
+        for (int h = 0; h < n; h++) {
+            const void *out = row[h];
+            const int64_t D = st.D[h];
+            if (dtype != CTERP_DTYPE_F32) {
+                uint16_t *hv = (uint16_t *)conv;
+                for (int64_t d = 0; d < D; d++)
+                    hv[d] = dtype == CTERP_DTYPE_F16 ? f32_to_f16(row[h][d]) : f32_to_bf16(row[h][d]);
+                out = conv;
+            }
+            if ((s = file_atomic_write(&o[h].wa, out, (size_t)D * dtype_size(dtype)))) goto done;
+            if ((s = file_atomic_write(&o[h].wt, &tok, 4))) goto done;
+        }
+        count++;
+        if (progress && count % 4096 == 0) progress(count, max_tokens, user);
+    }
+    int64_t windows = st.windows;
+    if (!complete && count > 0) { // max_tokens reached: was that exactly the whole dataset?
+        int eof = 0;
+        if ((s = stream_next(&st, row, NULL, 1, &eof))) goto done;
+        complete = eof;
+    }
+    if (count == 0) {
+        s = cterp_error(CTERP_EFORMAT, "%s: no activations: no complete window of %d tokens", dataset,
+                        c->windows.context_size);
+        goto done;
+    }
+    for (int h = 0; h < n; h++) {
+        cache_out *q = &o[h];
+        q->in.count = count, q->in.windows = windows, q->in.complete_epoch = complete;
+        encode_header(hdr, &q->in);
+        FILE *f = q->wa.fp;
+        if (fseek(f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, f) != CACHE_HEADER) {
+            s = cterp_error(CTERP_EIO, "%s: cannot write the header", q->pa);
+            goto done;
+        }
+        if ((s = file_atomic_commit(&q->wt))) goto done;
+        q->ot = 0;
+        file_test_point("cache-tokens"); // tokens.bin in place, activations.bin not yet
+        s = file_atomic_commit(&q->wa);
+        q->oa = 0;
+        if (s) goto done;
+        if (info) info[h] = q->in;
+    }
+    if (progress) progress(count, max_tokens, user);
+done:
+    for (int h = 0; h < n; h++) cache_out_close(&o[h]);
+    stream_close(&st);
+    free(o), free(row), free(hdr), free(conv);
+    return s;
+}
+
 cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const char *hook,
                                    const char *dataset, const cterp_store_config *c,
                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
                                    cterp_cache_progress_fn progress, void *user,
                                    cterp_cache_info *info) {
-    cterp_store_config cd;
-    if (!c) cterp_store_config_default(&cd), c = &cd;
-    if (max_tokens < 1) return cterp_error(CTERP_EINVAL, "tokens: expected >= 1, got %lld", (long long)max_tokens);
-    if (dtype > CTERP_DTYPE_BF16) return cterp_error(CTERP_EINVAL, "dtype: expected f32, f16 or bf16");
-    cterp_status s = file_mkdirs(out_dir);
-    if (s) return s;
-    int lock;
-    if ((s = file_lock_dir(out_dir, "cache writer", &lock))) return s;
-    char *pa = file_join(out_dir, "activations.bin"), *pt = file_join(out_dir, "tokens.bin");
-    if (!pa || !pt) {
-        free(pa), free(pt), file_unlock_dir(lock);
-        return cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    return cache_write(m, model_name, &hook, 1, dataset, c, max_tokens, dtype, &out_dir, progress,
+                       user, info);
+}
+
+cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name, const char *const *hooks,
+                                         int n_hooks, const char *dataset, const cterp_store_config *c,
+                                         int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                         cterp_cache_progress_fn progress, void *user,
+                                         cterp_cache_info *info) {
+    if (n_hooks < 1 || n_hooks > 4096)
+        return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n_hooks);
+    char **dirs = calloc((size_t)n_hooks, sizeof *dirs);
+    cterp_status s = dirs ? CTERP_OK : cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    for (int h = 0; !s && h < n_hooks; h++) {
+        if (!hooks[h] || !*hooks[h] || strchr(hooks[h], '/') || hooks[h][0] == '.')
+            s = cterp_error(CTERP_EINVAL, "hooks: '%s' cannot name a directory", hooks[h] ? hooks[h] : "(null)");
+        else if (!(dirs[h] = file_join(out_dir, hooks[h])))
+            s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
     }
-    act_stream st;
-    if ((s = clear_cache_dir(out_dir, pa)) || (s = stream_open(&st, m, hook, dataset, c))) {
-        free(pa), free(pt), file_unlock_dir(lock);
-        return s;
-    }
-    uint8_t *hdr = calloc(1, CACHE_HEADER), *conv = malloc((size_t)st.D * 4);
-    file_atomic wa = {0}, wt = {0};
-    int oa = 0, ot = 0;
-    if (!hdr || !conv) {
-        s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-        goto done;
-    }
-    if ((s = file_atomic_open(&wa, pa))) goto done;
-    oa = 1;
-    if ((s = file_atomic_open(&wt, pt))) goto done;
-    ot = 1;
-    if ((s = file_atomic_write(&wa, hdr, CACHE_HEADER))) goto done; // the real header comes last
-    cterp_cache_info in;
-    memset(&in, 0, sizeof in);
-    in.version = CACHE_VERSION, in.dtype = dtype, in.d_in = st.D;
-    in.context_size = c->windows.context_size, in.prepend_bos = c->windows.prepend_bos;
-    in.separator = c->windows.separator, in.concat = c->windows.concat;
-    in.exclude_special = c->windows.exclude_special;
-    snprintf(in.model, sizeof in.model, "%s", model_name ? model_name : "");
-    snprintf(in.hook, sizeof in.hook, "%s", hook);
-    snprintf(in.dataset, sizeof in.dataset, "%s", dataset);
-    while (in.count < max_tokens) {
-        const float *row;
-        int32_t tok;
-        int eof = 0;
-        if ((s = stream_next(&st, &row, &tok, 1, &eof))) goto done;
-        if (eof) {
-            in.complete_epoch = 1;
-            break;
-        }
-        const void *out = row;
-        if (dtype != CTERP_DTYPE_F32) {
-            uint16_t *h = (uint16_t *)conv;
-            for (int64_t d = 0; d < st.D; d++) h[d] = dtype == CTERP_DTYPE_F16 ? f32_to_f16(row[d]) : f32_to_bf16(row[d]);
-            out = conv;
-        }
-        if ((s = file_atomic_write(&wa, out, (size_t)st.D * dtype_size(dtype)))) goto done;
-        if ((s = file_atomic_write(&wt, &tok, 4))) goto done;
-        in.count++;
-        if (progress && in.count % 4096 == 0) progress(in.count, max_tokens, user);
-    }
-    int64_t windows = st.windows;
-    if (!in.complete_epoch && in.count > 0) { // max_tokens reached: was that exactly the whole dataset?
-        const float *row;
-        int eof = 0;
-        if ((s = stream_next(&st, &row, NULL, 1, &eof))) goto done;
-        in.complete_epoch = eof;
-    }
-    if (in.count == 0) {
-        s = cterp_error(CTERP_EFORMAT, "%s: no activations: no complete window of %d tokens", dataset,
-                        c->windows.context_size);
-        goto done;
-    }
-    in.windows = windows;
-    encode_header(hdr, &in);
-    FILE *f = wa.fp;
-    if (fseek(f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, f) != CACHE_HEADER) {
-        s = cterp_error(CTERP_EIO, "%s: cannot write the header", pa);
-        goto done;
-    }
-    if ((s = file_atomic_commit(&wt))) goto done;
-    ot = 0;
-    file_test_point("cache-tokens"); // tokens.bin in place, activations.bin not yet
-    s = file_atomic_commit(&wa);
-    oa = 0;
-    if (!s && progress) progress(in.count, max_tokens, user);
-    if (!s && info) *info = in;
-done:
-    if (oa) file_atomic_abort(&wa);
-    if (ot) file_atomic_abort(&wt);
-    stream_close(&st);
-    free(pa), free(pt), free(hdr), free(conv);
-    file_unlock_dir(lock);
+    if (!s)
+        s = cache_write(m, model_name, hooks, n_hooks, dataset, c, max_tokens, dtype,
+                        (const char *const *)dirs, progress, user, info);
+    for (int h = 0; dirs && h < n_hooks; h++) free(dirs[h]);
+    free(dirs);
     return s;
 }
 

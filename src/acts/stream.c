@@ -38,38 +38,38 @@ cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_
     return CTERP_OK;
 }
 
-// Captures the hook's activations of the unmasked positions.
+// Captures one hook's activations of the unmasked positions.
 typedef struct {
     act_stream *s;
-    int B;
+    int B, h;
 } capture;
 
 static cterp_status capture_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
     capture *c = user;
     act_stream *s = c->s;
+    const int64_t D = s->D[c->h];
     int64_t w = 1;
     for (int i = 2; i < ndim; i++) w *= shape[i];
-    if (ndim < 3 || shape[0] != c->B || shape[1] != s->T || w != s->D)
+    if (ndim < 3 || shape[0] != c->B || shape[1] != s->T || w != D)
         return cterp_error(CTERP_EINVAL, "hook %s: unexpected activation shape (expected [%d, %d, %lld])",
-                           name, c->B, s->T, (long long)s->D);
+                           name, c->B, s->T, (long long)D);
     int64_t n = 0;
+    float *rows = s->rows[c->h];
     for (int64_t p = 0; p < (int64_t)c->B * s->T; p++) {
         if (s->mask[p]) continue;
-        memcpy(s->rows + n * s->D, act + p * s->D, (size_t)s->D * sizeof(float));
-        s->row_tok[n++] = s->tok[p];
+        memcpy(rows + n * D, act + p * D, (size_t)D * sizeof(float));
+        s->row_tok[n++] = s->tok[p]; // the same positions for every hook
     }
     s->n_rows = n;
     return CTERP_OK;
 }
-
-// Row width of a hook: one forward of a single token (works for [B,T,D] and [B,T,H,hd]).
-static cterp_status probe_width(cterp_model *m, const char *hook, int64_t *D);
 
 typedef struct {
     int64_t D;
 } probe;
 
 static cterp_status probe_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+    (void)act;
     probe *p = user;
     if (ndim < 3 || !strcmp(name + (strlen(name) > 12 ? strlen(name) - 12 : 0), "hook_pattern"))
         return cterp_error(CTERP_EINVAL, "hook %s: attention patterns are not activations an SAE can "
@@ -79,31 +79,63 @@ static cterp_status probe_hook(const char *name, float *act, const int64_t *shap
     return CTERP_OK;
 }
 
-static cterp_status probe_width(cterp_model *m, const char *hook, int64_t *D) {
-    probe p = {0};
-    cterp_hook h = {hook, probe_hook, &p};
-    cterp_forward_opts o = {&h, 1, 0, NULL, 0};
-    int32_t tok = 0;
-    const cterp_tokenizer *tk = cterp_model_tokenizer(m);
-    if (tk && cterp_tokenizer_bos(tk) >= 0) tok = cterp_tokenizer_bos(tk);
-    cterp_status s = cterp_model_forward(m, &tok, 1, 1, &o);
-    *D = p.D;
-    return s;
+// Row width of each hook: one forward of a single token (works for [B,T,D] and [B,T,H,hd]).
+static cterp_status probe_widths(act_stream *s) {
+    probe *p = calloc((size_t)s->n_hooks, sizeof *p);
+    cterp_hook *h = calloc((size_t)s->n_hooks, sizeof *h);
+    cterp_status st = CTERP_OK;
+    if (!p || !h) st = cterp_error(CTERP_ENOMEM, "activation store: out of memory");
+    for (int i = 0; !st && i < s->n_hooks; i++) h[i] = (cterp_hook){s->hook[i], probe_hook, &p[i]};
+    if (!st) {
+        cterp_forward_opts o = {h, s->n_hooks, 0, NULL, 0};
+        int32_t tok = 0;
+        const cterp_tokenizer *tk = cterp_model_tokenizer(s->m);
+        if (tk && cterp_tokenizer_bos(tk) >= 0) tok = cterp_tokenizer_bos(tk);
+        st = cterp_model_forward(s->m, &tok, 1, 1, &o);
+    }
+    for (int i = 0; !st && i < s->n_hooks; i++) s->D[i] = p[i].D;
+    free(p), free(h);
+    return st;
 }
 
-cterp_status stream_open(act_stream *s, cterp_model *m, const char *hook, const char *dataset,
-                         const cterp_store_config *c) {
+cterp_status stream_open(act_stream *s, cterp_model *m, const char *const *hooks, int n_hooks,
+                         const char *dataset, const cterp_store_config *c) {
     memset(s, 0, sizeof *s);
-    if (strlen(hook) >= sizeof s->hook) return cterp_error(CTERP_EINVAL, "hook name too long: %s", hook);
+    if (n_hooks < 1 || n_hooks > 4096)
+        return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n_hooks);
+    for (int i = 0; i < n_hooks; i++) {
+        if (!hooks[i] || strlen(hooks[i]) >= sizeof s->hook[0])
+            return cterp_error(CTERP_EINVAL, "hook name too long: %s", hooks[i] ? hooks[i] : "(null)");
+        for (int j = 0; j < i; j++)
+            if (!strcmp(hooks[i], hooks[j]))
+                return cterp_error(CTERP_EINVAL, "hooks: %s is given twice (hooks %d and %d)", hooks[i], j, i);
+    }
     if (c->model_batch < 1 || c->model_batch > 4096)
         return cterp_error(CTERP_EINVAL, "model_batch: expected 1..4096, got %d", c->model_batch);
-    int layer, dim;
-    cterp_status st = cterp_model_hook_info(m, hook, &layer, &dim);
-    if (st) return st;
-    if ((st = probe_width(m, hook, &s->D))) return st;
-    strcpy(s->hook, hook);
-    s->m = m, s->mb = c->model_batch, s->T = c->windows.context_size;
-    if ((st = cterp_windows_open(&s->w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows))) return st;
+    for (int i = 0; i < n_hooks; i++) {
+        int layer, dim;
+        cterp_status st = cterp_model_hook_info(m, hooks[i], &layer, &dim);
+        if (st) return st;
+    }
+    s->n_hooks = n_hooks, s->m = m;
+    s->hook = calloc((size_t)n_hooks, sizeof *s->hook);
+    s->D = calloc((size_t)n_hooks, sizeof *s->D);
+    s->rows = calloc((size_t)n_hooks, sizeof *s->rows);
+    if (!s->hook || !s->D || !s->rows) {
+        stream_close(s);
+        return cterp_error(CTERP_ENOMEM, "activation store: out of memory");
+    }
+    for (int i = 0; i < n_hooks; i++) strcpy(s->hook[i], hooks[i]);
+    cterp_status st = probe_widths(s);
+    if (st) {
+        stream_close(s);
+        return st;
+    }
+    s->mb = c->model_batch, s->T = c->windows.context_size;
+    if ((st = cterp_windows_open(&s->w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows))) {
+        stream_close(s);
+        return st;
+    }
     const cterp_model_config *mc = cterp_model_config_of(m);
     if (s->T > mc->n_ctx) {
         stream_close(s);
@@ -113,25 +145,27 @@ cterp_status stream_open(act_stream *s, cterp_model *m, const char *hook, const 
     size_t P = (size_t)s->mb * (size_t)s->T;
     s->tok = malloc(P * sizeof *s->tok);
     s->mask = malloc(P);
-    s->rows = malloc(P * (size_t)s->D * sizeof(float));
     s->row_tok = malloc(P * sizeof *s->row_tok);
-    if (!s->tok || !s->mask || !s->rows || !s->row_tok) {
+    int ok = s->tok && s->mask && s->row_tok;
+    for (int i = 0; ok && i < n_hooks; i++) ok = (s->rows[i] = malloc(P * (size_t)s->D[i] * sizeof(float))) != NULL;
+    if (!ok) {
         stream_close(s);
-        return cterp_error(CTERP_ENOMEM, "activation store: out of memory (%zu positions x %lld)", P,
-                           (long long)s->D);
+        return cterp_error(CTERP_ENOMEM, "activation store: out of memory (%zu positions x %d hooks)", P, n_hooks);
     }
     return CTERP_OK;
 }
 
 void stream_close(act_stream *s) {
     cterp_windows_close(s->w);
-    free(s->tok), free(s->mask), free(s->rows), free(s->row_tok);
+    for (int i = 0; s->rows && i < s->n_hooks; i++) free(s->rows[i]);
+    free(s->hook), free(s->D), free(s->rows);
+    free(s->tok), free(s->mask), free(s->row_tok);
     memset(s, 0, sizeof *s);
 }
 
 cterp_status stream_rewind(act_stream *s) {
     s->n_rows = s->next_row = 0;
-    s->produced = s->windows = s->epochs = 0;
+    s->produced = s->windows = s->epochs = s->forwards = 0;
     s->at_eof = 0;
     return cterp_windows_rewind(s->w);
 }
@@ -152,11 +186,19 @@ static cterp_status forward_batch(act_stream *s, int *eof) {
         *eof = 1;
         return CTERP_OK;
     }
-    capture c = {s, B};
-    cterp_hook h = {s->hook, capture_hook, &c};
-    cterp_forward_opts o = {&h, 1, 0, NULL, 0}; // no logits: stops after the hook's layer
+    capture *c = malloc((size_t)s->n_hooks * sizeof *c);
+    cterp_hook *h = malloc((size_t)s->n_hooks * sizeof *h);
+    if (!c || !h) {
+        free(c), free(h);
+        return cterp_error(CTERP_ENOMEM, "activation store: out of memory");
+    }
+    for (int i = 0; i < s->n_hooks; i++) c[i] = (capture){s, B, i}, h[i] = (cterp_hook){s->hook[i], capture_hook, &c[i]};
+    // no logits: the forward stops after the last hook's layer; one forward feeds every hook
+    cterp_forward_opts o = {h, s->n_hooks, 0, NULL, 0};
     cterp_status st = cterp_model_forward(s->m, s->tok, B, s->T, &o);
+    free(c), free(h);
     if (st) return st;
+    s->forwards++;
     s->next_row = 0;
     s->windows += B;
     return CTERP_OK;
@@ -185,7 +227,7 @@ cterp_status stream_next(act_stream *s, const float **row, int32_t *tok, int sto
         s->at_eof = 0;
         if ((st = cterp_windows_rewind(s->w))) return st;
     }
-    *row = s->rows + s->next_row * s->D;
+    for (int i = 0; i < s->n_hooks; i++) row[i] = s->rows[i] + s->next_row * s->D[i];
     if (tok) *tok = s->row_tok[s->next_row];
     s->next_row++;
     s->produced++;

@@ -157,6 +157,51 @@ static void example(FILE *o, const cterp_features *f, const cterp_feature_exampl
     fprintf(o, " <small>(w%lld:%d)</small></div>\n", (long long)e->window, e->pos);
 }
 
+// Co-firing (Jaccard over firing positions) and decoder-cosine neighbours, with links.
+static void correlated(FILE *o, const cterp_features *f, const cterp_feature *ft) {
+    if (f->cfg.n_neighbours <= 0) return;
+    fputs("<h2 id=\"corr\">Correlated latents</h2><div class=\"cols\">", o);
+    fputs("<table><tr><th class=\"l\">co-firing<th>Jaccard</tr>", o);
+    for (int k = 0; k < ft->n_cofire; k++)
+        fprintf(o, "<tr><td class=\"l\"><a href=\"%d.html\">%d</a><td>%.3f</tr>",
+                (int)ft->cofire_ids[k], (int)ft->cofire_ids[k], (double)ft->cofire_jaccard[k]);
+    if (!f->cofire_done)
+        fputs("<tr><td class=\"l\" colspan=\"2\">not counted (d_sae above "
+              "cofire_max_latents)</tr>",
+              o);
+    else if (!ft->n_cofire)
+        fputs("<tr><td class=\"l\" colspan=\"2\">fires with no other latent</tr>", o);
+    fputs("</table><table><tr><th class=\"l\">decoder neighbour<th>cosine</tr>", o);
+    for (int k = 0; k < ft->n_dec; k++)
+        fprintf(o, "<tr><td class=\"l\"><a href=\"%d.html\">%d</a><td>%+.3f</tr>",
+                (int)ft->dec_ids[k], (int)ft->dec_ids[k], (double)ft->dec_cos[k]);
+    fputs("</table></div>\n", o);
+}
+
+// Mean change of the next-token loss when the latent is ablated where it fires, and the
+// positions where it helps most.
+static void loss_effect(FILE *o, const cterp_features *f, const cterp_feature *ft) {
+    if (f->cfg.loss_windows <= 0) return;
+    fputs("<h2 id=\"loss\">Ablation effect on the next-token loss</h2>", o);
+    if (!ft->loss_n) {
+        fprintf(o, "<p>Did not fire in the %lld windows measured.</p>\n",
+                (long long)f->cfg.loss_windows);
+        return;
+    }
+    fprintf(o,
+            "<p>Ablated where it fires (x &minus; f&middot;W_dec, SAE error term kept): next-token "
+            "loss %+.4f nats on average over %lld positions of the first %lld windows.</p>\n",
+            ft->loss_mean, (long long)ft->loss_n, (long long)f->cfg.loss_windows);
+    fputs("<table><tr><th class=\"l\">position<th class=\"l\">next token<th>&Delta; loss</tr>", o);
+    for (int k = 0; k < ft->n_loss; k++) {
+        const cterp_feature_loss *l = &ft->loss_top[k];
+        fprintf(o, "<tr><td class=\"l\">w%lld:%d<td class=\"l\"><i>", (long long)l->window, l->pos);
+        esc_token(o, f, l->next);
+        fprintf(o, "</i><td class=\"%s\">%+.4f</tr>", l->dloss > 0 ? "n" : "p", (double)l->dloss);
+    }
+    fputs("</table>\n", o);
+}
+
 static cterp_status feature_page(const cterp_features *f, int64_t i, const char *path) {
     page_file w;
     cterp_status s = page_open(&w, path);
@@ -210,6 +255,8 @@ static cterp_status feature_page(const cterp_features *f, int64_t i, const char 
     } else if (ft->fired) {
         fputs("</div>\n", o);
     }
+    correlated(o, f, ft);
+    loss_effect(o, f, ft);
     if (ft->n_top) {
         fprintf(o, "<h2>Top activations</h2><div id=\"top\">\n");
         for (int k = 0; k < ft->n_top; k++) example(o, f, &ft->top[k], ft->max_act);
@@ -236,7 +283,7 @@ static const char *SORT_JS =
     "  var r=(isNaN(p)||isNaN(q))?x.localeCompare(y):p-q;return desc?-r:r;});\n"
     " rows.forEach(function(r){tb.appendChild(r);});document.body.dataset.sorted=c+(desc?'d':'a');}"
     "\n"
-    "var cols={latent:0,freq:1,mean:2,max:3};\n"
+    "var cols={latent:0,freq:1,mean:2,max:3,loss:6};\n"
     "document.querySelectorAll('#lat "
     "th').forEach(function(th,c){th.addEventListener('click',function(){\n"
     " var d=document.body.dataset.sorted!==c+'d';sortBy(c,d);});});\n"
@@ -280,13 +327,20 @@ static cterp_status index_page(const cterp_features *f, const char *path,
     fprintf(o, "<tr><th>latents<td class=\"l\">%lld: %lld dead, %lld dense (&gt; 10%%)</table>\n",
             (long long)f->d_sae, (long long)dead, (long long)dense);
     if (training) fputs("<p><a href=\"training.html\">training report</a></p>\n", o);
+    if (f->view_n > 0)
+        fputs("<p><a href=\"tokens.html\">which latents fire here</a>: the corpus token by "
+              "token</p>\n",
+              o);
     fputs("<h2>Latent frequencies (log10, alive latents)</h2>", o);
     svg_bars(o, dens, 10, -10, 0, "log10 frequency", 0, "#5b8def", NAN);
     fputs("<h2>Latents</h2><p>Click a column to sort.</p>\n<table "
           "id=\"lat\"><thead><tr><th>latent<th>frequency"
           "<th>mean act<th>max act<th class=\"l\">top token<th class=\"l\">top "
-          "logits</tr></thead><tbody>\n",
+          "logits",
           o);
+    const int loss = f->cfg.loss_windows > 0;
+    if (loss) fputs("<th title=\"mean next-token loss change when ablated\">&Delta; loss", o);
+    fputs("</tr></thead><tbody>\n", o);
     for (int64_t i = 0; i < f->d_sae; i++) {
         const cterp_feature *ft = &f->f[i];
         fprintf(
@@ -301,10 +355,67 @@ static cterp_status index_page(const cterp_features *f, const char *path,
         for (int k = 0; k < ft->n_logits && k < 3; k++) {
             fputs(k ? " <i>" : "<i>", o), esc_token(o, f, ft->logit_top_ids[k]), fputs("</i>", o);
         }
+        if (loss && ft->loss_n) fprintf(o, "<td>%+.3g", ft->loss_mean);
+        if (loss && !ft->loss_n) fputs("<td>", o);
         fputc('\n', o);
     }
     fputs("</tbody></table>\n", o);
     fputs(SORT_JS, o);
+    fputs("</body></html>\n", o);
+    return page_close(&w);
+}
+
+// tokens.html: the first windows of the corpus, every token with the latents that fire on it
+// (strongest first, linked to their pages): a token's shade is its strongest latent's activation
+// relative to that latent's max.
+static cterp_status tokens_page(const cterp_features *f, const char *path) {
+    page_file w;
+    cterp_status s = page_open(&w, path);
+    if (s) return s;
+    FILE *o = w.f;
+    const int64_t T = f->context_size, K = CTERP_FEAT_VIEW_K;
+    page_start(o, "Which latents fire here");
+    fputs("<nav><a href=\"index.html\">index</a></nav><h1>Which latents fire here</h1>\n", o);
+    fprintf(o, "<p>The first %d windows of ", f->view_n);
+    esc(o, f->dataset);
+    fputs(": hover a token for its latents; the table lists up to 5 per token, strongest first. "
+          "Special positions (BOS, separators) are left out, as in the statistics.</p>\n",
+          o);
+    for (int v = 0; v < f->view_n; v++) {
+        fprintf(o, "<h2 id=\"w%lld\">Window %lld</h2><div class=\"ex\">",
+                (long long)f->view_window[v], (long long)f->view_window[v]);
+        for (int64_t t = 0; t < T; t++) {
+            const int32_t *id = f->view_ids + (v * T + t) * K;
+            const float *av = f->view_acts + (v * T + t) * K;
+            int lvl = 0;
+            if (id[0] >= 0 && id[0] < f->d_sae && f->f[id[0]].max_act > 0) {
+                lvl = (int)ceilf(av[0] / f->f[id[0]].max_act * 10);
+                lvl = lvl > 10 ? 10 : lvl < 1 ? 1 : lvl;
+            }
+            fprintf(o, "<i class=\"tv%s%.0d\" title=\"%lld:", lvl ? " h" : "", lvl, (long long)t);
+            for (int64_t k = 0; k < K && id[k] >= 0; k++)
+                fprintf(o, " %d (%.3g)", (int)id[k], (double)av[k]);
+            fputs("\">", o);
+            esc_token(o, f, f->view_tokens[v * T + t]);
+            fputs("</i>", o);
+        }
+        fputs("</div>\n<table class=\"tvt\"><tr><th>pos<th class=\"l\">token<th "
+              "class=\"l\">latents (activation)</tr>\n",
+              o);
+        for (int64_t t = 0; t < T; t++) {
+            const int32_t *id = f->view_ids + (v * T + t) * K;
+            const float *av = f->view_acts + (v * T + t) * K;
+            fprintf(o, "<tr><td>%lld<td class=\"l\"><i>", (long long)t);
+            esc_token(o, f, f->view_tokens[v * T + t]);
+            fputs("</i><td class=\"l\">", o);
+            if (f->view_mask[v * T + t]) fputs("special", o);
+            for (int64_t k = 0; k < K && id[k] >= 0; k++)
+                fprintf(o, "%s<a href=\"f/%d.html\">%d</a> (%.3g)", k ? " " : "", (int)id[k],
+                        (int)id[k], (double)av[k]);
+            fputs("</tr>\n", o);
+        }
+        fputs("</table>\n", o);
+    }
     fputs("</body></html>\n", o);
     return page_close(&w);
 }
@@ -326,6 +437,11 @@ cterp_status cterp_dashboard_write(const cterp_features *f, const char *out_dir,
         free(p);
         if (!s && o && o->progress && ((i + 1) % 256 == 0 || i + 1 == f->d_sae))
             o->progress("dashboard", i + 1, f->d_sae, "latent pages", time_now() - t0, o->progress_user);
+    }
+    if (!s && f->view_n > 0) {
+        char *vp = file_join(out_dir, "tokens.html");
+        s = vp ? tokens_page(f, vp) : cterp_error(CTERP_ENOMEM, "dashboard: out of memory");
+        free(vp);
     }
     if (!s) s = index_page(f, ip, o, training);
     free(fd), free(ip), free(tp);

@@ -3,10 +3,13 @@
 // is replaced by the reconstruction (CE loss and KL against the clean run, scored against
 // zero ablation), as SAELens's run_evals defines them (reference/saelens.md section 3).
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cterp/analysis.h"
+#include "cterp/features.h"
 
 #include "core/file.h"
 
@@ -27,8 +30,11 @@ typedef struct {
     float *f, *xhat; // (B*T, N), (B*T, D)
     // accumulators (f64, summed in row order)
     double sse, sum_x2, l0, l1, l2_ratio, cossim;
+    double norm_in, norm_out, xhat2, x_xhat;
     double *sum_x;     // (D)
     int64_t *fired;    // (N) tokens with f_i > 0
+    int64_t *wfired;   // (N) windows where f_i > 0 somewhere, or NULL
+    uint8_t *seen;     // (N) scratch for wfired
     int64_t n;
 } splice;
 
@@ -58,12 +64,21 @@ static cterp_status splice_hook(const char *name, float *act, const int64_t *sha
             s->sum_x[d] += x[d];
         }
         s->sse += e, s->sum_x2 += xx;
+        s->norm_in += sqrt(xx), s->norm_out += sqrt(yy), s->xhat2 += yy, s->x_xhat += xy;
         s->l2_ratio += sqrt(xx) < 1e-4 ? 1.0 : sqrt(yy) / sqrt(xx);
         s->cossim += xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : 0.0;
         for (int64_t i = 0; i < N; i++)
             if (f[i] > 0) s->l0 += 1, s->l1 += f[i], s->fired[i]++;
         s->n++;
         memcpy(act + r * D, y, (size_t)D * sizeof(float));
+    }
+    const int64_t T = shape[1];
+    for (int64_t b = 0; s->wfired && b < shape[0]; b++) { // windows where each latent fired
+        memset(s->seen, 0, (size_t)N);
+        for (int64_t r = b * T; r < (b + 1) * T; r++)
+            if (!s->mask[r])
+                for (int64_t i = 0; i < N; i++) s->seen[i] |= s->f[r * N + i] > 0;
+        for (int64_t i = 0; i < N; i++) s->wfired[i] += s->seen[i];
     }
     return CTERP_OK;
 }
@@ -117,7 +132,8 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     const int64_t Bm = c->batch, P = Bm * T;
     cterp_windows *w = NULL;
     if ((st = cterp_windows_open(&w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows))) return st;
-    splice sp = {sae, NULL, 0, D, N, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
+    splice sp = {0};
+    sp.sae = sae, sp.D = D, sp.N = N;
     int32_t *tok = malloc((size_t)P * sizeof *tok);
     uint8_t *mask = malloc((size_t)P);
     float *lp = malloc((size_t)(P * V) * sizeof(float)), *lg = malloc((size_t)(P * V) * sizeof(float));
@@ -127,8 +143,13 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     sp.sum_x = calloc((size_t)D, sizeof(double));
     sp.fired = calloc((size_t)N, sizeof(int64_t));
     sp.mask = mask;
+    if (c->windows_fired) {
+        sp.wfired = c->windows_fired, sp.seen = malloc((size_t)N);
+        memset(sp.wfired, 0, (size_t)N * sizeof(int64_t));
+    }
     double ce0 = 0, ce_sae = 0, ce_abl = 0, kl_sae = 0, kl_abl = 0;
-    if (!tok || !mask || !lp || !lg || !ce || !kl || !sp.f || !sp.xhat || !sp.sum_x || !sp.fired) {
+    if (!tok || !mask || !lp || !lg || !ce || !kl || !sp.f || !sp.xhat || !sp.sum_x || !sp.fired ||
+        (c->windows_fired && !sp.seen)) {
         st = cterp_error(CTERP_ENOMEM, "eval: out of memory (batch %lld x %lld positions, vocab %lld, d_sae %lld)",
                          (long long)Bm, (long long)T, (long long)V, (long long)N);
         goto done;
@@ -180,6 +201,9 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     r->mse = sp.sse / n;
     r->l0 = sp.l0 / n, r->l1 = sp.l1 / n;
     r->l2_ratio = sp.l2_ratio / n, r->cossim = sp.cossim / n;
+    r->l2_norm_in = sp.norm_in / n, r->l2_norm_out = sp.norm_out / n;
+    r->relative_reconstruction_bias = sp.x_xhat != 0 ? sp.xhat2 / sp.x_xhat : NAN;
+    if (c->fired) memcpy(c->fired, sp.fired, (size_t)N * sizeof(int64_t));
     r->ce_loss_without_sae = ce0 / nc, r->ce_loss_with_sae = ce_sae / nc, r->ce_loss_with_ablation = ce_abl / nc;
     double den = r->ce_loss_with_ablation - r->ce_loss_without_sae;
     r->ce_loss_score = den != 0 ? (r->ce_loss_with_ablation - r->ce_loss_with_sae) / den : NAN;
@@ -201,7 +225,7 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
 done:
     cterp_windows_close(w);
     free(tok), free(mask), free(lp), free(lg), free(ce), free(kl);
-    free(sp.f), free(sp.xhat), free(sp.sum_x), free(sp.fired);
+    free(sp.f), free(sp.xhat), free(sp.sum_x), free(sp.fired), free(sp.seen);
     return st;
 }
 
@@ -248,4 +272,190 @@ void cterp_eval_print(const cterp_eval_result *r, FILE *f, int json) {
     for (int i = 0; i < CTERP_EVAL_HIST_BINS; i++)
         fprintf(f, json ? "%s%lld" : "%s%lld", json ? (i ? ", " : "") : " ", (long long)r->density_hist[i]);
     fprintf(f, json ? "]}\n" : "\n");
+}
+
+// ---- SAEBench core output ------------------------------------------------------------------
+
+static void sb_str(FILE *o, const char *s) {
+    fputc('"', o);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fputc('\\', o), fputc(*p, o);
+        else if (*p < 0x20)
+            fprintf(o, "\\u%04x", *p);
+        else
+            fputc(*p, o);
+    }
+    fputc('"', o);
+}
+
+// A number; NaN and infinities as -1, as SAEBench's replace_nans_with_negative_one writes NaN.
+static void sb_num(FILE *o, const char *key, double v, int last) {
+    fprintf(o, "\"%s\": ", key);
+    if (isfinite(v))
+        fprintf(o, "%.17g", v);
+    else
+        fputs("-1", o);
+    fputs(last ? "" : ", ", o);
+}
+
+// A random version-4 UUID (SAEBench's eval_id), from /dev/urandom or, failing that, the clock.
+static void sb_uuid(char out[37]) {
+    unsigned char b[16];
+    FILE *u = fopen("/dev/urandom", "rb");
+    size_t got = u ? fread(b, 1, 16, u) : 0;
+    if (u) fclose(u);
+    if (got != 16) {
+        uint64_t z = (uint64_t)(time_now() * 1e9);
+        for (int k = 0; k < 16; k++) {
+            z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+            b[k] = (unsigned char)(z >> 56);
+        }
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40), b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    int n = 0;
+    for (int k = 0; k < 16; k++) {
+        n += snprintf(out + n, (size_t)(37 - n), "%02x", b[k]);
+        if (k == 3 || k == 5 || k == 7 || k == 9) out[n++] = '-';
+    }
+    out[36] = 0;
+}
+
+cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
+                                       const cterp_eval_config *c, const cterp_eval_result *r,
+                                       const int64_t *fired, const int64_t *windows_fired,
+                                       const char *model_name, const char *dataset) {
+    const int64_t N = sae->d_sae, D = sae->d_in;
+    if (!fired || !windows_fired)
+        return cterp_error(CTERP_EINVAL,
+                           "saebench: the per-latent counts are missing (set fired and "
+                           "windows_fired in the eval config)");
+    if (r->d_sae != N || r->n_tokens < 1)
+        return cterp_error(CTERP_EINVAL,
+                           "saebench: the eval result is not of this SAE (d_sae %lld "
+                           "vs %lld) or has no tokens",
+                           (long long)r->d_sae, (long long)N);
+    // max cosine of every encoder and decoder row with any other row (SAEBench's
+    // calculate_max_cosine_sim), through the neighbour search with k = 1
+    int32_t *ids = malloc((size_t)N * 2 * sizeof(int32_t));
+    float *mx = malloc((size_t)N * 2 * sizeof(float));
+    cterp_status st = ids && mx ? CTERP_OK : cterp_error(CTERP_ENOMEM, "saebench: out of memory");
+    if (!st && N > 1) st = cterp_decoder_neighbours(sae->W_enc, N, D, 1, ids, mx);
+    if (!st && N > 1) st = cterp_decoder_neighbours(sae->W_dec, N, D, 1, ids + N, mx + N);
+    if (!st && N == 1) mx[0] = mx[1] = NAN;
+    file_atomic w;
+    if (!st) st = file_atomic_open(&w, path);
+    if (st) {
+        free(ids), free(mx);
+        return st;
+    }
+    FILE *o = w.fp;
+    const double n = (double)r->n_tokens;
+    double dens_sum = 0, dens1 = 0, dens10 = 0, over1 = 0, over10 = 0, alive = 0, enc_avg = 0,
+           dec_avg = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double d = (double)fired[i] / n;
+        dens_sum += d, alive += fired[i] > 0;
+        if (d > 0.01) over1 += 1, dens1 += d;
+        if (d > 0.1) over10 += 1, dens10 += d;
+        enc_avg += mx[i], dec_avg += mx[N + i];
+    }
+    char uuid[37];
+    sb_uuid(uuid);
+    const int64_t nb = (r->n_windows + c->batch - 1) / c->batch;
+    fputs("{\n\"eval_type_id\": \"core\",\n\"eval_config\": {\"model_name\": ", o);
+    sb_str(o, model_name ? model_name : "");
+    fprintf(o,
+            ", \"llm_dtype\": \"float32\", \"batch_size_prompts\": %d, "
+            "\"n_eval_reconstruction_batches\": %lld, \"n_eval_sparsity_variance_batches\": %lld, "
+            "\"dataset\": ",
+            c->batch, (long long)nb, (long long)nb);
+    sb_str(o, dataset ? dataset : "");
+    fprintf(o,
+            ", \"context_size\": %d, \"compute_kl\": true, \"compute_ce_loss\": true, "
+            "\"compute_l2_norms\": true, \"compute_sparsity_metrics\": true, "
+            "\"compute_variance_metrics\": true, \"compute_featurewise_density_statistics\": "
+            "true, \"compute_featurewise_weight_based_metrics\": true, "
+            "\"exclude_special_tokens_from_reconstruction\": true, \"verbose\": false},\n",
+            c->windows.context_size);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    fprintf(o, "\"eval_id\": \"%s\",\n\"datetime_epoch_millis\": %lld,\n", uuid,
+            (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    fputs("\"eval_result_metrics\": {\n\"model_behavior_preservation\": {", o);
+    sb_num(o, "kl_div_score", r->kl_div_score, 0);
+    sb_num(o, "kl_div_with_ablation", r->kl_div_with_ablation, 0);
+    sb_num(o, "kl_div_with_sae", r->kl_div_with_sae, 1);
+    fputs("},\n\"model_performance_preservation\": {", o);
+    sb_num(o, "ce_loss_score", r->ce_loss_score, 0);
+    sb_num(o, "ce_loss_with_ablation", r->ce_loss_with_ablation, 0);
+    sb_num(o, "ce_loss_with_sae", r->ce_loss_with_sae, 0);
+    sb_num(o, "ce_loss_without_sae", r->ce_loss_without_sae, 1);
+    fputs("},\n\"reconstruction_quality\": {", o);
+    sb_num(o, "explained_variance", r->explained_variance, 0);
+    sb_num(o, "mse", r->mse, 0);
+    sb_num(o, "cossim", r->cossim, 1);
+    fputs("},\n\"shrinkage\": {", o);
+    sb_num(o, "l2_norm_in", r->l2_norm_in, 0);
+    sb_num(o, "l2_norm_out", r->l2_norm_out, 0);
+    sb_num(o, "l2_ratio", r->l2_ratio, 0);
+    sb_num(o, "relative_reconstruction_bias", r->relative_reconstruction_bias, 1);
+    fputs("},\n\"sparsity\": {", o);
+    sb_num(o, "l0", r->l0, 0);
+    sb_num(o, "l1", r->l1, 1);
+    fprintf(o,
+            "},\n\"token_stats\": {\"total_tokens_eval_reconstruction\": %lld, "
+            "\"total_tokens_eval_sparsity_variance\": %lld},\n\"misc_metrics\": {",
+            (long long)r->n_ce_tokens, (long long)r->n_tokens);
+    sb_num(o, "freq_over_1_percent", over1 / (double)N, 0);
+    sb_num(o, "freq_over_10_percent", over10 / (double)N, 0);
+    sb_num(o, "normalized_freq_over_1_percent", dens_sum > 0 ? dens1 / dens_sum : 0, 0);
+    sb_num(o, "normalized_freq_over_10_percent", dens_sum > 0 ? dens10 / dens_sum : 0, 0);
+    sb_num(o, "average_max_encoder_cosine_sim", enc_avg / (double)N, 0);
+    sb_num(o, "average_max_decoder_cosine_sim", dec_avg / (double)N, 0);
+    sb_num(o, "frac_alive", alive / (double)N, 1);
+    fputs("}},\n\"eval_result_details\": [\n", o);
+    for (int64_t i = 0; i < N; i++) {
+        const float *we = sae->W_enc + i * D, *wd = sae->W_dec + i * D;
+        double ee = 0, dd = 0, ed = 0;
+        for (int64_t d = 0; d < D; d++)
+            ee += (double)we[d] * we[d], dd += (double)wd[d] * wd[d], ed += (double)we[d] * wd[d];
+        fprintf(o, "%s{\"index\": %lld, ", i ? ",\n" : "", (long long)i);
+        sb_num(o, "feature_density", (double)fired[i] / n, 0);
+        sb_num(o, "consistent_activation_heuristic",
+               windows_fired[i] ? (double)fired[i] / (double)windows_fired[i] : NAN, 0);
+        sb_num(o, "encoder_bias", sae->b_enc[i], 0);
+        sb_num(o, "encoder_norm", sqrt(ee), 0);
+        sb_num(o, "encoder_decoder_cosine_sim", ee > 0 && dd > 0 ? ed / sqrt(ee * dd) : NAN, 0);
+        sb_num(o, "max_decoder_cosine_sim", mx[N + i], 0);
+        sb_num(o, "max_encoder_cosine_sim", mx[i], 1);
+        fputc('}', o);
+    }
+    fputs("\n],\n\"sae_bench_commit_hash\": \"unknown\",\n\"sae_lens_id\": null,\n"
+          "\"sae_lens_release_id\": null,\n\"sae_lens_version\": null,\n\"sae_cfg_dict\": {",
+          o);
+    fprintf(o, "\"architecture\": \"%s\", \"d_in\": %lld, \"d_sae\": %lld, ",
+            cterp_arch_name(sae->arch), (long long)D, (long long)N);
+    if (sae->arch == CTERP_ARCH_TOPK) fprintf(o, "\"k\": %d, ", sae->k);
+    fputs("\"dtype\": \"float32\", \"hook_name\": ", o);
+    sb_str(o, c->hook ? c->hook : sae->meta.hook_name);
+    fputs(", \"model_name\": ", o);
+    sb_str(o, model_name ? model_name : sae->meta.model_name);
+    fprintf(o, ", \"context_size\": %d},\n\"eval_result_unstructured\": {\"cterp\": {",
+            c->windows.context_size);
+    fprintf(o,
+            "\"n_windows\": %lld, \"n_tokens\": %lld, \"n_ce_tokens\": %lld, \"dead_latents\": "
+            "%lld, \"dense_latents\": %lld, ",
+            (long long)r->n_windows, (long long)r->n_tokens, (long long)r->n_ce_tokens,
+            (long long)r->dead_latents, (long long)r->dense_latents);
+    fputs("\"density_histogram\": {\"bins\": [\"dead\", \"<1e-7\", \"[1e-7,1e-6)\", "
+          "\"[1e-6,1e-5)\", \"[1e-5,1e-4)\", \"[1e-4,1e-3)\", \"[1e-3,1e-2)\", \"[1e-2,1e-1)\", "
+          "\">=1e-1\"], \"counts\": [",
+          o);
+    for (int b = 0; b < CTERP_EVAL_HIST_BINS; b++)
+        fprintf(o, b ? ", %lld" : "%lld", (long long)r->density_hist[b]);
+    fputs("]}}}\n}\n", o);
+    free(ids), free(mx);
+    if (ferror(o)) w.failed = 1;
+    return file_atomic_commit(&w);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "analysis/features_impl.h"
+#include "core/blas.h"
 #include "core/file.h"
 
 void cterp_features_config_default(cterp_features_config *c) {
@@ -23,6 +24,11 @@ void cterp_features_config_default(cterp_features_config *c) {
     c->ctx_left = 5, c->ctx_right = 5;
     c->n_logits = 10;
     c->seed = 0;
+    c->n_neighbours = 5;
+    c->cofire_max_latents = 4096;
+    c->loss_windows = 0;
+    c->loss_top = 5;
+    c->view_windows = 4;
 }
 
 // ---- token display ------------------------------------------------------------------------
@@ -113,6 +119,10 @@ typedef struct {
     int *ntop;       // (N)
     top_ent *top;    // (N, topn) min-heap: the root is the weakest kept
     int bad;         // a non-finite activation was seen
+    uint32_t *co;    // (N, N) co-firing counts, or NULL (d_sae > cofire_max_latents)
+    int64_t *csr;    // (R + 1) row offsets of the active latents of the batch being added
+    int32_t *act;    // active latents of that batch
+    int64_t csr_cap, act_cap;
 } collector;
 
 static uint64_t mix64(uint64_t z) {
@@ -214,9 +224,11 @@ static void update(collector *c, int64_t i, float a, int64_t g) {
 static void collector_free(collector *c) {
     free(c->fired), free(c->sum), free(c->max), free(c->hi), free(c->hist), free(c->qcount);
     free(c->qn), free(c->q), free(c->ntop), free(c->top);
+    free(c->co), free(c->csr), free(c->act);
 }
 
-static cterp_status collector_init(collector *c, int64_t N, int topn, int K, uint64_t seed) {
+static cterp_status collector_init(collector *c, int64_t N, int topn, int K, uint64_t seed,
+                                   int cofire) {
     memset(c, 0, sizeof *c);
     c->N = N, c->topn = topn, c->K = K, c->seed = seed;
     c->fired = calloc((size_t)N, sizeof(int64_t));
@@ -229,6 +241,13 @@ static cterp_status collector_init(collector *c, int64_t N, int topn, int K, uin
     c->q = calloc((size_t)(N * NG * K), sizeof(q_ent));
     c->ntop = calloc((size_t)N, sizeof(int));
     c->top = calloc((size_t)(N * topn), sizeof(top_ent));
+    if (cofire && !(c->co = calloc((size_t)N * (size_t)N, sizeof(uint32_t)))) {
+        collector_free(c);
+        return cterp_error(CTERP_ENOMEM,
+                           "features: out of memory for the co-firing table (%lld x %lld; lower "
+                           "cofire_max_latents)",
+                           (long long)N, (long long)N);
+    }
     if (!c->fired || !c->sum || !c->max || !c->hi || !c->hist || !c->qcount || !c->qn || !c->q ||
         !c->ntop || !c->top) {
         collector_free(c);
@@ -294,17 +313,21 @@ void cterp_features_free(cterp_features *f) {
     if (!f) return;
     if (f->ex_mem)
         for (int64_t i = 0; i < f->d_sae; i++) free(((void **)f->ex_mem)[i]);
-    free(f->ex_mem), free(f->str_mem), free(f->mem);
+    free(f->ex_mem), free(f->str_mem), free(f->mem), free(f->view_mem);
     free(f);
 }
 
-// The struct, the feature array, logit arrays (n_logits per latent) and vocab pointers in one
-// block; per-latent example blocks in ex_mem.
-cterp_status features_alloc(cterp_features **out, int64_t N, int n_logits, int64_t V) {
+// The struct, the feature array, loss slots (8-byte aligned, first), logit and neighbour arrays
+// per latent and vocab pointers in one block; per-latent example blocks in ex_mem.
+cterp_status features_alloc(cterp_features **out, int64_t N, int n_logits, int n_neigh, int n_loss,
+                            int64_t V) {
     cterp_features *f = calloc(1, sizeof *f);
-    size_t nl = (size_t)N * (size_t)(n_logits > 0 ? n_logits : 0);
-    size_t bytes = (size_t)N * sizeof(cterp_feature) + nl * 2 * (sizeof(int32_t) + sizeof(float)) +
-                   (size_t)V * sizeof(char *);
+    n_logits = n_logits > 0 ? n_logits : 0, n_neigh = n_neigh > 0 ? n_neigh : 0;
+    n_loss = n_loss > 0 ? n_loss : 0;
+    size_t per = (size_t)n_logits * 2 * (sizeof(int32_t) + sizeof(float)) +
+                 (size_t)n_neigh * 2 * (sizeof(int32_t) + sizeof(float));
+    size_t bytes = (size_t)N * sizeof(cterp_feature) + (size_t)V * sizeof(char *) +
+                   (size_t)N * (size_t)n_loss * sizeof(cterp_feature_loss) + (size_t)N * per;
     if (f) f->mem = calloc(1, bytes), f->ex_mem = calloc((size_t)N, sizeof(void *));
     if (!f || !f->mem || !f->ex_mem) {
         if (f) free(f->mem), free(f->ex_mem), free(f);
@@ -314,15 +337,91 @@ cterp_status features_alloc(cterp_features **out, int64_t N, int n_logits, int64
     f->f = f->mem;
     char *p = (char *)(f->f + N);
     f->vocab = (char **)p, p += (size_t)V * sizeof(char *);
+    cterp_feature_loss *ls = (cterp_feature_loss *)p;
+    p += (size_t)N * (size_t)n_loss * sizeof(cterp_feature_loss);
     for (int64_t i = 0; i < N; i++) {
         cterp_feature *ft = &f->f[i];
         ft->n_logits = n_logits;
+        ft->loss_top = ls + i * n_loss;
         ft->logit_top_ids = (int32_t *)p, p += (size_t)n_logits * sizeof(int32_t);
         ft->logit_bot_ids = (int32_t *)p, p += (size_t)n_logits * sizeof(int32_t);
+        ft->cofire_ids = (int32_t *)p, p += (size_t)n_neigh * sizeof(int32_t);
+        ft->dec_ids = (int32_t *)p, p += (size_t)n_neigh * sizeof(int32_t);
         ft->logit_top = (float *)p, p += (size_t)n_logits * sizeof(float);
         ft->logit_bot = (float *)p, p += (size_t)n_logits * sizeof(float);
+        ft->cofire_jaccard = (float *)p, p += (size_t)n_neigh * sizeof(float);
+        ft->dec_cos = (float *)p, p += (size_t)n_neigh * sizeof(float);
     }
     *out = f;
+    return CTERP_OK;
+}
+
+cterp_status features_view_alloc(cterp_features *f, int n, int64_t T) {
+    const size_t nt = (size_t)n * (size_t)T, K = CTERP_FEAT_VIEW_K;
+    free(f->view_mem), f->view_mem = NULL, f->view_n = 0;
+    if (n <= 0) return CTERP_OK;
+    char *p = calloc(1, (size_t)n * sizeof(int64_t) + nt * (sizeof(int32_t) + 1) +
+                            nt * K * (sizeof(int32_t) + sizeof(float)));
+    if (!p) return cterp_error(CTERP_ENOMEM, "features: out of memory (token view)");
+    f->view_mem = p, f->view_n = n;
+    f->view_window = (int64_t *)p, p += (size_t)n * sizeof(int64_t);
+    f->view_ids = (int32_t *)p, p += nt * K * sizeof(int32_t);
+    f->view_acts = (float *)p, p += nt * K * sizeof(float);
+    f->view_tokens = (int32_t *)p, p += nt * sizeof(int32_t);
+    f->view_mask = (uint8_t *)p;
+    return CTERP_OK;
+}
+
+// Keeps the k largest of v[0..n) except `self` in ids/val, best first; ties: lower index.
+static int top_k_of(const float *v, int64_t n, int64_t self, int k, int32_t *ids, float *val,
+                    float min_excl) {
+    int m = 0;
+    if (k <= 0) return 0;
+    for (int64_t j = 0; j < n; j++) {
+        float x = v[j];
+        if (j == self || !(x > min_excl) || (m == k && !(x > val[m - 1]))) continue;
+        int q = m < k ? m++ : k - 1;
+        while (q > 0 && x > val[q - 1]) val[q] = val[q - 1], ids[q] = ids[q - 1], q--;
+        val[q] = x, ids[q] = (int32_t)j;
+    }
+    return m;
+}
+
+cterp_status cterp_decoder_neighbours(const float *W, int64_t N, int64_t D, int k, int32_t *ids,
+                                      float *cos) {
+    if (N < 2 || D < 1 || k < 1 || k >= N)
+        return cterp_error(CTERP_EINVAL,
+                           "decoder neighbours: need 1 <= k < N and D >= 1 (got k %d, N %lld, D "
+                           "%lld)",
+                           k, (long long)N, (long long)D);
+    const int64_t C = 256;
+    float *Wn = malloc((size_t)(N * D) * sizeof(float));
+    float *S = malloc((size_t)(C * N) * sizeof(float));
+    if (!Wn || !S) {
+        free(Wn), free(S);
+        return cterp_error(CTERP_ENOMEM, "decoder neighbours: out of memory (%lld x %lld)",
+                           (long long)N, (long long)D);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        double nn = 0;
+        for (int64_t d = 0; d < D; d++) nn += (double)W[i * D + d] * W[i * D + d];
+        float s = nn > 0 ? (float)(1.0 / sqrt(nn)) : 0.0f;
+        for (int64_t d = 0; d < D; d++) Wn[i * D + d] = W[i * D + d] * s;
+    }
+    for (int64_t i0 = 0; i0 < N; i0 += C) {
+        const int64_t n = N - i0 < C ? N - i0 : C;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)N, (int)D, 1.0f,
+                    Wn + i0 * D, (int)D, Wn, (int)D, 0.0f, S, (int)N);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < n; r++) {
+            int32_t *id = ids + (i0 + r) * k;
+            float *cv = cos + (i0 + r) * k;
+            int m = top_k_of(S + r * N, N, i0 + r, k, id, cv, -INFINITY);
+            for (; m < k; m++) id[m] = -1, cv[m] = 0; // only with NaN cosines
+        }
+    }
+    free(Wn), free(S);
     return CTERP_OK;
 }
 
@@ -428,6 +527,15 @@ struct cterp_feature_acc {
 };
 
 static cterp_status check_config(const cterp_features_config *c) {
+    if (c->n_neighbours < 0 || c->n_neighbours > 64 || c->cofire_max_latents < 0 ||
+        c->loss_windows < 0 || c->loss_top < 0 || c->loss_top > 64 || c->view_windows < 0 ||
+        c->view_windows > 4096)
+        return cterp_error(CTERP_EINVAL,
+                           "features: need 0 <= n_neighbours <= 64, cofire_max_latents >= 0, "
+                           "loss_windows >= 0, 0 <= loss_top <= 64, 0 <= view_windows <= 4096 "
+                           "(got %d, %lld, %lld, %d, %d)",
+                           c->n_neighbours, (long long)c->cofire_max_latents,
+                           (long long)c->loss_windows, c->loss_top, c->view_windows);
     if (c->batch < 1 || c->top_n < 1 || c->quantile_k < 1 || c->quantile_k > 32 ||
         c->ctx_left < 0 || c->ctx_right < 0 || c->n_logits < 0 || c->n_windows < 0 ||
         c->windows.context_size < 1)
@@ -451,7 +559,8 @@ cterp_status cterp_feature_acc_create(cterp_feature_acc **out, int64_t d_sae,
     if (d_sae < 1) return cterp_error(CTERP_EINVAL, "features: d_sae %lld < 1", (long long)d_sae);
     cterp_feature_acc *a = calloc(1, sizeof *a);
     if (!a) return cterp_error(CTERP_ENOMEM, "features: out of memory");
-    if ((s = collector_init(&a->col, d_sae, c->top_n, c->quantile_k, c->seed))) {
+    const int cofire = c->n_neighbours > 0 && d_sae > 1 && d_sae <= c->cofire_max_latents;
+    if ((s = collector_init(&a->col, d_sae, c->top_n, c->quantile_k, c->seed, cofire))) {
         free(a);
         return s;
     }
@@ -464,6 +573,49 @@ void cterp_feature_acc_free(cterp_feature_acc *a) {
     if (!a) return;
     collector_free(&a->col);
     free(a);
+}
+
+// Co-firing counts: the active latents of each row (CSR), then co[a][b]++ for every pair of
+// active latents of a row; each thread owns a range of rows a of the table.
+static cterp_status cofire_add(collector *col, const float *f, int64_t R, const uint8_t *mask) {
+    const int64_t N = col->N;
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < R; r++)
+        if (!mask || !mask[r])
+            for (int64_t i = 0; i < N; i++) nnz += f[r * N + i] > 0;
+    if (col->csr_cap < R + 1) {
+        free(col->csr), col->csr = malloc((size_t)(R + 1) * sizeof(int64_t));
+        col->csr_cap = col->csr ? R + 1 : 0;
+    }
+    if (col->act_cap < nnz) {
+        free(col->act), col->act = malloc((size_t)(nnz ? nnz : 1) * sizeof(int32_t));
+        col->act_cap = col->act ? nnz : 0;
+    }
+    if (!col->csr || !col->act)
+        return cterp_error(CTERP_ENOMEM, "features: out of memory (co-firing, %lld active)",
+                           (long long)nnz);
+    int64_t q = 0;
+    for (int64_t r = 0; r < R; r++) {
+        col->csr[r] = q;
+        if (!mask || !mask[r])
+            for (int64_t i = 0; i < N; i++)
+                if (f[r * N + i] > 0) col->act[q++] = (int32_t)i;
+    }
+    col->csr[R] = q;
+    const int64_t *csr = col->csr;
+    const int32_t *act = col->act;
+    uint32_t *co = col->co;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t a0 = 0; a0 < N; a0 += 64) {
+        const int64_t a1 = a0 + 64 < N ? a0 + 64 : N;
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t x = csr[r]; x < csr[r + 1]; x++) {
+                if (act[x] < a0 || act[x] >= a1) continue;
+                uint32_t *row = co + (int64_t)act[x] * N;
+                for (int64_t y = csr[r]; y < csr[r + 1]; y++) row[act[y]]++;
+            }
+    }
+    return CTERP_OK;
 }
 
 cterp_status cterp_feature_acc_add(cterp_feature_acc *a, const float *f, int64_t R, int64_t g0,
@@ -486,6 +638,10 @@ cterp_status cterp_feature_acc_add(cterp_feature_acc *a, const float *f, int64_t
         return cterp_error(CTERP_ENAN,
                            "features: a non-finite SAE activation among tokens %lld..%lld",
                            (long long)g0, (long long)(g0 + R - 1));
+    if (col->co && a->n_tokens > (int64_t)UINT32_MAX) { // counts would wrap: stop counting
+        free(col->co), col->co = NULL;
+    }
+    if (col->co) return cofire_add(col, f, R, mask);
     return CTERP_OK;
 }
 
@@ -505,13 +661,33 @@ static cterp_status acc_build(cterp_feature_acc *a, int64_t T, int n_logits, int
         return cterp_error(CTERP_EINVAL, "features: tokens per window %lld < 1", (long long)T);
     cterp_features *F;
     top_ent *tbuf = malloc((size_t)col->topn * sizeof *tbuf);
-    cterp_status st = tbuf ? features_alloc(&F, N, n_logits, V)
+    const int n_loss = c->loss_windows > 0 ? c->loss_top : 0;
+    cterp_status st = tbuf ? features_alloc(&F, N, n_logits, c->n_neighbours, n_loss, V)
                            : cterp_error(CTERP_ENOMEM, "features: out of memory");
     if (st) {
         free(tbuf);
         return st;
     }
     F->n_tokens = ntok, F->context_size = (int)T, F->cfg = *c, F->cfg.hook = NULL;
+    if (col->co) { // Jaccard over firing positions: |A n B| / (|A| + |B| - |A n B|)
+        F->cofire_done = 1;
+        float *jac = malloc((size_t)N * sizeof(float));
+        if (!jac) {
+            cterp_features_free(F), free(tbuf);
+            return cterp_error(CTERP_ENOMEM, "features: out of memory");
+        }
+        for (int64_t i = 0; i < N; i++) {
+            if (!col->fired[i]) continue;
+            const uint32_t *row = col->co + i * N;
+            for (int64_t j = 0; j < N; j++)
+                jac[j] = row[j] ? (float)((double)row[j] /
+                                          (double)(col->fired[i] + col->fired[j] - (int64_t)row[j]))
+                                : 0.0f;
+            F->f[i].n_cofire = top_k_of(jac, N, i, c->n_neighbours, F->f[i].cofire_ids,
+                                        F->f[i].cofire_jaccard, 0.0f);
+        }
+        free(jac);
+    }
     for (int64_t i = 0; i < N; i++) {
         cterp_feature *ft = &F->f[i];
         ft->fired = col->fired[i];
@@ -561,6 +737,188 @@ cterp_status cterp_feature_acc_result(cterp_feature_acc *a, int64_t T, cterp_fea
     return acc_build(a, T, 0, 0, out);
 }
 
+// ---- ablation effects on the next-token loss --------------------------------------------
+
+typedef struct {
+    float dloss;
+    int64_t g; // token index of the position
+    int32_t next;
+} loss_ent;
+
+// a is weaker than b: smaller dloss, or the same and a later position
+static int loss_weaker(const loss_ent *a, const loss_ent *b) {
+    return a->dloss < b->dloss || (a->dloss == b->dloss && a->g > b->g);
+}
+
+static void loss_push(loss_ent *h, int *n, int cap, loss_ent e) {
+    if (cap < 1) return;
+    if (*n < cap) {
+        int j = (*n)++;
+        while (j > 0 && loss_weaker(&e, &h[(j - 1) / 2])) h[j] = h[(j - 1) / 2], j = (j - 1) / 2;
+        h[j] = e;
+        return;
+    }
+    if (!loss_weaker(&h[0], &e)) return;
+    int j = 0;
+    for (;;) {
+        int l = 2 * j + 1, r = l + 1, m = j;
+        const loss_ent *mv = &e;
+        if (l < cap && loss_weaker(&h[l], mv)) m = l, mv = &h[l];
+        if (r < cap && loss_weaker(&h[r], mv)) m = r;
+        if (m == j) break;
+        h[j] = h[m], j = m;
+    }
+    h[j] = e;
+}
+
+static int cmp_loss_desc(const void *a, const void *b) {
+    const loss_ent *x = a, *y = b;
+    return loss_weaker(y, x) ? -1 : loss_weaker(x, y) ? 1 : 0;
+}
+
+// Per latent: dloss sum and count over its firing positions, and a min-heap of the largest.
+typedef struct {
+    int64_t N;
+    int top;
+    double *sum;   // (N)
+    int64_t *n;    // (N)
+    int *nh;       // (N)
+    loss_ent *h;   // (N, top)
+    uint8_t *seen; // (N) scratch: latent fires in the window
+    // one ablation batch: row b runs window win[b] of the statistics batch with latent lat[b]
+    int64_t *lat;
+    int *win;
+    int32_t *tok;  // (Bm, T)
+    uint8_t *mask; // (Bm, T)
+    float *f;      // (Bm*T, N) the hook's encode
+    float *fi;     // (Bm*T) f_lat at each position (0 at special positions)
+    double *ce0;   // (Bm*T) clean CE of the statistics batch
+    double *ce1;   // (Bm*T) CE of the ablation batch
+    float *logits; // (Bm*T, V)
+    const cterp_sae *sae;
+} loss_acc;
+
+static void loss_free(loss_acc *L) {
+    free(L->sum), free(L->n), free(L->nh), free(L->h), free(L->seen), free(L->lat), free(L->win);
+    free(L->tok), free(L->mask), free(L->f), free(L->fi), free(L->ce0), free(L->ce1);
+    free(L->logits);
+}
+
+static cterp_status loss_init(loss_acc *L, const cterp_sae *sae, int top, int Bm, int64_t T,
+                              int64_t V) {
+    const int64_t N = sae->d_sae, P = Bm * T;
+    memset(L, 0, sizeof *L);
+    L->N = N, L->top = top, L->sae = sae;
+    L->sum = calloc((size_t)N, sizeof(double));
+    L->n = calloc((size_t)N, sizeof(int64_t));
+    L->nh = calloc((size_t)N, sizeof(int));
+    L->h = calloc((size_t)N * (size_t)(top > 0 ? top : 1), sizeof(loss_ent));
+    L->seen = calloc((size_t)N, 1);
+    L->lat = malloc((size_t)Bm * sizeof(int64_t));
+    L->win = malloc((size_t)Bm * sizeof(int));
+    L->tok = malloc((size_t)P * sizeof(int32_t));
+    L->mask = malloc((size_t)P);
+    L->f = malloc((size_t)(P * N) * sizeof(float));
+    L->fi = malloc((size_t)P * sizeof(float));
+    L->ce0 = malloc((size_t)P * sizeof(double));
+    L->ce1 = malloc((size_t)P * sizeof(double));
+    L->logits = malloc((size_t)(P * V) * sizeof(float));
+    if (!L->sum || !L->n || !L->nh || !L->h || !L->seen || !L->lat || !L->win || !L->tok ||
+        !L->mask || !L->f || !L->fi || !L->ce0 || !L->ce1 || !L->logits) {
+        loss_free(L);
+        return cterp_error(CTERP_ENOMEM,
+                           "features: out of memory for ablation effects (batch %d x %lld "
+                           "positions, vocab %lld; lower the batch or set loss_windows 0)",
+                           Bm, (long long)T, (long long)V);
+    }
+    return CTERP_OK;
+}
+
+// Next-token CE at every position t < T-1 (f64 log-sum-exp); 0 at t = T-1.
+static void next_token_ce(const float *logits, const int32_t *tok, int64_t R, int64_t T, int64_t V,
+                          double *ce) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        if (r % T == T - 1) {
+            ce[r] = 0;
+            continue;
+        }
+        const float *x = logits + r * V;
+        double mx = x[0], z = 0;
+        for (int64_t v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+        for (int64_t v = 0; v < V; v++) z += exp((double)x[v] - mx);
+        ce[r] = mx + log(z) - (double)x[tok[r + 1]];
+    }
+}
+
+// The hook of an ablation batch: row b loses latent lat[b] where it fires, x' = x - f W_dec[lat].
+static cterp_status loss_hook(const char *name, float *act, const int64_t *shape, int ndim,
+                              void *user) {
+    loss_acc *L = user;
+    const cterp_sae *sae = L->sae;
+    const int64_t D = sae->d_in, N = sae->d_sae;
+    cterp_status s = hook_width(name, shape, ndim, D, "features");
+    if (s) return s;
+    const int64_t T = shape[1], R = shape[0] * T;
+    if ((s = cterp_sae_encode(sae, act, R, L->f))) return s;
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t i = L->lat[r / T];
+        const float a = L->mask[r] ? 0.0f : L->f[r * N + i];
+        L->fi[r] = a > 0 ? a : 0.0f;
+        if (a > 0)
+            for (int64_t d = 0; d < D; d++) act[r * D + d] -= a * sae->W_dec[i * D + d];
+    }
+    return CTERP_OK;
+}
+
+// Runs the ablation forwards for one statistics batch (B windows from window w0, tokens tok,
+// clean CE in L->ce0, activations fa) and accumulates dloss per latent.
+static cterp_status loss_batch(loss_acc *L, cterp_model *m, const char *hook, const int32_t *tok,
+                               const uint8_t *mask, const float *fa, int B, int Bm, int64_t T,
+                               int64_t V, int64_t w0) {
+    const int64_t N = L->N;
+    cterp_hook h = {hook, loss_hook, L};
+    cterp_forward_opts fo = {&h, 1, 0, L->logits, 0};
+    int nb = 0;
+    for (int b = 0; b <= B; b++) {
+        if (b < B) { // the latents that fire in window b, by index
+            memset(L->seen, 0, (size_t)N);
+            for (int64_t t = 0; t < T; t++) {
+                const int64_t r = b * T + t;
+                if (mask[r]) continue;
+                for (int64_t i = 0; i < N; i++) L->seen[i] |= fa[r * N + i] > 0;
+            }
+        }
+        for (int64_t i = 0; b == B || i < N; i++) {
+            if (b < B && !L->seen[i]) continue;
+            if (b < B) {
+                memcpy(L->tok + nb * T, tok + b * T, (size_t)T * sizeof(int32_t));
+                memcpy(L->mask + nb * T, mask + b * T, (size_t)T);
+                L->lat[nb] = i, L->win[nb] = b, nb++;
+            }
+            if (nb == Bm || (b == B && nb > 0)) {
+                cterp_status s = cterp_model_forward(m, L->tok, nb, (int)T, &fo);
+                if (s) return s;
+                next_token_ce(L->logits, L->tok, nb * T, T, V, L->ce1);
+                for (int k = 0; k < nb; k++) {
+                    const int64_t lat = L->lat[k];
+                    for (int64_t t = 0; t < T - 1; t++) {
+                        const int64_t r = k * T + t, rc = L->win[k] * T + t;
+                        if (!(L->fi[r] > 0)) continue;
+                        double d = L->ce1[r] - L->ce0[rc];
+                        L->sum[lat] += d, L->n[lat]++;
+                        loss_ent e = {(float)d, (w0 + L->win[k]) * T + t, tok[rc + 1]};
+                        loss_push(L->h + lat * L->top, &L->nh[lat], L->top, e);
+                    }
+                }
+                nb = 0;
+            }
+            if (b == B) break;
+        }
+    }
+    return CTERP_OK;
+}
+
 // ---- the pass over a corpus ----------------------------------------------------------------
 
 cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const char *dataset,
@@ -585,8 +943,12 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     const int logits = D == mc->d_model && dim == mc->d_model && c->n_logits > 0;
     cterp_windows *w = NULL;
     cterp_feature_acc *acc = NULL;
-    cterp_features *F = NULL;
+    cterp_features *F = NULL, view = {0};
     ex_ref *refs = NULL;
+    loss_acc L = {0};
+    const int64_t LW = c->loss_windows;
+    int32_t *nb_ids = NULL;
+    float *nb_cos = NULL;
     int32_t *tok = malloc((size_t)(Bm * T) * sizeof *tok);
     uint8_t *mask = malloc((size_t)(Bm * T));
     float *fa = malloc((size_t)(Bm * T * N) * sizeof(float));
@@ -599,6 +961,12 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
         goto done;
     }
     if ((st = cterp_feature_acc_create(&acc, N, c))) goto done;
+    // ablation batches: more rows than a statistics batch where memory allows (64 MiB of logits),
+    // since each row is a whole-model forward of one window
+    int64_t La = (int64_t)(1 << 24) / (T * (V > N ? V : N));
+    La = La > 64 ? 64 : La < Bm ? Bm : La;
+    if (LW > 0 && (st = loss_init(&L, sae, c->loss_top, (int)La, T, V))) goto done;
+    if ((st = features_view_alloc(&view, c->view_windows, T))) goto done;
     if ((st = cterp_windows_open(&w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows)))
         goto done;
     cterp_hook h = {hook, capture_hook, &cp};
@@ -611,8 +979,28 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
         int B;
         if ((st = next_batch(w, tok, mask, Bm, T, limit - nw, &B))) goto done;
         if (B == 0) break;
+        const int Bl = nw < LW ? (int)(LW - nw < B ? LW - nw : B) : 0; // windows for dloss
+        fo.logits = Bl ? L.logits : NULL;
         if ((st = cterp_model_forward(m, tok, B, (int)T, &fo))) goto done;
         if ((st = cterp_sae_encode(sae, cp.x, B * T, fa))) goto done;
+        for (int b = 0; b < B && nw + b < view.view_n; b++) { // token view
+            const int64_t v = nw + b;
+            view.view_window[v] = v;
+            memcpy(view.view_tokens + v * T, tok + b * T, (size_t)T * sizeof(int32_t));
+            memcpy(view.view_mask + v * T, mask + b * T, (size_t)T);
+            for (int64_t t = 0; t < T; t++) {
+                int32_t *id = view.view_ids + (v * T + t) * CTERP_FEAT_VIEW_K;
+                float *av = view.view_acts + (v * T + t) * CTERP_FEAT_VIEW_K;
+                int k = mask[b * T + t] ? 0
+                                        : top_k_of(fa + (b * T + t) * N, N, -1, CTERP_FEAT_VIEW_K,
+                                                   id, av, 0.0f);
+                for (; k < CTERP_FEAT_VIEW_K; k++) id[k] = -1, av[k] = 0;
+            }
+        }
+        if (Bl) { // ablation effects: clean CE of this batch, then one forward per firing latent
+            next_token_ce(L.logits, tok, B * T, T, V, L.ce0);
+            if ((st = loss_batch(&L, m, hook, tok, mask, fa, Bl, (int)La, T, V, nw))) goto done;
+        }
         if ((st = cterp_feature_acc_add(acc, fa, B * T, nw * T, mask))) {
             st =
                 cterp_error(st, "features: a non-finite SAE activation in windows %lld..%lld of %s",
@@ -632,6 +1020,38 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     }
     if ((st = acc_build(acc, T, logits ? c->n_logits : 0, V, &F))) goto done;
     F->d_in = D, F->n_windows = nw;
+    F->view_mem = view.view_mem, view.view_mem = NULL; // the token view moves into F
+    F->view_n = view.view_n < nw ? view.view_n : (int)nw;
+    F->view_window = view.view_window, F->view_tokens = view.view_tokens;
+    F->view_mask = view.view_mask, F->view_ids = view.view_ids, F->view_acts = view.view_acts;
+    if (F->view_n == 0) free(F->view_mem), F->view_mem = NULL;
+    for (int64_t i = 0; LW > 0 && i < N; i++) { // ablation effects, largest dloss first
+        cterp_feature *ft = &F->f[i];
+        loss_ent *h = L.h + i * L.top;
+        qsort(h, (size_t)L.nh[i], sizeof *h, cmp_loss_desc);
+        ft->loss_n = L.n[i], ft->loss_mean = L.n[i] ? L.sum[i] / (double)L.n[i] : 0;
+        ft->n_loss = L.nh[i];
+        for (int k = 0; k < L.nh[i]; k++)
+            ft->loss_top[k] =
+                (cterp_feature_loss){h[k].g / T, (int)(h[k].g % T), h[k].next, h[k].dloss};
+    }
+    F->cfg.loss_windows = LW < nw ? LW : nw;
+    const int K = c->n_neighbours;
+    if (K > 0 && N > K) { // decoder-cosine neighbours
+        nb_ids = malloc((size_t)(N * K) * sizeof *nb_ids);
+        nb_cos = malloc((size_t)(N * K) * sizeof *nb_cos);
+        if (!nb_ids || !nb_cos) {
+            st = cterp_error(CTERP_ENOMEM, "features: out of memory (decoder neighbours)");
+            goto done;
+        }
+        if ((st = cterp_decoder_neighbours(sae->W_dec, N, D, K, nb_ids, nb_cos))) goto done;
+        for (int64_t i = 0; i < N; i++) {
+            cterp_feature *ft = &F->f[i];
+            ft->n_dec = K;
+            memcpy(ft->dec_ids, nb_ids + i * K, (size_t)K * sizeof *nb_ids);
+            memcpy(ft->dec_cos, nb_cos + i * K, (size_t)K * sizeof *nb_cos);
+        }
+    }
     snprintf(F->model, sizeof F->model, "%s", model_name ? model_name : "");
     snprintf(F->hook, sizeof F->hook, "%s", hook);
     snprintf(F->dataset, sizeof F->dataset, "%s", dataset);
@@ -667,6 +1087,7 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
     }
     qsort(refs, (size_t)nr, sizeof *refs, cmp_ref);
     if (nr > 0 && (st = cterp_windows_rewind(w))) goto done;
+    fo.logits = NULL; // the blocks up to the hook compute the same bits with or without logits
     int64_t next = 0;
     t1 = time_now();
     if (c->progress) c->progress("features: examples", 0, nr, "examples", 0, c->progress_user);
@@ -718,6 +1139,8 @@ done:
     cterp_windows_close(w);
     cterp_feature_acc_free(acc);
     cterp_features_free(F);
+    loss_free(&L);
+    free(view.view_mem), free(nb_ids), free(nb_cos);
     free(refs), free(tok), free(mask), free(fa), free(cp.x), free(lg);
     return st;
 }

@@ -10,7 +10,7 @@
 #include "core/file.h"
 
 #define FEATURES_FORMAT "cterp-features"
-#define FEATURES_VERSION 1
+#define FEATURES_VERSION 2 // 2: correlated latents, ablation effects, token view (1 still loads)
 
 static void jstr(FILE *o, const char *s) {
     fputc('"', o);
@@ -90,7 +90,24 @@ static void write_latent(FILE *o, const cterp_feature *ft, int64_t i) {
         if (k) fputc(',', o);
         write_example(o, &ft->top[k]);
     }
-    fputs("],\"quantiles\":[", o);
+    const char *nk[2] = {"cofire", "decoder"};
+    for (int k = 0; k < 2; k++) {
+        const int n = k ? ft->n_dec : ft->n_cofire;
+        const int32_t *ids = k ? ft->dec_ids : ft->cofire_ids;
+        const float *v = k ? ft->dec_cos : ft->cofire_jaccard;
+        fprintf(o, "],\"%s\":[", nk[k]);
+        for (int q = 0; q < n; q++)
+            fprintf(o, "%s[%d,", q ? "," : "", (int)ids[q]), jf(o, v[q]), fputc(']', o);
+    }
+    fprintf(o, "],\"loss\":{\"n\":%lld,\"mean\":", (long long)ft->loss_n), jd(o, ft->loss_mean);
+    fputs(",\"top\":[", o);
+    for (int q = 0; q < ft->n_loss; q++) {
+        const cterp_feature_loss *l = &ft->loss_top[q];
+        fprintf(o, "%s{\"window\":%lld,\"pos\":%d,\"next\":%d,\"dloss\":", q ? "," : "",
+                (long long)l->window, l->pos, (int)l->next);
+        jf(o, l->dloss), fputc('}', o);
+    }
+    fputs("]},\"quantiles\":[", o);
     for (int g = 0; g < ft->n_groups; g++) {
         const cterp_feature_group *G = &ft->groups[g];
         fputs(g ? ",{\"lo\":" : "{\"lo\":", o), jf(o, G->lo), fputs(",\"hi\":", o), jf(o, G->hi);
@@ -130,10 +147,35 @@ static cterp_status write_file(const char *dir, const char *name, const cterp_fe
         fprintf(o,
                 "\"config\":{\"top_n\":%d,\"quantile_k\":%d,\"ctx_left\":%d,\"ctx_right\":%d,\"n_"
                 "logits\":%d,"
-                "\"seed\":%llu,\"hist_bins\":%d,\"groups\":%d,\"logit_bins\":%d},\n",
+                "\"seed\":%llu,\"hist_bins\":%d,\"groups\":%d,\"logit_bins\":%d,"
+                "\"n_neighbours\":%d,\"cofire\":%s,\"loss_windows\":%lld,\"loss_top\":%d,"
+                "\"view_k\":%d},\n",
                 c->top_n, c->quantile_k, c->ctx_left, c->ctx_right, c->n_logits,
                 (unsigned long long)c->seed, CTERP_FEAT_HIST_BINS, CTERP_FEAT_GROUPS,
-                CTERP_FEAT_LOGIT_BINS);
+                CTERP_FEAT_LOGIT_BINS, c->n_neighbours, f->cofire_done ? "true" : "false",
+                (long long)c->loss_windows, c->loss_top, CTERP_FEAT_VIEW_K);
+        fputs("\"token_view\":[", o);
+        const int64_t T = f->context_size, K = CTERP_FEAT_VIEW_K;
+        for (int v = 0; v < f->view_n; v++) {
+            fprintf(o, "%s{\"window\":%lld,\"tokens\":[", v ? ",\n" : "",
+                    (long long)f->view_window[v]);
+            for (int64_t t = 0; t < T; t++)
+                fprintf(o, t ? ",%d" : "%d", (int)f->view_tokens[v * T + t]);
+            fputs("],\"special\":[", o);
+            for (int64_t t = 0; t < T; t++)
+                fprintf(o, t ? ",%d" : "%d", f->view_mask[v * T + t] ? 1 : 0);
+            fputs("],\"latents\":[", o);
+            for (int64_t t = 0; t < T; t++) {
+                fputs(t ? ",[" : "[", o);
+                for (int64_t k = 0; k < K && f->view_ids[(v * T + t) * K + k] >= 0; k++) {
+                    fprintf(o, "%s[%d,", k ? "," : "", (int)f->view_ids[(v * T + t) * K + k]);
+                    jf(o, f->view_acts[(v * T + t) * K + k]), fputc(']', o);
+                }
+                fputc(']', o);
+            }
+            fputs("]}", o);
+        }
+        fputs("],\n", o);
         fputs("\"vocab\":[", o);
         for (int64_t v = 0; v < f->n_vocab; v++) {
             if (v) fputc(',', o);
@@ -168,6 +210,7 @@ cterp_status cterp_features_save(const cterp_features *f, const char *dir) {
 typedef struct {
     const char *file;
     int64_t line; // 0: a whole-file JSON
+    int version;
 } where;
 
 static cterp_status bad(const where *w, const char *field, const char *expected,
@@ -289,6 +332,44 @@ static cterp_status read_latent(const where *w, const cJSON *o, cterp_features *
     int b = 0;
     for (const cJSON *x = lh->child; x; x = x->next) ft->logit_hist[b++] = (int64_t)x->valuedouble;
 
+    if (w->version >= 2) { // correlated latents and ablation effects
+        const char *nk[2] = {"cofire", "decoder"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *a = get_arr(w, o, nk[k], c->n_neighbours, &s);
+            if (!a) return s;
+            int n = 0;
+            for (const cJSON *x = a->child; x; x = x->next, n++) {
+                if (!cJSON_IsArray(x) || cJSON_GetArraySize(x) != 2 || !cJSON_IsNumber(x->child) ||
+                    !cJSON_IsNumber(x->child->next) || x->child->valuedouble < 0 ||
+                    x->child->valuedouble >= (double)f->d_sae)
+                    return bad(w, nk[k], "[latent, value] pairs with latents in [0, d_sae)", x);
+                (k ? ft->dec_ids : ft->cofire_ids)[n] = (int32_t)x->child->valuedouble;
+                (k ? ft->dec_cos : ft->cofire_jaccard)[n] = (float)x->child->next->valuedouble;
+            }
+            *(k ? &ft->n_dec : &ft->n_cofire) = n;
+        }
+        const cJSON *ls = cJSON_GetObjectItemCaseSensitive(o, "loss");
+        if (!cJSON_IsObject(ls)) return bad(w, "loss", "an object", ls);
+        if ((s = get_num(w, ls, "n", 0, 9e18, &v))) return s;
+        ft->loss_n = (int64_t)v;
+        if ((s = get_num(w, ls, "mean", -1e30, 1e30, &ft->loss_mean))) return s;
+        const cJSON *lt = get_arr(w, ls, "top", c->loss_windows > 0 ? c->loss_top : 0, &s);
+        if (!lt) return s;
+        for (const cJSON *x = lt->child; x; x = x->next) {
+            cterp_feature_loss *l = &ft->loss_top[ft->n_loss++];
+            if (!cJSON_IsObject(x)) return bad(w, "loss.top", "objects", x);
+            if ((s = get_num(w, x, "window", 0, 9e15, &v))) return s;
+            l->window = (int64_t)v;
+            if ((s = get_num(w, x, "pos", 0, 1 << 30, &v))) return s;
+            l->pos = (int)v;
+            if ((s = get_num(w, x, "next", 0, f->n_vocab > 0 ? (double)f->n_vocab - 1 : 2e9, &v)))
+                return s;
+            l->next = (int32_t)v;
+            if ((s = get_num(w, x, "dloss", -3e38, 3e38, &v))) return s;
+            l->dloss = (float)v;
+        }
+    }
+
     const cJSON *top = get_arr(w, o, "top", c->top_n, &s),
                 *qs = top ? get_arr(w, o, "quantiles", CTERP_FEAT_GROUPS, &s) : NULL;
     if (!top || !qs) return s;
@@ -320,6 +401,54 @@ static cterp_status read_latent(const where *w, const cJSON *o, cterp_features *
     return CTERP_OK;
 }
 
+// features.json "token_view": [{"window", "tokens": [T], "special": [T], "latents": [T x
+// [[id, act], ...]]}]
+static cterp_status read_view(const where *w, const cJSON *root, cterp_features *f, int64_t T,
+                              int64_t V) {
+    cterp_status s = CTERP_OK;
+    const cJSON *tv = get_arr(w, root, "token_view", 4096, &s);
+    if (!tv) return s;
+    if ((s = features_view_alloc(f, cJSON_GetArraySize(tv), T))) return s;
+    const int64_t K = CTERP_FEAT_VIEW_K;
+    int v = 0;
+    for (const cJSON *x = tv->child; x; x = x->next, v++) {
+        double d;
+        if (!cJSON_IsObject(x)) return bad(w, "token_view", "objects", x);
+        if ((s = get_num(w, x, "window", 0, 9e15, &d))) return s;
+        f->view_window[v] = (int64_t)d;
+        const cJSON *tk = cJSON_GetObjectItemCaseSensitive(x, "tokens"),
+                    *sp = cJSON_GetObjectItemCaseSensitive(x, "special"),
+                    *la = cJSON_GetObjectItemCaseSensitive(x, "latents");
+        if (!cJSON_IsArray(tk) || !cJSON_IsArray(sp) || !cJSON_IsArray(la) ||
+            cJSON_GetArraySize(tk) != T || cJSON_GetArraySize(sp) != T ||
+            cJSON_GetArraySize(la) != T)
+            return bad(w, "token_view", "tokens, special and latents arrays of context_size", x);
+        int64_t t = 0;
+        for (const cJSON *a = tk->child, *b = sp->child, *c = la->child; a && b && c;
+             a = a->next, b = b->next, c = c->next, t++) {
+            if (!cJSON_IsNumber(a) || a->valuedouble < 0 || (V > 0 && a->valuedouble >= (double)V))
+                return bad(w, "token_view.tokens", "token ids in [0, n_vocab)", a);
+            if (!cJSON_IsNumber(b)) return bad(w, "token_view.special", "0 or 1", b);
+            if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) > K)
+                return bad(w, "token_view.latents", "arrays of at most 5 [id, act] pairs", c);
+            f->view_tokens[v * T + t] = (int32_t)a->valuedouble;
+            f->view_mask[v * T + t] = b->valuedouble != 0;
+            int32_t *id = f->view_ids + (v * T + t) * K;
+            float *av = f->view_acts + (v * T + t) * K;
+            int64_t k = 0;
+            for (const cJSON *p = c->child; p; p = p->next, k++) {
+                if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) != 2 || !cJSON_IsNumber(p->child) ||
+                    !cJSON_IsNumber(p->child->next) || p->child->valuedouble < 0 ||
+                    p->child->valuedouble >= (double)f->d_sae)
+                    return bad(w, "token_view.latents", "[latent, activation] pairs", p);
+                id[k] = (int32_t)p->child->valuedouble, av[k] = (float)p->child->next->valuedouble;
+            }
+            for (; k < K; k++) id[k] = -1, av[k] = 0;
+        }
+    }
+    return CTERP_OK;
+}
+
 cterp_status cterp_features_load(const char *dir, cterp_features **out) {
     *out = NULL;
     char *jp = file_join(dir, "features.json"), *lp = file_join(dir, "latents.jsonl"), *text = NULL,
@@ -343,7 +472,7 @@ cterp_status cterp_features_load(const char *dir, cterp_features **out) {
         goto done;
     }
     if ((s = file_read_all(jp, &text, &len))) goto done;
-    where w = {jp, 0};
+    where w = {jp, 0, 0};
     root = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(root)) {
         s = cterp_error(CTERP_EFORMAT, "%s: not a JSON object", jp);
@@ -354,7 +483,8 @@ cterp_status cterp_features_load(const char *dir, cterp_features **out) {
         s = bad(&w, "format", "\"" FEATURES_FORMAT "\"", fmt);
         goto done;
     }
-    if ((s = get_num(&w, root, "version", FEATURES_VERSION, FEATURES_VERSION, &v))) goto done;
+    if ((s = get_num(&w, root, "version", 1, FEATURES_VERSION, &v))) goto done;
+    w.version = (int)v;
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
     if (!cJSON_IsObject(cfg)) {
         s = bad(&w, "config", "an object", cfg);
@@ -378,14 +508,34 @@ cterp_status cterp_features_load(const char *dir, cterp_features **out) {
     c.top_n = (int)top_n, c.quantile_k = (int)qk, c.ctx_left = (int)cl, c.ctx_right = (int)cr,
     c.n_logits = (int)nl;
     c.seed = (uint64_t)ns, c.windows.context_size = (int)T;
+    c.n_neighbours = 0, c.loss_windows = 0, c.loss_top = 0, c.view_windows = 0;
+    int cofire_done = 0;
+    if (w.version >= 2) {
+        double nn, lw, lt;
+        if ((s = get_num(&w, cfg, "n_neighbours", 0, 64, &nn)) ||
+            (s = get_num(&w, cfg, "loss_windows", 0, 9e15, &lw)) ||
+            (s = get_num(&w, cfg, "loss_top", 0, 64, &lt)))
+            goto done;
+        const cJSON *cf = cJSON_GetObjectItemCaseSensitive(cfg, "cofire");
+        if (!cJSON_IsBool(cf)) {
+            s = bad(&w, "cofire", "true or false", cf);
+            goto done;
+        }
+        c.n_neighbours = (int)nn, c.loss_windows = (int64_t)lw, c.loss_top = (int)lt;
+        cofire_done = cJSON_IsTrue(cf);
+    }
     const cJSON *voc = cJSON_GetObjectItemCaseSensitive(root, "vocab");
     if (!cJSON_IsArray(voc)) {
         s = bad(&w, "vocab", "an array of strings", voc);
         goto done;
     }
     int64_t V = cJSON_GetArraySize(voc);
-    if ((s = features_alloc(&f, (int64_t)d_sae, c.n_logits, V))) goto done;
+    if ((s = features_alloc(&f, (int64_t)d_sae, c.n_logits, c.n_neighbours,
+                            c.loss_windows > 0 ? c.loss_top : 0, V)))
+        goto done;
     f->cfg = c, f->d_in = (int64_t)d_in, f->n_windows = (int64_t)nwin, f->n_tokens = (int64_t)ntok;
+    f->cofire_done = cofire_done;
+    if (w.version >= 2 && (s = read_view(&w, root, f, (int64_t)T, V))) goto done;
     f->context_size = (int)T;
     const char *sk[] = {"model", "sae", "hook", "dataset"};
     char *sd[] = {f->model, f->sae, f->hook, f->dataset};
@@ -425,7 +575,7 @@ cterp_status cterp_features_load(const char *dir, cterp_features **out) {
     }
     size_t cap = 0;
     for (int64_t i = 0; i < f->d_sae; i++) {
-        where wl = {lp, i + 1};
+        where wl = {lp, i + 1, w.version};
         ssize_t n = getline(&line, &cap, in);
         if (n <= 0) {
             s = cterp_error(CTERP_EFORMAT, "%s: %lld lines, expected d_sae = %lld (one per latent)",
@@ -449,4 +599,110 @@ done:
     cterp_features_free(f);
     free(jp), free(lp), free(text), free(line);
     return s;
+}
+
+// ---- Neuronpedia feature-upload batch --------------------------------------------------------
+
+static void np_example(FILE *o, const cterp_features *f, const cterp_feature_example *e, float bmin,
+                       float bmax, double contains) {
+    fputs("{\"bin_min\":", o), jf(o, bmin), fputs(",\"bin_max\":", o), jf(o, bmax);
+    fputs(",\"bin_contains\":", o), jd(o, contains), fputs(",\"tokens\":[", o);
+    for (int t = 0; t < e->n_ctx; t++) {
+        if (t) fputc(',', o);
+        int32_t id = e->tokens[t];
+        char buf[32];
+        if (id >= 0 && id < f->n_vocab) {
+            jstr(o, f->vocab[id]);
+        } else {
+            snprintf(buf, sizeof buf, "<%d>", (int)id);
+            jstr(o, buf);
+        }
+    }
+    fputs("],\"values\":[", o);
+    for (int t = 0; t < e->n_ctx; t++) {
+        if (t) fputc(',', o);
+        jf(o, e->acts[t]);
+    }
+    fputs("]}", o);
+}
+
+// Bin midpoints and heights: "<name>_bar_values" and "<name>_bar_heights".
+static void np_hist(FILE *o, const char *name, const int64_t *h, int n, double lo, double w) {
+    fprintf(o, ",\"%s_bar_values\":[", name);
+    for (int b = 0; b < n; b++) {
+        if (b) fputc(',', o);
+        jd(o, lo + w * (b + 0.5));
+    }
+    fprintf(o, "],\"%s_bar_heights\":[", name);
+    for (int b = 0; b < n; b++) fprintf(o, b ? ",%lld" : "%lld", (long long)h[b]);
+    fputc(']', o);
+}
+
+cterp_status cterp_features_export_neuronpedia(const cterp_features *f, const char *path,
+                                               const cterp_neuronpedia_opts *op) {
+    cterp_neuronpedia_opts d = {NULL, NULL, -1, NULL};
+    if (!op) op = &d;
+    int layer = op->layer;
+    if (layer < 0 && sscanf(f->hook, "blocks.%d.", &layer) != 1)
+        return cterp_error(CTERP_EINVAL,
+                           "neuronpedia: no layer in the hook name '%s' (give the layer)", f->hook);
+    file_atomic w;
+    cterp_status s = file_atomic_open(&w, path);
+    if (s) return s;
+    FILE *o = w.fp;
+    fputs("{\"model_id\":", o), jstr(o, op->model_id ? op->model_id : f->model);
+    fprintf(o, ",\"layer\":%d,\"sae_set\":", layer), jstr(o, op->sae_set ? op->sae_set : "cterp");
+    fputs(",\"features\":[\n", o);
+    for (int64_t i = 0; i < f->d_sae; i++) {
+        const cterp_feature *ft = &f->f[i];
+        fprintf(o, "%s{\"feature_index\":%lld", i ? ",\n" : "", (long long)i);
+        const char *empty[] = {"neuron_alignment_indices",    "neuron_alignment_values",
+                               "neuron_alignment_l1",         "correlated_neurons_indices",
+                               "correlated_neurons_l1",       "correlated_neurons_pearson",
+                               "correlated_features_indices", "correlated_features_l1",
+                               "correlated_features_pearson"};
+        for (size_t k = 0; k < sizeof empty / sizeof *empty; k++)
+            fprintf(o, ",\"%s\":[]", empty[k]);
+        for (int side = 0; side < 2; side++) { // neg_* = bottom logits, pos_* = top logits
+            const int32_t *ids = side ? ft->logit_top_ids : ft->logit_bot_ids;
+            const float *vals = side ? ft->logit_top : ft->logit_bot;
+            fprintf(o, ",\"%s_str\":[", side ? "pos" : "neg");
+            for (int k = 0; k < ft->n_logits; k++) {
+                if (k) fputc(',', o);
+                jstr(o, ids[k] >= 0 && ids[k] < f->n_vocab ? f->vocab[ids[k]] : "");
+            }
+            fprintf(o, "],\"%s_values\":[", side ? "pos" : "neg");
+            for (int k = 0; k < ft->n_logits; k++) {
+                if (k) fputc(',', o);
+                jf(o, vals[k]);
+            }
+            fputc(']', o);
+        }
+        fputs(",\"frac_nonzero\":", o), jd(o, ft->frequency);
+        np_hist(o, "freq_hist_data", ft->hist, ft->n_bins, 0, ft->bin_width);
+        const int lb = ft->n_logits ? CTERP_FEAT_LOGIT_BINS : 0;
+        np_hist(o, "logits_hist_data", ft->logit_hist, lb, ft->logit_lo,
+                ((double)ft->logit_hi - ft->logit_lo) / CTERP_FEAT_LOGIT_BINS);
+        fprintf(o, ",\"n_prompts_total\":%lld,\"n_tokens_in_prompt\":%d,\"dataset\":",
+                (long long)f->n_windows, f->context_size);
+        jstr(o, op->dataset ? op->dataset : f->dataset);
+        fputs(",\"decoder_weights_dist\":[],\"activations\":[", o);
+        int first = 1;
+        for (int k = 0; k < ft->n_top; k++, first = 0) { // SAEDashboard's "TOP ACTIVATIONS" group
+            if (!first) fputc(',', o);
+            np_example(o, f, &ft->top[k], -1, ft->max_act, -1);
+        }
+        for (int g = ft->n_groups - 1; g >= 0; g--) { // its "INTERVAL lo - hi, CONTAINS x%" groups
+            const cterp_feature_group *G = &ft->groups[g];
+            for (int k = 0; k < G->n; k++, first = 0) {
+                if (!first) fputc(',', o);
+                np_example(o, f, &G->ex[k], G->lo, G->hi,
+                           ft->fired ? (double)G->count / (double)ft->fired : 0);
+            }
+        }
+        fputs("]}", o);
+    }
+    fputs("\n]}\n", o);
+    if (ferror(o)) w.failed = 1;
+    return file_atomic_commit(&w);
 }

@@ -82,3 +82,128 @@ done:
     cterp_act_source_free(&src);
     return s;
 }
+
+typedef struct {
+    const cterp_pipeline_opts *o;
+    int h;
+} hook_log_ctx;
+
+static void hook_log(const cterp_train_metrics *m, void *user) {
+    const hook_log_ctx *c = user;
+    c->o->hook_log(c->h, m, c->o->log_user);
+}
+
+// The last error, prefixed with the hook it concerns (copied first: the message is the buffer).
+static cterp_status with_hook(cterp_status s, const char *hook) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", cterp_last_error());
+    return cterp_error(s, "hook %s: %s", hook, msg);
+}
+
+// The fields that decide which rows each hook's source serves: they must agree for one stream
+// to feed every trainer as its own store would.
+static cterp_status check_same_rows(const char *const *hooks, int n, const cterp_train_config *c) {
+    for (int h = 1; h < n; h++) {
+        const char *f = c[h].batch_size != c[0].batch_size ? "batch_size"
+                        : c[h].seed != c[0].seed           ? "seed"
+                        : cterp_train_rows_needed(&c[h]) != cterp_train_rows_needed(&c[0])
+                            ? "the rows the run takes (training steps/tokens, normalize_activations)"
+                            : NULL;
+        if (!f) continue;
+        return cterp_error(CTERP_EINVAL,
+                           "hook %s: %s differs from hook %s's (batch %lld/%lld, seed %llu/%llu, "
+                           "%lld/%lld rows): one forward feeds every hook, so batch_size, seed and "
+                           "the run's length must be the same for all",
+                           hooks[h], f, hooks[0], (long long)c[h].batch_size, (long long)c[0].batch_size,
+                           (unsigned long long)c[h].seed, (unsigned long long)c[0].seed,
+                           (long long)cterp_train_rows_needed(&c[h]), (long long)cterp_train_rows_needed(&c[0]));
+    }
+    return CTERP_OK;
+}
+
+cterp_status cterp_train_saes(cterp_model *m, const char *const *hooks, int n, const char *dataset,
+                              const cterp_train_config *cfgs, const char *out_dir,
+                              const char *const *resume, const cterp_pipeline_opts *opts,
+                              cterp_sae **saes, cterp_eval_result *evs) {
+    if (n < 1 || n > 4096) return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n);
+    if (saes) memset(saes, 0, (size_t)n * sizeof *saes);
+    cterp_pipeline_opts od;
+    if (!opts) cterp_pipeline_opts_default(&od), opts = &od;
+    cterp_train_config *cfg = malloc((size_t)n * sizeof *cfg);
+    cterp_act_source *src = calloc((size_t)n, sizeof *src);
+    cterp_trainer **t = calloc((size_t)n, sizeof *t);
+    hook_log_ctx *lc = calloc((size_t)n, sizeof *lc);
+    char **dirs = calloc((size_t)n, sizeof *dirs);
+    cterp_multi_store *ms = NULL;
+    cterp_sae *out = NULL;
+    cterp_status s = cfg && src && t && lc && dirs ? CTERP_OK : cterp_error(CTERP_ENOMEM, "out of memory");
+    for (int h = 0; !s && h < n; h++) { // a resumed hook's config is its checkpoint's
+        cfg[h] = cfgs[h];
+        if (!resume || !resume[h]) continue;
+        char *p = file_join(resume[h], "train_config.json");
+        if (!(s = cterp_checkpoint_check(resume[h])))
+            s = p ? cterp_train_config_load_json(&cfg[h], p) : cterp_error(CTERP_ENOMEM, "out of memory");
+        free(p);
+    }
+    if (!s) s = check_same_rows(hooks, n, cfg);
+    cterp_store_config sc = opts->store;
+    sc.seed = cfg[0].seed;
+    sc.run_rows = cterp_train_rows_needed(&cfg[0]);
+    if (!s) s = cterp_multi_store_open(&ms, m, hooks, n, dataset, &sc, cfg[0].batch_size);
+    for (int h = 0; !s && h < n; h++) s = cterp_multi_store_source(ms, h, &src[h]); // all before any read
+    for (int h = 0; !s && h < n; h++) {
+        s = resume && resume[h] ? cterp_trainer_resume(&t[h], resume[h], &src[h])
+                                : cterp_trainer_create(&t[h], &cfg[h], &src[h]);
+        if (s) {
+            s = with_hook(s, hooks[h]);
+            break;
+        }
+        cterp_sae_meta meta = cterp_trainer_sae(t[h])->meta;
+        cterp_store_meta(&meta, opts->model_name, hooks[h], dataset, &sc.windows);
+        cterp_trainer_set_meta(t[h], &meta);
+        if (out_dir && !(dirs[h] = file_join(out_dir, hooks[h]))) s = cterp_error(CTERP_ENOMEM, "out of memory");
+        lc[h] = (hook_log_ctx){opts, h};
+        if (opts->hook_log)
+            cterp_trainer_set_output(t[h], dirs[h], hook_log, &lc[h]);
+        else
+            cterp_trainer_set_output(t[h], dirs[h], opts->log, opts->log_user);
+    }
+    // a step of each in turn: the sources stay within a batch of each other (resumed ones may
+    // start apart; the one behind catches up first)
+    const int64_t steps = s ? 0 : cterp_train_config_steps(&cfg[0]);
+    for (;;) {
+        if (s) break;
+        int64_t lo = steps;
+        for (int h = 0; h < n; h++) lo = cterp_trainer_step(t[h]) < lo ? cterp_trainer_step(t[h]) : lo;
+        if (lo >= steps) break;
+        for (int h = 0; !s && h < n; h++)
+            if (cterp_trainer_step(t[h]) == lo && (s = cterp_trainer_run(t[h], lo + 1)))
+                s = with_hook(s, hooks[h]);
+    }
+    for (int h = 0; !s && h < n; h++) {
+        if (dirs[h] && (s = cterp_trainer_save(t[h], dirs[h]))) break;
+        if (!saes && !(evs && opts->eval_windows > 0)) continue;
+        if ((s = cterp_trainer_export(t[h], &out))) break;
+        if (evs && opts->eval_windows > 0) {
+            cterp_eval_config ec;
+            cterp_eval_config_default(&ec);
+            ec.windows = sc.windows;
+            ec.data = sc.data;
+            ec.batch = sc.model_batch;
+            ec.n_windows = opts->eval_windows;
+            ec.progress = opts->eval_progress, ec.progress_user = opts->eval_progress_user;
+            if ((s = cterp_eval(m, out, dataset, &ec, &evs[h]))) break;
+        }
+        if (saes) saes[h] = out, out = NULL;
+        cterp_sae_free(out), out = NULL;
+    }
+    cterp_sae_free(out);
+    if (s && saes)
+        for (int h = 0; h < n; h++) cterp_sae_free(saes[h]), saes[h] = NULL;
+    for (int h = 0; t && h < n; h++) cterp_trainer_free(t[h]);
+    for (int h = 0; src && h < n; h++) cterp_act_source_free(&src[h]);
+    for (int h = 0; dirs && h < n; h++) free(dirs[h]);
+    cterp_multi_store_free(ms);
+    free(cfg), free(src), free(t), free(lc), free(dirs);
+    return s;
+}

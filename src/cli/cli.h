@@ -34,6 +34,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_model(int argc, char **argv);    // cterp bench --model
 int cmd_bench_pipeline(int argc, char **argv); // cterp bench --pipeline
+int cmd_synth(int argc, char **argv);          // cterp synth (cmd_synth.c)
+int cmd_bench_synth(int argc, char **argv);    // cterp bench --synth (cmd_synth.c)
 // cmd_bench.c: the SGEMM rate (GFLOP/s, median of ~1 s of calls) of (B, D) x (D, N)^T, and the
 // cpu / kernels / BLAS lines every benchmark prints
 double sgemm_gflops(int64_t B, int64_t D, int64_t N);
@@ -57,6 +59,8 @@ int cli_inspect_gguf(const char *path);
 #include "cterp/acts.h"
 typedef struct {
     const char *model, *hook, *component, *data;
+    const char *hooks, *layers; // several hooks, one forward: --hooks H1,H2 | --layers 0-5 (with --component)
+    int multi;                  // set by train and cache: --hooks/--layers are their flags (0: unknown flags)
     int layer; // -1: not given
     cterp_store_config store;
     int64_t eval_windows;
@@ -67,7 +71,23 @@ void cli_model_opts_default(cli_model_opts *o);
 int cli_model_flag(cli_model_opts *o, const char *a, const char *v);
 // The hook from --hook or --layer + --component (error message recorded).
 cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap);
+// Several hooks (--hooks H1,H2,... or --layers A-B,C --component C1,C2), checked against the model
+// (unknown, repeated, layers outside it: errors naming the flag and value). *hooks: n strings in
+// one allocation (free(*hooks)). Returns 0 or the exit code 2 with the message printed.
+int cli_model_hooks(const cli_model_opts *o, const char *cmd, const cterp_model *m, char ***hooks, int *n);
+// The store's fill_progress for train --model (user: a cli_fill_log {isatty(2), 0}).
+typedef struct {
+    int tty;
+    double last;
+} cli_fill_log;
+void cli_fill_progress(int64_t rows, int64_t total, double sec, void *user);
 const char *cli_base_name(const char *path);
+// cterp train --model with --hooks/--layers (train_hooks.c): one SAE per hook into out/<hook>.
+// over_name[i] (a config field) takes over_val[i] = "v1,v2,...": value h for hook h (cfg holds
+// the rest).
+int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
+                    const char *const *over_val, int n_over, const cli_model_opts *mo, const char *out,
+                    const char *resume, int quiet);
 int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                     const char *resume, int quiet);
 // --acts: a cache directory (with metadata for the SAE) or an activation file.
@@ -83,6 +103,7 @@ int cmd_features(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_dashboard(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_serve(int argc, char **argv); // cmd_serve.c: the live explorer (libmicrohttpd)
 // --windows --top --quantile-k --ctx-left --ctx-right --logits --seed: 1 consumed, 0 not one of
 // them, -1 bad value (printed).
 int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, const char *v);

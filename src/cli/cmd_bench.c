@@ -142,6 +142,8 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(argv[i], "--pipeline")) return cmd_bench_pipeline(argc, argv);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--model")) return cmd_bench_model(argc, argv);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--synth")) return cmd_bench_synth(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -158,6 +160,8 @@ int cmd_bench(int argc, char **argv) {
 
                    "Defaults: topk 768/24576/32, batch 4096, 10 steps.\n"
                    "cterp bench --model M.gguf [...]: the model forward instead (--model --help).\n"
+                   "cterp bench --synth --preset P --archs A,B,... [...]: architectures side by side on a\n"
+                   "  synthetic world with known features, scored by f1, mcc ... (--synth --help).\n"
                    "cterp bench --pipeline --model M.gguf --layer L --component C [...]: forward, SAE\n"
                    "  and both together as `cterp train --model` runs them (--pipeline --help).\n");
             return 0;

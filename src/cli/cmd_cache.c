@@ -10,11 +10,13 @@
 #include "cterp/acts.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cterp cache --model M.gguf (--hook H | --layer L --component C) --data D\n"
-               "                   --tokens N --out DIR [--dtype f32|f16|bf16] [options]\n"
+    fprintf(f, "usage: cterp cache --model M.gguf (--hook H | --layer L --component C | --hooks H1,H2,... |\n"
+               "                   --layers A-B --component C) --data D --tokens N --out DIR\n"
+               "                   [--dtype f32|f16|bf16] [options]\n"
                "  --tokens N              activation rows to write; at most one epoch: stops at the end of the\n"
                "                          data and says so (train --acts wraps around it, as training live does)\n"
-               "  --out DIR               cache directory (activations.bin, tokens.bin)\n"
+               "  --out DIR               cache directory (activations.bin, tokens.bin); with --hooks or\n"
+               "                          --layers one per hook, DIR/<hook> (train --acts DIR/<hook>)\n"
                "  --dtype T               f32 (default; training from it equals training live), f16, bf16\n"
                "%s", cli_model_help);
 }
@@ -24,9 +26,53 @@ static void progress(int64_t rows, int64_t max, void *user) {
     if (tty) fprintf(stderr, "\r%lld / %lld rows", (long long)rows, (long long)max);
 }
 
+static const char *dtype_name(cterp_dtype dt) {
+    return dt == CTERP_DTYPE_F32 ? "f32" : dt == CTERP_DTYPE_F16 ? "f16" : "bf16";
+}
+
+// --hooks / --layers: one cache per hook, out/<hook>, from one run of the model.
+static int cache_hooks(const cli_model_opts *mo, const char *out, int64_t tokens, cterp_dtype dt) {
+    cterp_model *m;
+    if (cterp_model_open(&m, mo->model)) {
+        cli_error("cache");
+        return 1;
+    }
+    char **hooks;
+    int n, rc = cli_model_hooks(mo, "cache", m, &hooks, &n);
+    if (rc) {
+        cterp_model_free(m);
+        return rc;
+    }
+    cterp_cache_info *info = calloc((size_t)n, sizeof *info);
+    int tty = isatty(2);
+    double t0 = time_now();
+    cterp_status s = info ? cterp_act_cache_write_hooks(m, cli_base_name(mo->model), (const char *const *)hooks, n,
+                                                        mo->data, &mo->store, tokens, dt, out, progress, &tty, info)
+                          : cterp_error(CTERP_ENOMEM, "out of memory");
+    if (tty) fprintf(stderr, "\n");
+    cterp_model_free(m);
+    if (s) {
+        cli_error("cache");
+        free(hooks), free(info);
+        return 1;
+    }
+    double dt_s = time_now() - t0;
+    printf("wrote %lld rows (%s) of %d hooks from %lld windows of %d tokens, one forward for all, in %.1f s "
+           "(%.0f tokens/s)", (long long)info[0].count, dtype_name(dt), n, (long long)info[0].windows,
+           info[0].context_size, dt_s, info[0].count / (dt_s > 0 ? dt_s : 1));
+    if (info[0].complete_epoch && info[0].count < tokens)
+        printf("; the whole dataset: one epoch, fewer rows than --tokens %lld\n", (long long)tokens);
+    else
+        printf(info[0].complete_epoch ? "; the whole dataset\n" : "; the first rows of the dataset\n");
+    for (int h = 0; h < n; h++) printf("  %s/%s: %lld x %lld\n", out, hooks[h], (long long)info[h].count, (long long)info[h].d_in);
+    free(hooks), free(info);
+    return 0;
+}
+
 int cmd_cache(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_default(&mo);
+    mo.multi = 1; // --hooks, --layers
     const char *out = NULL;
     int64_t tokens = 0;
     cterp_dtype dt = CTERP_DTYPE_F32;
@@ -67,6 +113,7 @@ int cmd_cache(int argc, char **argv) {
         fprintf(stderr, "cterp cache: --model, --data, --tokens and --out are required\n");
         return usage(stderr), 2;
     }
+    if (mo.hooks || mo.layers) return cache_hooks(&mo, out, tokens, dt);
     char hook[256];
     if (cli_model_hook(&mo, hook, sizeof hook)) {
         cli_error("cache");

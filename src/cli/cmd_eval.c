@@ -12,6 +12,7 @@ static void usage(FILE *f) {
                "                          context size unless --hook / --context-size say otherwise\n"
                "  --windows N             windows evaluated (64)\n"
                "  --json                  one JSON object instead of name: value lines\n"
+               "  --saebench OUT.json     also write SAEBench's core eval output (CoreEvalOutput)\n"
                "%s", cli_model_help);
 }
 
@@ -19,7 +20,7 @@ int cmd_eval(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_default(&mo);
     mo.store.windows.context_size = 0; // 0: from the SAE's metadata
-    const char *sae_dir = NULL;
+    const char *sae_dir = NULL, *saebench = NULL;
     int json = 0;
     int64_t windows = 64;
     for (int i = 1; i < argc; i++) {
@@ -37,6 +38,8 @@ int cmd_eval(int argc, char **argv) {
             i++;
         } else if (v && !strcmp(a, "--sae")) {
             sae_dir = argv[++i];
+        } else if (v && !strcmp(a, "--saebench")) {
+            saebench = argv[++i];
         } else if (v && !strcmp(a, "--windows")) {
             char *end;
             windows = strtoll(v, &end, 10);
@@ -57,6 +60,7 @@ int cmd_eval(int argc, char **argv) {
     cterp_sae *sae = NULL;
     cterp_model *m = NULL;
     int rc = 1;
+    int64_t *fired = NULL, *wfired = NULL;
     char hook[256] = "";
     if (cterp_sae_load(sae_dir, &sae) || cterp_model_open(&m, mo.model)) {
         cli_error("eval");
@@ -78,14 +82,32 @@ int cmd_eval(int argc, char **argv) {
     cli_progress_state ps;
     cli_progress_init(&ps, ec.windows.context_size);
     ec.progress = cli_progress, ec.progress_user = &ps;
+    if (saebench) {
+        fired = calloc((size_t)sae->d_sae, sizeof *fired);
+        wfired = calloc((size_t)sae->d_sae, sizeof *wfired);
+        if (!fired || !wfired) {
+            fprintf(stderr, "cterp eval: out of memory\n");
+            goto done;
+        }
+        ec.fired = fired, ec.windows_fired = wfired;
+    }
     cterp_eval_result r;
     if (cterp_eval(m, sae, mo.data, &ec, &r)) {
         cli_error("eval");
         goto done;
     }
     cterp_eval_print(&r, stdout, json);
+    if (saebench) {
+        const char *name = sae->meta.model_name[0] ? sae->meta.model_name : cli_base_name(mo.model);
+        if (cterp_eval_saebench_write(saebench, sae, &ec, &r, fired, wfired, name, mo.data)) {
+            cli_error("eval");
+            goto done;
+        }
+        fprintf(stderr, "wrote %s (SAEBench core eval output)\n", saebench);
+    }
     rc = 0;
 done:
+    free(fired), free(wfired);
     cterp_sae_free(sae);
     cterp_model_free(m);
     return rc;

@@ -23,6 +23,14 @@ static void usage(FILE *f) {
         "  --ctx-left L --ctx-right R  context tokens around an example (5, 5)\n"
         "  --logits N              top and bottom logit-effect tokens (10)\n"
         "  --seed S                quantile sampling seed (0)\n"
+        "  --loss-windows N        measure each latent's ablation effect on the next-token loss\n"
+        "                          over the first N windows (0: off; costs one forward of a\n"
+        "                          window per latent firing in it)\n"
+        "  --neighbours K          co-firing (Jaccard) and decoder-cosine neighbours listed (5)\n"
+        "  --view-windows N        windows of the per-token 'which latents fire here' view (4)\n"
+        "  --neuronpedia OUT.json  also write Neuronpedia's feature-upload batch JSON\n"
+        "  --np-model-id ID --np-sae-set NAME --np-layer L  its model id, SAE set and layer\n"
+        "                          (defaults: the model file's name, \"cterp\", the hook's layer)\n"
         "%s",
         cli_model_help);
 }
@@ -30,8 +38,9 @@ static void usage(FILE *f) {
 // Parses the options shared by features and dashboard; 1 consumed (with value), 0 not ours,
 // -1 bad value (message printed).
 int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, const char *v) {
-    static const char *const names[] = {"--windows",   "--top",    "--quantile-k", "--ctx-left",
-                                        "--ctx-right", "--logits", "--seed"};
+    static const char *const names[] = {
+        "--windows", "--top",  "--quantile-k",   "--ctx-left",   "--ctx-right",
+        "--logits",  "--seed", "--loss-windows", "--neighbours", "--view-windows"};
     size_t k = 0;
     while (k < sizeof names / sizeof names[0] && strcmp(a, names[k])) k++;
     if (k == sizeof names / sizeof names[0]) return 0;
@@ -61,8 +70,25 @@ int cli_features_flag(cterp_features_config *c, const char *cmd, const char *a, 
     case 5:
         c->n_logits = (int)x;
         break;
-    default:
+    case 6:
         c->seed = (uint64_t)x;
+        break;
+    case 7:
+        c->loss_windows = x;
+        break;
+    case 8:
+        if (x > 64) {
+            fprintf(stderr, "cterp %s: --neighbours: at most 64, got '%s'\n", cmd, v);
+            return -1;
+        }
+        c->n_neighbours = (int)x;
+        break;
+    default:
+        if (x > 4096) {
+            fprintf(stderr, "cterp %s: --view-windows: at most 4096, got '%s'\n", cmd, v);
+            return -1;
+        }
+        c->view_windows = (int)x;
         break;
     }
     return 1;
@@ -209,7 +235,8 @@ int cmd_features(int argc, char **argv) {
     mo.store.windows.context_size = 0; // 0: from the SAE's metadata
     cterp_features_config fc;
     cterp_features_config_default(&fc);
-    const char *sae_dir = NULL, *out = NULL, *text = NULL;
+    const char *sae_dir = NULL, *out = NULL, *text = NULL, *np_out = NULL;
+    cterp_neuronpedia_opts np = {NULL, NULL, -1, NULL};
     int top_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -230,6 +257,21 @@ int cmd_features(int argc, char **argv) {
             out = argv[++i];
         } else if (v && !strcmp(a, "--text")) {
             text = argv[++i];
+        } else if (v && !strcmp(a, "--neuronpedia")) {
+            np_out = argv[++i];
+        } else if (v && !strcmp(a, "--np-model-id")) {
+            np.model_id = argv[++i];
+        } else if (v && !strcmp(a, "--np-sae-set")) {
+            np.sae_set = argv[++i];
+        } else if (v && !strcmp(a, "--np-layer")) {
+            char *end;
+            long x = strtol(v, &end, 10);
+            if (end == v || *end || x < 0 || x > 100000) {
+                fprintf(stderr, "cterp features: --np-layer: expected a layer number, got '%s'\n",
+                        v);
+                return 2;
+            }
+            np.layer = (int)x, i++;
         } else {
             fprintf(stderr, "cterp features: unknown option or missing value: %s\n", a);
             return usage(stderr), 2;
@@ -240,6 +282,10 @@ int cmd_features(int argc, char **argv) {
                         "--out, or --text\n");
         return usage(stderr), 2;
     }
+    if (text && np_out) {
+        fprintf(stderr, "cterp features: --neuronpedia needs the corpus pass (--data, --out)\n");
+        return 2;
+    }
     if (text) return on_text(&mo, sae_dir, text, top_given ? fc.top_n : 10);
     cterp_features *F = NULL;
     int rc = cli_features_run("features", &mo, sae_dir, &fc, &F);
@@ -249,6 +295,15 @@ int cmd_features(int argc, char **argv) {
         rc = 1;
     } else {
         fprintf(stderr, "wrote %s/features.json and %s/latents.jsonl\n", out, out);
+    }
+    if (!rc && np_out) {
+        if (cterp_features_export_neuronpedia(F, np_out, &np)) {
+            cli_error("features");
+            rc = 1;
+        } else {
+            fprintf(stderr, "wrote %s (Neuronpedia feature batch, %lld features)\n", np_out,
+                    (long long)F->d_sae);
+        }
     }
     cterp_features_free(F);
     return rc;

@@ -12,7 +12,8 @@
 
 static void usage(void) {
     printf("usage: cterp train (--toy [toy options] | --acts FILE|DIR [--d-in D] | --model M.gguf\n"
-           "                   (--hook H | --layer L --component C) --data D) [options]\n\n"
+           "                   (--hook H | --layer L --component C | --hooks H1,H2,... |\n"
+           "                    --layers A-B --component C) --data D) [options]\n\n"
            "data:\n"
            "  --toy                   the toy model of superposition (see toy options)\n"
            "  --acts FILE             activations: .npy float32/16/64 [n, d_in], or raw f32 with --d-in,\n"
@@ -30,7 +31,8 @@ static void usage(void) {
            "  --FIELD VALUE           any config field (docs/training.md), dashes or underscores\n"
            "output:\n"
            "  --out DIR               SAE directory (SAELens format) + metrics.jsonl + checkpoints/\n"
-           "  --resume DIR            continue from a checkpoint directory (same data)\n"
+           "  --resume DIR            continue from a checkpoint directory (same data); with --hooks or\n"
+           "                          --layers: the run's --out DIR (each hook from its latest checkpoint)\n"
            "  --quiet                 no progress lines\n"
            "toy options: --toy-features G --toy-d D --toy-active A --toy-decay R\n"
            "             --toy-correlation C --toy-mag-min M --toy-mag-max M --toy-seed S\n"
@@ -72,7 +74,9 @@ int cmd_train(int argc, char **argv) {
     int64_t d_in_raw = 0;
     cli_model_opts mo;
     cli_model_opts_default(&mo);
-    int mf;
+    mo.multi = 1; // --hooks, --layers
+    int mf, n_over = 0;
+    const char *over_name[64], *over_val[64]; // config flags with a value per hook
     // presets and --config first, so that flags override them wherever they stand
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--preset") && cterp_train_config_preset(&cfg, argv[i + 1])) {
@@ -123,6 +127,12 @@ int cmd_train(int argc, char **argv) {
                 return 2;
             }
             i++;
+        } else if (strchr(argv[i + 1], ',')) { // one value per hook (--hooks, --layers)
+            if (n_over == (int)(sizeof over_name / sizeof over_name[0])) {
+                fprintf(stderr, "cterp train: %s: more than %d per-hook config flags\n", a, n_over);
+                return 2;
+            }
+            over_name[n_over] = a + 2, over_val[n_over++] = argv[++i];
         } else {
             if (cterp_train_config_set(&cfg, a + 2, argv[i + 1])) {
                 cli_error("train");
@@ -133,6 +143,19 @@ int cmd_train(int argc, char **argv) {
     }
     if (toy + (acts != NULL) + (mo.model != NULL) != 1) {
         fprintf(stderr, "cterp train: give exactly one data source: --toy, --acts FILE or --model M.gguf (see --help)\n");
+        return 2;
+    }
+    if (!mo.model && (mo.hooks || mo.layers)) {
+        fprintf(stderr, "cterp train: %s needs --model (several hooks from one forward; a cache of "
+                        "several hooks is trained one hook at a time: --acts DIR/<hook>)\n",
+                mo.hooks ? "--hooks" : "--layers");
+        return 2;
+    }
+    if (mo.model && (mo.hooks || mo.layers)) // several hooks, one forward (train_hooks.c)
+        return cli_train_hooks(&cfg, over_name, over_val, n_over, &mo, out, resume, quiet);
+    if (n_over) {
+        fprintf(stderr, "cterp train: --%s %s: one value per hook needs --model with --hooks or --layers\n",
+                over_name[0], over_val[0]);
         return 2;
     }
     if (resume) { // the run's config is the checkpoint's; the data sources need its seed and batch

@@ -13,6 +13,8 @@
 static const cli_command commands[] = {
     {"demo", "train an SAE on the built-in toy model of superposition and report recovery",
      cmd_demo},
+    {"synth", "train an SAE on a synthetic world with known features and score it (mcc, f1 ...)",
+     cmd_synth},
     {"train", "train an SAE: --toy | --acts FILE|DIR | --model M --data D (see --help)", cmd_train},
     {"cache", "write a model's activations at a hook over a dataset to an activation cache", cmd_cache},
     {"eval", "evaluate an SAE spliced into its model (EV, L0, CE/KL recovered)", cmd_eval},
@@ -24,6 +26,7 @@ static const cli_command commands[] = {
     {"steer", "generate with an SAE latent added, clamped or ablated, beside the unedited text", cmd_steer},
     {"dashboard", "self-contained HTML pages of an SAE's latents (+ training report)", cmd_dashboard},
     {"report", "HTML training report from a metrics.jsonl", cmd_report},
+    {"serve", "the live explorer: prompt page, steering and JSON API over HTTP (+ dashboard)", cmd_serve},
 };
 
 void cli_error(const char *cmd) {

@@ -28,6 +28,8 @@ int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
     int64_t x = 0;
     if (!strcmp(a, "--model")) o->model = v;
     else if (!strcmp(a, "--hook")) o->hook = v;
+    else if (o->multi && !strcmp(a, "--hooks")) o->hooks = v;
+    else if (o->multi && !strcmp(a, "--layers")) o->layers = v;
     else if (!strcmp(a, "--component")) o->component = v;
     else if (!strcmp(a, "--data")) o->data = v;
     else if (!strcmp(a, "--text-field")) o->store.data.text_field = v;
@@ -67,6 +69,10 @@ const char *cli_model_help =
     "  --hook H | --layer L --component C\n"
     "                          hook point: a TransformerLens name (blocks.2.hook_resid_post), or a\n"
     "                          component (mlp, attn, resid, resid_pre, resid_mid, mlp_post) at a layer\n"
+    "  --hooks H1,H2,... | --layers A-B[,C...] --component C1[,C2...]\n"
+    "                          several hooks from one forward (cterp train, cterp cache): one SAE or\n"
+    "                          cache per hook, in DIR/<hook>; config flags take one value or one\n"
+    "                          per hook (--d-sae 2048,4096)\n"
     "  --data D                .txt (document per line), folder of .txt, .jsonl (\"text\"), .bin tokens\n"
     "  --context-size N        tokens per window (128); --prepend-bos 0|1 (1); --concat 0|1 (1)\n"
     "  --separator bos|eos|none|ID   between concatenated documents (bos)\n"
@@ -79,6 +85,9 @@ const char *cli_model_help =
     "                          2 always, 0 never (the same rows in the same order)\n";
 
 cterp_status cli_model_hook(const cli_model_opts *o, char *hook, size_t cap) {
+    if (o->hooks || o->layers)
+        return cterp_error(CTERP_EINVAL, "%s: this command takes one hook (--hook, or --layer with --component)",
+                           o->hooks ? "--hooks" : "--layers");
     if (o->hook && (o->component || o->layer >= 0))
         return cterp_error(CTERP_EINVAL, "give --hook, or --layer with --component, not both");
     if (o->hook) return cterp_hook_name(0, o->hook, hook, cap);
@@ -111,13 +120,8 @@ static void progress(const cterp_train_metrics *m, void *user) {
 
 // The mixing buffer's fills run the model (minutes on a large one): a live line on a terminal,
 // else a line at the start, every 5 s and at the end of a fill that took more than a second.
-typedef struct {
-    int tty;
-    double last;
-} fill_log;
-
-static void fill_progress(int64_t rows, int64_t total, double sec, void *user) {
-    fill_log *f = user;
+void cli_fill_progress(int64_t rows, int64_t total, double sec, void *user) {
+    cli_fill_log *f = user;
     const int end = rows == total;
     if (!f->tty && rows > 0 && !(end ? sec > 1.0 : sec - f->last >= 5.0)) return;
     f->last = sec;
@@ -151,8 +155,8 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     cterp_pipeline_opts_default(&po);
     po.model_name = cli_base_name(mo->model);
     po.store = mo->store;
-    fill_log fl = {tty, 0};
-    if (!quiet) po.store.fill_progress = fill_progress, po.store.fill_progress_user = &fl;
+    cli_fill_log fl = {tty, 0};
+    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
     po.log = quiet ? NULL : progress;
     po.log_user = &tty;
     po.resume = resume;

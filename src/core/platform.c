@@ -135,6 +135,13 @@ void platform_keep_heap(void) {
 #endif
 }
 
+void platform_default_heap(void) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_MAX, 65536);             // glibc's default
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);  // glibc's default
+#endif
+}
+
 void platform_reexec(char **argv) {
 #if defined(__linux__)
     execv("/proc/self/exe", argv);

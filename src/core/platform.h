@@ -32,6 +32,9 @@ int64_t platform_peak_rss(void);
 // Keeps freed memory in the heap rather than returning it to the OS (glibc: no mmap for large
 // blocks, no trimming); no-op elsewhere.
 void platform_keep_heap(void);
+// Undoes platform_keep_heap: freed memory goes back to the system again (glibc defaults). For
+// long-running servers, whose memory should follow their load, not its peak (cterp serve).
+void platform_default_heap(void);
 
 // Runs this program again with argv (Linux: /proc/self/exe); returns only if it could not.
 void platform_reexec(char **argv);
