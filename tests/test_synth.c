@@ -200,6 +200,11 @@ static void test_eval_known(void) {
     CHECK(cterp_synth_eval(s, ws, 10, 0, 10, &m2) == CTERP_EINVAL &&
           strstr(cterp_last_error(), "d_in is 33"));
     cterp_sae_free(ws);
+    // a transcoder reads the world's d but writes another width: its W_dec is not comparable
+    CHECK_OK(cterp_sae_create_transcoder(&ws, CTERP_ARCH_TRANSCODER, D, D - 2, G));
+    CHECK(cterp_synth_eval(s, ws, 10, 0, 10, &m2) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "transcoder writing d_out 30"));
+    cterp_sae_free(ws);
     cterp_sae_free(rs);
     cterp_synth_free(s);
 }

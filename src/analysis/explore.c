@@ -223,9 +223,11 @@ cterp_status cterp_explore_create(cterp_explore **out, cterp_model *m, const cte
         return cterp_error(CTERP_EINVAL,
                            "explore: hook %s has %lld values per token, the SAE's d_in is %lld",
                            hook, (long long)width, (long long)sae->d_in);
-    if (sae->arch == CTERP_ARCH_BATCHTOPK)
-        return cterp_error(CTERP_EINVAL, "explore: batchtopk is a training architecture; load the "
-                                         "saved (jumprelu) SAE");
+    if (sae->arch == CTERP_ARCH_BATCHTOPK || sae->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK)
+        return cterp_error(CTERP_EINVAL, "explore: %s is a training architecture; load the "
+                                         "saved (jumprelu) SAE", cterp_arch_name(sae->arch));
+    if (cterp_sae_is_transcoder(sae)) // its decoder writes another hook (of width d_out)
+        return cterp_error(CTERP_EINVAL, "explore: a %s is not supported", cterp_arch_name(sae->arch));
     if (!cterp_model_tokenizer(m))
         return cterp_error(CTERP_EINVAL, "explore: %s has no tokenizer", cterp_model_path(m));
     int ctx = o->context;

@@ -127,7 +127,9 @@ int cmd_train(int argc, char **argv) {
                 return 2;
             }
             i++;
-        } else if (strchr(argv[i + 1], ',')) { // one value per hook (--hooks, --layers)
+        } else if (strchr(argv[i + 1], ',') && strcmp(a, "--matryoshka-widths") &&
+                   strcmp(a, "--matryoshka_widths")) { // one value per hook (--hooks, --layers);
+                                                       // the widths are one list for every hook
             if (n_over == (int)(sizeof over_name / sizeof over_name[0])) {
                 fprintf(stderr, "cterp train: %s: more than %d per-hook config flags\n", a, n_over);
                 return 2;

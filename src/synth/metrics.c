@@ -135,6 +135,9 @@ cterp_status cterp_synth_eval(const cterp_synth *s, const cterp_sae *sae, int64_
         return cterp_error(CTERP_EINVAL,
                            "synth eval: the SAE's d_in is %lld, the world's d is %lld",
                            (long long)sae->d_in, (long long)D);
+    if (sae->d_out != D) // its W_dec rows are compared with the world's features
+        return cterp_error(CTERP_EINVAL, "synth eval: a %s writing d_out %lld, not the world's d %lld",
+                           cterp_arch_name(sae->arch), (long long)sae->d_out, (long long)D);
     if (n < 1 || batch < 1)
         return cterp_error(CTERP_EINVAL,
                            "synth eval: got %lld samples in batches of %lld, expected >= 1",
