@@ -24,6 +24,11 @@ typedef struct cterp_act_source {
     cterp_status (*set_state)(void *ctx, const uint64_t *state, int n, int64_t max_rows);
     void (*free)(void *ctx);
     char description[256];
+    // Optional (NULL: the trainer takes all B rows from next and keeps its part): serves the next
+    // B rows exactly as next would, but writes only rows [lo, hi) of them into x ((hi - lo) x
+    // d_in). Data-parallel ranks each take their part of the same batch: the stream (and the
+    // state get_state saves) advances by B on every rank, whatever its part.
+    cterp_status (*next_part)(void *ctx, float *x, int64_t B, int64_t lo, int64_t hi);
 } cterp_act_source;
 
 void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op

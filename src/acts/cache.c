@@ -279,15 +279,18 @@ static cterp_status cache_fill(void *ctx, const int64_t *slots, int64_t n) {
     return CTERP_OK;
 }
 
-static cterp_status cache_next(void *ctx, float *x, int64_t B) {
+// Serves B rows, writing rows [lo, hi) of them into x (a data-parallel rank's part; all of
+// them for next): the indices of every row move on, only the part's are read.
+static cterp_status cache_next_part(void *ctx, float *x, int64_t B, int64_t lo, int64_t hi) {
     cache_src *s = ctx;
     const int64_t D = s->info.d_in;
     for (int64_t b = 0; b < B; b++) {
         int64_t slot;
         cterp_status e = mixer_next(&s->mx, &slot, cache_fill, s);
         if (e) return e;
+        if (b < lo || b >= hi) continue;
         int64_t r = s->slot_row[slot];
-        float *o = x + b * D;
+        float *o = x + (b - lo) * D;
         if (s->info.dtype == CTERP_DTYPE_F32) {
             memcpy(o, s->rows + (size_t)r * D * 4, (size_t)D * 4);
         } else {
@@ -301,6 +304,8 @@ static cterp_status cache_next(void *ctx, float *x, int64_t B) {
     }
     return CTERP_OK;
 }
+
+static cterp_status cache_next(void *ctx, float *x, int64_t B) { return cache_next_part(ctx, x, B, 0, B); }
 
 static int cache_get_state(void *ctx, uint64_t *st, int cap) {
     cache_src *s = ctx;
@@ -373,6 +378,7 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
     src->d_in = s->info.d_in;
     src->ctx = s;
     src->next = cache_next;
+    src->next_part = cache_next_part;
     src->get_state = cache_get_state;
     src->set_state = cache_set_state;
     src->free = cache_free;

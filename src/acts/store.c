@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "acts/acts_impl.h"
+#include "core/dist.h"
 #include "core/file.h"
 #include "core/hash.h"
 
@@ -142,16 +143,21 @@ static cterp_status store_fill(void *ctx, const int64_t *slots, int64_t n) {
     return CTERP_OK;
 }
 
-static cterp_status store_next(void *ctx, float *x, int64_t B) {
+// Serves B rows, writing rows [lo, hi) of them into x (a data-parallel rank's part; all of them
+// for next). Under MPI every rank's buffer holds the same rows (stream.c), so the parts tile the
+// batch a single process serves.
+static cterp_status store_next_part(void *ctx, float *x, int64_t B, int64_t lo, int64_t hi) {
     store *s = ctx;
     for (int64_t b = 0; b < B; b++) {
         int64_t slot;
         cterp_status e = mixer_next(&s->mx, &slot, store_fill, s);
         if (e) return e;
-        memcpy(x + b * s->D, s->buf + slot * s->D, (size_t)s->D * sizeof(float));
+        if (b >= lo && b < hi) memcpy(x + (b - lo) * s->D, s->buf + slot * s->D, (size_t)s->D * sizeof(float));
     }
     return CTERP_OK;
 }
+
+static cterp_status store_next(void *ctx, float *x, int64_t B) { return store_next_part(ctx, x, B, 0, B); }
 
 static int store_get_state(void *ctx, uint64_t *st, int cap) {
     store *s = ctx;
@@ -228,6 +234,11 @@ cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *
         free(s);
         return e;
     }
+    if ((e = stream_distribute(&s->st, 1))) { // under MPI: each rank runs 1/P of the forwards
+        stream_close(&s->st);
+        free(s);
+        return e;
+    }
     s->D = s->st.D;
     if ((e = store_fingerprint(s, m, c))) {
         store_free(s);
@@ -240,6 +251,9 @@ cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *
     mixer_serve_whole_if_run_fits(&s->mx, c);
     s->progress = c->fill_progress, s->progress_user = c->fill_progress_user;
     s->overlap = c->overlap, s->run_rows = c->run_rows;
+    // under MPI the model's forward is a collective of every rank (stream.c): it stays on the
+    // thread that calls the other collectives, in the same order on every rank
+    if (dist_size() > 1) s->overlap = 0;
     // half the threads (at least one) for the model beside the trainer's own: measured on 2 cores,
     // 1 + 2 threads gave 5.2-5.4 s against 5.6-6.0 s without overlap, 2 + 2 gave 21-24 s
     // (docs/pipeline.md)
@@ -254,6 +268,7 @@ cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *
     src->d_in = s->D;
     src->ctx = s;
     src->next = store_next;
+    src->next_part = store_next_part;
     src->get_state = store_get_state;
     src->set_state = store_set_state;
     src->free = store_free;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "acts/acts_impl.h"
+#include "core/dist.h"
 
 void cterp_store_config_default(cterp_store_config *c) {
     memset(c, 0, sizeof *c);
@@ -42,6 +43,11 @@ cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_
 typedef struct {
     act_stream *s;
     int B;
+    const int32_t *tok;  // (B, T) the windows
+    const uint8_t *mask; // (B, T)
+    float *rows;         // out: rows of the unmasked positions
+    int32_t *rtok;       // out: their tokens
+    int64_t n;           // out: how many
 } capture;
 
 static cterp_status capture_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
@@ -54,11 +60,11 @@ static cterp_status capture_hook(const char *name, float *act, const int64_t *sh
                            name, c->B, s->T, (long long)s->D);
     int64_t n = 0;
     for (int64_t p = 0; p < (int64_t)c->B * s->T; p++) {
-        if (s->mask[p]) continue;
-        memcpy(s->rows + n * s->D, act + p * s->D, (size_t)s->D * sizeof(float));
-        s->row_tok[n++] = s->tok[p];
+        if (c->mask[p]) continue;
+        memcpy(c->rows + n * s->D, act + p * s->D, (size_t)s->D * sizeof(float));
+        c->rtok[n++] = c->tok[p];
     }
-    s->n_rows = n;
+    c->n = n;
     return CTERP_OK;
 }
 
@@ -123,9 +129,36 @@ cterp_status stream_open(act_stream *s, cterp_model *m, const char *hook, const 
     return CTERP_OK;
 }
 
+cterp_status stream_distribute(act_stream *s, int gather) {
+    const int P = dist_size();
+    if (P <= 1) return CTERP_OK;
+    if (P > 64) return cterp_error(CTERP_EINVAL, "activations over MPI: at most 64 ranks, got %d", P);
+    const size_t pos = (size_t)s->mb * (size_t)s->T, D = (size_t)s->D;
+    // a round's windows (P batches) on every rank, and its rows when they are gathered
+    int32_t *tok = realloc(s->tok, P * pos * sizeof *s->tok);
+    if (tok) s->tok = tok;
+    uint8_t *mask = realloc(s->mask, P * pos);
+    if (mask) s->mask = mask;
+    s->round_rows = calloc((size_t)P, sizeof *s->round_rows);
+    if (!tok || !mask || !s->round_rows) return cterp_error(CTERP_ENOMEM, "activations over MPI: out of memory");
+    if (gather) {
+        float *rows = realloc(s->rows, P * pos * D * sizeof(float));
+        if (rows) s->rows = rows;
+        int32_t *rt = realloc(s->row_tok, P * pos * sizeof *s->row_tok);
+        if (rt) s->row_tok = rt;
+        s->mine = malloc(pos * D * sizeof(float));
+        s->mine_tok = malloc(pos * sizeof *s->mine_tok);
+        if (!rows || !rt || !s->mine || !s->mine_tok)
+            return cterp_error(CTERP_ENOMEM, "activations over MPI: out of memory (%d x %zu rows x %zu)", P, pos, D);
+    }
+    s->P = P, s->rank = dist_rank(), s->gather = gather;
+    return CTERP_OK;
+}
+
 void stream_close(act_stream *s) {
     cterp_windows_close(s->w);
     free(s->tok), free(s->mask), free(s->rows), free(s->row_tok);
+    free(s->round_rows), free(s->mine), free(s->mine_tok);
     memset(s, 0, sizeof *s);
 }
 
@@ -136,8 +169,59 @@ cterp_status stream_rewind(act_stream *s) {
     return cterp_windows_rewind(s->w);
 }
 
+// One round under MPI: up to P x mb windows read (by every rank), batch j of them run by rank j,
+// then every rank's rows gathered in batch order (gather) or only their counts.
+static cterp_status forward_round(act_stream *s, int *eof) {
+    const int P = s->P, mb = s->mb, T = s->T;
+    int W = 0;
+    *eof = 0;
+    while (W < P * mb) {
+        int e = 0;
+        cterp_status st = cterp_windows_next(s->w, s->tok + (size_t)W * T, s->mask + (size_t)W * T, &e);
+        if (st) return st;
+        if (e) break;
+        W++;
+    }
+    if (W < P * mb) s->at_eof = 1;
+    if (W == 0) {
+        *eof = 1;
+        return CTERP_OK;
+    }
+    for (int j = 0; j < P; j++) s->round_windows[j] = W - j * mb < 0 ? 0 : W - j * mb > mb ? mb : W - j * mb;
+    const int B = s->round_windows[s->rank];
+    const size_t off = (size_t)s->rank * mb * T;
+    capture c = {s, B, s->tok + off, s->mask + off, s->gather ? s->mine : s->rows,
+                 s->gather ? s->mine_tok : s->row_tok, 0};
+    cterp_status st = CTERP_OK;
+    if (B > 0) {
+        cterp_hook h = {s->hook, capture_hook, &c};
+        cterp_forward_opts o = {&h, 1, 0, NULL, 0};
+        st = cterp_model_forward(s->m, s->tok + off, B, T, &o);
+    }
+    // a rank whose forward failed still takes part, with no rows: the caller aborts the job
+    int64_t n = st ? 0 : c.n;
+    cterp_status g = dist_allgather(s->round_rows, &n, sizeof n);
+    if (st) return st;
+    if (g) return g;
+    if (s->gather) {
+        const size_t D = (size_t)s->D, pos = (size_t)P * mb * T;
+        size_t got = 0, got_tok = 0;
+        if ((g = dist_allgatherv(s->rows, pos * D * sizeof(float), s->mine, (size_t)n * D * sizeof(float), &got)))
+            return g;
+        if ((g = dist_allgatherv(s->row_tok, pos * sizeof(int32_t), s->mine_tok, (size_t)n * sizeof(int32_t), &got_tok)))
+            return g;
+        s->n_rows = (int64_t)(got / (D * sizeof(float)));
+    } else {
+        s->n_rows = n;
+    }
+    s->next_row = 0;
+    s->windows += W;
+    return CTERP_OK;
+}
+
 // One forward of up to mb windows; *eof when the dataset ended before any window.
 static cterp_status forward_batch(act_stream *s, int *eof) {
+    if (s->P > 1) return forward_round(s, eof);
     int B = 0;
     *eof = 0;
     while (B < s->mb) {
@@ -152,11 +236,12 @@ static cterp_status forward_batch(act_stream *s, int *eof) {
         *eof = 1;
         return CTERP_OK;
     }
-    capture c = {s, B};
+    capture c = {s, B, s->tok, s->mask, s->rows, s->row_tok, 0};
     cterp_hook h = {s->hook, capture_hook, &c};
     cterp_forward_opts o = {&h, 1, 0, NULL, 0}; // no logits: stops after the hook's layer
     cterp_status st = cterp_model_forward(s->m, s->tok, B, s->T, &o);
     if (st) return st;
+    s->n_rows = c.n;
     s->next_row = 0;
     s->windows += B;
     return CTERP_OK;

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "core/blas.h"
+#include "core/dist.h"
 #include "core/platform.h"
 #include "cterp/isa.h"
 #include "cterp/version.h"
@@ -73,6 +74,7 @@ static int version(void) {
     for (int i = 0; cterp_isa_variant(i, &runs); i++)
         if (runs) printf(" %s", cterp_isa_variant(i, NULL));
     printf("\nblas: %s, core %s\n", openblas_get_config(), openblas_get_corename());
+    printf("mpi: %s\n", dist_built() ? "yes (mpirun -np P cterp train|cache ...)" : "no (built without MPI)");
     if (bad) fprintf(stderr, "cterp: %s\n", cterp_last_error());
     return bad ? 2 : 0;
 }
@@ -110,8 +112,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cterp: %s\n", cterp_last_error());
         return 2;
     }
+    // under mpirun: join the job; rank 0 alone prints results (stdout), every rank its errors
+    if (dist_init(&argc, &argv)) return 2;
+    if (dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 1;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            const int rc = commands[i].run(argc - 1, argv + 1);
+            // one rank failing ends the job: the others may be waiting for it in a collective
+            if (rc != 0 && dist_size() > 1) {
+                fprintf(stderr, "cterp: MPI rank %d of %d failed (exit code %d): stopping every rank\n",
+                        dist_rank(), dist_size(), rc);
+                dist_abort(rc);
+            }
+            dist_finalize();
+            return rc;
+        }
+    dist_finalize();
     fprintf(stderr, "cterp: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
