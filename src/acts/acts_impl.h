@@ -36,6 +36,9 @@ cterp_status stream_open(act_stream *s, cterp_model *m, const char *hook, const 
 // Under MPI with P > 1 ranks: rounds of P forward batches, one per rank; gather as above. Call
 // right after stream_open, on every rank. At most 64 ranks.
 cterp_status stream_distribute(act_stream *s, int gather);
+// Without gather: runs the next round; this rank's rows are rows[0 .. n_rows), round_rows[j] and
+// round_windows[j] say what batch j (rank j) made. *eof when the dataset had no window left.
+cterp_status stream_round(act_stream *s, int *eof);
 void stream_close(act_stream *s);
 // Next row (D floats) and its token. With stop_at_eof, *eof = 1 once the dataset is exhausted;
 // otherwise the dataset is rewound (a new epoch).

@@ -247,6 +247,12 @@ static cterp_status forward_batch(act_stream *s, int *eof) {
     return CTERP_OK;
 }
 
+cterp_status stream_round(act_stream *s, int *eof) {
+    if (s->P <= 1 || s->gather)
+        return cterp_error(CTERP_EINVAL, "stream_round: only for a stream of P > 1 ranks without gather");
+    return forward_round(s, eof);
+}
+
 cterp_status stream_next(act_stream *s, const float **row, int32_t *tok, int stop_at_eof, int *eof) {
     *eof = 0;
     int wrapped = 0;
