@@ -124,6 +124,9 @@ int main(int argc, char **argv) {
                         dist_rank(), dist_size(), rc);
                 dist_abort(rc);
             }
+            if (dist_size() > 1 && dist_rank() == 0) // what the scaling model needs (docs/scaling.md)
+                fprintf(stderr, "cterp: MPI: %d ranks; rank 0 spent %.3f s in collectives, summed %.1f MB of floats\n",
+                        dist_size(), dist_comm_seconds(), (double)dist_reduced_bytes() / 1e6);
             dist_finalize();
             return rc;
         }

@@ -124,7 +124,6 @@ cterp_status dist_sum_f32(float *x, size_t n) {
 // small vectors: gathered whole, summed in rank order (the same bits on every rank)
 static cterp_status gather_reduce(void *x, size_t n, size_t elem, int op) {
     if (size == 1) return CTERP_OK;
-    const double t0 = time_now();
     unsigned char *all = malloc(n * elem * (size_t)size + 1);
     if (!all) return cterp_error(CTERP_ENOMEM, "MPI: out of memory");
     cterp_status s = dist_allgather(all, x, n * elem);
@@ -150,7 +149,6 @@ static cterp_status gather_reduce(void *x, size_t n, size_t elem, int op) {
         }
     }
     free(all);
-    comm_s += time_now() - t0;
     return s;
 }
 
@@ -165,7 +163,10 @@ cterp_status dist_allgather(void *out, const void *in, size_t bytes) {
     }
     if (bytes > (size_t)PIECE * 16)
         return cterp_error(CTERP_EINVAL, "MPI: an allgather of %zu bytes is too large", bytes);
-    return check(MPI_Allgather(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, comm), "MPI_Allgather");
+    const double t0 = time_now();
+    cterp_status s = check(MPI_Allgather(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, comm), "MPI_Allgather");
+    comm_s += time_now() - t0;
+    return s;
 }
 
 cterp_status dist_allgatherv(void *out, size_t cap, const void *in, size_t bytes, size_t *total) {
@@ -182,7 +183,7 @@ cterp_status dist_allgatherv(void *out, size_t cap, const void *in, size_t bytes
     int cnt[size], disp[size];
     int64_t sum = 0;
     for (int r = 0; r < size; r++) {
-        if (all[r] < 0 || all[r] > (int64_t)PIECE * 16 || sum + all[r] > (int64_t)cap)
+        if (all[r] < 0 || all[r] > (int64_t)PIECE * 16 || sum + all[r] > (int64_t)cap || sum + all[r] > INT32_MAX)
             return cterp_error(CTERP_EINVAL, "MPI: rank %d sends %lld bytes, %lld fit", r,
                                (long long)all[r], (long long)((int64_t)cap - sum));
         cnt[r] = (int)all[r], disp[r] = (int)sum, sum += all[r];
@@ -204,5 +205,8 @@ cterp_status dist_same(const void *x, size_t bytes, int *same) {
 
 cterp_status dist_barrier(void) {
     if (size == 1) return CTERP_OK;
-    return check(MPI_Barrier(comm), "MPI_Barrier");
+    const double t0 = time_now();
+    cterp_status s = check(MPI_Barrier(comm), "MPI_Barrier");
+    comm_s += time_now() - t0;
+    return s;
 }

@@ -243,10 +243,11 @@ static cterp_status next_batch(cterp_trainer *t) {
 
 // Input scale (E||x|| = sqrt(d_in)) from the first batches, then b_dec from the first batch.
 static cterp_status initialize_data(cterp_trainer *t) {
-    cterp_status s;
+    cterp_status s = CTERP_OK;
     if (t->cfg.normalize_activations) {
-        double sum = 0, *nrm = malloc((size_t)(t->B + t->Bl) * sizeof(double)), *mine = nrm + t->B;
+        double sum = 0, *nrm = malloc((size_t)(t->B + t->Bl) * sizeof(double));
         if (!nrm) return cterp_error(CTERP_ENOMEM, "out of memory");
+        double *mine = nrm + t->B;
         for (int b = 0; b < t->cfg.norm_estimate_batches; b++) {
             if ((s = read_batch(t, 0))) break;
             for (int64_t r = 0; r < t->Bl; r++) {
@@ -383,8 +384,9 @@ static cterp_status global_cut(void *user, const float *v, const int64_t *flat, 
     cterp_trainer *t = user;
     const double c0 = time_now();
     const int64_t off = t->r0 * t->N, cap = keep * t->P;
-    cut_cand *mine = malloc((size_t)(n + cap) * sizeof(cut_cand)), *all = mine + n;
+    cut_cand *mine = malloc((size_t)(n + cap) * sizeof(cut_cand));
     if (!mine) return cterp_error(CTERP_ENOMEM, "batchtopk: out of memory for %lld candidates", (long long)cap);
+    cut_cand *all = mine + n;
     for (int64_t q = 0; q < n; q++) mine[q] = (cut_cand){v[q], 0, flat[q] + off};
     size_t got = 0;
     cterp_status s = dist_allgatherv(all, (size_t)cap * sizeof(cut_cand), mine, (size_t)n * sizeof(cut_cand), &got);
