@@ -107,11 +107,11 @@ static cterp_status decode_header(const char *path, const uint8_t *h, size_t siz
         const uint32_t P = get_u32(h + CACHE_SHARD_FIELDS), k = get_u32(h + CACHE_SHARD_FIELDS + 4);
         o->shard_rows = get_i64(h + CACHE_SHARD_FIELDS + 8), chunks = get_i64(h + CACHE_SHARD_FIELDS + 16);
         if (P < 2 || P > CACHE_MAX_SHARDS || k >= P)
-            return cterp_error(CTERP_EFORMAT, "%s: shards %u, shard %u: expected 2..%d shards and a shard "
-                               "index below them", path, P, k, CACHE_MAX_SHARDS);
+            return cterp_error(CTERP_EFORMAT, "%s: version %u (sharded) with shards %u, shard %u: expected "
+                               "2..%d shards and a shard index below them", path, o->version, P, k, CACHE_MAX_SHARDS);
         if (o->shard_rows < 0 || o->shard_rows > o->count || chunks < 1 || chunks > o->count + (int64_t)P * (1 << 20))
-            return cterp_error(CTERP_EFORMAT, "%s: shard rows %lld, chunks %lld: expected 0..count (%lld) "
-                               "rows and at least one chunk", path, (long long)o->shard_rows,
+            return cterp_error(CTERP_EFORMAT, "%s: version %u (sharded) with shard rows %lld, chunks %lld: "
+                               "expected 0..count (%lld) rows and at least one chunk", path, o->version, (long long)o->shard_rows,
                                (long long)chunks, (long long)o->count);
         o->shards = (int)P, idx = (int)k;
     }
