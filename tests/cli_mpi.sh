@@ -59,6 +59,10 @@ for arch in "topk" "batchtopk" "jumprelu --normalize-activations true" \
     [ "$arch" = topk ] && cp -r "$tmp/a1" "$tmp/t1"
     rm -rf "$tmp/a1" "$tmp/a2"
 done
+mpi -np 1 "$bin" train $toy --arch topk --out "$tmp/p1" >/dev/null 2>&1
+check "mpirun -np 1: the single process's bits (no collective runs)" 'cmp -s "$tmp/t1/sae_weights.safetensors" "$tmp/p1/sae_weights.safetensors"'
+err=$(mpi -np 2 "$bin" eval --model x.gguf 2>&1); rc=$?
+check "commands other than train and cache are refused under mpirun, saying why" '[ $rc -ne 0 ] && [[ "$err" == *"cterp eval: runs in one process"* ]]'
 mpi -np 2 "$bin" train --toy --steps 4 --batch 256 --d-sae 256 --k 8 --quiet >"$tmp/toy.out" 2>&1; rc=$?
 check "train --toy over 2 ranks: rank 0 alone prints its report" '[ $rc -eq 0 ] && [ "$(grep -c "^Recovery of the" "$tmp/toy.out")" -eq 1 ]'
 mkdir -p "$tmp/bad1" "$tmp/bad2"

@@ -154,6 +154,10 @@ int cmd_train(int argc, char **argv) {
             return 1;
         }
     }
+    if (toy && features_out && dist_size() > 1) {
+        fprintf(stderr, "cterp train: --toy-save-features runs in one process (not under mpirun)\n");
+        return 2;
+    }
     if (toy && features_out) { // the ground truth, for reference implementations (bench/)
         cterp_toy *tt;
         if (cterp_toy_create(&tt, &tc) ||

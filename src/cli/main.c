@@ -115,6 +115,13 @@ int main(int argc, char **argv) {
     // under mpirun: join the job; rank 0 alone prints results (stdout), every rank its errors
     if (dist_init(&argc, &argv)) return 2;
     if (dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    if (dist_size() > 1 && strcmp(argv[1], "train") && strcmp(argv[1], "cache")) {
+        if (dist_rank() == 0)
+            fprintf(stderr, "cterp %s: runs in one process; under mpirun only train and cache split their "
+                            "work over the ranks (docs/scaling.md)\n", argv[1]);
+        dist_finalize();
+        return 2;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             const int rc = commands[i].run(argc - 1, argv + 1);
