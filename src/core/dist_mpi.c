@@ -40,6 +40,11 @@ int dist_init(int *argc, char ***argv) {
         return -1;
     }
     joined = 1;
+    if (provided < MPI_THREAD_FUNNELED) { // OpenMP threads beside the one that calls MPI
+        fprintf(stderr, "cterp: this MPI provides thread level %d, cterp needs MPI_THREAD_FUNNELED (%d)\n",
+                provided, MPI_THREAD_FUNNELED);
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
     MPI_Comm_dup(MPI_COMM_WORLD, &comm);
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm, &rank);

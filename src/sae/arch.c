@@ -278,21 +278,22 @@ static cterp_status select_fused(arch_work *w, const cterp_sae *sae, const arch_
 static cterp_status part_cut(arch_work *w, const arch_opts *o, int64_t npos, float *cut_v,
                              int64_t *cut_i) {
     const int64_t B = w->B, N = w->N, keep = w->cut_keep;
-    const size_t cap = (size_t)(npos > 0 ? npos : 1);
-    vi_pair *e = malloc(cap * sizeof(vi_pair));
-    float *v = malloc(cap * sizeof(float));
-    int64_t *fl = malloc(cap * sizeof(int64_t));
-    cterp_status s = CTERP_OK;
-    if (!e || !v || !fl) s = cterp_error(CTERP_ENOMEM, "batchtopk: out of memory");
+    vi_pair *e = malloc((size_t)(npos > 0 ? npos : 1) * sizeof(vi_pair));
+    if (!e) return cterp_error(CTERP_ENOMEM, "batchtopk: out of memory");
     int64_t n = 0;
-    for (int64_t q = 0; q < B * N && !s; q++) {
+    for (int64_t q = 0; q < B * N; q++) {
         float h = w->z[q] * (o->rescale ? w->nrm[q % N] : 1.0f);
         if (h > 0) e[n].v = h, e[n].i = q, n++;
     }
-    if (!s && n > keep) select_best(e, n, keep), n = keep;
+    if (n > keep) select_best(e, n, keep), n = keep;
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    int64_t *fl = malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    cterp_status s = CTERP_OK;
+    if (!v || !fl) s = cterp_error(CTERP_ENOMEM, "batchtopk: out of memory");
     for (int64_t q = 0; q < n && !s; q++) v[q] = e[q].v, fl[q] = e[q].i;
+    free(e);
     if (!s) s = w->cut(w->cut_user, v, fl, n, keep, cut_v, cut_i);
-    free(e), free(v), free(fl);
+    free(v), free(fl);
     return s;
 }
 

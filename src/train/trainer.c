@@ -332,7 +332,6 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
 static cterp_status reduce_step(cterp_trainer *t, double aux) {
     const int64_t N = t->N, D = t->D, Bl = t->Bl;
     const arch_work *w = &t->work;
-    const double c0 = time_now();
     const size_t n = (size_t)(2 * N * D + N + D);
     cterp_status s = dist_sum_f32(t->grads, n);
     if (!s && t->dlog_thr) s = dist_sum_f32(t->dlog_thr, (size_t)N);
@@ -358,9 +357,7 @@ static cterp_status reduce_step(cterp_trainer *t, double aux) {
         }
     term[0] = w->sse, term[1] = sumsq, term[2] = w->sparsity_loss * (double)Bl;
     term[3] = aux * (double)Bl, term[4] = w->l1_magnitude * (double)Bl;
-    s = dist_sum_f64(r, (size_t)(N + D + 8));
-    t->t_comm += time_now() - c0;
-    return s;
+    return dist_sum_f64(r, (size_t)(N + D + 8));
 }
 
 // batchtopk over P ranks (arch_work.cut): the cut of the whole batch from every rank's best
@@ -382,7 +379,6 @@ static int cand_order(const void *a, const void *b) {
 static cterp_status global_cut(void *user, const float *v, const int64_t *flat, int64_t n,
                                int64_t keep, float *cut_v, int64_t *cut_i) {
     cterp_trainer *t = user;
-    const double c0 = time_now();
     const int64_t off = t->r0 * t->N, cap = keep * t->P;
     cut_cand *mine = malloc((size_t)(n + cap) * sizeof(cut_cand));
     if (!mine) return cterp_error(CTERP_ENOMEM, "batchtopk: out of memory for %lld candidates", (long long)cap);
@@ -400,7 +396,6 @@ static cterp_status global_cut(void *user, const float *v, const int64_t *flat, 
         }
     }
     free(mine);
-    t->t_comm += time_now() - c0;
     return s;
 }
 

@@ -18,7 +18,6 @@ struct cterp_trainer {
     int64_t Bl, r0;
     float *xall;         // P > 1: (B, D) a whole batch (the first one's b_dec; sources without next_part)
     double *red;         // P > 1: (N + D + 8) firing counts, input column sums and the loss terms, summed
-    double t_comm;       // wall seconds in collectives (P > 1)
     cterp_sae *sae;      // parameters in training form (inputs scaled, norms not folded)
     float *grads;        // (n_params) same layout as sae->params
     float *adam_m, *adam_v;
