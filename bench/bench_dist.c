@@ -20,13 +20,16 @@ int main(int argc, char **argv) {
     int reps = 9;
     double max_mb = 64;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--max-mb")) max_mb = atof(argv[i + 1]);
+        if (!strcmp(argv[i], "--reps"))
+            reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-mb"))
+            max_mb = atof(argv[i + 1]);
     }
     if (reps < 1 || reps > 1000) reps = 9;
     const int P = dist_size(), me = dist_rank();
-    if (me == 0) printf("ranks %d; dist_sum_f32, median of %d\n%12s %10s %12s %12s %12s\n", P, reps, "bytes",
-                        "mode", "ms", "algbw GB/s", "busbw GB/s");
+    if (me == 0)
+        printf("ranks %d; dist_sum_f32, median of %d\n%12s %10s %12s %12s %12s\n", P, reps, "bytes",
+               "mode", "ms", "algbw GB/s", "busbw GB/s");
     double *t = malloc((size_t)reps * sizeof *t);
     for (size_t n = 1024 / 4; (double)n * 4 <= max_mb * 1e6; n *= 4) {
         float *x = malloc(n * sizeof *x);
@@ -46,8 +49,8 @@ int main(int argc, char **argv) {
             qsort(t, (size_t)reps, sizeof *t, cmp_d);
             const double s = t[reps / 2], bytes = (double)n * 4;
             if (me == 0)
-                printf("%12.0f %10s %12.3f %12.2f %12.2f\n", bytes, mode ? "ordered" : "allreduce", s * 1e3,
-                       bytes / s / 1e9, 2.0 * (P - 1) / P * bytes / s / 1e9);
+                printf("%12.0f %10s %12.3f %12.2f %12.2f\n", bytes, mode ? "ordered" : "allreduce",
+                       s * 1e3, bytes / s / 1e9, 2.0 * (P - 1) / P * bytes / s / 1e9);
         }
         free(x);
     }

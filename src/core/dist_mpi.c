@@ -29,19 +29,22 @@ static cterp_status check(int rc, const char *call) {
     return cterp_error(CTERP_EIO, "MPI rank %d of %d: %s failed: %s", rank, size, call, msg);
 }
 
-int dist_built(void) { return 1; }
+int dist_built(void) {
+    return 1;
+}
 
 int dist_init(int *argc, char ***argv) {
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_SIZE")) return 0;
     int provided = 0;
-    // the trainer calls MPI from its main thread only (the store's producer thread is off under MPI)
+    // MPI from the main thread only (the store's producer thread is off under MPI)
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "cterp: MPI_Init failed\n");
         return -1;
     }
     joined = 1;
     if (provided < MPI_THREAD_FUNNELED) { // OpenMP threads beside the one that calls MPI
-        fprintf(stderr, "cterp: this MPI provides thread level %d, cterp needs MPI_THREAD_FUNNELED (%d)\n",
+        fprintf(stderr,
+                "cterp: this MPI provides thread level %d, cterp needs MPI_THREAD_FUNNELED (%d)\n",
                 provided, MPI_THREAD_FUNNELED);
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
@@ -74,12 +77,24 @@ _Noreturn void dist_abort(int code) {
     exit(code);
 }
 
-int dist_rank(void) { return rank; }
-int dist_size(void) { return size; }
-void dist_set_reduce(dist_reduce_mode m) { reduce_mode = m; }
-dist_reduce_mode dist_get_reduce(void) { return reduce_mode; }
-double dist_comm_seconds(void) { return comm_s; }
-uint64_t dist_reduced_bytes(void) { return reduced; }
+int dist_rank(void) {
+    return rank;
+}
+int dist_size(void) {
+    return size;
+}
+void dist_set_reduce(dist_reduce_mode m) {
+    reduce_mode = m;
+}
+dist_reduce_mode dist_get_reduce(void) {
+    return reduce_mode;
+}
+double dist_comm_seconds(void) {
+    return comm_s;
+}
+uint64_t dist_reduced_bytes(void) {
+    return reduced;
+}
 
 // rank order: piece of n floats split in P chunks; rank j sums chunk j of every rank, 0..P-1
 static cterp_status ordered_piece(float *x, int n) {
@@ -92,7 +107,8 @@ static cterp_status ordered_piece(float *x, int n) {
     const int mine = sc[rank];
     int rc[P], rd[P];
     for (int r = 0; r < P; r++) rc[r] = mine, rd[r] = r * mine;
-    cterp_status s = check(MPI_Alltoallv(x, sc, sd, MPI_FLOAT, scratch, rc, rd, MPI_FLOAT, comm), "MPI_Alltoallv");
+    cterp_status s = check(MPI_Alltoallv(x, sc, sd, MPI_FLOAT, scratch, rc, rd, MPI_FLOAT, comm),
+                           "MPI_Alltoallv");
     if (s) return s;
     float *own = x + sd[rank];
     for (int i = 0; i < mine; i++) {
@@ -100,7 +116,8 @@ static cterp_status ordered_piece(float *x, int n) {
         for (int r = 1; r < P; r++) acc += scratch[(size_t)r * mine + i];
         own[i] = acc;
     }
-    return check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, x, sc, sd, MPI_FLOAT, comm), "MPI_Allgatherv");
+    return check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, x, sc, sd, MPI_FLOAT, comm),
+                 "MPI_Allgatherv");
 }
 
 cterp_status dist_sum_f32(float *x, size_t n) {
@@ -111,7 +128,10 @@ cterp_status dist_sum_f32(float *x, size_t n) {
         size_t need = (n < PIECE ? n : PIECE) + (size_t)size;
         if (need > scratch_n) {
             float *p = realloc(scratch, need * sizeof(float));
-            if (!p) return cterp_error(CTERP_ENOMEM, "MPI: out of memory for the ordered reduction (%zu floats)", need);
+            if (!p)
+                return cterp_error(CTERP_ENOMEM,
+                                   "MPI: out of memory for the ordered reduction (%zu floats)",
+                                   need);
             scratch = p, scratch_n = need;
         }
     }
@@ -119,7 +139,8 @@ cterp_status dist_sum_f32(float *x, size_t n) {
         const int m = (int)(n - i < PIECE ? n - i : PIECE);
         s = reduce_mode == DIST_REDUCE_ORDERED
                 ? ordered_piece(x + i, m)
-                : check(MPI_Allreduce(MPI_IN_PLACE, x + i, m, MPI_FLOAT, MPI_SUM, comm), "MPI_Allreduce");
+                : check(MPI_Allreduce(MPI_IN_PLACE, x + i, m, MPI_FLOAT, MPI_SUM, comm),
+                        "MPI_Allreduce");
     }
     comm_s += time_now() - t0;
     reduced += n * sizeof(float);
@@ -157,9 +178,15 @@ static cterp_status gather_reduce(void *x, size_t n, size_t elem, int op) {
     return s;
 }
 
-cterp_status dist_sum_f64(double *x, size_t n) { return gather_reduce(x, n, sizeof *x, 0); }
-cterp_status dist_min_f64(double *x, size_t n) { return gather_reduce(x, n, sizeof *x, 1); }
-cterp_status dist_sum_i64(int64_t *x, size_t n) { return gather_reduce(x, n, sizeof *x, 2); }
+cterp_status dist_sum_f64(double *x, size_t n) {
+    return gather_reduce(x, n, sizeof *x, 0);
+}
+cterp_status dist_min_f64(double *x, size_t n) {
+    return gather_reduce(x, n, sizeof *x, 1);
+}
+cterp_status dist_sum_i64(int64_t *x, size_t n) {
+    return gather_reduce(x, n, sizeof *x, 2);
+}
 
 cterp_status dist_allgather(void *out, const void *in, size_t bytes) {
     if (size == 1) {
@@ -169,31 +196,36 @@ cterp_status dist_allgather(void *out, const void *in, size_t bytes) {
     if (bytes > (size_t)PIECE * 16)
         return cterp_error(CTERP_EINVAL, "MPI: an allgather of %zu bytes is too large", bytes);
     const double t0 = time_now();
-    cterp_status s = check(MPI_Allgather(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, comm), "MPI_Allgather");
+    cterp_status s = check(MPI_Allgather(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, comm),
+                           "MPI_Allgather");
     comm_s += time_now() - t0;
     return s;
 }
 
 cterp_status dist_allgatherv(void *out, size_t cap, const void *in, size_t bytes, size_t *total) {
     if (size == 1) {
-        if (bytes > cap) return cterp_error(CTERP_EINVAL, "allgatherv: %zu bytes into %zu", bytes, cap);
+        if (bytes > cap)
+            return cterp_error(CTERP_EINVAL, "allgatherv: %zu bytes into %zu", bytes, cap);
         if (bytes) memmove(out, in, bytes);
         *total = bytes;
         return CTERP_OK;
     }
     const double t0 = time_now();
     int64_t mine = (int64_t)bytes, all[size];
-    cterp_status s = check(MPI_Allgather(&mine, 1, MPI_INT64_T, all, 1, MPI_INT64_T, comm), "MPI_Allgather");
+    cterp_status s =
+        check(MPI_Allgather(&mine, 1, MPI_INT64_T, all, 1, MPI_INT64_T, comm), "MPI_Allgather");
     if (s) return s;
     int cnt[size], disp[size];
     int64_t sum = 0;
     for (int r = 0; r < size; r++) {
-        if (all[r] < 0 || all[r] > (int64_t)PIECE * 16 || sum + all[r] > (int64_t)cap || sum + all[r] > INT32_MAX)
+        if (all[r] < 0 || all[r] > (int64_t)PIECE * 16 || sum + all[r] > (int64_t)cap ||
+            sum + all[r] > INT32_MAX)
             return cterp_error(CTERP_EINVAL, "MPI: rank %d sends %lld bytes, %lld fit", r,
                                (long long)all[r], (long long)((int64_t)cap - sum));
         cnt[r] = (int)all[r], disp[r] = (int)sum, sum += all[r];
     }
-    s = check(MPI_Allgatherv(in, (int)bytes, MPI_BYTE, out, cnt, disp, MPI_BYTE, comm), "MPI_Allgatherv");
+    s = check(MPI_Allgatherv(in, (int)bytes, MPI_BYTE, out, cnt, disp, MPI_BYTE, comm),
+              "MPI_Allgatherv");
     *total = (size_t)sum;
     comm_s += time_now() - t0;
     return s;

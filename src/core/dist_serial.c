@@ -9,14 +9,18 @@
 
 static dist_reduce_mode reduce_mode;
 
-int dist_built(void) { return 0; }
+int dist_built(void) {
+    return 0;
+}
 
 int dist_init(int *argc, char ***argv) {
     const char *n = getenv("OMPI_COMM_WORLD_SIZE");
     if (!n) n = getenv("PMI_SIZE");
     if (n && atoi(n) > 1) {
-        fprintf(stderr, "cterp: started by mpirun as one of %s ranks, but this cterp was built without "
-                        "MPI (install libopenmpi-dev and rebuild; CMake option CTERP_MPI)\n", n);
+        fprintf(stderr,
+                "cterp: started by mpirun as one of %s ranks, but this cterp was built without "
+                "MPI (install libopenmpi-dev and rebuild; CMake option CTERP_MPI)\n",
+                n);
         return -1;
     }
     return 0;
@@ -27,16 +31,36 @@ _Noreturn void dist_abort(int code) {
     fflush(stdout), fflush(stderr);
     exit(code);
 }
-int dist_rank(void) { return 0; }
-int dist_size(void) { return 1; }
-void dist_set_reduce(dist_reduce_mode m) { reduce_mode = m; }
-dist_reduce_mode dist_get_reduce(void) { return reduce_mode; }
-double dist_comm_seconds(void) { return 0; }
-uint64_t dist_reduced_bytes(void) { return 0; }
-cterp_status dist_sum_f32(float *x, size_t n) { return CTERP_OK; }
-cterp_status dist_sum_f64(double *x, size_t n) { return CTERP_OK; }
-cterp_status dist_sum_i64(int64_t *x, size_t n) { return CTERP_OK; }
-cterp_status dist_min_f64(double *x, size_t n) { return CTERP_OK; }
+int dist_rank(void) {
+    return 0;
+}
+int dist_size(void) {
+    return 1;
+}
+void dist_set_reduce(dist_reduce_mode m) {
+    reduce_mode = m;
+}
+dist_reduce_mode dist_get_reduce(void) {
+    return reduce_mode;
+}
+double dist_comm_seconds(void) {
+    return 0;
+}
+uint64_t dist_reduced_bytes(void) {
+    return 0;
+}
+cterp_status dist_sum_f32(float *x, size_t n) {
+    return CTERP_OK;
+}
+cterp_status dist_sum_f64(double *x, size_t n) {
+    return CTERP_OK;
+}
+cterp_status dist_sum_i64(int64_t *x, size_t n) {
+    return CTERP_OK;
+}
+cterp_status dist_min_f64(double *x, size_t n) {
+    return CTERP_OK;
+}
 
 cterp_status dist_allgather(void *out, const void *in, size_t bytes) {
     if (bytes) memmove(out, in, bytes);
@@ -55,4 +79,6 @@ cterp_status dist_same(const void *x, size_t bytes, int *same) {
     return CTERP_OK;
 }
 
-cterp_status dist_barrier(void) { return CTERP_OK; }
+cterp_status dist_barrier(void) {
+    return CTERP_OK;
+}
