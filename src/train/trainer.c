@@ -191,8 +191,6 @@ static int64_t bad_row(const float *x, int64_t r, int64_t B, int64_t D, int64_t 
     return B;
 }
 
-// A batch from the source, checked: a row with a NaN/Inf stops training naming the step, the
-// hook and the row, or (skip_nonfinite_rows) is replaced by the source's next finite row.
 // This rank's part of the next batch (all of it in one process).
 static cterp_status read_part(cterp_trainer *t) {
     if (t->P == 1) return t->src->next(t->src->ctx, t->x, t->B);
@@ -202,6 +200,8 @@ static cterp_status read_part(cterp_trainer *t) {
     return s;
 }
 
+// A batch from the source, checked: a row with a NaN/Inf stops training naming the step, the
+// hook and the row, or (skip_nonfinite_rows) is replaced by the source's next finite row.
 static cterp_status read_batch(cterp_trainer *t, int64_t step) {
     cterp_status s = read_part(t);
     if (s) return s;
@@ -500,8 +500,8 @@ static cterp_status train_step(cterp_trainer *t) {
     }
     double min_kept = w->min_kept;
     if (t->P > 1 && c->architecture == CTERP_ARCH_BATCHTOPK && (s = dist_min_f64(&min_kept, 1))) return s;
-    if (c->architecture == CTERP_ARCH_BATCHTOPK && isfinite(min_kept))
-        t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * min_kept;
+    if (c->architecture == CTERP_ARCH_BATCHTOPK && isfinite(min_kept)) // the float product, as always
+        t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * (float)min_kept;
 
     double t3 = time_now();
     t->t_optim += t3 - t2;
