@@ -139,6 +139,11 @@ live="--model $m --layer 2 --component resid --data $tmp/s.txt --context-size 32
 mpi -np 2 "$bin" train $live --out "$tmp/l2" >"$tmp/l2.out" 2>&1
 check "train --model over 2 ranks (each runs half the forwards), 10 steps: within 1e-5" 'close "$tmp/l1" "$tmp/l2"'
 check "rank 0 evaluates and prints once" '[ "$(grep -c "^explained_variance: " "$tmp/l2.out")" -eq 1 ]'
+# a live run's checkpoint resumed by the other P: the store replays its rows in rounds of P batches
+"$bin" train $live --eval-windows 0 --steps 20 --checkpoint-every 10 --out "$tmp/lc1" >/dev/null 2>&1
+mpi -np 2 "$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" --context-size 32 \
+    --buffer-rows 1024 --quiet --eval-windows 0 --resume "$tmp/lc1/checkpoints/step_10" --out "$tmp/lr12" >/dev/null 2>&1
+check "train --model: one process's checkpoint resumed by 2 ranks, within 1e-2" 'near "$tmp/lc1" "$tmp/lr12"'
 for n in 100000 1000; do
     rm -rf "$tmp/ca1" "$tmp/ca2"
     cache="--model $m --layer 2 --component resid --data $tmp/s.txt --context-size 32 --tokens $n"
@@ -166,6 +171,14 @@ sys.exit(0 if x == y else 1)
 PYEOF
     check "the shards in chunk order are the single-process cache, byte for byte (rows and tokens)" '[ $rc -eq 0 ]'
 done
+# a rank killed while writing its shard: no activations.bin, refused as incomplete; a rerun is whole
+cache="--model $m --layer 2 --component resid --data $tmp/s.txt --context-size 32 --tokens 100000"
+timeout 60 mpirun "${mpiflags[@]}" -np 1 "$bin" cache $cache --out "$tmp/ck" : \
+    -np 1 env CTERP_TEST_KILL_AT=write "$bin" cache $cache --out "$tmp/ck" >/dev/null 2>&1; rc=$?
+err=$("$bin" train --acts "$tmp/ck" --steps 2 --batch 64 2>&1); rc2=$?
+check "cache: a rank killed mid-shard ends the job (exit $rc), and the cache is refused as incomplete" '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc2 -ne 0 ] && [[ "$err" == *"an incomplete activation cache"* ]]'
+mpi -np 2 "$bin" cache $cache --out "$tmp/ck" >/dev/null 2>&1
+check "cache: the rerun over the leftovers writes the whole cache, no temporaries left" '[ -f "$tmp/ck/activations.1.bin" ] && ! ls "$tmp/ck" | grep -q tmp && "$bin" train --acts "$tmp/ck" --steps 2 --batch 64 --quiet >/dev/null 2>&1'
 tr="--d-sae 256 --k 8 --batch 128 --steps 10 --seed 5 --quiet --buffer-rows 1024"
 "$bin" train --acts "$tmp/ca1" $tr --out "$tmp/s1" >/dev/null 2>&1
 "$bin" train --acts "$tmp/ca2" $tr --out "$tmp/s2" >/dev/null 2>&1
