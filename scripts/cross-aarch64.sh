@@ -47,7 +47,7 @@ export PKG_CONFIG_PATH=
 cmake -S . -B "$build" \
   -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/aarch64-linux-gnu.cmake" \
   -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" \
-  -DCTERP_NATIVE=OFF
+  -DCTERP_NATIVE=OFF -DCTERP_MPI=OFF # the host's MPI is x86-64; no mpirun under qemu-user
 cmake --build "$build" -j "$jobs"
 t2=$SECONDS
 

@@ -126,6 +126,10 @@ typedef struct {
     int context_size, prepend_bos, separator, concat, exclude_special;
     int complete_epoch; // 1: the rows are the whole dataset (the store would wrap here too)
     char model[256], hook[256], dataset[1024];
+    // written by P MPI ranks (version 2): the rows lie in P shard files (docs/pipeline.md);
+    // count is their total, shard_rows the rows of activations.bin (shard 0). 1 otherwise.
+    int shards;
+    int64_t shard_rows;
 } cterp_cache_info;
 
 // Progress callback of the writer: rows written so far of max_rows.
@@ -133,6 +137,9 @@ typedef void (*cterp_cache_progress_fn)(int64_t rows, int64_t max_rows, void *us
 
 // Runs the model over the dataset and writes max_tokens rows (or fewer when the dataset ends
 // first: one epoch at most) to out_dir. Files are written to temporary names and renamed.
+// Under MPI (P > 1 ranks, every rank calls it): each rank runs 1/P of the forward batches and
+// writes their rows to its own shard; the shards together hold exactly the rows, in the order,
+// one process writes, and the reader serves them as one cache.
 cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const char *hook,
                                    const char *dataset, const cterp_store_config *c,
                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,

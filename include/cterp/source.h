@@ -29,6 +29,11 @@ typedef struct cterp_act_source {
     // (e.g. an MLP's input and output hooks from one model forward). 0 / NULL for the others.
     int64_t d_out;
     cterp_status (*next_target)(void *ctx, float *x, float *y, int64_t B);
+    // Optional (NULL: the trainer takes all B rows from next and keeps its part): serves the next
+    // B rows exactly as next would, but writes only rows [lo, hi) of them into x ((hi - lo) x
+    // d_in). Data-parallel ranks each take their part of the same batch: the stream (and the
+    // state get_state saves) advances by B on every rank, whatever its part.
+    cterp_status (*next_part)(void *ctx, float *x, int64_t B, int64_t lo, int64_t hi);
 } cterp_act_source;
 
 void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op

@@ -22,11 +22,26 @@ typedef struct {
     int64_t n_rows, next_row; // rows in the pending batch, next one to hand out
     int64_t produced, windows, epochs, forwards;
     int at_eof;      // the last forward ended the dataset (stream_next then wraps, unless stop_at_eof)
+    // MPI (core/dist.h, P > 1): a forward is a round of P batches of mb windows, batch j run by
+    // rank j (every rank reads all the windows; the batches are those of one process, so are the
+    // rows, bit for bit). gather: every rank gets every rank's rows, in batch order (the store);
+    // else each keeps its own and round_rows says how many each rank made (the cache's shards).
+    int P, rank, gather;
+    int round_windows[64];  // windows of batch j of the last round (j < P)
+    int64_t *round_rows;    // (P) rows of batch j of the last round
+    float **mine;           // (n_hooks) (mb * T, D[h]) this rank's rows of a round (gather)
+    int32_t *mine_tok;      // (mb * T)
 } act_stream;
 
 // hooks: n_hooks distinct TransformerLens names (an unknown or repeated one is an error naming it).
 cterp_status stream_open(act_stream *s, cterp_model *m, const char *const *hooks, int n_hooks,
                          const char *dataset, const cterp_store_config *c);
+// Under MPI with P > 1 ranks: rounds of P forward batches, one per rank; gather as above. Call
+// right after stream_open, on every rank. At most 64 ranks.
+cterp_status stream_distribute(act_stream *s, int gather);
+// Without gather: runs the next round; this rank's rows are rows[0 .. n_rows), round_rows[j] and
+// round_windows[j] say what batch j (rank j) made. *eof when the dataset had no window left.
+cterp_status stream_round(act_stream *s, int *eof);
 void stream_close(act_stream *s);
 // Next row of every hook (row[h]: D[h] floats) and its token. With stop_at_eof, *eof = 1 once
 // the dataset is exhausted; otherwise the dataset is rewound (a new epoch).

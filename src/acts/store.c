@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "acts/acts_impl.h"
+#include "core/dist.h"
 #include "core/file.h"
 #include "core/hash.h"
 
@@ -175,23 +176,29 @@ static cterp_status store_fill(void *ctx, const int64_t *slots, int64_t n) {
     return CTERP_OK;
 }
 
-// B rows of every hook for the same tokens: x[h] is (B, D[h]).
-static cterp_status draw_all(store *s, float *const *x, int64_t B) {
+// B rows of every hook for the same tokens, writing rows [lo, hi) of them: x[h] is (hi - lo,
+// D[h]) (a data-parallel rank's part; all of them, lo 0 and hi B, in one process). Under MPI
+// every rank's buffer holds the same rows (stream.c), so the parts tile the batch a single
+// process serves.
+static cterp_status draw_all(store *s, float *const *x, int64_t B, int64_t lo, int64_t hi) {
     for (int64_t b = 0; b < B; b++) {
         int64_t slot;
         cterp_status e = mixer_next(&s->mx, &slot, store_fill, s);
         if (e) return e;
+        if (b < lo || b >= hi) continue;
         for (int h = 0; h < s->n; h++)
-            memcpy(x[h] + b * s->st.D[h], s->buf[h] + slot * s->st.D[h], (size_t)s->st.D[h] * sizeof(float));
+            memcpy(x[h] + (b - lo) * s->st.D[h], s->buf[h] + slot * s->st.D[h], (size_t)s->st.D[h] * sizeof(float));
     }
     return CTERP_OK;
 }
 
-static cterp_status store_next(void *ctx, float *x, int64_t B) {
+static cterp_status store_next_part(void *ctx, float *x, int64_t B, int64_t lo, int64_t hi) {
     store *s = ctx;
     s->mode = 1;
-    return draw_all(s, &x, B);
+    return draw_all(s, &x, B, lo, hi);
 }
+
+static cterp_status store_next(void *ctx, float *x, int64_t B) { return store_next_part(ctx, x, B, 0, B); }
 
 static int store_get_state(void *ctx, uint64_t *st, int cap) {
     store *s = ctx;
@@ -281,6 +288,12 @@ cterp_status cterp_multi_store_open(cterp_multi_store **out, cterp_model *m, con
         free(s);
         return e;
     }
+    // under MPI: each rank runs 1/P of the forwards, every rank gets all the rows
+    if ((e = stream_distribute(&s->st, 1))) {
+        stream_close(&s->st);
+        free(s);
+        return e;
+    }
     s->n = n_hooks;
     s->fp = calloc((size_t)s->n, sizeof *s->fp);
     s->buf = calloc((size_t)s->n, sizeof *s->buf);
@@ -295,6 +308,9 @@ cterp_status cterp_multi_store_open(cterp_multi_store **out, cterp_model *m, con
     mixer_serve_whole_if_run_fits(&s->mx, c);
     s->progress = c->fill_progress, s->progress_user = c->fill_progress_user;
     s->overlap = c->overlap, s->run_rows = c->run_rows;
+    // under MPI the model's forward is a collective of every rank (stream.c): it stays on the
+    // thread that calls the other collectives, in the same order on every rank
+    if (dist_size() > 1) s->overlap = 0;
     // half the threads (at least one) for the model beside the trainer's own: measured on 2 cores,
     // 1 + 2 threads gave 5.2-5.4 s against 5.6-6.0 s without overlap, 2 + 2 gave 21-24 s
     // (docs/pipeline.md)
@@ -331,7 +347,7 @@ cterp_status cterp_multi_store_next(cterp_multi_store *s, float *const *x, int64
         return cterp_error(CTERP_EINVAL, "activation store: cterp_multi_store_next on a store read "
                            "through per-hook sources (use one or the other)");
     s->mode = 1;
-    return draw_all(s, x, B);
+    return draw_all(s, x, B, 0, B);
 }
 
 // ---- per-hook views --------------------------------------------------------------------------
@@ -385,7 +401,9 @@ static cterp_status views_replay(store *s) {
     return CTERP_OK;
 }
 
-static cterp_status view_next(void *ctx, float *x, int64_t B) {
+// Serves B rows, writing rows [lo, hi) of them into x (a data-parallel rank's part, as
+// store_next_part; all of them for next). The queues hold whole rows: every rank's are the same.
+static cterp_status view_next_part(void *ctx, float *x, int64_t B, int64_t lo, int64_t hi) {
     view_ctx *c = ctx;
     store *s = c->s;
     view *v = &s->views[c->h];
@@ -394,12 +412,12 @@ static cterp_status view_next(void *ctx, float *x, int64_t B) {
     if (s->replay && (e = views_replay(s))) return e;
     for (int64_t b = 0; b < B; b++) {
         if (v->qlen > 0) { // drawn by a view ahead
-            memcpy(x + b * D, v->q + v->qhead * D, (size_t)D * sizeof(float));
+            if (b >= lo && b < hi) memcpy(x + (b - lo) * D, v->q + v->qhead * D, (size_t)D * sizeof(float));
             v->qhead = (v->qhead + 1) % v->qcap, v->qlen--;
         } else { // this view is at the front: draw, and queue the row for every other open view
             int64_t slot;
             if ((e = mixer_next(&s->mx, &slot, store_fill, s))) return e;
-            memcpy(x + b * D, s->buf[c->h] + slot * D, (size_t)D * sizeof(float));
+            if (b >= lo && b < hi) memcpy(x + (b - lo) * D, s->buf[c->h] + slot * D, (size_t)D * sizeof(float));
             for (int h = 0; h < s->n; h++)
                 if (h != c->h && s->views[h].open &&
                     (e = queue_push(&s->views[h], s->buf[h] + slot * s->st.D[h], s->st.D[h])))
@@ -409,6 +427,8 @@ static cterp_status view_next(void *ctx, float *x, int64_t B) {
     }
     return CTERP_OK;
 }
+
+static cterp_status view_next(void *ctx, float *x, int64_t B) { return view_next_part(ctx, x, B, 0, B); }
 
 static int view_get_state(void *ctx, uint64_t *st, int cap) {
     view_ctx *c = ctx;
@@ -454,6 +474,7 @@ cterp_status cterp_multi_store_source(cterp_multi_store *s, int h, cterp_act_sou
     src->d_in = s->st.D[h];
     src->ctx = c;
     src->next = view_next;
+    src->next_part = view_next_part;
     src->get_state = view_get_state;
     src->set_state = view_set_state;
     src->free = view_free;
@@ -471,6 +492,7 @@ cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *
     src->d_in = s->st.D[0];
     src->ctx = s;
     src->next = store_next;
+    src->next_part = store_next_part;
     src->get_state = store_get_state;
     src->set_state = store_set_state;
     src->free = store_free;

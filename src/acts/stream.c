@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "acts/acts_impl.h"
+#include "core/dist.h"
 
 void cterp_store_config_default(cterp_store_config *c) {
     memset(c, 0, sizeof *c);
@@ -38,10 +39,16 @@ cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_
     return CTERP_OK;
 }
 
-// Captures one hook's activations of the unmasked positions.
+// Captures one hook's activations of the unmasked positions of windows tok/mask (B, T): the
+// same positions for every hook, so every hook's capture writes the same rtok and n.
 typedef struct {
     act_stream *s;
     int B, h;
+    const int32_t *tok;  // (B, T) the windows
+    const uint8_t *mask; // (B, T)
+    float *rows;         // out: this hook's rows of the unmasked positions
+    int32_t *rtok;       // out: their tokens
+    int64_t n;           // out: how many
 } capture;
 
 static cterp_status capture_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
@@ -54,14 +61,32 @@ static cterp_status capture_hook(const char *name, float *act, const int64_t *sh
         return cterp_error(CTERP_EINVAL, "hook %s: unexpected activation shape (expected [%d, %d, %lld])",
                            name, c->B, s->T, (long long)D);
     int64_t n = 0;
-    float *rows = s->rows[c->h];
     for (int64_t p = 0; p < (int64_t)c->B * s->T; p++) {
-        if (s->mask[p]) continue;
-        memcpy(rows + n * D, act + p * D, (size_t)D * sizeof(float));
-        s->row_tok[n++] = s->tok[p]; // the same positions for every hook
+        if (c->mask[p]) continue;
+        memcpy(c->rows + n * D, act + p * D, (size_t)D * sizeof(float));
+        c->rtok[n++] = c->tok[p]; // the same positions for every hook
     }
-    s->n_rows = n;
+    c->n = n;
     return CTERP_OK;
+}
+
+// One forward of B windows (tok, mask) feeding every hook: hook h's rows into rows[h], their
+// tokens into rtok, *n of them. No logits: the forward stops after the last hook's layer.
+static cterp_status run_forward(act_stream *s, int B, const int32_t *tok, const uint8_t *mask,
+                                float *const *rows, int32_t *rtok, int64_t *n) {
+    capture *c = malloc((size_t)s->n_hooks * sizeof *c);
+    cterp_hook *h = malloc((size_t)s->n_hooks * sizeof *h);
+    if (!c || !h) {
+        free(c), free(h);
+        return cterp_error(CTERP_ENOMEM, "activation store: out of memory");
+    }
+    for (int i = 0; i < s->n_hooks; i++)
+        c[i] = (capture){s, B, i, tok, mask, rows[i], rtok, 0}, h[i] = (cterp_hook){s->hook[i], capture_hook, &c[i]};
+    cterp_forward_opts o = {h, s->n_hooks, 0, NULL, 0};
+    cterp_status st = cterp_model_forward(s->m, tok, B, s->T, &o);
+    *n = st ? 0 : c[0].n;
+    free(c), free(h);
+    return st;
 }
 
 typedef struct {
@@ -155,11 +180,45 @@ cterp_status stream_open(act_stream *s, cterp_model *m, const char *const *hooks
     return CTERP_OK;
 }
 
+cterp_status stream_distribute(act_stream *s, int gather) {
+    const int P = dist_size();
+    if (P <= 1) return CTERP_OK;
+    if (P > 64) return cterp_error(CTERP_EINVAL, "activations over MPI: at most 64 ranks, got %d", P);
+    const size_t pos = (size_t)s->mb * (size_t)s->T;
+    // a round's windows (P batches) on every rank, and its rows when they are gathered
+    int32_t *tok = realloc(s->tok, P * pos * sizeof *s->tok);
+    if (tok) s->tok = tok;
+    uint8_t *mask = realloc(s->mask, P * pos);
+    if (mask) s->mask = mask;
+    s->round_rows = calloc((size_t)P, sizeof *s->round_rows);
+    if (!tok || !mask || !s->round_rows) return cterp_error(CTERP_ENOMEM, "activations over MPI: out of memory");
+    if (gather) {
+        int32_t *rt = realloc(s->row_tok, P * pos * sizeof *s->row_tok);
+        if (rt) s->row_tok = rt;
+        s->mine = calloc((size_t)s->n_hooks, sizeof *s->mine);
+        s->mine_tok = malloc(pos * sizeof *s->mine_tok);
+        int ok = rt && s->mine && s->mine_tok;
+        for (int h = 0; ok && h < s->n_hooks; h++) {
+            const size_t D = (size_t)s->D[h];
+            float *rows = realloc(s->rows[h], P * pos * D * sizeof(float));
+            if (rows) s->rows[h] = rows;
+            ok = rows && (s->mine[h] = malloc(pos * D * sizeof(float)));
+        }
+        if (!ok)
+            return cterp_error(CTERP_ENOMEM, "activations over MPI: out of memory (%d x %zu rows x %d hooks)", P,
+                               pos, s->n_hooks);
+    }
+    s->P = P, s->rank = dist_rank(), s->gather = gather;
+    return CTERP_OK;
+}
+
 void stream_close(act_stream *s) {
     cterp_windows_close(s->w);
     for (int i = 0; s->rows && i < s->n_hooks; i++) free(s->rows[i]);
+    for (int i = 0; s->mine && i < s->n_hooks; i++) free(s->mine[i]);
     free(s->hook), free(s->D), free(s->rows);
     free(s->tok), free(s->mask), free(s->row_tok);
+    free(s->round_rows), free(s->mine), free(s->mine_tok);
     memset(s, 0, sizeof *s);
 }
 
@@ -170,8 +229,60 @@ cterp_status stream_rewind(act_stream *s) {
     return cterp_windows_rewind(s->w);
 }
 
+// One round under MPI: up to P x mb windows read (by every rank), batch j of them run by rank j,
+// then every rank's rows gathered in batch order (gather) or only their counts.
+static cterp_status forward_round(act_stream *s, int *eof) {
+    const int P = s->P, mb = s->mb, T = s->T;
+    int W = 0;
+    *eof = 0;
+    while (W < P * mb) {
+        int e = 0;
+        cterp_status st = cterp_windows_next(s->w, s->tok + (size_t)W * T, s->mask + (size_t)W * T, &e);
+        if (st) return st;
+        if (e) break;
+        W++;
+    }
+    if (W < P * mb) s->at_eof = 1;
+    if (W == 0) {
+        *eof = 1;
+        return CTERP_OK;
+    }
+    for (int j = 0; j < P; j++) s->round_windows[j] = W - j * mb < 0 ? 0 : W - j * mb > mb ? mb : W - j * mb;
+    const int B = s->round_windows[s->rank];
+    const size_t off = (size_t)s->rank * mb * T;
+    cterp_status st = CTERP_OK;
+    int64_t n = 0;
+    // a rank whose forward failed still takes part, with no rows: the caller aborts the job
+    if (B > 0)
+        st = run_forward(s, B, s->tok + off, s->mask + off, s->gather ? s->mine : s->rows,
+                         s->gather ? s->mine_tok : s->row_tok, &n);
+    cterp_status g = dist_allgather(s->round_rows, &n, sizeof n);
+    if (st) return st;
+    if (g) return g;
+    if (s->gather) { // every hook's rows, then the tokens, in batch (rank) order
+        const size_t pos = (size_t)P * mb * T;
+        size_t got = 0;
+        for (int h = 0; h < s->n_hooks; h++) {
+            const size_t D = (size_t)s->D[h];
+            if ((g = dist_allgatherv(s->rows[h], pos * D * sizeof(float), s->mine[h], (size_t)n * D * sizeof(float),
+                                     &got)))
+                return g;
+        }
+        if ((g = dist_allgatherv(s->row_tok, pos * sizeof(int32_t), s->mine_tok, (size_t)n * sizeof(int32_t), &got)))
+            return g;
+        s->n_rows = (int64_t)(got / sizeof(int32_t));
+    } else {
+        s->n_rows = n;
+    }
+    s->forwards++;
+    s->next_row = 0;
+    s->windows += W;
+    return CTERP_OK;
+}
+
 // One forward of up to mb windows; *eof when the dataset ended before any window.
 static cterp_status forward_batch(act_stream *s, int *eof) {
+    if (s->P > 1) return forward_round(s, eof);
     int B = 0;
     *eof = 0;
     while (B < s->mb) {
@@ -186,22 +297,19 @@ static cterp_status forward_batch(act_stream *s, int *eof) {
         *eof = 1;
         return CTERP_OK;
     }
-    capture *c = malloc((size_t)s->n_hooks * sizeof *c);
-    cterp_hook *h = malloc((size_t)s->n_hooks * sizeof *h);
-    if (!c || !h) {
-        free(c), free(h);
-        return cterp_error(CTERP_ENOMEM, "activation store: out of memory");
-    }
-    for (int i = 0; i < s->n_hooks; i++) c[i] = (capture){s, B, i}, h[i] = (cterp_hook){s->hook[i], capture_hook, &c[i]};
-    // no logits: the forward stops after the last hook's layer; one forward feeds every hook
-    cterp_forward_opts o = {h, s->n_hooks, 0, NULL, 0};
-    cterp_status st = cterp_model_forward(s->m, s->tok, B, s->T, &o);
-    free(c), free(h);
+    // one forward feeds every hook
+    cterp_status st = run_forward(s, B, s->tok, s->mask, s->rows, s->row_tok, &s->n_rows);
     if (st) return st;
     s->forwards++;
     s->next_row = 0;
     s->windows += B;
     return CTERP_OK;
+}
+
+cterp_status stream_round(act_stream *s, int *eof) {
+    if (s->P <= 1 || s->gather)
+        return cterp_error(CTERP_EINVAL, "stream_round: only for a stream of P > 1 ranks without gather");
+    return forward_round(s, eof);
 }
 
 cterp_status stream_next(act_stream *s, const float **row, int32_t *tok, int stop_at_eof, int *eof) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/dist.h"
 #include "core/file.h"
 #include "cterp/toy.h"
 #include "cterp/train.h"
@@ -34,6 +35,9 @@ static void usage(void) {
            "  --resume DIR            continue from a checkpoint directory (same data); with --hooks or\n"
            "                          --layers: the run's --out DIR (each hook from its latest checkpoint)\n"
            "  --quiet                 no progress lines\n"
+           "MPI (mpirun -np P cterp train ...: each rank trains on batch / P rows of every batch):\n"
+           "  --dist-reduce M         allreduce (default: MPI's sum) | ordered (gradients summed rank\n"
+           "                          0, 1, ... in that order: the same bits run to run; docs/scaling.md)\n"
            "toy options: --toy-features G --toy-d D --toy-active A --toy-decay R\n"
            "             --toy-correlation C --toy-mag-min M --toy-mag-max M --toy-seed S\n"
            "             --toy-save-features F.npy (write the ground-truth directions and exit)\n"
@@ -112,6 +116,13 @@ int cmd_train(int argc, char **argv) {
             out = argv[++i];
         } else if (!strcmp(a, "--resume")) {
             resume = argv[++i];
+        } else if (!strcmp(a, "--dist-reduce")) {
+            const char *v = argv[++i];
+            if (strcmp(v, "allreduce") && strcmp(v, "ordered")) {
+                fprintf(stderr, "cterp train: --dist-reduce: expected allreduce or ordered, got '%s'\n", v);
+                return 2;
+            }
+            dist_set_reduce(!strcmp(v, "ordered") ? DIST_REDUCE_ORDERED : DIST_REDUCE_ALLREDUCE);
         } else if (!strcmp(a, "--toy-save-features")) {
             features_out = argv[++i];
         } else if ((mf = cli_model_flag(&mo, a, argv[i + 1]))) {
@@ -143,6 +154,7 @@ int cmd_train(int argc, char **argv) {
             i++;
         }
     }
+    if (dist_rank() != 0) quiet = 1; // rank 0 reports for every rank
     if (toy + (acts != NULL) + (mo.model != NULL) != 1) {
         fprintf(stderr, "cterp train: give exactly one data source: --toy, --acts FILE or --model M.gguf (see --help)\n");
         return 2;
@@ -169,6 +181,10 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "cterp train: --resume %s: %s\n", resume, cterp_last_error());
             return 1;
         }
+    }
+    if (toy && features_out && dist_size() > 1) {
+        fprintf(stderr, "cterp train: --toy-save-features runs in one process (not under mpirun)\n");
+        return 2;
     }
     if (toy && features_out) { // the ground truth, for reference implementations (bench/)
         cterp_toy *tt;

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "core/blas.h"
+#include "core/dist.h"
 #include "core/platform.h"
 #include "cterp/isa.h"
 #include "cterp/version.h"
@@ -76,6 +77,7 @@ static int version(void) {
     for (int i = 0; cterp_isa_variant(i, &runs); i++)
         if (runs) printf(" %s", cterp_isa_variant(i, NULL));
     printf("\nblas: %s, core %s\n", openblas_get_config(), openblas_get_corename());
+    printf("mpi: %s\n", dist_built() ? "yes (mpirun -np P cterp train|cache ...)" : "no (built without MPI)");
     if (bad) fprintf(stderr, "cterp: %s\n", cterp_last_error());
     return bad ? 2 : 0;
 }
@@ -113,8 +115,32 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cterp: %s\n", cterp_last_error());
         return 2;
     }
+    // under mpirun: join the job; rank 0 alone prints results (stdout), every rank its errors
+    if (dist_init(&argc, &argv)) return 2;
+    if (dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    if (dist_size() > 1 && strcmp(argv[1], "train") && strcmp(argv[1], "cache")) {
+        if (dist_rank() == 0)
+            fprintf(stderr, "cterp %s: runs in one process; under mpirun only train and cache split their "
+                            "work over the ranks (docs/scaling.md)\n", argv[1]);
+        dist_finalize();
+        return 2;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            const int rc = commands[i].run(argc - 1, argv + 1);
+            // one rank failing ends the job: the others may be waiting for it in a collective
+            if (rc != 0 && dist_size() > 1) {
+                fprintf(stderr, "cterp: MPI rank %d of %d failed (exit code %d): stopping every rank\n",
+                        dist_rank(), dist_size(), rc);
+                dist_abort(rc);
+            }
+            if (dist_size() > 1 && dist_rank() == 0) // what the scaling model needs (docs/scaling.md)
+                fprintf(stderr, "cterp: MPI: %d ranks; rank 0 spent %.3f s in collectives, summed %.1f MB of floats\n",
+                        dist_size(), dist_comm_seconds(), (double)dist_reduced_bytes() / 1e6);
+            dist_finalize();
+            return rc;
+        }
+    dist_finalize();
     fprintf(stderr, "cterp: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/dist.h"
 #include "core/file.h"
 #include "cterp/analysis.h"
 
@@ -277,7 +278,7 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
     if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
     po.hook_log = quiet ? NULL : hook_progress;
     po.log_user = &lc;
-    po.eval_windows = mo->eval_windows;
+    po.eval_windows = dist_rank() == 0 ? mo->eval_windows : 0; // under mpirun rank 0 evaluates
     cli_progress_state ps;
     cli_progress_init(&ps, mo->store.windows.context_size);
     if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;

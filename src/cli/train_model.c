@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/dist.h"
 #include "core/file.h"
 #include "cterp/analysis.h"
 
@@ -160,7 +161,7 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     po.log = quiet ? NULL : progress;
     po.log_user = &tty;
     po.resume = resume;
-    po.eval_windows = mo->eval_windows;
+    po.eval_windows = dist_rank() == 0 ? mo->eval_windows : 0; // rank 0 evaluates the SAE
     cli_progress_state ps;
     cli_progress_init(&ps, mo->store.windows.context_size);
     if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;

@@ -282,6 +282,30 @@ static cterp_status select_fused(arch_work *w, const cterp_sae *sae, const arch_
     return s;
 }
 
+// batchtopk over a part of the batch (arch_work.cut): this part's best candidates, at most the
+// whole batch's keep (its best keep lie among the parts' best keep), to the caller's cut.
+static cterp_status part_cut(arch_work *w, const arch_opts *o, int64_t npos, float *cut_v,
+                             int64_t *cut_i) {
+    const int64_t B = w->B, N = w->N, keep = w->cut_keep;
+    vi_pair *e = malloc((size_t)(npos > 0 ? npos : 1) * sizeof(vi_pair));
+    if (!e) return cterp_error(CTERP_ENOMEM, "batchtopk: out of memory");
+    int64_t n = 0;
+    for (int64_t q = 0; q < B * N; q++) {
+        float h = w->z[q] * (o->rescale ? w->nrm[q % N] : 1.0f);
+        if (h > 0) e[n].v = h, e[n].i = q, n++;
+    }
+    if (n > keep) select_best(e, n, keep), n = keep;
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    int64_t *fl = malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    cterp_status s = CTERP_OK;
+    if (!v || !fl) s = cterp_error(CTERP_ENOMEM, "batchtopk: out of memory");
+    for (int64_t q = 0; q < n && !s; q++) v[q] = e[q].v, fl[q] = e[q].i;
+    free(e);
+    if (!s) s = w->cut(w->cut_user, v, fl, n, keep, cut_v, cut_i);
+    free(v), free(fl);
+    return s;
+}
+
 cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o, const float *theta,
                           const float *x) {
     const int64_t B = w->B, D = w->D, N = w->N, DO = w->DO;
@@ -340,7 +364,9 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
             npos += h > 0;
         }
         int64_t keep = (int64_t)o->k * B;
-        if (npos > keep) {
+        if (w->cut) { // one part of a larger batch: its best keep go to the whole batch's cut
+            if ((s = part_cut(w, o, npos, &cut_v, &cut_i))) return s;
+        } else if (npos > keep) {
             vi_pair *e = malloc((size_t)npos * sizeof(vi_pair));
             if (!e) return cterp_error(CTERP_ENOMEM, "batchtopk: out of memory");
             int64_t n = 0;

@@ -86,6 +86,14 @@ typedef struct {
     // loss terms of the last forward
     double mse_loss, sparsity_loss, aux_loss, l1_magnitude, sse, sst;
     double t_encode, t_select, t_decode, t_backward; // accumulated wall seconds (benchmarks)
+    // batchtopk when this batch is one part of a larger one (data parallelism): cut_keep is the
+    // whole batch's k x rows; cut, given this part's best positive candidates (v, flat index into
+    // this part's (B, N), at most cut_keep of them), returns the whole batch's cut in this part's
+    // flat indices (*cut_i INT64_MAX: keep every positive). NULL (arch_work_init): the batch is whole.
+    cterp_status (*cut)(void *user, const float *v, const int64_t *flat, int64_t n, int64_t keep,
+                        float *cut_v, int64_t *cut_i);
+    void *cut_user;
+    int64_t cut_keep;
 } arch_work;
 
 cterp_status arch_work_init(arch_work *w, int64_t B, int64_t D, int64_t N);

@@ -39,6 +39,7 @@ static void current_density(const cterp_trainer *t, float *out) {
 }
 
 cterp_status cterp_trainer_save(const cterp_trainer *t, const char *dir) {
+    if (t->rank != 0) return CTERP_OK; // rank 0 alone writes: every rank holds the same weights
     cterp_sae *sae;
     cterp_status s = cterp_trainer_export(t, &sae);
     if (s) return s;
@@ -221,6 +222,7 @@ static char *parent_of(const char *path) {
 }
 
 cterp_status cterp_trainer_checkpoint(cterp_trainer *t, const char *dir) {
+    if (t->rank != 0) return CTERP_OK; // rank 0 alone writes: every rank holds the same state
     size_t n = strlen(dir);
     char *tmp = malloc(n + 8), *old = malloc(n + 8), *parent = parent_of(dir);
     char *state = NULL, *cfgp = NULL, *man = NULL, *mtext = NULL;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dist.h"
 #include "core/file.h"
 #include "core/rng.h"
 #include "sae/kernels.h"
@@ -18,6 +19,18 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     *out = NULL;
     cterp_status s = cterp_train_config_validate(cfg, src->d_in);
     if (s) return s;
+    const int P = dist_size();
+    if (P > 1 && cfg->batch_size % P)
+        return cterp_error(CTERP_EINVAL, "batch_size: %lld rows do not split evenly over %d MPI ranks "
+                           "(every rank takes batch_size / P rows of each batch): give a multiple of %d",
+                           (long long)cfg->batch_size, P, P);
+    if (P > 1 && cfg->skip_nonfinite_rows)
+        return cterp_error(CTERP_EINVAL, "skip_nonfinite_rows: not available with %d MPI ranks (a "
+                           "replacement row would move one rank's stream ahead of the others')", P);
+    if (P > 1 && (cfg->architecture == CTERP_ARCH_TRANSCODER || cfg->architecture == CTERP_ARCH_SKIP_TRANSCODER))
+        return cterp_error(CTERP_EINVAL, "architecture %s: not available with %d MPI ranks (a transcoder's "
+                           "(input, target) pairs are not split over ranks yet); train it in one process "
+                           "(docs/scaling.md)", cterp_arch_name(cfg->architecture), P);
     cterp_trainer *t = calloc(1, sizeof *t);
     if (!t) return cterp_error(CTERP_ENOMEM, "trainer: out of memory");
     t->auxk_mode = -1;
@@ -27,6 +40,8 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     t->D = src->d_in;
     t->N = cterp_train_config_d_sae(cfg, t->D);
     t->B = cfg->batch_size;
+    t->P = P, t->rank = dist_rank();
+    t->Bl = t->B / P, t->r0 = t->rank * t->Bl;
     t->steps = cterp_train_config_steps(cfg);
     t->scale = 1.0;
     const int tc = cfg->architecture == CTERP_ARCH_TRANSCODER || cfg->architecture == CTERP_ARCH_SKIP_TRANSCODER;
@@ -61,11 +76,16 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
     t->log10_density = malloc(N * sizeof(float));
     t->dead = calloc(N, 1);
     t->dead_list = malloc(N * sizeof(int32_t));
-    t->x = malloc((size_t)t->B * t->D * sizeof(float));
+    t->x = malloc((size_t)t->Bl * t->D * sizeof(float));
     if (tc) t->y = malloc((size_t)t->B * t->DO * sizeof(float));
     t->rowsq = malloc(2 * N * sizeof(double));
     int ok = t->grads && t->adam_m && t->adam_v && t->since_fired && t->window_count &&
              t->log10_density && t->dead && t->x && t->rowsq && t->dead_list && (!tc || t->y);
+    if (ok && P > 1) {
+        t->xall = malloc((size_t)t->B * t->D * sizeof(float));
+        t->red = malloc((N + (size_t)t->D + 8) * sizeof(double));
+        ok = t->xall && t->red;
+    }
     if (ok && cfg->architecture == CTERP_ARCH_JUMPRELU) {
         t->log_thr = calloc(N, sizeof(float));
         t->dlog_thr = calloc(N, sizeof(float));
@@ -78,7 +98,7 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
         return cterp_error(CTERP_ENOMEM, "trainer: cannot allocate state for d_sae %lld", (long long)t->N);
     }
     for (size_t i = 0; i < N; i++) t->log10_density[i] = -10.0f;
-    if ((s = arch_work_init_out(&t->work, t->B, t->D, t->DO, t->N))) {
+    if ((s = arch_work_init_out(&t->work, t->Bl, t->D, t->DO, t->N))) {
         cterp_trainer_free(t);
         return s;
     }
@@ -93,6 +113,7 @@ void cterp_trainer_free(cterp_trainer *t) {
     free(t->grads), free(t->adam_m), free(t->adam_v), free(t->rowsq), free(t->dead_list);
     free(t->log_thr), free(t->dlog_thr), free(t->thr_m), free(t->thr_v);
     free(t->since_fired), free(t->window_count), free(t->log10_density), free(t->dead), free(t->x), free(t->y);
+    free(t->xall), free(t->red);
     arch_work_free(&t->work);
     if (t->metrics_file) fclose(t->metrics_file);
     file_unlock_dir(t->out_lock);
@@ -206,20 +227,29 @@ static cterp_status source_rows(cterp_trainer *t, float *x, float *y, int64_t n)
     return t->y ? t->src->next_target(t->src->ctx, x, y, n) : t->src->next(t->src->ctx, x, n);
 }
 
-// The first row at or after r with a NaN/Inf in its input or (transcoders) its target: B if none.
+// The first row at or after r with a NaN/Inf in its input or (transcoders) its target: Bl if none.
 static int64_t bad_pair_row(const cterp_trainer *t, int64_t r, int64_t *col, int *in_target) {
-    int64_t cx = 0, cy = 0, rx = bad_row(t->x, r, t->B, t->D, &cx);
+    int64_t cx = 0, cy = 0, rx = bad_row(t->x, r, t->Bl, t->D, &cx);
     int64_t ry = t->y ? bad_row(t->y, r, rx, t->DO, &cy) : rx; // only rows before rx matter
     *in_target = ry < rx, *col = ry < rx ? cy : cx;
     return ry < rx ? ry : rx;
 }
 
+// This rank's part of the next batch (all of it in one process; transcoders run in one process).
+static cterp_status read_part(cterp_trainer *t) {
+    if (t->P == 1) return source_rows(t, t->x, t->y, t->B);
+    if (t->src->next_part) return t->src->next_part(t->src->ctx, t->x, t->B, t->r0, t->r0 + t->Bl);
+    cterp_status s = t->src->next(t->src->ctx, t->xall, t->B); // the toy, a .npy: cheap to make whole
+    if (!s) memcpy(t->x, t->xall + t->r0 * t->D, (size_t)(t->Bl * t->D) * sizeof(float));
+    return s;
+}
+
 // A batch from the source, checked: a row with a NaN/Inf stops training naming the step, the
 // hook and the row, or (skip_nonfinite_rows) is replaced by the source's next finite row.
 static cterp_status read_batch(cterp_trainer *t, int64_t step) {
-    cterp_status s = source_rows(t, t->x, t->y, t->B);
+    cterp_status s = read_part(t);
     if (s) return s;
-    const int64_t B = t->B, D = t->D, DO = t->DO;
+    const int64_t B = t->Bl, D = t->D, DO = t->DO;
     if (!check_finite(t->x, (size_t)(B * D), step, "the input batch") &&
         (!t->y || !check_finite(t->y, (size_t)(B * DO), step, "the target batch")))
         return CTERP_OK;
@@ -232,7 +262,7 @@ static cterp_status read_batch(cterp_trainer *t, int64_t step) {
                                "step %lld: a non-finite %s at %s: row %lld of the batch, "
                                "column %lld (%g); training stopped, the last checkpoint is kept "
                                "(--skip-nonfinite-rows true skips such rows)",
-                               (long long)step, tgt ? "target" : "activation", hook, (long long)r,
+                               (long long)step, tgt ? "target" : "activation", hook, (long long)(t->r0 + r),
                                (long long)col, (double)(tgt ? t->y[r * DO + col] : t->x[r * D + col]));
         // at most as many rows skipped as the batch holds: a source of mostly NaN is an error
         if (++skipped > B)
@@ -250,7 +280,7 @@ static cterp_status read_batch(cterp_trainer *t, int64_t step) {
 static cterp_status next_batch(cterp_trainer *t) {
     cterp_status s = read_batch(t, t->step);
     if (s) return s;
-    size_t n = (size_t)(t->B * t->D);
+    size_t n = (size_t)(t->Bl * t->D);
     if (t->scale != 1.0) {
         float c = (float)t->scale;
         for (size_t i = 0; i < n; i++) t->x[i] *= c;
@@ -260,19 +290,26 @@ static cterp_status next_batch(cterp_trainer *t) {
 
 // Input scale (E||x|| = sqrt(d_in)) from the first batches, then b_dec from the first batch.
 static cterp_status initialize_data(cterp_trainer *t) {
-    cterp_status s;
+    cterp_status s = CTERP_OK;
     if (t->cfg.normalize_activations) {
-        double sum = 0;
+        double sum = 0, *nrm = malloc((size_t)(t->B + t->Bl) * sizeof(double));
+        if (!nrm) return cterp_error(CTERP_ENOMEM, "out of memory");
+        double *mine = nrm + t->B;
         for (int b = 0; b < t->cfg.norm_estimate_batches; b++) {
-            if ((s = read_batch(t, 0))) return s;
-            double bm = 0;
-            for (int64_t r = 0; r < t->B; r++) {
+            if ((s = read_batch(t, 0))) break;
+            for (int64_t r = 0; r < t->Bl; r++) {
                 double n2 = 0;
                 for (int64_t d = 0; d < t->D; d++) n2 += (double)t->x[r * t->D + d] * t->x[r * t->D + d];
-                bm += sqrt(n2);
+                mine[r] = sqrt(n2);
             }
+            // every rank's norms in row order: the sum a single process takes, bit for bit
+            if ((s = dist_allgather(nrm, mine, (size_t)t->Bl * sizeof(double)))) break;
+            double bm = 0;
+            for (int64_t r = 0; r < t->B; r++) bm += nrm[r];
             sum += bm / (double)t->B;
         }
+        free(nrm);
+        if (s) return s;
         double mean_norm = sum / t->cfg.norm_estimate_batches;
         if (!(mean_norm > 0))
             return cterp_error(CTERP_EINVAL, "normalize_activations: the inputs have zero norm");
@@ -292,6 +329,7 @@ cterp_status cterp_trainer_create(cterp_trainer **out, const cterp_train_config 
 
 void cterp_trainer_set_output(cterp_trainer *t, const char *out_dir, cterp_train_log_fn log,
                               void *user) {
+    if (t->rank != 0) out_dir = NULL, log = NULL; // rank 0 alone writes and reports
     free(t->out_dir);
     t->out_dir = out_dir ? strdup(out_dir) : NULL;
     if (t->metrics_file) fclose(t->metrics_file);
@@ -336,6 +374,82 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
     fflush(f);
 }
 
+// P > 1: the gradient summed over the ranks (each rank's is the mean over its Bl rows, so the
+// batch's mean is their mean), the squared row norms again from the sums, and the firing counts,
+// input column sums and loss terms of every rank's rows summed into red (the statistics below).
+static cterp_status reduce_step(cterp_trainer *t, double aux) {
+    const int64_t N = t->N, D = t->D, DO = t->DO, Bl = t->Bl;
+    const arch_work *w = &t->work;
+    // every trained parameter's gradient, in sae->params' layout: W_enc, b_enc, W_dec, b_dec, then
+    // gated's r_mag, b_mag and skip_transcoder's W_skip; not jumprelu's threshold (dlog_thr's)
+    const size_t n = t->sae->n_params - (t->sae->threshold ? (size_t)N : 0);
+    cterp_status s = dist_sum_f32(t->grads, n);
+    if (!s && t->dlog_thr) s = dist_sum_f32(t->dlog_thr, (size_t)N);
+    if (s) return s;
+    const float inv = 1.0f / (float)t->P; // exact for a power of two
+    float *g = t->grads;
+    #pragma omp parallel for schedule(static)
+    for (size_t q = 0; q < n; q++) g[q] *= inv;
+    if (t->dlog_thr)
+        for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= inv;
+    const float *dW_enc = g, *dW_dec = g + N * D + N;
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++)
+        t->rowsq[i] = sumsq_f64(dW_enc + i * D, D), t->rowsq[N + i] = sumsq_f64(dW_dec + i * DO, DO);
+    double *r = t->red, *col = r + N, *term = r + N + D, sumsq = 0;
+    memset(r, 0, (size_t)(N + D + 8) * sizeof(double));
+    for (int64_t p = 0; p < w->nnz; p++)
+        if (w->f[p] > 0) r[w->lat[p]] += 1;
+    for (int64_t q = 0; q < Bl; q++)
+        for (int64_t d = 0; d < D; d++) {
+            const double v = t->x[q * D + d];
+            col[d] += v, sumsq += v * v;
+        }
+    term[0] = w->sse, term[1] = sumsq, term[2] = w->sparsity_loss * (double)Bl;
+    term[3] = aux * (double)Bl, term[4] = w->l1_magnitude * (double)Bl;
+    term[5] = w->aux_loss * (double)Bl; // matryoshka's inner prefixes (its inner_mse_loss)
+    return dist_sum_f64(r, (size_t)(N + D + 8));
+}
+
+// batchtopk over P ranks (arch_work.cut): the cut of the whole batch from every rank's best
+// candidates (each sends at most keep: the batch's best keep lie among them), in the batch's
+// flat index (rank r's rows start at r0, so its flat indices at r0 x N): the pairs a single
+// process keeps, ties included.
+typedef struct {
+    float v;
+    int32_t pad;
+    int64_t i;
+} cut_cand;
+
+static int cand_order(const void *a, const void *b) {
+    const cut_cand *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static cterp_status global_cut(void *user, const float *v, const int64_t *flat, int64_t n,
+                               int64_t keep, float *cut_v, int64_t *cut_i) {
+    cterp_trainer *t = user;
+    const int64_t off = t->r0 * t->N, cap = keep * t->P;
+    cut_cand *mine = malloc((size_t)(n + cap) * sizeof(cut_cand));
+    if (!mine) return cterp_error(CTERP_ENOMEM, "batchtopk: out of memory for %lld candidates", (long long)cap);
+    cut_cand *all = mine + n;
+    for (int64_t q = 0; q < n; q++) mine[q] = (cut_cand){v[q], 0, flat[q] + off};
+    size_t got = 0;
+    cterp_status s = dist_allgatherv(all, (size_t)cap * sizeof(cut_cand), mine, (size_t)n * sizeof(cut_cand), &got);
+    if (!s) {
+        const int64_t m = (int64_t)(got / sizeof(cut_cand));
+        if (m > keep) {
+            qsort(all, (size_t)m, sizeof *all, cand_order);
+            *cut_v = all[keep - 1].v, *cut_i = all[keep - 1].i - off;
+        } else {
+            *cut_v = 0, *cut_i = INT64_MAX; // keep every positive
+        }
+    }
+    free(mine);
+    return s;
+}
+
 static cterp_status train_step(cterp_trainer *t) {
     cterp_status s;
     const int64_t N = t->N, D = t->D, B = t->B, step = t->step;
@@ -345,8 +459,12 @@ static cterp_status train_step(cterp_trainer *t) {
     if ((s = next_batch(t))) return s;
     t->t_data += time_now() - t0;
     const int64_t DO = t->DO;
-    if (step == 0) { // b_dec from the first batch (of the targets, for transcoders)
-        const float *bx = t->y ? t->y : t->x;
+    if (step == 0 && c->b_dec_init != CTERP_BDEC_ZEROS) { // b_dec from the first (whole) batch
+        const float *bx = t->y ? t->y : t->x; // of the targets, for transcoders (one process)
+        if (t->P > 1) {
+            if ((s = dist_allgather(t->xall, t->x, (size_t)(t->Bl * D) * sizeof(float)))) return s;
+            bx = t->xall;
+        }
         if (c->b_dec_init == CTERP_BDEC_GEOMETRIC_MEDIAN) geometric_median(t->sae->b_dec, bx, B, DO);
         else if (c->b_dec_init == CTERP_BDEC_MEAN) {
             for (int64_t d = 0; d < DO; d++) {
@@ -365,6 +483,8 @@ static cterp_status train_step(cterp_trainer *t) {
         o.coef = (float)(c->l1_coefficient * sp);
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
+    if (t->P > 1 && (c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK))
+        w->cut = global_cut, w->cut_user = t, w->cut_keep = (int64_t)c->k * B;
     // dead latents as of before this step; when revival will run, the forward copies their
     // pre-activations while each row of z is in cache
     int64_t n_dead = 0;
@@ -411,6 +531,11 @@ static cterp_status train_step(cterp_trainer *t) {
                            (long long)step, w->mse_loss, w->sparsity_loss, aux);
     if (t->dlog_thr) // dL/dlog(theta) = theta dL/dtheta
         for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= t->sae->threshold[i];
+    if (t->P > 1) {
+        if ((s = reduce_step(t, aux))) return s;
+        const double *term = t->red + N + D; // the batch's loss, from every rank's rows
+        loss = (term[0] + term[2] + term[3]) / (double)B;
+    }
 
     // global gradient norm, in a fixed order: W_enc rows, b_enc, W_dec rows, b_dec, log thresholds
     double gn2 = 0;
@@ -435,19 +560,26 @@ static cterp_status train_step(cterp_trainer *t) {
                     c->adam_beta2, c->adam_eps, step + 1);
         for (int64_t i = 0; i < N; i++) t->sae->threshold[i] = expf(t->log_thr[i]);
     }
-    if ((c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) &&
-        isfinite(w->min_kept))
-        t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * w->min_kept;
+    const int btopk = c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
+    double min_kept = w->min_kept;
+    if (t->P > 1 && btopk && (s = dist_min_f64(&min_kept, 1))) return s;
+    if (btopk && isfinite(min_kept)) // the float product, as always
+        t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * (float)min_kept;
 
     double t3 = time_now();
     t->t_optim += t3 - t2;
     // firing statistics (act > 0)
     for (int64_t i = 0; i < N; i++) t->since_fired[i]++;
-    for (int64_t p = 0; p < w->nnz; p++)
-        if (w->f[p] > 0) {
-            t->since_fired[w->lat[p]] = 0;
-            t->window_count[w->lat[p]]++;
-        }
+    if (t->P > 1) { // every rank's firings (reduce_step)
+        for (int64_t i = 0; i < N; i++)
+            if (t->red[i] > 0) t->since_fired[i] = 0, t->window_count[i] += (int64_t)t->red[i];
+    } else {
+        for (int64_t p = 0; p < w->nnz; p++)
+            if (w->f[p] > 0) {
+                t->since_fired[w->lat[p]] = 0;
+                t->window_count[w->lat[p]]++;
+            }
+    }
     t->window_steps++;
     double mean_log = t->last.mean_log10_density;
     cterp_train_metrics *m = &t->last;
@@ -489,9 +621,23 @@ static cterp_status train_step(cterp_trainer *t) {
     m->explained_variance = w->sst > 0 ? 1.0 - w->sse / w->sst : NAN;
     int64_t nnz_pos = 0;
     for (int64_t p = 0; p < w->nnz; p++) nnz_pos += w->f[p] > 0;
+    m->l1_magnitude = w->l1_magnitude;
+    if (t->P > 1) { // the whole batch's terms (reduce_step); sst from the sums, in f64
+        const double *cnt = t->red, *col = t->red + N, *term = t->red + N + D;
+        double c2 = 0, nz = 0;
+        for (int64_t d = 0; d < D; d++) c2 += col[d] * col[d];
+        for (int64_t i = 0; i < N; i++) nz += cnt[i];
+        const double sst = term[1] - c2 / (double)B;
+        nnz_pos = (int64_t)nz;
+        m->mse_loss = m->mse = term[0] / (double)B;
+        m->sparsity_loss = term[2] / (double)B;
+        m->aux_loss = term[3] / (double)B;
+        m->l1_magnitude = term[4] / (double)B;
+        if (c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK) m->inner_mse_loss = term[5] / (double)B;
+        m->explained_variance = sst > 0 ? 1.0 - term[0] / sst : NAN;
+    }
     m->l0 = (double)nnz_pos / (double)B;
     m->l0_sparsity = m->l0 / (double)N;
-    m->l1_magnitude = w->l1_magnitude;
     m->dead_features = dead_now;
     m->dead_fraction = (double)dead_now / (double)N;
     m->mean_log10_density = mean_log;
@@ -555,6 +701,15 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
         m->source_tokens_per_s = data > 0 ? tok / data : 0;
         m->sae_tokens_per_s = el - data > 0 ? tok / (el - data) : 0;
         if (t->step % t->cfg.log_every == 0 || t->step == t->steps || m->window_done) {
+            if (t->P > 1) { // every rank must hold the same weights: a reduction that gave
+                int same;   // different bits on different ranks is caught here, not later
+                if ((s = dist_same(t->sae->params, t->sae->n_params * sizeof(float), &same))) return s;
+                if (!same)
+                    return cterp_error(CTERP_EIO, "step %lld: the %d MPI ranks hold different weights "
+                                       "(the gradient sum differed between ranks); training stopped, "
+                                       "the last checkpoint is kept (--dist-reduce ordered gives every "
+                                       "rank the same bits)", (long long)t->step, t->P);
+            }
             if (t->metrics_file) write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows,
                                                       t->cfg.architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK);
             if (t->log) t->log(m, t->log_user);

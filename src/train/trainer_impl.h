@@ -11,8 +11,14 @@
 struct cterp_trainer {
     cterp_train_config cfg;
     cterp_act_source *src;
-    int64_t D, N, B, steps;
+    int64_t D, N, B, steps; // B: the global batch (all ranks together)
     int64_t DO;          // width of x_hat: D, or the source's d_out for transcoders
+    // data parallelism (core/dist.h): this rank's part of every batch is rows [r0, r0 + Bl) of
+    // the B; one process: P 1, Bl = B
+    int P, rank;
+    int64_t Bl, r0;
+    float *xall;         // P > 1: (B, D) a whole batch (the first one's b_dec; sources without next_part)
+    double *red;         // P > 1: (N + D + 8) firing counts, input column sums and the loss terms, summed
     cterp_sae *sae;      // parameters in training form (inputs scaled, norms not folded)
     float *grads;        // (n_params) same layout as sae->params
     float *adam_m, *adam_v;
@@ -35,8 +41,8 @@ struct cterp_trainer {
     int have_density;
     uint8_t *dead;          // (N) scratch
     int32_t *dead_list;     // (N) scratch: the dead latents, ascending
-    float *x;               // (B, D) current batch
-    float *y;               // (B, DO) its targets (transcoders; NULL otherwise)
+    float *x;               // (Bl, D) current batch (this rank's part)
+    float *y;               // (B, DO) its targets (transcoders, one process only; NULL otherwise)
     arch_work work;
     cterp_train_metrics last;
     double t_data, t_revive, t_optim, t_stats; // accumulated wall seconds (benchmarks)
