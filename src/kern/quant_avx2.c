@@ -159,3 +159,50 @@ static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
     }
     return xq_hsum4(a[0], a[1], a[2], a[3]);
 }
+
+XQ_MV_ROWWISE(xq_mv_q8_0, xq_q8_0)
+XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
+XQ_MV_ROWWISE(xq_mv_q4_K, xq_q4_K)
+XQ_MV_ROWWISE(xq_mv_q6_K, xq_q6_K)
+
+// F16 rows (quant.inc, mv_f16) R at a time: per row acc[0..31] in four ymm, each x loaded once
+// for the R rows; then dot_f32's fold, its 8-wide tail and its scalar tail.
+static inline __attribute__((always_inline)) void mv_f16_rows(float *y, const uint8_t *W, size_t rb,
+                                                              const float *x, int64_t n,
+                                                              const int R) {
+    __m256 a[2][4];
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m256 xv[4];
+        for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(x + j + 8 * k);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = W + (size_t)r * rb + 2 * j;
+            xq_prefetch(p, 64);
+            for (int k = 0; k < 4; k++)
+                a[r][k] = _mm256_add_ps(
+                    a[r][k], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 16 * k))),
+                                           xv[k]));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const uint8_t *p = W + (size_t)r * rb;
+        __m256 a8 = _mm256_add_ps(_mm256_add_ps(a[r][0], a[r][2]), _mm256_add_ps(a[r][1], a[r][3]));
+        int64_t jj = j;
+        for (; jj + 8 <= n; jj += 8)
+            a8 = _mm256_add_ps(a8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 2 * jj))),
+                                                 _mm256_loadu_ps(x + jj)));
+        __m128 u = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+        __m128 v = _mm_add_ps(u, _mm_shuffle_ps(u, u, _MM_SHUFFLE(2, 3, 0, 1))); // u0+u1, u2+u3
+        float s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehl_ps(v, v)));
+        for (; jj < n; jj++) s += xq_f16(p + 2 * jj) * x[jj];
+        y[r] = s;
+    }
+}
+
+static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) mv_f16_rows(y + r, W + (size_t)r * rb, rb, x, n, 2);
+    for (; r < rows; r++) mv_f16_rows(y + r, W + (size_t)r * rb, rb, x, n, 1);
+}

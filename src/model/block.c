@@ -30,10 +30,13 @@ void model_matmul(float *y, const float *x, const wmat *W, const float *bias, in
         quant_xq xq[3];
         for (int64_t mi = 0; mi < M; mi++)
             quant_xq_prepare(&xq[mi], (char *)tile + (size_t)mi * quant_xq_bytes(K), x + mi * K, K);
+        enum { RUN = 16 }; // rows per call: the kernels take a few at a time, sharing x
 #pragma omp parallel for schedule(static) if (M * N * K > PAR_MIN)
-        for (int64_t n = 0; n < N; n++) {
-            const uint8_t *row = (const uint8_t *)W->data + (size_t)n * W->row_bytes;
-            for (int64_t mi = 0; mi < M; mi++) y[mi * N + n] = quant_dot_xq(W->type, row, &xq[mi]);
+        for (int64_t n = 0; n < N; n += RUN) {
+            const uint8_t *rows = (const uint8_t *)W->data + (size_t)n * W->row_bytes;
+            for (int64_t mi = 0; mi < M; mi++)
+                quant_matvec_xq(y + mi * N + n, W->type, rows, W->row_bytes,
+                                N - n < RUN ? N - n : RUN, &xq[mi]);
         }
     } else if (W->type == GGML_TYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,

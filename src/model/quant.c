@@ -74,6 +74,11 @@ float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q) {
     return kern->quant->dot_xq(type, row, q);
 }
 
+void quant_matvec_xq(float *y, uint32_t type, const void *W, size_t row_bytes, int64_t rows,
+                     const quant_xq *q) {
+    kern->quant->matvec_xq(y, type, W, row_bytes, rows, q);
+}
+
 // ---- reference quantizers -----------------------------------------------------------------
 
 static int nearest(float x) {

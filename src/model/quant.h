@@ -174,6 +174,12 @@ void quant_xq_prepare(quant_xq *q, void *buf, const float *x, int64_t n);
 // plus f32 rounding (test_quant: 1.6e-5 of Σ|row·x| on normal x with an outlier).
 float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q);
 
+// y[r] = quant_dot_xq(type, W + r·row_bytes, q) for r < rows, bit for bit: the single-token
+// matvec over a run of rows (W: rows rows of q->n elements, row_bytes apart). The kernels take
+// several rows per pass over x, so each block of x is loaded once for all of them.
+void quant_matvec_xq(float *y, uint32_t type, const void *W, size_t row_bytes, int64_t rows,
+                     const quant_xq *q);
+
 // dst (row bytes) <- x (n): reference quantizers, round to nearest after ggml's quantize_row_*_ref
 // (the k-quants' scale fits; IQ4_NL/IQ4_XS as ggml's quantize_iq4_* without an importance matrix;
 // Q6_K without ggml's scale search, 0.3% more error). Every type quant_supported accepts.
