@@ -17,7 +17,6 @@
 // the methods take turns matvec by matvec, so a busy machine slows each alike. --hot: one ~1 MB
 // matrix (in L2) read again and again: the kernels' own speed, with memory out of the way. Medians of CPU time
 // (the slowest thread's), which leave out the time other processes held the cores.
-#include <emmintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -67,20 +66,21 @@ static void bench(uint32_t t, const float *w, const float *x, float *y) {
 enum { M_READ, M_OLD, M_NEW, N_METHODS, MV_RUN = 16 };
 static const char *METHOD[N_METHODS] = {"read", "old", "new"};
 
-// Σ of the bytes as 64-bit words (16 bytes a load, four chains): the cost of reading them
+// Σ of the bytes as 64-bit words (16 bytes a load in GCC's portable vectors, four chains): the
+// cost of reading them
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
 static uint64_t read_sum(const uint8_t *p, size_t bytes) {
-    __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0;
+    u64x2 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0, w0, w1, w2, w3;
     size_t i = 0;
     for (; i + 64 <= bytes; i += 64) {
-        a0 = _mm_add_epi64(a0, _mm_loadu_si128((const void *)(p + i)));
-        a1 = _mm_add_epi64(a1, _mm_loadu_si128((const void *)(p + i + 16)));
-        a2 = _mm_add_epi64(a2, _mm_loadu_si128((const void *)(p + i + 32)));
-        a3 = _mm_add_epi64(a3, _mm_loadu_si128((const void *)(p + i + 48)));
+        memcpy(&w0, p + i, 16), memcpy(&w1, p + i + 16, 16);
+        memcpy(&w2, p + i + 32, 16), memcpy(&w3, p + i + 48, 16);
+        a0 += w0, a1 += w1, a2 += w2, a3 += w3;
     }
-    uint64_t s[2];
-    _mm_storeu_si128((void *)s, _mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3)));
-    for (; i < bytes; i++) s[0] += p[i];
-    return s[0] + s[1];
+    u64x2 t = (a0 + a1) + (a2 + a3);
+    uint64_t s = t[0] + t[1];
+    for (; i < bytes; i++) s += p[i];
+    return s;
 }
 
 // F16 rows as main's decode dotted them: 256 dequantized at a time, an f32 dot, summed in f64
