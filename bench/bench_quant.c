@@ -108,7 +108,8 @@ static double matvec(int method, int nt, uint32_t t, const uint8_t *W, size_t rb
                      const float *x, int64_t Kc, void *buf, float *y, uint64_t *sink) {
     double t0 = thread_cpu(), slowest = 0;
     quant_xq q;
-    if (method != M_READ) quant_xq_prepare(&q, buf, x, Kc);
+    if (method != M_READ) // main prepared x for every type; now only for the integer kernels
+        quant_xq_prepare(&q, method == M_NEW && !quant_has_xq(t) ? NULL : buf, x, Kc);
     double prep = thread_cpu() - t0;
     uint64_t sum = 0;
 #pragma omp parallel num_threads(nt) reduction(max : slowest) reduction(+ : sum)

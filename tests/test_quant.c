@@ -470,6 +470,11 @@ static void test_xq(void) {
     quant_quantize_row(GGML_TYPE_Q5_K, x, row, 256);
     quant_xq_prepare(&q, buf, x, 256);
     CHECK(quant_dot_xq(GGML_TYPE_Q5_K, row, &q) == quant_dot_row(GGML_TYPE_Q5_K, row, x, 256));
+    // no buffer: x alone, which those types use
+    quant_xq_prepare(&q, NULL, x, 256);
+    CHECK(q.xh == NULL && q.x == x && q.n == 256 && !quant_has_xq(GGML_TYPE_Q5_K) &&
+          quant_has_xq(GGML_TYPE_Q6_K));
+    CHECK(quant_dot_xq(GGML_TYPE_Q5_K, row, &q) == quant_dot_row(GGML_TYPE_Q5_K, row, x, 256));
 }
 
 // The matvec (quant_matvec_xq): every row the bits of quant_dot_xq on it, for row counts that

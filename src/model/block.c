@@ -28,8 +28,10 @@ void model_matmul(float *y, const float *x, const wmat *W, const float *bias, in
     int64_t N = W->rows, K = W->cols;
     if (M < 4) { // single-token decode: x prepared once, then the integer dot reads each weight once
         quant_xq xq[3];
+        const int prep = quant_has_xq(W->type); // F32, F16 and the rest dot x itself
         for (int64_t mi = 0; mi < M; mi++)
-            quant_xq_prepare(&xq[mi], (char *)tile + (size_t)mi * quant_xq_bytes(K), x + mi * K, K);
+            quant_xq_prepare(&xq[mi], prep ? (char *)tile + (size_t)mi * quant_xq_bytes(K) : NULL,
+                             x + mi * K, K);
         enum { RUN = 16 }; // rows per call: the kernels take a few at a time, sharing x
 #pragma omp parallel for schedule(static) if (M * N * K > PAR_MIN)
         for (int64_t n = 0; n < N; n += RUN) {

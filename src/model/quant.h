@@ -167,7 +167,11 @@ typedef struct quant_xq_s {
 size_t quant_xq_bytes(int64_t n);
 
 // q <- x (n) prepared in buf (quant_xq_bytes(n), any alignment). x and buf must outlive q.
+// buf NULL: x alone (q->xh NULL), for the types without an integer kernel (quant_has_xq).
 void quant_xq_prepare(quant_xq *q, void *buf, const float *x, int64_t n);
+
+// 1 if `type` has an integer kernel (Q8_0, Q4_0, Q4_K, Q6_K): only those read the prepared x.
+int quant_has_xq(uint32_t type);
 
 // Σ_j row[j]·x~[j] over q->n elements (x~ as above; x itself, by quant_dot_row, for the types
 // without an integer kernel). So it differs from quant_dot_row by at most Σ_j |row_j|·amax_j/32512
