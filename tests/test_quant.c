@@ -479,14 +479,16 @@ static void test_xq(void) {
 
 // The matvec (quant_matvec_xq): every row the bits of quant_dot_xq on it, for row counts that
 // exercise each kernel's runs of rows and its tail (1..9, 16, 17), rows at an odd stride (a GGUF
-// row may start at any byte), every length class; the types with integer kernels, F16 (its own
+// row may start at any byte), every length class and rows of 4096 (short rows go 2 at a time,
+// long ones 4); the types with integer kernels, F16 (its own
 // multi-row kernel), F32 and Q5_K (the f32 dot). And F16's dot: exactly dot_f32 of the
 // dequantized row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1).
 static void test_matvec(void) {
-    enum { NMAX = 256 * 12, RMAX = 17 };
+    enum { NMAX = 256 * 16, RMAX = 17 };
     static float x[NMAX], w[NMAX], deq[NMAX], y[RMAX];
     static uint8_t buf[4 * NMAX + 512];
     uint8_t *W = malloc((size_t)RMAX * (NMAX * 4 + 7));
+    CHECK(quant_xq_bytes(NMAX) + 3 <= sizeof buf);
     rng_t r;
     rng_seed(&r, 31);
     for (int i = 0; i < NMAX; i++) x[i] = rng_normal(&r);
@@ -503,7 +505,8 @@ static void test_matvec(void) {
                                   : t == GGML_TYPE_F16 || t == GGML_TYPE_F32 ? GGML_TYPE_Q8_0
                                                                              : t,
                                   ns);
-        for (int c = 0; c < nc; c++) {
+        ns[nc] = NMAX; // rows of 4096: Q4_K's too are long enough for 4 rows at a time
+        for (int c = 0; c <= nc; c++) {
             const int64_t n = ns[c];
             const size_t rb = quant_row_bytes(t, n) + 7; // an odd stride: rows at any byte
             for (int i = 0; i < RMAX; i++) {

@@ -179,7 +179,7 @@ static inline __attribute__((always_inline)) void mv_f16_rows(float *y, const ui
         for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(x + j + 8 * k);
         for (int r = 0; r < R; r++) {
             const uint8_t *p = W + (size_t)r * rb + 2 * j;
-            xq_prefetch(p, 64);
+            xq_prefetch_next(W, rb, R, r, (size_t)(2 * j), 64);
             for (int k = 0; k < 4; k++)
                 a[r][k] = _mm256_add_ps(
                     a[r][k], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 16 * k))),
