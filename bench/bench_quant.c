@@ -15,8 +15,8 @@
 // of 16 rows, "read" a plain sum of the same bytes (the bound). Each matvec reads a fresh copy of
 // the matrix (MB of copies in all, default 1024: the weights stream from memory as in a decode);
 // the methods take turns matvec by matvec, so a busy machine slows each alike. --hot: one ~1 MB
-// matrix (in L2) read again and again: the kernels' own speed, with memory out of the way. Medians of CPU time
-// (the slowest thread's), which leave out the time other processes held the cores.
+// matrix (in L2) read again and again: the kernels' own speed, with memory out of the way. Medians
+// of CPU time (the slowest thread's), which leave out the time other processes held the cores.
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -210,7 +210,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a0], "--reps") && a0 + 1 < argc)
             reps = atoi(argv[++a0]);
         else {
-            fprintf(stderr, "usage: bench_quant [--decode [--hot] [--mb MB] [--reps R]] [TYPE ...]\n");
+            fprintf(stderr,
+                    "usage: bench_quant [--decode [--hot] [--mb MB] [--reps R]] [TYPE ...]\n");
             return 2;
         }
     }

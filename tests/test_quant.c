@@ -493,15 +493,14 @@ static void test_matvec(void) {
     rng_seed(&r, 31);
     for (int i = 0; i < NMAX; i++) x[i] = rng_normal(&r);
     x[77] = -25.0f;
-    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
-                                     GGML_TYPE_Q6_K, GGML_TYPE_F16,  GGML_TYPE_F32,
-                                     GGML_TYPE_Q5_K};
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+                                     GGML_TYPE_F16,  GGML_TYPE_F32,  GGML_TYPE_Q5_K};
     static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
     int checked = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const uint32_t t = types[ti];
         int64_t ns[16];
-        const int nc = xq_lengths(t == GGML_TYPE_Q5_K ? GGML_TYPE_Q4_K
+        const int nc = xq_lengths(t == GGML_TYPE_Q5_K                        ? GGML_TYPE_Q4_K
                                   : t == GGML_TYPE_F16 || t == GGML_TYPE_F32 ? GGML_TYPE_Q8_0
                                                                              : t,
                                   ns);
@@ -537,7 +536,8 @@ static void test_matvec(void) {
         }
     }
     // F16's dot is dot_f32 of the dequantized row, to the bit; and within 1e-6 of Σ|w·x| of f64
-    static const int64_t lens[] = {1, 7, 8, 9, 31, 32, 33, 39, 40, 41, 63, 64, 65, 100, 255, 256, 257, 2053};
+    static const int64_t lens[] = {1,  7,  8,  9,  31,  32,  33,  39,  40,
+                                   41, 63, 64, 65, 100, 255, 256, 257, 2053};
     for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
         const int64_t n = lens[k];
         for (int64_t j = 0; j < n; j++) w[j] = rng_normal(&r);
@@ -546,7 +546,8 @@ static void test_matvec(void) {
         const float got = quant_dot_row(GGML_TYPE_F16, W + 1, x, n);
         const float f32 = quant_dot_row(GGML_TYPE_F32, deq, x, n);
         double ref = 0, mag = 0;
-        for (int64_t j = 0; j < n; j++) ref += (double)deq[j] * x[j], mag += fabs((double)deq[j] * x[j]);
+        for (int64_t j = 0; j < n; j++)
+            ref += (double)deq[j] * x[j], mag += fabs((double)deq[j] * x[j]);
         CHECK_MSG(memcmp(&got, &f32, 4) == 0, "F16 dot n=%lld: %.9g vs dot_f32 %.9g", (long long)n,
                   got, f32);
         CHECK_MSG(fabs(got - ref) <= 1e-6 * mag, "F16 dot n=%lld: %.9g vs f64 %.9g", (long long)n,

@@ -167,9 +167,8 @@ XQ_MV_ROWWISE(xq_mv_q6_K, xq_q6_K)
 
 // F16 rows (quant.inc, mv_f16) R at a time: per row acc[0..31] in four ymm, each x loaded once
 // for the R rows; then dot_f32's fold, its 8-wide tail and its scalar tail.
-static inline __attribute__((always_inline)) void mv_f16_rows(float *y, const uint8_t *W, size_t rb,
-                                                              const float *x, int64_t n,
-                                                              const int R) {
+static inline __attribute__((always_inline)) void
+mv_f16_rows(float *y, const uint8_t *W, size_t rb, const float *x, int64_t n, const int R) {
     __m256 a[2][4];
     for (int r = 0; r < R; r++)
         for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
@@ -182,8 +181,9 @@ static inline __attribute__((always_inline)) void mv_f16_rows(float *y, const ui
             xq_prefetch_next(W, rb, R, r, (size_t)(2 * j), 64);
             for (int k = 0; k < 4; k++)
                 a[r][k] = _mm256_add_ps(
-                    a[r][k], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 16 * k))),
-                                           xv[k]));
+                    a[r][k],
+                    _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 16 * k))),
+                                  xv[k]));
         }
     }
     for (int r = 0; r < R; r++) {
@@ -191,8 +191,9 @@ static inline __attribute__((always_inline)) void mv_f16_rows(float *y, const ui
         __m256 a8 = _mm256_add_ps(_mm256_add_ps(a[r][0], a[r][2]), _mm256_add_ps(a[r][1], a[r][3]));
         int64_t jj = j;
         for (; jj + 8 <= n; jj += 8)
-            a8 = _mm256_add_ps(a8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 2 * jj))),
-                                                 _mm256_loadu_ps(x + jj)));
+            a8 = _mm256_add_ps(
+                a8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 2 * jj))),
+                                  _mm256_loadu_ps(x + jj)));
         __m128 u = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
         __m128 v = _mm_add_ps(u, _mm_shuffle_ps(u, u, _MM_SHUFFLE(2, 3, 0, 1))); // u0+u1, u2+u3
         float s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehl_ps(v, v)));

@@ -137,7 +137,8 @@ static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const fl
         for (; j + 32 <= n; j += 32) {
             xq_prefetch(p + 2 * j, 64);
             for (int k = 0; k < 8; k++)
-                a[k] = vaddq_f32(a[k], vmulq_f32(f16x4_at(p + 2 * j + 8 * k), vld1q_f32(x + j + 4 * k)));
+                a[k] = vaddq_f32(a[k],
+                                 vmulq_f32(f16x4_at(p + 2 * j + 8 * k), vld1q_f32(x + j + 4 * k)));
         }
         // acc[k] = (acc[k] + acc[k+16]) + (acc[k+8] + acc[k+24]), k < 8: registers 0, 1
         float32x4_t b0 = vaddq_f32(vaddq_f32(a[0], a[4]), vaddq_f32(a[2], a[6]));
