@@ -1,7 +1,7 @@
 // The transformer block every family runs, built from shared parts: pre-norm, attention (GQA,
 // RoPE of either layout, qk-norm, sliding windows, soft-capping), optional post-norms, and the
 // MLP (GELU, or a GELU/SiLU gate, separate or fused). Batched matmuls dequantize weight tiles of
-// about 1 MiB into f32 and call SGEMM; a single token uses a fused dequantize-dot per weight row.
+// about 1 MiB into f32 and call SGEMM; a single token uses quant_matvec_xq on runs of rows.
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
