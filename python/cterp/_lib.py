@@ -57,7 +57,7 @@ class SaeMeta(Structure):  # cterp_sae_meta
                 ("hook_head_index", c_int), ("context_size", c_int), ("prepend_bos", c_int),
                 ("dataset_path", c_char * 1024), ("training_tokens", c_int64),
                 ("sequence_separator_token", c_char * 32), ("exclude_special_tokens", c_int),
-                ("disable_concat_sequences", c_int)]
+                ("disable_concat_sequences", c_int), ("hook_name_out", c_char * 256)]
 
 
 class Sae(Structure):  # cterp_sae

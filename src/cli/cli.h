@@ -61,6 +61,8 @@ typedef struct {
     const char *model, *hook, *component, *data;
     const char *hooks, *layers; // several hooks, one forward: --hooks H1,H2 | --layers 0-5 (with --component)
     int multi;                  // set by train and cache: --hooks/--layers are their flags (0: unknown flags)
+    const char *hook_in, *hook_out; // transcoders: --hook-in H --hook-out H (train, eval)
+    int tc;                     // set by train and eval: --hook-in/--hook-out are their flags
     int layer; // -1: not given
     cterp_store_config store;
     int64_t eval_windows;

@@ -23,8 +23,9 @@ static void usage(void) {
            "  --config FILE           JSON object of config fields (\"preset\" applied first)\n"
            "  --preset NAME           cterp (default) | mlxterp | saelens\n"
            "  --arch A                standard | topk | batchtopk | jumprelu | matryoshka_batchtopk |\n"
-           "                          gated | transcoder | skip_transcoder (these two need a source of\n"
-           "                          (input, target) pairs: not from --toy/--acts/--model yet)\n"
+           "                          gated | transcoder | skip_transcoder (these two from --model only:\n"
+           "                          --layer L --component mlp reads blocks.L.ln2.hook_normalized ->\n"
+           "                          blocks.L.hook_mlp_out; or --hook-in H --hook-out H)\n"
            "  --matryoshka-widths W   matryoshka_batchtopk: prefix widths, e.g. 128,512 (d_sae appended)\n"
            "  --k K  --expansion-factor E  --d-sae N  --lr X  --lr-scheduler S\n"
            "  --steps S | --tokens T  --batch B  --seed N\n"
@@ -75,6 +76,7 @@ int cmd_train(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_default(&mo);
     mo.multi = 1; // --hooks, --layers
+    mo.tc = 1;    // --hook-in, --hook-out
     int mf, n_over = 0;
     const char *over_name[64], *over_val[64]; // config flags with a value per hook
     // presets and --config first, so that flags override them wherever they stand
@@ -151,6 +153,19 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "cterp train: %s needs --model (several hooks from one forward; a cache of "
                         "several hooks is trained one hook at a time: --acts DIR/<hook>)\n",
                 mo.hooks ? "--hooks" : "--layers");
+        return 2;
+    }
+    if ((mo.hook_in || mo.hook_out) && !mo.model) {
+        fprintf(stderr, "cterp train: %s needs --model (a transcoder's pairs come from one forward)\n",
+                mo.hook_in ? "--hook-in" : "--hook-out");
+        return 2;
+    }
+    if (mo.model && (mo.hooks || mo.layers) &&
+        (cfg.architecture == CTERP_ARCH_TRANSCODER || cfg.architecture == CTERP_ARCH_SKIP_TRANSCODER ||
+         mo.hook_in || mo.hook_out)) {
+        fprintf(stderr, "cterp train: --arch %s takes one MLP (--layer L --component mlp, or "
+                        "--hook-in H --hook-out H), not %s\n",
+                cterp_arch_name(cfg.architecture), mo.hooks ? "--hooks" : "--layers");
         return 2;
     }
     if (mo.model && (mo.hooks || mo.layers)) // several hooks, one forward (train_hooks.c)
