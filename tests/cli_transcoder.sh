@@ -34,6 +34,8 @@ check "cterp eval of the saved transcoder gives train's eval" '[ $rc -eq 0 ] && 
 check "skip_transcoder with --hook-in/--hook-out" '[ $rc -eq 0 ] && grep -q "\"W_skip\"" "$tmp/skip/sae_weights.safetensors"'
 "$bin" steer --model "$m" --sae "$tmp/tc" --feature 0 --strength 1 --prompt "Once" -n 2 > "$tmp/st.log" 2>&1; rc=$?
 check "steer refuses a transcoder with a message" '[ $rc -ne 0 ] && grep -qi "transcoder" "$tmp/st.log"'
+"$bin" features --model "$m" --sae "$tmp/tc" --data "$tmp/s.txt" --windows 4 --loss-windows 2 --out "$tmp/feats" > "$tmp/f.log" 2>&1; rc=$?
+check "features --loss-windows refuses a transcoder naming its output hook" '[ $rc -ne 0 ] && grep -q "blocks.2.hook_mlp_out" "$tmp/f.log"'
 while IFS='|' read -r flags msg; do
     "$bin" train --model "$m" --data "$tmp/s.txt" $flags --steps 2 --out "$tmp/bad" > "$tmp/bad.log" 2>&1; rc=$?
     check "train $flags exits 2 with '$msg'" '[ $rc -eq 2 ] && grep -qF -- "$msg" "$tmp/bad.log"'
