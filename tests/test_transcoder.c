@@ -275,6 +275,93 @@ static void test_train_eval(cterp_model *m) {
     CHECK(cterp_train_sae(m, 1, "mlp", corpus, &cfg, NULL, &po, NULL, NULL) == CTERP_EINVAL);
 }
 
+// A pair of caches from one run (cterp_act_cache_write_hooks, a whole epoch): the pair source
+// serves each cache's rows as its own source does, trains the transcoder the live pair trains,
+// resumes, and refuses caches that do not hold the same tokens.
+static void test_cache_pair(cterp_model *m) {
+    char dir[700], din[800], dout[800], other[700], oin[800];
+    snprintf(dir, sizeof dir, "%s/cache", tmp);
+    snprintf(din, sizeof din, "%s/%s", dir, HIN);
+    snprintf(dout, sizeof dout, "%s/%s", dir, HOUT);
+    cterp_store_config c = store_cfg();
+    const char *hooks[2] = {HIN, HOUT};
+    CHECK_OK(cterp_act_cache_write_hooks(m, "synth", hooks, 2, corpus, &c, 1 << 20, CTERP_DTYPE_F32, dir,
+                                         NULL, NULL, NULL));
+    cterp_train_config cfg = tc_cfg(CTERP_ARCH_TRANSCODER);
+    cterp_store_config sc = c;
+    sc.seed = cfg.seed, sc.run_rows = cterp_train_rows_needed(&cfg);
+    cterp_act_source pair, a, b2;
+    CHECK_OK(cterp_act_pair_cache(&pair, din, dout, &sc, B));
+    CHECK_OK(cterp_act_source_cache(&a, din, &sc, B));
+    CHECK_OK(cterp_act_source_cache(&b2, dout, &sc, B));
+    CHECK(pair.d_in == 32 && pair.d_out == 32 && pair.next(pair.ctx, NULL, 0) == CTERP_EINVAL);
+    float *x = malloc((size_t)B * 32 * 4), *y = malloc((size_t)B * 32 * 4),
+          *xr = malloc((size_t)B * 32 * 4), *yr = malloc((size_t)B * 32 * 4);
+    int same = 1;
+    uint64_t st[16];
+    int nst = 0;
+    for (int i = 0; i < NB; i++) {
+        if (i == NB / 2) nst = pair.get_state(pair.ctx, st, 16);
+        CHECK_OK(pair.next_target(pair.ctx, x, y, B));
+        CHECK_OK(a.next(a.ctx, xr, B));
+        CHECK_OK(b2.next(b2.ctx, yr, B));
+        same &= !memcmp(x, xr, (size_t)B * 32 * 4) && !memcmp(y, yr, (size_t)B * 32 * 4);
+    }
+    CHECK_MSG(same, "the cache pair's rows differ from its caches' own sources'");
+    cterp_act_source_free(&a), cterp_act_source_free(&b2);
+    // resumed at batch NB/2: the same pairs from there
+    cterp_act_source r;
+    CHECK_OK(cterp_act_pair_cache(&r, din, dout, &sc, B));
+    CHECK(nst == 15);
+    CHECK_OK(r.set_state(r.ctx, st, nst, NB * B));
+    CHECK_OK(pair.get_state(pair.ctx, st, 16) == 15 ? CTERP_OK : CTERP_EINVAL);
+    cterp_act_source_free(&pair);
+    CHECK_OK(cterp_act_pair_cache(&pair, din, dout, &sc, B));
+    same = 1;
+    for (int i = 0; i < NB; i++) {
+        CHECK_OK(pair.next_target(pair.ctx, x, y, B));
+        if (i >= NB / 2) {
+            CHECK_OK(r.next_target(r.ctx, xr, yr, B));
+            same &= !memcmp(x, xr, (size_t)B * 32 * 4) && !memcmp(y, yr, (size_t)B * 32 * 4);
+        }
+    }
+    CHECK_MSG(same, "a resumed cache pair serves other rows");
+    st[nst - 1] ^= 1; // another target cache
+    cterp_act_source r2;
+    CHECK_OK(cterp_act_pair_cache(&r2, din, dout, &sc, B));
+    CHECK(r2.set_state(r2.ctx, st, nst, NB * B) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "--acts-out"));
+    cterp_act_source_free(&r2), cterp_act_source_free(&r), cterp_act_source_free(&pair);
+    // the transcoder trained on the caches is the one trained live
+    cterp_pipeline_opts po;
+    cterp_pipeline_opts_default(&po);
+    po.store = c;
+    cterp_sae *live = NULL, *cached = NULL;
+    CHECK_OK(cterp_train_transcoder(m, HIN, HOUT, corpus, &cfg, NULL, &po, &live, NULL));
+    cterp_trainer *t = NULL;
+    CHECK_OK(cterp_act_pair_cache(&pair, din, dout, &sc, B));
+    CHECK_OK(cterp_trainer_create(&t, &cfg, &pair));
+    if (t) {
+        CHECK_OK(cterp_trainer_run(t, 0));
+        CHECK_OK(cterp_trainer_export(t, &cached));
+    }
+    CHECK_MSG(live && cached && live->n_params == cached->n_params &&
+                  !memcmp(live->params, cached->params, live->n_params * sizeof(float)),
+              "the transcoder trained on the cache pair differs from the live one");
+    cterp_trainer_free(t), cterp_act_source_free(&pair), cterp_sae_free(live), cterp_sae_free(cached);
+    // refused: the same hook twice; caches of another run (another context size)
+    CHECK(cterp_act_pair_cache(&pair, din, din, &sc, B) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "both caches of"));
+    snprintf(other, sizeof other, "%s/cache8", tmp);
+    snprintf(oin, sizeof oin, "%s/%s", other, HIN);
+    cterp_store_config c8 = c;
+    c8.windows.context_size = 8;
+    CHECK_OK(cterp_act_cache_write(m, "synth", HIN, corpus, &c8, 1 << 20, CTERP_DTYPE_F32, oin, NULL, NULL, NULL));
+    CHECK(cterp_act_pair_cache(&pair, oin, dout, &sc, B) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "differ in"));
+    free(x), free(y), free(xr), free(yr);
+}
+
 static int run(const char *args, const char *log) {
     const char *bin = getenv("CTERP_BIN");
     char cmd[4200];
@@ -335,6 +422,19 @@ static void test_cli(void) {
              "--hook-in blocks.1.ln2.hook_normalized --hook-out blocks.1.hook_mlp_out",
              model_path, corpus, tmp);
     CHECK(run(args, log) == 0 && log_has(log, "ce_loss_score"));
+    // from the caches of one run (test_cache_pair wrote them): the live run's weights
+    snprintf(args, sizeof args,
+             "train --acts %s/cache/%s --acts-out %s/cache/%s --arch transcoder %s --out %s/cli_cache",
+             tmp, HIN, tmp, HOUT, common, tmp);
+    CHECK(run(args, log) == 0);
+    snprintf(a, sizeof a, "%s/cli_cache/sae_weights.safetensors", tmp);
+    snprintf(b, sizeof b, "%s/cli_tc/sae_weights.safetensors", tmp);
+    CHECK_MSG(same_file(a, b), "train --acts IN --acts-out OUT: not the live run's weights");
+    snprintf(a, sizeof a, "%s/cli_cache/cfg.json", tmp);
+    CHECK(log_has(a, "\"hook_name_out\":\"blocks.1.hook_mlp_out\""));
+    snprintf(args, sizeof args, "train --acts %s/cache/%s --acts-out %s/cache/%s --arch topk --steps 2",
+             tmp, HIN, tmp, HOUT);
+    CHECK(run(args, log) == 2 && log_has(log, "--acts-out"));
     struct {
         const char *flags, *msg;
     } bad[] = {
@@ -389,6 +489,7 @@ int main(void) {
     if (!m) return test_done();
     test_pairs(m);
     test_train_eval(m);
+    test_cache_pair(m);
     cterp_model_free(m);
     test_cli();
     char cmd[700];

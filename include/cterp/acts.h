@@ -164,6 +164,16 @@ cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
                                     const cterp_store_config *c, int64_t train_batch);
 
+// A source of (input, target) pairs for a transcoder from two caches of one run (cterp cache
+// --hooks IN,OUT, or cterp_act_cache_write_hooks): dir_in's rows (d_in) and dir_out's (d_out),
+// each mixed as cterp_act_source_cache mixes it with c's buffer_rows and seed, so row i of both
+// is the same token. The caches must hold the same tokens (tokens.bin byte for byte), rows,
+// windows, context size, dataset and model, and differ in hook: an error names the field
+// otherwise. Resume: dir_in's state plus a word naming dir_out's hook and width (an other
+// target cache is refused); the target replays from its start to the same row.
+cterp_status cterp_act_pair_cache(cterp_act_source *src, const char *dir_in, const char *dir_out,
+                                  const cterp_store_config *c, int64_t train_batch);
+
 #ifdef __cplusplus
 }
 #endif

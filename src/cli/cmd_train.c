@@ -19,6 +19,8 @@ static void usage(void) {
            "  --acts FILE             activations: .npy float32/16/64 [n, d_in], or raw f32 with --d-in,\n"
            "                          or a cache directory written by cterp cache\n"
            "  --d-in D                row width of a raw f32 file\n"
+           "  --acts-out DIR          transcoders: the target cache beside --acts DIR (cterp cache\n"
+           "                          --hooks IN,OUT writes both from one run)\n"
            "config:\n"
            "  --config FILE           JSON object of config fields (\"preset\" applied first)\n"
            "  --preset NAME           cterp (default) | mlxterp | saelens\n"
@@ -70,7 +72,7 @@ int cmd_train(int argc, char **argv) {
     cterp_train_config_default(&cfg);
     cterp_toy_config tc;
     cterp_toy_config_default(&tc);
-    const char *acts = NULL, *out = NULL, *resume = NULL, *features_out = NULL;
+    const char *acts = NULL, *acts_out = NULL, *out = NULL, *resume = NULL, *features_out = NULL;
     int toy = 0, quiet = 0;
     int64_t d_in_raw = 0;
     cli_model_opts mo;
@@ -108,6 +110,8 @@ int cmd_train(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--acts")) {
             acts = argv[++i];
+        } else if (!strcmp(a, "--acts-out")) {
+            acts_out = argv[++i];
         } else if (!strcmp(a, "--d-in")) {
             d_in_raw = atoll(argv[++i]);
         } else if (!strcmp(a, "--out")) {
@@ -147,6 +151,14 @@ int cmd_train(int argc, char **argv) {
     }
     if (toy + (acts != NULL) + (mo.model != NULL) != 1) {
         fprintf(stderr, "cterp train: give exactly one data source: --toy, --acts FILE or --model M.gguf (see --help)\n");
+        return 2;
+    }
+    if (acts_out && (!acts || !file_is_dir(acts) || !file_is_dir(acts_out) ||
+                     (cfg.architecture != CTERP_ARCH_TRANSCODER &&
+                      cfg.architecture != CTERP_ARCH_SKIP_TRANSCODER))) {
+        fprintf(stderr, "cterp train: --acts-out %s: the targets of a transcoder: give --acts DIR_IN "
+                        "--acts-out DIR_OUT, two cache directories of one run (cterp cache --hooks "
+                        "IN,OUT), with --arch transcoder|skip_transcoder\n", acts_out);
         return 2;
     }
     if (!mo.model && (mo.hooks || mo.layers)) {
@@ -206,7 +218,7 @@ int cmd_train(int argc, char **argv) {
     cterp_sae_meta meta;
     int have_meta = 0;
     cterp_status s = toy ? (cterp_toy_create(&toyp, &tc) ? 1 : cterp_toy_source(&src, toyp))
-                         : cli_open_acts(&src, acts, d_in_raw, &cfg, &mo, &meta, &have_meta);
+                         : cli_open_acts(&src, acts, acts_out, d_in_raw, &cfg, &mo, &meta, &have_meta);
     if (s) {
         cli_error("train");
         goto done;

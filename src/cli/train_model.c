@@ -247,9 +247,9 @@ done:
     return rc;
 }
 
-cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in_raw,
-                           const cterp_train_config *cfg, const cli_model_opts *mo, cterp_sae_meta *meta,
-                           int *have_meta) {
+cterp_status cli_open_acts(cterp_act_source *src, const char *acts, const char *acts_out,
+                           int64_t d_in_raw, const cterp_train_config *cfg, const cli_model_opts *mo,
+                           cterp_sae_meta *meta, int *have_meta) {
     *have_meta = 0;
     if (!file_is_dir(acts)) return cterp_act_source_file(src, acts, d_in_raw, cfg->seed);
     cterp_cache_info info;
@@ -258,13 +258,18 @@ cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in
     cterp_store_config sc = mo->store;
     sc.seed = cfg->seed; // the seed and buffer the live store would use: same rows, same order
     sc.run_rows = cterp_train_rows_needed(cfg);
-    if ((s = cterp_act_source_cache(src, acts, &sc, cfg->batch_size))) return s;
+    cterp_cache_info io;
+    if (acts_out && (s = cterp_act_cache_info_read(acts_out, &io))) return s;
+    s = acts_out ? cterp_act_pair_cache(src, acts, acts_out, &sc, cfg->batch_size)
+                 : cterp_act_source_cache(src, acts, &sc, cfg->batch_size);
+    if (s) return s;
     cterp_window_config w;
     cterp_window_config_default(&w);
     w.context_size = info.context_size, w.prepend_bos = info.prepend_bos, w.separator = info.separator;
     w.concat = info.concat, w.exclude_special = info.exclude_special;
     memset(meta, 0, sizeof *meta);
     cterp_store_meta(meta, info.model, info.hook, info.dataset, &w);
+    if (acts_out) snprintf(meta->hook_name_out, sizeof meta->hook_name_out, "%s", io.hook);
     *have_meta = 1;
     return CTERP_OK;
 }
