@@ -180,6 +180,31 @@ static void test_quant(const kern_variant *v, const kern_variant *g) {
                       gguf_type_name(t), (long long)n, p1, p0);
         }
     }
+    // the matvec: 7 rows (each kernel's runs of rows and a tail) at an odd stride, short rows
+    // (2 at a time) and long (4), and F16's
+    free(xv), free(b1), free(b0);
+    xv = randn(12, 4096, 1.0f);
+    b1 = malloc(quant_xq_bytes(4096)), b0 = malloc(quant_xq_bytes(4096));
+    for (size_t ti = 0; ti <= 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]); ti++) {
+        const int f16 = ti == 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]);
+        const uint32_t t = f16 ? GGML_TYPE_F16 : XQ_TYPES[ti / 2];
+        const int64_t n = f16 ? 1000 + 37 : ti % 2 ? 4096 : 512; // F16: the 32-, 8- and 1-wide tails
+        const size_t rb = quant_row_bytes(t, n) + 3;
+        uint8_t *W = malloc(7 * rb);
+        for (int i = 0; i < 7; i++)
+            if (f16)
+                quant_quantize_row(t, xv + 1024 + 100 * i, W + i * rb, n);
+            else
+                xq_random_row(t, W + i * rb, n, 50 + 7 * ti + (uint64_t)i);
+        if (!f16) CHECK(quant_row_bytes(t, n) >= 2048 || ti % 2 == 0);
+        quant_xq q1, q0;
+        quant_xq_prepare(&q1, b1, xv, f16 ? 1024 : n), quant_xq_prepare(&q0, b0, xv, f16 ? 1024 : n);
+        if (f16) q1.x = q0.x = xv + 7, q1.n = q0.n = n, q1.xh = q0.xh = NULL; // the f32 dot only
+        float y1[7], y0[7];
+        v->quant->matvec_xq(y1, t, W, rb, 7, &q1), g->quant->matvec_xq(y0, t, W, rb, 7, &q0);
+        CHECK_MSG(same_bits(y1, y0, sizeof y1), "%s matvec_xq %s", v->name, gguf_type_name(t));
+        free(W);
+    }
     free(xv), free(b1), free(b0), free(row);
 }
 

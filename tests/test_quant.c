@@ -470,6 +470,91 @@ static void test_xq(void) {
     quant_quantize_row(GGML_TYPE_Q5_K, x, row, 256);
     quant_xq_prepare(&q, buf, x, 256);
     CHECK(quant_dot_xq(GGML_TYPE_Q5_K, row, &q) == quant_dot_row(GGML_TYPE_Q5_K, row, x, 256));
+    // no buffer: x alone, which those types use
+    quant_xq_prepare(&q, NULL, x, 256);
+    CHECK(q.xh == NULL && q.x == x && q.n == 256 && !quant_has_xq(GGML_TYPE_Q5_K) &&
+          quant_has_xq(GGML_TYPE_Q6_K));
+    CHECK(quant_dot_xq(GGML_TYPE_Q5_K, row, &q) == quant_dot_row(GGML_TYPE_Q5_K, row, x, 256));
+}
+
+// The matvec (quant_matvec_xq): every row the bits of quant_dot_xq on it, for row counts that
+// exercise each kernel's runs of rows and its tail (1..9, 16, 17), rows at an odd stride (a GGUF
+// row may start at any byte), every length class and rows of 4096 (short rows go 2 at a time,
+// long ones 4); the types with integer kernels, F16 (its own
+// multi-row kernel), F32 and Q5_K (the f32 dot). And F16's dot: exactly dot_f32 of the
+// dequantized row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1).
+static void test_matvec(void) {
+    enum { NMAX = 256 * 16, RMAX = 17 };
+    static float x[NMAX], w[NMAX], deq[NMAX], y[RMAX];
+    static uint8_t buf[4 * NMAX + 512];
+    uint8_t *W = malloc((size_t)RMAX * (NMAX * 4 + 7));
+    CHECK(quant_xq_bytes(NMAX) + 3 <= sizeof buf);
+    rng_t r;
+    rng_seed(&r, 31);
+    for (int i = 0; i < NMAX; i++) x[i] = rng_normal(&r);
+    x[77] = -25.0f;
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+                                     GGML_TYPE_F16,  GGML_TYPE_F32,  GGML_TYPE_Q5_K};
+    static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
+    int checked = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const uint32_t t = types[ti];
+        int64_t ns[16];
+        const int nc = xq_lengths(t == GGML_TYPE_Q5_K                        ? GGML_TYPE_Q4_K
+                                  : t == GGML_TYPE_F16 || t == GGML_TYPE_F32 ? GGML_TYPE_Q8_0
+                                                                             : t,
+                                  ns);
+        ns[nc] = NMAX; // rows of 4096: Q4_K's too are long enough for 4 rows at a time
+        for (int c = 0; c <= nc; c++) {
+            const int64_t n = ns[c];
+            const size_t rb = quant_row_bytes(t, n) + 7; // an odd stride: rows at any byte
+            for (int i = 0; i < RMAX; i++) {
+                uint8_t *row = W + (size_t)i * rb;
+                if (t == GGML_TYPE_Q8_0 || t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q4_K ||
+                    t == GGML_TYPE_Q6_K) {
+                    xq_random_row(t, row, n, 1000 * ti + 37 * (uint64_t)c + (uint64_t)i);
+                } else {
+                    for (int64_t j = 0; j < n; j++) w[j] = 0.05f * rng_normal(&r);
+                    quant_quantize_row(t, w, row, n);
+                }
+            }
+            quant_xq q;
+            quant_xq_prepare(&q, buf + 3, x, n);
+            for (size_t k = 0; k < sizeof row_counts / sizeof row_counts[0]; k++) {
+                const int rows = row_counts[k];
+                const int off = rows == RMAX ? 0 : rows % 3; // start at other rows too
+                for (int i = 0; i < RMAX; i++) y[i] = -1.0f;
+                quant_matvec_xq(y, t, W + (size_t)off * rb, rb, rows, &q);
+                for (int i = 0; i < rows; i++) {
+                    const float one = quant_dot_xq(t, W + (size_t)(off + i) * rb, &q);
+                    CHECK_MSG(memcmp(&one, &y[i], 4) == 0,
+                              "%s matvec n=%lld rows=%d row %d: %.9g vs dot_xq %.9g",
+                              gguf_type_name(t), (long long)n, rows, i, y[i], one);
+                    checked++;
+                }
+            }
+        }
+    }
+    // F16's dot is dot_f32 of the dequantized row, to the bit; and within 1e-6 of Σ|w·x| of f64
+    static const int64_t lens[] = {1,  7,  8,  9,  31,  32,  33,  39,  40,
+                                   41, 63, 64, 65, 100, 255, 256, 257, 2053};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        const int64_t n = lens[k];
+        for (int64_t j = 0; j < n; j++) w[j] = rng_normal(&r);
+        quant_quantize_row(GGML_TYPE_F16, w, W + 1, n); // at an odd address
+        quant_dequant_row(GGML_TYPE_F16, W + 1, deq, n);
+        const float got = quant_dot_row(GGML_TYPE_F16, W + 1, x, n);
+        const float f32 = quant_dot_row(GGML_TYPE_F32, deq, x, n);
+        double ref = 0, mag = 0;
+        for (int64_t j = 0; j < n; j++)
+            ref += (double)deq[j] * x[j], mag += fabs((double)deq[j] * x[j]);
+        CHECK_MSG(memcmp(&got, &f32, 4) == 0, "F16 dot n=%lld: %.9g vs dot_f32 %.9g", (long long)n,
+                  got, f32);
+        CHECK_MSG(fabs(got - ref) <= 1e-6 * mag, "F16 dot n=%lld: %.9g vs f64 %.9g", (long long)n,
+                  got, ref);
+    }
+    CHECK(checked > 1000);
+    free(W);
 }
 
 int main(void) {
@@ -479,5 +564,6 @@ int main(void) {
     test_type_names();
     test_roundtrip();
     test_xq();
+    test_matvec();
     return test_done();
 }

@@ -64,6 +64,16 @@ cterp_status cterp_store_buffer_rows(const cterp_store_config *c, int64_t train_
 cterp_status cterp_act_store(cterp_act_source *src, cterp_model *m, const char *hook,
                              const char *dataset, const cterp_store_config *c, int64_t train_batch);
 
+// A source of (input, target) pairs for a transcoder: hook_in's rows (d_in) and hook_out's rows
+// (d_out) of the same tokens from one forward (a cterp_multi_store of the two hooks, read with
+// cterp_multi_store_next), served through next_target; next is an error. Its rows are exactly
+// those the multi-hook store serves for the pair (and, row for row, the tokens a single-hook
+// store of hook_in serves). Resume as cterp_act_store (the state names both hooks). Distinct
+// hooks only: a transcoder from a hook to itself is an SAE.
+cterp_status cterp_act_pair_store(cterp_act_source *src, cterp_model *m, const char *hook_in,
+                                  const char *hook_out, const char *dataset,
+                                  const cterp_store_config *c, int64_t train_batch);
+
 typedef struct {
     int64_t rows_produced;   // activation rows taken from the model (special positions dropped)
     int64_t rows_served;     // rows handed to the trainer
@@ -74,7 +84,7 @@ typedef struct {
     int64_t forwards;        // model forwards run (one per batch of windows, for every hook)
 } cterp_store_stats;
 
-// Counters of a store or cache source; CTERP_EINVAL for another kind of source.
+// Counters of a store, pair or cache source; CTERP_EINVAL for another kind of source.
 cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_stats *st);
 
 // ---- several hooks, one forward -------------------------------------------------------------
@@ -160,6 +170,16 @@ cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
 // (up to 64 MiB) for the resume fingerprint.
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
                                     const cterp_store_config *c, int64_t train_batch);
+
+// A source of (input, target) pairs for a transcoder from two caches of one run (cterp cache
+// --hooks IN,OUT, or cterp_act_cache_write_hooks): dir_in's rows (d_in) and dir_out's (d_out),
+// each mixed as cterp_act_source_cache mixes it with c's buffer_rows and seed, so row i of both
+// is the same token. The caches must hold the same tokens (tokens.bin byte for byte), rows,
+// windows, context size, dataset and model, and differ in hook: an error names the field
+// otherwise. Resume: dir_in's state plus a word naming dir_out's hook and width (an other
+// target cache is refused); the target replays from its start to the same row.
+cterp_status cterp_act_pair_cache(cterp_act_source *src, const char *dir_in, const char *dir_out,
+                                  const cterp_store_config *c, int64_t train_batch);
 
 #ifdef __cplusplus
 }

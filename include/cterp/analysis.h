@@ -26,7 +26,9 @@ typedef struct {
     cterp_dataset_opts data;
     int batch;          // windows per forward (8)
     int64_t n_windows;  // windows evaluated (64); fewer if the dataset has fewer
-    const char *hook;   // NULL: the SAE's metadata hook_name
+    const char *hook;   // NULL: the SAE's metadata hook_name (a transcoder's input hook)
+    const char *hook_out; // transcoders: the hook the output replaces (NULL: the SAE's
+                          // hook_name_out); SAEs: NULL or the same as hook
     cterp_progress_fn progress; // NULL: none ("eval", windows)
     void *progress_user;
     // optional per-latent counts over the eval positions, (d_sae) arrays owned by the caller
@@ -58,7 +60,11 @@ typedef struct {
 void cterp_eval_config_default(cterp_eval_config *c);
 // Runs the model over n_windows windows of the dataset three times: clean, with the SAE's
 // reconstruction replacing the activation at the hook (special positions keep theirs, as
-// SAELens masks them), and with it zero-ablated; accumulates the metrics above.
+// SAELens masks them), and with it zero-ablated; accumulates the metrics above. A transcoder
+// (skip_transcoder) is spliced in place of what it replaces, the MLP: its input hook's rows
+// (hook_name, e.g. blocks.L.ln2.hook_normalized) go through it and its output replaces the
+// output hook's (hook_name_out, blocks.L.hook_mlp_out); the reconstruction metrics (explained
+// variance, MSE, ...) are of the output hook's activation, and zero ablation zeroes that hook.
 cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *dataset,
                         const cterp_eval_config *c, cterp_eval_result *r);
 // `name: value` lines (json = 0) or one JSON object (json = 1).
@@ -106,6 +112,16 @@ void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *
 cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
                              const cterp_train_config *cfg, const char *out_dir,
                              const cterp_pipeline_opts *opts, cterp_sae **sae, cterp_eval_result *ev);
+
+// Trains a transcoder or skip_transcoder (cfg->architecture) from hook_in's activations to
+// hook_out's (e.g. blocks.L.ln2.hook_normalized -> blocks.L.hook_mlp_out, the MLP's input and
+// output) over `dataset`, both read from one forward per batch (cterp_act_pair_store). As
+// cterp_train_sae otherwise: saved into out_dir with hook_name = hook_in and hook_name_out =
+// hook_out, *sae, and *ev the eval with the transcoder spliced in place of hook_out.
+cterp_status cterp_train_transcoder(cterp_model *m, const char *hook_in, const char *hook_out,
+                                    const char *dataset, const cterp_train_config *cfg,
+                                    const char *out_dir, const cterp_pipeline_opts *opts,
+                                    cterp_sae **sae, cterp_eval_result *ev);
 
 // Several hooks, one forward: trains one SAE per hook (hooks[h] with cfgs[h]) from a single run
 // of the model (cterp_multi_store: each batch of windows is run once, up to the last hook's

@@ -49,6 +49,9 @@ typedef struct {
     char sequence_separator_token[32]; // "bos"
     int exclude_special_tokens;
     int disable_concat_sequences;
+    // transcoders: the hook y_hat stands for (SAELens's TranscoderConfig.hook_name_out, e.g.
+    // blocks.L.hook_mlp_out); hook_name is the input hook. "" for the others.
+    char hook_name_out[256];
 } cterp_sae_meta;
 
 typedef struct cterp_sae {

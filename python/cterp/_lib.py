@@ -57,7 +57,7 @@ class SaeMeta(Structure):  # cterp_sae_meta
                 ("hook_head_index", c_int), ("context_size", c_int), ("prepend_bos", c_int),
                 ("dataset_path", c_char * 1024), ("training_tokens", c_int64),
                 ("sequence_separator_token", c_char * 32), ("exclude_special_tokens", c_int),
-                ("disable_concat_sequences", c_int)]
+                ("disable_concat_sequences", c_int), ("hook_name_out", c_char * 256)]
 
 
 class Sae(Structure):  # cterp_sae
@@ -234,6 +234,8 @@ _proto("cterp_trainer_last_metrics", POINTER(TrainMetrics), P)
 _proto("cterp_store_config_default", None, POINTER(StoreConfig))
 _proto("cterp_act_store", S, POINTER(ActSource), P, c_char_p, c_char_p, POINTER(StoreConfig),
        c_int64)
+_proto("cterp_act_pair_store", S, POINTER(ActSource), P, c_char_p, c_char_p, c_char_p,
+       POINTER(StoreConfig), c_int64)
 _proto("cterp_store_meta", None, POINTER(SaeMeta), c_char_p, c_char_p, c_char_p,
        POINTER(WindowConfig))
 _proto("cterp_multi_store_open", S, POINTER(P), P, POINTER(c_char_p), c_int, c_char_p,

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _lib
 from ._lib import CterpError, b, check, lib
-from .config import as_config
+from .config import SAEConfig, as_config
 from .sae import SAE, as_sae
 from .train import run_trainer
 
@@ -295,6 +295,60 @@ class InterpretableModel:
                                  b(data), ctypes.byref(sc.windows))
             return run_trainer(src, cfg, save_path, meta, verbose, callback,
                                desc="train_sae %s" % hook)
+        finally:
+            lib.cterp_act_source_free(ctypes.byref(src))
+            if tmp:
+                os.unlink(tmp)
+
+    def train_transcoder(self, layer, dataset, save_path=None, config=None, hook_in=None,
+                         hook_out=None, verbose=True, callback=None, context_size=128,
+                         buffer_rows=0, model_batch=8):
+        """Trains a transcoder (config architecture "transcoder" or "skip_transcoder", the
+        default "transcoder") from the MLP's normalized input blocks.L.ln2.hook_normalized to its
+        output blocks.L.hook_mlp_out at `layer`, or from hook_in to hook_out when both are given,
+        both read from one forward per batch (cterp_act_pair_store), as cterp train --model
+        --arch transcoder --layer L --component mlp does. Otherwise as train_sae; the saved
+        cfg.json has hook_name = the input hook and hook_name_out = the output hook."""
+        cfg = as_config(config if config is not None else SAEConfig(architecture="transcoder"))
+        if cfg.architecture not in ("transcoder", "skip_transcoder"):
+            raise CterpError("train_transcoder: architecture %r: expected transcoder or "
+                             "skip_transcoder" % cfg.architecture)
+        if (hook_in is None) != (hook_out is None):
+            raise CterpError("train_transcoder: give both hook_in and hook_out, or neither (the "
+                             "MLP at layer)")
+        if hook_in is None:
+            if layer is None:
+                raise CterpError("train_transcoder: give a layer (or hook_in and hook_out)")
+            hook_in = "blocks.%d.ln2.hook_normalized" % int(layer)
+            hook_out = "blocks.%d.hook_mlp_out" % int(layer)
+        hook_in, hook_out = self.hook_name(None, hook_in), self.hook_name(None, hook_out)
+        tmp = None
+        if isinstance(dataset, (list, tuple)):
+            fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for t in dataset:  # one document per line
+                    f.write(" ".join(str(t).splitlines()) + "\n")
+            data = tmp
+        else:
+            data = os.fspath(dataset)
+        sc = _lib.StoreConfig()
+        lib.cterp_store_config_default(ctypes.byref(sc))
+        sc.windows.context_size = int(context_size)
+        sc.buffer_rows = int(buffer_rows)
+        sc.model_batch = int(model_batch)
+        sc.seed = cfg.seed
+        sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfg._c))
+        src = _lib.ActSource()
+        try:
+            check(lib.cterp_act_pair_store(ctypes.byref(src), self._m, b(hook_in), b(hook_out),
+                                           b(data), ctypes.byref(sc), cfg.batch_size),
+                  "train_transcoder")
+            meta = _lib.SaeMeta()
+            lib.cterp_store_meta(ctypes.byref(meta), b(os.path.basename(self.path)), b(hook_in),
+                                 b(data), ctypes.byref(sc.windows))
+            meta.hook_name_out = b(hook_out)
+            return run_trainer(src, cfg, save_path, meta, verbose, callback,
+                               desc="train_transcoder %s -> %s" % (hook_in, hook_out))
         finally:
             lib.cterp_act_source_free(ctypes.byref(src))
             if tmp:

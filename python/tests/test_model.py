@@ -84,6 +84,30 @@ class TestModel(unittest.TestCase):
         self.assertEqual(ref.cfg.metadata.context_size, 32)
         self.assertTrue(os.path.exists(os.path.join(self.sae_dir, "metrics.jsonl")))
 
+    def test_train_transcoder_same_as_cli(self):
+        # the MLP at layer 1 from one forward: the weights of cterp train --arch transcoder
+        cfg = SAEConfig(architecture="transcoder", d_sae=128, batch_size=128, training_steps=60,
+                        log_every=10, seed=5)
+        out = os.path.join(self.d, "py_tc")
+        tc = self.m.train_transcoder(1, self.data, save_path=out, config=cfg, verbose=False,
+                                     context_size=32, buffer_rows=1024)
+        ref_dir = os.path.join(self.d, "cli_tc")
+        cli("train", "--model", MODEL, "--arch", "transcoder", "--layer", 1, "--component", "mlp",
+            "--data", self.data, "--context-size", 32, "--d-sae", 128, "--batch", 128, "--steps",
+            60, "--buffer-rows", 1024, "--seed", 5, "--quiet", "--eval-windows", 0, "--out",
+            ref_dir)
+        ref = SAE.load_from_disk(ref_dir)
+        for n in ("W_enc", "W_dec", "b_enc", "b_dec"):
+            self.assertTrue(np.array_equal(getattr(tc, n), getattr(ref, n)), n)
+        with open(os.path.join(out, "cfg.json")) as f:
+            c = json.load(f)
+        self.assertEqual(c["hook_name_out"], "blocks.1.hook_mlp_out")
+        self.assertEqual(c["metadata"]["hook_name"], "blocks.1.ln2.hook_normalized")
+        with self.assertRaises(cterp.CterpError):
+            self.m.train_transcoder(1, self.data, config=SAEConfig(architecture="topk"))
+        with self.assertRaises(cterp.CterpError):
+            self.m.train_transcoder(1, self.data, config=cfg, hook_in="blocks.1.hook_resid_mid")
+
     def test_train_saes_one_forward(self):
         # two hooks from one forward, the second with its own d_sae: each SAE is the one trained
         # alone (hook 0: the class's train_sae; hook 1: the CLI's --hook run)

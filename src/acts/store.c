@@ -520,6 +520,8 @@ cterp_status cterp_multi_store_stats(cterp_multi_store *s, cterp_store_stats *st
 // The cache reader registers its own functions; stats dispatch on them (cache.c).
 cterp_status cache_source_stats(const cterp_act_source *src, cterp_store_stats *st);
 
+static cterp_status pair_next_target(void *ctx, float *x, float *y, int64_t B);
+
 cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_stats *st) {
     memset(st, 0, sizeof *st);
     if (src->next == view_next) { // a per-hook source: the shared store's counters, its own rows
@@ -528,7 +530,46 @@ cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_sta
         st->rows_served = c->s->views[c->h].pos;
         return CTERP_OK;
     }
-    if (src->next != store_next) return cache_source_stats(src, st);
+    if (src->next != store_next && src->next_target != pair_next_target)
+        return cache_source_stats(src, st);
     fill_stats(src->ctx, st);
+    return CTERP_OK;
+}
+
+// ---- (input, target) pairs -------------------------------------------------------------------
+
+static cterp_status pair_next(void *ctx, float *x, int64_t B) {
+    (void)ctx, (void)x, (void)B;
+    return cterp_error(CTERP_EINVAL, "activation store: a pair source serves (input, target) rows "
+                       "for a transcoder: read it with next_target");
+}
+
+static cterp_status pair_next_target(void *ctx, float *x, float *y, int64_t B) {
+    store *s = ctx;
+    float *xy[2] = {x, y};
+    s->mode = 1;
+    return draw_all(s, xy, B, 0, B);
+}
+
+cterp_status cterp_act_pair_store(cterp_act_source *src, cterp_model *m, const char *hook_in,
+                                  const char *hook_out, const char *dataset,
+                                  const cterp_store_config *c, int64_t train_batch) {
+    memset(src, 0, sizeof *src);
+    const char *hooks[2] = {hook_in, hook_out};
+    store *s;
+    cterp_status e = cterp_multi_store_open(&s, m, hooks, 2, dataset, c, train_batch);
+    if (e) return e;
+    // the resume state carries fp[0]: make it name both hooks, so another pair is refused
+    s->fp[0].hook_hash = s->fp[0].hook_hash * 0x9E3779B97F4A7C15ULL ^ s->fp[1].hook_hash;
+    src->d_in = s->st.D[0];
+    src->d_out = s->st.D[1];
+    src->ctx = s;
+    src->next = pair_next;
+    src->next_target = pair_next_target;
+    src->get_state = store_get_state;
+    src->set_state = store_set_state;
+    src->free = store_free;
+    snprintf(src->description, sizeof src->description, "%.60s -> %.60s %.120s", hook_in, hook_out,
+             s->desc);
     return CTERP_OK;
 }

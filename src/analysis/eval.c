@@ -26,8 +26,13 @@ typedef struct {
     const cterp_sae *sae;
     const uint8_t *mask; // (B*T)
     int ablate;
-    int64_t D, N;
-    float *f, *xhat; // (B*T, N), (B*T, D)
+    int64_t D, DO, N;  // DO: width of the replaced activation (d_out; D for an SAE)
+    float *f, *xhat;   // (B*T, N), (B*T, DO)
+    // transcoders: the input hook's rows of this forward, copied when it fires (before the
+    // output hook, which the reconstruction replaces)
+    float *xin;        // (B*T, D), or NULL for an SAE
+    int have_in;
+    const char *hook_in;
     // accumulators (f64, summed in row order)
     double sse, sum_x2, l0, l1, l2_ratio, cossim;
     double norm_in, norm_out, xhat2, x_xhat;
@@ -38,27 +43,52 @@ typedef struct {
     int64_t n;
 } splice;
 
+// A transcoder's input hook: keep its rows for the output hook of the same forward.
+static cterp_status splice_in_hook(const char *name, float *act, const int64_t *shape, int ndim,
+                                   void *user) {
+    splice *s = user;
+    int64_t width = 1;
+    for (int i = 2; i < ndim; i++) width *= shape[i];
+    if (width != s->D)
+        return cterp_error(CTERP_EINVAL, "eval: input hook %s has width %lld, the transcoder's d_in is %lld",
+                           name, (long long)width, (long long)s->D);
+    memcpy(s->xin, act, (size_t)(shape[0] * shape[1] * s->D) * sizeof(float));
+    s->have_in = 1;
+    return CTERP_OK;
+}
+
 static cterp_status splice_hook(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
     splice *s = user;
-    const int64_t R = shape[0] * shape[1], D = s->D, N = s->N;
+    const int64_t R = shape[0] * shape[1], DO = s->DO, N = s->N;
     int64_t width = 1; // [B, T, ...]: a row is everything after the position ([B,T,H,hd] -> H*hd)
     for (int i = 2; i < ndim; i++) width *= shape[i];
-    if (width != D)
-        return cterp_error(CTERP_EINVAL, "eval: hook %s has width %lld, the SAE's d_in is %lld", name,
-                           (long long)width, (long long)D);
+    if (width != DO)
+        return cterp_error(CTERP_EINVAL, "eval: hook %s has width %lld, the %s's %s is %lld", name,
+                           (long long)width, s->xin ? "transcoder" : "SAE", s->xin ? "d_out" : "d_in",
+                           (long long)DO);
     if (s->ablate) { // zero ablation of the eval positions
         for (int64_t r = 0; r < R; r++)
-            if (!s->mask[r]) memset(act + r * D, 0, (size_t)D * sizeof(float));
+            if (!s->mask[r]) memset(act + r * DO, 0, (size_t)DO * sizeof(float));
         return CTERP_OK;
     }
-    cterp_status st = cterp_sae_encode(s->sae, act, R, s->f);
-    if (!st) st = cterp_sae_decode(s->sae, s->f, R, s->xhat);
+    cterp_status st;
+    if (s->xin) { // transcoder: f and y_hat (skip term included) from the input hook's rows
+        if (!s->have_in)
+            return cterp_error(CTERP_EINVAL, "eval: the transcoder's input hook %s does not run before "
+                               "its output hook %s in the forward", s->hook_in, name);
+        s->have_in = 0;
+        st = cterp_sae_encode(s->sae, s->xin, R, s->f);
+        if (!st) st = cterp_sae_forward(s->sae, s->xin, R, s->xhat);
+    } else {
+        st = cterp_sae_encode(s->sae, act, R, s->f);
+        if (!st) st = cterp_sae_decode(s->sae, s->f, R, s->xhat);
+    }
     if (st) return st;
     for (int64_t r = 0; r < R; r++) {
         if (s->mask[r]) continue; // special positions keep their activation (SAELens masks them)
-        const float *x = act + r * D, *y = s->xhat + r * D, *f = s->f + r * N;
+        const float *x = act + r * DO, *y = s->xhat + r * DO, *f = s->f + r * N;
         double e = 0, xx = 0, yy = 0, xy = 0;
-        for (int64_t d = 0; d < D; d++) {
+        for (int64_t d = 0; d < DO; d++) {
             double dx = (double)x[d] - y[d];
             e += dx * dx, xx += (double)x[d] * x[d], yy += (double)y[d] * y[d], xy += (double)x[d] * y[d];
             s->sum_x[d] += x[d];
@@ -70,7 +100,7 @@ static cterp_status splice_hook(const char *name, float *act, const int64_t *sha
         for (int64_t i = 0; i < N; i++)
             if (f[i] > 0) s->l0 += 1, s->l1 += f[i], s->fired[i]++;
         s->n++;
-        memcpy(act + r * D, y, (size_t)D * sizeof(float));
+        memcpy(act + r * DO, y, (size_t)DO * sizeof(float));
     }
     const int64_t T = shape[1];
     for (int64_t b = 0; s->wfired && b < shape[0]; b++) { // windows where each latent fired
@@ -113,34 +143,48 @@ static void ce_kl(const float *lp_clean, float *logits, const int32_t *tok, int6
 cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *dataset,
                         const cterp_eval_config *c, cterp_eval_result *r) {
     memset(r, 0, sizeof *r);
-    if (cterp_sae_is_transcoder(sae)) // its output belongs at another hook (the MLP's)
-        return cterp_error(CTERP_EINVAL, "eval: a %s is not supported (splicing it in place of the MLP "
-                           "is not implemented)", cterp_arch_name(sae->arch));
     cterp_eval_config cd;
     if (!c) cterp_eval_config_default(&cd), c = &cd;
+    const int tc = cterp_sae_is_transcoder(sae);
     const char *hook = c->hook ? c->hook : sae->meta.hook_name;
+    // a transcoder reads `hook` (its input) and its output replaces hook_out (the MLP's output)
+    const char *hook_out = !tc ? hook : c->hook_out ? c->hook_out : sae->meta.hook_name_out;
     if (!hook || !*hook)
         return cterp_error(CTERP_EINVAL, "eval: no hook (the SAE's metadata has no hook_name; give one)");
+    if (tc && (!hook_out || !*hook_out))
+        return cterp_error(CTERP_EINVAL, "eval: no output hook for the %s (its cfg.json has no "
+                           "hook_name_out, the hook its output replaces; give one)",
+                           cterp_arch_name(sae->arch));
+    if (!tc && c->hook_out && strcmp(c->hook_out, hook))
+        return cterp_error(CTERP_EINVAL, "eval: an output hook (%s) is for transcoders; this SAE "
+                           "(%s) reconstructs its own hook %s", c->hook_out,
+                           cterp_arch_name(sae->arch), hook);
+    if (tc && !strcmp(hook, hook_out))
+        return cterp_error(CTERP_EINVAL, "eval: the transcoder's input and output hooks are both %s",
+                           hook);
     if (c->batch < 1 || c->n_windows < 1)
         return cterp_error(CTERP_EINVAL, "eval: batch and n_windows must be >= 1 (got %d, %lld)", c->batch,
                            (long long)c->n_windows);
     int layer, dim;
     cterp_status st = cterp_model_hook_info(m, hook, &layer, &dim);
+    if (!st && tc) st = cterp_model_hook_info(m, hook_out, &layer, &dim);
     if (st) return st;
     const cterp_model_config *mc = cterp_model_config_of(m);
-    const int64_t T = c->windows.context_size, V = mc->n_vocab, D = sae->d_in, N = sae->d_sae;
+    const int64_t T = c->windows.context_size, V = mc->n_vocab, D = sae->d_in, DO = sae->d_out,
+                  N = sae->d_sae;
     const int64_t Bm = c->batch, P = Bm * T;
     cterp_windows *w = NULL;
     if ((st = cterp_windows_open(&w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows))) return st;
     splice sp = {0};
-    sp.sae = sae, sp.D = D, sp.N = N;
+    sp.sae = sae, sp.D = D, sp.DO = DO, sp.N = N, sp.hook_in = hook;
     int32_t *tok = malloc((size_t)P * sizeof *tok);
     uint8_t *mask = malloc((size_t)P);
     float *lp = malloc((size_t)(P * V) * sizeof(float)), *lg = malloc((size_t)(P * V) * sizeof(float));
     double *ce = malloc((size_t)P * sizeof(double)), *kl = malloc((size_t)P * sizeof(double));
     sp.f = malloc((size_t)(P * N) * sizeof(float));
-    sp.xhat = malloc((size_t)(P * D) * sizeof(float));
-    sp.sum_x = calloc((size_t)D, sizeof(double));
+    sp.xhat = malloc((size_t)(P * DO) * sizeof(float));
+    sp.sum_x = calloc((size_t)DO, sizeof(double));
+    if (tc) sp.xin = malloc((size_t)(P * D) * sizeof(float));
     sp.fired = calloc((size_t)N, sizeof(int64_t));
     sp.mask = mask;
     if (c->windows_fired) {
@@ -149,7 +193,7 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     }
     double ce0 = 0, ce_sae = 0, ce_abl = 0, kl_sae = 0, kl_abl = 0;
     if (!tok || !mask || !lp || !lg || !ce || !kl || !sp.f || !sp.xhat || !sp.sum_x || !sp.fired ||
-        (c->windows_fired && !sp.seen)) {
+        (c->windows_fired && !sp.seen) || (tc && !sp.xin)) {
         st = cterp_error(CTERP_ENOMEM, "eval: out of memory (batch %lld x %lld positions, vocab %lld, d_sae %lld)",
                          (long long)Bm, (long long)T, (long long)V, (long long)N);
         goto done;
@@ -173,8 +217,11 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
             if (!mask[q] && q % T < T - 1) ce0 += -(double)lp[q * V + tok[q + 1]], r->n_ce_tokens++;
         for (int ablate = 0; ablate < 2; ablate++) {
             sp.ablate = ablate;
-            cterp_hook h = {hook, splice_hook, &sp};
-            cterp_forward_opts oh = {&h, 1, 0, lg, 0};
+            // a transcoder's run reads its input hook first; the ablation needs only the output
+            cterp_hook h[2] = {{hook, splice_in_hook, &sp}, {hook_out, splice_hook, &sp}};
+            const int with_in = tc && !ablate;
+            sp.have_in = 0;
+            cterp_forward_opts oh = {h + !with_in, 1 + with_in, 0, lg, 0};
             if ((st = cterp_model_forward(m, tok, (int)B, (int)T, &oh))) goto done;
             ce_kl(lp, lg, tok, B, T, V, ce, kl);
             double *cs = ablate ? &ce_abl : &ce_sae, *ks = ablate ? &kl_abl : &kl_sae;
@@ -194,7 +241,7 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     }
     const double n = (double)sp.n, nc = (double)r->n_ce_tokens;
     double mean2 = 0;
-    for (int64_t d = 0; d < D; d++) mean2 += (sp.sum_x[d] / n) * (sp.sum_x[d] / n);
+    for (int64_t d = 0; d < DO; d++) mean2 += (sp.sum_x[d] / n) * (sp.sum_x[d] / n);
     double var = sp.sum_x2 - n * mean2; // sum ||x - mean||^2
     r->n_tokens = sp.n;
     r->explained_variance = var > 0 ? 1.0 - sp.sse / var : NAN;
@@ -225,7 +272,7 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
 done:
     cterp_windows_close(w);
     free(tok), free(mask), free(lp), free(lg), free(ce), free(kl);
-    free(sp.f), free(sp.xhat), free(sp.sum_x), free(sp.fired), free(sp.seen);
+    free(sp.f), free(sp.xhat), free(sp.sum_x), free(sp.fired), free(sp.seen), free(sp.xin);
     return st;
 }
 
@@ -326,6 +373,10 @@ cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
                                        const int64_t *fired, const int64_t *windows_fired,
                                        const char *model_name, const char *dataset) {
     const int64_t N = sae->d_sae, D = sae->d_in;
+    if (cterp_sae_is_transcoder(sae)) // SAEBench's core eval has no transcoder form
+        return cterp_error(CTERP_EINVAL, "saebench: a %s has no SAEBench core output (its decoder "
+                           "writes another activation); run eval without --saebench",
+                           cterp_arch_name(sae->arch));
     if (!fired || !windows_fired)
         return cterp_error(CTERP_EINVAL,
                            "saebench: the per-latent counts are missing (set fired and "

@@ -933,6 +933,11 @@ cterp_status cterp_features_collect(cterp_model *m, const cterp_sae *sae, const 
                            "features: no hook (the SAE's metadata has no hook_name; give one)");
     cterp_status st = check_config(c);
     if (st) return st;
+    if (cterp_sae_is_transcoder(sae) && c->loss_windows > 0) // x - f W_dec[i] is at the input hook
+        return cterp_error(CTERP_EINVAL, "features: ablation effects (loss_windows %lld) of a %s are "
+                           "not supported (its decoder writes %s, not the hook it reads); set 0",
+                           (long long)c->loss_windows, cterp_arch_name(sae->arch),
+                           sae->meta.hook_name_out[0] ? sae->meta.hook_name_out : "another hook");
     int layer, dim;
     if ((st = cterp_model_hook_info(m, hook, &layer, &dim))) return st;
     const cterp_model_config *mc = cterp_model_config_of(m);

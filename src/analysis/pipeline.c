@@ -29,15 +29,16 @@ void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *
     meta->disable_concat_sequences = !w->concat;
 }
 
-cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
-                             const cterp_train_config *cfg, const char *out_dir,
-                             const cterp_pipeline_opts *opts, cterp_sae **sae, cterp_eval_result *ev) {
+// An SAE on hook (hook_out NULL), or a transcoder from hook to hook_out: store, trainer, save,
+// eval.
+static cterp_status train_one(cterp_model *m, const char *hook, const char *hook_out,
+                              const char *dataset, const cterp_train_config *cfg,
+                              const char *out_dir, const cterp_pipeline_opts *opts,
+                              cterp_sae **sae, cterp_eval_result *ev) {
     if (sae) *sae = NULL;
     cterp_pipeline_opts od;
     if (!opts) cterp_pipeline_opts_default(&od), opts = &od;
-    char hook[256];
-    cterp_status s = cterp_hook_name(layer, component, hook, sizeof hook);
-    if (s) return s;
+    cterp_status s;
     cterp_train_config rc; // a resumed run's config is the checkpoint's: the store needs its seed and batch
     if (opts->resume) {
         if ((s = cterp_checkpoint_check(opts->resume))) return s;
@@ -53,13 +54,16 @@ cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, c
     sc.seed = cfg->seed; // one seed for the whole run
     sc.run_rows = cterp_train_rows_needed(cfg); // a short run fills only what it takes
     cterp_act_source src;
-    if ((s = cterp_act_store(&src, m, hook, dataset, &sc, cfg->batch_size))) return s;
+    s = hook_out ? cterp_act_pair_store(&src, m, hook, hook_out, dataset, &sc, cfg->batch_size)
+                 : cterp_act_store(&src, m, hook, dataset, &sc, cfg->batch_size);
+    if (s) return s;
     cterp_trainer *t = NULL;
     cterp_sae *out = NULL;
     s = opts->resume ? cterp_trainer_resume(&t, opts->resume, &src) : cterp_trainer_create(&t, cfg, &src);
     if (s) goto done;
     cterp_sae_meta meta = cterp_trainer_sae(t)->meta;
     cterp_store_meta(&meta, opts->model_name, hook, dataset, &sc.windows);
+    if (hook_out) snprintf(meta.hook_name_out, sizeof meta.hook_name_out, "%s", hook_out);
     cterp_trainer_set_meta(t, &meta);
     cterp_trainer_set_output(t, out_dir, opts->log, opts->log_user);
     if ((s = cterp_trainer_run(t, 0))) goto done;
@@ -81,6 +85,25 @@ done:
     cterp_trainer_free(t);
     cterp_act_source_free(&src);
     return s;
+}
+
+cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, const char *dataset,
+                             const cterp_train_config *cfg, const char *out_dir,
+                             const cterp_pipeline_opts *opts, cterp_sae **sae, cterp_eval_result *ev) {
+    if (sae) *sae = NULL;
+    char hook[256];
+    cterp_status s = cterp_hook_name(layer, component, hook, sizeof hook);
+    return s ? s : train_one(m, hook, NULL, dataset, cfg, out_dir, opts, sae, ev);
+}
+
+cterp_status cterp_train_transcoder(cterp_model *m, const char *hook_in, const char *hook_out,
+                                    const char *dataset, const cterp_train_config *cfg,
+                                    const char *out_dir, const cterp_pipeline_opts *opts,
+                                    cterp_sae **sae, cterp_eval_result *ev) {
+    if (sae) *sae = NULL;
+    if (!hook_in || !hook_out)
+        return cterp_error(CTERP_EINVAL, "transcoder: an input and an output hook are needed");
+    return train_one(m, hook_in, hook_out, dataset, cfg, out_dir, opts, sae, ev);
 }
 
 typedef struct {

@@ -61,6 +61,8 @@ typedef struct {
     const char *model, *hook, *component, *data;
     const char *hooks, *layers; // several hooks, one forward: --hooks H1,H2 | --layers 0-5 (with --component)
     int multi;                  // set by train and cache: --hooks/--layers are their flags (0: unknown flags)
+    const char *hook_in, *hook_out; // transcoders: --hook-in H --hook-out H (train, eval)
+    int tc;                     // set by train and eval: --hook-in/--hook-out are their flags
     int layer; // -1: not given
     cterp_store_config store;
     int64_t eval_windows;
@@ -90,10 +92,11 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
                     const char *resume, int quiet);
 int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                     const char *resume, int quiet);
-// --acts: a cache directory (with metadata for the SAE) or an activation file.
-cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in_raw,
-                           const cterp_train_config *cfg, const cli_model_opts *mo, cterp_sae_meta *meta,
-                           int *have_meta);
+// --acts: a cache directory (with metadata for the SAE) or an activation file; with acts_out
+// (not NULL) a transcoder's pair of cache directories (cterp_act_pair_cache).
+cterp_status cli_open_acts(cterp_act_source *src, const char *acts, const char *acts_out,
+                           int64_t d_in_raw, const cterp_train_config *cfg, const cli_model_opts *mo,
+                           cterp_sae_meta *meta, int *have_meta);
 int cmd_cache(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 

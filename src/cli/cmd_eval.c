@@ -1,4 +1,5 @@
-// cterp eval: an SAE spliced into its model at its hook, scored over a dataset.
+// cterp eval: an SAE spliced into its model at its hook (a transcoder in place of the MLP it
+// replaces), scored over a dataset.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,10 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: cterp eval --model M.gguf --sae DIR --data D [--json] [--windows N] [options]\n"
                "  --sae DIR               SAE directory (SAELens format); its metadata gives the hook and\n"
-               "                          context size unless --hook / --context-size say otherwise\n"
+               "                          context size unless --hook / --context-size say otherwise;\n"
+               "                          a transcoder reads its hook_name and replaces its hook_name_out\n"
+               "                          (the MLP's output): CE loss with it spliced in, EV of that output\n"
+               "  --hook-in H --hook-out H   a transcoder's hooks, instead of its cfg.json's\n"
                "  --windows N             windows evaluated (64)\n"
                "  --json                  one JSON object instead of name: value lines\n"
                "  --saebench OUT.json     also write SAEBench's core eval output (CoreEvalOutput)\n"
@@ -20,6 +24,7 @@ int cmd_eval(int argc, char **argv) {
     cli_model_opts mo;
     cli_model_opts_default(&mo);
     mo.store.windows.context_size = 0; // 0: from the SAE's metadata
+    mo.tc = 1;                         // --hook-in, --hook-out
     const char *sae_dir = NULL, *saebench = NULL;
     int json = 0;
     int64_t windows = 64;
@@ -66,6 +71,18 @@ int cmd_eval(int argc, char **argv) {
         cli_error("eval");
         goto done;
     }
+    if ((mo.hook_in || mo.hook_out) && !cterp_sae_is_transcoder(sae)) {
+        fprintf(stderr, "cterp eval: %s is for transcoders; %s is a %s (--hook H)\n",
+                mo.hook_in ? "--hook-in" : "--hook-out", sae_dir, cterp_arch_name(sae->arch));
+        rc = 2;
+        goto done;
+    }
+    if (mo.hook_in && (mo.hook || mo.component)) {
+        fprintf(stderr, "cterp eval: give a transcoder's input hook once: --hook-in H, not with %s\n",
+                mo.hook ? "--hook" : "--component");
+        rc = 2;
+        goto done;
+    }
     if ((mo.hook || mo.component) && cli_model_hook(&mo, hook, sizeof hook)) {
         cli_error("eval");
         rc = 2;
@@ -78,7 +95,8 @@ int cmd_eval(int argc, char **argv) {
     ec.data = mo.store.data;
     ec.batch = mo.store.model_batch;
     ec.n_windows = windows;
-    ec.hook = hook[0] ? hook : NULL;
+    ec.hook = mo.hook_in ? mo.hook_in : hook[0] ? hook : NULL;
+    ec.hook_out = mo.hook_out;
     cli_progress_state ps;
     cli_progress_init(&ps, ec.windows.context_size);
     ec.progress = cli_progress, ec.progress_user = &ps;

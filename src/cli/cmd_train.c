@@ -20,12 +20,15 @@ static void usage(void) {
            "  --acts FILE             activations: .npy float32/16/64 [n, d_in], or raw f32 with --d-in,\n"
            "                          or a cache directory written by cterp cache\n"
            "  --d-in D                row width of a raw f32 file\n"
+           "  --acts-out DIR          transcoders: the target cache beside --acts DIR (cterp cache\n"
+           "                          --hooks IN,OUT writes both from one run)\n"
            "config:\n"
            "  --config FILE           JSON object of config fields (\"preset\" applied first)\n"
            "  --preset NAME           cterp (default) | mlxterp | saelens\n"
            "  --arch A                standard | topk | batchtopk | jumprelu | matryoshka_batchtopk |\n"
-           "                          gated | transcoder | skip_transcoder (these two need a source of\n"
-           "                          (input, target) pairs: not from --toy/--acts/--model yet)\n"
+           "                          gated | transcoder | skip_transcoder (these two from --model only:\n"
+           "                          --layer L --component mlp reads blocks.L.ln2.hook_normalized ->\n"
+           "                          blocks.L.hook_mlp_out; or --hook-in H --hook-out H)\n"
            "  --matryoshka-widths W   matryoshka_batchtopk: prefix widths, e.g. 128,512 (d_sae appended)\n"
            "  --k K  --expansion-factor E  --d-sae N  --lr X  --lr-scheduler S\n"
            "  --steps S | --tokens T  --batch B  --seed N\n"
@@ -73,12 +76,13 @@ int cmd_train(int argc, char **argv) {
     cterp_train_config_default(&cfg);
     cterp_toy_config tc;
     cterp_toy_config_default(&tc);
-    const char *acts = NULL, *out = NULL, *resume = NULL, *features_out = NULL;
+    const char *acts = NULL, *acts_out = NULL, *out = NULL, *resume = NULL, *features_out = NULL;
     int toy = 0, quiet = 0;
     int64_t d_in_raw = 0;
     cli_model_opts mo;
     cli_model_opts_default(&mo);
     mo.multi = 1; // --hooks, --layers
+    mo.tc = 1;    // --hook-in, --hook-out
     int mf, n_over = 0;
     const char *over_name[64], *over_val[64]; // config flags with a value per hook
     // presets and --config first, so that flags override them wherever they stand
@@ -110,6 +114,8 @@ int cmd_train(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--acts")) {
             acts = argv[++i];
+        } else if (!strcmp(a, "--acts-out")) {
+            acts_out = argv[++i];
         } else if (!strcmp(a, "--d-in")) {
             d_in_raw = atoll(argv[++i]);
         } else if (!strcmp(a, "--out")) {
@@ -159,10 +165,31 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "cterp train: give exactly one data source: --toy, --acts FILE or --model M.gguf (see --help)\n");
         return 2;
     }
+    if (acts_out && (!acts || !file_is_dir(acts) || !file_is_dir(acts_out) ||
+                     (cfg.architecture != CTERP_ARCH_TRANSCODER &&
+                      cfg.architecture != CTERP_ARCH_SKIP_TRANSCODER))) {
+        fprintf(stderr, "cterp train: --acts-out %s: the targets of a transcoder: give --acts DIR_IN "
+                        "--acts-out DIR_OUT, two cache directories of one run (cterp cache --hooks "
+                        "IN,OUT), with --arch transcoder|skip_transcoder\n", acts_out);
+        return 2;
+    }
     if (!mo.model && (mo.hooks || mo.layers)) {
         fprintf(stderr, "cterp train: %s needs --model (several hooks from one forward; a cache of "
                         "several hooks is trained one hook at a time: --acts DIR/<hook>)\n",
                 mo.hooks ? "--hooks" : "--layers");
+        return 2;
+    }
+    if ((mo.hook_in || mo.hook_out) && !mo.model) {
+        fprintf(stderr, "cterp train: %s needs --model (a transcoder's pairs come from one forward)\n",
+                mo.hook_in ? "--hook-in" : "--hook-out");
+        return 2;
+    }
+    if (mo.model && (mo.hooks || mo.layers) &&
+        (cfg.architecture == CTERP_ARCH_TRANSCODER || cfg.architecture == CTERP_ARCH_SKIP_TRANSCODER ||
+         mo.hook_in || mo.hook_out)) {
+        fprintf(stderr, "cterp train: --arch %s takes one MLP (--layer L --component mlp, or "
+                        "--hook-in H --hook-out H), not %s\n",
+                cterp_arch_name(cfg.architecture), mo.hooks ? "--hooks" : "--layers");
         return 2;
     }
     if (mo.model && (mo.hooks || mo.layers)) // several hooks, one forward (train_hooks.c)
@@ -207,7 +234,7 @@ int cmd_train(int argc, char **argv) {
     cterp_sae_meta meta;
     int have_meta = 0;
     cterp_status s = toy ? (cterp_toy_create(&toyp, &tc) ? 1 : cterp_toy_source(&src, toyp))
-                         : cli_open_acts(&src, acts, d_in_raw, &cfg, &mo, &meta, &have_meta);
+                         : cli_open_acts(&src, acts, acts_out, d_in_raw, &cfg, &mo, &meta, &have_meta);
     if (s) {
         cli_error("train");
         goto done;

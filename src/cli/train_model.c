@@ -31,6 +31,8 @@ int cli_model_flag(cli_model_opts *o, const char *a, const char *v) {
     else if (!strcmp(a, "--hook")) o->hook = v;
     else if (o->multi && !strcmp(a, "--hooks")) o->hooks = v;
     else if (o->multi && !strcmp(a, "--layers")) o->layers = v;
+    else if (o->tc && !strcmp(a, "--hook-in")) o->hook_in = v;
+    else if (o->tc && !strcmp(a, "--hook-out")) o->hook_out = v;
     else if (!strcmp(a, "--component")) o->component = v;
     else if (!strcmp(a, "--data")) o->data = v;
     else if (!strcmp(a, "--text-field")) o->store.data.text_field = v;
@@ -134,14 +136,67 @@ void cli_fill_progress(int64_t rows, int64_t total, double sec, void *user) {
     fprintf(stderr, "%s", f->tty ? (end ? "\n" : "   ") : "\n");
 }
 
+// A transcoder's hooks: --hook-in H --hook-out H, or --layer L --component mlp (the MLP's
+// normalized input, as SAELens's transcoder runner reads it, and its output). 0, or the exit
+// code 2 with the message printed.
+static int transcoder_hooks(const cli_model_opts *mo, const cterp_model *m, char *in, char *out,
+                            size_t cap) {
+    if (mo->hook_in || mo->hook_out) {
+        if (!mo->hook_in || !mo->hook_out || mo->hook || mo->layer >= 0 || mo->component) {
+            fprintf(stderr, "cterp train: a transcoder's hooks are --hook-in H --hook-out H (both, "
+                            "and no --hook, --layer or --component), or --layer L --component mlp\n");
+            return 2;
+        }
+        snprintf(in, cap, "%s", mo->hook_in), snprintf(out, cap, "%s", mo->hook_out);
+    } else {
+        if (mo->hook || mo->layer < 0 || !mo->component) {
+            fprintf(stderr, "cterp train: --arch transcoder|skip_transcoder reads one MLP: give "
+                            "--layer L --component mlp (or --hook-in H --hook-out H)%s\n",
+                    mo->hook ? ", not --hook" : "");
+            return 2;
+        }
+        if (strcmp(mo->component, "mlp") && strcmp(mo->component, "mlp_out")) {
+            fprintf(stderr, "cterp train: --component %s: a transcoder replaces the MLP: --component "
+                            "mlp (for other hooks: --hook-in H --hook-out H)\n",
+                    mo->component);
+            return 2;
+        }
+        snprintf(in, cap, "blocks.%d.ln2.hook_normalized", mo->layer);
+        snprintf(out, cap, "blocks.%d.hook_mlp_out", mo->layer);
+    }
+    int layer, dim;
+    for (int k = 0; k < 2; k++)
+        if (cterp_model_hook_info(m, k ? out : in, &layer, &dim)) {
+            fprintf(stderr, "cterp train: %s: %s\n",
+                    mo->hook_in ? (k ? "--hook-out" : "--hook-in") : "--layer/--component",
+                    cterp_last_error());
+            return 2;
+        }
+    if (!strcmp(in, out)) {
+        fprintf(stderr, "cterp train: --hook-in and --hook-out are both %s (a transcoder maps one "
+                        "activation to another; for one hook train an SAE)\n",
+                in);
+        return 2;
+    }
+    return 0;
+}
+
 int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                     const char *resume, int quiet) {
     if (!mo->data) {
         fprintf(stderr, "cterp train: --model needs --data D (see --help)\n");
         return 2;
     }
-    char hook[256];
-    if (cli_model_hook(mo, hook, sizeof hook)) {
+    const int tc = cfg->architecture == CTERP_ARCH_TRANSCODER ||
+                   cfg->architecture == CTERP_ARCH_SKIP_TRANSCODER;
+    if (!tc && (mo->hook_in || mo->hook_out)) {
+        fprintf(stderr, "cterp train: %s is for --arch transcoder|skip_transcoder (this run trains "
+                        "a %s: --hook H)\n",
+                mo->hook_in ? "--hook-in" : "--hook-out", cterp_arch_name(cfg->architecture));
+        return 2;
+    }
+    char hook[256], hook_out[256] = "";
+    if (!tc && cli_model_hook(mo, hook, sizeof hook)) {
         cli_error("train");
         return 2;
     }
@@ -152,6 +207,11 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
         cli_error("train");
         return 1;
     }
+    if (tc && (rc = transcoder_hooks(mo, m, hook, hook_out, sizeof hook))) {
+        cterp_model_free(m);
+        return rc;
+    }
+    rc = 1;
     cterp_pipeline_opts po;
     cterp_pipeline_opts_default(&po);
     po.model_name = cli_base_name(mo->model);
@@ -166,11 +226,12 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     cli_progress_init(&ps, mo->store.windows.context_size);
     if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;
     cterp_eval_result ev;
-    printf("Training on %s at %s over %s (context %d)\n", po.model_name, hook, mo->data,
-           mo->store.windows.context_size);
+    printf("Training %s on %s at %s%s%s over %s (context %d)\n", tc ? "a transcoder" : "an SAE",
+           po.model_name, hook, tc ? " -> " : "", hook_out, mo->data, mo->store.windows.context_size);
     fflush(stdout);
     double t0 = time_now();
-    if (cterp_train_sae(m, 0, hook, mo->data, cfg, out, &po, &sae, &ev)) {
+    if (tc ? cterp_train_transcoder(m, hook, hook_out, mo->data, cfg, out, &po, &sae, &ev)
+           : cterp_train_sae(m, 0, hook, mo->data, cfg, out, &po, &sae, &ev)) {
         cli_error("train");
         goto done;
     }
@@ -187,9 +248,9 @@ done:
     return rc;
 }
 
-cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in_raw,
-                           const cterp_train_config *cfg, const cli_model_opts *mo, cterp_sae_meta *meta,
-                           int *have_meta) {
+cterp_status cli_open_acts(cterp_act_source *src, const char *acts, const char *acts_out,
+                           int64_t d_in_raw, const cterp_train_config *cfg, const cli_model_opts *mo,
+                           cterp_sae_meta *meta, int *have_meta) {
     *have_meta = 0;
     if (!file_is_dir(acts)) return cterp_act_source_file(src, acts, d_in_raw, cfg->seed);
     cterp_cache_info info;
@@ -198,13 +259,18 @@ cterp_status cli_open_acts(cterp_act_source *src, const char *acts, int64_t d_in
     cterp_store_config sc = mo->store;
     sc.seed = cfg->seed; // the seed and buffer the live store would use: same rows, same order
     sc.run_rows = cterp_train_rows_needed(cfg);
-    if ((s = cterp_act_source_cache(src, acts, &sc, cfg->batch_size))) return s;
+    cterp_cache_info io;
+    if (acts_out && (s = cterp_act_cache_info_read(acts_out, &io))) return s;
+    s = acts_out ? cterp_act_pair_cache(src, acts, acts_out, &sc, cfg->batch_size)
+                 : cterp_act_source_cache(src, acts, &sc, cfg->batch_size);
+    if (s) return s;
     cterp_window_config w;
     cterp_window_config_default(&w);
     w.context_size = info.context_size, w.prepend_bos = info.prepend_bos, w.separator = info.separator;
     w.concat = info.concat, w.exclude_special = info.exclude_special;
     memset(meta, 0, sizeof *meta);
     cterp_store_meta(meta, info.model, info.hook, info.dataset, &w);
+    if (acts_out) snprintf(meta->hook_name_out, sizeof meta->hook_name_out, "%s", io.hook);
     *have_meta = 1;
     return CTERP_OK;
 }

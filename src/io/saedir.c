@@ -41,7 +41,14 @@ static cJSON *build_cfg(const cterp_sae *sae) {
     }
     cJSON_AddNumberToObject(root, "d_in", (double)sae->d_in);
     cJSON_AddNumberToObject(root, "d_sae", (double)sae->d_sae);
-    if (cterp_sae_is_transcoder(sae)) cJSON_AddNumberToObject(root, "d_out", (double)sae->d_out);
+    if (cterp_sae_is_transcoder(sae)) { // SAELens's TranscoderConfig fields
+        cJSON_AddNumberToObject(root, "d_out", (double)sae->d_out);
+        cJSON_AddStringToObject(root, "hook_name_out", m->hook_name_out);
+        int layer_out;
+        if (sscanf(m->hook_name_out, "blocks.%d.", &layer_out) == 1)
+            cJSON_AddNumberToObject(root, "hook_layer_out", layer_out);
+        cJSON_AddNullToObject(root, "hook_head_index_out");
+    }
     cJSON_AddStringToObject(root, "dtype", "float32");
     cJSON_AddStringToObject(root, "device", "cpu");
     cJSON_AddBoolToObject(root, "apply_b_dec_to_input", sae->apply_b_dec_to_input != 0);
@@ -82,6 +89,8 @@ static cJSON *build_cfg(const cterp_sae *sae) {
         cJSON_AddStringToObject(meta, "sequence_separator_token", sep);
     cJSON_AddBoolToObject(meta, "disable_concat_sequences", m->disable_concat_sequences != 0);
     cJSON_AddNullToObject(meta, "neuronpedia_id");
+    if (cterp_sae_is_transcoder(sae)) // SAELens's metadata keys of a transcoder too
+        cJSON_AddStringToObject(meta, "hook_name_out", m->hook_name_out);
     if (m->training_tokens > 0)
         cJSON_AddNumberToObject(meta, "training_tokens", (double)m->training_tokens);
     cJSON_AddItemToObject(root, "metadata", meta);
@@ -366,7 +375,9 @@ static cterp_status parse_meta(const cfg_t *c, cterp_sae_meta *m) {
         (s = opt_bool(c, "prepend_bos", &m->prepend_bos)) ||
         (s = opt_str(c, cfg_get(c, "dataset_path"), "dataset_path", m->dataset_path,
                      sizeof m->dataset_path)) ||
-        (s = opt_bool(c, "disable_concat_sequences", &m->disable_concat_sequences)))
+        (s = opt_bool(c, "disable_concat_sequences", &m->disable_concat_sequences)) ||
+        (s = opt_str(c, cfg_get(c, "hook_name_out"), "hook_name_out", m->hook_name_out,
+                     sizeof m->hook_name_out)))
         return s;
     if ((j = cfg_get(c, "training_tokens"))) {
         int64_t v;

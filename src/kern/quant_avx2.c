@@ -159,3 +159,96 @@ static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
     }
     return xq_hsum4(a[0], a[1], a[2], a[3]);
 }
+
+// Q8_0, R rows (quant.inc, xq_mv_*): per 4 blocks x loaded once for the R rows, and each row's
+// four scales d·sx_b from one f16 -> f32 conversion of its four d (the same products as
+// xq_q8_0_1's), broadcast from memory
+static inline __attribute__((always_inline)) void
+xq_mv_q8_0_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    const int64_t nb = q->n / QK8_0, bs = sizeof(block_q8_0);
+    __m256 a[2][4];
+    float S[2][4];
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const __m128 sx4 = _mm_loadu_ps(q->sx + b);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = W + (size_t)r * rb + b * bs;
+            xq_prefetch_next(W, rb, R, r, (size_t)(b * bs), 4 * sizeof(block_q8_0));
+            uint64_t d4 = 0; // the four d in a register (four 2-byte stores read as one stall)
+            for (int k = 0; k < 4; k++) {
+                uint16_t h;
+                memcpy(&h, p + k * bs, 2);
+                d4 |= (uint64_t)h << (16 * k);
+            }
+            _mm_storeu_ps(S[r], _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4)), sx4));
+        }
+        for (int k = 0; k < 4; k++) {
+            const __m256i xh = xq_ld(q->xh + 32 * (b + k)), xl = xq_ld(q->xl + 32 * (b + k));
+            for (int r = 0; r < R; r++) {
+                const uint8_t *p = W + (size_t)r * rb + (b + k) * bs;
+                a[r][k] = xq_fma_free(a[r][k], xq_dot_s(xq_ld(p + 2), xh, xl),
+                                      _mm256_broadcast_ss(&S[r][k]));
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) { // the tail as XQ_BLOCKS_32's
+        const uint8_t *p = W + (size_t)r * rb + b * bs;
+        if (b < nb) a[r][0] = xq_q8_0_1(a[r][0], p, q, b);
+        if (b + 1 < nb) a[r][1] = xq_q8_0_1(a[r][1], p + bs, q, b + 1);
+        if (b + 2 < nb) a[r][2] = xq_q8_0_1(a[r][2], p + 2 * bs, q, b + 2);
+        y[r] = xq_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
+    }
+}
+
+static void xq_mv_q8_0(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q);
+}
+
+XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
+XQ_MV_ROWWISE(xq_mv_q4_K, xq_q4_K)
+XQ_MV_ROWWISE(xq_mv_q6_K, xq_q6_K)
+
+// F16 rows (quant.inc, mv_f16) R at a time: per row acc[0..31] in four ymm, each x loaded once
+// for the R rows; then dot_f32's fold, its 8-wide tail and its scalar tail.
+static inline __attribute__((always_inline)) void
+mv_f16_rows(float *y, const uint8_t *W, size_t rb, const float *x, int64_t n, const int R) {
+    __m256 a[2][4];
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m256 xv[4];
+        for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(x + j + 8 * k);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = W + (size_t)r * rb + 2 * j;
+            xq_prefetch_next(W, rb, R, r, (size_t)(2 * j), 64);
+            for (int k = 0; k < 4; k++)
+                a[r][k] = _mm256_add_ps(
+                    a[r][k],
+                    _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 16 * k))),
+                                  xv[k]));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const uint8_t *p = W + (size_t)r * rb;
+        __m256 a8 = _mm256_add_ps(_mm256_add_ps(a[r][0], a[r][2]), _mm256_add_ps(a[r][1], a[r][3]));
+        int64_t jj = j;
+        for (; jj + 8 <= n; jj += 8)
+            a8 = _mm256_add_ps(
+                a8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 2 * jj))),
+                                  _mm256_loadu_ps(x + jj)));
+        __m128 u = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+        __m128 v = _mm_add_ps(u, _mm_shuffle_ps(u, u, _MM_SHUFFLE(2, 3, 0, 1))); // u0+u1, u2+u3
+        float s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehl_ps(v, v)));
+        for (; jj < n; jj++) s += xq_f16(p + 2 * jj) * x[jj];
+        y[r] = s;
+    }
+}
+
+static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) mv_f16_rows(y + r, W + (size_t)r * rb, rb, x, n, 2);
+    for (; r < rows; r++) mv_f16_rows(y + r, W + (size_t)r * rb, rb, x, n, 1);
+}

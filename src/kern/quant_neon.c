@@ -117,3 +117,40 @@ static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
     }
     return xq_hsum(a);
 }
+
+XQ_MV_ROWWISE(xq_mv_q8_0, xq_q8_0)
+XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
+XQ_MV_ROWWISE(xq_mv_q4_K, xq_q4_K)
+XQ_MV_ROWWISE(xq_mv_q6_K, xq_q6_K)
+
+// F16 rows (quant.inc, mv_f16), one at a time: acc[0..31] in eight registers, then dot_f32's
+// fold, its 8-wide tail and its scalar tail.
+static inline float32x4_t f16x4_at(const uint8_t *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(p)));
+}
+
+static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *p = W + (size_t)r * rb;
+        float32x4_t a[8] = XQ_ZERO8;
+        int64_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+            xq_prefetch(p + 2 * j, 64);
+            for (int k = 0; k < 8; k++)
+                a[k] = vaddq_f32(a[k],
+                                 vmulq_f32(f16x4_at(p + 2 * j + 8 * k), vld1q_f32(x + j + 4 * k)));
+        }
+        // acc[k] = (acc[k] + acc[k+16]) + (acc[k+8] + acc[k+24]), k < 8: registers 0, 1
+        float32x4_t b0 = vaddq_f32(vaddq_f32(a[0], a[4]), vaddq_f32(a[2], a[6]));
+        float32x4_t b1 = vaddq_f32(vaddq_f32(a[1], a[5]), vaddq_f32(a[3], a[7]));
+        for (; j + 8 <= n; j += 8) {
+            b0 = vaddq_f32(b0, vmulq_f32(f16x4_at(p + 2 * j), vld1q_f32(x + j)));
+            b1 = vaddq_f32(b1, vmulq_f32(f16x4_at(p + 2 * j + 8), vld1q_f32(x + j + 4)));
+        }
+        float32x4_t u = vaddq_f32(b0, b1); // a_k + a_{k+4}
+        float32x4_t v = vpaddq_f32(u, u);  // u0+u1, u2+u3
+        float s = vgetq_lane_f32(v, 0) + vgetq_lane_f32(v, 1);
+        for (; j < n; j++) s += f16_at(p + 2 * j) * x[j];
+        y[r] = s;
+    }
+}

@@ -1,7 +1,7 @@
 // The transformer block every family runs, built from shared parts: pre-norm, attention (GQA,
 // RoPE of either layout, qk-norm, sliding windows, soft-capping), optional post-norms, and the
 // MLP (GELU, or a GELU/SiLU gate, separate or fused). Batched matmuls dequantize weight tiles of
-// about 1 MiB into f32 and call SGEMM; a single token uses a fused dequantize-dot per weight row.
+// about 1 MiB into f32 and call SGEMM; a single token uses quant_matvec_xq on runs of rows.
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -28,12 +28,17 @@ void model_matmul(float *y, const float *x, const wmat *W, const float *bias, in
     int64_t N = W->rows, K = W->cols;
     if (M < 4) { // single-token decode: x prepared once, then the integer dot reads each weight once
         quant_xq xq[3];
+        const int prep = quant_has_xq(W->type); // F32, F16 and the rest dot x itself
         for (int64_t mi = 0; mi < M; mi++)
-            quant_xq_prepare(&xq[mi], (char *)tile + (size_t)mi * quant_xq_bytes(K), x + mi * K, K);
+            quant_xq_prepare(&xq[mi], prep ? (char *)tile + (size_t)mi * quant_xq_bytes(K) : NULL,
+                             x + mi * K, K);
+        enum { RUN = 16 }; // rows per call: the kernels take a few at a time, sharing x
 #pragma omp parallel for schedule(static) if (M * N * K > PAR_MIN)
-        for (int64_t n = 0; n < N; n++) {
-            const uint8_t *row = (const uint8_t *)W->data + (size_t)n * W->row_bytes;
-            for (int64_t mi = 0; mi < M; mi++) y[mi * N + n] = quant_dot_xq(W->type, row, &xq[mi]);
+        for (int64_t n = 0; n < N; n += RUN) {
+            const uint8_t *rows = (const uint8_t *)W->data + (size_t)n * W->row_bytes;
+            for (int64_t mi = 0; mi < M; mi++)
+                quant_matvec_xq(y + mi * N + n, W->type, rows, W->row_bytes,
+                                N - n < RUN ? N - n : RUN, &xq[mi]);
         }
     } else if (W->type == GGML_TYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,

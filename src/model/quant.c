@@ -65,13 +65,23 @@ size_t quant_xq_bytes(int64_t n) {
 void quant_xq_prepare(quant_xq *q, void *buf, const float *x, int64_t n) {
     memset(q, 0, sizeof *q);
     q->x = x, q->n = n;
-    if (n <= 0 || n % 32) return;
+    if (!buf || n <= 0 || n % 32) return;
     xq_layout(q, buf, n);
     kern->quant->prepare_x(q);
 }
 
 float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q) {
     return kern->quant->dot_xq(type, row, q);
+}
+
+int quant_has_xq(uint32_t type) {
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K ||
+           type == GGML_TYPE_Q6_K;
+}
+
+void quant_matvec_xq(float *y, uint32_t type, const void *W, size_t row_bytes, int64_t rows,
+                     const quant_xq *q) {
+    kern->quant->matvec_xq(y, type, W, row_bytes, rows, q);
 }
 
 // ---- reference quantizers -----------------------------------------------------------------

@@ -167,12 +167,22 @@ typedef struct quant_xq_s {
 size_t quant_xq_bytes(int64_t n);
 
 // q <- x (n) prepared in buf (quant_xq_bytes(n), any alignment). x and buf must outlive q.
+// buf NULL: x alone (q->xh NULL), for the types without an integer kernel (quant_has_xq).
 void quant_xq_prepare(quant_xq *q, void *buf, const float *x, int64_t n);
+
+// 1 if `type` has an integer kernel (Q8_0, Q4_0, Q4_K, Q6_K): only those read the prepared x.
+int quant_has_xq(uint32_t type);
 
 // Σ_j row[j]·x~[j] over q->n elements (x~ as above; x itself, by quant_dot_row, for the types
 // without an integer kernel). So it differs from quant_dot_row by at most Σ_j |row_j|·amax_j/32512
 // plus f32 rounding (test_quant: 1.6e-5 of Σ|row·x| on normal x with an outlier).
 float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q);
+
+// y[r] = quant_dot_xq(type, W + r·row_bytes, q) for r < rows, bit for bit: the single-token
+// matvec over a run of rows (W: rows rows of q->n elements, row_bytes apart). The kernels take
+// several rows per pass over x, so each block of x is loaded once for all of them.
+void quant_matvec_xq(float *y, uint32_t type, const void *W, size_t row_bytes, int64_t rows,
+                     const quant_xq *q);
 
 // dst (row bytes) <- x (n): reference quantizers, round to nearest after ggml's quantize_row_*_ref
 // (the k-quants' scale fits; IQ4_NL/IQ4_XS as ggml's quantize_iq4_* without an importance matrix;
