@@ -29,6 +29,9 @@ typedef struct cterp_act_source {
     // (e.g. an MLP's input and output hooks from one model forward). 0 / NULL for the others.
     int64_t d_out;
     cterp_status (*next_target)(void *ctx, float *x, float *y, int64_t B);
+    // Crosscoder sources: each row is n_layers layers' rows of d_in / n_layers side by side (the
+    // same token). 0 for the others.
+    int64_t n_layers;
 } cterp_act_source;
 
 void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op

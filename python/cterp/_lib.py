@@ -126,7 +126,8 @@ class StoreConfig(Structure):  # cterp_store_config
 class ActSource(Structure):  # cterp_act_source (filled and freed by the library only)
     _fields_ = [("d_in", c_int64), ("ctx", c_void_p), ("next", c_void_p),
                 ("get_state", c_void_p), ("set_state", c_void_p), ("free", c_void_p),
-                ("description", c_char * 256), ("d_out", c_int64), ("next_target", c_void_p)]
+                ("description", c_char * 256), ("d_out", c_int64), ("next_target", c_void_p),
+                ("n_layers", c_int64)]
 
 
 class ModelConfig(Structure):  # cterp_model_config (read through a pointer, never allocated here)
