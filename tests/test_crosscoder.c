@@ -185,6 +185,80 @@ static void test_train(cterp_model *m) {
     cterp_act_source_free(&src);
 }
 
+static int run(const char *args, const char *log) {
+    const char *bin = getenv("CTERP_BIN");
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, log);
+    int r = system(cmd);
+    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
+}
+
+static int log_has(const char *log, const char *what) {
+    char buf[16384] = "";
+    FILE *f = fopen(log, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    if (!strstr(buf, what)) fprintf(stderr, "expected '%s' in the log: %s\n", what, buf);
+    return strstr(buf, what) != NULL;
+}
+
+// cterp_train_crosscoder (the pipeline: concat store, trainer, save, per-layer EV) and the CLI's
+// `train --arch crosscoder --layers 0-2 --component resid`: the same weights; bad input refused.
+static void test_pipeline_cli(cterp_model *m) {
+    cterp_pipeline_opts po;
+    cterp_pipeline_opts_default(&po);
+    po.store = store_cfg();
+    po.model_name = "synth";
+    po.eval_windows = 6;
+    cterp_train_config cfg = xc_cfg(CTERP_ARCH_CROSSCODER);
+    cfg.training_steps = 100;
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/xc_lib", tmp);
+    cterp_sae *sae = NULL;
+    double ev[L] = {0};
+    CHECK_OK(cterp_train_crosscoder(m, HOOKS, L, corpus, &cfg, dir, &po, &sae, ev));
+    for (int l = 0; l < L; l++) CHECK_MSG(ev[l] > 0.3 && ev[l] <= 1, "pipeline: layer %d EV %g", l, ev[l]);
+    CHECK(sae && sae->n_layers == L && !strcmp(sae->meta.hook_name, "blocks.0.hook_resid_post,"
+                                                "blocks.1.hook_resid_post,blocks.2.hook_resid_post"));
+    cterp_sae_free(sae);
+    CHECK(cterp_train_crosscoder(m, HOOKS, 1, corpus, &cfg, NULL, &po, NULL, NULL) == CTERP_EINVAL);
+    cfg.architecture = CTERP_ARCH_STANDARD;
+    CHECK(cterp_train_crosscoder(m, HOOKS, L, corpus, &cfg, NULL, &po, NULL, NULL) == CTERP_EINVAL);
+    if (!getenv("CTERP_BIN")) {
+        printf("skip: CLI checks (CTERP_BIN not set)\n");
+        return;
+    }
+    char args[3000], log[700], a[800], b[800];
+    snprintf(log, sizeof log, "%s/cli.log", tmp);
+    const char *common = "--context-size 16 --model-batch 3 --buffer-rows 256 --seed 3 --batch 32 "
+                         "--steps 100 --d-sae 128 --lr 3e-3 --l1-coefficient 0.3 --quiet";
+    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --layers 0-2 --component resid %s "
+             "--eval-windows 6 --out %s/xc_cli", model_path, corpus, common, tmp);
+    CHECK(run(args, log) == 0 && log_has(log, "blocks.2.hook_resid_post"));
+    snprintf(a, sizeof a, "%s/xc_cli/sae_weights.safetensors", tmp);
+    snprintf(b, sizeof b, "%s/xc_lib/sae_weights.safetensors", tmp);
+    char cmp[2000];
+    snprintf(cmp, sizeof cmp, "cmp -s '%s' '%s'", a, b);
+    CHECK_MSG(system(cmp) == 0, "train --arch crosscoder: not cterp_train_crosscoder's weights");
+    snprintf(a, sizeof a, "%s/xc_cli/cfg.json", tmp);
+    CHECK(log_has(a, "\"architecture\":\"crosscoder\"") && log_has(a, "\"n_layers\":3") &&
+          log_has(a, "\"hook_names\":[\"blocks.0.hook_resid_post\",\"blocks.1.hook_resid_post\""));
+    // errors: no --layers, one layer, hooks of different widths, a crosscoder on --acts
+    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --layer 1 --component resid %s",
+             model_path, corpus, common);
+    CHECK(run(args, log) == 2 && log_has(log, "--layers A-B"));
+    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --layers 1-1 --component resid %s",
+             model_path, corpus, common);
+    CHECK(run(args, log) == 2 && log_has(log, "two or more layers"));
+    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --hooks "
+             "blocks.0.hook_resid_post,blocks.0.mlp.hook_pre %s", model_path, corpus, common);
+    CHECK(run(args, log) == 1 && log_has(log, "width"));
+    snprintf(args, sizeof args, "train --toy --arch crosscoder --steps 10 --quiet");
+    CHECK(run(args, log) == 2 && log_has(log, "--arch crosscoder reads several layers"));
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "%s", test_tmpdir("crosscoder"));
     snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
@@ -196,6 +270,7 @@ int main(void) {
     if (!m) return test_done();
     test_concat(m);
     test_train(m);
+    test_pipeline_cli(m);
     cterp_model_free(m);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

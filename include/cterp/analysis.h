@@ -123,6 +123,15 @@ cterp_status cterp_train_transcoder(cterp_model *m, const char *hook_in, const c
                                     const char *out_dir, const cterp_pipeline_opts *opts,
                                     cterp_sae **sae, cterp_eval_result *ev);
 
+// Trains a crosscoder (cfg->architecture crosscoder) over n (2..4096) hooks of one width, their
+// rows of the same tokens side by side (cterp_act_concat_store, one forward per batch). Saved
+// into out_dir with cfg.json hook_names = hooks. *sae as cterp_train_sae; layer_ev (n, if not
+// NULL and opts->eval_windows > 0) receives each layer's explained variance over the next
+// eval_windows * context_size rows of the training stream (no CE splice yet).
+cterp_status cterp_train_crosscoder(cterp_model *m, const char *const *hooks, int n, const char *dataset,
+                                    const cterp_train_config *cfg, const char *out_dir,
+                                    const cterp_pipeline_opts *opts, cterp_sae **sae, double *layer_ev);
+
 // Several hooks, one forward: trains one SAE per hook (hooks[h] with cfgs[h]) from a single run
 // of the model (cterp_multi_store: each batch of windows is run once, up to the last hook's
 // layer). Each SAE gets exactly the rows, in the same order, that cterp_train_sae on its hook

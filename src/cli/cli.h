@@ -92,6 +92,10 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
                     const char *resume, int quiet);
 int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                     const char *resume, int quiet);
+// --arch crosscoder: one crosscoder over the hooks of --layers/--component or --hooks (2 or more,
+// one width), from one forward per batch; prints each layer's explained variance.
+int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
+                         const char *resume, int quiet);
 // --acts: a cache directory (with metadata for the SAE) or an activation file; with acts_out
 // (not NULL) a transcoder's pair of cache directories (cterp_act_pair_cache).
 cterp_status cli_open_acts(cterp_act_source *src, const char *acts, const char *acts_out,

@@ -247,6 +247,66 @@ done:
     return rc;
 }
 
+int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
+                         const char *resume, int quiet) {
+    if (!mo->data) {
+        fprintf(stderr, "cterp train: --model needs --data D (see --help)\n");
+        return 2;
+    }
+    cterp_model *m = NULL;
+    if (cterp_model_open(&m, mo->model)) {
+        cli_error("train");
+        return 1;
+    }
+    char **hooks = NULL;
+    int n = 0, rc = 2, tty = isatty(2);
+    cterp_sae *sae = NULL;
+    double *ev = NULL;
+    if (cli_model_hooks(mo, "train", m, &hooks, &n)) goto done;
+    if (n < 2) {
+        fprintf(stderr, "cterp train: --arch crosscoder over one hook (%s): a crosscoder reads two or more layers "
+                        "(--layers A-B with A < B); for one layer train an SAE\n", hooks[0]);
+        goto done;
+    }
+    ev = calloc((size_t)n, sizeof *ev);
+    if (!ev) {
+        fprintf(stderr, "cterp train: out of memory\n");
+        goto done;
+    }
+    rc = 1;
+    cterp_pipeline_opts po;
+    cterp_pipeline_opts_default(&po);
+    po.model_name = cli_base_name(mo->model);
+    po.store = mo->store;
+    cli_fill_log fl = {tty, 0};
+    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
+    po.log = quiet ? NULL : progress;
+    po.log_user = &tty;
+    po.resume = resume;
+    po.eval_windows = mo->eval_windows;
+    printf("Training a crosscoder on %s over %d hooks (%s .. %s) over %s (context %d)\n", po.model_name, n,
+           hooks[0], hooks[n - 1], mo->data, mo->store.windows.context_size);
+    fflush(stdout);
+    double t0 = time_now();
+    if (cterp_train_crosscoder(m, (const char *const *)hooks, n, mo->data, cfg, out, &po, &sae, ev)) {
+        cli_error("train");
+        goto done;
+    }
+    printf("done: %lld tokens in %.1f s\n", (long long)sae->meta.training_tokens, time_now() - t0);
+    if (out) printf("saved the crosscoder to %s\n", out);
+    if (mo->eval_windows > 0) {
+        printf("eval (explained variance per layer, next %lld rows of the stream):\n",
+               (long long)(mo->eval_windows * mo->store.windows.context_size));
+        for (int h = 0; h < n; h++) printf("  %-32s %.4f\n", hooks[h], ev[h]);
+    }
+    rc = 0;
+done:
+    free(hooks), free(ev);
+    cterp_sae_free(sae);
+    cterp_model_free(m);
+    return rc;
+}
+
 cterp_status cli_open_acts(cterp_act_source *src, const char *acts, const char *acts_out,
                            int64_t d_in_raw, const cterp_train_config *cfg, const cli_model_opts *mo,
                            cterp_sae_meta *meta, int *have_meta) {
