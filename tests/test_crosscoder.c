@@ -3,7 +3,9 @@
 // hooks side by side (and resumes, its state naming every hook); the trainer refuses a
 // crosscoder on one layer's rows and an SAE on several; a short crosscoder run over three
 // residual streams lowers the loss and explains each layer's variance; the saved directory
-// (architecture "crosscoder", n_layers, hook_names) loads back to the same weights.
+// (architecture "crosscoder", n_layers, hook_names) loads back to the same weights; cterp_eval
+// refuses a crosscoder (its CE splice is not implemented); cterp_train_crosscoder and `cterp train
+// --arch crosscoder --layers` give the same weights, and refuse bad input.
 #include <math.h>
 
 #include "core/file.h"
@@ -179,6 +181,8 @@ static void test_train(cterp_model *m) {
         fprintf(stderr, "crosscoder: mse %.4g after 10 steps, %.4g after %lld; EV per layer %.3f %.3f %.3f\n",
                 first, mt->mse_loss, (long long)mt->step, ev[0], ev[1], ev[2]);
         for (int l = 0; l < L; l++) CHECK_MSG(ev[l] > 0.3, "crosscoder: layer %d explained variance %g", l, ev[l]);
+        cterp_eval_result er;
+        CHECK(cterp_eval(m, ld, corpus, NULL, &er) == CTERP_EINVAL && strstr(cterp_last_error(), "crosscoder"));
     }
     cterp_sae_free(ex), cterp_sae_free(ld);
     cterp_trainer_free(t);
