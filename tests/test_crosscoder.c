@@ -138,6 +138,45 @@ static void layer_ev(const cterp_sae *s, cterp_act_source *src, int nb, double e
     free(x), free(y);
 }
 
+// cterp_eval_crosscoder: an exact crosscoder (latents +e_j and -e_j: x_hat = ReLU(x) - ReLU(-x) =
+// x bit for bit) leaves every layer's CE at the clean CE and its EV at 1; a trained one moves the
+// CE less than zero ablation does.
+static void test_eval(cterp_model *m, const cterp_sae *trained) {
+    cterp_eval_config ec;
+    cterp_eval_config_default(&ec);
+    ec.windows = store_cfg().windows, ec.batch = 4, ec.n_windows = 6;
+    cterp_sae *s = NULL;
+    CHECK_OK(cterp_sae_create_crosscoder(&s, L, D, 2 * L * D));
+    if (!s) return;
+    for (int j = 0; j < L * D; j++) {
+        s->W_enc[(size_t)(2 * j) * L * D + j] = 1, s->W_dec[(size_t)(2 * j) * L * D + j] = 1;
+        s->W_enc[(size_t)(2 * j + 1) * L * D + j] = -1, s->W_dec[(size_t)(2 * j + 1) * L * D + j] = -1;
+    }
+    snprintf(s->meta.hook_name, sizeof s->meta.hook_name, "%s,%s,%s", HOOKS[0], HOOKS[1], HOOKS[2]);
+    double ce0 = 0, ev[L], cs[L], ca[L];
+    CHECK_OK(cterp_eval_crosscoder(m, s, corpus, &ec, &ce0, ev, cs, ca));
+    for (int l = 0; l < L; l++) {
+        CHECK_MSG(ev[l] == 1.0 && cs[l] == ce0, "exact crosscoder: layer %d EV %g, CE %.9g spliced vs %.9g clean", l,
+                  ev[l], cs[l], ce0);
+        CHECK_MSG(fabs(ca[l] - ce0) > 1e-3, "layer %d: CE %g ablated, %g clean", l, ca[l], ce0); // it splices
+    }
+    double e2[L], c2[L], a2[L], ce1 = 0;
+    CHECK_OK(cterp_eval_crosscoder(m, trained, corpus, &ec, &ce1, e2, c2, a2));
+    CHECK_CLOSE(ce1, ce0, 1e-12, 1e-12); // same windows, same clean run
+    for (int l = 0; l < L; l++) {
+        fprintf(stderr, "trained crosscoder, layer %d: EV %.3f, CE clean %.4f spliced %.4f ablated %.4f\n", l, e2[l],
+                ce1, c2[l], a2[l]);
+        // the synthetic model is random (ablation may even lower its CE): the reconstruction moves
+        // the CE less than zeroing the layer does
+        CHECK(e2[l] > 0.3 && e2[l] < 1 && fabs(c2[l] - ce1) < fabs(a2[l] - ce1) && a2[l] == ca[l]);
+    }
+    // the hook list must name n_layers hooks
+    snprintf(s->meta.hook_name, sizeof s->meta.hook_name, "%s,%s", HOOKS[0], HOOKS[1]);
+    CHECK(cterp_eval_crosscoder(m, s, corpus, &ec, &ce0, ev, cs, ca) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "3 hooks"));
+    cterp_sae_free(s);
+}
+
 static void test_train(cterp_model *m) {
     cterp_store_config c = store_cfg();
     cterp_act_source src, one;
@@ -181,6 +220,7 @@ static void test_train(cterp_model *m) {
         fprintf(stderr, "crosscoder: mse %.4g after 10 steps, %.4g after %lld; EV per layer %.3f %.3f %.3f\n",
                 first, mt->mse_loss, (long long)mt->step, ev[0], ev[1], ev[2]);
         for (int l = 0; l < L; l++) CHECK_MSG(ev[l] > 0.3, "crosscoder: layer %d explained variance %g", l, ev[l]);
+        test_eval(m, ld);
         cterp_eval_result er;
         CHECK(cterp_eval(m, ld, corpus, NULL, &er) == CTERP_EINVAL && strstr(cterp_last_error(), "crosscoder"));
     }
@@ -249,6 +289,13 @@ static void test_pipeline_cli(cterp_model *m) {
     snprintf(a, sizeof a, "%s/xc_cli/cfg.json", tmp);
     CHECK(log_has(a, "\"architecture\":\"crosscoder\"") && log_has(a, "\"n_layers\":3") &&
           log_has(a, "\"hook_names\":[\"blocks.0.hook_resid_post\",\"blocks.1.hook_resid_post\""));
+    CHECK(log_has(log, "ce_loss_score") && log_has(log, "blocks.1.hook_resid_post: explained_variance"));
+    snprintf(args, sizeof args, "eval --model %s --data %s --sae %s/xc_cli --windows 6 --context-size 16 --json",
+             model_path, corpus, tmp);
+    CHECK(run(args, log) == 0 && log_has(log, "\"layers\":[{\"hook\":\"blocks.0.hook_resid_post\""));
+    snprintf(args, sizeof args, "eval --model %s --data %s --sae %s/xc_cli --hook blocks.1.hook_resid_post",
+             model_path, corpus, tmp);
+    CHECK(run(args, log) == 2 && log_has(log, "is a crosscoder"));
     // errors: no --layers, one layer, hooks of different widths, a crosscoder on --acts
     snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --layer 1 --component resid %s",
              model_path, corpus, common);

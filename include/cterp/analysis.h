@@ -67,6 +67,14 @@ void cterp_eval_config_default(cterp_eval_config *c);
 // variance, MSE, ...) are of the output hook's activation, and zero ablation zeroes that hook.
 cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *dataset,
                         const cterp_eval_config *c, cterp_eval_result *r);
+// A crosscoder's cross-layer eval (cterp_eval refuses crosscoders): over the same windows as
+// cterp_eval, *ce_clean the clean CE, and for each layer l (arrays of n_layers, 2..64) ev[l] its
+// explained variance, ce_spliced[l] the CE with layer l's reconstruction in place of its hook
+// (the other layers untouched; special positions keep theirs) and ce_ablated[l] with that hook
+// zeroed. The hooks are cfg.json's hook_names (meta.hook_name, comma-separated).
+cterp_status cterp_eval_crosscoder(cterp_model *m, const cterp_sae *sae, const char *dataset,
+                                   const cterp_eval_config *c, double *ce_clean, double *ev,
+                                   double *ce_spliced, double *ce_ablated);
 // `name: value` lines (json = 0) or one JSON object (json = 1).
 void cterp_eval_print(const cterp_eval_result *r, FILE *f, int json);
 

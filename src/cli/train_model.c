@@ -1,5 +1,6 @@
 // The model path of the CLI: flags shared by `train --model`, `cache` and `eval` (model, hook,
 // dataset, windows, store), and `cterp train --model` itself (store -> trainer -> SAE -> eval).
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +248,36 @@ done:
     return rc;
 }
 
+int cli_eval_crosscoder(cterp_model *m, const cterp_sae *sae, const char *data, const cterp_eval_config *ec,
+                        int json) {
+    const int L = (int)sae->n_layers;
+    double ce0 = 0, *v = calloc((size_t)(3 * (L > 0 ? L : 1)), sizeof *v);
+    if (!v || cterp_eval_crosscoder(m, sae, data, ec, &ce0, v, v + L, v + 2 * L)) {
+        if (!v) fprintf(stderr, "cterp eval: out of memory\n");
+        else cli_error("eval");
+        free(v);
+        return 1;
+    }
+    const char *p = sae->meta.hook_name;
+    if (json) printf("{\"ce_loss_without_sae\":%.9g,\"layers\":[", ce0);
+    else printf("ce_loss_without_sae: %.6g\n", ce0);
+    for (int l = 0; l < L; l++) {
+        const int n = (int)strcspn(p, ",");
+        const double den = v[2 * L + l] - ce0, rec = den != 0 ? (v[2 * L + l] - v[L + l]) / den : NAN;
+        if (json)
+            printf("%s{\"hook\":\"%.*s\",\"explained_variance\":%.9g,\"ce_loss_with_sae\":%.9g,"
+                   "\"ce_loss_with_ablation\":%.9g,\"ce_loss_score\":%.9g}", l ? "," : "", n, p, v[l], v[L + l],
+                   v[2 * L + l], rec);
+        else
+            printf("%.*s: explained_variance %.4f  ce_loss_with_sae %.6g  ce_loss_with_ablation %.6g  "
+                   "ce_loss_score %.4f\n", n, p, v[l], v[L + l], v[2 * L + l], rec);
+        p += n + (p[n] == ',');
+    }
+    if (json) printf("]}\n");
+    free(v);
+    return 0;
+}
+
 int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                          const char *resume, int quiet) {
     if (!mo->data) {
@@ -295,9 +326,15 @@ int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo
     printf("done: %lld tokens in %.1f s\n", (long long)sae->meta.training_tokens, time_now() - t0);
     if (out) printf("saved the crosscoder to %s\n", out);
     if (mo->eval_windows > 0) {
-        printf("eval (explained variance per layer, next %lld rows of the stream):\n",
+        printf("explained variance per layer on the next %lld rows of the stream:\n",
                (long long)(mo->eval_windows * mo->store.windows.context_size));
         for (int h = 0; h < n; h++) printf("  %-32s %.4f\n", hooks[h], ev[h]);
+        cterp_eval_config ec; // each layer spliced in on its own (cterp eval --sae on the directory)
+        cterp_eval_config_default(&ec);
+        ec.windows = mo->store.windows, ec.data = mo->store.data, ec.batch = mo->store.model_batch;
+        ec.n_windows = mo->eval_windows;
+        printf("eval (%lld windows of %s, each layer spliced in alone):\n", (long long)ec.n_windows, mo->data);
+        if (cli_eval_crosscoder(m, sae, mo->data, &ec, 0)) goto done;
     }
     rc = 0;
 done:
