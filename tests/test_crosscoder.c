@@ -73,7 +73,8 @@ static void test_concat(cterp_model *m) {
         CHECK_OK(src.next(src.ctx, x, B));
         for (int t = 0; t < B; t++)
             for (int h = 0; h < L; h++)
-                same &= !memcmp(x + (size_t)t * L * D + h * D, single[h] + ((size_t)i * B + t) * D, D * sizeof(float));
+                same &= !memcmp(x + (size_t)t * L * D + h * D, single[h] + ((size_t)i * B + t) * D,
+                                D * sizeof(float));
     }
     CHECK_MSG(same, "the concatenated rows differ from the single-hook stores' rows side by side");
     cterp_store_stats st;
@@ -89,7 +90,8 @@ static void test_concat(cterp_model *m) {
     float *x2 = malloc((size_t)B * L * D * sizeof(float));
     CHECK_OK(src.next(src.ctx, x, B));
     CHECK_OK(again.next(again.ctx, x2, B));
-    CHECK_MSG(!memcmp(x, x2, (size_t)B * L * D * sizeof(float)), "a resumed concat source serves other rows");
+    CHECK_MSG(!memcmp(x, x2, (size_t)B * L * D * sizeof(float)),
+              "a resumed concat source serves other rows");
     const char *swapped[3] = {HOOKS[1], HOOKS[0], HOOKS[2]};
     CHECK_OK(cterp_act_concat_store(&other, m, swapped, L, corpus, &c, B));
     CHECK(other.set_state(other.ctx, w, nw, NB * B) != CTERP_OK);
@@ -117,7 +119,8 @@ static cterp_train_config xc_cfg(cterp_arch arch) {
 
 // per-layer explained variance of a crosscoder over nb batches of src (x: (B, L*D))
 static void layer_ev(const cterp_sae *s, cterp_act_source *src, int nb, double ev[L]) {
-    float *x = malloc((size_t)B * L * D * sizeof(float)), *y = malloc((size_t)B * L * D * sizeof(float));
+    float *x = malloc((size_t)B * L * D * sizeof(float)),
+          *y = malloc((size_t)B * L * D * sizeof(float));
     double sse[L] = {0}, sum[L][D] = {{0}}, sq[L] = {0};
     int64_t n = 0;
     for (int i = 0; i < nb; i++) {
@@ -150,22 +153,26 @@ static void test_eval(cterp_model *m, const cterp_sae *trained) {
     if (!s) return;
     for (int j = 0; j < L * D; j++) {
         s->W_enc[(size_t)(2 * j) * L * D + j] = 1, s->W_dec[(size_t)(2 * j) * L * D + j] = 1;
-        s->W_enc[(size_t)(2 * j + 1) * L * D + j] = -1, s->W_dec[(size_t)(2 * j + 1) * L * D + j] = -1;
+        s->W_enc[(size_t)(2 * j + 1) * L * D + j] = -1,
+                                               s->W_dec[(size_t)(2 * j + 1) * L * D + j] = -1;
     }
     snprintf(s->meta.hook_name, sizeof s->meta.hook_name, "%s,%s,%s", HOOKS[0], HOOKS[1], HOOKS[2]);
     double ce0 = 0, ev[L], cs[L], ca[L];
     CHECK_OK(cterp_eval_crosscoder(m, s, corpus, &ec, &ce0, ev, cs, ca));
     for (int l = 0; l < L; l++) {
-        CHECK_MSG(ev[l] == 1.0 && cs[l] == ce0, "exact crosscoder: layer %d EV %g, CE %.9g spliced vs %.9g clean", l,
-                  ev[l], cs[l], ce0);
-        CHECK_MSG(fabs(ca[l] - ce0) > 1e-3, "layer %d: CE %g ablated, %g clean", l, ca[l], ce0); // it splices
+        CHECK_MSG(ev[l] == 1.0 && cs[l] == ce0,
+                  "exact crosscoder: layer %d EV %g, CE %.9g spliced vs %.9g clean", l, ev[l],
+                  cs[l], ce0);
+        CHECK_MSG(fabs(ca[l] - ce0) > 1e-3, "layer %d: CE %g ablated, %g clean", l, ca[l],
+                  ce0); // it splices
     }
     double e2[L], c2[L], a2[L], ce1 = 0;
     CHECK_OK(cterp_eval_crosscoder(m, trained, corpus, &ec, &ce1, e2, c2, a2));
     CHECK_CLOSE(ce1, ce0, 1e-12, 1e-12); // same windows, same clean run
     for (int l = 0; l < L; l++) {
-        fprintf(stderr, "trained crosscoder, layer %d: EV %.3f, CE clean %.4f spliced %.4f ablated %.4f\n", l, e2[l],
-                ce1, c2[l], a2[l]);
+        fprintf(stderr,
+                "trained crosscoder, layer %d: EV %.3f, CE clean %.4f spliced %.4f ablated %.4f\n",
+                l, e2[l], ce1, c2[l], a2[l]);
         // the synthetic model is random (ablation may even lower its CE): the reconstruction moves
         // the CE less than zeroing the layer does
         CHECK(e2[l] > 0.3 && e2[l] < 1 && fabs(c2[l] - ce1) < fabs(a2[l] - ce1) && a2[l] == ca[l]);
@@ -184,9 +191,11 @@ static void test_train(cterp_model *m) {
     CHECK_OK(cterp_act_store(&one, m, HOOKS[1], corpus, &c, B));
     cterp_trainer *t = NULL;
     cterp_train_config cfg = xc_cfg(CTERP_ARCH_STANDARD); // an SAE on several layers' rows: refused
-    CHECK(cterp_trainer_create(&t, &cfg, &src) == CTERP_EINVAL && strstr(cterp_last_error(), "crosscoder"));
+    CHECK(cterp_trainer_create(&t, &cfg, &src) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "crosscoder"));
     cfg = xc_cfg(CTERP_ARCH_CROSSCODER); // a crosscoder on one layer's rows: refused
-    CHECK(cterp_trainer_create(&t, &cfg, &one) == CTERP_EINVAL && strstr(cterp_last_error(), "several"));
+    CHECK(cterp_trainer_create(&t, &cfg, &one) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "several"));
     cterp_act_source_free(&one);
     CHECK_OK(cterp_trainer_create(&t, &cfg, &src));
     if (!t) {
@@ -197,9 +206,10 @@ static void test_train(cterp_model *m) {
     const double first = cterp_trainer_last_metrics(t)->mse_loss;
     CHECK_OK(cterp_trainer_run(t, 0));
     const cterp_train_metrics *mt = cterp_trainer_last_metrics(t);
-    CHECK_MSG(mt->mse_loss < 0.5 * first, "crosscoder mse %g after %lld steps, %g after 10", mt->mse_loss,
-              (long long)mt->step, first);
-    CHECK_MSG(mt->explained_variance > 0.5, "crosscoder explained variance %g", mt->explained_variance);
+    CHECK_MSG(mt->mse_loss < 0.5 * first, "crosscoder mse %g after %lld steps, %g after 10",
+              mt->mse_loss, (long long)mt->step, first);
+    CHECK_MSG(mt->explained_variance > 0.5, "crosscoder explained variance %g",
+              mt->explained_variance);
     cterp_sae_meta meta = {0};
     snprintf(meta.model_name, sizeof meta.model_name, "synth");
     snprintf(meta.hook_name, sizeof meta.hook_name, "%s,%s,%s", HOOKS[0], HOOKS[1], HOOKS[2]);
@@ -217,12 +227,16 @@ static void test_train(cterp_model *m) {
         CHECK(!memcmp(ld->params, ex->params, ex->n_params * sizeof(float)));
         double ev[L];
         layer_ev(ld, &src, 6, ev);
-        fprintf(stderr, "crosscoder: mse %.4g after 10 steps, %.4g after %lld; EV per layer %.3f %.3f %.3f\n",
-                first, mt->mse_loss, (long long)mt->step, ev[0], ev[1], ev[2]);
-        for (int l = 0; l < L; l++) CHECK_MSG(ev[l] > 0.3, "crosscoder: layer %d explained variance %g", l, ev[l]);
+        fprintf(
+            stderr,
+            "crosscoder: mse %.4g after 10 steps, %.4g after %lld; EV per layer %.3f %.3f %.3f\n",
+            first, mt->mse_loss, (long long)mt->step, ev[0], ev[1], ev[2]);
+        for (int l = 0; l < L; l++)
+            CHECK_MSG(ev[l] > 0.3, "crosscoder: layer %d explained variance %g", l, ev[l]);
         test_eval(m, ld);
         cterp_eval_result er;
-        CHECK(cterp_eval(m, ld, corpus, NULL, &er) == CTERP_EINVAL && strstr(cterp_last_error(), "crosscoder"));
+        CHECK(cterp_eval(m, ld, corpus, NULL, &er) == CTERP_EINVAL &&
+              strstr(cterp_last_error(), "crosscoder"));
     }
     cterp_sae_free(ex), cterp_sae_free(ld);
     cterp_trainer_free(t);
@@ -263,9 +277,11 @@ static void test_pipeline_cli(cterp_model *m) {
     cterp_sae *sae = NULL;
     double ev[L] = {0};
     CHECK_OK(cterp_train_crosscoder(m, HOOKS, L, corpus, &cfg, dir, &po, &sae, ev));
-    for (int l = 0; l < L; l++) CHECK_MSG(ev[l] > 0.3 && ev[l] <= 1, "pipeline: layer %d EV %g", l, ev[l]);
-    CHECK(sae && sae->n_layers == L && !strcmp(sae->meta.hook_name, "blocks.0.hook_resid_post,"
-                                                "blocks.1.hook_resid_post,blocks.2.hook_resid_post"));
+    for (int l = 0; l < L; l++)
+        CHECK_MSG(ev[l] > 0.3 && ev[l] <= 1, "pipeline: layer %d EV %g", l, ev[l]);
+    CHECK(sae && sae->n_layers == L &&
+          !strcmp(sae->meta.hook_name, "blocks.0.hook_resid_post,"
+                                       "blocks.1.hook_resid_post,blocks.2.hook_resid_post"));
     cterp_sae_free(sae);
     CHECK(cterp_train_crosscoder(m, HOOKS, 1, corpus, &cfg, NULL, &po, NULL, NULL) == CTERP_EINVAL);
     cfg.architecture = CTERP_ARCH_STANDARD;
@@ -278,8 +294,10 @@ static void test_pipeline_cli(cterp_model *m) {
     snprintf(log, sizeof log, "%s/cli.log", tmp);
     const char *common = "--context-size 16 --model-batch 3 --buffer-rows 256 --seed 3 --batch 32 "
                          "--steps 100 --d-sae 128 --lr 3e-3 --l1-coefficient 0.3 --quiet";
-    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --layers 0-2 --component resid %s "
-             "--eval-windows 6 --out %s/xc_cli", model_path, corpus, common, tmp);
+    snprintf(args, sizeof args,
+             "train --model %s --data %s --arch crosscoder --layers 0-2 --component resid %s "
+             "--eval-windows 6 --out %s/xc_cli",
+             model_path, corpus, common, tmp);
     CHECK(run(args, log) == 0 && log_has(log, "blocks.2.hook_resid_post"));
     snprintf(a, sizeof a, "%s/xc_cli/sae_weights.safetensors", tmp);
     snprintf(b, sizeof b, "%s/xc_lib/sae_weights.safetensors", tmp);
@@ -289,22 +307,30 @@ static void test_pipeline_cli(cterp_model *m) {
     snprintf(a, sizeof a, "%s/xc_cli/cfg.json", tmp);
     CHECK(log_has(a, "\"architecture\":\"crosscoder\"") && log_has(a, "\"n_layers\":3") &&
           log_has(a, "\"hook_names\":[\"blocks.0.hook_resid_post\",\"blocks.1.hook_resid_post\""));
-    CHECK(log_has(log, "ce_loss_score") && log_has(log, "blocks.1.hook_resid_post: explained_variance"));
-    snprintf(args, sizeof args, "eval --model %s --data %s --sae %s/xc_cli --windows 6 --context-size 16 --json",
+    CHECK(log_has(log, "ce_loss_score") &&
+          log_has(log, "blocks.1.hook_resid_post: explained_variance"));
+    snprintf(args, sizeof args,
+             "eval --model %s --data %s --sae %s/xc_cli --windows 6 --context-size 16 --json",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 0 && log_has(log, "\"layers\":[{\"hook\":\"blocks.0.hook_resid_post\""));
-    snprintf(args, sizeof args, "eval --model %s --data %s --sae %s/xc_cli --hook blocks.1.hook_resid_post",
+    CHECK(run(args, log) == 0 &&
+          log_has(log, "\"layers\":[{\"hook\":\"blocks.0.hook_resid_post\""));
+    snprintf(args, sizeof args,
+             "eval --model %s --data %s --sae %s/xc_cli --hook blocks.1.hook_resid_post",
              model_path, corpus, tmp);
     CHECK(run(args, log) == 2 && log_has(log, "is a crosscoder"));
     // errors: no --layers, one layer, hooks of different widths, a crosscoder on --acts
-    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --layer 1 --component resid %s",
+    snprintf(args, sizeof args,
+             "train --model %s --data %s --arch crosscoder --layer 1 --component resid %s",
              model_path, corpus, common);
     CHECK(run(args, log) == 2 && log_has(log, "--layers A-B"));
-    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --layers 1-1 --component resid %s",
+    snprintf(args, sizeof args,
+             "train --model %s --data %s --arch crosscoder --layers 1-1 --component resid %s",
              model_path, corpus, common);
     CHECK(run(args, log) == 2 && log_has(log, "two or more layers"));
-    snprintf(args, sizeof args, "train --model %s --data %s --arch crosscoder --hooks "
-             "blocks.0.hook_resid_post,blocks.0.mlp.hook_pre %s", model_path, corpus, common);
+    snprintf(args, sizeof args,
+             "train --model %s --data %s --arch crosscoder --hooks "
+             "blocks.0.hook_resid_post,blocks.0.mlp.hook_pre %s",
+             model_path, corpus, common);
     CHECK(run(args, log) == 1 && log_has(log, "width"));
     snprintf(args, sizeof args, "train --toy --arch crosscoder --steps 10 --quiet");
     CHECK(run(args, log) == 2 && log_has(log, "--arch crosscoder reads several layers"));

@@ -577,13 +577,14 @@ static cterp_status concat_next(void *ctx, float *x, int64_t B) {
         c->buf = nb, c->cap = B * W;
     }
     float *xs[4096];
-    for (int h = 0, off = 0; h < L; off += (int)(B * c->s->st.D[h]), h++) xs[h] = c->buf + off;
+    int64_t off = 0;
+    for (int h = 0; h < L; off += B * c->s->st.D[h], h++) xs[h] = c->buf + off;
     c->s->mode = 1;
     cterp_status e = draw_all(c->s, xs, B);
     if (e) return e;
     for (int64_t t = 0; t < B; t++) // row t: hook 0's row, then hook 1's, ...
-        for (int h = 0, off = 0; h < L; off += (int)c->s->st.D[h], h++)
-            memcpy(x + t * W + off, xs[h] + t * c->s->st.D[h], (size_t)c->s->st.D[h] * sizeof(float));
+        for (int64_t h = 0, o = 0; h < L; o += c->s->st.D[h], h++)
+            memcpy(x + t * W + o, xs[h] + t * c->s->st.D[h], (size_t)c->s->st.D[h] * sizeof(float));
     return CTERP_OK;
 }
 
