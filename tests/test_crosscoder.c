@@ -4,7 +4,7 @@
 // crosscoder on one layer's rows and an SAE on several; a short crosscoder run over three
 // residual streams lowers the loss and explains each layer's variance; the saved directory
 // (architecture "crosscoder", n_layers, hook_names) loads back to the same weights; cterp_eval
-// refuses a crosscoder (its CE splice is not implemented); cterp_train_crosscoder and `cterp train
+// refuses a crosscoder (cterp_eval_crosscoder evaluates it); cterp_train_crosscoder and `cterp train
 // --arch crosscoder --layers` give the same weights, and refuse bad input.
 #include <math.h>
 

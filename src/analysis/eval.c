@@ -146,8 +146,8 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     cterp_eval_config cd;
     if (!c) cterp_eval_config_default(&cd), c = &cd;
     if (sae->arch == CTERP_ARCH_CROSSCODER) // it reads and writes several hooks at once
-        return cterp_error(CTERP_EINVAL, "eval: a crosscoder (%lld layers): CE with each layer's reconstruction "
-                           "spliced in is not implemented; cterp train prints each layer's explained variance",
+        return cterp_error(CTERP_EINVAL, "eval: a crosscoder (%lld layers) reads and writes several hooks: "
+                           "evaluate it with cterp_eval_crosscoder (each layer spliced in alone)",
                            (long long)sae->n_layers);
     const int tc = cterp_sae_is_transcoder(sae);
     const char *hook = c->hook ? c->hook : sae->meta.hook_name;
