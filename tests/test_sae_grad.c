@@ -46,6 +46,30 @@ static double naive_loss(const cterp_sae *s, const arch_opts *o, const float *x)
     float f[B * N];
     arch_forward_naive(f, s, o, NULL, x, B);
     double z[B][N], nrm[N], loss = 0;
+    if (s->arch == CTERP_ARCH_CROSSCODER) { // sum_l ||x_l - x_hat_l||^2 + coef sum_i f_i sum_l ||W_dec_i^l||
+        const int L = (int)s->n_layers, DL = D / L;
+        for (int t = 0; t < B; t++) {
+            double sq = 0, l1 = 0, h[N];
+            for (int i = 0; i < N; i++) { // no b_dec subtracted from the input
+                h[i] = s->b_enc[i];
+                for (int d = 0; d < D; d++) h[i] += (double)s->W_enc[i * D + d] * x[t * D + d];
+                h[i] = h[i] > 0 ? h[i] : 0;
+            }
+            for (int d = 0; d < D; d++) {
+                double r = s->b_dec[d] - x[t * D + d];
+                for (int i = 0; i < N; i++) r += h[i] * s->W_dec[i * D + d];
+                sq += r * r;
+            }
+            for (int i = 0; i < N; i++)
+                for (int l = 0; l < L; l++) {
+                    double n2 = 0;
+                    for (int d = l * DL; d < (l + 1) * DL; d++) n2 += (double)s->W_dec[i * D + d] * s->W_dec[i * D + d];
+                    l1 += h[i] * sqrt(n2);
+                }
+            loss += (sq + o->coef * l1) / B;
+        }
+        return loss;
+    }
     if (cterp_sae_is_transcoder(s)) { // ||ReLU(x W_enc + b_enc) W_dec + b_dec + x W_skip^T - y||^2 + L1
         for (int t = 0; t < B; t++) {
             double sq = 0, l1 = 0;
@@ -113,7 +137,9 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed, int detach) 
     rng_seed(&r, seed);
     cterp_sae *s;
     const int tc = arch == CTERP_ARCH_TRANSCODER || arch == CTERP_ARCH_SKIP_TRANSCODER;
+    const int cc = arch == CTERP_ARCH_CROSSCODER;
     if (tc) cterp_sae_create_transcoder(&s, arch, D, DT, N);
+    else if (cc) CHECK(cterp_sae_create_crosscoder(&s, 3, D / 3, N) == CTERP_OK); // 3 layers of 2
     else cterp_sae_create(&s, arch, D, N, 3);
     random_sae(s, &r);
     float x[B * D], theta[N], y[B * DT];
@@ -140,7 +166,7 @@ static void check_arch(cterp_arch arch, int rescale, uint64_t seed, int detach) 
     if (arch == CTERP_ARCH_TOPK) CHECK(w.nnz <= B * 3);
     if (arch == CTERP_ARCH_BATCHTOPK || matry) CHECK(w.nnz <= B * 3);
     if (matry || gated) CHECK(w.aux_loss > 0);
-    if (matry || gated || tc) CHECK_CLOSE(loss_of(&w, s, &o, theta, x), naive_loss(s, &o, x), 1e-5, 1e-5);
+    if (matry || gated || tc || cc) CHECK_CLOSE(loss_of(&w, s, &o, theta, x), naive_loss(s, &o, x), 1e-5, 1e-5);
     if (matry) { // the prefixes must split the active latents, or the test checks nothing
         int in[3] = {0, 0, 0};
         for (int64_t p = 0; p < w.nnz; p++) in[w.lat[p] < 3 ? 0 : w.lat[p] < 7 ? 1 : 2]++;
@@ -675,6 +701,17 @@ int main(void) {
     check_arch(CTERP_ARCH_GATED, 0, 9, 1);
     check_arch(CTERP_ARCH_TRANSCODER, 0, 10, 0);
     check_arch(CTERP_ARCH_SKIP_TRANSCODER, 0, 11, 0);
+    check_arch(CTERP_ARCH_CROSSCODER, 0, 12, 0);
+    { // the crosscoder's penalty differs from a standard SAE's: sum of block norms > whole norm
+        cterp_sae *s;
+        CHECK(cterp_sae_create_crosscoder(&s, 2, 3, 2) == CTERP_OK);
+        CHECK(s->d_in == 6 && s->d_out == 6 && s->n_layers == 2 && !s->apply_b_dec_to_input);
+        const float row[6] = {3, 4, 0, 0, 0, 5}; // ||(3,4,0)|| + ||(0,0,5)|| = 10, whole row sqrt(50)
+        memcpy(s->W_dec, row, sizeof row);
+        CHECK_CLOSE(cterp_sae_decoder_norm(s, 0), 10.0, 1e-6, 1e-6);
+        cterp_sae_free(s);
+        CHECK(cterp_sae_create_crosscoder(&s, 1, 6, 2) == CTERP_EINVAL && !s); // one layer is an SAE
+    }
     check_revive(0, 0, 0);
     check_revive(0, 1, 0);
     check_revive(0, 0, 1);

@@ -726,6 +726,77 @@ static void test_transcoder_hand(void) {
     }
 }
 
+// crosscoder: cterp's own format (SAELens has none): cfg.json d_in per layer, n_layers,
+// hook_names; W_enc (L*D, N), W_dec (N, L*D), b_dec (L*D)
+static void test_crosscoder(void) {
+    enum { L = 3, DL = 4, N = 10 };
+    cterp_sae *s = NULL;
+    CHECK_OK(cterp_sae_create_crosscoder(&s, L, DL, N));
+    if (!s) return;
+    rng_t r;
+    rng_seed(&r, 77);
+    for (size_t i = 0; i < s->n_params; i++) s->params[i] = rng_normal(&r);
+    snprintf(s->meta.model_name, sizeof s->meta.model_name, "gpt2");
+    snprintf(s->meta.hook_name, sizeof s->meta.hook_name,
+             "blocks.2.hook_resid_post,blocks.3.hook_resid_post,blocks.4.hook_resid_post");
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/rt_crosscoder", root);
+    CHECK_OK(cterp_sae_save(s, dir, NULL));
+    cJSON *cfg = read_json(dir, "cfg.json");
+    CHECK(cfg && is_str(get(cfg, "architecture"), "crosscoder") && is_num(get(cfg, "d_in"), DL) &&
+          is_num(get(cfg, "n_layers"), L) && cJSON_IsFalse(get(cfg, "apply_b_dec_to_input")));
+    const cJSON *hn = cfg ? get(cfg, "hook_names") : NULL;
+    CHECK(cJSON_IsArray(hn) && cJSON_GetArraySize(hn) == L &&
+          is_str(cJSON_GetArrayItem(hn, 1), "blocks.3.hook_resid_post"));
+    cJSON_Delete(cfg);
+    char *wp = file_join(dir, "sae_weights.safetensors");
+    st_file st;
+    CHECK_OK(st_open(&st, wp));
+    const st_tensor *t = st_find(&st, "W_enc");
+    CHECK(t && t->ndim == 2 && t->shape[0] == L * DL && t->shape[1] == N);
+    t = st_find(&st, "W_dec");
+    CHECK(t && t->ndim == 2 && t->shape[0] == N && t->shape[1] == L * DL);
+    t = st_find(&st, "b_dec");
+    CHECK(t && t->ndim == 1 && t->shape[0] == L * DL);
+    st_close(&st);
+    free(wp);
+    cterp_sae *l = NULL;
+    CHECK_OK(cterp_sae_load(dir, &l));
+    if (l) {
+        check_same(s, l);
+        CHECK(l->n_layers == L && l->arch == CTERP_ARCH_CROSSCODER);
+        float x[2 * L * DL], y1[2 * L * DL], y2[2 * L * DL];
+        for (int i = 0; i < 2 * L * DL; i++) x[i] = (float)(i % 5) - 2.0f;
+        CHECK_OK(cterp_sae_forward(s, x, 2, y1));
+        CHECK_OK(cterp_sae_forward(l, x, 2, y2));
+        CHECK(!memcmp(y1, y2, sizeof y1));
+        cterp_sae_free(l);
+    }
+    // a wrong n_layers (the tensors then disagree) and a hook count that is not n_layers fail
+    char *cp = file_join(dir, "cfg.json"), *txt = NULL;
+    size_t n;
+    CHECK_OK(file_read_all(cp, &txt, &n));
+    cJSON *j = txt ? cJSON_Parse(txt) : NULL;
+    if (j) {
+        cJSON_ReplaceItemInObject(j, "n_layers", cJSON_CreateNumber(2));
+        char *out = cJSON_Print(j);
+        write_text(dir, "cfg.json", out);
+        l = (cterp_sae *)1;
+        CHECK(cterp_sae_load(dir, &l) == CTERP_EFORMAT && l == NULL);
+        cJSON_ReplaceItemInObject(j, "n_layers", cJSON_CreateNumber(L));
+        cJSON_DeleteItemFromArray(cJSON_GetObjectItemCaseSensitive(j, "hook_names"), 0);
+        free(out);
+        out = cJSON_Print(j);
+        write_text(dir, "cfg.json", out);
+        CHECK(cterp_sae_load(dir, &l) == CTERP_EFORMAT && l == NULL);
+        free(out);
+        cJSON_Delete(j);
+    }
+    free(txt);
+    free(cp);
+    cterp_sae_free(s);
+}
+
 int main(void) {
     const char *d = test_tmpdir("saedir");
     if (!d) return 1;
@@ -736,6 +807,7 @@ int main(void) {
     test_errors();
     test_gated_hand();
     test_transcoder_hand();
+    test_crosscoder();
     test_overwrite();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

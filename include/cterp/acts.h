@@ -74,6 +74,12 @@ cterp_status cterp_act_pair_store(cterp_act_source *src, cterp_model *m, const c
                                   const char *hook_out, const char *dataset,
                                   const cterp_store_config *c, int64_t train_batch);
 
+// A crosscoder's source: the rows of n_hooks (2..4096) hooks of one width D for the same tokens
+// (one forward, a cterp_multi_store read with cterp_multi_store_next) side by side, hook order:
+// d_in = n_hooks * D, n_layers = n_hooks. Resume as cterp_act_store (the state names every hook).
+cterp_status cterp_act_concat_store(cterp_act_source *src, cterp_model *m, const char *const *hooks, int n_hooks,
+                                    const char *dataset, const cterp_store_config *c, int64_t train_batch);
+
 typedef struct {
     int64_t rows_produced;   // activation rows taken from the model (special positions dropped)
     int64_t rows_served;     // rows handed to the trainer

@@ -67,6 +67,14 @@ void cterp_eval_config_default(cterp_eval_config *c);
 // variance, MSE, ...) are of the output hook's activation, and zero ablation zeroes that hook.
 cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *dataset,
                         const cterp_eval_config *c, cterp_eval_result *r);
+// A crosscoder's cross-layer eval (cterp_eval refuses crosscoders): over the same windows as
+// cterp_eval, *ce_clean the clean CE, and for each layer l (arrays of n_layers, 2..64) ev[l] its
+// explained variance, ce_spliced[l] the CE with layer l's reconstruction in place of its hook
+// (the other layers untouched; special positions keep theirs) and ce_ablated[l] with that hook
+// zeroed. The hooks are cfg.json's hook_names (meta.hook_name, comma-separated).
+cterp_status cterp_eval_crosscoder(cterp_model *m, const cterp_sae *sae, const char *dataset,
+                                   const cterp_eval_config *c, double *ce_clean, double *ev,
+                                   double *ce_spliced, double *ce_ablated);
 // `name: value` lines (json = 0) or one JSON object (json = 1).
 void cterp_eval_print(const cterp_eval_result *r, FILE *f, int json);
 
@@ -122,6 +130,15 @@ cterp_status cterp_train_transcoder(cterp_model *m, const char *hook_in, const c
                                     const char *dataset, const cterp_train_config *cfg,
                                     const char *out_dir, const cterp_pipeline_opts *opts,
                                     cterp_sae **sae, cterp_eval_result *ev);
+
+// Trains a crosscoder (cfg->architecture crosscoder) over n (2..4096) hooks of one width, their
+// rows of the same tokens side by side (cterp_act_concat_store, one forward per batch). Saved
+// into out_dir with cfg.json hook_names = hooks. *sae as cterp_train_sae; layer_ev (n, if not
+// NULL and opts->eval_windows > 0) receives each layer's explained variance over the next
+// eval_windows * context_size rows of the training stream (no CE splice yet).
+cterp_status cterp_train_crosscoder(cterp_model *m, const char *const *hooks, int n, const char *dataset,
+                                    const cterp_train_config *cfg, const char *out_dir,
+                                    const cterp_pipeline_opts *opts, cterp_sae **sae, double *layer_ev);
 
 // Several hooks, one forward: trains one SAE per hook (hooks[h] with cfgs[h]) from a single run
 // of the model (cterp_multi_store: each batch of windows is run once, up to the last hook's

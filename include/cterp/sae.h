@@ -28,11 +28,14 @@ typedef enum {
     CTERP_ARCH_TRANSCODER = 6,      // f = ReLU(x W_enc^T + b_enc) (no b_dec subtracted);
                                     // y_hat = f W_dec + b_dec, of width d_out
     CTERP_ARCH_SKIP_TRANSCODER = 7, // transcoder + x W_skip^T
+    CTERP_ARCH_CROSSCODER = 8, // f = ReLU(x W_enc^T + b_enc) over L layers' rows side by side
+                               // (d_in = d_out = L * D, no b_dec subtracted); x_hat = f W_dec +
+                               // b_dec; L1 weighted by sum_l ||W_dec_i^l|| (Lindsey et al. 2024)
 } cterp_arch;
-enum { CTERP_N_ARCHS = 8 };
+enum { CTERP_N_ARCHS = 9 };
 
 // "standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated", "transcoder",
-// "skip_transcoder" (SAELens's names)
+// "skip_transcoder" (SAELens's names), "crosscoder" (cterp's; SAELens has none)
 const char *cterp_arch_name(cterp_arch a);
 // Parses an architecture name; CTERP_EINVAL (message lists the allowed names) if unknown.
 cterp_status cterp_arch_parse(const char *name, cterp_arch *out);
@@ -40,7 +43,7 @@ cterp_status cterp_arch_parse(const char *name, cterp_arch *out);
 // Where the SAE was trained (cfg.json "metadata"). Strings are "" when unknown.
 typedef struct {
     char model_name[256];
-    char hook_name[256];
+    char hook_name[256];      // crosscoders: the L hooks in layer order, comma-separated
     int hook_head_index;      // -1 = none (null)
     int context_size;         // 0 = unknown
     int prepend_bos;          // 1/0
@@ -60,6 +63,8 @@ typedef struct cterp_sae {
     int64_t d_in;             // D
     int64_t d_sae;            // N
     int64_t d_out;            // DO: width of x_hat; d_in except for transcoders
+    int64_t n_layers;         // L: crosscoder layers, each d_in / L wide (a latent's decoder
+                              // norm is sum_l ||W_dec_i^l||); 1 for every other architecture
     int k;                    // topk: active latents per token
     int rescale_acts_by_decoder_norm; // topk: rank by z_i * ||W_dec_i|| (SAELens v6 training)
     int apply_b_dec_to_input; // subtract b_dec before the encoder (1 for cterp SAEs)
@@ -87,6 +92,12 @@ cterp_status cterp_sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, in
 // Allocates a zeroed transcoder or skip_transcoder from d_in to d_out (apply_b_dec_to_input 0).
 cterp_status cterp_sae_create_transcoder(cterp_sae **out, cterp_arch arch, int64_t d_in, int64_t d_out,
                                          int64_t d_sae);
+// Allocates a zeroed crosscoder over n_layers (>= 2) layers of width d_layer: d_in = d_out =
+// n_layers * d_layer, apply_b_dec_to_input 0.
+cterp_status cterp_sae_create_crosscoder(cterp_sae **out, int64_t n_layers, int64_t d_layer, int64_t d_sae);
+// Decoder norm of latent i as the sparsity penalty weighs it: ||W_dec_i|| (crosscoders: the sum
+// over layers of ||W_dec_i^l||).
+float cterp_sae_decoder_norm(const cterp_sae *sae, int64_t i);
 // 1 for transcoder and skip_transcoder (x_hat is another activation, of width d_out).
 int cterp_sae_is_transcoder(const cterp_sae *sae);
 void cterp_sae_free(cterp_sae *sae); // NULL is a no-op

@@ -34,6 +34,9 @@ typedef struct cterp_act_source {
     // d_in). Data-parallel ranks each take their part of the same batch: the stream (and the
     // state get_state saves) advances by B on every rank, whatever its part.
     cterp_status (*next_part)(void *ctx, float *x, int64_t B, int64_t lo, int64_t hi);
+    // Crosscoder sources: each row is n_layers layers' rows of d_in / n_layers side by side (the
+    // same token). 0 for the others.
+    int64_t n_layers;
 } cterp_act_source;
 
 void cterp_act_source_free(cterp_act_source *s); // calls s->free; NULL is a no-op

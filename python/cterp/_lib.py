@@ -61,7 +61,8 @@ class SaeMeta(Structure):  # cterp_sae_meta
 
 
 class Sae(Structure):  # cterp_sae
-    _fields_ = [("arch", c_int), ("d_in", c_int64), ("d_sae", c_int64), ("d_out", c_int64), ("k", c_int),
+    _fields_ = [("arch", c_int), ("d_in", c_int64), ("d_sae", c_int64), ("d_out", c_int64), ("n_layers", c_int64),
+                ("k", c_int),
                 ("rescale_acts_by_decoder_norm", c_int), ("apply_b_dec_to_input", c_int),
                 ("normalize_activations", c_char * 32), ("params", POINTER(c_float)),
                 ("n_params", c_size_t), ("W_enc", POINTER(c_float)), ("b_enc", POINTER(c_float)),
@@ -126,7 +127,8 @@ class ActSource(Structure):  # cterp_act_source (filled and freed by the library
     _fields_ = [("d_in", c_int64), ("ctx", c_void_p), ("next", c_void_p),
                 ("get_state", c_void_p), ("set_state", c_void_p), ("free", c_void_p),
                 ("description", c_char * 256), ("d_out", c_int64), ("next_target", c_void_p),
-                ("next_part", c_void_p)]
+                ("next_part", c_void_p),
+                ("n_layers", c_int64)]
 
 
 class ModelConfig(Structure):  # cterp_model_config (read through a pointer, never allocated here)

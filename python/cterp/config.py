@@ -25,7 +25,7 @@ MLXTERP_IGNORED = {"dead_neuron_threshold", "validation_split", "text_batch_size
 # n_matryoshka_widths is the length of matryoshka_widths, which reads and sets as a list
 FIELDS = [f for f, _ in _lib.TrainConfig._fields_ if f != "n_matryoshka_widths"]
 _ENUMS = {"architecture": ["standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk",
-                           "gated", "transcoder", "skip_transcoder"],
+                           "gated", "transcoder", "skip_transcoder", "crosscoder"],
           "lr_scheduler": ["constant", "cosine", "linear"],
           "b_dec_init": ["geometric_median", "mean", "zeros"]}
 

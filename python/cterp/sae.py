@@ -11,7 +11,7 @@ from . import _lib
 from ._lib import CterpError, b, check, lib
 
 ARCH_NAMES = ["standard", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated",
-              "transcoder", "skip_transcoder"]
+              "transcoder", "skip_transcoder", "crosscoder"]
 
 
 class Cfg(dict):

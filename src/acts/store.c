@@ -521,6 +521,7 @@ cterp_status cterp_multi_store_stats(cterp_multi_store *s, cterp_store_stats *st
 cterp_status cache_source_stats(const cterp_act_source *src, cterp_store_stats *st);
 
 static cterp_status pair_next_target(void *ctx, float *x, float *y, int64_t B);
+static cterp_status concat_next(void *ctx, float *x, int64_t B);
 
 cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_stats *st) {
     memset(st, 0, sizeof *st);
@@ -528,6 +529,10 @@ cterp_status cterp_act_source_stats(const cterp_act_source *src, cterp_store_sta
         const view_ctx *c = src->ctx;
         fill_stats(c->s, st);
         st->rows_served = c->s->views[c->h].pos;
+        return CTERP_OK;
+    }
+    if (src->next == concat_next) { // the crosscoder's rows: its store's counters
+        fill_stats(*(store **)src->ctx, st);
         return CTERP_OK;
     }
     if (src->next != store_next && src->next_target != pair_next_target)
@@ -571,5 +576,91 @@ cterp_status cterp_act_pair_store(cterp_act_source *src, cterp_model *m, const c
     src->free = store_free;
     snprintf(src->description, sizeof src->description, "%.60s -> %.60s %.120s", hook_in, hook_out,
              s->desc);
+    return CTERP_OK;
+}
+
+// ---- several hooks side by side (crosscoders) ----------------------------------------------
+
+typedef struct {
+    store *s; // first: cterp_act_source_stats reads it through the context pointer
+    float *buf; // (L, B, D_h) one batch of every hook, before interleaving
+    int64_t cap;
+} concat_ctx;
+
+static cterp_status concat_next(void *ctx, float *x, int64_t B) {
+    concat_ctx *c = ctx;
+    const int L = c->s->st.n_hooks;
+    int64_t W = 0; // the row width, sum of the hooks' widths
+    for (int h = 0; h < L; h++) W += c->s->st.D[h];
+    if (B * W > c->cap) {
+        float *nb = realloc(c->buf, (size_t)(B * W) * sizeof(float));
+        if (!nb) return cterp_error(CTERP_ENOMEM, "activation store: out of memory for %lld concatenated rows",
+                                    (long long)B);
+        c->buf = nb, c->cap = B * W;
+    }
+    float *xs[4096];
+    int64_t off = 0;
+    for (int h = 0; h < L; off += B * c->s->st.D[h], h++) xs[h] = c->buf + off;
+    c->s->mode = 1;
+    cterp_status e = draw_all(c->s, xs, B);
+    if (e) return e;
+    for (int64_t t = 0; t < B; t++) // row t: hook 0's row, then hook 1's, ...
+        for (int64_t h = 0, o = 0; h < L; o += c->s->st.D[h], h++)
+            memcpy(x + t * W + o, xs[h] + t * c->s->st.D[h], (size_t)c->s->st.D[h] * sizeof(float));
+    return CTERP_OK;
+}
+
+static int concat_get_state(void *ctx, uint64_t *st, int cap) {
+    return store_get_state(((concat_ctx *)ctx)->s, st, cap);
+}
+
+static cterp_status concat_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
+    return store_set_state(((concat_ctx *)ctx)->s, st, n, max_rows);
+}
+
+static void concat_free(void *ctx) {
+    concat_ctx *c = ctx;
+    if (!c) return;
+    store_free(c->s);
+    free(c->buf);
+    free(c);
+}
+
+cterp_status cterp_act_concat_store(cterp_act_source *src, cterp_model *m, const char *const *hooks, int n_hooks,
+                                    const char *dataset, const cterp_store_config *c, int64_t train_batch) {
+    memset(src, 0, sizeof *src);
+    if (n_hooks < 2 || n_hooks > 4096)
+        return cterp_error(CTERP_EINVAL, "activation store: a concatenation of %d hooks (expected 2..4096; "
+                           "one hook is cterp_act_store)", n_hooks);
+    concat_ctx *cc = calloc(1, sizeof *cc);
+    if (!cc) return cterp_error(CTERP_ENOMEM, "activation store: out of memory");
+    cterp_status e = cterp_multi_store_open(&cc->s, m, hooks, n_hooks, dataset, c, train_batch);
+    if (e) {
+        free(cc);
+        return e;
+    }
+    store *s = cc->s;
+    int64_t W = 0;
+    for (int h = 0; h < n_hooks; h++) {
+        if (s->st.D[h] != s->st.D[0]) {
+            e = cterp_error(CTERP_EINVAL, "activation store: hooks %s (width %lld) and %s (width %lld) differ "
+                            "in width; a crosscoder reads layers of one width", hooks[0], (long long)s->st.D[0],
+                            hooks[h], (long long)s->st.D[h]);
+            concat_free(cc);
+            return e;
+        }
+        W += s->st.D[h];
+        // the resume state carries fp[0]: make it name every hook in order
+        if (h) s->fp[0].hook_hash = s->fp[0].hook_hash * 0x9E3779B97F4A7C15ULL ^ s->fp[h].hook_hash;
+    }
+    src->d_in = W;
+    src->n_layers = n_hooks;
+    src->ctx = cc;
+    src->next = concat_next;
+    src->get_state = concat_get_state;
+    src->set_state = concat_set_state;
+    src->free = concat_free;
+    snprintf(src->description, sizeof src->description, "%.60s .. %.60s (%d hooks side by side) %.100s", hooks[0],
+             hooks[n_hooks - 1], n_hooks, s->desc);
     return CTERP_OK;
 }

@@ -145,6 +145,10 @@ cterp_status cterp_eval(cterp_model *m, const cterp_sae *sae, const char *datase
     memset(r, 0, sizeof *r);
     cterp_eval_config cd;
     if (!c) cterp_eval_config_default(&cd), c = &cd;
+    if (sae->arch == CTERP_ARCH_CROSSCODER) // it reads and writes several hooks at once
+        return cterp_error(CTERP_EINVAL, "eval: a crosscoder (%lld layers) reads and writes several hooks: "
+                           "evaluate it with cterp_eval_crosscoder (each layer spliced in alone)",
+                           (long long)sae->n_layers);
     const int tc = cterp_sae_is_transcoder(sae);
     const char *hook = c->hook ? c->hook : sae->meta.hook_name;
     // a transcoder reads `hook` (its input) and its output replaces hook_out (the MLP's output)
@@ -509,4 +513,140 @@ cterp_status cterp_eval_saebench_write(const char *path, const cterp_sae *sae,
     free(ids), free(mx);
     if (ferror(o)) w.failed = 1;
     return file_atomic_commit(&w);
+}
+
+// ---- crosscoders: each layer spliced in on its own ------------------------------------------
+
+typedef struct {
+    float *x;          // (R, W) the layers' rows side by side, or the reconstruction to write
+    const uint8_t *mask;
+    int64_t W, D, off; // row width, layer width, this layer's offset in a row
+    int write, ablate; // capture (0) or replace (1: x_hat, or zeros when ablate)
+} xc_hook;
+
+static cterp_status xc_hook_fn(const char *name, float *act, const int64_t *shape, int ndim, void *user) {
+    xc_hook *h = user;
+    int64_t width = 1;
+    for (int i = 2; i < ndim; i++) width *= shape[i];
+    if (width != h->D)
+        return cterp_error(CTERP_EINVAL, "eval: hook %s has width %lld, the crosscoder's layers %lld", name,
+                           (long long)width, (long long)h->D);
+    const int64_t R = shape[0] * shape[1];
+    for (int64_t r = 0; r < R; r++) {
+        float *a = act + r * h->D, *x = h->x + r * h->W + h->off;
+        if (!h->write) memcpy(x, a, (size_t)h->D * sizeof(float));
+        else if (!h->mask[r]) // special positions keep their activation, as cterp_eval
+            h->ablate ? memset(a, 0, (size_t)h->D * sizeof(float)) : memcpy(a, x, (size_t)h->D * sizeof(float));
+    }
+    return CTERP_OK;
+}
+
+cterp_status cterp_eval_crosscoder(cterp_model *m, const cterp_sae *sae, const char *dataset,
+                                   const cterp_eval_config *c, double *ce_clean, double *ev,
+                                   double *ce_spliced, double *ce_ablated) {
+    cterp_eval_config cd;
+    if (!c) cterp_eval_config_default(&cd), c = &cd;
+    if (sae->arch != CTERP_ARCH_CROSSCODER || sae->n_layers < 2 || sae->n_layers > 64)
+        return cterp_error(CTERP_EINVAL, "eval: cterp_eval_crosscoder takes a crosscoder of 2..64 layers (got %s, "
+                           "%lld layers)", cterp_arch_name(sae->arch), (long long)sae->n_layers);
+    if (c->batch < 1 || c->n_windows < 1)
+        return cterp_error(CTERP_EINVAL, "eval: batch and n_windows must be >= 1 (got %d, %lld)", c->batch,
+                           (long long)c->n_windows);
+    const int L = (int)sae->n_layers;
+    char names[64][256];
+    {
+        const char *p = sae->meta.hook_name;
+        int k = 0;
+        for (; k < L && *p; k++) {
+            size_t n = strcspn(p, ",");
+            if (n == 0 || n >= sizeof names[0]) break;
+            memcpy(names[k], p, n), names[k][n] = 0;
+            p += n + (p[n] == ',');
+        }
+        if (k != L || *p)
+            return cterp_error(CTERP_EINVAL, "eval: the crosscoder's hook_name \"%s\" is not %d hooks separated by "
+                               "commas", sae->meta.hook_name, L);
+    }
+    int layer, dim;
+    for (int l = 0; l < L; l++) {
+        cterp_status st = cterp_model_hook_info(m, names[l], &layer, &dim);
+        if (st) return st;
+    }
+    const cterp_model_config *mc = cterp_model_config_of(m);
+    const int64_t T = c->windows.context_size, V = mc->n_vocab, W = sae->d_in, D = W / L;
+    const int64_t Bm = c->batch, P = Bm * T;
+    cterp_windows *w = NULL;
+    cterp_status st = cterp_windows_open(&w, dataset, &c->data, cterp_model_tokenizer(m), &c->windows);
+    if (st) return st;
+    int32_t *tok = malloc((size_t)P * sizeof *tok);
+    uint8_t *mask = malloc((size_t)P);
+    float *lp = malloc((size_t)(P * V) * sizeof(float)), *lg = malloc((size_t)(P * V) * sizeof(float));
+    float *x = malloc((size_t)(P * W) * sizeof(float)), *y = malloc((size_t)(P * W) * sizeof(float));
+    double *ce = malloc((size_t)P * sizeof(double)), *kl = malloc((size_t)P * sizeof(double));
+    double *sum = calloc((size_t)W, sizeof(double)), sse[64] = {0}, sq[64] = {0}, cs[64] = {0}, ca[64] = {0};
+    double ce0 = 0;
+    int64_t n = 0, nc = 0, nw = 0;
+    xc_hook hk[64];
+    cterp_hook hooks[64];
+    if (!tok || !mask || !lp || !lg || !x || !y || !ce || !kl || !sum) {
+        st = cterp_error(CTERP_ENOMEM, "eval: out of memory (batch %lld x %lld positions, vocab %lld)",
+                         (long long)Bm, (long long)T, (long long)V);
+        goto done;
+    }
+    for (int l = 0; l < L; l++) {
+        hk[l] = (xc_hook){x, mask, W, D, (int64_t)l * D, 0, 0};
+        hooks[l] = (cterp_hook){names[l], xc_hook_fn, &hk[l]};
+    }
+    while (nw < c->n_windows) {
+        int64_t B = 0;
+        int eof = 0;
+        while (B < Bm && nw + B < c->n_windows) {
+            if ((st = cterp_windows_next(w, tok + B * T, mask + B * T, &eof))) goto done;
+            if (eof) break;
+            B++;
+        }
+        if (B == 0) break;
+        for (int l = 0; l < L; l++) hk[l].x = x, hk[l].write = 0;
+        cterp_forward_opts o = {hooks, L, 0, lp, 0}; // clean logits, every layer's rows captured
+        if ((st = cterp_model_forward(m, tok, (int)B, (int)T, &o))) goto done;
+        log_softmax(lp, B * T, V);
+        for (int64_t q = 0; q < B * T; q++)
+            if (!mask[q] && q % T < T - 1) ce0 += -(double)lp[q * V + tok[q + 1]], nc++;
+        if ((st = cterp_sae_forward(sae, x, B * T, y))) goto done;
+        for (int64_t r = 0; r < B * T; r++) {
+            if (mask[r]) continue;
+            n++;
+            for (int64_t q = 0; q < W; q++) {
+                const double v = x[r * W + q], e = v - y[r * W + q];
+                sse[q / D] += e * e, sq[q / D] += v * v, sum[q] += v;
+            }
+        }
+        for (int l = 0; l < L; l++) // layer l alone: its reconstruction, then zeros
+            for (int ablate = 0; ablate < 2; ablate++) {
+                hk[l].x = y, hk[l].write = 1, hk[l].ablate = ablate;
+                cterp_forward_opts oh = {hooks + l, 1, 0, lg, 0};
+                if ((st = cterp_model_forward(m, tok, (int)B, (int)T, &oh))) goto done;
+                ce_kl(lp, lg, tok, B, T, V, ce, kl);
+                for (int64_t q = 0; q < B * T; q++)
+                    if (!mask[q] && q % T < T - 1) (ablate ? ca : cs)[l] += ce[q];
+            }
+        nw += B;
+        if (eof) break;
+    }
+    if (n == 0 || nc == 0) {
+        st = cterp_error(CTERP_EFORMAT, "eval: %s has no complete window of %lld tokens with a non-special "
+                         "position", dataset, (long long)T);
+        goto done;
+    }
+    *ce_clean = ce0 / (double)nc;
+    for (int l = 0; l < L; l++) {
+        double var = sq[l];
+        for (int64_t q = (int64_t)l * D; q < (int64_t)(l + 1) * D; q++) var -= sum[q] * sum[q] / (double)n;
+        ev[l] = var > 0 ? 1.0 - sse[l] / var : NAN;
+        ce_spliced[l] = cs[l] / (double)nc, ce_ablated[l] = ca[l] / (double)nc;
+    }
+done:
+    cterp_windows_close(w);
+    free(tok), free(mask), free(lp), free(lg), free(x), free(y), free(ce), free(kl), free(sum);
+    return st;
 }

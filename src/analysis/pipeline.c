@@ -1,5 +1,6 @@
 // cterp_train_sae: model + dataset -> activation store -> trainer -> SAE directory (+ eval),
 // the C form of mlxterp's model.train_sae.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,36 @@ void cterp_store_meta(cterp_sae_meta *meta, const char *model_name, const char *
 
 // An SAE on hook (hook_out NULL), or a transcoder from hook to hook_out: store, trainer, save,
 // eval.
+// Each layer's explained variance of a crosscoder over the next `rows` rows of its source (at
+// least one batch of 256): 1 - sum ||x_l - x_hat_l||^2 / sum ||x_l - mean(x_l)||^2, in f64.
+static cterp_status crosscoder_layer_ev(const cterp_sae *sae, cterp_act_source *src, int64_t rows, double *ev) {
+    const int64_t L = sae->n_layers, W = sae->d_in, DL = W / L, B = 256;
+    float *x = malloc((size_t)(B * W) * sizeof(float)), *y = malloc((size_t)(B * W) * sizeof(float));
+    double *sum = calloc((size_t)W, sizeof(double)), *sse = calloc((size_t)L, sizeof(double)),
+           *sq = calloc((size_t)L, sizeof(double));
+    cterp_status s = CTERP_OK;
+    int64_t n = 0;
+    if (!x || !y || !sum || !sse || !sq) s = cterp_error(CTERP_ENOMEM, "crosscoder eval: out of memory");
+    for (; !s && (n == 0 || n < rows); n += B) {
+        if ((s = src->next(src->ctx, x, B)) || (s = cterp_sae_forward(sae, x, B, y))) break;
+        for (int64_t q = 0; q < B * W; q++) {
+            const double v = x[q], e = v - y[q];
+            sse[q % W / DL] += e * e, sq[q % W / DL] += v * v, sum[q % W] += v;
+        }
+    }
+    for (int64_t l = 0; !s && l < L; l++) {
+        double var = sq[l];
+        for (int64_t d = l * DL; d < (l + 1) * DL; d++) var -= sum[d] * sum[d] / (double)n;
+        ev[l] = var > 0 ? 1.0 - sse[l] / var : NAN;
+    }
+    free(x), free(y), free(sum), free(sse), free(sq);
+    return s;
+}
+
+// xc_hooks (n_xc >= 2): a crosscoder over those hooks side by side (hook: their comma-separated
+// list, for the metadata); ev is then not filled, xc_ev (n_xc) gets each layer's EV.
 static cterp_status train_one(cterp_model *m, const char *hook, const char *hook_out,
+                              const char *const *xc_hooks, int n_xc, double *xc_ev,
                               const char *dataset, const cterp_train_config *cfg,
                               const char *out_dir, const cterp_pipeline_opts *opts,
                               cterp_sae **sae, cterp_eval_result *ev) {
@@ -54,8 +84,9 @@ static cterp_status train_one(cterp_model *m, const char *hook, const char *hook
     sc.seed = cfg->seed; // one seed for the whole run
     sc.run_rows = cterp_train_rows_needed(cfg); // a short run fills only what it takes
     cterp_act_source src;
-    s = hook_out ? cterp_act_pair_store(&src, m, hook, hook_out, dataset, &sc, cfg->batch_size)
-                 : cterp_act_store(&src, m, hook, dataset, &sc, cfg->batch_size);
+    s = xc_hooks   ? cterp_act_concat_store(&src, m, xc_hooks, n_xc, dataset, &sc, cfg->batch_size)
+        : hook_out ? cterp_act_pair_store(&src, m, hook, hook_out, dataset, &sc, cfg->batch_size)
+                   : cterp_act_store(&src, m, hook, dataset, &sc, cfg->batch_size);
     if (s) return s;
     cterp_trainer *t = NULL;
     cterp_sae *out = NULL;
@@ -68,8 +99,10 @@ static cterp_status train_one(cterp_model *m, const char *hook, const char *hook
     cterp_trainer_set_output(t, out_dir, opts->log, opts->log_user);
     if ((s = cterp_trainer_run(t, 0))) goto done;
     if (out_dir && (s = cterp_trainer_save(t, out_dir))) goto done;
-    if ((sae || (ev && opts->eval_windows > 0)) && (s = cterp_trainer_export(t, &out))) goto done;
-    if (ev && opts->eval_windows > 0) {
+    if ((sae || xc_ev || (ev && opts->eval_windows > 0)) && (s = cterp_trainer_export(t, &out))) goto done;
+    if (xc_ev && (s = crosscoder_layer_ev(out, &src, opts->eval_windows * sc.windows.context_size, xc_ev)))
+        goto done;
+    if (!xc_hooks && ev && opts->eval_windows > 0) {
         cterp_eval_config ec;
         cterp_eval_config_default(&ec);
         ec.windows = sc.windows;
@@ -93,7 +126,7 @@ cterp_status cterp_train_sae(cterp_model *m, int layer, const char *component, c
     if (sae) *sae = NULL;
     char hook[256];
     cterp_status s = cterp_hook_name(layer, component, hook, sizeof hook);
-    return s ? s : train_one(m, hook, NULL, dataset, cfg, out_dir, opts, sae, ev);
+    return s ? s : train_one(m, hook, NULL, NULL, 0, NULL, dataset, cfg, out_dir, opts, sae, ev);
 }
 
 cterp_status cterp_train_transcoder(cterp_model *m, const char *hook_in, const char *hook_out,
@@ -103,7 +136,34 @@ cterp_status cterp_train_transcoder(cterp_model *m, const char *hook_in, const c
     if (sae) *sae = NULL;
     if (!hook_in || !hook_out)
         return cterp_error(CTERP_EINVAL, "transcoder: an input and an output hook are needed");
-    return train_one(m, hook_in, hook_out, dataset, cfg, out_dir, opts, sae, ev);
+    return train_one(m, hook_in, hook_out, NULL, 0, NULL, dataset, cfg, out_dir, opts, sae, ev);
+}
+
+cterp_status cterp_train_crosscoder(cterp_model *m, const char *const *hooks, int n, const char *dataset,
+                                    const cterp_train_config *cfg, const char *out_dir,
+                                    const cterp_pipeline_opts *opts, cterp_sae **sae, double *layer_ev) {
+    if (sae) *sae = NULL;
+    if (cfg->architecture != CTERP_ARCH_CROSSCODER)
+        return cterp_error(CTERP_EINVAL, "crosscoder: got architecture %s, expected crosscoder",
+                           cterp_arch_name(cfg->architecture));
+    if (!hooks || n < 2 || n > 4096)
+        return cterp_error(CTERP_EINVAL, "crosscoder: got %d hooks, expected 2..4096 (one layer is an SAE)", n);
+    char list[256];
+    size_t k = 0;
+    for (int h = 0; h < n; h++) { // cfg.json's hook_names, through the metadata
+        size_t len = hooks[h] ? strlen(hooks[h]) : 0;
+        if (!len || strchr(hooks[h], ',') || k + len + 2 > sizeof list)
+            return cterp_error(CTERP_EINVAL, "crosscoder: the hook names (\"%s\"...) must be non-empty, without "
+                               "commas, and %zu characters together at most", hooks[h] ? hooks[h] : "",
+                               sizeof list - 1);
+        if (k) list[k++] = ',';
+        memcpy(list + k, hooks[h], len + 1);
+        k += len;
+    }
+    cterp_pipeline_opts od;
+    if (!opts) cterp_pipeline_opts_default(&od), opts = &od;
+    double *ev = layer_ev && opts->eval_windows > 0 ? layer_ev : NULL;
+    return train_one(m, list, NULL, hooks, n, ev, dataset, cfg, out_dir, opts, sae, NULL);
 }
 
 typedef struct {

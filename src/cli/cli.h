@@ -57,6 +57,7 @@ int cli_inspect_gguf(const char *path);
 
 // ---- the model path (train_model.c): flags shared by train --model, cache and eval ----
 #include "cterp/acts.h"
+#include "cterp/analysis.h"
 typedef struct {
     const char *model, *hook, *component, *data;
     const char *hooks, *layers; // several hooks, one forward: --hooks H1,H2 | --layers 0-5 (with --component)
@@ -92,6 +93,14 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
                     const char *resume, int quiet);
 int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                     const char *resume, int quiet);
+// --arch crosscoder: one crosscoder over the hooks of --layers/--component or --hooks (2 or more,
+// one width), from one forward per batch; prints each layer's explained variance.
+// Runs cterp_eval_crosscoder and prints, per layer, EV and the CE spliced / ablated / recovered
+// (json: one object). 0, or 1 with the error printed.
+int cli_eval_crosscoder(cterp_model *m, const cterp_sae *sae, const char *data, const cterp_eval_config *ec,
+                        int json);
+int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
+                         const char *resume, int quiet);
 // --acts: a cache directory (with metadata for the SAE) or an activation file; with acts_out
 // (not NULL) a transcoder's pair of cache directories (cterp_act_pair_cache).
 cterp_status cli_open_acts(cterp_act_source *src, const char *acts, const char *acts_out,

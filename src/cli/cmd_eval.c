@@ -100,6 +100,16 @@ int cmd_eval(int argc, char **argv) {
     cli_progress_state ps;
     cli_progress_init(&ps, ec.windows.context_size);
     ec.progress = cli_progress, ec.progress_user = &ps;
+    if (sae->arch == CTERP_ARCH_CROSSCODER) { // its own hooks (cfg.json hook_names), one layer at a time
+        if (ec.hook || ec.hook_out || saebench) {
+            fprintf(stderr, "cterp eval: %s is a crosscoder: it is evaluated at its own hooks (no --hook, "
+                            "--layer/--component, --hook-in/--hook-out or --saebench)\n", sae_dir);
+            rc = 2;
+            goto done;
+        }
+        rc = cli_eval_crosscoder(m, sae, mo.data, &ec, json);
+        goto done;
+    }
     if (saebench) {
         fired = calloc((size_t)sae->d_sae, sizeof *fired);
         wfired = calloc((size_t)sae->d_sae, sizeof *wfired);

@@ -29,6 +29,8 @@ static void usage(void) {
            "                          gated | transcoder | skip_transcoder (these two from --model only:\n"
            "                          --layer L --component mlp reads blocks.L.ln2.hook_normalized ->\n"
            "                          blocks.L.hook_mlp_out; or --hook-in H --hook-out H)\n"
+           "                          | crosscoder (--model only: one dictionary over several layers,\n"
+           "                          --layers A-B --component resid, or --hooks H1,H2,...)\n"
            "  --matryoshka-widths W   matryoshka_batchtopk: prefix widths, e.g. 128,512 (d_sae appended)\n"
            "  --k K  --expansion-factor E  --d-sae N  --lr X  --lr-scheduler S\n"
            "  --steps S | --tokens T  --batch B  --seed N\n"
@@ -191,6 +193,20 @@ int cmd_train(int argc, char **argv) {
                         "--hook-in H --hook-out H), not %s\n",
                 cterp_arch_name(cfg.architecture), mo.hooks ? "--hooks" : "--layers");
         return 2;
+    }
+    if (cfg.architecture == CTERP_ARCH_CROSSCODER) { // several layers into one dictionary
+        if (!mo.model || !(mo.hooks || mo.layers) || mo.hook || mo.layer >= 0) {
+            fprintf(stderr, "cterp train: --arch crosscoder reads several layers from one forward: give --model M "
+                            "with --layers A-B --component resid (or --hooks H1,H2,...)%s\n",
+                    mo.hook || mo.layer >= 0 ? ", not --hook or --layer" : "");
+            return 2;
+        }
+        if (n_over) {
+            fprintf(stderr, "cterp train: --%s %s: a crosscoder is one dictionary: one value per flag\n",
+                    over_name[0], over_val[0]);
+            return 2;
+        }
+        return cli_train_crosscoder(&cfg, &mo, out, resume, quiet);
     }
     if (mo.model && (mo.hooks || mo.layers)) // several hooks, one forward (train_hooks.c)
         return cli_train_hooks(&cfg, over_name, over_val, n_over, &mo, out, resume, quiet);

@@ -1,5 +1,6 @@
 // The model path of the CLI: flags shared by `train --model`, `cache` and `eval` (model, hook,
 // dataset, windows, store), and `cterp train --model` itself (store -> trainer -> SAE -> eval).
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,102 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     }
     rc = 0;
 done:
+    cterp_sae_free(sae);
+    cterp_model_free(m);
+    return rc;
+}
+
+int cli_eval_crosscoder(cterp_model *m, const cterp_sae *sae, const char *data, const cterp_eval_config *ec,
+                        int json) {
+    const int L = (int)sae->n_layers;
+    double ce0 = 0, *v = calloc((size_t)(3 * (L > 0 ? L : 1)), sizeof *v);
+    if (!v || cterp_eval_crosscoder(m, sae, data, ec, &ce0, v, v + L, v + 2 * L)) {
+        if (!v) fprintf(stderr, "cterp eval: out of memory\n");
+        else cli_error("eval");
+        free(v);
+        return 1;
+    }
+    const char *p = sae->meta.hook_name;
+    if (json) printf("{\"ce_loss_without_sae\":%.9g,\"layers\":[", ce0);
+    else printf("ce_loss_without_sae: %.6g\n", ce0);
+    for (int l = 0; l < L; l++) {
+        const int n = (int)strcspn(p, ",");
+        const double den = v[2 * L + l] - ce0, rec = den != 0 ? (v[2 * L + l] - v[L + l]) / den : NAN;
+        if (json)
+            printf("%s{\"hook\":\"%.*s\",\"explained_variance\":%.9g,\"ce_loss_with_sae\":%.9g,"
+                   "\"ce_loss_with_ablation\":%.9g,\"ce_loss_score\":%.9g}", l ? "," : "", n, p, v[l], v[L + l],
+                   v[2 * L + l], rec);
+        else
+            printf("%.*s: explained_variance %.4f  ce_loss_with_sae %.6g  ce_loss_with_ablation %.6g  "
+                   "ce_loss_score %.4f\n", n, p, v[l], v[L + l], v[2 * L + l], rec);
+        p += n + (p[n] == ',');
+    }
+    if (json) printf("]}\n");
+    free(v);
+    return 0;
+}
+
+int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
+                         const char *resume, int quiet) {
+    if (!mo->data) {
+        fprintf(stderr, "cterp train: --model needs --data D (see --help)\n");
+        return 2;
+    }
+    cterp_model *m = NULL;
+    if (cterp_model_open(&m, mo->model)) {
+        cli_error("train");
+        return 1;
+    }
+    char **hooks = NULL;
+    int n = 0, rc = 2, tty = isatty(2);
+    cterp_sae *sae = NULL;
+    double *ev = NULL;
+    if (cli_model_hooks(mo, "train", m, &hooks, &n)) goto done;
+    if (n < 2) {
+        fprintf(stderr, "cterp train: --arch crosscoder over one hook (%s): a crosscoder reads two or more layers "
+                        "(--layers A-B with A < B); for one layer train an SAE\n", hooks[0]);
+        goto done;
+    }
+    ev = calloc((size_t)n, sizeof *ev);
+    if (!ev) {
+        fprintf(stderr, "cterp train: out of memory\n");
+        goto done;
+    }
+    rc = 1;
+    cterp_pipeline_opts po;
+    cterp_pipeline_opts_default(&po);
+    po.model_name = cli_base_name(mo->model);
+    po.store = mo->store;
+    cli_fill_log fl = {tty, 0};
+    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
+    po.log = quiet ? NULL : progress;
+    po.log_user = &tty;
+    po.resume = resume;
+    po.eval_windows = mo->eval_windows;
+    printf("Training a crosscoder on %s over %d hooks (%s .. %s) over %s (context %d)\n", po.model_name, n,
+           hooks[0], hooks[n - 1], mo->data, mo->store.windows.context_size);
+    fflush(stdout);
+    double t0 = time_now();
+    if (cterp_train_crosscoder(m, (const char *const *)hooks, n, mo->data, cfg, out, &po, &sae, ev)) {
+        cli_error("train");
+        goto done;
+    }
+    printf("done: %lld tokens in %.1f s\n", (long long)sae->meta.training_tokens, time_now() - t0);
+    if (out) printf("saved the crosscoder to %s\n", out);
+    if (mo->eval_windows > 0) {
+        printf("explained variance per layer on the next %lld rows of the stream:\n",
+               (long long)(mo->eval_windows * mo->store.windows.context_size));
+        for (int h = 0; h < n; h++) printf("  %-32s %.4f\n", hooks[h], ev[h]);
+        cterp_eval_config ec; // each layer spliced in on its own (cterp eval --sae on the directory)
+        cterp_eval_config_default(&ec);
+        ec.windows = mo->store.windows, ec.data = mo->store.data, ec.batch = mo->store.model_batch;
+        ec.n_windows = mo->eval_windows;
+        printf("eval (%lld windows of %s, each layer spliced in alone):\n", (long long)ec.n_windows, mo->data);
+        if (cli_eval_crosscoder(m, sae, mo->data, &ec, 0)) goto done;
+    }
+    rc = 0;
+done:
+    free(hooks), free(ev);
     cterp_sae_free(sae);
     cterp_model_free(m);
     return rc;

@@ -39,8 +39,22 @@ static cJSON *build_cfg(const cterp_sae *sae) {
         cJSON_Delete(meta);
         return NULL;
     }
-    cJSON_AddNumberToObject(root, "d_in", (double)sae->d_in);
+    const int cc = sae->arch == CTERP_ARCH_CROSSCODER;
+    // a crosscoder's d_in is one layer's width (n_layers of them side by side in the tensors)
+    cJSON_AddNumberToObject(root, "d_in", (double)(cc ? sae->d_in / sae->n_layers : sae->d_in));
     cJSON_AddNumberToObject(root, "d_sae", (double)sae->d_sae);
+    if (cc) { // cterp's own keys: SAELens has no crosscoder
+        cJSON_AddNumberToObject(root, "n_layers", (double)sae->n_layers);
+        cJSON *hooks = cJSON_AddArrayToObject(root, "hook_names");
+        char buf[sizeof m->hook_name];
+        memcpy(buf, m->hook_name, sizeof buf);
+        buf[sizeof buf - 1] = 0;
+        for (char *tok = buf, *next; hooks && tok && *tok; tok = next) {
+            next = strchr(tok, ',');
+            if (next) *next++ = 0;
+            cJSON_AddItemToArray(hooks, cJSON_CreateString(tok));
+        }
+    }
     if (cterp_sae_is_transcoder(sae)) { // SAELens's TranscoderConfig fields
         cJSON_AddNumberToObject(root, "d_out", (double)sae->d_out);
         cJSON_AddStringToObject(root, "hook_name_out", m->hook_name_out);
@@ -104,8 +118,15 @@ cterp_status cterp_sae_save(const cterp_sae *sae, const char *dir, const float *
                            "%s: a %s SAE is saved as jumprelu: convert it (threshold) first", dir,
                            cterp_arch_name(sae->arch));
     if (sae->arch != CTERP_ARCH_STANDARD && sae->arch != CTERP_ARCH_TOPK &&
-        sae->arch != CTERP_ARCH_JUMPRELU && sae->arch != CTERP_ARCH_GATED && !cterp_sae_is_transcoder(sae))
+        sae->arch != CTERP_ARCH_JUMPRELU && sae->arch != CTERP_ARCH_GATED && !cterp_sae_is_transcoder(sae) &&
+        sae->arch != CTERP_ARCH_CROSSCODER)
         return cterp_error(CTERP_EINVAL, "%s: cannot save architecture %d", dir, (int)sae->arch);
+    if (sae->arch == CTERP_ARCH_CROSSCODER &&
+        (sae->n_layers < 2 || sae->d_in % sae->n_layers || sae->d_out != sae->d_in || sae->apply_b_dec_to_input))
+        return cterp_error(CTERP_EINVAL, "%s: crosscoder with n_layers %lld, d_in %lld, d_out %lld, "
+                           "apply_b_dec_to_input %d (expected >= 2 layers dividing d_in = d_out, no centring)",
+                           dir, (long long)sae->n_layers, (long long)sae->d_in, (long long)sae->d_out,
+                           sae->apply_b_dec_to_input);
     if (cterp_sae_is_transcoder(sae) && sae->apply_b_dec_to_input)
         return cterp_error(CTERP_EINVAL, "%s: a %s with apply_b_dec_to_input (SAELens refuses it)", dir,
                            cterp_arch_name(sae->arch));
@@ -324,14 +345,20 @@ static cterp_status parse_arch(const cfg_t *c, cterp_arch *arch, int64_t d_sae, 
         *arch = CTERP_ARCH_TRANSCODER;
     else if (!strcmp(name, "skip_transcoder"))
         *arch = CTERP_ARCH_SKIP_TRANSCODER;
+    else if (!strcmp(name, "crosscoder"))
+        *arch = CTERP_ARCH_CROSSCODER;
     else
         return cterp_error(CTERP_EFORMAT,
                            "%s: architecture '%s' is unknown (expected standard, topk, jumprelu, "
-                           "gated, transcoder or skip_transcoder)",
+                           "gated, transcoder, skip_transcoder or crosscoder)",
                            c->path, name);
     if (cfg_get(c, "d_out") && *arch != CTERP_ARCH_TRANSCODER && *arch != CTERP_ARCH_SKIP_TRANSCODER)
         return cterp_error(CTERP_EFORMAT,
                            "%s: has 'd_out' with architecture '%s' (only transcoders have one)",
+                           c->path, name);
+    if (cfg_get(c, "n_layers") && *arch != CTERP_ARCH_CROSSCODER)
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: has 'n_layers' with architecture '%s' (only crosscoders have one)",
                            c->path, name);
     const cJSON *jf = cfg_get2(c, "activation_fn", "activation_fn_str");
     if (*arch == CTERP_ARCH_STANDARD && jf) {
@@ -413,7 +440,8 @@ static cterp_status parse_meta(const cfg_t *c, cterp_sae_meta *m) {
 // Everything in cfg.json that shapes the SAE, checked; *sae_out is created by the caller.
 typedef struct {
     cterp_arch arch;
-    int64_t d_in, d_sae, d_out;
+    int64_t d_in, d_sae, d_out; // crosscoders: d_in = d_out = n_layers * cfg.json's d_in
+    int64_t n_layers;
     int k, rescale, apply_b_dec;
     char normalize[32];
     cterp_sae_meta meta;
@@ -444,6 +472,15 @@ static cterp_status parse_cfg(const cfg_t *c, cfg_vals *v) {
                                c->path, j->valuestring);
     }
     if ((s = parse_arch(c, &v->arch, v->d_sae, &v->k, &v->rescale))) return s;
+    v->n_layers = 1;
+    if (v->arch == CTERP_ARCH_CROSSCODER) { // n_layers rows of d_in side by side, no centring
+        v->apply_b_dec = 0;
+        if ((s = req_int(c, "n_layers", 2, 4096, &v->n_layers))) return s;
+        if (v->d_in > (1 << 24) / v->n_layers)
+            return cterp_error(CTERP_EFORMAT, "%s: crosscoder: n_layers %" PRId64 " x d_in %" PRId64
+                               " is over 2^24", c->path, v->n_layers, v->d_in);
+        v->d_in *= v->n_layers;
+    }
     v->d_out = v->d_in;
     const int tc = v->arch == CTERP_ARCH_TRANSCODER || v->arch == CTERP_ARCH_SKIP_TRANSCODER;
     if (tc) { // SAELens: d_out (its default 768 is a guess cterp does not make), no b_dec on the input
@@ -456,6 +493,9 @@ static cterp_status parse_cfg(const cfg_t *c, cfg_vals *v) {
                            "%s: apply_b_dec_to_input: got true for a %s, expected false (b_dec is "
                            "in the output space; SAELens refuses it too)",
                            c->path, cterp_arch_name(v->arch));
+    if (v->arch == CTERP_ARCH_CROSSCODER && v->apply_b_dec)
+        return cterp_error(CTERP_EFORMAT, "%s: apply_b_dec_to_input: got true for a crosscoder, expected "
+                           "false (its encoder reads the activations themselves)", c->path);
     j = cfg_get(c, "normalize_activations");
     if (cJSON_IsBool(j)) { // pre-6.0 boolean
         strcpy(v->normalize, cJSON_IsTrue(j) ? "expected_average_only_in" : "none");
@@ -480,7 +520,29 @@ static cterp_status parse_cfg(const cfg_t *c, cfg_vals *v) {
                                "%s: reshape_activations '%s' is unknown (expected none or hook_z)",
                                c->path, j->valuestring);
     }
-    return parse_meta(c, &v->meta);
+    if ((s = parse_meta(c, &v->meta))) return s;
+    j = cJSON_GetObjectItemCaseSensitive(c->root, "hook_names");
+    if (v->arch == CTERP_ARCH_CROSSCODER && j) { // the layers' hooks, in order, into meta.hook_name
+        if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != v->n_layers)
+            return cterp_error(CTERP_EFORMAT, "%s: hook_names: expected a list of n_layers (%" PRId64 ") strings",
+                               c->path, v->n_layers);
+        size_t k = 0;
+        const cJSON *h;
+        v->meta.hook_name[0] = 0;
+        cJSON_ArrayForEach(h, j) {
+            size_t n = cJSON_IsString(h) ? strlen(h->valuestring) : 0;
+            if (!n || strchr(h->valuestring, ','))
+                return cterp_error(CTERP_EFORMAT, "%s: hook_names: expected non-empty strings without commas",
+                                   c->path);
+            if (k + n + 2 > sizeof v->meta.hook_name)
+                return cterp_error(CTERP_EFORMAT, "%s: hook_names: longer than %zu characters together", c->path,
+                                   sizeof v->meta.hook_name - 1);
+            if (k) v->meta.hook_name[k++] = ',';
+            memcpy(v->meta.hook_name + k, h->valuestring, n + 1);
+            k += n;
+        }
+    }
+    return CTERP_OK;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -535,6 +597,7 @@ static cterp_status load_weights(const char *wpath, const cfg_vals *v, cterp_sae
         goto fail;
     if (v->arch == CTERP_ARCH_JUMPRELU && (s = expect_shape(&st, v, thr_name, 1, &N))) goto fail;
     if ((s = skip || v->arch == CTERP_ARCH_TRANSCODER ? cterp_sae_create_transcoder(&sae, v->arch, D, DO, N)
+             : v->arch == CTERP_ARCH_CROSSCODER       ? cterp_sae_create_crosscoder(&sae, v->n_layers, D / v->n_layers, N)
                                                       : cterp_sae_create(&sae, v->arch, D, N, v->k)))
         goto fail;
     tmp = malloc((size_t)D * (size_t)N * sizeof(float));

@@ -91,20 +91,31 @@ static void group_by_latent(int64_t *lrow, int64_t *lpair, const int32_t *lat, i
     lrow[0] = 0;
 }
 
-static void row_norms(float *nrm, const float *W, int64_t N, int64_t D) {
+// nrm[i] = sum over the L blocks of D/L of ||W_i^l|| (L = 1: the row's norm; crosscoders: L layers)
+static void row_norms(float *nrm, const float *W, int64_t N, int64_t D, int64_t L) {
+    const int64_t DL = D / L;
     #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) {
-        double s = 0;
-        const float *w = W + i * D;
-        for (int64_t d = 0; d < D; d++) s += (double)w[d] * w[d];
-        nrm[i] = (float)sqrt(s);
+        double n = 0;
+        for (int64_t l = 0; l < L; l++) {
+            double s = 0;
+            const float *w = W + i * D + l * DL;
+            for (int64_t d = 0; d < DL; d++) s += (double)w[d] * w[d];
+            n += sqrt(s);
+        }
+        nrm[i] = (float)n;
     }
+}
+
+static int64_t n_blocks(const cterp_sae *sae) { // decoder blocks the sparsity norm sums over
+    return sae->arch == CTERP_ARCH_CROSSCODER && sae->n_layers > 1 ? sae->n_layers : 1;
 }
 
 // z (B, N) = (x - b_dec) W_enc^T + b_enc; with fused (bf16 TopK) only the centring and packing
 static cterp_status encode_dense(arch_work *w, const cterp_sae *sae, const float *x, int bf16, int fused) {
     const int64_t B = w->B, D = w->D, N = w->N;
-    const int center = !cterp_sae_is_transcoder(sae); // a transcoder's b_dec is an output
+    // a transcoder's b_dec is an output; a crosscoder's encoder reads x itself
+    const int center = !cterp_sae_is_transcoder(sae) && sae->arch != CTERP_ARCH_CROSSCODER;
     #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < B; t++)
         for (int64_t d = 0; d < D; d++) w->xc[t * D + d] = x[t * D + d] - (center ? sae->b_dec[d] : 0.0f);
@@ -314,17 +325,19 @@ cterp_status arch_forward(arch_work *w, const cterp_sae *sae, const arch_opts *o
     const int jump = o->arch == CTERP_ARCH_JUMPRELU, gated = o->arch == CTERP_ARCH_GATED;
     const int matry = o->arch == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
     const int tc = o->arch == CTERP_ARCH_TRANSCODER || o->arch == CTERP_ARCH_SKIP_TRANSCODER;
-    const int l1 = o->arch == CTERP_ARCH_STANDARD || tc; // ReLU + L1 weighted by decoder norms
+    const int cc = o->arch == CTERP_ARCH_CROSSCODER;
+    const int l1 = o->arch == CTERP_ARCH_STANDARD || tc || cc; // ReLU + L1 weighted by decoder norms
     const float *y = o->target ? o->target : x;          // what x_hat reconstructs
     cterp_status s;
     double t0 = time_now();
     if (sae->d_in != D || sae->d_out != DO || sae->d_sae != N || (tc && !o->target) ||
-        (!tc && (o->target || DO != D)))
+        (!tc && (o->target || DO != D)) || cc != (sae->arch == CTERP_ARCH_CROSSCODER) ||
+        (cc && (sae->n_layers < 2 || D % sae->n_layers)))
         return cterp_error(CTERP_EINVAL, "SAE forward: the work buffers (d_in %lld, d_out %lld, d_sae %lld) or "
                            "the target do not fit the %s (%lld, %lld, %lld)", (long long)D, (long long)DO,
                            (long long)N, cterp_arch_name(o->arch), (long long)sae->d_in, (long long)sae->d_out,
                            (long long)sae->d_sae);
-    if (o->rescale || l1 || gated) row_norms(w->nrm, sae->W_dec, N, DO);
+    if (o->rescale || l1 || gated) row_norms(w->nrm, sae->W_dec, N, DO, n_blocks(sae));
     if (gated)
         for (int64_t i = 0; i < N; i++) w->er[i] = expf(sae->r_mag[i]);
     w->n_levels = 1;
@@ -634,7 +647,8 @@ float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts
     const int64_t D = w->D, DO = w->DO; // W_enc rows D, W_dec rows DO (transcoders differ)
     const float invB = 1.0f / (float)w->B, lam = o->coef;
     const int standard = o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_TRANSCODER ||
-                         o->arch == CTERP_ARCH_SKIP_TRANSCODER; // ReLU + L1 weighted by ||W_dec_i||
+                         o->arch == CTERP_ARCH_SKIP_TRANSCODER ||
+                         o->arch == CTERP_ARCH_CROSSCODER; // ReLU + L1 weighted by ||W_dec_i||
     const int jump = o->arch == CTERP_ARCH_JUMPRELU;
     const float *wd = sae->W_dec + i * DO;
     // matryoshka: the suffix sum of the levels this latent reaches (arch_backward_prepare)
@@ -655,9 +669,12 @@ float arch_latent_grad(const arch_work *w, const cterp_sae *sae, const arch_opts
         gb += dz;
         fsum += w->f[p];
     }
-    if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti ||W_dec_i||
-        float c = (float)(lam * invB * fsum / w->nrm[i]);
-        axpy_f32(gWd, c, wd, DO);
+    if (standard && w->nrm[i] > 0) { // d/dW_dec_i of coef/B * sum_t f_ti sum_l ||W_dec_i^l||
+        const int64_t L = n_blocks(sae), DL = DO / L;
+        for (int64_t l = 0; l < L; l++) { // per block: c W_dec_i^l / ||W_dec_i^l||
+            const float n = L == 1 ? w->nrm[i] : sqrtf(dot_f32(wd + l * DL, wd + l * DL, DL));
+            if (n > 0) axpy_f32(gWd + l * DL, (float)(lam * invB * fsum / n), wd + l * DL, DL);
+        }
     }
     if (jump && dtheta_i) { // STE: df/dtheta = -(theta/eps) K, dH/dtheta = -(1/eps) K
         double gt_sum = 0;
@@ -740,7 +757,8 @@ void arch_backward_pairs(arch_work *w, const cterp_sae *sae, const float *G, int
 void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, const float *db_mag,
                          float *db_dec) {
     const int64_t D = sae->d_in, N = sae->d_sae;
-    if (cterp_sae_is_transcoder(sae)) return; // the input is not centred: b_dec is an output
+    if (cterp_sae_is_transcoder(sae) || sae->arch == CTERP_ARCH_CROSSCODER)
+        return; // the input is not centred: b_dec is an output
     if (sae->arch == CTERP_ARCH_GATED && db_mag) { // both paths read xc through W_enc
         for (int64_t i = 0; i < N; i++)
             axpy_f32(db_dec, -(db_enc[i] + expf(sae->r_mag[i]) * db_mag[i]), sae->W_enc + i * D, D);
@@ -754,7 +772,7 @@ void arch_bdec_from_benc(const cterp_sae *sae, const float *db_enc, const float 
 void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, const float *theta,
                         const float *x, int64_t B) {
     const int64_t D = sae->d_in, N = sae->d_sae, DO = sae->d_out;
-    const int tc = cterp_sae_is_transcoder(sae); // no centring: b_dec is an output
+    const int tc = cterp_sae_is_transcoder(sae) || sae->arch == CTERP_ARCH_CROSSCODER; // no centring
     float *h = malloc((size_t)B * N * sizeof(float));
     for (int64_t t = 0; t < B; t++)
         for (int64_t i = 0; i < N; i++) {
@@ -774,7 +792,7 @@ void arch_forward_naive(float *f, const cterp_sae *sae, const arch_opts *o, cons
                 m += (double)sae->W_enc[i * D + d] * exp(sae->r_mag[i]) * (x[q / N * D + d] - sae->b_dec[d]);
             f[q] = f[q] > 0 && m > 0 ? (float)m : 0;
         }
-    } else if (o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_JUMPRELU || tc) {
+    } else if (o->arch == CTERP_ARCH_STANDARD || o->arch == CTERP_ARCH_JUMPRELU || tc) { // tc: + crosscoder
         for (int64_t q = 0; q < B * N; q++) {
             float lim = o->arch == CTERP_ARCH_JUMPRELU ? theta[q % N] : 0.0f;
             if (!(f[q] > lim)) f[q] = 0;

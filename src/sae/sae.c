@@ -10,7 +10,7 @@
 
 static const char *arch_names[CTERP_N_ARCHS] = {"standard", "topk",  "batchtopk", "jumprelu",
                                                   "matryoshka_batchtopk", "gated", "transcoder",
-                                                  "skip_transcoder"};
+                                                  "skip_transcoder", "crosscoder"};
 
 const char *cterp_arch_name(cterp_arch a) {
     return (unsigned)a < CTERP_N_ARCHS ? arch_names[a] : "unknown";
@@ -24,7 +24,7 @@ cterp_status cterp_arch_parse(const char *name, cterp_arch *out) {
         }
     return cterp_error(CTERP_EINVAL,
                        "architecture: got '%s', expected one of standard, topk, batchtopk, "
-                       "jumprelu, matryoshka_batchtopk, gated, transcoder, skip_transcoder",
+                       "jumprelu, matryoshka_batchtopk, gated, transcoder, skip_transcoder, crosscoder",
                        name ? name : "(null)");
 }
 
@@ -64,8 +64,11 @@ static cterp_status sae_create(cterp_sae **out, cterp_arch arch, int64_t d_in, i
     s->d_sae = d_sae;
     s->d_out = d_out;
     s->k = k;
-    // SAELens's transcoders refuse it: b_dec lives in the output space
-    s->apply_b_dec_to_input = arch != CTERP_ARCH_TRANSCODER && arch != CTERP_ARCH_SKIP_TRANSCODER;
+    s->n_layers = 1;
+    // SAELens's transcoders refuse it: b_dec lives in the output space; the crosscoder's
+    // encoder reads x itself (Lindsey et al.; dictionary_learning's CrossCoder)
+    s->apply_b_dec_to_input = arch != CTERP_ARCH_TRANSCODER && arch != CTERP_ARCH_SKIP_TRANSCODER &&
+                              arch != CTERP_ARCH_CROSSCODER;
     strcpy(s->normalize_activations, "none");
     s->meta.hook_head_index = -1;
     s->meta.prepend_bos = 1;
@@ -103,6 +106,28 @@ cterp_status cterp_sae_create_transcoder(cterp_sae **out, cterp_arch arch, int64
                            "transcoder or skip_transcoder", cterp_arch_name(arch));
     }
     return sae_create(out, arch, d_in, d_out, d_sae, 0);
+}
+
+cterp_status cterp_sae_create_crosscoder(cterp_sae **out, int64_t n_layers, int64_t d_layer, int64_t d_sae) {
+    *out = NULL;
+    if (n_layers < 2 || n_layers > 4096 || d_layer <= 0 || d_layer > (1 << 24) / n_layers)
+        return cterp_error(CTERP_EINVAL, "crosscoder: got %lld layers of width %lld, expected 2..4096 layers "
+                           "and layers * width <= 2^24", (long long)n_layers, (long long)d_layer);
+    cterp_status s = sae_create(out, CTERP_ARCH_CROSSCODER, n_layers * d_layer, n_layers * d_layer, d_sae, 0);
+    if (s == CTERP_OK) (*out)->n_layers = n_layers;
+    return s;
+}
+
+float cterp_sae_decoder_norm(const cterp_sae *sae, int64_t i) {
+    const int64_t L = sae->n_layers > 1 ? sae->n_layers : 1, DL = sae->d_out / L;
+    double n = 0;
+    for (int64_t l = 0; l < L; l++) {
+        const float *w = sae->W_dec + i * sae->d_out + l * DL;
+        double s = 0;
+        for (int64_t d = 0; d < DL; d++) s += (double)w[d] * w[d];
+        n += sqrt(s);
+    }
+    return (float)n;
 }
 
 void cterp_sae_free(cterp_sae *sae) {
@@ -147,7 +172,8 @@ cterp_status cterp_sae_encode(const cterp_sae *sae, const float *x, int64_t B, f
                     (int)D, sae->W_enc, (int)D, 1.0f, z, (int)N);
         for (int64_t t = 0; t < nt; t++) {
             float *ft = z + t * N;
-            if (sae->arch == CTERP_ARCH_STANDARD || cterp_sae_is_transcoder(sae)) {
+            if (sae->arch == CTERP_ARCH_STANDARD || sae->arch == CTERP_ARCH_CROSSCODER ||
+                cterp_sae_is_transcoder(sae)) {
                 for (int64_t i = 0; i < N; i++) ft[i] = ft[i] > 0 ? ft[i] : 0;
             } else if (sae->arch == CTERP_ARCH_GATED) { // ft = pi (b_enc holds b_gate)
                 for (int64_t i = 0; i < N; i++) {

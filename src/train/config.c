@@ -24,7 +24,8 @@ typedef struct {
 #define FLD(n, t, h) {#n, t, offsetof(cterp_train_config, n), h}
 static const field fields[] = {
     FLD(architecture, F_ARCH,
-        "standard | topk | batchtopk | jumprelu | matryoshka_batchtopk | gated | transcoder | skip_transcoder"),
+        "standard | topk | batchtopk | jumprelu | matryoshka_batchtopk | gated | transcoder | skip_transcoder | "
+        "crosscoder"),
     FLD(d_sae, F_I64, "latents (0: d_in * expansion_factor)"),
     FLD(expansion_factor, F_INT, "d_sae = d_in * this when d_sae is 0"),
     FLD(k, F_INT, "topk/batchtopk: active latents per token"),
@@ -391,8 +392,8 @@ int64_t cterp_train_config_steps(const cterp_train_config *c) {
 cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_in) {
     if ((unsigned)c->architecture >= CTERP_N_ARCHS)
         return BAD("architecture", "%d", (int)c->architecture,
-                   "standard, topk, batchtopk, jumprelu, matryoshka_batchtopk, gated, transcoder or "
-                   "skip_transcoder");
+                   "standard, topk, batchtopk, jumprelu, matryoshka_batchtopk, gated, transcoder, "
+                   "skip_transcoder or crosscoder");
     if (c->architecture == CTERP_ARCH_TRANSCODER || c->architecture == CTERP_ARCH_SKIP_TRANSCODER) {
         if (c->normalize_activations)
             return cterp_error(CTERP_EINVAL, "normalize_activations: got true with architecture %s, expected "

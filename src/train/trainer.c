@@ -31,6 +31,9 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
         return cterp_error(CTERP_EINVAL, "architecture %s: not available with %d MPI ranks (a transcoder's "
                            "(input, target) pairs are not split over ranks yet); train it in one process "
                            "(docs/scaling.md)", cterp_arch_name(cfg->architecture), P);
+    if (P > 1 && cfg->architecture == CTERP_ARCH_CROSSCODER)
+        return cterp_error(CTERP_EINVAL, "architecture crosscoder: not available with %d MPI ranks (not "
+                           "checked against one process yet); train it in one process (docs/scaling.md)", P);
     cterp_trainer *t = calloc(1, sizeof *t);
     if (!t) return cterp_error(CTERP_ENOMEM, "trainer: out of memory");
     t->auxk_mode = -1;
@@ -54,9 +57,17 @@ cterp_status trainer_alloc(struct cterp_trainer **out, const cterp_train_config 
         s = cterp_error(CTERP_EINVAL, "architecture %s: the source (%s) gives (input, target) pairs; "
                         "train a transcoder or skip_transcoder on it", cterp_arch_name(cfg->architecture),
                         src->description);
+    else if ((cfg->architecture == CTERP_ARCH_CROSSCODER) != (src->n_layers > 0))
+        s = cterp_error(CTERP_EINVAL, "architecture %s: the source (%s) %s", cterp_arch_name(cfg->architecture),
+                        src->description, src->n_layers > 0 ? "gives several layers' rows side by side; train a "
+                        "crosscoder on it" : "gives one layer's rows; a crosscoder reads several (--layers A-B)");
+    else if (src->n_layers > 0 && (src->n_layers < 2 || t->D % src->n_layers))
+        s = cterp_error(CTERP_EINVAL, "crosscoder: the source's rows (%lld wide) are not %lld layers of one width",
+                        (long long)t->D, (long long)src->n_layers);
     else
-        s = tc ? cterp_sae_create_transcoder(&t->sae, cfg->architecture, t->D, t->DO, t->N)
-               : cterp_sae_create(&t->sae, cfg->architecture, t->D, t->N, cfg->k);
+        s = tc   ? cterp_sae_create_transcoder(&t->sae, cfg->architecture, t->D, t->DO, t->N)
+            : src->n_layers > 0 ? cterp_sae_create_crosscoder(&t->sae, src->n_layers, t->D / src->n_layers, t->N)
+                                : cterp_sae_create(&t->sae, cfg->architecture, t->D, t->N, cfg->k);
     if (s) {
         free(t);
         return s;
@@ -479,7 +490,7 @@ static cterp_status train_step(cterp_trainer *t) {
     arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
                    c->encoder_bf16, t->fuse_mode, t->widths, t->n_widths, t->y, c->gated_detach_aux_decoder};
     if (c->architecture == CTERP_ARCH_STANDARD || c->architecture == CTERP_ARCH_GATED ||
-        cterp_sae_is_transcoder(t->sae))
+        c->architecture == CTERP_ARCH_CROSSCODER || cterp_sae_is_transcoder(t->sae))
         o.coef = (float)(c->l1_coefficient * sp);
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
@@ -737,7 +748,9 @@ cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
     cterp_arch arch = btopk ? CTERP_ARCH_JUMPRELU : c->architecture; // as SAELens saves them
     cterp_sae *s;
     cterp_status st = cterp_sae_is_transcoder(t->sae) ? cterp_sae_create_transcoder(&s, arch, D, DO, N)
-                                                      : cterp_sae_create(&s, arch, D, N, c->k);
+                      : arch == CTERP_ARCH_CROSSCODER
+                          ? cterp_sae_create_crosscoder(&s, t->sae->n_layers, D / t->sae->n_layers, N)
+                          : cterp_sae_create(&s, arch, D, N, c->k);
     if (st) return st;
     s->meta = t->sae->meta;
     s->meta.training_tokens = t->step * t->B;
