@@ -602,7 +602,7 @@ static cterp_status concat_next(void *ctx, float *x, int64_t B) {
     int64_t off = 0;
     for (int h = 0; h < L; off += B * c->s->st.D[h], h++) xs[h] = c->buf + off;
     c->s->mode = 1;
-    cterp_status e = draw_all(c->s, xs, B);
+    cterp_status e = draw_all(c->s, xs, B, 0, B);
     if (e) return e;
     for (int64_t t = 0; t < B; t++) // row t: hook 0's row, then hook 1's, ...
         for (int64_t h = 0, o = 0; h < L; o += c->s->st.D[h], h++)
