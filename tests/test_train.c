@@ -12,6 +12,7 @@
 #include "cterp/toy.h"
 #include "cterp/train.h"
 #include "sae/bf16.h"
+#include "sae/kernels.h"
 #include "test.h"
 #include "train/optim.h"
 #include "train/trainer_impl.h"
@@ -791,6 +792,42 @@ static void test_transcoder_train(cterp_arch arch) {
 
 // gated_detach_aux_decoder reaches the gradient: one step from the same start moves W_dec
 // differently, and the gradient-only parts (the encoder's) the same way up to clipping.
+// The squared norms of each latent's gradient rows (the clipping norm) match the rows, the dead
+// latents' included: the dead rows were once read with the input width D where the W_dec rows
+// are d_out wide (16 here, D 32), so a dead latent's W_dec norm came from other latents' rows
+// or, past latent (n_params - N (D + 1)) / D, from beyond the gradients (training then depended
+// on the heap: runs differed at the first step with a high dead latent).
+static void test_transcoder_dead_rows(cterp_arch arch) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    CHECK_OK(cterp_toy_create(&toy, &tc));
+    cterp_act_source src;
+    mlp_source(&src, toy);
+    cterp_train_config c;
+    small_cfg(&c, arch, 4);
+    c.dead_feature_window = 5;
+    cterp_trainer *t = NULL;
+    CHECK_OK(cterp_trainer_create(&t, &c, &src));
+    if (t) {
+        const int64_t N = t->N, D = t->D, DO = t->DO;
+        CHECK(DO != D);
+        for (int64_t i = 1; i <= 3; i++) t->since_fired[i] = c.dead_feature_window; // dead before step 1
+        CHECK_OK(cterp_trainer_run(t, 1));
+        CHECK(t->dead[1] && t->dead[2] && t->dead[3]);
+        const float *dW_enc = t->grads, *dW_dec = t->grads + N * D + N;
+        int bad = 0;
+        for (int64_t i = 0; i < N; i++)
+            bad += t->rowsq[i] != sumsq_f64(dW_enc + i * D, D) ||
+                   t->rowsq[N + i] != sumsq_f64(dW_dec + i * DO, DO);
+        CHECK_MSG(!bad, "%s: %d latents' gradient row norms do not match their rows",
+                  cterp_arch_name(arch), bad);
+        cterp_trainer_free(t);
+    }
+    cterp_act_source_free(&src);
+    cterp_toy_free(toy);
+}
+
 static void test_gated_detach(void) {
     cterp_toy_config tc;
     small_toy(&tc);
@@ -947,6 +984,8 @@ int main(void) {
     test_resume(CTERP_ARCH_SKIP_TRANSCODER, 0, 0);
     test_transcoder_train(CTERP_ARCH_TRANSCODER);
     test_transcoder_train(CTERP_ARCH_SKIP_TRANSCODER);
+    test_transcoder_dead_rows(CTERP_ARCH_TRANSCODER);
+    test_transcoder_dead_rows(CTERP_ARCH_SKIP_TRANSCODER);
     test_gated_detach();
     if (bf16_available()) {
         test_resume(CTERP_ARCH_TOPK, 0, 1);

@@ -531,7 +531,7 @@ static cterp_status train_step(cterp_trainer *t) {
     if (n_dead > 0 && c->use_ghost_grads) aux += revive_ghost(w, t->sae, t->x, t->dead, n_dead, t->grads);
     if (n_dead > 0 && (c->use_auxk || c->use_ghost_grads)) // the rows revival added to
         for (int64_t i = 0; i < N; i++)
-            if (t->dead[i]) rowsq[i] = sumsq_f64(dW_enc + i * D, D), rowsq[N + i] = sumsq_f64(dW_dec + i * D, D);
+            if (t->dead[i]) rowsq[i] = sumsq_f64(dW_enc + i * D, D), rowsq[N + i] = sumsq_f64(dW_dec + i * DO, DO);
     double t2 = time_now();
     t->t_revive += t2 - t1;
     arch_bdec_from_benc(t->sae, db_enc, gx ? gx + N : NULL, db_dec);
