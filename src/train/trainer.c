@@ -762,8 +762,9 @@ cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
     // fold the input scale: the saved SAE reads and writes unscaled activations
     const float sc = (float)t->scale;
     if (sc != 1.0f) {
-        for (int64_t q = 0; q < N * D; q++) s->W_enc[q] *= sc, s->W_dec[q] /= sc;
-        for (int64_t d = 0; d < D; d++) s->b_dec[d] /= sc;
+        for (int64_t q = 0; q < N * D; q++) s->W_enc[q] *= sc;
+        for (int64_t q = 0; q < N * DO; q++) s->W_dec[q] /= sc;
+        for (int64_t d = 0; d < DO; d++) s->b_dec[d] /= sc;
     }
     int topk_like = c->architecture == CTERP_ARCH_TOPK || btopk;
     if (topk_like && c->rescale_acts_by_decoder_norm) { // fold decoder norms (SAELens fold_W_dec_norm)
