@@ -10,52 +10,17 @@
 
 #include "core/file.h"
 #include "cterp/analysis.h"
-#include "synth_model.h"
+#include "synth_pipeline.h"
 #include "test.h"
 
 static const char *HOOKS[3] = {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post",
                                "blocks.2.hook_resid_post"};
 static char model_path[700], corpus[700], tmp[520];
 
-static void write_model(void) {
-    gguf_writer *w = gguf_writer_new(0);
-    synth_cfg c = {0};
-    c.V = synth_vocab_spm(w);
-    c.L = 3, c.D = 32, c.H = 4, c.Hkv = 2, c.F = 64, c.n_ctx = 64, c.n_rot = 8;
-    c.type = GGML_TYPE_F32, c.seed = 7;
-    synth_add(w, &c);
-    CHECK_OK(gguf_writer_write(w, model_path));
-    gguf_writer_free(w);
-}
-
-static void write_corpus(void) {
-    static const char *words[] = {"the", "a",   "on",  "and",  "Once", "upon", "time", "cat",
-                                  "hat", "ran", "tea", "note", "hen",  "oat",  "tent"};
-    FILE *f = fopen(corpus, "w");
-    rng_t r;
-    rng_seed(&r, 11);
-    for (int l = 0; l < 90; l++) {
-        int n = 4 + (int)rng_below(&r, 10);
-        for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? " " : "", words[rng_below(&r, 15)]);
-        fprintf(f, "\n");
-    }
-    fclose(f);
-}
-
-static cterp_store_config store_cfg(void) {
-    cterp_store_config c;
-    cterp_store_config_default(&c);
-    c.windows.context_size = 16;
-    c.model_batch = 3;
-    c.buffer_rows = 256;
-    c.seed = 5;
-    return c;
-}
-
 enum { B = 32, NB = 20, D = 32, L = 3 };
 
 static void test_concat(cterp_model *m) {
-    cterp_store_config c = store_cfg();
+    cterp_store_config c = synth_pipeline_store(1);
     float *single[L];
     for (int h = 0; h < L; h++) { // (NB, B, D) of each hook alone
         cterp_act_source s1;
@@ -147,7 +112,7 @@ static void layer_ev(const cterp_sae *s, cterp_act_source *src, int nb, double e
 static void test_eval(cterp_model *m, const cterp_sae *trained) {
     cterp_eval_config ec;
     cterp_eval_config_default(&ec);
-    ec.windows = store_cfg().windows, ec.batch = 4, ec.n_windows = 6;
+    ec.windows = synth_pipeline_store(1).windows, ec.batch = 4, ec.n_windows = 6;
     cterp_sae *s = NULL;
     CHECK_OK(cterp_sae_create_crosscoder(&s, L, D, 2 * L * D));
     if (!s) return;
@@ -185,7 +150,7 @@ static void test_eval(cterp_model *m, const cterp_sae *trained) {
 }
 
 static void test_train(cterp_model *m) {
-    cterp_store_config c = store_cfg();
+    cterp_store_config c = synth_pipeline_store(1);
     cterp_act_source src, one;
     CHECK_OK(cterp_act_concat_store(&src, m, HOOKS, L, corpus, &c, B));
     CHECK_OK(cterp_act_store(&one, m, HOOKS[1], corpus, &c, B));
@@ -267,7 +232,7 @@ static int log_has(const char *log, const char *what) {
 static void test_pipeline_cli(cterp_model *m) {
     cterp_pipeline_opts po;
     cterp_pipeline_opts_default(&po);
-    po.store = store_cfg();
+    po.store = synth_pipeline_store(1);
     po.model_name = "synth";
     po.eval_windows = 6;
     cterp_train_config cfg = xc_cfg(CTERP_ARCH_CROSSCODER);
@@ -340,8 +305,8 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "%s", test_tmpdir("crosscoder"));
     snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
     snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
-    write_model();
-    write_corpus();
+    synth_pipeline_model(model_path, 3);
+    synth_pipeline_corpus(corpus);
     cterp_model *m;
     CHECK_OK(cterp_model_open(&m, model_path));
     if (!m) return test_done();

@@ -9,7 +9,7 @@
 // --hooks, --layers) does the same through $CTERP_BIN.
 #include "core/file.h"
 #include "cterp/analysis.h"
-#include "synth_model.h"
+#include "synth_pipeline.h"
 #include "test.h"
 
 enum { NH = 4 };
@@ -17,48 +17,12 @@ static const char *HOOKS[NH] = {"blocks.0.hook_resid_post", "blocks.1.attn.hook_
                                 "blocks.3.hook_mlp_out", "blocks.2.mlp.hook_post"};
 static char model_path[700], corpus[700], tmp[520];
 
-static void write_model(void) {
-    gguf_writer *w = gguf_writer_new(0);
-    synth_cfg c = {0};
-    c.V = synth_vocab_spm(w);
-    c.L = 4, c.D = 32, c.H = 4, c.Hkv = 2, c.F = 64, c.n_ctx = 64, c.n_rot = 8;
-    c.type = GGML_TYPE_F32, c.seed = 7;
-    synth_add(w, &c);
-    CHECK_OK(gguf_writer_write(w, model_path));
-    gguf_writer_free(w);
-}
-
-static void write_corpus(void) {
-    static const char *words[] = {"the", "a",   "on",  "and",  "Once", "upon", "time", "cat",
-                                  "hat", "ran", "tea", "note", "hen",  "oat",  "tent"};
-    FILE *f = fopen(corpus, "w");
-    rng_t r;
-    rng_seed(&r, 11);
-    for (int l = 0; l < 90; l++) {
-        int n = 4 + (int)rng_below(&r, 10);
-        for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? " " : "", words[rng_below(&r, 15)]);
-        fprintf(f, "\n");
-    }
-    fclose(f);
-}
-
-static cterp_store_config store_cfg(int overlap) {
-    cterp_store_config c;
-    cterp_store_config_default(&c);
-    c.windows.context_size = 16;
-    c.model_batch = 3;
-    c.buffer_rows = 256;
-    c.seed = 5;
-    c.overlap = overlap;
-    return c;
-}
-
 enum { B = 32, NB = 90 }; // 2880 rows: several refills and past one epoch (checked below)
 
 // The batches of a single-hook store for hook h: (NB, B, D).
 static float *single_batches(cterp_model *m, int h, int64_t *D, int64_t *forwards,
                              int64_t *epochs) {
-    cterp_store_config c = store_cfg(0);
+    cterp_store_config c = synth_pipeline_store(0);
     cterp_act_source src;
     CHECK_OK(cterp_act_store(&src, m, HOOKS[h], corpus, &c, B));
     *D = src.d_in;
@@ -80,7 +44,7 @@ static void test_store(cterp_model *m) {
     float *x = malloc((size_t)B * 64 * sizeof(float));
     // in step (overlap off), then one source running all the way ahead (producer thread on)
     for (int pass = 0; pass < 2; pass++) {
-        cterp_store_config c = store_cfg(pass ? 2 : 0);
+        cterp_store_config c = synth_pipeline_store(pass ? 2 : 0);
         cterp_multi_store *ms;
         CHECK_OK(cterp_multi_store_open(&ms, m, HOOKS, NH, corpus, &c, B));
         if (!ms) continue;
@@ -117,7 +81,7 @@ static void test_store(cterp_model *m) {
         cterp_multi_store_free(ms);
     }
     // every hook's rows of the same tokens, in the single-hook order
-    cterp_store_config c = store_cfg(1);
+    cterp_store_config c = synth_pipeline_store(1);
     cterp_multi_store *ms;
     CHECK_OK(cterp_multi_store_open(&ms, m, HOOKS, NH, corpus, &c, B));
     if (ms) {
@@ -164,7 +128,7 @@ static int same_sae(const cterp_sae *a, const cterp_sae *b) {
 static void test_train(cterp_model *m) {
     cterp_pipeline_opts po;
     cterp_pipeline_opts_default(&po);
-    po.store = store_cfg(1);
+    po.store = synth_pipeline_store(1);
     po.model_name = "synth";
     cterp_train_config cfg[NH];
     cterp_sae *alone[NH] = {0}, *multi[NH] = {0}, *resumed[NH] = {0};
@@ -218,7 +182,7 @@ static int same_file(const char *a, const char *b) {
 }
 
 static void test_cache(cterp_model *m) {
-    cterp_store_config c = store_cfg(1);
+    cterp_store_config c = synth_pipeline_store(1);
     char dir[700], one[800], a[900], b[900];
     snprintf(dir, sizeof dir, "%s/caches", tmp);
     cterp_cache_info info[NH];
@@ -248,7 +212,7 @@ static void test_cache(cterp_model *m) {
 }
 
 static void test_errors(cterp_model *m) {
-    cterp_store_config c = store_cfg(1);
+    cterp_store_config c = synth_pipeline_store(1);
     cterp_multi_store *ms = NULL;
     const char *dup[3] = {HOOKS[0], HOOKS[2], HOOKS[0]};
     CHECK(cterp_multi_store_open(&ms, m, dup, 3, corpus, &c, B) == CTERP_EINVAL && !ms);
@@ -369,8 +333,8 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "%s", test_tmpdir("multihook"));
     snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
     snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
-    write_model();
-    write_corpus();
+    synth_pipeline_model(model_path, 4);
+    synth_pipeline_corpus(corpus);
     cterp_model *m;
     CHECK_OK(cterp_model_open(&m, model_path));
     if (!m) return test_done();

@@ -11,52 +11,17 @@
 
 #include "core/file.h"
 #include "cterp/analysis.h"
-#include "synth_model.h"
+#include "synth_pipeline.h"
 #include "test.h"
 
 static const char *HIN = "blocks.1.ln2.hook_normalized", *HOUT = "blocks.1.hook_mlp_out";
 static char model_path[700], corpus[700], tmp[520];
 
-static void write_model(void) {
-    gguf_writer *w = gguf_writer_new(0);
-    synth_cfg c = {0};
-    c.V = synth_vocab_spm(w);
-    c.L = 3, c.D = 32, c.H = 4, c.Hkv = 2, c.F = 64, c.n_ctx = 64, c.n_rot = 8;
-    c.type = GGML_TYPE_F32, c.seed = 7;
-    synth_add(w, &c);
-    CHECK_OK(gguf_writer_write(w, model_path));
-    gguf_writer_free(w);
-}
-
-static void write_corpus(void) {
-    static const char *words[] = {"the", "a",   "on",  "and",  "Once", "upon", "time", "cat",
-                                  "hat", "ran", "tea", "note", "hen",  "oat",  "tent"};
-    FILE *f = fopen(corpus, "w");
-    rng_t r;
-    rng_seed(&r, 11);
-    for (int l = 0; l < 90; l++) {
-        int n = 4 + (int)rng_below(&r, 10);
-        for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? " " : "", words[rng_below(&r, 15)]);
-        fprintf(f, "\n");
-    }
-    fclose(f);
-}
-
-static cterp_store_config store_cfg(void) {
-    cterp_store_config c;
-    cterp_store_config_default(&c);
-    c.windows.context_size = 16;
-    c.model_batch = 3;
-    c.buffer_rows = 256;
-    c.seed = 5;
-    return c;
-}
-
 enum { B = 32, NB = 40 }; // 1280 rows: several refills of the 256-row buffer
 
 // (NB, B, D) rows of a single-hook store.
 static float *single_rows(cterp_model *m, const char *hook, int64_t *D) {
-    cterp_store_config c = store_cfg();
+    cterp_store_config c = synth_pipeline_store(1);
     cterp_act_source src;
     CHECK_OK(cterp_act_store(&src, m, hook, corpus, &c, B));
     *D = src.d_in;
@@ -69,7 +34,7 @@ static float *single_rows(cterp_model *m, const char *hook, int64_t *D) {
 static void test_pairs(cterp_model *m) {
     int64_t D, DO;
     float *rx = single_rows(m, HIN, &D), *ry = single_rows(m, HOUT, &DO);
-    cterp_store_config c = store_cfg();
+    cterp_store_config c = synth_pipeline_store(1);
     cterp_act_source src;
     CHECK_OK(cterp_act_pair_store(&src, m, HIN, HOUT, corpus, &c, B));
     CHECK(src.d_in == 32 && src.d_out == 32 && D == 32 && DO == 32 && src.next_target);
@@ -155,7 +120,7 @@ static void check_eval_by_hand(cterp_model *m, const cterp_sae *sae, const cterp
                                int64_t n_windows) {
     enum { T = 16 };
     const int64_t V = cterp_model_config_of(m)->n_vocab, D = sae->d_in, DO = sae->d_out;
-    cterp_window_config wc = store_cfg().windows;
+    cterp_window_config wc = synth_pipeline_store(1).windows;
     cterp_dataset_opts dop;
     cterp_dataset_opts_default(&dop);
     cterp_windows *w;
@@ -212,7 +177,7 @@ static void check_eval_by_hand(cterp_model *m, const cterp_sae *sae, const cterp
 static void test_train_eval(cterp_model *m) {
     cterp_pipeline_opts po;
     cterp_pipeline_opts_default(&po);
-    po.store = store_cfg();
+    po.store = synth_pipeline_store(1);
     po.model_name = "synth";
     po.eval_windows = 6;
     for (int a = 0; a < 2; a++) {
@@ -283,7 +248,7 @@ static void test_cache_pair(cterp_model *m) {
     snprintf(dir, sizeof dir, "%s/cache", tmp);
     snprintf(din, sizeof din, "%s/%s", dir, HIN);
     snprintf(dout, sizeof dout, "%s/%s", dir, HOUT);
-    cterp_store_config c = store_cfg();
+    cterp_store_config c = synth_pipeline_store(1);
     const char *hooks[2] = {HIN, HOUT};
     CHECK_OK(cterp_act_cache_write_hooks(m, "synth", hooks, 2, corpus, &c, 1 << 20, CTERP_DTYPE_F32, dir,
                                          NULL, NULL, NULL));
@@ -482,8 +447,8 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "%s", test_tmpdir("transcoder"));
     snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
     snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
-    write_model();
-    write_corpus();
+    synth_pipeline_model(model_path, 3);
+    synth_pipeline_corpus(corpus);
     cterp_model *m;
     CHECK_OK(cterp_model_open(&m, model_path));
     if (!m) return test_done();

@@ -1,0 +1,51 @@
+// Test helper: the small synthetic llama and word corpus that the pipeline tests (multi-hook,
+// transcoder, crosscoder) run a store over: L layers of width 32 (tests/synth_model.h), 90
+// lines of words from a 15-word list, and a store of 16-token windows.
+#ifndef CTERP_TEST_SYNTH_PIPELINE_H
+#define CTERP_TEST_SYNTH_PIPELINE_H
+
+#include "cterp/acts.h"
+#include "synth_model.h"
+#include "test.h"
+
+static void synth_pipeline_model(const char *path, int L) {
+    gguf_writer *w = gguf_writer_new(0);
+    synth_cfg c = {0};
+    c.V = synth_vocab_spm(w);
+    c.L = L, c.D = 32, c.H = 4, c.Hkv = 2, c.F = 64, c.n_ctx = 64, c.n_rot = 8;
+    c.type = GGML_TYPE_F32, c.seed = 7;
+    synth_add(w, &c);
+    CHECK_OK(gguf_writer_write(w, path));
+    gguf_writer_free(w);
+}
+
+static void synth_pipeline_corpus(const char *path) {
+    static const char *words[] = {"the", "a",   "on",  "and",  "Once", "upon", "time", "cat",
+                                  "hat", "ran", "tea", "note", "hen",  "oat",  "tent"};
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        CHECK_MSG(0, "%s: cannot write", path);
+        return;
+    }
+    rng_t r;
+    rng_seed(&r, 11);
+    for (int l = 0; l < 90; l++) {
+        int n = 4 + (int)rng_below(&r, 10);
+        for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? " " : "", words[rng_below(&r, 15)]);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+}
+
+static cterp_store_config synth_pipeline_store(int overlap) {
+    cterp_store_config c;
+    cterp_store_config_default(&c);
+    c.windows.context_size = 16;
+    c.model_batch = 3;
+    c.buffer_rows = 256;
+    c.seed = 5;
+    c.overlap = overlap;
+    return c;
+}
+
+#endif
