@@ -84,6 +84,9 @@ typedef struct {
     double last;
 } cli_fill_log;
 void cli_fill_progress(int64_t rows, int64_t total, double sec, void *user);
+// The pipeline options every train --model run starts from: model name, store (its fill progress
+// on fl unless quiet), eval windows (rank 0 only under mpirun).
+void cli_pipeline_opts(cterp_pipeline_opts *po, const cli_model_opts *mo, cli_fill_log *fl, int quiet);
 const char *cli_base_name(const char *path);
 // cterp train --model with --hooks/--layers (train_hooks.c): one SAE per hook into out/<hook>.
 // over_name[i] (a config field) takes over_val[i] = "v1,v2,...": value h for hook h (cfg holds

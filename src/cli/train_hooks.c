@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/dist.h"
 #include "core/file.h"
 #include "cterp/analysis.h"
 
@@ -270,15 +269,11 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
         if (!out) out = resume;
     }
     cterp_pipeline_opts po;
-    cterp_pipeline_opts_default(&po);
-    po.model_name = cli_base_name(mo->model);
-    po.store = mo->store;
     log_ctx lc = {hooks, isatty(2)};
     cli_fill_log fl = {lc.tty, 0};
-    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
+    cli_pipeline_opts(&po, mo, &fl, quiet);
     po.hook_log = quiet ? NULL : hook_progress;
     po.log_user = &lc;
-    po.eval_windows = dist_rank() == 0 ? mo->eval_windows : 0; // under mpirun rank 0 evaluates
     cli_progress_state ps;
     cli_progress_init(&ps, mo->store.windows.context_size);
     if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;

@@ -124,6 +124,14 @@ static void progress(const cterp_train_metrics *m, void *user) {
 
 // The mixing buffer's fills run the model (minutes on a large one): a live line on a terminal,
 // else a line at the start, every 5 s and at the end of a fill that took more than a second.
+void cli_pipeline_opts(cterp_pipeline_opts *po, const cli_model_opts *mo, cli_fill_log *fl, int quiet) {
+    cterp_pipeline_opts_default(po);
+    po->model_name = cli_base_name(mo->model);
+    po->store = mo->store;
+    if (!quiet) po->store.fill_progress = cli_fill_progress, po->store.fill_progress_user = fl;
+    po->eval_windows = dist_rank() == 0 ? mo->eval_windows : 0; // under mpirun rank 0 evaluates
+}
+
 void cli_fill_progress(int64_t rows, int64_t total, double sec, void *user) {
     cli_fill_log *f = user;
     const int end = rows == total;
@@ -214,15 +222,11 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     }
     rc = 1;
     cterp_pipeline_opts po;
-    cterp_pipeline_opts_default(&po);
-    po.model_name = cli_base_name(mo->model);
-    po.store = mo->store;
     cli_fill_log fl = {tty, 0};
-    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
+    cli_pipeline_opts(&po, mo, &fl, quiet);
     po.log = quiet ? NULL : progress;
     po.log_user = &tty;
     po.resume = resume;
-    po.eval_windows = dist_rank() == 0 ? mo->eval_windows : 0; // rank 0 evaluates the SAE
     cli_progress_state ps;
     cli_progress_init(&ps, mo->store.windows.context_size);
     if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;
@@ -307,15 +311,11 @@ int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo
     }
     rc = 1;
     cterp_pipeline_opts po;
-    cterp_pipeline_opts_default(&po);
-    po.model_name = cli_base_name(mo->model);
-    po.store = mo->store;
     cli_fill_log fl = {tty, 0};
-    if (!quiet) po.store.fill_progress = cli_fill_progress, po.store.fill_progress_user = &fl;
+    cli_pipeline_opts(&po, mo, &fl, quiet);
     po.log = quiet ? NULL : progress;
     po.log_user = &tty;
     po.resume = resume;
-    po.eval_windows = mo->eval_windows;
     printf("Training a crosscoder on %s over %d hooks (%s .. %s) over %s (context %d)\n", po.model_name, n,
            hooks[0], hooks[n - 1], mo->data, mo->store.windows.context_size);
     fflush(stdout);
