@@ -8,6 +8,29 @@
 #include "synth_model.h"
 #include "test.h"
 
+#include <sys/wait.h>
+
+// The CLI (CTERP_BIN) run with ARGS, its stdout and stderr into LOG: the exit status, or -1.
+static inline int cli_run(const char *args, const char *log) {
+    const char *bin = getenv("CTERP_BIN");
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, log);
+    int r = system(cmd);
+    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
+}
+
+// Whether LOG (its first 16 KB) contains WHAT; prints the log when it does not.
+static inline int cli_log_has(const char *log, const char *what) {
+    char buf[16384] = "";
+    FILE *f = fopen(log, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    if (!strstr(buf, what)) fprintf(stderr, "expected '%s' in the log: %s\n", what, buf);
+    return strstr(buf, what) != NULL;
+}
+
 static void synth_pipeline_model(const char *path, int L) {
     gguf_writer *w = gguf_writer_new(0);
     synth_cfg c = {0};

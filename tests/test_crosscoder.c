@@ -208,25 +208,6 @@ static void test_train(cterp_model *m) {
     cterp_act_source_free(&src);
 }
 
-static int run(const char *args, const char *log) {
-    const char *bin = getenv("CTERP_BIN");
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, log);
-    int r = system(cmd);
-    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static int log_has(const char *log, const char *what) {
-    char buf[16384] = "";
-    FILE *f = fopen(log, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!strstr(buf, what)) fprintf(stderr, "expected '%s' in the log: %s\n", what, buf);
-    return strstr(buf, what) != NULL;
-}
-
 // cterp_train_crosscoder (the pipeline: concat store, trainer, save, per-layer EV) and the CLI's
 // `train --arch crosscoder --layers 0-2 --component resid`: the same weights; bad input refused.
 static void test_pipeline_cli(cterp_model *m) {
@@ -263,42 +244,42 @@ static void test_pipeline_cli(cterp_model *m) {
              "train --model %s --data %s --arch crosscoder --layers 0-2 --component resid %s "
              "--eval-windows 6 --out %s/xc_cli",
              model_path, corpus, common, tmp);
-    CHECK(run(args, log) == 0 && log_has(log, "blocks.2.hook_resid_post"));
+    CHECK(cli_run(args, log) == 0 && cli_log_has(log, "blocks.2.hook_resid_post"));
     snprintf(a, sizeof a, "%s/xc_cli/sae_weights.safetensors", tmp);
     snprintf(b, sizeof b, "%s/xc_lib/sae_weights.safetensors", tmp);
     char cmp[2000];
     snprintf(cmp, sizeof cmp, "cmp -s '%s' '%s'", a, b);
     CHECK_MSG(system(cmp) == 0, "train --arch crosscoder: not cterp_train_crosscoder's weights");
     snprintf(a, sizeof a, "%s/xc_cli/cfg.json", tmp);
-    CHECK(log_has(a, "\"architecture\":\"crosscoder\"") && log_has(a, "\"n_layers\":3") &&
-          log_has(a, "\"hook_names\":[\"blocks.0.hook_resid_post\",\"blocks.1.hook_resid_post\""));
-    CHECK(log_has(log, "ce_loss_score") &&
-          log_has(log, "blocks.1.hook_resid_post: explained_variance"));
+    CHECK(cli_log_has(a, "\"architecture\":\"crosscoder\"") && cli_log_has(a, "\"n_layers\":3") &&
+          cli_log_has(a, "\"hook_names\":[\"blocks.0.hook_resid_post\",\"blocks.1.hook_resid_post\""));
+    CHECK(cli_log_has(log, "ce_loss_score") &&
+          cli_log_has(log, "blocks.1.hook_resid_post: explained_variance"));
     snprintf(args, sizeof args,
              "eval --model %s --data %s --sae %s/xc_cli --windows 6 --context-size 16 --json",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 0 &&
-          log_has(log, "\"layers\":[{\"hook\":\"blocks.0.hook_resid_post\""));
+    CHECK(cli_run(args, log) == 0 &&
+          cli_log_has(log, "\"layers\":[{\"hook\":\"blocks.0.hook_resid_post\""));
     snprintf(args, sizeof args,
              "eval --model %s --data %s --sae %s/xc_cli --hook blocks.1.hook_resid_post",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 2 && log_has(log, "is a crosscoder"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "is a crosscoder"));
     // errors: no --layers, one layer, hooks of different widths, a crosscoder on --acts
     snprintf(args, sizeof args,
              "train --model %s --data %s --arch crosscoder --layer 1 --component resid %s",
              model_path, corpus, common);
-    CHECK(run(args, log) == 2 && log_has(log, "--layers A-B"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "--layers A-B"));
     snprintf(args, sizeof args,
              "train --model %s --data %s --arch crosscoder --layers 1-1 --component resid %s",
              model_path, corpus, common);
-    CHECK(run(args, log) == 2 && log_has(log, "two or more layers"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "two or more layers"));
     snprintf(args, sizeof args,
              "train --model %s --data %s --arch crosscoder --hooks "
              "blocks.0.hook_resid_post,blocks.0.mlp.hook_pre %s",
              model_path, corpus, common);
-    CHECK(run(args, log) == 1 && log_has(log, "width"));
+    CHECK(cli_run(args, log) == 1 && cli_log_has(log, "width"));
     snprintf(args, sizeof args, "train --toy --arch crosscoder --steps 10 --quiet");
-    CHECK(run(args, log) == 2 && log_has(log, "--arch crosscoder reads several layers"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "--arch crosscoder reads several layers"));
 }
 
 int main(void) {

@@ -239,25 +239,6 @@ static void test_errors(cterp_model *m) {
 
 // The CLI on the synthetic model: train --hooks equals train --hook per hook, cache --layers
 // equals cache --hook, and bad flags exit 2 naming them.
-static int run(const char *args, const char *log) {
-    const char *bin = getenv("CTERP_BIN");
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, log);
-    int r = system(cmd);
-    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static int log_has(const char *log, const char *what) {
-    char buf[8192] = "";
-    FILE *f = fopen(log, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!strstr(buf, what)) fprintf(stderr, "log: %s\n", buf);
-    return strstr(buf, what) != NULL;
-}
-
 static void test_cli(void) {
     if (!getenv("CTERP_BIN")) {
         printf("skip: CLI checks (CTERP_BIN not set)\n");
@@ -270,14 +251,14 @@ static void test_cli(void) {
     snprintf(args, sizeof args,
              "train --model %s --data %s %s --hooks %s,%s --d-sae 64,96 --k 4,8 --out %s/cli",
              model_path, corpus, common, HOOKS[1], HOOKS[3], tmp);
-    CHECK_MSG(run(args, log) == 0, "%s", args);
+    CHECK_MSG(cli_run(args, log) == 0, "%s", args);
     const char *hk[2] = {HOOKS[1], HOOKS[3]};
     const char *dsae[2] = {"64", "96"}, *k[2] = {"4", "8"};
     for (int h = 0; h < 2; h++) {
         snprintf(args, sizeof args,
                  "train --model %s --data %s %s --hook %s --d-sae %s --k %s --out %s/cli1_%d",
                  model_path, corpus, common, hk[h], dsae[h], k[h], tmp, h);
-        CHECK_MSG(run(args, log) == 0, "%s", args);
+        CHECK_MSG(cli_run(args, log) == 0, "%s", args);
         snprintf(a, sizeof a, "%s/cli/%s/sae_weights.safetensors", tmp, hk[h]);
         snprintf(b, sizeof b, "%s/cli1_%d/sae_weights.safetensors", tmp, h);
         CHECK_MSG(same_file(a, b), "%s differs from %s", a, b);
@@ -286,12 +267,12 @@ static void test_cli(void) {
              "cache --model %s --data %s --context-size 16 --layers 0-1 --component resid,mlp "
              "--tokens 100000 --out %s/clicache",
              model_path, corpus, tmp);
-    CHECK_MSG(run(args, log) == 0, "%s", args);
+    CHECK_MSG(cli_run(args, log) == 0, "%s", args);
     snprintf(args, sizeof args,
              "cache --model %s --data %s --context-size 16 --hook blocks.1.hook_mlp_out "
              "--tokens 100000 --out %s/clicache1",
              model_path, corpus, tmp);
-    CHECK_MSG(run(args, log) == 0, "%s", args);
+    CHECK_MSG(cli_run(args, log) == 0, "%s", args);
     snprintf(a, sizeof a, "%s/clicache/blocks.1.hook_mlp_out/activations.bin", tmp);
     snprintf(b, sizeof b, "%s/clicache1/activations.bin", tmp);
     CHECK_MSG(same_file(a, b), "%s differs from %s", a, b);
@@ -299,7 +280,7 @@ static void test_cli(void) {
              "train --acts %s/clicache/blocks.0.hook_resid_post --d-sae 64 --k 4 --batch 32 "
              "--steps 10 --quiet --out %s/fromcache",
              tmp, tmp);
-    CHECK_MSG(run(args, log) == 0 && log_has(log, "blocks.0.hook_resid_post"), "%s", args);
+    CHECK_MSG(cli_run(args, log) == 0 && cli_log_has(log, "blocks.0.hook_resid_post"), "%s", args);
     static const struct {
         const char *flags, *msg;
     } bad[] = {
@@ -319,14 +300,14 @@ static void test_cli(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(args, sizeof args, "train --model %s --data %s %s %s --out %s/bad", model_path,
                  corpus, common, bad[i].flags, tmp);
-        int rc = run(args, log);
-        CHECK_MSG(rc == 2 && log_has(log, bad[i].msg), "%s: exit %d, expected 2 and '%s'",
+        int rc = cli_run(args, log);
+        CHECK_MSG(rc == 2 && cli_log_has(log, bad[i].msg), "%s: exit %d, expected 2 and '%s'",
                   bad[i].flags, rc, bad[i].msg);
     }
     snprintf(args, sizeof args,
              "cache --model %s --data %s --layers 2-1 --component resid --tokens 10 --out %s/bad",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 2 && log_has(log, "cterp cache: --layers: bad range '2-1'"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "cterp cache: --layers: bad range '2-1'"));
 }
 
 int main(void) {

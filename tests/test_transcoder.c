@@ -327,25 +327,6 @@ static void test_cache_pair(cterp_model *m) {
     free(x), free(y), free(xr), free(yr);
 }
 
-static int run(const char *args, const char *log) {
-    const char *bin = getenv("CTERP_BIN");
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, log);
-    int r = system(cmd);
-    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static int log_has(const char *log, const char *what) {
-    char buf[16384] = "";
-    FILE *f = fopen(log, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!strstr(buf, what)) fprintf(stderr, "expected '%s' in the log: %s\n", what, buf);
-    return strstr(buf, what) != NULL;
-}
-
 static int same_file(const char *a, const char *b) {
     char cmd[2000];
     snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
@@ -366,40 +347,40 @@ static void test_cli(void) {
              "train --model %s --data %s --arch transcoder --layer 1 --component mlp %s "
              "--eval-windows 6 --out %s/cli_tc",
              model_path, corpus, common, tmp);
-    CHECK(run(args, log) == 0 && log_has(log, "blocks.1.ln2.hook_normalized -> blocks.1.hook_mlp_out"));
+    CHECK(cli_run(args, log) == 0 && cli_log_has(log, "blocks.1.ln2.hook_normalized -> blocks.1.hook_mlp_out"));
     snprintf(a, sizeof a, "%s/cli_tc/sae_weights.safetensors", tmp);
     snprintf(b, sizeof b, "%s/transcoder/sae_weights.safetensors", tmp);
     CHECK_MSG(same_file(a, b), "train --layer 1 --component mlp: not cterp_train_transcoder's weights");
     snprintf(a, sizeof a, "%s/cli_tc/cfg.json", tmp);
-    CHECK(log_has(a, "\"hook_name_out\":\"blocks.1.hook_mlp_out\"") &&
-          log_has(a, "\"hook_name\":\"blocks.1.ln2.hook_normalized\""));
+    CHECK(cli_log_has(a, "\"hook_name_out\":\"blocks.1.hook_mlp_out\"") &&
+          cli_log_has(a, "\"hook_name\":\"blocks.1.ln2.hook_normalized\""));
     // explicit hooks: skip_transcoder from the residual stream mid-block
     snprintf(args, sizeof args,
              "train --model %s --data %s --arch skip_transcoder --hook-in blocks.1.hook_resid_mid "
              "--hook-out blocks.1.hook_mlp_out %s --eval-windows 0 --out %s/cli_skip",
              model_path, corpus, common, tmp);
-    CHECK(run(args, log) == 0);
+    CHECK(cli_run(args, log) == 0);
     snprintf(args, sizeof args, "eval --model %s --data %s --sae %s/cli_skip --windows 6 --context-size 16 --json",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 0 && log_has(log, "\"ce_loss_with_sae\"") && log_has(log, "\"n_tokens\""));
+    CHECK(cli_run(args, log) == 0 && cli_log_has(log, "\"ce_loss_with_sae\"") && cli_log_has(log, "\"n_tokens\""));
     snprintf(args, sizeof args,
              "eval --model %s --data %s --sae %s/cli_tc --windows 6 --context-size 16 "
              "--hook-in blocks.1.ln2.hook_normalized --hook-out blocks.1.hook_mlp_out",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 0 && log_has(log, "ce_loss_score"));
+    CHECK(cli_run(args, log) == 0 && cli_log_has(log, "ce_loss_score"));
     // from the caches of one run (test_cache_pair wrote them): the live run's weights
     snprintf(args, sizeof args,
              "train --acts %s/cache/%s --acts-out %s/cache/%s --arch transcoder %s --out %s/cli_cache",
              tmp, HIN, tmp, HOUT, common, tmp);
-    CHECK(run(args, log) == 0);
+    CHECK(cli_run(args, log) == 0);
     snprintf(a, sizeof a, "%s/cli_cache/sae_weights.safetensors", tmp);
     snprintf(b, sizeof b, "%s/cli_tc/sae_weights.safetensors", tmp);
     CHECK_MSG(same_file(a, b), "train --acts IN --acts-out OUT: not the live run's weights");
     snprintf(a, sizeof a, "%s/cli_cache/cfg.json", tmp);
-    CHECK(log_has(a, "\"hook_name_out\":\"blocks.1.hook_mlp_out\""));
+    CHECK(cli_log_has(a, "\"hook_name_out\":\"blocks.1.hook_mlp_out\""));
     snprintf(args, sizeof args, "train --acts %s/cache/%s --acts-out %s/cache/%s --arch topk --steps 2",
              tmp, HIN, tmp, HOUT);
-    CHECK(run(args, log) == 2 && log_has(log, "--acts-out"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "--acts-out"));
     struct {
         const char *flags, *msg;
     } bad[] = {
@@ -421,26 +402,26 @@ static void test_cli(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(args, sizeof args, "train --model %s --data %s %s --steps 2 --out %s/bad",
                  model_path, corpus, bad[i].flags, tmp);
-        int rc = run(args, log);
-        CHECK_MSG(rc == 2 && log_has(log, bad[i].msg), "'%s': exit %d, expected 2 and '%s'",
+        int rc = cli_run(args, log);
+        CHECK_MSG(rc == 2 && cli_log_has(log, bad[i].msg), "'%s': exit %d, expected 2 and '%s'",
                   bad[i].flags, rc, bad[i].msg);
     }
     snprintf(args, sizeof args, "train --toy --arch transcoder --hook-in a.b --hook-out c.d --steps 2");
-    CHECK(run(args, log) == 2 && log_has(log, "--hook-in needs --model"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "--hook-in needs --model"));
     // eval: --hook-in on an SAE; a transcoder's SAEBench output
     snprintf(args, sizeof args,
              "train --model %s --data %s --hook blocks.1.hook_mlp_out --d-sae 32 --k 4 --steps 5 "
              "--batch 32 --context-size 16 --buffer-rows 256 --eval-windows 0 --quiet --out %s/sae",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 0);
+    CHECK(cli_run(args, log) == 0);
     snprintf(args, sizeof args,
              "eval --model %s --data %s --sae %s/sae --windows 2 --hook-in blocks.1.hook_resid_mid",
              model_path, corpus, tmp);
-    CHECK(run(args, log) == 2 && log_has(log, "--hook-in is for transcoders"));
+    CHECK(cli_run(args, log) == 2 && cli_log_has(log, "--hook-in is for transcoders"));
     snprintf(args, sizeof args,
              "eval --model %s --data %s --sae %s/cli_tc --windows 2 --saebench %s/sb.json",
              model_path, corpus, tmp, tmp);
-    CHECK(run(args, log) == 1 && log_has(log, "no SAEBench core output"));
+    CHECK(cli_run(args, log) == 1 && cli_log_has(log, "no SAEBench core output"));
 }
 
 int main(void) {
