@@ -41,6 +41,21 @@ check "gated trains, saves as gated, and inspect reads it" 'grep -q "\"architect
 "$bin" train $toy --resume "$tmp/a/checkpoints/step_10" --out "$tmp/b" >/dev/null 2>&1
 check "resume from a checkpoint gives identical weights" 'cmp -s "$tmp/a/sae_weights.safetensors" "$tmp/b/sae_weights.safetensors"'
 
+# k annealing: --k-anneal-steps / --k-anneal-start; k in metrics.jsonl, the final k in cfg.json,
+# the fields in train_config.json, resume mid-anneal identical to straight through
+"$bin" train $toy --k-anneal-steps 12 --k-anneal-start 32 --steps 20 --log-every 1 --checkpoint-every 6 --out "$tmp/ka" >/dev/null 2>&1
+check "k annealing: metrics.jsonl has k per step (the line of step m has step index m-1's k: 32, 22 = int(32*8/12 + 4*4/12) at step 5, 4 from step 13)" 'grep -q "{\"step\": 1,.*\"k\": 32," "$tmp/ka/metrics.jsonl" && grep -q "{\"step\": 5,.*\"k\": 22," "$tmp/ka/metrics.jsonl" && grep -q "{\"step\": 13,.*\"k\": 4," "$tmp/ka/metrics.jsonl" && grep -q "{\"step\": 20,.*\"k\": 4," "$tmp/ka/metrics.jsonl"'
+check "k annealing: the saved SAE has the final k" 'grep -q "\"k\":4" "$tmp/ka/cfg.json"'
+check "k annealing: train_config.json of a checkpoint has the fields" 'grep -q "\"k_anneal_steps\": 12" "$tmp/ka/checkpoints/step_6/train_config.json" && grep -q "\"k_anneal_start\": 32" "$tmp/ka/checkpoints/step_6/train_config.json"'
+"$bin" train $toy --resume "$tmp/ka/checkpoints/step_6" --out "$tmp/kb" >/dev/null 2>&1
+check "k annealing: resume mid-anneal gives identical weights" 'cmp -s "$tmp/ka/sae_weights.safetensors" "$tmp/kb/sae_weights.safetensors"'
+err=$("$bin" train $toy --k-anneal-steps 20 --steps 20 2>&1); rc=$?
+check "k_anneal_steps >= steps is refused naming the field and value" '[ $rc -ne 0 ] && [[ "$err" == *"k_anneal_steps: got 20, expected < the training steps (20)"* ]]'
+err=$("$bin" train $toy --k-anneal-steps 10 --k-anneal-start 4 --steps 20 2>&1); rc=$?
+check "k_anneal_start <= k is refused" '[ $rc -ne 0 ] && [[ "$err" == *"k_anneal_start: got 4"* ]] && [[ "$err" == *"expected > k (4)"* ]]'
+err=$("$bin" train $toy --arch standard --k-anneal-steps 10 --steps 20 2>&1); rc=$?
+check "k annealing with standard is refused" '[ $rc -ne 0 ] && [[ "$err" == *"k_anneal_steps: got 10 with architecture standard"* ]]'
+
 # activations from a .npy file
 python3 - "$tmp/acts.npy" <<'PY'
 import struct, sys, random

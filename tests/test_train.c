@@ -384,6 +384,168 @@ static void test_resume(cterp_arch arch, int ghost, int bf16) {
     cterp_toy_free(toy);
 }
 
+// k annealing (dictionary_learning's k_anneal_steps): the schedule against values pinned from its
+// Python expression int(k_start * (1 - r) + k * r), r = min(step, A) / A (f64, truncated; e.g.
+// 64 -> 4 over 10 steps gives 15 at step 8 where exact arithmetic gives 16), and the errors.
+static void test_k_anneal_config(void) {
+    cterp_train_config c;
+    small_cfg(&c, CTERP_ARCH_TOPK, 40);
+    CHECK(cterp_train_config_k_at(&c, 32, 0) == 4 && cterp_train_config_k_at(&c, 32, 39) == 4); // off
+    c.k_anneal_steps = 20; // k_anneal_start 0: d_in (32)
+    CHECK_OK(cterp_train_config_validate(&c, 32));
+    const int64_t s1[] = {0, 1, 5, 10, 19, 20, 39};
+    const int want1[] = {32, 30, 25, 18, 5, 4, 4};
+    for (int i = 0; i < 7; i++)
+        CHECK_MSG(cterp_train_config_k_at(&c, 32, s1[i]) == want1[i], "step %lld: k %d, expected %d",
+                  (long long)s1[i], cterp_train_config_k_at(&c, 32, s1[i]), want1[i]);
+    c.k_anneal_steps = 10, c.k_anneal_start = 64;
+    const int64_t s2[] = {0, 7, 8, 9, 10, 11};
+    const int want2[] = {64, 22, 15, 9, 4, 4};
+    for (int i = 0; i < 6; i++)
+        CHECK_MSG(cterp_train_config_k_at(&c, 32, s2[i]) == want2[i], "step %lld: k %d, expected %d",
+                  (long long)s2[i], cterp_train_config_k_at(&c, 32, s2[i]), want2[i]);
+    c.d_sae = 4096, c.k = 32, c.k_anneal_steps = 1000, c.k_anneal_start = 0, c.training_steps = 2000;
+    const int64_t s3[] = {1, 3, 7, 333, 999};
+    const int want3[] = {767, 765, 762, 522, 32};
+    for (int i = 0; i < 5; i++) CHECK(cterp_train_config_k_at(&c, 768, s3[i]) == want3[i]);
+    // errors name the field, the value and what is allowed
+    small_cfg(&c, CTERP_ARCH_TOPK, 40);
+    c.k_anneal_steps = -1;
+    expect_invalid(&c, "k_anneal_steps", "got -1, expected >= 0");
+    c.k_anneal_steps = 40;
+    expect_invalid(&c, "k_anneal_steps", "got 40, expected < the training steps (40)");
+    c.k_anneal_steps = 10, c.k_anneal_start = 4;
+    expect_invalid(&c, "k_anneal_start", "got 4, expected > k (4)");
+    c.k_anneal_start = 129;
+    expect_invalid(&c, "k_anneal_start", "expected <= d_sae (128)");
+    c.k_anneal_start = -2;
+    expect_invalid(&c, "k_anneal_start", "got -2, expected >= 0");
+    c.k_anneal_start = 0, c.k = 40; // d_in (32) is not above k
+    expect_invalid(&c, "k_anneal_start", "got 0 (d_in 32), expected > k (40)");
+    c.k = 4, c.d_sae = 16; // nor is it within a d_sae smaller than d_in
+    expect_invalid(&c, "k_anneal_start", "got 0 (d_in 32), expected <= d_sae (16)");
+    small_cfg(&c, CTERP_ARCH_STANDARD, 40);
+    c.k_anneal_steps = 10;
+    expect_invalid(&c, "k_anneal_steps", "architecture standard");
+    small_cfg(&c, CTERP_ARCH_BATCHTOPK, 40);
+    c.k_anneal_start = 64;
+    expect_invalid(&c, "k_anneal_start", "with k_anneal_steps 0");
+    CHECK(cterp_train_config_set(&c, "k-anneal-steps", "2.5") == CTERP_EINVAL);
+    CHECK_OK(cterp_train_config_set(&c, "k-anneal-steps", "10"));
+    CHECK_OK(cterp_train_config_validate(&c, 32));
+    small_cfg(&c, CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 40);
+    c.k_anneal_steps = 10;
+    CHECK_OK(cterp_train_config_validate(&c, 32));
+    // JSON round trip
+    const char *dir = test_tmpdir("k-anneal-config");
+    char *p = file_join(dir, "c.json");
+    cterp_train_config b;
+    c.k_anneal_start = 100;
+    FILE *f = fopen(p, "w");
+    cterp_train_config_write_json(&c, f);
+    fclose(f);
+    cterp_train_config_default(&b);
+    CHECK_OK(cterp_train_config_load_json(&b, p));
+    CHECK(b.k_anneal_steps == 10 && b.k_anneal_start == 100 && memcmp(&b, &c, sizeof b) == 0);
+    free(p);
+}
+
+// The value of "key": N on the metrics line of `step` (-1 if absent).
+static long long metrics_value(const char *txt, long long step, const char *key) {
+    char pre[48], k[48];
+    snprintf(pre, sizeof pre, "{\"step\": %lld,", step);
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    for (const char *line = txt; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (!strncmp(line, pre, strlen(pre))) {
+            const char *v = strstr(line, k);
+            return v && (!nl || v < nl) ? strtoll(v + strlen(k), NULL, 10) : -1;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+// Training with k annealing: every metrics line has the step's k, the l0 follows it (topk), the
+// saved SAE has the final k, batchtopk's inference threshold waits for the final k, and a run
+// resumed from a checkpoint in the middle of the anneal is bit-identical to a straight one.
+static void test_k_anneal_train(cterp_arch arch) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    CHECK_OK(cterp_toy_create(&toy, &tc));
+    cterp_train_config c;
+    small_cfg(&c, arch, 40);
+    c.k_anneal_steps = 30, c.k_anneal_start = 48;
+    c.log_every = 1, c.checkpoint_every = 20, c.dead_feature_window = 5;
+    const char *dir = test_tmpdir("k-anneal");
+    char out1[600], out2[600], ck[700];
+    snprintf(out1, sizeof out1, "%s/straight", dir);
+    snprintf(out2, sizeof out2, "%s/resumed", dir);
+    cterp_act_source s1, s2, s3;
+    cterp_toy_source(&s1, toy), cterp_toy_source(&s2, toy), cterp_toy_source(&s3, toy);
+    cterp_trainer *a, *b, *r = NULL;
+    CHECK_OK(cterp_trainer_create(&a, &c, &s1));
+    cterp_trainer_set_output(a, out1, NULL, NULL);
+    CHECK_OK(cterp_trainer_run(a, 0));
+    CHECK(cterp_trainer_last_metrics(a)->k == 4);
+    CHECK_OK(cterp_trainer_save(a, out1));
+    CHECK_OK(cterp_trainer_create(&b, &c, &s2));
+    cterp_trainer_set_output(b, out2, NULL, NULL);
+    CHECK_OK(cterp_trainer_run(b, 20)); // checkpoints/step_20: k 48 -> 4 is a third of the way
+    CHECK(cterp_trainer_last_metrics(b)->k == cterp_train_config_k_at(&c, 32, 19));
+    if (arch != CTERP_ARCH_TOPK) // the threshold waits for the final k (step 30)
+        CHECK_MSG(b->topk_threshold == 0, "%s: threshold %g during the anneal", cterp_arch_name(arch),
+                  b->topk_threshold);
+    cterp_trainer_free(b);
+    snprintf(ck, sizeof ck, "%s/checkpoints/step_20", out2);
+    CHECK_OK(cterp_trainer_resume(&r, ck, &s3));
+    if (r) {
+        CHECK(r->cfg.k_anneal_steps == 30 && r->cfg.k_anneal_start == 48);
+        cterp_trainer_set_output(r, out2, NULL, NULL);
+        CHECK_OK(cterp_trainer_run(r, 0));
+        CHECK_MSG(params_equal(a, r), "%s: k annealing: 20 + resume + 20 differs from 40 straight",
+                  cterp_arch_name(arch));
+        CHECK(r->topk_threshold == a->topk_threshold);
+        if (arch != CTERP_ARCH_TOPK) CHECK(a->topk_threshold > 0);
+        cterp_trainer_free(r);
+    }
+    // metrics.jsonl: the k of each step (the line of step m is step index m - 1's), in both runs
+    for (int run = 0; run < 2; run++) {
+        char *mp = file_join(run ? out2 : out1, "metrics.jsonl"), *txt = NULL;
+        CHECK_OK(file_read_all(mp, &txt, NULL));
+        for (long long m = 1; txt && m <= 40; m++) {
+            const long long k = metrics_value(txt, m, "k"), want = cterp_train_config_k_at(&c, 32, m - 1);
+            CHECK_MSG(k == want, "%s run %d, step %lld: k %lld in metrics.jsonl, expected %lld",
+                      cterp_arch_name(arch), run, m, k, want);
+        }
+        if (txt && arch == CTERP_ARCH_TOPK) { // a token has at most k positive; most have more here
+            const char *l = strstr(txt, "{\"step\": 1,"), *l0 = l ? strstr(l, "\"l0\": ") : NULL;
+            CHECK_MSG(l0 && atof(l0 + 6) > 40 && atof(l0 + 6) <= 48, "topk: l0 %g at step 1, expected "
+                      "40..48", l0 ? atof(l0 + 6) : -1.0);
+        }
+        free(txt), free(mp);
+    }
+    // the saved SAE and the checkpoint's: topk has k in cfg.json (the final one; the checkpoint's
+    // the k of its last step; cterp_sae_load reads it there); the config is in the checkpoint
+    cterp_sae *sae = NULL;
+    if (arch == CTERP_ARCH_TOPK) {
+        CHECK_OK(cterp_sae_load(out1, &sae));
+        CHECK(sae && sae->k == 4);
+        cterp_sae_free(sae), sae = NULL;
+        CHECK_OK(cterp_sae_load(ck, &sae));
+        CHECK(sae && sae->k == cterp_train_config_k_at(&c, 32, 19));
+        cterp_sae_free(sae);
+    }
+    char *cp = file_join(ck, "train_config.json"), *txt = NULL;
+    CHECK_OK(file_read_all(cp, &txt, NULL));
+    CHECK(txt && strstr(txt, "\"k_anneal_steps\": 30") && strstr(txt, "\"k_anneal_start\": 48"));
+    free(txt), free(cp);
+    cterp_trainer_free(a);
+    cterp_act_source_free(&s1), cterp_act_source_free(&s2), cterp_act_source_free(&s3);
+    cterp_toy_free(toy);
+}
+
 static void test_bad_checkpoint(void) {
     cterp_toy_config tc;
     small_toy(&tc);
@@ -974,6 +1136,10 @@ int main(void) {
     test_export_folding(CTERP_ARCH_GATED);
     test_schedules();
     test_config();
+    test_k_anneal_config();
+    test_k_anneal_train(CTERP_ARCH_TOPK);
+    test_k_anneal_train(CTERP_ARCH_BATCHTOPK);
+    test_k_anneal_train(CTERP_ARCH_MATRYOSHKA_BATCHTOPK);
     test_resume(CTERP_ARCH_TOPK, 0, 0);
     test_resume(CTERP_ARCH_BATCHTOPK, 0, 0);
     test_resume(CTERP_ARCH_STANDARD, 1, 0);

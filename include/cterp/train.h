@@ -25,6 +25,10 @@ typedef struct {
     int64_t d_sae;              // 0: d_in * expansion_factor
     int expansion_factor;
     int k;                      // topk/batchtopk: active latents per token (mean, for batchtopk)
+    // topk family: k annealing (dictionary_learning's k_anneal_steps). The step with index s uses
+    // int(k_start (1 - r) + k r), r = min(s, k_anneal_steps) / k_anneal_steps; 0: off
+    int64_t k_anneal_steps;
+    int k_anneal_start;         // k_start; 0: d_in (dictionary_learning); > k, <= d_sae
     int rescale_acts_by_decoder_norm; // topk/batchtopk: rank by z_i * ||W_dec_i||
     float jumprelu_bandwidth;   // STE kernel width (SAELens 0.05)
     float jumprelu_init_threshold;
@@ -91,6 +95,9 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
 // d_sae and steps after resolving defaults.
 int64_t cterp_train_config_d_sae(const cterp_train_config *c, int64_t d_in);
 int64_t cterp_train_config_steps(const cterp_train_config *c);
+// The k the step with index `step` (0-based) uses: c->k, or while k_anneal_steps > 0 the annealed
+// value (the same on every MPI rank: it depends on the step alone). Assumes a validated config.
+int cterp_train_config_k_at(const cterp_train_config *c, int64_t d_in, int64_t step);
 
 // Activations from a .npy float32 [n, d_in] or raw f32 file (d_in given for raw), served in a
 // seeded random order (a new permutation each epoch), read through mmap.
@@ -119,6 +126,7 @@ typedef struct {
     // and over the rest (the SAE's steps): which of the two bounds the run (0 when not measured)
     double source_tokens_per_s, sae_tokens_per_s;
     int64_t nonfinite_rows_skipped; // rows with a NaN/Inf skipped so far (skip_nonfinite_rows)
+    int k;                     // topk family: the k this step used (annealed: k_anneal_steps)
 } cterp_train_metrics;
 
 typedef void (*cterp_train_log_fn)(const cterp_train_metrics *m, void *user);

@@ -73,7 +73,8 @@ class Sae(Structure):  # cterp_sae
 
 class TrainConfig(Structure):  # cterp_train_config
     _fields_ = [("architecture", c_int), ("d_sae", c_int64), ("expansion_factor", c_int),
-                ("k", c_int), ("rescale_acts_by_decoder_norm", c_int),
+                ("k", c_int), ("k_anneal_steps", c_int64), ("k_anneal_start", c_int),
+                ("rescale_acts_by_decoder_norm", c_int),
                 ("jumprelu_bandwidth", c_float), ("jumprelu_init_threshold", c_float),
                 ("topk_threshold_lr", c_float), ("matryoshka_widths", c_int64 * 16),
                 ("n_matryoshka_widths", c_int), ("gated_detach_aux_decoder", c_int),
@@ -104,7 +105,7 @@ class TrainMetrics(Structure):  # cterp_train_metrics
                 ("lr", c_double), ("sparsity_coefficient", c_double), ("threshold", c_double),
                 ("tokens_per_s", c_double), ("elapsed_s", c_double), ("eta_s", c_double),
                 ("source_tokens_per_s", c_double), ("sae_tokens_per_s", c_double),
-                ("nonfinite_rows_skipped", c_int64)]
+                ("nonfinite_rows_skipped", c_int64), ("k", c_int)]
 
 
 class WindowConfig(Structure):  # cterp_window_config
@@ -218,6 +219,7 @@ _proto("cterp_train_config_validate", S, POINTER(TrainConfig), c_int64)
 _proto("cterp_train_rows_needed", c_int64, POINTER(TrainConfig))
 _proto("cterp_train_config_d_sae", c_int64, POINTER(TrainConfig), c_int64)
 _proto("cterp_train_config_steps", c_int64, POINTER(TrainConfig))
+_proto("cterp_train_config_k_at", c_int, POINTER(TrainConfig), c_int64, c_int64)
 _proto("cterp_act_source_file", S, POINTER(ActSource), c_char_p, c_int64, c_uint64)
 _proto("cterp_act_source_free", None, POINTER(ActSource))
 _proto("cterp_trainer_create", S, POINTER(P), POINTER(TrainConfig), POINTER(ActSource))

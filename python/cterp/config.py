@@ -120,6 +120,11 @@ class SAEConfig:
     def steps(self):
         return int(lib.cterp_train_config_steps(ctypes.byref(self._c)))
 
+    def k_at(self, step, d_in):
+        """The k the step with index `step` (0-based) uses: k, or its annealed value while
+        k_anneal_steps > 0 (k_anneal_start, 0 meaning d_in, falling linearly to k)."""
+        return int(lib.cterp_train_config_k_at(ctypes.byref(self._c), int(d_in), int(step)))
+
     def copy(self):
         c = SAEConfig()
         ctypes.memmove(ctypes.byref(c._c), ctypes.byref(self._c), ctypes.sizeof(self._c))

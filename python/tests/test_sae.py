@@ -209,6 +209,26 @@ class TestNewArchitectures(unittest.TestCase):
         want = np.where((gate > 0) & (mag > 0), mag, 0)
         np.testing.assert_allclose(sae.encode(x), want, rtol=1e-4, atol=1e-5)
 
+    def test_k_anneal(self):
+        c = SAEConfig(d_sae=128, k=4, batch_size=256, training_steps=20, log_every=1,
+                      k_anneal_steps=12, k_anneal_start=32)
+        self.assertEqual((c.k_anneal_steps, c.k_anneal_start), (12, 32))
+        # dictionary_learning's int(k_start * (1 - r) + k * r), r = min(step, 12) / 12
+        want = [int(32 * (1 - min(s, 12) / 12) + 4 * min(s, 12) / 12) for s in range(20)]
+        self.assertEqual([c.k_at(s, 128) for s in range(20)], want)
+        seen = []
+        with tempfile.TemporaryDirectory() as d:
+            sae = cterp.train(cterp.Toy().sample(4096), c, save_path=d, verbose=False,
+                              callback=lambda m: seen.append(m["k"]))
+            self.assertEqual(seen, want)
+            self.assertEqual(SAE.load_from_disk(d).cfg["k"], 4)
+        self.assertEqual(sae.metrics["k"], 4)
+        with self.assertRaisesRegex(CterpError, r"k_anneal_steps: got 20, expected < the training"):
+            SAEConfig(d_sae=128, k=4, training_steps=20, k_anneal_steps=20).validate(32)
+        with self.assertRaisesRegex(CterpError, r"k_anneal_start: got 2, expected > k \(4\)"):
+            SAEConfig(d_sae=128, k=4, training_steps=20, k_anneal_steps=5,
+                      k_anneal_start=2).validate(32)
+
 
 class TestConfig(unittest.TestCase):
     def test_names(self):

@@ -29,6 +29,9 @@ static const field fields[] = {
     FLD(d_sae, F_I64, "latents (0: d_in * expansion_factor)"),
     FLD(expansion_factor, F_INT, "d_sae = d_in * this when d_sae is 0"),
     FLD(k, F_INT, "topk/batchtopk: active latents per token"),
+    FLD(k_anneal_steps, F_I64,
+        "topk family: k falls linearly from k_anneal_start to k over these steps (0: off)"),
+    FLD(k_anneal_start, F_INT, "topk family: k of the first step when annealing (0: d_in)"),
     FLD(rescale_acts_by_decoder_norm, F_BOOL, "topk/batchtopk: rank latents by z_i * ||W_dec_i||"),
     FLD(jumprelu_bandwidth, F_FLOAT, "jumprelu: straight-through estimator width"),
     FLD(jumprelu_init_threshold, F_FLOAT, "jumprelu: initial threshold"),
@@ -387,6 +390,15 @@ int64_t cterp_train_config_steps(const cterp_train_config *c) {
     return c->batch_size > 0 ? c->training_tokens / c->batch_size : 0;
 }
 
+// dictionary_learning's update_annealed_k, in f64 as Python computes it, truncated as int() does
+int cterp_train_config_k_at(const cterp_train_config *c, int64_t d_in, int64_t step) {
+    if (c->k_anneal_steps <= 0) return c->k;
+    const double k0 = c->k_anneal_start > 0 ? c->k_anneal_start : (double)d_in;
+    const double r = (double)(step < c->k_anneal_steps ? (step > 0 ? step : 0) : c->k_anneal_steps) /
+                     (double)c->k_anneal_steps;
+    return (int)(k0 * (1 - r) + c->k * r);
+}
+
 #define BAD(field, fmt, ...) cterp_error(CTERP_EINVAL, "%s: got " fmt ", expected %s", field, __VA_ARGS__)
 
 cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_in) {
@@ -416,6 +428,32 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
             snprintf(allowed, sizeof allowed, "1..d_sae (%lld)", (long long)N);
             return BAD("k", "%d", c->k, allowed);
         }
+    }
+    if (c->k_anneal_steps < 0)
+        return BAD("k_anneal_steps", "%lld", (long long)c->k_anneal_steps, ">= 0 (0: off)");
+    if (c->k_anneal_start < 0)
+        return BAD("k_anneal_start", "%d", c->k_anneal_start, ">= 0 (0: d_in)");
+    if (c->k_anneal_steps > 0) {
+        if (c->architecture != CTERP_ARCH_TOPK && c->architecture != CTERP_ARCH_BATCHTOPK && !matry)
+            return cterp_error(CTERP_EINVAL, "k_anneal_steps: got %lld with architecture %s, expected 0 "
+                               "(only topk, batchtopk and matryoshka_batchtopk choose latents by k)",
+                               (long long)c->k_anneal_steps, cterp_arch_name(c->architecture));
+        const int64_t steps = cterp_train_config_steps(c);
+        if (steps > 0 && c->k_anneal_steps >= steps)
+            return cterp_error(CTERP_EINVAL, "k_anneal_steps: got %lld, expected < the training steps (%lld), "
+                               "so that the last steps train at k", (long long)c->k_anneal_steps, (long long)steps);
+        const int64_t k0 = c->k_anneal_start > 0 ? c->k_anneal_start : d_in;
+        char got[48]; // "0 (d_in 32)" when it defaults to d_in
+        if (c->k_anneal_start > 0) snprintf(got, sizeof got, "%d", c->k_anneal_start);
+        else snprintf(got, sizeof got, "0 (d_in %lld)", (long long)d_in);
+        if (k0 <= c->k)
+            return cterp_error(CTERP_EINVAL, "k_anneal_start: got %s, expected > k (%d): annealing lowers k "
+                               "from k_anneal_start to k", got, c->k);
+        if (k0 > N)
+            return cterp_error(CTERP_EINVAL, "k_anneal_start: got %s, expected <= d_sae (%lld)", got, (long long)N);
+    } else if (c->k_anneal_start > 0) {
+        return cterp_error(CTERP_EINVAL, "k_anneal_start: got %d with k_anneal_steps 0, expected 0 "
+                           "(annealing is off; set k_anneal_steps to anneal)", c->k_anneal_start);
     }
     if ((unsigned)c->n_matryoshka_widths > CTERP_MAX_MATRYOSHKA)
         return BAD("matryoshka_widths", "%d widths", c->n_matryoshka_widths, "at most 16");

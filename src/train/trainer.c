@@ -356,7 +356,7 @@ const cterp_sae *cterp_trainer_sae(const cterp_trainer *t) { return t->sae; }
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { return &t->last; }
 double cterp_trainer_input_scale(const cterp_trainer *t) { return t->scale; }
 
-static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite, int matry) {
+static void write_metrics_json(FILE *f, const cterp_train_metrics *m, const cterp_train_config *c) {
     fprintf(f,
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.8g, \"mse_loss\": %.8g, "
             "\"sparsity_loss\": %.8g, \"aux_loss\": %.8g, \"mse\": %.8g, "
@@ -365,7 +365,9 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
             (long long)m->step, (long long)m->tokens, m->loss, m->mse_loss, m->sparsity_loss,
             m->aux_loss, m->mse, m->explained_variance, m->l0, m->l0_sparsity, m->l1_magnitude,
             (long long)m->dead_features, m->dead_fraction);
-    if (matry) fprintf(f, "\"inner_mse_loss\": %.8g, ", m->inner_mse_loss);
+    if (c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK)
+        fprintf(f, "\"inner_mse_loss\": %.8g, ", m->inner_mse_loss);
+    if (c->k_anneal_steps > 0) fprintf(f, "\"k\": %d, ", m->k); // every line of an annealed run
     if (isfinite(m->mean_log10_density))
         fprintf(f, "\"mean_log10_feature_density\": %.6g, ", m->mean_log10_density);
     if (m->window_done) {
@@ -374,7 +376,7 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
         fprintf(f, "], \"below_1e-5\": %lld, \"below_1e-6\": %lld, ", (long long)m->below_1e5,
                 (long long)m->below_1e6);
     }
-    if (skip_nonfinite)
+    if (c->skip_nonfinite_rows)
         fprintf(f, "\"nonfinite_rows_skipped\": %lld, ", (long long)m->nonfinite_rows_skipped);
     fprintf(f,
             "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
@@ -487,7 +489,11 @@ static cterp_status train_step(cterp_trainer *t) {
     }
     const double lr = sched_lr(c, step, t->steps);
     const double sp = sched_sparsity(c, step, t->steps);
-    arch_opts o = {c->architecture, c->k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
+    // k annealing: a function of the step alone, so every rank and a resumed run agree; the pair
+    // buffers grow to the largest k at the first step and are reused after it
+    const int k = cterp_train_config_k_at(c, D, step);
+    t->sae->k = k;
+    arch_opts o = {c->architecture, k, c->rescale_acts_by_decoder_norm, 0.0f, c->jumprelu_bandwidth, NULL, 0,
                    c->encoder_bf16, t->fuse_mode, t->widths, t->n_widths, t->y, c->gated_detach_aux_decoder};
     if (c->architecture == CTERP_ARCH_STANDARD || c->architecture == CTERP_ARCH_GATED ||
         c->architecture == CTERP_ARCH_CROSSCODER || cterp_sae_is_transcoder(t->sae))
@@ -495,7 +501,7 @@ static cterp_status train_step(cterp_trainer *t) {
     if (c->architecture == CTERP_ARCH_JUMPRELU) o.coef = (float)(c->l0_coefficient * sp);
     arch_work *w = &t->work;
     if (t->P > 1 && (c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK))
-        w->cut = global_cut, w->cut_user = t, w->cut_keep = (int64_t)c->k * B;
+        w->cut = global_cut, w->cut_user = t, w->cut_keep = (int64_t)k * B;
     // dead latents as of before this step; when revival will run, the forward copies their
     // pre-activations while each row of z is in cache
     int64_t n_dead = 0;
@@ -574,7 +580,9 @@ static cterp_status train_step(cterp_trainer *t) {
     const int btopk = c->architecture == CTERP_ARCH_BATCHTOPK || c->architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK;
     double min_kept = w->min_kept;
     if (t->P > 1 && btopk && (s = dist_min_f64(&min_kept, 1))) return s;
-    if (btopk && isfinite(min_kept)) // the float product, as always
+    // the inference threshold learns once k is final: the cut of an annealing k is far below it
+    const int k_final = c->k_anneal_steps <= 0 || step >= c->k_anneal_steps;
+    if (btopk && k_final && isfinite(min_kept)) // the float product, as always
         t->topk_threshold = (1 - c->topk_threshold_lr) * t->topk_threshold + c->topk_threshold_lr * (float)min_kept;
 
     double t3 = time_now();
@@ -656,6 +664,7 @@ static cterp_status train_step(cterp_trainer *t) {
     m->sparsity_coefficient = o.coef;
     m->threshold = t->topk_threshold;
     m->nonfinite_rows_skipped = t->skipped_rows;
+    m->k = topk_like ? k : 0;
     t->t_stats += time_now() - t3;
     return CTERP_OK;
 }
@@ -721,8 +730,7 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
                                        "the last checkpoint is kept (--dist-reduce ordered gives every "
                                        "rank the same bits)", (long long)t->step, t->P);
             }
-            if (t->metrics_file) write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows,
-                                                      t->cfg.architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK);
+            if (t->metrics_file) write_metrics_json(t->metrics_file, m, &t->cfg);
             if (t->log) t->log(m, t->log_user);
         }
         if (t->out_dir && t->cfg.checkpoint_every > 0 && t->step % t->cfg.checkpoint_every == 0 &&
@@ -750,7 +758,8 @@ cterp_status cterp_trainer_export(const cterp_trainer *t, cterp_sae **out) {
     cterp_status st = cterp_sae_is_transcoder(t->sae) ? cterp_sae_create_transcoder(&s, arch, D, DO, N)
                       : arch == CTERP_ARCH_CROSSCODER
                           ? cterp_sae_create_crosscoder(&s, t->sae->n_layers, D / t->sae->n_layers, N)
-                          : cterp_sae_create(&s, arch, D, N, c->k);
+                          : cterp_sae_create(&s, arch, D, N, // the k of the last step (annealing)
+                                             cterp_train_config_k_at(c, D, t->step > 0 ? t->step - 1 : 0));
     if (st) return st;
     s->meta = t->sae->meta;
     s->meta.training_tokens = t->step * t->B;
