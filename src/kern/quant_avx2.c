@@ -224,7 +224,7 @@ xq_mv_q8_0_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
 }
 
 static void xq_mv_q8_0(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
-    XQ_MV_BY(2, 1, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q);
+    XQ_MV_BY(2, 2, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q);
 }
 
 XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
