@@ -479,13 +479,12 @@ static void test_xq(void) {
 
 // The matvec (quant_matvec_xq): every row the bits of quant_dot_xq on it, for row counts that
 // exercise each kernel's runs of rows and its tail (1..9, 16, 17: groups of 2 and 4 and the rows
-// after them), rows at an odd stride (a GGUF row may start at any byte), every length class (Q4_K
-// and Q6_K rows under 1 KB go 4 or 2 at a time, of 1-2 KB one at a time; Q8_0's under 2 KB one at a
-// time) and rows of 4096 (4 or 2 at a time); the types with integer kernels, F16 (its own multi-row
-// kernel), F32 (its own multi-row kernel on 4-byte aligned rows) and Q5_K (the f32 dot). And F16's
-// dot: exactly dot_f32 of the dequantized row (quant_dot_row of F32 bits), for lengths around each
-// of its steps (32, 8, 1); F32's matvec on 5 aligned rows of those lengths, each row dot_f32's
-// bits.
+// after them), rows at an odd stride (a GGUF row may start at any byte), every length class (rows
+// under 1 KB go 4 or 2 at a time, of 1-2 KB one at a time) and rows of 4096 (4 or 2 at a time); the
+// types with integer kernels, F16 (its own multi-row kernel), F32 (its own multi-row kernel on
+// 4-byte aligned rows) and Q5_K (the f32 dot). And F16's dot: exactly dot_f32 of the dequantized
+// row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1); F32's matvec on
+// 5 aligned rows of those lengths, each row dot_f32's bits.
 static void test_matvec(void) {
     enum { NMAX = 256 * 16, RMAX = 17 };
     static float x[NMAX], w[NMAX], deq[NMAX], y[RMAX];
