@@ -15,7 +15,8 @@
 // of 16 rows, "read" a plain sum of the same bytes (the bound). Each matvec reads a fresh copy of
 // the matrix (MB of copies in all, default 1024: the weights stream from memory as in a decode);
 // the methods take turns matvec by matvec, so a busy machine slows each alike. --hot: one ~1 MB
-// matrix (in L2) read again and again: the kernels' own speed, with memory out of the way. Medians
+// matrix (in L2) read again and again: the kernels' own speed, with memory out of the way. --768:
+// also 2048 x 768 (the 768-wide model's rows, 3 super-blocks, under 2 KB of Q4_K). Medians
 // of CPU time (the slowest thread's), which leave out the time other processes held the cores.
 #include <math.h>
 #include <omp.h>
@@ -198,20 +199,23 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("cpu: %s; kernels: %s\n", cterp_cpu_name(), cterp_isa_name());
-    int decode = 0, hot = 0, reps = 4, a0 = 1;
+    int decode = 0, hot = 0, reps = 4, a0 = 1, cols768 = 0;
     double mb = 1024;
     for (; a0 < argc && argv[a0][0] == '-'; a0++) {
         if (!strcmp(argv[a0], "--decode"))
             decode = 1;
         else if (!strcmp(argv[a0], "--hot"))
             hot = 1;
+        else if (!strcmp(argv[a0], "--768"))
+            cols768 = 1;
         else if (!strcmp(argv[a0], "--mb") && a0 + 1 < argc)
             mb = atof(argv[++a0]);
         else if (!strcmp(argv[a0], "--reps") && a0 + 1 < argc)
             reps = atoi(argv[++a0]);
         else {
-            fprintf(stderr,
-                    "usage: bench_quant [--decode [--hot] [--mb MB] [--reps R]] [TYPE ...]\n");
+            fprintf(
+                stderr,
+                "usage: bench_quant [--decode [--hot] [--768] [--mb MB] [--reps R]] [TYPE ...]\n");
             return 2;
         }
     }
@@ -228,6 +232,7 @@ int main(int argc, char **argv) {
             if (!want) continue;
             bench_decode(t, 8192, 2048, mb, reps, hot);
             bench_decode(t, 2048, 8192, mb, reps, hot);
+            if (cols768) bench_decode(t, 2048, 768, mb, reps, hot);
         }
         return 0;
     }

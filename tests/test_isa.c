@@ -181,7 +181,7 @@ static void test_quant(const kern_variant *v, const kern_variant *g) {
         }
     }
     // the matvec: 7 rows (each kernel's runs of rows and a tail) at an odd stride, short rows
-    // (2 at a time) and long (4), and F16's
+    // (under 1 KB: 4 or 2 at a time) and long (4 or 2), and F16's
     free(xv), free(b1), free(b0);
     xv = randn(12, 4096, 1.0f);
     b1 = malloc(quant_xq_bytes(4096)), b0 = malloc(quant_xq_bytes(4096));

@@ -478,16 +478,18 @@ static void test_xq(void) {
 }
 
 // The matvec (quant_matvec_xq): every row the bits of quant_dot_xq on it, for row counts that
-// exercise each kernel's runs of rows and its tail (1..9, 16, 17), rows at an odd stride (a GGUF
-// row may start at any byte), every length class and rows of 4096 (short rows go 2 at a time,
-// long ones 4); the types with integer kernels, F16 (its own
-// multi-row kernel), F32 and Q5_K (the f32 dot). And F16's dot: exactly dot_f32 of the
-// dequantized row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1).
+// exercise each kernel's runs of rows and its tail (1..9, 16, 17: groups of 2 and 4 and the rows
+// after them), rows at an odd stride (a GGUF row may start at any byte), every length class (rows
+// under 1 KB go 4 or 2 at a time, of 1-2 KB one at a time) and rows of 4096 (4 or 2 at a time); the
+// types with integer kernels, F16 (its own multi-row kernel), F32 (its own multi-row kernel on
+// 4-byte aligned rows) and Q5_K (the f32 dot). And F16's dot: exactly dot_f32 of the dequantized
+// row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1); F32's matvec on
+// 5 aligned rows of those lengths, each row dot_f32's bits.
 static void test_matvec(void) {
     enum { NMAX = 256 * 16, RMAX = 17 };
     static float x[NMAX], w[NMAX], deq[NMAX], y[RMAX];
     static uint8_t buf[4 * NMAX + 512];
-    uint8_t *W = malloc((size_t)RMAX * (NMAX * 4 + 7));
+    uint8_t *W = malloc((size_t)RMAX * (NMAX * 4 + 8));
     CHECK(quant_xq_bytes(NMAX) + 3 <= sizeof buf);
     rng_t r;
     rng_seed(&r, 31);
@@ -507,7 +509,9 @@ static void test_matvec(void) {
         ns[nc] = NMAX; // rows of 4096: Q4_K's too are long enough for 4 rows at a time
         for (int c = 0; c <= nc; c++) {
             const int64_t n = ns[c];
-            const size_t rb = quant_row_bytes(t, n) + 7; // an odd stride: rows at any byte
+            // an odd stride: rows at any byte; F32's every other length at a stride of 4 bytes
+            // (its multi-row kernel; rows off 4-byte alignment take the one-row dot)
+            const size_t rb = quant_row_bytes(t, n) + (t == GGML_TYPE_F32 && c % 2 ? 8 : 7);
             for (int i = 0; i < RMAX; i++) {
                 uint8_t *row = W + (size_t)i * rb;
                 if (t == GGML_TYPE_Q8_0 || t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q4_K ||
@@ -552,6 +556,16 @@ static void test_matvec(void) {
                   got, f32);
         CHECK_MSG(fabs(got - ref) <= 1e-6 * mag, "F16 dot n=%lld: %.9g vs f64 %.9g", (long long)n,
                   got, ref);
+        float *F = (float *)(void *)W; // 5 rows of n f32 (a run of 4 and one), stride n + 1
+        for (int64_t j = 0; j < 5 * (n + 1); j++) F[j] = rng_normal(&r);
+        quant_xq q;
+        quant_xq_prepare(&q, NULL, x, n);
+        quant_matvec_xq(y, GGML_TYPE_F32, F, (size_t)(n + 1) * 4, 5, &q);
+        for (int i = 0; i < 5; i++) {
+            const float one = quant_dot_row(GGML_TYPE_F32, F + i * (n + 1), x, n);
+            CHECK_MSG(memcmp(&one, &y[i], 4) == 0, "F32 matvec n=%lld row %d: %.9g vs %.9g",
+                      (long long)n, i, y[i], one);
+        }
     }
     CHECK(checked > 1000);
     free(W);

@@ -37,7 +37,8 @@ static inline void xq_random_row(uint32_t type, uint8_t *dst, int64_t n, uint64_
 }
 
 // block counts: 1..9 blocks of 32 and a few larger (the 2- and 4-block steps and their tails);
-// 1..5 and 12 super-blocks of 256
+// 1..5, 8 and 12 super-blocks of 256 (3 and 8: the 768-wide model's rows of 768 and 2048; the
+// matvecs take rows under 1 KB several at a time, of 1-2 KB one at a time)
 static inline int xq_lengths(uint32_t type, int64_t *ns) {
     int c = 0;
     if (gguf_type_block(type) == 32) {
@@ -45,7 +46,7 @@ static inline int xq_lengths(uint32_t type, int64_t *ns) {
         ns[c++] = 32 * 31, ns[c++] = 32 * 96;
     } else {
         for (int b = 1; b <= 5; b++) ns[c++] = 256 * b;
-        ns[c++] = 256 * 12;
+        ns[c++] = 256 * 8, ns[c++] = 256 * 12;
     }
     return c;
 }

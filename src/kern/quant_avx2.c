@@ -4,6 +4,7 @@
 // for each b % 4.
 #define KERN_ISA avx2
 #define QUANT_XQ_ISA
+#define QUANT_MV_F32
 #include "kern/quant.inc"
 
 #include <immintrin.h>
@@ -82,21 +83,41 @@ static float xq_q4_0(const uint8_t *p, const quant_xq *q) {
     XQ_BLOCKS_32(xq_q4_0_1, block_q4_0);
 }
 
+// Q4_K's scales of one super-block: S = (d·sc)·sx to memory (broadcast from there), accm +=
+// (dmin·m)·xsum, the products xq_q4_K's makes; the 6-bit scales and mins unpacked as
+// quant_avx512.inc's xq_q4_K_dm does (two byte shuffles, in vector registers)
+static inline __m256 xq_q4_K_scales(float S[8], __m256 accm, const uint8_t *p, const quant_xq *q,
+                                    int64_t i) {
+    const __m128i raw = _mm_loadu_si128((const void *)p); // d, dmin, s[0..11] at bytes 4..15
+    const __m128i v = _mm_shuffle_epi8(
+        raw, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m128i lo = _mm_or_si128(
+        _mm_and_si128(v, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+        _mm_and_si128(_mm_srli_epi16(v, 4),
+                      _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)));
+    const __m128i hv = _mm_shuffle_epi8(
+        raw, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+    const __m128i hi =
+        _mm_and_si128(_mm_srli_epi16(hv, 2), _mm_setr_epi8(0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30, 0, 0,
+                                                           0, 0, 0x30, 0x30, 0x30, 0x30));
+    const __m128i scm = _mm_or_si128(lo, hi); // sc_0..7, m_0..7
+    const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
+    const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+    const __m256 dd = _mm256_castps128_ps256(_mm_cvtph_ps(raw)); // d, dmin
+    const __m256 d = _mm256_permutevar8x32_ps(dd, _mm256_setzero_si256());
+    const __m256 dmin = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(1));
+    _mm256_storeu_ps(S, _mm256_mul_ps(_mm256_mul_ps(d, scf), _mm256_loadu_ps(q->sx + 8 * i)));
+    return _mm256_add_ps(accm,
+                         _mm256_mul_ps(_mm256_mul_ps(dmin, mf), _mm256_loadu_ps(q->xsum + 8 * i)));
+}
+
 static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, accm = a0;
     const __m256i m4 = _mm256_set1_epi8(15);
-    uint8_t sc[8], m[8];
     float S[8];
     for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q4_K)) {
         xq_prefetch(p, sizeof(block_q4_K));
-        const __m256 d = _mm256_set1_ps(xq_f16(AT(p, block_q4_K, d)));
-        const __m256 dmin = _mm256_set1_ps(xq_f16(AT(p, block_q4_K, dmin)));
-        xq_scales_k4(AT(p, block_q4_K, scales), sc, m);
-        __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)sc)));
-        __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)m)));
-        _mm256_storeu_ps(S, _mm256_mul_ps(_mm256_mul_ps(d, scf), _mm256_loadu_ps(q->sx + 8 * i)));
-        accm = _mm256_add_ps(
-            accm, _mm256_mul_ps(_mm256_mul_ps(dmin, mf), _mm256_loadu_ps(q->xsum + 8 * i)));
+        accm = xq_q4_K_scales(S, accm, p, q, i);
         const uint8_t *qs = AT(p, block_q4_K, qs);
         const int8_t *xh = q->xh + QK_K * i, *xl = q->xl + QK_K * i;
         for (int c = 0; c < 4; c += 2) { // sub-blocks 2c, 2c+1 (a0, a1), 2c+2, 2c+3 (a2, a3)
@@ -203,17 +224,117 @@ xq_mv_q8_0_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
 }
 
 static void xq_mv_q8_0(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
-    XQ_MV_BY(2, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q);
+    XQ_MV_BY(2, 2, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q);
 }
 
 XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
-XQ_MV_ROWWISE(xq_mv_q4_K, xq_q4_K)
-XQ_MV_ROWWISE(xq_mv_q6_K, xq_q6_K)
-
-// F16 rows (quant.inc, mv_f16) R at a time: per row acc[0..31] in four ymm, each x loaded once
-// for the R rows; then dot_f32's fold, its 8-wide tail and its scalar tail.
+// Q4_K, R rows (quant.inc, xq_mv_*): each block of x loaded once for the R rows; each row's
+// sub-block s into its a[s % 4], as xq_q4_K's
 static inline __attribute__((always_inline)) void
-mv_f16_rows(float *y, const uint8_t *W, size_t rb, const float *x, int64_t n, const int R) {
+xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    __m256 a[2][4], accm[2];
+    float S[2][8];
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int r = 0; r < R; r++) {
+        accm[r] = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < q->n / QK_K; i++) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = W + (size_t)r * rb + (size_t)i * sizeof(block_q4_K);
+            xq_prefetch_next(W, rb, R, r, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+            accm[r] = xq_q4_K_scales(S[r], accm[r], p, q, i);
+        }
+        const int8_t *xh = q->xh + QK_K * i, *xl = q->xl + QK_K * i;
+        for (int c = 0; c < 4; c++) { // sub-blocks 2c (low nibbles), 2c+1 (high) of qs[32c ...]
+            const __m256i h0 = xq_ld(xh + 64 * c), l0 = xq_ld(xl + 64 * c);
+            const __m256i h1 = xq_ld(xh + 64 * c + 32), l1 = xq_ld(xl + 64 * c + 32);
+            const int k = (2 * c) & 3;
+            for (int r = 0; r < R; r++) {
+                const __m256i u = xq_ld(W + (size_t)r * rb + (size_t)i * sizeof(block_q4_K) +
+                                        offsetof(block_q4_K, qs) + 32 * c);
+                a[r][k] = xq_fma_free(a[r][k], xq_dot_u(_mm256_and_si256(u, m4), h0, l0),
+                                      _mm256_broadcast_ss(&S[r][2 * c]));
+                a[r][k + 1] = xq_fma_free(
+                    a[r][k + 1], xq_dot_u(_mm256_and_si256(_mm256_srli_epi16(u, 4), m4), h1, l1),
+                    _mm256_broadcast_ss(&S[r][2 * c + 1]));
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        y[r] = xq_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]) - xq_hsum256(accm[r]);
+}
+
+static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, 2, xq_mv_q4_K_rows, xq_q4_K, y, W, rb, rows, q);
+}
+
+// Q6_K, R rows: each block of x and its offset correction 32·Σ X loaded once for the R rows;
+// each row's weights and (d·sc)·sx as xq_q6_K's
+static inline __attribute__((always_inline)) void
+xq_mv_q6_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    __m256 a[2][4];
+    float S[2][16];
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < q->n / QK_K; i++) {
+        __m256 sx = _mm256_loadu_ps(q->sx + 8 * i);
+        __m256 sx0 = _mm256_permutevar8x32_ps(sx, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+        __m256 sx1 = _mm256_permutevar8x32_ps(sx, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = W + (size_t)r * rb + (size_t)i * sizeof(block_q6_K);
+            xq_prefetch_next(W, rb, R, r, (size_t)i * sizeof(block_q6_K), sizeof(block_q6_K));
+            const __m256 d = _mm256_set1_ps(xq_f16(AT(p, block_q6_K, d)));
+            __m128i sc = _mm_loadu_si128((const void *)AT(p, block_q6_K, scales));
+            __m256 sc0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc));
+            __m256 sc1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)));
+            _mm256_storeu_ps(S[r], _mm256_mul_ps(_mm256_mul_ps(d, sc0), sx0));
+            _mm256_storeu_ps(S[r] + 8, _mm256_mul_ps(_mm256_mul_ps(d, sc1), sx1));
+        }
+        for (int h = 0; h < 2; h++) {
+            for (int g = 0; g < 4; g++) { // group g: nibble g/2 of ql[32·(g%2) + l], qh bits 2g
+                const int64_t b = 8 * i + 4 * h + g;
+                const __m256i xh = xq_ld(q->xh + 32 * b), xl = xq_ld(q->xl + 32 * b);
+                const __m256i c = _mm256_slli_epi32(xq_ld(q->xs4 + 8 * b), 5);
+                for (int r = 0; r < R; r++) {
+                    const uint8_t *p = W + (size_t)r * rb + (size_t)i * sizeof(block_q6_K);
+                    const __m256i ql = xq_ld(AT(p, block_q6_K, ql) + 64 * h + 32 * (g & 1));
+                    const __m256i qh = xq_ld(AT(p, block_q6_K, qh) + 32 * h);
+                    const __m256i lo = _mm256_and_si256(g >= 2 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+                    const __m256i hi = _mm256_and_si256(g == 0   ? _mm256_slli_epi16(qh, 4)
+                                                        : g == 1 ? _mm256_slli_epi16(qh, 2)
+                                                        : g == 2 ? qh
+                                                                 : _mm256_srli_epi16(qh, 2),
+                                                        m30);
+                    const __m256i P =
+                        _mm256_sub_epi32(xq_dot_u(_mm256_or_si256(lo, hi), xh, xl), c);
+                    const int s = 2 * (4 * h + g);
+                    const __m256 Sv =
+                        _mm256_set_m128(_mm_broadcast_ss(&S[r][s + 1]), _mm_broadcast_ss(&S[r][s]));
+                    a[r][g] = xq_fma_free(a[r][g], P, Sv);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = xq_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
+}
+
+static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, 2, xq_mv_q6_K_rows, xq_q6_K, y, W, rb, rows, q);
+}
+
+// F16 or F32 rows (quant.inc, mv_f16 and mv_f32) R at a time: per row acc[0..31] in four ymm,
+// each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and its scalar tail.
+static inline __attribute__((always_inline)) __m256 mv_w8(const uint8_t *p, const int f32) {
+    return f32 ? _mm256_loadu_ps((const float *)(const void *)p)
+               : _mm256_cvtph_ps(_mm_loadu_si128((const void *)p));
+}
+
+static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_t *W, size_t rb,
+                                                          const float *x, int64_t n, const int R,
+                                                          const int f32) {
+    const int es = f32 ? 4 : 2; // bytes a weight
     __m256 a[2][4];
     for (int r = 0; r < R; r++)
         for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
@@ -222,13 +343,10 @@ mv_f16_rows(float *y, const uint8_t *W, size_t rb, const float *x, int64_t n, co
         __m256 xv[4];
         for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(x + j + 8 * k);
         for (int r = 0; r < R; r++) {
-            const uint8_t *p = W + (size_t)r * rb + 2 * j;
-            xq_prefetch_next(W, rb, R, r, (size_t)(2 * j), 64);
+            const uint8_t *p = W + (size_t)r * rb + es * j;
+            xq_prefetch_next(W, rb, R, r, (size_t)(es * j), 32 * es);
             for (int k = 0; k < 4; k++)
-                a[r][k] = _mm256_add_ps(
-                    a[r][k],
-                    _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 16 * k))),
-                                  xv[k]));
+                a[r][k] = _mm256_add_ps(a[r][k], _mm256_mul_ps(mv_w8(p + 8 * es * k, f32), xv[k]));
         }
     }
     for (int r = 0; r < R; r++) {
@@ -236,19 +354,30 @@ mv_f16_rows(float *y, const uint8_t *W, size_t rb, const float *x, int64_t n, co
         __m256 a8 = _mm256_add_ps(_mm256_add_ps(a[r][0], a[r][2]), _mm256_add_ps(a[r][1], a[r][3]));
         int64_t jj = j;
         for (; jj + 8 <= n; jj += 8)
-            a8 = _mm256_add_ps(
-                a8, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const void *)(p + 2 * jj))),
-                                  _mm256_loadu_ps(x + jj)));
+            a8 = _mm256_add_ps(a8, _mm256_mul_ps(mv_w8(p + es * jj, f32), _mm256_loadu_ps(x + jj)));
         __m128 u = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
         __m128 v = _mm_add_ps(u, _mm_shuffle_ps(u, u, _MM_SHUFFLE(2, 3, 0, 1))); // u0+u1, u2+u3
         float s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehl_ps(v, v)));
-        for (; jj < n; jj++) s += xq_f16(p + 2 * jj) * x[jj];
+        for (; jj < n; jj++) {
+            float w;
+            if (f32)
+                memcpy(&w, p + 4 * jj, 4);
+            else
+                w = xq_f16(p + 2 * jj);
+            s += w * x[jj];
+        }
         y[r] = s;
     }
 }
 
 static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
     int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) mv_f16_rows(y + r, W + (size_t)r * rb, rb, x, n, 2);
-    for (; r < rows; r++) mv_f16_rows(y + r, W + (size_t)r * rb, rb, x, n, 1);
+    for (; r + 2 <= rows; r += 2) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 2, 0);
+    for (; r < rows; r++) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 1, 0);
+}
+
+static void mv_f32(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 2, 1);
+    for (; r < rows; r++) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 1, 1);
 }

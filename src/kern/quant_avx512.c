@@ -3,6 +3,7 @@
 // of quant_avx512.inc on pmaddubsw + pmaddwd.
 #define KERN_ISA avx512
 #define QUANT_XQ_ISA
+#define QUANT_MV_F32
 #include "kern/quant.inc"
 
 #include <immintrin.h>

@@ -3,6 +3,7 @@
 // integer dots of quant_avx512.inc on vpdpbusd.
 #define KERN_ISA avx512bf16
 #define QUANT_XQ_ISA
+#define QUANT_MV_F32
 #include "kern/quant.inc"
 
 #include <immintrin.h>

@@ -118,10 +118,113 @@ static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
     return xq_hsum(a);
 }
 
+// ---- several rows at a time (quant.inc, xq_mv_*): each row keeps its one-row kernel's order ----
+
+// xq_block with block b of x already in registers: x[0], x[1] its xh, x[2], x[3] its xl
+static inline void xq_block_x(float32x4_t *a, int8x16_t w0, int8x16_t w1, const int8x16_t x[4],
+                              float S0, float S1) {
+    int32x4_t P0 = xq_dot(w0, x[0], x[2]);
+    int32x4_t P1 = xq_dot(w1, x[1], x[3]);
+    a[0] = vaddq_f32(a[0], vmulq_f32(vcvtq_f32_s32(P0), vdupq_n_f32(S0)));
+    a[1] = vaddq_f32(a[1], vmulq_f32(vcvtq_f32_s32(P1), vdupq_n_f32(S1)));
+}
+
+static inline void xq_load_x(int8x16_t x[4], const quant_xq *q, int64_t b) {
+    x[0] = vld1q_s8(q->xh + 32 * b), x[1] = vld1q_s8(q->xh + 32 * b + 16);
+    x[2] = vld1q_s8(q->xl + 32 * b), x[3] = vld1q_s8(q->xl + 32 * b + 16);
+}
+
+// Q4_K, R rows (2: each row's acc is 8 of the 32 registers): each block of x loaded once for the R
+// rows; each row's scales, mins and blocks as xq_q4_K's
+static inline __attribute__((always_inline)) void
+xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    float32x4_t a[2][8];
+    float accm[2][8], S[2][8];
+    uint8_t sc[8], m[8];
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    for (int k = 0; k < R; k++)
+        for (int j = 0; j < 8; j++) a[k][j] = vdupq_n_f32(0), accm[k][j] = 0;
+    for (int64_t i = 0; i < q->n / QK_K; i++) {
+        for (int k = 0; k < R; k++) {
+            const uint8_t *p = W + (size_t)k * rb + (size_t)i * sizeof(block_q4_K);
+            xq_prefetch_next(W, rb, R, k, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+            float d = f16_at(AT(p, block_q4_K, d)), dmin = f16_at(AT(p, block_q4_K, dmin));
+            xq_scales_k4(AT(p, block_q4_K, scales), sc, m);
+            for (int s = 0; s < 8; s++) {
+                S[k][s] = (d * (float)sc[s]) * q->sx[8 * i + s];
+                accm[k][s] += (dmin * (float)m[s]) * q->xsum[8 * i + s];
+            }
+        }
+        for (int c = 0; c < 4; c++) { // sub-blocks 2c (low nibbles), 2c+1 (high)
+            const int64_t b = 8 * i + 2 * c;
+            int8x16_t x0[4], x1[4];
+            xq_load_x(x0, q, b), xq_load_x(x1, q, b + 1);
+            for (int k = 0; k < R; k++) {
+                const uint8_t *qs = W + (size_t)k * rb + (size_t)i * sizeof(block_q4_K) +
+                                    offsetof(block_q4_K, qs) + 32 * c;
+                uint8x16_t u0 = vld1q_u8(qs), u1 = vld1q_u8(qs + 16);
+                float32x4_t *ac = a[k] + 4 * (c & 1);
+                xq_block_x(ac, vreinterpretq_s8_u8(vandq_u8(u0, m4)),
+                           vreinterpretq_s8_u8(vandq_u8(u1, m4)), x0, S[k][2 * c], S[k][2 * c]);
+                xq_block_x(ac + 2, vreinterpretq_s8_u8(vshrq_n_u8(u0, 4)),
+                           vreinterpretq_s8_u8(vshrq_n_u8(u1, 4)), x1, S[k][2 * c + 1],
+                           S[k][2 * c + 1]);
+            }
+        }
+    }
+    for (int k = 0; k < R; k++) y[k] = xq_hsum(a[k]) - xq_sum8(accm[k]);
+}
+
+// Q6_K, R rows (2): each block of x loaded once for the R rows; each row's weights and scales as
+// xq_q6_K's
+static inline __attribute__((always_inline)) void
+xq_mv_q6_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    float32x4_t a[2][8];
+    float S[2][16];
+    const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
+    const int8x16_t k32 = vdupq_n_s8(32);
+    for (int k = 0; k < R; k++)
+        for (int j = 0; j < 8; j++) a[k][j] = vdupq_n_f32(0);
+    for (int64_t i = 0; i < q->n / QK_K; i++) {
+        for (int k = 0; k < R; k++) {
+            const uint8_t *p = W + (size_t)k * rb + (size_t)i * sizeof(block_q6_K);
+            xq_prefetch_next(W, rb, R, k, (size_t)i * sizeof(block_q6_K), sizeof(block_q6_K));
+            const float d = f16_at(AT(p, block_q6_K, d));
+            const int8_t *sc = (const int8_t *)AT(p, block_q6_K, scales);
+            for (int s = 0; s < 16; s++) S[k][s] = (d * (float)sc[s]) * q->sx[8 * i + s / 2];
+        }
+        for (int g = 0; g < 8; g++) { // 32 weights 32g..: half h, group r, as deq_q6_K
+            const int h = g / 4, r = g % 4;
+            int8x16_t x[4];
+            xq_load_x(x, q, 8 * i + g);
+            for (int k = 0; k < R; k++) {
+                const uint8_t *p = W + (size_t)k * rb + (size_t)i * sizeof(block_q6_K);
+                const uint8_t *ql = AT(p, block_q6_K, ql) + 64 * h + 32 * (r & 1);
+                const uint8_t *qh = AT(p, block_q6_K, qh) + 32 * h;
+                int8x16_t w[2];
+                for (int t = 0; t < 2; t++) {
+                    uint8x16_t l = vld1q_u8(ql + 16 * t), hb = vld1q_u8(qh + 16 * t);
+                    l = r >= 2 ? vshrq_n_u8(l, 4) : vandq_u8(l, m4);
+                    hb = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * r))), m3);
+                    w[t] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l, vshlq_n_u8(hb, 4))), k32);
+                }
+                xq_block_x(a[k] + 2 * r, w[0], w[1], x, S[k][2 * g], S[k][2 * g + 1]);
+            }
+        }
+    }
+    for (int k = 0; k < R; k++) y[k] = xq_hsum(a[k]);
+}
+
 XQ_MV_ROWWISE(xq_mv_q8_0, xq_q8_0)
 XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
-XQ_MV_ROWWISE(xq_mv_q4_K, xq_q4_K)
-XQ_MV_ROWWISE(xq_mv_q6_K, xq_q6_K)
+
+static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, 2, xq_mv_q4_K_rows, xq_q4_K, y, W, rb, rows, q);
+}
+
+static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, 2, xq_mv_q6_K_rows, xq_q6_K, y, W, rb, rows, q);
+}
 
 // F16 rows (quant.inc, mv_f16), one at a time: acc[0..31] in eight registers, then dot_f32's
 // fold, its 8-wide tail and its scalar tail.
