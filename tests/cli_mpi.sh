@@ -61,6 +61,14 @@ for arch in "topk" "batchtopk" "jumprelu --normalize-activations true" \
     [ "$arch" = topk ] && cp -r "$tmp/a1" "$tmp/t1"
     rm -rf "$tmp/a1" "$tmp/a2"
 done
+# k annealing (64 = d_in -> 8 over 6 of the 10 steps): the schedule is the step's alone, so the
+# ranks agree on every k and on the whole batch's cut
+for arch in topk batchtopk; do
+    "$bin" train $toy --arch $arch --k-anneal-steps 6 --log-every 1 --out "$tmp/a1" >/dev/null 2>&1
+    mpi -np 2 "$bin" train $toy --arch $arch --k-anneal-steps 6 --log-every 1 --out "$tmp/a2" >/dev/null 2>&1; rc=$?
+    check "2 ranks, --arch $arch --k-anneal-steps 6: within 1e-5 of one process, the same k in metrics.jsonl" '[ $rc -eq 0 ] && close "$tmp/a1" "$tmp/a2" && [ "$(grep -o "\"k\": [0-9]*" "$tmp/a1/metrics.jsonl" | tr "\n" " ")" = "\"k\": 64 \"k\": 54 \"k\": 45 \"k\": 36 \"k\": 26 \"k\": 17 \"k\": 8 \"k\": 8 \"k\": 8 \"k\": 8 " ] && cmp -s <(grep -o "\"k\": [0-9]*" "$tmp/a1/metrics.jsonl") <(grep -o "\"k\": [0-9]*" "$tmp/a2/metrics.jsonl")'
+    rm -rf "$tmp/a1" "$tmp/a2"
+done
 mpi -np 1 "$bin" train $toy --arch topk --out "$tmp/p1" >/dev/null 2>&1
 check "mpirun -np 1: the single process's bits (no collective runs)" 'cmp -s "$tmp/t1/sae_weights.safetensors" "$tmp/p1/sae_weights.safetensors"'
 err=$(mpi -np 2 "$bin" eval --model x.gguf 2>&1); rc=$?

@@ -469,7 +469,8 @@ static long long metrics_value(const char *txt, long long step, const char *key)
 // Training with k annealing: every metrics line has the step's k, the l0 follows it (topk), the
 // saved SAE has the final k, batchtopk's inference threshold waits for the final k, and a run
 // resumed from a checkpoint in the middle of the anneal is bit-identical to a straight one.
-static void test_k_anneal_train(cterp_arch arch) {
+// bf16: 1 the bf16 encoder, 2 the same with the GEMM fused with the top-k forced (topk)
+static void test_k_anneal_train(cterp_arch arch, int bf16) {
     cterp_toy_config tc;
     small_toy(&tc);
     cterp_toy *toy;
@@ -478,6 +479,7 @@ static void test_k_anneal_train(cterp_arch arch) {
     small_cfg(&c, arch, 40);
     c.k_anneal_steps = 30, c.k_anneal_start = 48;
     c.log_every = 1, c.checkpoint_every = 20, c.dead_feature_window = 5;
+    c.encoder_bf16 = bf16 != 0;
     const char *dir = test_tmpdir("k-anneal");
     char out1[600], out2[600], ck[700];
     snprintf(out1, sizeof out1, "%s/straight", dir);
@@ -486,11 +488,13 @@ static void test_k_anneal_train(cterp_arch arch) {
     cterp_toy_source(&s1, toy), cterp_toy_source(&s2, toy), cterp_toy_source(&s3, toy);
     cterp_trainer *a, *b, *r = NULL;
     CHECK_OK(cterp_trainer_create(&a, &c, &s1));
+    if (bf16 == 2) cterp_trainer_bench_fuse_mode(a, 1);
     cterp_trainer_set_output(a, out1, NULL, NULL);
     CHECK_OK(cterp_trainer_run(a, 0));
     CHECK(cterp_trainer_last_metrics(a)->k == 4);
     CHECK_OK(cterp_trainer_save(a, out1));
     CHECK_OK(cterp_trainer_create(&b, &c, &s2));
+    if (bf16 == 2) cterp_trainer_bench_fuse_mode(b, 1);
     cterp_trainer_set_output(b, out2, NULL, NULL);
     CHECK_OK(cterp_trainer_run(b, 20)); // checkpoints/step_20: k 48 -> 4 is a third of the way
     CHECK(cterp_trainer_last_metrics(b)->k == cterp_train_config_k_at(&c, 32, 19));
@@ -501,11 +505,12 @@ static void test_k_anneal_train(cterp_arch arch) {
     snprintf(ck, sizeof ck, "%s/checkpoints/step_20", out2);
     CHECK_OK(cterp_trainer_resume(&r, ck, &s3));
     if (r) {
+        if (bf16 == 2) cterp_trainer_bench_fuse_mode(r, 1);
         CHECK(r->cfg.k_anneal_steps == 30 && r->cfg.k_anneal_start == 48);
         cterp_trainer_set_output(r, out2, NULL, NULL);
         CHECK_OK(cterp_trainer_run(r, 0));
-        CHECK_MSG(params_equal(a, r), "%s: k annealing: 20 + resume + 20 differs from 40 straight",
-                  cterp_arch_name(arch));
+        CHECK_MSG(params_equal(a, r), "%s%s: k annealing: 20 + resume + 20 differs from 40 straight",
+                  cterp_arch_name(arch), bf16 == 2 ? " (bf16, fused)" : bf16 ? " (bf16)" : "");
         CHECK(r->topk_threshold == a->topk_threshold);
         if (arch != CTERP_ARCH_TOPK) CHECK(a->topk_threshold > 0);
         cterp_trainer_free(r);
@@ -1137,9 +1142,9 @@ int main(void) {
     test_schedules();
     test_config();
     test_k_anneal_config();
-    test_k_anneal_train(CTERP_ARCH_TOPK);
-    test_k_anneal_train(CTERP_ARCH_BATCHTOPK);
-    test_k_anneal_train(CTERP_ARCH_MATRYOSHKA_BATCHTOPK);
+    test_k_anneal_train(CTERP_ARCH_TOPK, 0);
+    test_k_anneal_train(CTERP_ARCH_BATCHTOPK, 0);
+    test_k_anneal_train(CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 0);
     test_resume(CTERP_ARCH_TOPK, 0, 0);
     test_resume(CTERP_ARCH_BATCHTOPK, 0, 0);
     test_resume(CTERP_ARCH_STANDARD, 1, 0);
@@ -1158,6 +1163,9 @@ int main(void) {
         test_resume(CTERP_ARCH_TOPK, 1, 1);
         test_resume(CTERP_ARCH_TOPK, 0, 2);
         test_resume(CTERP_ARCH_TOPK, 1, 2);
+        test_k_anneal_train(CTERP_ARCH_TOPK, 1);
+        test_k_anneal_train(CTERP_ARCH_TOPK, 2);
+        test_k_anneal_train(CTERP_ARCH_BATCHTOPK, 1);
         test_recovery(CTERP_ARCH_TOPK, 1);
         test_recovery(CTERP_ARCH_TOPK, 2);
         test_recovery(CTERP_ARCH_BATCHTOPK, 1);

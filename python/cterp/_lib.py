@@ -240,6 +240,8 @@ _proto("cterp_act_store", S, POINTER(ActSource), P, c_char_p, c_char_p, POINTER(
        c_int64)
 _proto("cterp_act_pair_store", S, POINTER(ActSource), P, c_char_p, c_char_p, c_char_p,
        POINTER(StoreConfig), c_int64)
+_proto("cterp_act_concat_store", S, POINTER(ActSource), P, POINTER(c_char_p), c_int, c_char_p,
+       POINTER(StoreConfig), c_int64)
 _proto("cterp_store_meta", None, POINTER(SaeMeta), c_char_p, c_char_p, c_char_p,
        POINTER(WindowConfig))
 _proto("cterp_multi_store_open", S, POINTER(P), P, POINTER(c_char_p), c_int, c_char_p,

@@ -354,6 +354,76 @@ class InterpretableModel:
             if tmp:
                 os.unlink(tmp)
 
+    def train_crosscoder(self, layers=None, dataset=None, save_path=None, config=None,
+                         component="resid", hooks=None, verbose=True, callback=None,
+                         context_size=128, buffer_rows=0, model_batch=8):
+        """Trains a crosscoder (config architecture "crosscoder", the default) over the rows of
+        `component` at several `layers` (a list or range of ints, or "A-B"), or over `hooks`
+        (TransformerLens names, one width), side by side for the same tokens from one forward
+        per batch (cterp_act_concat_store), as cterp train --model --arch crosscoder --layers
+        A-B --component C does (same weights). Otherwise as train_sae; the saved directory is
+        cterp's crosscoder format (cfg.json n_layers, hook_names; docs/formats.md). The CLI's
+        per-layer eval at the end is not run here (cterp eval --sae DIR does it)."""
+        cfg = as_config(config if config is not None else SAEConfig(architecture="crosscoder"))
+        if cfg.architecture != "crosscoder":
+            raise CterpError("train_crosscoder: architecture %r: expected crosscoder"
+                             % cfg.architecture)
+        if (layers is None) == (hooks is None):
+            raise CterpError("train_crosscoder: give layers (with component) or hooks, not both "
+                             "and not neither")
+        if dataset is None:
+            raise CterpError("train_crosscoder: give a dataset (texts or a dataset path)")
+        if hooks is None:
+            if isinstance(layers, str):  # "A-B", as the CLI's --layers
+                a, sep, z = layers.partition("-")
+                if not sep or not a.strip().isdigit() or not z.strip().isdigit():
+                    raise CterpError("train_crosscoder: layers %r: expected \"A-B\" or a list of "
+                                     "ints" % layers)
+                layers = range(int(a), int(z) + 1)
+            hooks = [self.hook_name(int(l), component) for l in layers]
+        else:
+            hooks = [self.hook_name(None, h) for h in hooks]
+        if len(hooks) < 2:
+            raise CterpError("train_crosscoder: %d hook(s) (%s): a crosscoder reads two or more "
+                             "layers; for one layer train an SAE" % (len(hooks), ", ".join(hooks)))
+        if len(set(hooks)) != len(hooks):
+            raise CterpError("train_crosscoder: a hook is given twice (%s)" % ", ".join(hooks))
+        joined = ",".join(hooks)  # cfg.json's hook_names, through the metadata (255 bytes)
+        if len(joined.encode()) > 255:
+            raise CterpError("train_crosscoder: the hook names are %d characters together, at "
+                             "most 255" % len(joined.encode()))
+        tmp = None
+        if isinstance(dataset, (list, tuple)):
+            fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for t in dataset:  # one document per line
+                    f.write(" ".join(str(t).splitlines()) + "\n")
+            data = tmp
+        else:
+            data = os.fspath(dataset)
+        sc = _lib.StoreConfig()
+        lib.cterp_store_config_default(ctypes.byref(sc))
+        sc.windows.context_size = int(context_size)
+        sc.buffer_rows = int(buffer_rows)
+        sc.model_batch = int(model_batch)
+        sc.seed = cfg.seed
+        sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfg._c))
+        names = (ctypes.c_char_p * len(hooks))(*[b(h) for h in hooks])
+        src = _lib.ActSource()
+        try:
+            check(lib.cterp_act_concat_store(ctypes.byref(src), self._m, names, len(hooks),
+                                             b(data), ctypes.byref(sc), cfg.batch_size),
+                  "train_crosscoder")
+            meta = _lib.SaeMeta()
+            lib.cterp_store_meta(ctypes.byref(meta), b(os.path.basename(self.path)), b(joined),
+                                 b(data), ctypes.byref(sc.windows))
+            return run_trainer(src, cfg, save_path, meta, verbose, callback,
+                               desc="train_crosscoder %s .. %s" % (hooks[0], hooks[-1]))
+        finally:
+            lib.cterp_act_source_free(ctypes.byref(src))
+            if tmp:
+                os.unlink(tmp)
+
     def train_saes(self, hooks, dataset, save_dir=None, config=None, verbose=True,
                    context_size=128, buffer_rows=0, model_batch=8):
         """Several hooks, one forward: one SAE per hook (TransformerLens names) from a single run

@@ -108,6 +108,45 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(cterp.CterpError):
             self.m.train_transcoder(1, self.data, config=cfg, hook_in="blocks.1.hook_resid_mid")
 
+    def test_train_crosscoder_same_as_cli(self):
+        # layers 1-3 of the residual stream side by side: the weights of cterp train --arch
+        # crosscoder --layers 1-3 --component resid
+        cfg = SAEConfig(architecture="crosscoder", d_sae=128, batch_size=128, training_steps=40,
+                        log_every=10, seed=5, l1_coefficient=0.5)
+        out = os.path.join(self.d, "py_xc")
+        seen = []
+        xc = self.m.train_crosscoder(layers="1-3", dataset=self.data, save_path=out, config=cfg,
+                                     verbose=False, context_size=32, buffer_rows=1024,
+                                     callback=lambda m: seen.append(m["step"]))
+        self.assertEqual(seen, [10, 20, 30, 40])
+        ref_dir = os.path.join(self.d, "cli_xc")
+        cli("train", "--model", MODEL, "--arch", "crosscoder", "--layers", "1-3", "--component",
+            "resid", "--data", self.data, "--context-size", 32, "--d-sae", 128, "--batch", 128,
+            "--steps", 40, "--l1-coefficient", 0.5, "--buffer-rows", 1024, "--seed", 5,
+            "--quiet", "--eval-windows", 0, "--out", ref_dir)
+        ref = SAE.load_from_disk(ref_dir)
+        loaded = SAE.load_from_disk(out)  # the package's directory loads as a crosscoder
+        self.assertEqual((loaded.architecture, loaded.d_in, loaded.d_sae), ("crosscoder", 192, 128))
+        for n in ("W_enc", "W_dec", "b_enc", "b_dec"):
+            self.assertTrue(np.array_equal(getattr(xc, n), getattr(ref, n)), n)
+            self.assertTrue(np.array_equal(getattr(loaded, n), getattr(ref, n)), n)
+        with open(os.path.join(out, "cfg.json")) as f:
+            c = json.load(f)
+        self.assertEqual((c["n_layers"], c["d_in"]), (3, 64))
+        self.assertEqual(c["hook_names"], ["blocks.%d.hook_resid_post" % l for l in (1, 2, 3)])
+        self.assertTrue(os.path.exists(os.path.join(out, "metrics.jsonl")))
+        with self.assertRaisesRegex(CterpError, "architecture 'topk': expected crosscoder"):
+            self.m.train_crosscoder([1, 2], self.data, config=SAEConfig(architecture="topk"))
+        with self.assertRaisesRegex(CterpError, "two or more layers"):
+            self.m.train_crosscoder([1], self.data, config=cfg)
+        with self.assertRaisesRegex(CterpError, "not both"):
+            self.m.train_crosscoder([1, 2], self.data, config=cfg, hooks=["blocks.1.hook_mlp_out"])
+        with self.assertRaisesRegex(CterpError, "given twice"):
+            self.m.train_crosscoder(hooks=["blocks.1.hook_mlp_out", "blocks.1.hook_mlp_out"],
+                                    dataset=self.data, config=cfg)
+        with self.assertRaisesRegex(CterpError, "layers '1-x'"):
+            self.m.train_crosscoder("1-x", self.data, config=cfg)
+
     def test_train_saes_one_forward(self):
         # two hooks from one forward, the second with its own d_sae: each SAE is the one trained
         # alone (hook 0: the class's train_sae; hook 1: the CLI's --hook run)
