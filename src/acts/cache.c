@@ -2,6 +2,7 @@
 // header + rows) and tokens.bin (int32 per row); the reader is a source that mmaps the rows and
 // serves them through the same mixing buffer as the live store. activations.bin is written last
 // (its header last of all), so a directory without it is an interrupted run, never a cache.
+#include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -163,9 +164,9 @@ static cterp_status check_complete(const char *dir, const char *apath) {
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        partial |=
-            !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20) ||
-            !strcmp(e->d_name, "shards.bin") || !strcmp(e->d_name, "activations.1.bin");
+        partial |= !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20) ||
+                   !strcmp(e->d_name, "shards.bin") || !strcmp(e->d_name, "activations.1.bin") ||
+                   !strcmp(e->d_name, "activations.bin.partial") || !strcmp(e->d_name, "cache.progress");
         if (e->d_name[0] == '.') continue;
         char *sub = file_join(dir, e->d_name), *a = sub ? file_join(sub, "activations.bin") : NULL;
         if (a && file_exists(a)) {
@@ -186,7 +187,8 @@ static cterp_status check_complete(const char *dir, const char *apath) {
     return cterp_error(
         CTERP_EFORMAT,
         "%s: an incomplete activation cache: activations.bin, written last, is "
-        "missing (a cterp cache run was interrupted or is still running; run it again)",
+        "missing (a cterp cache run was interrupted or is still running; run it again with "
+        "--resume to go on from its last chunk, or without to start over)",
         dir);
 }
 
@@ -211,7 +213,9 @@ static cterp_status clear_cache_dir(const char *dir, const char *apath) {
     struct dirent *e;
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, "activations.bin.tmp.", 20) ||
-            !strncmp(e->d_name, "tokens.bin.tmp.", 15) || is_shard_file(e->d_name)) {
+            !strncmp(e->d_name, "tokens.bin.tmp.", 15) || is_shard_file(e->d_name) ||
+            !strcmp(e->d_name, "activations.bin.partial") || !strcmp(e->d_name, "tokens.bin.partial") ||
+            !strncmp(e->d_name, "cache.progress", 14)) {
             char *p = file_join(dir, e->d_name);
             if (p) unlink(p);
             free(p);
@@ -381,29 +385,201 @@ done:
     return s;
 }
 
+// ---- the single-process writer: chunks, a progress record, resume ---------------------------
+// Each hook's rows go to DIR/activations.bin.partial (a zero header, then the rows) and its
+// tokens to DIR/tokens.bin.partial. After every chunk of forward batches (64 MiB of rows, or
+// CTERP_TEST_CACHE_CHUNK_ROWS rows) both are fsynced, then DIR/cache.progress is rewritten
+// atomically: the rows and windows behind the synced bytes, and the options that made them. A
+// resumed run truncates the partials to the record, skips its windows without running the model
+// and goes on: forward batches of the same windows, so the same bytes. At the end the header is
+// written and synced, the records say done, and each hook's files take their names (tokens.bin,
+// then activations.bin), the record removed last.
+
+#define CACHE_CHUNK_BYTES ((int64_t)64 << 20)
+#define CACHE_PROGRESS_FORMAT "cterp cache progress 1"
+
 // One hook's output files while the writer runs.
 typedef struct {
-    char *pa, *pt; // activations.bin, tokens.bin
-    int lock, oa, ot;
-    file_atomic wa, wt;
+    char *dir, *pa, *pt, *qa, *qt, *pp; // activations.bin, tokens.bin, their .partial, cache.progress
+    int lock;
+    FILE *fa, *ft; // the partials, open for writing
     cterp_cache_info in;
 } cache_out;
 
 static void cache_out_close(cache_out *o) {
-    if (o->oa) file_atomic_abort(&o->wa);
-    if (o->ot) file_atomic_abort(&o->wt);
-    free(o->pa), free(o->pt);
+    if (o->fa) fclose(o->fa);
+    if (o->ft) fclose(o->ft);
+    free(o->pa), free(o->pt), free(o->qa), free(o->qt), free(o->pp);
     file_unlock_dir(o->lock);
-    o->pa = o->pt = NULL, o->oa = o->ot = 0, o->lock = -1;
+    o->pa = o->pt = o->qa = o->qt = o->pp = NULL, o->fa = o->ft = NULL, o->lock = -1;
 }
 
-// Writes the caches of n hooks, hook h into dirs[h], from one run of the model.
+// Opens a partial file for appending: new and empty (keep < 0) or cut to its first keep bytes
+// (a resume: bytes after the last progress record were not vouched for).
+static cterp_status part_open(FILE **f, const char *path, int64_t keep) {
+    *f = fopen(path, keep < 0 ? "w+b" : "r+b");
+    if (!*f) return cterp_error(CTERP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (keep >= 0 && (fstat(fileno(*f), &sb) != 0 || sb.st_size < keep))
+        return cterp_error(CTERP_EFORMAT, "%s: %lld bytes, expected at least %lld (the rows its cache.progress "
+                           "records): cannot resume; run again without --resume", path,
+                           (long long)sb.st_size, (long long)keep);
+    if (keep >= 0 && (ftruncate(fileno(*f), keep) != 0 || fseek(*f, 0, SEEK_END) != 0))
+        return cterp_error(CTERP_EIO, "%s: cannot cut to %lld bytes: %s", path, (long long)keep, strerror(errno));
+    return CTERP_OK;
+}
+
+static cterp_status part_write(FILE *f, const char *path, const void *p, size_t n) {
+    if (fwrite(p, 1, n, f) != n) return cterp_error(CTERP_EIO, "%s: write failed: %s", path, strerror(errno));
+    file_test_point("write");
+    return CTERP_OK;
+}
+
+static cterp_status part_sync(FILE *f, const char *path) {
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot write to disk: %s", path, strerror(errno));
+    return CTERP_OK;
+}
+
+// The options that decide a cache's bytes, as (name, value) text: a resume compares them.
+typedef struct {
+    char name[24], value[1040];
+} cache_opt;
+enum { CACHE_N_OPTS = 17 };
+
+static cterp_status cache_options(cache_opt *o, const act_stream *st, cterp_model *m, const char *model_name,
+                                  const char *const *hooks, int n, int h, const char *dataset,
+                                  const cterp_store_config *c, int64_t max_tokens, cterp_dtype dtype) {
+    uint64_t dh;
+    int64_t db, mb;
+    cterp_status s = cterp_dataset_fingerprint(cterp_windows_dataset(st->w), &dh, &db);
+    if (s) return s;
+    const uint64_t mh = cterp_model_fingerprint(m, &mb);
+    uint64_t hh = 0; // every hook of the run, in order: a resume with another list is another run
+    for (int i = 0; i < n; i++) hh = hash_str(hash_u64(hh, (uint64_t)i), hooks[i]);
+    const cterp_window_config *w = &c->windows;
+    int k = 0;
+#define OPT(nm, ...) (snprintf(o[k].name, sizeof o[k].name, "%s", nm), snprintf(o[k].value, sizeof o[k].value, __VA_ARGS__), k++)
+    OPT("model", "%s", model_name ? model_name : "");
+    OPT("model_bytes", "%lld", (long long)mb);
+    OPT("model_fingerprint", "0x%016llx", (unsigned long long)mh);
+    OPT("hook", "%s", hooks[h]);
+    OPT("hooks", "%d hooks, hash 0x%016llx", n, (unsigned long long)hh);
+    OPT("dataset", "%s", dataset);
+    OPT("data_bytes", "%lld", (long long)db);
+    OPT("data_fingerprint", "0x%016llx", (unsigned long long)dh);
+    OPT("skip_malformed", "%d", c->data.skip_malformed != 0);
+    OPT("context_size", "%d", w->context_size);
+    OPT("prepend_bos", "%d", w->prepend_bos != 0);
+    OPT("separator", "%d", w->concat ? (int)cterp_windows_separator(st->w) : -1);
+    OPT("concat", "%d", w->concat != 0);
+    OPT("exclude_special", "%d", w->exclude_special != 0);
+    OPT("model_batch", "%d", c->model_batch);
+    OPT("dtype", "%s", dtype == CTERP_DTYPE_F32 ? "f32" : dtype == CTERP_DTYPE_F16 ? "f16" : "bf16");
+    OPT("tokens", "%lld", (long long)max_tokens);
+#undef OPT
+    return CTERP_OK;
+}
+_Static_assert(CACHE_N_OPTS == 17, "cache_options writes 17 options");
+
+// Writes DIR/cache.progress (durably, atomically): rows and windows behind the synced partials.
+static cterp_status progress_write(const cache_out *q, const cache_opt *opt, int64_t rows, int64_t windows,
+                                   int done, int complete) {
+    cJSON *root = cJSON_CreateObject(), *o = cJSON_CreateObject();
+    char *text = NULL;
+    cterp_status s = CTERP_OK;
+    if (root && o) {
+        cJSON_AddStringToObject(root, "format", CACHE_PROGRESS_FORMAT);
+        cJSON_AddNumberToObject(root, "rows", (double)rows);
+        cJSON_AddNumberToObject(root, "windows", (double)windows);
+        cJSON_AddBoolToObject(root, "done", done);
+        cJSON_AddBoolToObject(root, "complete_epoch", complete);
+        for (int i = 0; i < CACHE_N_OPTS; i++) cJSON_AddStringToObject(o, opt[i].name, opt[i].value);
+        cJSON_AddItemToObject(root, "options", o), o = NULL;
+        text = cJSON_Print(root);
+    }
+    if (!text) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    else s = file_write_all(q->pp, text, strlen(text));
+    free(text);
+    cJSON_Delete(root), cJSON_Delete(o);
+    return s;
+}
+
+typedef struct {
+    int present, done, complete;
+    int64_t rows, windows;
+} cache_progress;
+
+// Reads DIR/cache.progress (absent: present = 0) and checks its options against this run's; a
+// difference is refused naming the option, the recorded value and this run's.
+static cterp_status progress_read(const cache_out *q, const cache_opt *opt, cache_progress *p) {
+    memset(p, 0, sizeof *p);
+    if (!file_exists(q->pp)) return CTERP_OK;
+    char *text = NULL;
+    size_t len;
+    cterp_status s = file_read_all(q->pp, &text, &len);
+    if (s) return s;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "windows");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "done");
+    const cJSON *ce = cJSON_GetObjectItemCaseSensitive(root, "complete_epoch");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "options");
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, CACHE_PROGRESS_FORMAT) || !cJSON_IsNumber(r) ||
+        !cJSON_IsNumber(w) || r->valuedouble < 0 || r->valuedouble > 9e15 || w->valuedouble < 0 ||
+        w->valuedouble > 9e15 || !cJSON_IsBool(d) || !cJSON_IsBool(ce) || !cJSON_IsObject(o)) {
+        cJSON_Delete(root);
+        return cterp_error(CTERP_EFORMAT, "%s: expected a JSON object with format \"%s\", rows and windows "
+                           "(integers >= 0), done, complete_epoch and options: not a progress record this cterp "
+                           "wrote; run again without --resume", q->pp, CACHE_PROGRESS_FORMAT);
+    }
+    for (int i = 0; i < CACHE_N_OPTS && !s; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i].name);
+        const char *was = cJSON_IsString(v) ? v->valuestring : "(missing)";
+        if (strcmp(was, opt[i].value))
+            s = cterp_error(CTERP_EINVAL, "%s: options.%s: the interrupted run had %s, this run has %s; resume "
+                            "with the same options, or run without --resume to start over", q->pp, opt[i].name,
+                            was, opt[i].value);
+    }
+    p->present = 1, p->done = cJSON_IsTrue(d), p->complete = cJSON_IsTrue(ce);
+    p->rows = (int64_t)r->valuedouble, p->windows = (int64_t)w->valuedouble;
+    cJSON_Delete(root);
+    return s;
+}
+
+// The last step of a write: hook h's partials (header written and synced, the records done)
+// take their names, tokens.bin first; the record goes last. A resume of a done run repeats it.
+static cterp_status cache_out_commit(cache_out *q) {
+    if (file_exists(q->qt) && rename(q->qt, q->pt) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", q->pt, strerror(errno));
+    cterp_status s = file_fsync_dir(q->dir);
+    if (s) return s;
+    file_test_point("cache-tokens"); // tokens.bin in place, activations.bin not yet
+    if (file_exists(q->qa) && rename(q->qa, q->pa) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", q->pa, strerror(errno));
+    if ((s = file_fsync_dir(q->dir))) return s;
+    if (unlink(q->pp) != 0 && errno != ENOENT)
+        return cterp_error(CTERP_EIO, "%s: cannot remove: %s", q->pp, strerror(errno));
+    return file_fsync_dir(q->dir);
+}
+
+static int64_t chunk_rows_env(void) {
+    const char *e = getenv("CTERP_TEST_CACHE_CHUNK_ROWS"); // test hook (docs/reliability.md)
+    return e && atoll(e) > 0 ? atoll(e) : 0;
+}
+
+// Writes the caches of n hooks, hook h into dirs[h], from one run of the model; resume: go on
+// from the last progress record (*resumed_from: its rows, 0 when there was none).
 static cterp_status cache_write(cterp_model *m, const char *model_name, const char *const *hooks,
                                 int n, const char *dataset, const cterp_store_config *c,
                                 int64_t max_tokens, cterp_dtype dtype, const char *const *dirs,
+                                int resume, int64_t *resumed_from,
                                 cterp_cache_progress_fn progress, void *user, cterp_cache_info *info) {
     cterp_store_config cd;
     if (!c) cterp_store_config_default(&cd), c = &cd;
+    if (resumed_from) *resumed_from = 0;
     if (max_tokens < 1) return cterp_error(CTERP_EINVAL, "tokens: expected >= 1, got %lld", (long long)max_tokens);
     if (dtype > CTERP_DTYPE_BF16) return cterp_error(CTERP_EINVAL, "dtype: expected f32, f16 or bf16");
     if (n < 1 || n > 4096) return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n);
@@ -411,6 +587,9 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         return cterp_error(CTERP_EINVAL, "cache: %d hooks under %d MPI ranks: a sharded cache holds one hook; "
                            "run mpirun -np P cterp cache once per hook, or cterp cache --hooks in one process "
                            "(docs/scaling.md)", n, dist_size());
+    if (dist_size() > 1 && resume)
+        return cterp_error(CTERP_EINVAL, "cache --resume: not under %d MPI ranks: a sharded cache is written in "
+                           "one go; run it again without --resume (docs/reliability.md)", dist_size());
     if (dist_size() > 1)
         return cache_write_sharded(m, model_name, hooks[0], dataset, c, max_tokens, dtype, dirs[0], progress, user,
                                    info);
@@ -421,25 +600,68 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
                                    hooks[h], dirs[h]);
     cache_out *o = calloc((size_t)n, sizeof *o);
     const float **row = malloc((size_t)n * sizeof *row);
-    if (!o || !row) {
-        free(o), free(row);
+    cache_opt *opt = calloc((size_t)n * CACHE_N_OPTS, sizeof *opt);
+    cache_progress *pr = calloc((size_t)n, sizeof *pr);
+    if (!o || !row || !opt || !pr) {
+        free(o), free(row), free(opt), free(pr);
         return cterp_error(CTERP_ENOMEM, "cache: out of memory");
     }
     for (int h = 0; h < n; h++) o[h].lock = -1;
     act_stream st = {0};
     uint8_t *hdr = NULL, *conv = NULL;
     cterp_status s = CTERP_OK;
+    int64_t count = 0, from_windows = 0;
     // the hooks and the data are checked before any previous cache is removed
     if ((s = stream_open(&st, m, hooks, n, dataset, c))) goto done;
     for (int h = 0; h < n && !s; h++) {
-        if ((s = file_mkdirs(dirs[h])) || (s = file_lock_dir(dirs[h], "cache writer", &o[h].lock))) break;
-        o[h].pa = file_join(dirs[h], "activations.bin"), o[h].pt = file_join(dirs[h], "tokens.bin");
-        if (!o[h].pa || !o[h].pt) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-        if (!s) s = clear_cache_dir(dirs[h], o[h].pa);
+        cache_out *q = &o[h];
+        if ((s = file_mkdirs(dirs[h])) || (s = file_lock_dir(dirs[h], "cache writer", &q->lock))) break;
+        q->dir = (char *)dirs[h];
+        q->pa = file_join(dirs[h], "activations.bin"), q->pt = file_join(dirs[h], "tokens.bin");
+        q->qa = file_join(dirs[h], "activations.bin.partial"), q->qt = file_join(dirs[h], "tokens.bin.partial");
+        q->pp = file_join(dirs[h], "cache.progress");
+        if (!q->pa || !q->pt || !q->qa || !q->qt || !q->pp) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+        if (!s) s = cache_options(opt + h * CACHE_N_OPTS, &st, m, model_name, hooks, n, h, dataset, c, max_tokens, dtype);
+        if (!s && resume) s = progress_read(q, opt + h * CACHE_N_OPTS, &pr[h]);
     }
     if (s) goto done;
-    int64_t Dmax = 0;
-    for (int h = 0; h < n; h++) Dmax = st.D[h] > Dmax ? st.D[h] : Dmax;
+    if (resume) {
+        int any = 0, any_done = 0, whole = 0;
+        for (int h = 0; h < n; h++) {
+            any |= pr[h].present, any_done |= pr[h].done;
+            whole += file_exists(o[h].pa) && !file_exists(o[h].qa);
+        }
+        if (any_done) { // killed while the files took their names: finish that
+            for (int h = 0; h < n && !s; h++) {
+                if (!pr[h].present && !file_exists(o[h].pa))
+                    s = cterp_error(CTERP_EFORMAT, "%s: neither a cache nor a progress record, while another hook's "
+                                    "record says the run was done: run again without --resume", dirs[h]);
+                if (!s && pr[h].present) s = cache_out_commit(&o[h]);
+                if (!s && info) s = cterp_act_cache_info_read(dirs[h], &info[h]);
+            }
+            if (!s && resumed_from) *resumed_from = info ? info[0].count : pr[0].rows;
+            goto done;
+        }
+        if (!any && whole == n) {
+            s = cterp_error(CTERP_EINVAL, "%s: holds a complete cache, nothing to resume (run without --resume "
+                            "to write it again)", n > 1 ? dirs[0] : dirs[0]);
+            goto done;
+        }
+        // hooks are recorded one after another: the least of them is synced in every hook
+        int at = -1;
+        for (int h = 0; h < n; h++)
+            if (!pr[h].present) at = -2;
+            else if (at == -1 || (at >= 0 && pr[h].rows < pr[at].rows)) at = h;
+        if (at >= 0 && pr[at].rows > 0) count = pr[at].rows, from_windows = pr[at].windows;
+    }
+    for (int h = 0; h < n && !s; h++)
+        if (!count) s = clear_cache_dir(dirs[h], o[h].pa);
+    if (s) goto done;
+    int64_t Dmax = 0, row_bytes = 0;
+    for (int h = 0; h < n; h++) {
+        Dmax = st.D[h] > Dmax ? st.D[h] : Dmax;
+        row_bytes += st.D[h] * (int64_t)dtype_size(dtype);
+    }
     hdr = calloc(1, CACHE_HEADER), conv = malloc((size_t)Dmax * 4);
     if (!hdr || !conv) {
         s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
@@ -447,11 +669,10 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
     }
     for (int h = 0; h < n; h++) {
         cache_out *q = &o[h];
-        if ((s = file_atomic_open(&q->wa, q->pa))) goto done;
-        q->oa = 1;
-        if ((s = file_atomic_open(&q->wt, q->pt))) goto done;
-        q->ot = 1;
-        if ((s = file_atomic_write(&q->wa, hdr, CACHE_HEADER))) goto done; // the real header comes last
+        const int64_t rb = st.D[h] * (int64_t)dtype_size(dtype);
+        if ((s = part_open(&q->fa, q->qa, count ? CACHE_HEADER + count * rb : -1))) goto done;
+        if ((s = part_open(&q->ft, q->qt, count ? count * 4 : -1))) goto done;
+        if (!count && (s = part_write(q->fa, q->qa, hdr, CACHE_HEADER))) goto done; // the real header comes last
         cterp_cache_info *in = &q->in;
         memset(in, 0, sizeof *in);
         in->version = CACHE_VERSION, in->dtype = dtype, in->d_in = st.D[h];
@@ -462,7 +683,23 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         snprintf(in->hook, sizeof in->hook, "%s", hooks[h]);
         snprintf(in->dataset, sizeof in->dataset, "%s", dataset);
     }
-    int64_t count = 0;
+    if (count) { // the windows behind the recorded rows, cut again but not run
+        for (int64_t i = 0; i < from_windows; i++) {
+            int eof = 0;
+            if ((s = cterp_windows_next(st.w, st.tok, st.mask, &eof))) goto done;
+            if (eof) {
+                s = cterp_error(CTERP_EFORMAT, "%s: cache.progress records %lld windows, %s has %lld: the dataset "
+                                "changed; run again without --resume", o[0].dir, (long long)from_windows, dataset,
+                                (long long)i);
+                goto done;
+            }
+        }
+        st.windows = from_windows, st.produced = count;
+        if (resumed_from) *resumed_from = count;
+    }
+    const int64_t chunk_env = chunk_rows_env();
+    const int64_t chunk = chunk_env ? chunk_env : (CACHE_CHUNK_BYTES + row_bytes - 1) / row_bytes;
+    int64_t committed = count;
     int complete = 0;
     while (count < max_tokens) {
         int32_t tok;
@@ -481,11 +718,20 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
                     hv[d] = dtype == CTERP_DTYPE_F16 ? f32_to_f16(row[h][d]) : f32_to_bf16(row[h][d]);
                 out = conv;
             }
-            if ((s = file_atomic_write(&o[h].wa, out, (size_t)D * dtype_size(dtype)))) goto done;
-            if ((s = file_atomic_write(&o[h].wt, &tok, 4))) goto done;
+            if ((s = part_write(o[h].fa, o[h].qa, out, (size_t)D * dtype_size(dtype)))) goto done;
+            if ((s = part_write(o[h].ft, o[h].qt, &tok, 4))) goto done;
         }
         count++;
         if (progress && count % 4096 == 0) progress(count, max_tokens, user);
+        // a forward batch used up: its windows and rows are a point to resume from
+        if (st.next_row == st.n_rows && count < max_tokens && count - committed >= chunk) {
+            for (int h = 0; h < n && !s; h++)
+                if (!(s = part_sync(o[h].fa, o[h].qa))) s = part_sync(o[h].ft, o[h].qt);
+            for (int h = 0; h < n && !s; h++) s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, st.windows, 0, 0);
+            if (s) goto done;
+            committed = count;
+            file_test_point("cache-chunk");
+        }
     }
     int64_t windows = st.windows;
     if (!complete && count > 0) { // max_tokens reached: was that exactly the whole dataset?
@@ -503,24 +749,23 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         q->in.count = count, q->in.windows = windows, q->in.complete_epoch = complete;
         q->in.shards = 1, q->in.shard_rows = count;
         encode_header(hdr, &q->in, 0, count, 0);
-        FILE *f = q->wa.fp;
-        if (fseek(f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, f) != CACHE_HEADER) {
-            s = cterp_error(CTERP_EIO, "%s: cannot write the header", q->pa);
+        if (fseek(q->fa, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, q->fa) != CACHE_HEADER) {
+            s = cterp_error(CTERP_EIO, "%s: cannot write the header", q->qa);
             goto done;
         }
-        if ((s = file_atomic_commit(&q->wt))) goto done;
-        q->ot = 0;
-        file_test_point("cache-tokens"); // tokens.bin in place, activations.bin not yet
-        s = file_atomic_commit(&q->wa);
-        q->oa = 0;
-        if (s) goto done;
-        if (info) info[h] = q->in;
+        if ((s = part_sync(q->fa, q->qa)) || (s = part_sync(q->ft, q->qt))) goto done;
+        fclose(q->fa), fclose(q->ft);
+        q->fa = q->ft = NULL;
     }
+    for (int h = 0; h < n && !s; h++) s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, windows, 1, complete);
+    for (int h = 0; h < n && !s; h++) s = cache_out_commit(&o[h]);
+    if (s) goto done;
+    for (int h = 0; h < n && info; h++) info[h] = o[h].in;
     if (progress) progress(count, max_tokens, user);
 done:
     for (int h = 0; h < n; h++) cache_out_close(&o[h]);
     stream_close(&st);
-    free(o), free(row), free(hdr), free(conv);
+    free(o), free(row), free(hdr), free(conv), free(opt), free(pr);
     return s;
 }
 
@@ -529,15 +774,12 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
                                    cterp_cache_progress_fn progress, void *user,
                                    cterp_cache_info *info) {
-    return cache_write(m, model_name, &hook, 1, dataset, c, max_tokens, dtype, &out_dir, progress,
+    return cache_write(m, model_name, &hook, 1, dataset, c, max_tokens, dtype, &out_dir, 0, NULL, progress,
                        user, info);
 }
 
-cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name, const char *const *hooks,
-                                         int n_hooks, const char *dataset, const cterp_store_config *c,
-                                         int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
-                                         cterp_cache_progress_fn progress, void *user,
-                                         cterp_cache_info *info) {
+// The directories of --hooks: out_dir/<hook>. Caller frees with free_dirs.
+static cterp_status hook_dirs(const char *out_dir, const char *const *hooks, int n_hooks, char ***out) {
     if (n_hooks < 1 || n_hooks > 4096)
         return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n_hooks);
     char **dirs = calloc((size_t)n_hooks, sizeof *dirs);
@@ -548,11 +790,44 @@ cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
         else if (!(dirs[h] = file_join(out_dir, hooks[h])))
             s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
     }
+    *out = dirs;
+    return s;
+}
+
+static void free_dirs(char **dirs, int n) {
+    for (int h = 0; dirs && h < n; h++) free(dirs[h]);
+    free(dirs);
+}
+
+cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name, const char *const *hooks,
+                                         int n_hooks, const char *dataset, const cterp_store_config *c,
+                                         int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                         cterp_cache_progress_fn progress, void *user,
+                                         cterp_cache_info *info) {
+    char **dirs = NULL;
+    cterp_status s = hook_dirs(out_dir, hooks, n_hooks, &dirs);
     if (!s)
         s = cache_write(m, model_name, hooks, n_hooks, dataset, c, max_tokens, dtype,
-                        (const char *const *)dirs, progress, user, info);
-    for (int h = 0; dirs && h < n_hooks; h++) free(dirs[h]);
-    free(dirs);
+                        (const char *const *)dirs, 0, NULL, progress, user, info);
+    free_dirs(dirs, n_hooks);
+    return s;
+}
+
+cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name, const char *const *hooks,
+                                    int n_hooks, int per_hook_dirs, const char *dataset,
+                                    const cterp_store_config *c, int64_t max_tokens, cterp_dtype dtype,
+                                    const char *out_dir, cterp_cache_progress_fn progress, void *user,
+                                    cterp_cache_info *info, int64_t *resumed_from) {
+    if (!per_hook_dirs && n_hooks != 1)
+        return cterp_error(CTERP_EINVAL, "cache resume: %d hooks into one directory: expected 1 (or a "
+                           "directory per hook)", n_hooks);
+    char **dirs = NULL;
+    cterp_status s = per_hook_dirs ? hook_dirs(out_dir, hooks, n_hooks, &dirs) : CTERP_OK;
+    if (!s)
+        s = cache_write(m, model_name, hooks, n_hooks, dataset, c, max_tokens, dtype,
+                        per_hook_dirs ? (const char *const *)dirs : &out_dir, 1, resumed_from, progress, user,
+                        info);
+    free_dirs(dirs, per_hook_dirs ? n_hooks : 0);
     return s;
 }
 
