@@ -385,6 +385,39 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
     fflush(f);
 }
 
+// Names the first non-finite value of a block laid out as sae->params (the weights, or t->grads)
+// in its first n floats: "W_enc at latent 3, column 5 (nan)". Returns 0 when all are finite.
+static int name_nonfinite(const cterp_sae *sae, const float *block, size_t n, char *out, size_t cap) {
+    size_t i = 0;
+    while (i < n && isfinite(block[i])) i++;
+    if (i == n) return 0;
+    const int64_t N = sae->d_sae, D = sae->d_in, DO = sae->d_out;
+    const struct {
+        const char *name;
+        const float *p;
+        int64_t rows, cols; // rows of latents (N) or of output columns (W_skip: DO); cols 1: a vector
+        int by_latent;
+    } v[] = {{"W_enc", sae->W_enc, N, D, 1},          {sae->arch == CTERP_ARCH_GATED ? "b_gate" : "b_enc", sae->b_enc, N, 1, 1},
+             {"W_dec", sae->W_dec, N, DO, 1},         {"b_dec", sae->b_dec, DO, 1, 0},
+             {"threshold", sae->threshold, N, 1, 1},  {"r_mag", sae->r_mag, N, 1, 1},
+             {"b_mag", sae->b_mag, N, 1, 1},          {"W_skip", sae->W_skip, DO, D, 0}};
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        if (!v[k].p) continue;
+        const size_t off = (size_t)(v[k].p - sae->params), len = (size_t)(v[k].rows * v[k].cols);
+        if (i < off || i >= off + len) continue;
+        const int64_t r = (int64_t)(i - off) / v[k].cols, col = (int64_t)(i - off) % v[k].cols;
+        if (v[k].cols == 1)
+            snprintf(out, cap, "%s at %s %lld (%g)", v[k].name, v[k].by_latent ? "latent" : "column", (long long)r,
+                     block[i]);
+        else
+            snprintf(out, cap, "%s at %s %lld, %s column %lld (%g)", v[k].name, v[k].by_latent ? "latent" : "output column",
+                     (long long)r, v[k].by_latent && v[k].p == sae->W_dec ? "output" : "input", (long long)col, block[i]);
+        return 1;
+    }
+    snprintf(out, cap, "parameter %zu (%g)", i, block[i]);
+    return 1;
+}
+
 // P > 1: the gradient summed over the ranks (each rank's is the mean over its Bl rows, so the
 // batch's mean is their mean), the squared row norms again from the sums, and the firing counts,
 // input column sums and loss terms of every rank's rows summed into red (the statistics below).
@@ -537,9 +570,14 @@ static cterp_status train_step(cterp_trainer *t) {
     arch_bdec_from_benc(t->sae, db_enc, gx ? gx + N : NULL, db_dec);
     aux += w->aux_loss; // gated's gate reconstruction, matryoshka's inner prefixes
     double loss = w->mse_loss + w->sparsity_loss + aux;
-    if (!isfinite(loss))
-        return cterp_error(CTERP_ENAN, "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)",
-                           (long long)step, w->mse_loss, w->sparsity_loss, aux);
+    const size_t n_trained = t->sae->n_params - (t->sae->threshold ? (size_t)N : 0);
+    if (!isfinite(loss)) { // a non-finite weight is the usual cause: name it
+        char p[160];
+        const int bad = name_nonfinite(t->sae, t->sae->params, t->sae->n_params, p, sizeof p);
+        return cterp_error(CTERP_ENAN, "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)%s%s; "
+                           "training stopped, the last checkpoint is kept", (long long)step, w->mse_loss,
+                           w->sparsity_loss, aux, bad ? "; a non-finite weight: " : "", bad ? p : "");
+    }
     if (t->dlog_thr) // dL/dlog(theta) = theta dL/dtheta
         for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= t->sae->threshold[i];
     if (t->P > 1) {
@@ -557,8 +595,21 @@ static cterp_status train_step(cterp_trainer *t) {
     if (t->dlog_thr) gn2 += sumsq_f64(t->dlog_thr, N);
     if (gx) gn2 += sumsq_f64(gx, 2 * N);
     if (dW_skip) gn2 += sumsq_f64(dW_skip, DO * D);
-    if (!isfinite(gn2))
-        return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite", (long long)step);
+    if (!isfinite(gn2)) { // which parameter, which latent: the gradient, else the weight behind it
+        char g[160], p[160];
+        if (!name_nonfinite(t->sae, t->grads, n_trained, g, sizeof g)) {
+            int64_t i = 0; // jumprelu: the log threshold's gradient, kept apart
+            while (t->dlog_thr && i < N && isfinite(t->dlog_thr[i])) i++;
+            if (t->dlog_thr && i < N)
+                snprintf(g, sizeof g, "threshold (its log) at latent %lld (%g)", (long long)i, t->dlog_thr[i]);
+            else
+                snprintf(g, sizeof g, "its norm (%g)", gn2);
+        }
+        const int bad = name_nonfinite(t->sae, t->sae->params, t->sae->n_params, p, sizeof p);
+        return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite: the gradient of %s%s%s; "
+                           "training stopped, the last checkpoint is kept", (long long)step, g,
+                           bad ? "; a non-finite weight: " : "", bad ? p : "");
+    }
     float gscale = 1.0f;
     if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) gscale = (float)(c->grad_clip / sqrt(gn2));
     // Adam over W_enc, b_enc, W_dec, b_dec (+ r_mag, b_mag for gated, W_skip for skip_transcoder;
