@@ -8,6 +8,7 @@
 
 #include "core/dist.h"
 #include "core/file.h"
+#include "core/platform.h"
 #include "core/rng.h"
 #include "sae/kernels.h"
 #include "train/optim.h"
@@ -356,7 +357,8 @@ const cterp_sae *cterp_trainer_sae(const cterp_trainer *t) { return t->sae; }
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { return &t->last; }
 double cterp_trainer_input_scale(const cterp_trainer *t) { return t->scale; }
 
-static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite, int matry) {
+// last: the run's final line, which also gives the process's peak resident set (peak_rss_mb)
+static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite, int matry, int last) {
     fprintf(f,
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.8g, \"mse_loss\": %.8g, "
             "\"sparsity_loss\": %.8g, \"aux_loss\": %.8g, \"mse\": %.8g, "
@@ -379,9 +381,12 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
     fprintf(f,
             "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
             "\"tokens_per_s\": %.6g, \"source_tokens_per_s\": %.6g, \"sae_tokens_per_s\": %.6g, "
-            "\"elapsed_s\": %.3f}\n",
+            "\"elapsed_s\": %.3f",
             m->lr, m->sparsity_coefficient, m->threshold, m->tokens_per_s, m->source_tokens_per_s,
             m->sae_tokens_per_s, m->elapsed_s);
+    if (last) // like the clock fields, not part of what a resumed run must reproduce
+        fprintf(f, ", \"peak_rss_mb\": %.1f", (double)platform_peak_rss() / 1048576.0);
+    fprintf(f, "}\n");
     fflush(f);
 }
 
@@ -773,7 +778,8 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
                                        "rank the same bits)", (long long)t->step, t->P);
             }
             if (t->metrics_file) write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows,
-                                                      t->cfg.architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK);
+                                                      t->cfg.architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK,
+                                                      t->step == t->steps);
             if (t->log) t->log(m, t->log_user);
         }
         if (t->out_dir && t->cfg.checkpoint_every > 0 && t->step % t->cfg.checkpoint_every == 0 &&
