@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -224,15 +225,52 @@ static cterp_status clear_cache_dir(const char *dir, const char *apath) {
     return file_fsync_dir(dir);
 }
 
+// A cache file opened for reading: its fd, size and first CACHE_HEADER bytes (zeros past a
+// shorter file). No mapping: a cache may be larger than the address space a process may use.
+typedef struct {
+    int fd;
+    uint64_t size;
+    uint8_t hdr[CACHE_HEADER];
+} cache_file;
+
+static cterp_status read_at(int fd, void *buf, size_t n, uint64_t off, const char *path) {
+    uint8_t *b = buf;
+    while (n > 0) {
+        const ssize_t r = pread(fd, b, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return cterp_error(CTERP_EIO, "%s: cannot read %zu bytes at offset %llu: %s", path, n,
+                               (unsigned long long)off, r < 0 ? strerror(errno) : "unexpected end of file");
+        b += r, n -= (size_t)r, off += (uint64_t)r;
+    }
+    return CTERP_OK;
+}
+
+static cterp_status cache_file_open(cache_file *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    f->fd = open(path, O_RDONLY);
+    if (f->fd < 0) return cterp_error(CTERP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return cterp_error(CTERP_EIO, "%s: not a regular file", path);
+    f->size = (uint64_t)sb.st_size;
+    return read_at(f->fd, f->hdr, f->size < CACHE_HEADER ? (size_t)f->size : CACHE_HEADER, 0, path);
+}
+
+static void cache_file_close(cache_file *f) {
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+}
+
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info) {
     char *p = file_join(dir, "activations.bin");
     if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
-    file_map fm = {0};
+    cache_file f = {.fd = -1};
     cterp_status s = check_complete(dir, p);
-    if (!s) s = file_map_open(&fm, p);
-    if (!s) s = decode_header(p, fm.data, fm.size, info, NULL, NULL);
+    if (!s) s = cache_file_open(&f, p);
+    if (!s) s = decode_header(p, f.hdr, (size_t)f.size, info, NULL, NULL);
     if (!s) s = check_tokens(dir, info);
-    file_map_close(&fm);
+    cache_file_close(&f);
     free(p);
     return s;
 }
@@ -832,43 +870,83 @@ cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name, cons
 }
 
 // ---- reader source ------------------------------------------------------------------------
+// The rows are read with pread, not mapped: each refill of the mixing buffer reads its rows (in
+// cache order, in runs of up to CACHE_READ_BYTES) into the slots they take, as the store computes
+// them into its slots, so memory is the buffer's rows, whatever the size of the cache.
+
+#define CACHE_READ_BYTES ((size_t)4 << 20)
 
 typedef struct {
-    file_map fm;
+    cache_file f[CACHE_MAX_SHARDS]; // activations.bin (shard 0) and a sharded cache's others
     cterp_cache_info info;
-    const uint8_t *rows;
-    // a sharded cache (version 2): the other shards' files and the chunk table: chunk c holds
-    // rows chunk_start[c] .. chunk_start[c + 1) of the cache, in shard c % P from row chunk_off[c]
-    file_map shard_fm[CACHE_MAX_SHARDS];
-    const uint8_t *shard_rows[CACHE_MAX_SHARDS];
+    // a sharded cache (version 2): chunk c holds rows chunk_start[c] .. chunk_start[c + 1) of the
+    // cache, in shard c % P from row chunk_off[c]
     int64_t n_chunks, *chunk_start, *chunk_off;
     mixer mx;
     acts_fingerprint fp;
     char *dir;
-    int64_t *slot_row; // (cap) cache row held by each slot
+    size_t row_bytes;     // d_in x the dtype's size
+    int64_t *slot_row;    // (cap) cache row held by each slot (-1: none yet)
+    uint8_t *slot_data;   // (cap, row_bytes) the rows themselves, as in the file
+    uint8_t *stage;       // (stage_rows, row_bytes) a run of rows read at once
+    int64_t stage_rows;
+    int replaying;        // set_state: move the indices only
     int64_t next_row, epochs, produced;
 } cache_src;
 
-static cterp_status cache_fill(void *ctx, const int64_t *slots, int64_t n) {
-    cache_src *s = ctx;
-    for (int64_t i = 0; i < n; i++) {
-        s->slot_row[slots[i]] = s->next_row++;
-        s->produced++;
-        if (s->next_row == s->info.count) s->next_row = 0, s->epochs++; // wrap, as the store does
+// Where cache row r lies (shard and byte offset) and how many rows from it are contiguous there.
+static void row_loc(const cache_src *s, int64_t r, int *k, uint64_t *off, int64_t *run) {
+    if (s->info.shards <= 1) {
+        *k = 0, *off = CACHE_HEADER + (uint64_t)r * s->row_bytes, *run = s->info.count - r;
+        return;
     }
-    return CTERP_OK;
-}
-
-// Where cache row r lies: in one file, or in the shard of the last chunk starting at or before r.
-static const uint8_t *row_at(const cache_src *s, int64_t r, size_t row_bytes) {
-    if (s->info.shards <= 1) return s->rows + (size_t)r * row_bytes;
     int64_t lo = 0, hi = s->n_chunks - 1; // chunk_start[0] = 0 <= r
     while (lo < hi) {
         const int64_t mid = lo + (hi - lo + 1) / 2;
         if (s->chunk_start[mid] <= r) lo = mid;
         else hi = mid - 1;
     }
-    return s->shard_rows[lo % s->info.shards] + (size_t)(s->chunk_off[lo] + r - s->chunk_start[lo]) * row_bytes;
+    *k = (int)(lo % s->info.shards);
+    *off = CACHE_HEADER + (uint64_t)(s->chunk_off[lo] + r - s->chunk_start[lo]) * s->row_bytes;
+    *run = s->chunk_start[lo + 1] - r;
+}
+
+// Reads n rows from cache row r on (no wrap) into dst.
+static cterp_status read_rows(cache_src *s, int64_t r, int64_t n, uint8_t *dst) {
+    while (n > 0) {
+        int k;
+        uint64_t off;
+        int64_t run;
+        row_loc(s, r, &k, &off, &run);
+        if (run > n) run = n;
+        if (run < 1) return cterp_error(CTERP_EFORMAT, "%s: row %lld is in no chunk", s->dir, (long long)r);
+        cterp_status e = read_at(s->f[k].fd, dst, (size_t)run * s->row_bytes, off, s->dir);
+        if (e) return e;
+        r += run, n -= run, dst += (size_t)run * s->row_bytes;
+    }
+    return CTERP_OK;
+}
+
+// The next n rows of the cache (wrapping at its end) into the given slots.
+static cterp_status cache_fill(void *ctx, const int64_t *slots, int64_t n) {
+    cache_src *s = ctx;
+    for (int64_t i = 0; i < n;) {
+        const int64_t r0 = s->next_row;
+        int64_t m = n - i < s->stage_rows ? n - i : s->stage_rows;
+        if (m > s->info.count - r0) m = s->info.count - r0; // up to the end; the next run wraps
+        if (!s->replaying) {
+            cterp_status e = read_rows(s, r0, m, s->stage);
+            if (e) return e;
+        }
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t slot = slots[i + j];
+            s->slot_row[slot] = r0 + j;
+            if (!s->replaying) memcpy(s->slot_data + (size_t)slot * s->row_bytes, s->stage + (size_t)j * s->row_bytes, s->row_bytes);
+        }
+        s->produced += m, s->next_row += m, i += m;
+        if (s->next_row == s->info.count) s->next_row = 0, s->epochs++; // wrap, as the store does
+    }
+    return CTERP_OK;
 }
 
 // Serves B rows, writing rows [lo, hi) of them into x (a data-parallel rank's part; all of
@@ -881,12 +959,11 @@ static cterp_status cache_next_part(void *ctx, float *x, int64_t B, int64_t lo, 
         cterp_status e = mixer_next(&s->mx, &slot, cache_fill, s);
         if (e) return e;
         if (b < lo || b >= hi) continue;
-        int64_t r = s->slot_row[slot];
         float *o = x + (b - lo) * D;
+        const uint8_t *p = s->slot_data + (size_t)slot * s->row_bytes;
         if (s->info.dtype == CTERP_DTYPE_F32) {
-            memcpy(o, row_at(s, r, (size_t)D * 4), (size_t)D * 4);
+            memcpy(o, p, (size_t)D * 4);
         } else {
-            const uint8_t *p = row_at(s, r, (size_t)D * 2);
             for (int64_t d = 0; d < D; d++) {
                 uint16_t h;
                 memcpy(&h, p + 2 * d, 2);
@@ -904,7 +981,7 @@ static int cache_get_state(void *ctx, uint64_t *st, int cap) {
     return acts_get_state(&s->mx, &s->fp, st, cap);
 }
 
-// Replays the mixing buffer over row indices only: no activation is read.
+// Replays the mixing buffer over row indices only, then reads the rows the slots hold.
 static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
     cache_src *s = ctx;
     uint64_t served;
@@ -913,21 +990,24 @@ static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n, int64_
     if (ce) return ce;
     mixer_reset(&s->mx);
     s->next_row = s->epochs = s->produced = 0;
-    for (uint64_t i = 0; i < served; i++) {
+    for (int64_t i = 0; i < s->mx.cap; i++) s->slot_row[i] = -1;
+    s->replaying = 1;
+    for (uint64_t i = 0; i < served && !ce; i++) {
         int64_t slot;
-        cterp_status e = mixer_next(&s->mx, &slot, cache_fill, s);
-        if (e) return e;
+        ce = mixer_next(&s->mx, &slot, cache_fill, s);
     }
-    return CTERP_OK;
+    s->replaying = 0;
+    for (int64_t i = 0; i < s->mx.cap && !ce; i++)
+        if (s->slot_row[i] >= 0) ce = read_rows(s, s->slot_row[i], 1, s->slot_data + (size_t)i * s->row_bytes);
+    return ce;
 }
 
 static void cache_free(void *ctx) {
     cache_src *s = ctx;
-    file_map_close(&s->fm);
-    for (int k = 1; k < CACHE_MAX_SHARDS; k++) file_map_close(&s->shard_fm[k]);
+    for (int k = 0; k < CACHE_MAX_SHARDS; k++) cache_file_close(&s->f[k]);
     free(s->chunk_start), free(s->chunk_off);
     mixer_free(&s->mx);
-    free(s->slot_row);
+    free(s->slot_row), free(s->slot_data), free(s->stage);
     free(s->dir);
     free(s);
 }
@@ -946,8 +1026,8 @@ static cterp_status open_shards(cache_src *s, const char *dir) {
         int idx = -1;
         int64_t nc = 0;
         if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
-        e = file_map_open(&s->shard_fm[k], p);
-        if (!e) e = decode_header(p, s->shard_fm[k].data, s->shard_fm[k].size, &ik, &idx, &nc);
+        e = cache_file_open(&s->f[k], p);
+        if (!e) e = decode_header(p, s->f[k].hdr, (size_t)s->f[k].size, &ik, &idx, &nc);
         if (!e && (ik.shards != P || idx != k || ik.dtype != i0->dtype || ik.d_in != i0->d_in ||
                    ik.count != i0->count || nc != s->n_chunks))
             e = cterp_error(CTERP_EFORMAT, "%s: shard %d of %d, dtype %d, d_in %lld, count %lld, chunks %lld: "
@@ -957,23 +1037,23 @@ static cterp_status open_shards(cache_src *s, const char *dir) {
                             (long long)i0->d_in, (long long)i0->count, (long long)s->n_chunks);
         if (!e) e = check_tokens_shard(dir, &ik, k);
         free(p);
-        if (!e) s->shard_rows[k] = s->shard_fm[k].data + CACHE_HEADER, rows[k] = ik.shard_rows;
+        if (!e) rows[k] = ik.shard_rows;
     }
     if (e) return e;
-    char *pc = file_join(dir, "shards.bin");
-    file_map cm = {0};
+    char *pc = file_join(dir, "shards.bin"), *cm = NULL;
+    size_t cm_size = 0;
     if (!pc) return cterp_error(CTERP_ENOMEM, "out of memory");
-    e = file_map_open(&cm, pc);
-    if (!e && cm.size != (size_t)s->n_chunks * 8)
+    e = file_read_all(pc, &cm, &cm_size);
+    if (!e && cm_size != (size_t)s->n_chunks * 8)
         e = cterp_error(CTERP_EFORMAT, "%s: size %zu bytes, expected chunks %lld (from activations.bin) x 8 bytes",
-                        pc, cm.size, (long long)s->n_chunks);
+                        pc, cm_size, (long long)s->n_chunks);
     s->chunk_start = malloc((size_t)(s->n_chunks + 1) * sizeof(int64_t));
     s->chunk_off = malloc((size_t)s->n_chunks * sizeof(int64_t));
     if (!e && (!s->chunk_start || !s->chunk_off)) e = cterp_error(CTERP_ENOMEM, "out of memory");
     int64_t total = 0, in_shard[CACHE_MAX_SHARDS] = {0};
     for (int64_t c = 0; c < s->n_chunks && !e; c++) {
         int64_t n;
-        memcpy(&n, cm.data + c * 8, 8);
+        memcpy(&n, cm + c * 8, 8);
         if (n < 0 || n > rows[c % P] - in_shard[c % P]) {
             e = cterp_error(CTERP_EFORMAT, "%s: chunk %lld has %lld rows, shard %d holds %lld more", pc,
                             (long long)c, (long long)n, (int)(c % P), (long long)(rows[c % P] - in_shard[c % P]));
@@ -990,9 +1070,38 @@ static cterp_status open_shards(cache_src *s, const char *dir) {
     if (!e && total != s->info.count)
         e = cterp_error(CTERP_EFORMAT, "%s: its chunks hold %lld rows, activations.bin's count is %lld", pc,
                         (long long)total, (long long)s->info.count);
-    file_map_close(&cm);
+    free(cm);
     free(pc);
     return e;
+}
+
+// hash_sampled over n bytes of a file from off, read in pieces (the same value as over a map).
+static cterp_status hash_sampled_file(uint64_t *h, const cache_file *f, uint64_t off, uint64_t n,
+                                      const char *path, uint8_t *buf, size_t cap) {
+    const uint64_t blk = (uint64_t)1 << 20, nb = HASH_SAMPLE_MAX / blk;
+    const int whole = n <= HASH_SAMPLE_MAX;
+    uint64_t v = hash_u64(*h, n);
+    for (uint64_t b = 0; b < (whole ? 1 : nb); b++) {
+        const uint64_t at = whole ? off : off + (n - blk) * b / (nb - 1), len = whole ? n : blk;
+        hash_state hs;
+        hash_begin(&hs, v);
+        for (uint64_t done = 0; done < len;) {
+            const size_t k = len - done < cap ? (size_t)(len - done) : cap; // cap: a multiple of 8
+            cterp_status e = read_at(f->fd, buf, k, at + done, path);
+            if (e) return e;
+            hash_feed(&hs, buf, k);
+            done += k;
+        }
+        v = hash_end(&hs);
+    }
+    *h = v;
+    return CTERP_OK;
+}
+
+// 0 or the test hook's rows per read (CTERP_TEST_CACHE_READ_ROWS, docs/reliability.md)
+static int64_t read_rows_env(void) {
+    const char *e = getenv("CTERP_TEST_CACHE_READ_ROWS");
+    return e && atoll(e) > 0 ? atoll(e) : 0;
 }
 
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
@@ -1009,32 +1118,48 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
         free(s), free(p);
         return cterp_error(CTERP_ENOMEM, "out of memory");
     }
+    for (int k = 0; k < CACHE_MAX_SHARDS; k++) s->f[k].fd = -1;
     e = check_complete(dir, p);
-    if (!e) e = file_map_open(&s->fm, p);
-    if (!e) e = decode_header(p, s->fm.data, s->fm.size, &s->info, NULL, &s->n_chunks);
+    if (!e) e = cache_file_open(&s->f[0], p);
+    if (!e) e = decode_header(p, s->f[0].hdr, (size_t)s->f[0].size, &s->info, NULL, &s->n_chunks);
     free(p);
     if (!e) e = check_tokens(dir, &s->info);
     if (!e && s->info.shards > 1) e = open_shards(s, dir);
     if (!e) e = mixer_init(&s->mx, cap, c->seed);
     if (!e) mixer_serve_whole_if_run_fits(&s->mx, c);
     if (!e && !(s->dir = strdup(dir))) e = cterp_error(CTERP_ENOMEM, "out of memory");
-    if (!e && !(s->slot_row = malloc((size_t)cap * sizeof *s->slot_row)))
-        e = cterp_error(CTERP_ENOMEM, "activation cache: out of memory (%lld rows)", (long long)cap);
     if (e) {
         cache_free(s);
         return e;
     }
-    s->rows = s->fm.data + CACHE_HEADER;
-    s->shard_rows[0] = s->rows;
+    s->row_bytes = (size_t)s->info.d_in * dtype_size(s->info.dtype);
+    const int64_t env = read_rows_env();
+    s->stage_rows = env ? env : (int64_t)(CACHE_READ_BYTES / s->row_bytes) + 1;
+    if (s->stage_rows > cap) s->stage_rows = cap;
+    s->slot_row = malloc((size_t)cap * sizeof *s->slot_row);
+    if ((uint64_t)cap <= SIZE_MAX / s->row_bytes) s->slot_data = malloc((size_t)cap * s->row_bytes);
+    s->stage = malloc((size_t)s->stage_rows * s->row_bytes > CACHE_READ_BYTES ? (size_t)s->stage_rows * s->row_bytes
+                                                                               : CACHE_READ_BYTES);
+    if (!s->slot_row || !s->slot_data || !s->stage) {
+        e = cterp_error(CTERP_ENOMEM, "activation cache: out of memory for the mixing buffer (%lld rows x %zu bytes: "
+                        "lower --buffer-rows)", (long long)cap, s->row_bytes);
+        cache_free(s);
+        return e;
+    }
+    for (int64_t i = 0; i < cap; i++) s->slot_row[i] = -1;
     // the rows alone define what is served: not the header's names, so a copy matches
     acts_fingerprint *fp = &s->fp;
     fp->kind = ACTS_CACHE;
     fp->data_bytes = (uint64_t)s->info.count;
     fp->data_hash =
         hash_u64(hash_u64(0x63616368ULL, (uint64_t)s->info.d_in), (uint64_t)s->info.dtype);
-    fp->data_hash = hash_sampled(fp->data_hash, s->rows, s->fm.size - CACHE_HEADER);
-    for (int k = 1; k < s->info.shards; k++) // a sharded cache: every shard's rows, and their order
-        fp->data_hash = hash_sampled(fp->data_hash, s->shard_rows[k], s->shard_fm[k].size - CACHE_HEADER);
+    for (int k = 0; k < s->info.shards && !e; k++) // a sharded cache: every shard's rows, and their order
+        e = hash_sampled_file(&fp->data_hash, &s->f[k], CACHE_HEADER, s->f[k].size - CACHE_HEADER,
+                              s->dir, s->stage, CACHE_READ_BYTES);
+    if (e) {
+        cache_free(s);
+        return e;
+    }
     if (s->info.shards > 1)
         fp->data_hash = hash_bytes(fp->data_hash, s->chunk_start, (size_t)(s->n_chunks + 1) * sizeof(int64_t));
     fp->data_path = s->dir;
