@@ -184,9 +184,10 @@ cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name, cons
                                     cterp_cache_info *info, int64_t *resumed_from);
 // Reads and checks the header of a cache directory.
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
-// A source over a cache (mmapped): the mixing buffer of `c` (buffer_rows, seed) over the rows,
-// wrapping at the end. Only buffer_rows and seed of c are used. Opening it reads the rows once
-// (up to 64 MiB) for the resume fingerprint.
+// A source over a cache: the mixing buffer of `c` (buffer_rows, seed) over the rows, wrapping at
+// the end. Only buffer_rows and seed of c are used. The rows are read (pread, never mapped) into
+// the buffer as it refills: memory is buffer_rows rows, whatever the cache's size. Opening it
+// reads the rows once (up to 64 MiB, sampled above) for the resume fingerprint.
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
                                     const cterp_store_config *c, int64_t train_batch);
 
