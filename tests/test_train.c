@@ -651,8 +651,11 @@ static void test_nonfinite_param(void) {
         }
         CHECK(cterp_trainer_run(t, 0) == CTERP_ENAN);
         const char *e = cterp_last_error();
-        CHECK_MSG(strstr(e, "step 6: ") && strstr(e, want) && strstr(e, "the last checkpoint is kept"), "%s", e);
-        if (a == 3) CHECK_MSG(strstr(e, "the gradient of threshold (its log) at latent 2 (nan)"), "%s", e);
+        CHECK_MSG(strstr(e, "step 6: ") && strstr(e, want) &&
+                      strstr(e, "the last checkpoint is kept"),
+                  "%s", e);
+        if (a == 3)
+            CHECK_MSG(strstr(e, "the gradient of threshold (its log) at latent 2 (nan)"), "%s", e);
         char ck[600];
         snprintf(ck, sizeof ck, "%s/checkpoints/step_5/sae_weights.safetensors", dir);
         CHECK(file_exists(ck));

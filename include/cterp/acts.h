@@ -177,10 +177,11 @@ cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
 // refused naming the first one) and ends with the cache an uninterrupted run writes, byte for
 // byte. With no record it starts over; a complete cache without one is refused (nothing to
 // resume). *resumed_from: the rows kept. Not under MPI (a sharded cache is refused).
-cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name, const char *const *hooks,
-                                    int n_hooks, int per_hook_dirs, const char *dataset,
-                                    const cterp_store_config *c, int64_t max_tokens, cterp_dtype dtype,
-                                    const char *out_dir, cterp_cache_progress_fn progress, void *user,
+cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name,
+                                    const char *const *hooks, int n_hooks, int per_hook_dirs,
+                                    const char *dataset, const cterp_store_config *c,
+                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                    cterp_cache_progress_fn progress, void *user,
                                     cterp_cache_info *info, int64_t *resumed_from);
 // Reads and checks the header of a cache directory.
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);

@@ -165,9 +165,10 @@ static cterp_status check_complete(const char *dir, const char *apath) {
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        partial |= !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20) ||
-                   !strcmp(e->d_name, "shards.bin") || !strcmp(e->d_name, "activations.1.bin") ||
-                   !strcmp(e->d_name, "activations.bin.partial") || !strcmp(e->d_name, "cache.progress");
+        partial |=
+            !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20) ||
+            !strcmp(e->d_name, "shards.bin") || !strcmp(e->d_name, "activations.1.bin") ||
+            !strcmp(e->d_name, "activations.bin.partial") || !strcmp(e->d_name, "cache.progress");
         if (e->d_name[0] == '.') continue;
         char *sub = file_join(dir, e->d_name), *a = sub ? file_join(sub, "activations.bin") : NULL;
         if (a && file_exists(a)) {
@@ -215,8 +216,8 @@ static cterp_status clear_cache_dir(const char *dir, const char *apath) {
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, "activations.bin.tmp.", 20) ||
             !strncmp(e->d_name, "tokens.bin.tmp.", 15) || is_shard_file(e->d_name) ||
-            !strcmp(e->d_name, "activations.bin.partial") || !strcmp(e->d_name, "tokens.bin.partial") ||
-            !strncmp(e->d_name, "cache.progress", 14)) {
+            !strcmp(e->d_name, "activations.bin.partial") ||
+            !strcmp(e->d_name, "tokens.bin.partial") || !strncmp(e->d_name, "cache.progress", 14)) {
             char *p = file_join(dir, e->d_name);
             if (p) unlink(p);
             free(p);
@@ -240,7 +241,8 @@ static cterp_status read_at(int fd, void *buf, size_t n, uint64_t off, const cha
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0)
             return cterp_error(CTERP_EIO, "%s: cannot read %zu bytes at offset %llu: %s", path, n,
-                               (unsigned long long)off, r < 0 ? strerror(errno) : "unexpected end of file");
+                               (unsigned long long)off,
+                               r < 0 ? strerror(errno) : "unexpected end of file");
         b += r, n -= (size_t)r, off += (uint64_t)r;
     }
     return CTERP_OK;
@@ -438,7 +440,8 @@ done:
 
 // One hook's output files while the writer runs.
 typedef struct {
-    char *dir, *pa, *pt, *qa, *qt, *pp; // activations.bin, tokens.bin, their .partial, cache.progress
+    char *dir;
+    char *pa, *pt, *qa, *qt, *pp; // activations.bin, tokens.bin, their .partial, cache.progress
     int lock;
     FILE *fa, *ft; // the partials, open for writing
     cterp_cache_info in;
@@ -459,16 +462,19 @@ static cterp_status part_open(FILE **f, const char *path, int64_t keep) {
     if (!*f) return cterp_error(CTERP_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (keep >= 0 && (fstat(fileno(*f), &sb) != 0 || sb.st_size < keep))
-        return cterp_error(CTERP_EFORMAT, "%s: %lld bytes, expected at least %lld (the rows its cache.progress "
-                           "records): cannot resume; run again without --resume", path,
-                           (long long)sb.st_size, (long long)keep);
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: %lld bytes, expected at least %lld (the rows its cache.progress "
+                           "records): cannot resume; run again without --resume",
+                           path, (long long)sb.st_size, (long long)keep);
     if (keep >= 0 && (ftruncate(fileno(*f), keep) != 0 || fseek(*f, 0, SEEK_END) != 0))
-        return cterp_error(CTERP_EIO, "%s: cannot cut to %lld bytes: %s", path, (long long)keep, strerror(errno));
+        return cterp_error(CTERP_EIO, "%s: cannot cut to %lld bytes: %s", path, (long long)keep,
+                           strerror(errno));
     return CTERP_OK;
 }
 
 static cterp_status part_write(FILE *f, const char *path, const void *p, size_t n) {
-    if (fwrite(p, 1, n, f) != n) return cterp_error(CTERP_EIO, "%s: write failed: %s", path, strerror(errno));
+    if (fwrite(p, 1, n, f) != n)
+        return cterp_error(CTERP_EIO, "%s: write failed: %s", path, strerror(errno));
     file_test_point("write");
     return CTERP_OK;
 }
@@ -485,9 +491,10 @@ typedef struct {
 } cache_opt;
 enum { CACHE_N_OPTS = 17 };
 
-static cterp_status cache_options(cache_opt *o, const act_stream *st, cterp_model *m, const char *model_name,
-                                  const char *const *hooks, int n, int h, const char *dataset,
-                                  const cterp_store_config *c, int64_t max_tokens, cterp_dtype dtype) {
+static cterp_status cache_options(cache_opt *o, const act_stream *st, cterp_model *m,
+                                  const char *model_name, const char *const *hooks, int n, int h,
+                                  const char *dataset, const cterp_store_config *c,
+                                  int64_t max_tokens, cterp_dtype dtype) {
     uint64_t dh;
     int64_t db, mb;
     cterp_status s = cterp_dataset_fingerprint(cterp_windows_dataset(st->w), &dh, &db);
@@ -497,7 +504,9 @@ static cterp_status cache_options(cache_opt *o, const act_stream *st, cterp_mode
     for (int i = 0; i < n; i++) hh = hash_str(hash_u64(hh, (uint64_t)i), hooks[i]);
     const cterp_window_config *w = &c->windows;
     int k = 0;
-#define OPT(nm, ...) (snprintf(o[k].name, sizeof o[k].name, "%s", nm), snprintf(o[k].value, sizeof o[k].value, __VA_ARGS__), k++)
+#define OPT(nm, ...)                                                                               \
+    (snprintf(o[k].name, sizeof o[k].name, "%s", nm),                                              \
+     snprintf(o[k].value, sizeof o[k].value, __VA_ARGS__), k++)
     OPT("model", "%s", model_name ? model_name : "");
     OPT("model_bytes", "%lld", (long long)mb);
     OPT("model_fingerprint", "0x%016llx", (unsigned long long)mh);
@@ -513,7 +522,10 @@ static cterp_status cache_options(cache_opt *o, const act_stream *st, cterp_mode
     OPT("concat", "%d", w->concat != 0);
     OPT("exclude_special", "%d", w->exclude_special != 0);
     OPT("model_batch", "%d", c->model_batch);
-    OPT("dtype", "%s", dtype == CTERP_DTYPE_F32 ? "f32" : dtype == CTERP_DTYPE_F16 ? "f16" : "bf16");
+    OPT("dtype", "%s",
+        dtype == CTERP_DTYPE_F32   ? "f32"
+        : dtype == CTERP_DTYPE_F16 ? "f16"
+                                   : "bf16");
     OPT("tokens", "%lld", (long long)max_tokens);
 #undef OPT
     return CTERP_OK;
@@ -521,8 +533,8 @@ static cterp_status cache_options(cache_opt *o, const act_stream *st, cterp_mode
 _Static_assert(CACHE_N_OPTS == 17, "cache_options writes 17 options");
 
 // Writes DIR/cache.progress (durably, atomically): rows and windows behind the synced partials.
-static cterp_status progress_write(const cache_out *q, const cache_opt *opt, int64_t rows, int64_t windows,
-                                   int done, int complete) {
+static cterp_status progress_write(const cache_out *q, const cache_opt *opt, int64_t rows,
+                                   int64_t windows, int done, int complete) {
     cJSON *root = cJSON_CreateObject(), *o = cJSON_CreateObject();
     char *text = NULL;
     cterp_status s = CTERP_OK;
@@ -532,12 +544,15 @@ static cterp_status progress_write(const cache_out *q, const cache_opt *opt, int
         cJSON_AddNumberToObject(root, "windows", (double)windows);
         cJSON_AddBoolToObject(root, "done", done);
         cJSON_AddBoolToObject(root, "complete_epoch", complete);
-        for (int i = 0; i < CACHE_N_OPTS; i++) cJSON_AddStringToObject(o, opt[i].name, opt[i].value);
+        for (int i = 0; i < CACHE_N_OPTS; i++)
+            cJSON_AddStringToObject(o, opt[i].name, opt[i].value);
         cJSON_AddItemToObject(root, "options", o), o = NULL;
         text = cJSON_Print(root);
     }
-    if (!text) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-    else s = file_write_all(q->pp, text, strlen(text));
+    if (!text)
+        s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    else
+        s = file_write_all(q->pp, text, strlen(text));
     free(text);
     cJSON_Delete(root), cJSON_Delete(o);
     return s;
@@ -569,17 +584,21 @@ static cterp_status progress_read(const cache_out *q, const cache_opt *opt, cach
         !cJSON_IsNumber(w) || r->valuedouble < 0 || r->valuedouble > 9e15 || w->valuedouble < 0 ||
         w->valuedouble > 9e15 || !cJSON_IsBool(d) || !cJSON_IsBool(ce) || !cJSON_IsObject(o)) {
         cJSON_Delete(root);
-        return cterp_error(CTERP_EFORMAT, "%s: expected a JSON object with format \"%s\", rows and windows "
-                           "(integers >= 0), done, complete_epoch and options: not a progress record this cterp "
-                           "wrote; run again without --resume", q->pp, CACHE_PROGRESS_FORMAT);
+        return cterp_error(
+            CTERP_EFORMAT,
+            "%s: expected a JSON object with format \"%s\", rows and windows "
+            "(integers >= 0), done, complete_epoch and options: not a progress record this cterp "
+            "wrote; run again without --resume",
+            q->pp, CACHE_PROGRESS_FORMAT);
     }
     for (int i = 0; i < CACHE_N_OPTS && !s; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i].name);
         const char *was = cJSON_IsString(v) ? v->valuestring : "(missing)";
         if (strcmp(was, opt[i].value))
-            s = cterp_error(CTERP_EINVAL, "%s: options.%s: the interrupted run had %s, this run has %s; resume "
-                            "with the same options, or run without --resume to start over", q->pp, opt[i].name,
-                            was, opt[i].value);
+            s = cterp_error(CTERP_EINVAL,
+                            "%s: options.%s: the interrupted run had %s, this run has %s; resume "
+                            "with the same options, or run without --resume to start over",
+                            q->pp, opt[i].name, was, opt[i].value);
     }
     p->present = 1, p->done = cJSON_IsTrue(d), p->complete = cJSON_IsTrue(ce);
     p->rows = (int64_t)r->valuedouble, p->windows = (int64_t)w->valuedouble;
@@ -613,8 +632,8 @@ static int64_t chunk_rows_env(void) {
 static cterp_status cache_write(cterp_model *m, const char *model_name, const char *const *hooks,
                                 int n, const char *dataset, const cterp_store_config *c,
                                 int64_t max_tokens, cterp_dtype dtype, const char *const *dirs,
-                                int resume, int64_t *resumed_from,
-                                cterp_cache_progress_fn progress, void *user, cterp_cache_info *info) {
+                                int resume, int64_t *resumed_from, cterp_cache_progress_fn progress,
+                                void *user, cterp_cache_info *info) {
     cterp_store_config cd;
     if (!c) cterp_store_config_default(&cd), c = &cd;
     if (resumed_from) *resumed_from = 0;
@@ -626,8 +645,10 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
                            "run mpirun -np P cterp cache once per hook, or cterp cache --hooks in one process "
                            "(docs/scaling.md)", n, dist_size());
     if (dist_size() > 1 && resume)
-        return cterp_error(CTERP_EINVAL, "cache --resume: not under %d MPI ranks: a sharded cache is written in "
-                           "one go; run it again without --resume (docs/reliability.md)", dist_size());
+        return cterp_error(CTERP_EINVAL,
+                           "cache --resume: not under %d MPI ranks: a sharded cache is written in "
+                           "one go; run it again without --resume (docs/reliability.md)",
+                           dist_size());
     if (dist_size() > 1)
         return cache_write_sharded(m, model_name, hooks[0], dataset, c, max_tokens, dtype, dirs[0], progress, user,
                                    info);
@@ -653,13 +674,18 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
     if ((s = stream_open(&st, m, hooks, n, dataset, c))) goto done;
     for (int h = 0; h < n && !s; h++) {
         cache_out *q = &o[h];
-        if ((s = file_mkdirs(dirs[h])) || (s = file_lock_dir(dirs[h], "cache writer", &q->lock))) break;
+        if ((s = file_mkdirs(dirs[h])) || (s = file_lock_dir(dirs[h], "cache writer", &q->lock)))
+            break;
         q->dir = (char *)dirs[h];
         q->pa = file_join(dirs[h], "activations.bin"), q->pt = file_join(dirs[h], "tokens.bin");
-        q->qa = file_join(dirs[h], "activations.bin.partial"), q->qt = file_join(dirs[h], "tokens.bin.partial");
+        q->qa = file_join(dirs[h], "activations.bin.partial"),
+        q->qt = file_join(dirs[h], "tokens.bin.partial");
         q->pp = file_join(dirs[h], "cache.progress");
-        if (!q->pa || !q->pt || !q->qa || !q->qt || !q->pp) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-        if (!s) s = cache_options(opt + h * CACHE_N_OPTS, &st, m, model_name, hooks, n, h, dataset, c, max_tokens, dtype);
+        if (!q->pa || !q->pt || !q->qa || !q->qt || !q->pp)
+            s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+        if (!s)
+            s = cache_options(opt + h * CACHE_N_OPTS, &st, m, model_name, hooks, n, h, dataset, c,
+                              max_tokens, dtype);
         if (!s && resume) s = progress_read(q, opt + h * CACHE_N_OPTS, &pr[h]);
     }
     if (s) goto done;
@@ -672,8 +698,11 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         if (any_done) { // killed while the files took their names: finish that
             for (int h = 0; h < n && !s; h++) {
                 if (!pr[h].present && !file_exists(o[h].pa))
-                    s = cterp_error(CTERP_EFORMAT, "%s: neither a cache nor a progress record, while another hook's "
-                                    "record says the run was done: run again without --resume", dirs[h]);
+                    s = cterp_error(
+                        CTERP_EFORMAT,
+                        "%s: neither a cache nor a progress record, while another hook's "
+                        "record says the run was done: run again without --resume",
+                        dirs[h]);
                 if (!s && pr[h].present) s = cache_out_commit(&o[h]);
                 if (!s && info) s = cterp_act_cache_info_read(dirs[h], &info[h]);
             }
@@ -681,15 +710,19 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
             goto done;
         }
         if (!any && whole == n) {
-            s = cterp_error(CTERP_EINVAL, "%s: holds a complete cache, nothing to resume (run without --resume "
-                            "to write it again)", n > 1 ? dirs[0] : dirs[0]);
+            s = cterp_error(CTERP_EINVAL,
+                            "%s: holds a complete cache, nothing to resume (run without --resume "
+                            "to write it again)",
+                            n > 1 ? dirs[0] : dirs[0]);
             goto done;
         }
         // hooks are recorded one after another: the least of them is synced in every hook
         int at = -1;
         for (int h = 0; h < n; h++)
-            if (!pr[h].present) at = -2;
-            else if (at == -1 || (at >= 0 && pr[h].rows < pr[at].rows)) at = h;
+            if (!pr[h].present)
+                at = -2;
+            else if (at == -1 || (at >= 0 && pr[h].rows < pr[at].rows))
+                at = h;
         if (at >= 0 && pr[at].rows > 0) count = pr[at].rows, from_windows = pr[at].windows;
     }
     for (int h = 0; h < n && !s; h++)
@@ -710,7 +743,8 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         const int64_t rb = st.D[h] * (int64_t)dtype_size(dtype);
         if ((s = part_open(&q->fa, q->qa, count ? CACHE_HEADER + count * rb : -1))) goto done;
         if ((s = part_open(&q->ft, q->qt, count ? count * 4 : -1))) goto done;
-        if (!count && (s = part_write(q->fa, q->qa, hdr, CACHE_HEADER))) goto done; // the real header comes last
+        if (!count && (s = part_write(q->fa, q->qa, hdr, CACHE_HEADER)))
+            goto done; // the real header comes last
         cterp_cache_info *in = &q->in;
         memset(in, 0, sizeof *in);
         in->version = CACHE_VERSION, in->dtype = dtype, in->d_in = st.D[h];
@@ -726,9 +760,10 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
             int eof = 0;
             if ((s = cterp_windows_next(st.w, st.tok, st.mask, &eof))) goto done;
             if (eof) {
-                s = cterp_error(CTERP_EFORMAT, "%s: cache.progress records %lld windows, %s has %lld: the dataset "
-                                "changed; run again without --resume", o[0].dir, (long long)from_windows, dataset,
-                                (long long)i);
+                s = cterp_error(CTERP_EFORMAT,
+                                "%s: cache.progress records %lld windows, %s has %lld: the dataset "
+                                "changed; run again without --resume",
+                                o[0].dir, (long long)from_windows, dataset, (long long)i);
                 goto done;
             }
         }
@@ -765,7 +800,8 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         if (st.next_row == st.n_rows && count < max_tokens && count - committed >= chunk) {
             for (int h = 0; h < n && !s; h++)
                 if (!(s = part_sync(o[h].fa, o[h].qa))) s = part_sync(o[h].ft, o[h].qt);
-            for (int h = 0; h < n && !s; h++) s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, st.windows, 0, 0);
+            for (int h = 0; h < n && !s; h++)
+                s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, st.windows, 0, 0);
             if (s) goto done;
             committed = count;
             file_test_point("cache-chunk");
@@ -795,7 +831,8 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         fclose(q->fa), fclose(q->ft);
         q->fa = q->ft = NULL;
     }
-    for (int h = 0; h < n && !s; h++) s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, windows, 1, complete);
+    for (int h = 0; h < n && !s; h++)
+        s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, windows, 1, complete);
     for (int h = 0; h < n && !s; h++) s = cache_out_commit(&o[h]);
     if (s) goto done;
     for (int h = 0; h < n && info; h++) info[h] = o[h].in;
@@ -812,12 +849,13 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
                                    cterp_cache_progress_fn progress, void *user,
                                    cterp_cache_info *info) {
-    return cache_write(m, model_name, &hook, 1, dataset, c, max_tokens, dtype, &out_dir, 0, NULL, progress,
-                       user, info);
+    return cache_write(m, model_name, &hook, 1, dataset, c, max_tokens, dtype, &out_dir, 0, NULL,
+                       progress, user, info);
 }
 
 // The directories of --hooks: out_dir/<hook>. Caller frees with free_dirs.
-static cterp_status hook_dirs(const char *out_dir, const char *const *hooks, int n_hooks, char ***out) {
+static cterp_status hook_dirs(const char *out_dir, const char *const *hooks, int n_hooks,
+                              char ***out) {
     if (n_hooks < 1 || n_hooks > 4096)
         return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n_hooks);
     char **dirs = calloc((size_t)n_hooks, sizeof *dirs);
@@ -837,9 +875,10 @@ static void free_dirs(char **dirs, int n) {
     free(dirs);
 }
 
-cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name, const char *const *hooks,
-                                         int n_hooks, const char *dataset, const cterp_store_config *c,
-                                         int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
+                                         const char *const *hooks, int n_hooks, const char *dataset,
+                                         const cterp_store_config *c, int64_t max_tokens,
+                                         cterp_dtype dtype, const char *out_dir,
                                          cterp_cache_progress_fn progress, void *user,
                                          cterp_cache_info *info) {
     char **dirs = NULL;
@@ -851,20 +890,23 @@ cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
     return s;
 }
 
-cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name, const char *const *hooks,
-                                    int n_hooks, int per_hook_dirs, const char *dataset,
-                                    const cterp_store_config *c, int64_t max_tokens, cterp_dtype dtype,
-                                    const char *out_dir, cterp_cache_progress_fn progress, void *user,
+cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name,
+                                    const char *const *hooks, int n_hooks, int per_hook_dirs,
+                                    const char *dataset, const cterp_store_config *c,
+                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                    cterp_cache_progress_fn progress, void *user,
                                     cterp_cache_info *info, int64_t *resumed_from) {
     if (!per_hook_dirs && n_hooks != 1)
-        return cterp_error(CTERP_EINVAL, "cache resume: %d hooks into one directory: expected 1 (or a "
-                           "directory per hook)", n_hooks);
+        return cterp_error(CTERP_EINVAL,
+                           "cache resume: %d hooks into one directory: expected 1 (or a "
+                           "directory per hook)",
+                           n_hooks);
     char **dirs = NULL;
     cterp_status s = per_hook_dirs ? hook_dirs(out_dir, hooks, n_hooks, &dirs) : CTERP_OK;
     if (!s)
         s = cache_write(m, model_name, hooks, n_hooks, dataset, c, max_tokens, dtype,
-                        per_hook_dirs ? (const char *const *)dirs : &out_dir, 1, resumed_from, progress, user,
-                        info);
+                        per_hook_dirs ? (const char *const *)dirs : &out_dir, 1, resumed_from,
+                        progress, user, info);
     free_dirs(dirs, per_hook_dirs ? n_hooks : 0);
     return s;
 }
@@ -885,12 +927,12 @@ typedef struct {
     mixer mx;
     acts_fingerprint fp;
     char *dir;
-    size_t row_bytes;     // d_in x the dtype's size
-    int64_t *slot_row;    // (cap) cache row held by each slot (-1: none yet)
-    uint8_t *slot_data;   // (cap, row_bytes) the rows themselves, as in the file
-    uint8_t *stage;       // (stage_rows, row_bytes) a run of rows read at once
+    size_t row_bytes;   // d_in x the dtype's size
+    int64_t *slot_row;  // (cap) cache row held by each slot (-1: none yet)
+    uint8_t *slot_data; // (cap, row_bytes) the rows themselves, as in the file
+    uint8_t *stage;     // (stage_rows, row_bytes) a run of rows read at once
     int64_t stage_rows;
-    int replaying;        // set_state: move the indices only
+    int replaying; // set_state: move the indices only
     int64_t next_row, epochs, produced;
 } cache_src;
 
@@ -919,7 +961,8 @@ static cterp_status read_rows(cache_src *s, int64_t r, int64_t n, uint8_t *dst) 
         int64_t run;
         row_loc(s, r, &k, &off, &run);
         if (run > n) run = n;
-        if (run < 1) return cterp_error(CTERP_EFORMAT, "%s: row %lld is in no chunk", s->dir, (long long)r);
+        if (run < 1)
+            return cterp_error(CTERP_EFORMAT, "%s: row %lld is in no chunk", s->dir, (long long)r);
         cterp_status e = read_at(s->f[k].fd, dst, (size_t)run * s->row_bytes, off, s->dir);
         if (e) return e;
         r += run, n -= run, dst += (size_t)run * s->row_bytes;
@@ -941,7 +984,9 @@ static cterp_status cache_fill(void *ctx, const int64_t *slots, int64_t n) {
         for (int64_t j = 0; j < m; j++) {
             const int64_t slot = slots[i + j];
             s->slot_row[slot] = r0 + j;
-            if (!s->replaying) memcpy(s->slot_data + (size_t)slot * s->row_bytes, s->stage + (size_t)j * s->row_bytes, s->row_bytes);
+            if (!s->replaying)
+                memcpy(s->slot_data + (size_t)slot * s->row_bytes,
+                       s->stage + (size_t)j * s->row_bytes, s->row_bytes);
         }
         s->produced += m, s->next_row += m, i += m;
         if (s->next_row == s->info.count) s->next_row = 0, s->epochs++; // wrap, as the store does
@@ -998,7 +1043,8 @@ static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n, int64_
     }
     s->replaying = 0;
     for (int64_t i = 0; i < s->mx.cap && !ce; i++)
-        if (s->slot_row[i] >= 0) ce = read_rows(s, s->slot_row[i], 1, s->slot_data + (size_t)i * s->row_bytes);
+        if (s->slot_row[i] >= 0)
+            ce = read_rows(s, s->slot_row[i], 1, s->slot_data + (size_t)i * s->row_bytes);
     return ce;
 }
 
@@ -1045,7 +1091,8 @@ static cterp_status open_shards(cache_src *s, const char *dir) {
     if (!pc) return cterp_error(CTERP_ENOMEM, "out of memory");
     e = file_read_all(pc, &cm, &cm_size);
     if (!e && cm_size != (size_t)s->n_chunks * 8)
-        e = cterp_error(CTERP_EFORMAT, "%s: size %zu bytes, expected chunks %lld (from activations.bin) x 8 bytes",
+        e = cterp_error(CTERP_EFORMAT,
+                        "%s: size %zu bytes, expected chunks %lld (from activations.bin) x 8 bytes",
                         pc, cm_size, (long long)s->n_chunks);
     s->chunk_start = malloc((size_t)(s->n_chunks + 1) * sizeof(int64_t));
     s->chunk_off = malloc((size_t)s->n_chunks * sizeof(int64_t));
@@ -1138,11 +1185,15 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
     if (s->stage_rows > cap) s->stage_rows = cap;
     s->slot_row = malloc((size_t)cap * sizeof *s->slot_row);
     if ((uint64_t)cap <= SIZE_MAX / s->row_bytes) s->slot_data = malloc((size_t)cap * s->row_bytes);
-    s->stage = malloc((size_t)s->stage_rows * s->row_bytes > CACHE_READ_BYTES ? (size_t)s->stage_rows * s->row_bytes
-                                                                               : CACHE_READ_BYTES);
+    s->stage = malloc((size_t)s->stage_rows * s->row_bytes > CACHE_READ_BYTES
+                          ? (size_t)s->stage_rows * s->row_bytes
+                          : CACHE_READ_BYTES);
     if (!s->slot_row || !s->slot_data || !s->stage) {
-        e = cterp_error(CTERP_ENOMEM, "activation cache: out of memory for the mixing buffer (%lld rows x %zu bytes: "
-                        "lower --buffer-rows)", (long long)cap, s->row_bytes);
+        e = cterp_error(
+            CTERP_ENOMEM,
+            "activation cache: out of memory for the mixing buffer (%lld rows x %zu bytes: "
+            "lower --buffer-rows)",
+            (long long)cap, s->row_bytes);
         cache_free(s);
         return e;
     }
@@ -1153,7 +1204,8 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
     fp->data_bytes = (uint64_t)s->info.count;
     fp->data_hash =
         hash_u64(hash_u64(0x63616368ULL, (uint64_t)s->info.d_in), (uint64_t)s->info.dtype);
-    for (int k = 0; k < s->info.shards && !e; k++) // a sharded cache: every shard's rows, and their order
+    for (int k = 0; k < s->info.shards && !e;
+         k++) // a sharded cache: every shard's rows, and their order
         e = hash_sampled_file(&fp->data_hash, &s->f[k], CACHE_HEADER, s->f[k].size - CACHE_HEADER,
                               s->dir, s->stage, CACHE_READ_BYTES);
     if (e) {

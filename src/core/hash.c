@@ -52,7 +52,9 @@ uint64_t hash_sampled(uint64_t h, const uint8_t *p, size_t n) {
     return h;
 }
 
-void hash_begin(hash_state *s, uint64_t h) { s->h = h, s->n = 0; }
+void hash_begin(hash_state *s, uint64_t h) {
+    s->h = h, s->n = 0;
+}
 
 void hash_feed(hash_state *s, const void *p, size_t n) {
     const uint8_t *b = p;
@@ -70,4 +72,6 @@ void hash_feed(hash_state *s, const void *p, size_t n) {
     s->n += n;
 }
 
-uint64_t hash_end(const hash_state *s) { return finish(s->h ^ s->n); }
+uint64_t hash_end(const hash_state *s) {
+    return finish(s->h ^ s->n);
+}

@@ -358,7 +358,8 @@ const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { 
 double cterp_trainer_input_scale(const cterp_trainer *t) { return t->scale; }
 
 // last: the run's final line, which also gives the process's peak resident set (peak_rss_mb)
-static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite, int matry, int last) {
+static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_nonfinite, int matry,
+                               int last) {
     fprintf(f,
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.8g, \"mse_loss\": %.8g, "
             "\"sparsity_loss\": %.8g, \"aux_loss\": %.8g, \"mse\": %.8g, "
@@ -392,7 +393,8 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, int skip_n
 
 // Names the first non-finite value of a block laid out as sae->params (the weights, or t->grads)
 // in its first n floats: "W_enc at latent 3, column 5 (nan)". Returns 0 when all are finite.
-static int name_nonfinite(const cterp_sae *sae, const float *block, size_t n, char *out, size_t cap) {
+static int name_nonfinite(const cterp_sae *sae, const float *block, size_t n, char *out,
+                          size_t cap) {
     size_t i = 0;
     while (i < n && isfinite(block[i])) i++;
     if (i == n) return 0;
@@ -400,23 +402,30 @@ static int name_nonfinite(const cterp_sae *sae, const float *block, size_t n, ch
     const struct {
         const char *name;
         const float *p;
-        int64_t rows, cols; // rows of latents (N) or of output columns (W_skip: DO); cols 1: a vector
+        // rows: latents (N) or output columns (b_dec, W_skip: DO); cols 1: a vector
+        int64_t rows, cols;
         int by_latent;
-    } v[] = {{"W_enc", sae->W_enc, N, D, 1},          {sae->arch == CTERP_ARCH_GATED ? "b_gate" : "b_enc", sae->b_enc, N, 1, 1},
-             {"W_dec", sae->W_dec, N, DO, 1},         {"b_dec", sae->b_dec, DO, 1, 0},
-             {"threshold", sae->threshold, N, 1, 1},  {"r_mag", sae->r_mag, N, 1, 1},
-             {"b_mag", sae->b_mag, N, 1, 1},          {"W_skip", sae->W_skip, DO, D, 0}};
+    } v[] = {{"W_enc", sae->W_enc, N, D, 1},
+             {sae->arch == CTERP_ARCH_GATED ? "b_gate" : "b_enc", sae->b_enc, N, 1, 1},
+             {"W_dec", sae->W_dec, N, DO, 1},
+             {"b_dec", sae->b_dec, DO, 1, 0},
+             {"threshold", sae->threshold, N, 1, 1},
+             {"r_mag", sae->r_mag, N, 1, 1},
+             {"b_mag", sae->b_mag, N, 1, 1},
+             {"W_skip", sae->W_skip, DO, D, 0}};
     for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
         if (!v[k].p) continue;
         const size_t off = (size_t)(v[k].p - sae->params), len = (size_t)(v[k].rows * v[k].cols);
         if (i < off || i >= off + len) continue;
         const int64_t r = (int64_t)(i - off) / v[k].cols, col = (int64_t)(i - off) % v[k].cols;
         if (v[k].cols == 1)
-            snprintf(out, cap, "%s at %s %lld (%g)", v[k].name, v[k].by_latent ? "latent" : "column", (long long)r,
-                     block[i]);
+            snprintf(out, cap, "%s at %s %lld (%g)", v[k].name,
+                     v[k].by_latent ? "latent" : "column", (long long)r, block[i]);
         else
-            snprintf(out, cap, "%s at %s %lld, %s column %lld (%g)", v[k].name, v[k].by_latent ? "latent" : "output column",
-                     (long long)r, v[k].by_latent && v[k].p == sae->W_dec ? "output" : "input", (long long)col, block[i]);
+            snprintf(out, cap, "%s at %s %lld, %s column %lld (%g)", v[k].name,
+                     v[k].by_latent ? "latent" : "output column", (long long)r,
+                     v[k].by_latent && v[k].p == sae->W_dec ? "output" : "input", (long long)col,
+                     block[i]);
         return 1;
     }
     snprintf(out, cap, "parameter %zu (%g)", i, block[i]);
@@ -579,9 +588,11 @@ static cterp_status train_step(cterp_trainer *t) {
     if (!isfinite(loss)) { // a non-finite weight is the usual cause: name it
         char p[160];
         const int bad = name_nonfinite(t->sae, t->sae->params, t->sae->n_params, p, sizeof p);
-        return cterp_error(CTERP_ENAN, "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)%s%s; "
-                           "training stopped, the last checkpoint is kept", (long long)step, w->mse_loss,
-                           w->sparsity_loss, aux, bad ? "; a non-finite weight: " : "", bad ? p : "");
+        return cterp_error(CTERP_ENAN,
+                           "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)%s%s; "
+                           "training stopped, the last checkpoint is kept",
+                           (long long)step, w->mse_loss, w->sparsity_loss, aux,
+                           bad ? "; a non-finite weight: " : "", bad ? p : "");
     }
     if (t->dlog_thr) // dL/dlog(theta) = theta dL/dtheta
         for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= t->sae->threshold[i];
@@ -606,14 +617,16 @@ static cterp_status train_step(cterp_trainer *t) {
             int64_t i = 0; // jumprelu: the log threshold's gradient, kept apart
             while (t->dlog_thr && i < N && isfinite(t->dlog_thr[i])) i++;
             if (t->dlog_thr && i < N)
-                snprintf(g, sizeof g, "threshold (its log) at latent %lld (%g)", (long long)i, t->dlog_thr[i]);
+                snprintf(g, sizeof g, "threshold (its log) at latent %lld (%g)", (long long)i,
+                         t->dlog_thr[i]);
             else
                 snprintf(g, sizeof g, "its norm (%g)", gn2);
         }
         const int bad = name_nonfinite(t->sae, t->sae->params, t->sae->n_params, p, sizeof p);
-        return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite: the gradient of %s%s%s; "
-                           "training stopped, the last checkpoint is kept", (long long)step, g,
-                           bad ? "; a non-finite weight: " : "", bad ? p : "");
+        return cterp_error(CTERP_ENAN,
+                           "step %lld: the gradient is not finite: the gradient of %s%s%s; "
+                           "training stopped, the last checkpoint is kept",
+                           (long long)step, g, bad ? "; a non-finite weight: " : "", bad ? p : "");
     }
     float gscale = 1.0f;
     if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) gscale = (float)(c->grad_clip / sqrt(gn2));
@@ -777,9 +790,10 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
                                        "the last checkpoint is kept (--dist-reduce ordered gives every "
                                        "rank the same bits)", (long long)t->step, t->P);
             }
-            if (t->metrics_file) write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows,
-                                                      t->cfg.architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK,
-                                                      t->step == t->steps);
+            if (t->metrics_file)
+                write_metrics_json(t->metrics_file, m, t->cfg.skip_nonfinite_rows,
+                                   t->cfg.architecture == CTERP_ARCH_MATRYOSHKA_BATCHTOPK,
+                                   t->step == t->steps);
             if (t->log) t->log(m, t->log_user);
         }
         if (t->out_dir && t->cfg.checkpoint_every > 0 && t->step % t->cfg.checkpoint_every == 0 &&
