@@ -36,7 +36,7 @@ latest() {
 }
 step_of() { [ -n "$1" ] && echo "${1##*_}" || echo 0; }
 # the metrics without the clock (tokens/s, elapsed)
-metrics() { sed -E 's/, "(tokens_per_s|source_tokens_per_s|sae_tokens_per_s|elapsed_s)": [^,}]*//g' "$1"; }
+metrics() { sed -E 's/, "(tokens_per_s|source_tokens_per_s|sae_tokens_per_s|elapsed_s|peak_rss_mb)": [^,}]*//g' "$1"; }
 
 # After a kill: every finished checkpoint (listed in $out.done) is still there; every step_N loads
 # and is complete; a *.tmp / *.old directory is complete or refused; the SAE in $out loads if its

@@ -786,6 +786,52 @@ static void test_nan(void) {
     cterp_toy_free(toy);
 }
 
+// A NaN weight stops training naming the parameter and the latent (and the column), by the loss
+// it makes non-finite or by the gradient; the last checkpoint is kept.
+static void test_nonfinite_param(void) {
+    cterp_toy_config tc;
+    small_toy(&tc);
+    cterp_toy *toy;
+    cterp_toy_create(&toy, &tc);
+    static const cterp_arch archs[] = {CTERP_ARCH_STANDARD, CTERP_ARCH_TOPK, CTERP_ARCH_JUMPRELU};
+    for (int a = 0; a < 4; a++) {
+        cterp_act_source src;
+        cterp_toy_source(&src, toy);
+        cterp_train_config c;
+        small_cfg(&c, archs[a < 3 ? a : 2], 20);
+        c.checkpoint_every = 5;
+        char name[32];
+        snprintf(name, sizeof name, "nanparam%d", a);
+        const char *dir = test_tmpdir(name);
+        cterp_trainer *t;
+        CHECK_OK(cterp_trainer_create(&t, &c, &src));
+        cterp_trainer_set_output(t, dir, NULL, NULL);
+        CHECK_OK(cterp_trainer_run(t, 6));
+        const int64_t D = t->sae->d_in;
+        const char *want;
+        if (a < 3) { // a weight of W_enc: latent 3's encoder row, input column 5
+            t->sae->W_enc[3 * D + 5] = NAN;
+            want = "W_enc at latent 3, input column 5 (nan)";
+        } else { // jumprelu's threshold of latent 2: the loss stays finite, its gradient does not
+            t->log_thr[2] = t->sae->threshold[2] = NAN;
+            want = "threshold at latent 2 (nan)";
+        }
+        CHECK(cterp_trainer_run(t, 0) == CTERP_ENAN);
+        const char *e = cterp_last_error();
+        CHECK_MSG(strstr(e, "step 6: ") && strstr(e, want) &&
+                      strstr(e, "the last checkpoint is kept"),
+                  "%s", e);
+        if (a == 3)
+            CHECK_MSG(strstr(e, "the gradient of threshold (its log) at latent 2 (nan)"), "%s", e);
+        char ck[600];
+        snprintf(ck, sizeof ck, "%s/checkpoints/step_5/sae_weights.safetensors", dir);
+        CHECK(file_exists(ck));
+        cterp_trainer_free(t);
+        cterp_act_source_free(&src);
+    }
+    cterp_toy_free(toy);
+}
+
 // A row with a NaN in a .npy file: training stops naming the step, the row and the column; with
 // skip_nonfinite_rows the row is skipped (counted in the metrics and the checkpoint) and a
 // resumed run equals a straight one.
@@ -1177,6 +1223,7 @@ int main(void) {
     test_checkpoint_complete();
     test_file_source_state();
     test_nan();
+    test_nonfinite_param();
     test_inf_last();
     test_skip_nonfinite();
     test_recovery(CTERP_ARCH_TOPK, 0);

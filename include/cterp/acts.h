@@ -152,7 +152,8 @@ typedef struct {
 typedef void (*cterp_cache_progress_fn)(int64_t rows, int64_t max_rows, void *user);
 
 // Runs the model over the dataset and writes max_tokens rows (or fewer when the dataset ends
-// first: one epoch at most) to out_dir. Files are written to temporary names and renamed.
+// first: one epoch at most) to out_dir. Rows go to .partial files, synced in chunks with a
+// progress record (cterp_act_cache_resume continues from it); they take their names at the end.
 // Under MPI (P > 1 ranks, every rank calls it): each rank runs 1/P of the forward batches and
 // writes their rows to its own shard; the shards together hold exactly the rows, in the order,
 // one process writes, and the reader serves them as one cache.
@@ -169,11 +170,25 @@ cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
                                          int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
                                          cterp_cache_progress_fn progress, void *user,
                                          cterp_cache_info *info);
+// Continues the write a killed run of the same options left in out_dir (per_hook_dirs: the
+// caches of cterp_act_cache_write_hooks, out_dir/<hook>; else one hook into out_dir). The writer
+// syncs its rows in chunks and records after each, in DIR/cache.progress, the rows and windows
+// synced and the options that made them; this resumes from that record (options that differ are
+// refused naming the first one) and ends with the cache an uninterrupted run writes, byte for
+// byte. With no record it starts over; a complete cache without one is refused (nothing to
+// resume). *resumed_from: the rows kept. Not under MPI (a sharded cache is refused).
+cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name,
+                                    const char *const *hooks, int n_hooks, int per_hook_dirs,
+                                    const char *dataset, const cterp_store_config *c,
+                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                    cterp_cache_progress_fn progress, void *user,
+                                    cterp_cache_info *info, int64_t *resumed_from);
 // Reads and checks the header of a cache directory.
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info);
-// A source over a cache (mmapped): the mixing buffer of `c` (buffer_rows, seed) over the rows,
-// wrapping at the end. Only buffer_rows and seed of c are used. Opening it reads the rows once
-// (up to 64 MiB) for the resume fingerprint.
+// A source over a cache: the mixing buffer of `c` (buffer_rows, seed) over the rows, wrapping at
+// the end. Only buffer_rows and seed of c are used. The rows are read (pread, never mapped) into
+// the buffer as it refills: memory is buffer_rows rows, whatever the cache's size. Opening it
+// reads the rows once (up to 64 MiB, sampled above) for the resume fingerprint.
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
                                     const cterp_store_config *c, int64_t train_batch);
 

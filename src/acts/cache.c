@@ -2,11 +2,13 @@
 // header + rows) and tokens.bin (int32 per row); the reader is a source that mmaps the rows and
 // serves them through the same mixing buffer as the live store. activations.bin is written last
 // (its header last of all), so a directory without it is an interrupted run, never a cache.
+#include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,7 +167,8 @@ static cterp_status check_complete(const char *dir, const char *apath) {
     while (d && (e = readdir(d))) {
         partial |=
             !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20) ||
-            !strcmp(e->d_name, "shards.bin") || !strcmp(e->d_name, "activations.1.bin");
+            !strcmp(e->d_name, "shards.bin") || !strcmp(e->d_name, "activations.1.bin") ||
+            !strcmp(e->d_name, "activations.bin.partial") || !strcmp(e->d_name, "cache.progress");
         if (e->d_name[0] == '.') continue;
         char *sub = file_join(dir, e->d_name), *a = sub ? file_join(sub, "activations.bin") : NULL;
         if (a && file_exists(a)) {
@@ -186,7 +189,8 @@ static cterp_status check_complete(const char *dir, const char *apath) {
     return cterp_error(
         CTERP_EFORMAT,
         "%s: an incomplete activation cache: activations.bin, written last, is "
-        "missing (a cterp cache run was interrupted or is still running; run it again)",
+        "missing (a cterp cache run was interrupted or is still running; run it again with "
+        "--resume to go on from its last chunk, or without to start over)",
         dir);
 }
 
@@ -211,7 +215,9 @@ static cterp_status clear_cache_dir(const char *dir, const char *apath) {
     struct dirent *e;
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, "activations.bin.tmp.", 20) ||
-            !strncmp(e->d_name, "tokens.bin.tmp.", 15) || is_shard_file(e->d_name)) {
+            !strncmp(e->d_name, "tokens.bin.tmp.", 15) || is_shard_file(e->d_name) ||
+            !strcmp(e->d_name, "activations.bin.partial") ||
+            !strcmp(e->d_name, "tokens.bin.partial") || !strncmp(e->d_name, "cache.progress", 14)) {
             char *p = file_join(dir, e->d_name);
             if (p) unlink(p);
             free(p);
@@ -220,15 +226,53 @@ static cterp_status clear_cache_dir(const char *dir, const char *apath) {
     return file_fsync_dir(dir);
 }
 
+// A cache file opened for reading: its fd, size and first CACHE_HEADER bytes (zeros past a
+// shorter file). No mapping: a cache may be larger than the address space a process may use.
+typedef struct {
+    int fd;
+    uint64_t size;
+    uint8_t hdr[CACHE_HEADER];
+} cache_file;
+
+static cterp_status read_at(int fd, void *buf, size_t n, uint64_t off, const char *path) {
+    uint8_t *b = buf;
+    while (n > 0) {
+        const ssize_t r = pread(fd, b, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return cterp_error(CTERP_EIO, "%s: cannot read %zu bytes at offset %llu: %s", path, n,
+                               (unsigned long long)off,
+                               r < 0 ? strerror(errno) : "unexpected end of file");
+        b += r, n -= (size_t)r, off += (uint64_t)r;
+    }
+    return CTERP_OK;
+}
+
+static cterp_status cache_file_open(cache_file *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    f->fd = open(path, O_RDONLY);
+    if (f->fd < 0) return cterp_error(CTERP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return cterp_error(CTERP_EIO, "%s: not a regular file", path);
+    f->size = (uint64_t)sb.st_size;
+    return read_at(f->fd, f->hdr, f->size < CACHE_HEADER ? (size_t)f->size : CACHE_HEADER, 0, path);
+}
+
+static void cache_file_close(cache_file *f) {
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+}
+
 cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info) {
     char *p = file_join(dir, "activations.bin");
     if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
-    file_map fm = {0};
+    cache_file f = {.fd = -1};
     cterp_status s = check_complete(dir, p);
-    if (!s) s = file_map_open(&fm, p);
-    if (!s) s = decode_header(p, fm.data, fm.size, info, NULL, NULL);
+    if (!s) s = cache_file_open(&f, p);
+    if (!s) s = decode_header(p, f.hdr, (size_t)f.size, info, NULL, NULL);
     if (!s) s = check_tokens(dir, info);
-    file_map_close(&fm);
+    cache_file_close(&f);
     free(p);
     return s;
 }
@@ -381,29 +425,218 @@ done:
     return s;
 }
 
+// ---- the single-process writer: chunks, a progress record, resume ---------------------------
+// Each hook's rows go to DIR/activations.bin.partial (a zero header, then the rows) and its
+// tokens to DIR/tokens.bin.partial. After every chunk of forward batches (64 MiB of rows, or
+// CTERP_TEST_CACHE_CHUNK_ROWS rows) both are fsynced, then DIR/cache.progress is rewritten
+// atomically: the rows and windows behind the synced bytes, and the options that made them. A
+// resumed run truncates the partials to the record, skips its windows without running the model
+// and goes on: forward batches of the same windows, so the same bytes. At the end the header is
+// written and synced, the records say done, and each hook's files take their names (tokens.bin,
+// then activations.bin), the record removed last.
+
+#define CACHE_CHUNK_BYTES ((int64_t)64 << 20)
+#define CACHE_PROGRESS_FORMAT "cterp cache progress 1"
+
 // One hook's output files while the writer runs.
 typedef struct {
-    char *pa, *pt; // activations.bin, tokens.bin
-    int lock, oa, ot;
-    file_atomic wa, wt;
+    char *dir;
+    char *pa, *pt, *qa, *qt, *pp; // activations.bin, tokens.bin, their .partial, cache.progress
+    int lock;
+    FILE *fa, *ft; // the partials, open for writing
     cterp_cache_info in;
 } cache_out;
 
 static void cache_out_close(cache_out *o) {
-    if (o->oa) file_atomic_abort(&o->wa);
-    if (o->ot) file_atomic_abort(&o->wt);
-    free(o->pa), free(o->pt);
+    if (o->fa) fclose(o->fa);
+    if (o->ft) fclose(o->ft);
+    free(o->pa), free(o->pt), free(o->qa), free(o->qt), free(o->pp);
     file_unlock_dir(o->lock);
-    o->pa = o->pt = NULL, o->oa = o->ot = 0, o->lock = -1;
+    o->pa = o->pt = o->qa = o->qt = o->pp = NULL, o->fa = o->ft = NULL, o->lock = -1;
 }
 
-// Writes the caches of n hooks, hook h into dirs[h], from one run of the model.
+// Opens a partial file for appending: new and empty (keep < 0) or cut to its first keep bytes
+// (a resume: bytes after the last progress record were not vouched for).
+static cterp_status part_open(FILE **f, const char *path, int64_t keep) {
+    *f = fopen(path, keep < 0 ? "w+b" : "r+b");
+    if (!*f) return cterp_error(CTERP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (keep >= 0 && (fstat(fileno(*f), &sb) != 0 || sb.st_size < keep))
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: %lld bytes, expected at least %lld (the rows its cache.progress "
+                           "records): cannot resume; run again without --resume",
+                           path, (long long)sb.st_size, (long long)keep);
+    if (keep >= 0 && (ftruncate(fileno(*f), keep) != 0 || fseek(*f, 0, SEEK_END) != 0))
+        return cterp_error(CTERP_EIO, "%s: cannot cut to %lld bytes: %s", path, (long long)keep,
+                           strerror(errno));
+    return CTERP_OK;
+}
+
+static cterp_status part_write(FILE *f, const char *path, const void *p, size_t n) {
+    if (fwrite(p, 1, n, f) != n)
+        return cterp_error(CTERP_EIO, "%s: write failed: %s", path, strerror(errno));
+    file_test_point("write");
+    return CTERP_OK;
+}
+
+static cterp_status part_sync(FILE *f, const char *path) {
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot write to disk: %s", path, strerror(errno));
+    return CTERP_OK;
+}
+
+// The options that decide a cache's bytes, as (name, value) text: a resume compares them.
+typedef struct {
+    char name[24], value[1040];
+} cache_opt;
+enum { CACHE_N_OPTS = 17 };
+
+static cterp_status cache_options(cache_opt *o, const act_stream *st, cterp_model *m,
+                                  const char *model_name, const char *const *hooks, int n, int h,
+                                  const char *dataset, const cterp_store_config *c,
+                                  int64_t max_tokens, cterp_dtype dtype) {
+    uint64_t dh;
+    int64_t db, mb;
+    cterp_status s = cterp_dataset_fingerprint(cterp_windows_dataset(st->w), &dh, &db);
+    if (s) return s;
+    const uint64_t mh = cterp_model_fingerprint(m, &mb);
+    uint64_t hh = 0; // every hook of the run, in order: a resume with another list is another run
+    for (int i = 0; i < n; i++) hh = hash_str(hash_u64(hh, (uint64_t)i), hooks[i]);
+    const cterp_window_config *w = &c->windows;
+    int k = 0;
+#define OPT(nm, ...)                                                                               \
+    (snprintf(o[k].name, sizeof o[k].name, "%s", nm),                                              \
+     snprintf(o[k].value, sizeof o[k].value, __VA_ARGS__), k++)
+    OPT("model", "%s", model_name ? model_name : "");
+    OPT("model_bytes", "%lld", (long long)mb);
+    OPT("model_fingerprint", "0x%016llx", (unsigned long long)mh);
+    OPT("hook", "%s", hooks[h]);
+    OPT("hooks", "%d hooks, hash 0x%016llx", n, (unsigned long long)hh);
+    OPT("dataset", "%s", dataset);
+    OPT("data_bytes", "%lld", (long long)db);
+    OPT("data_fingerprint", "0x%016llx", (unsigned long long)dh);
+    OPT("skip_malformed", "%d", c->data.skip_malformed != 0);
+    OPT("context_size", "%d", w->context_size);
+    OPT("prepend_bos", "%d", w->prepend_bos != 0);
+    OPT("separator", "%d", w->concat ? (int)cterp_windows_separator(st->w) : -1);
+    OPT("concat", "%d", w->concat != 0);
+    OPT("exclude_special", "%d", w->exclude_special != 0);
+    OPT("model_batch", "%d", c->model_batch);
+    OPT("dtype", "%s",
+        dtype == CTERP_DTYPE_F32   ? "f32"
+        : dtype == CTERP_DTYPE_F16 ? "f16"
+                                   : "bf16");
+    OPT("tokens", "%lld", (long long)max_tokens);
+#undef OPT
+    return CTERP_OK;
+}
+_Static_assert(CACHE_N_OPTS == 17, "cache_options writes 17 options");
+
+// Writes DIR/cache.progress (durably, atomically): rows and windows behind the synced partials.
+static cterp_status progress_write(const cache_out *q, const cache_opt *opt, int64_t rows,
+                                   int64_t windows, int done, int complete) {
+    cJSON *root = cJSON_CreateObject(), *o = cJSON_CreateObject();
+    char *text = NULL;
+    cterp_status s = CTERP_OK;
+    if (root && o) {
+        cJSON_AddStringToObject(root, "format", CACHE_PROGRESS_FORMAT);
+        cJSON_AddNumberToObject(root, "rows", (double)rows);
+        cJSON_AddNumberToObject(root, "windows", (double)windows);
+        cJSON_AddBoolToObject(root, "done", done);
+        cJSON_AddBoolToObject(root, "complete_epoch", complete);
+        for (int i = 0; i < CACHE_N_OPTS; i++)
+            cJSON_AddStringToObject(o, opt[i].name, opt[i].value);
+        cJSON_AddItemToObject(root, "options", o), o = NULL;
+        text = cJSON_Print(root);
+    }
+    if (!text)
+        s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    else
+        s = file_write_all(q->pp, text, strlen(text));
+    free(text);
+    cJSON_Delete(root), cJSON_Delete(o);
+    return s;
+}
+
+typedef struct {
+    int present, done, complete;
+    int64_t rows, windows;
+} cache_progress;
+
+// Reads DIR/cache.progress (absent: present = 0) and checks its options against this run's; a
+// difference is refused naming the option, the recorded value and this run's.
+static cterp_status progress_read(const cache_out *q, const cache_opt *opt, cache_progress *p) {
+    memset(p, 0, sizeof *p);
+    if (!file_exists(q->pp)) return CTERP_OK;
+    char *text = NULL;
+    size_t len;
+    cterp_status s = file_read_all(q->pp, &text, &len);
+    if (s) return s;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "windows");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "done");
+    const cJSON *ce = cJSON_GetObjectItemCaseSensitive(root, "complete_epoch");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "options");
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, CACHE_PROGRESS_FORMAT) || !cJSON_IsNumber(r) ||
+        !cJSON_IsNumber(w) || r->valuedouble < 0 || r->valuedouble > 9e15 || w->valuedouble < 0 ||
+        w->valuedouble > 9e15 || !cJSON_IsBool(d) || !cJSON_IsBool(ce) || !cJSON_IsObject(o)) {
+        cJSON_Delete(root);
+        return cterp_error(
+            CTERP_EFORMAT,
+            "%s: expected a JSON object with format \"%s\", rows and windows "
+            "(integers >= 0), done, complete_epoch and options: not a progress record this cterp "
+            "wrote; run again without --resume",
+            q->pp, CACHE_PROGRESS_FORMAT);
+    }
+    for (int i = 0; i < CACHE_N_OPTS && !s; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i].name);
+        const char *was = cJSON_IsString(v) ? v->valuestring : "(missing)";
+        if (strcmp(was, opt[i].value))
+            s = cterp_error(CTERP_EINVAL,
+                            "%s: options.%s: the interrupted run had %s, this run has %s; resume "
+                            "with the same options, or run without --resume to start over",
+                            q->pp, opt[i].name, was, opt[i].value);
+    }
+    p->present = 1, p->done = cJSON_IsTrue(d), p->complete = cJSON_IsTrue(ce);
+    p->rows = (int64_t)r->valuedouble, p->windows = (int64_t)w->valuedouble;
+    cJSON_Delete(root);
+    return s;
+}
+
+// The last step of a write: hook h's partials (header written and synced, the records done)
+// take their names, tokens.bin first; the record goes last. A resume of a done run repeats it.
+static cterp_status cache_out_commit(cache_out *q) {
+    if (file_exists(q->qt) && rename(q->qt, q->pt) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", q->pt, strerror(errno));
+    cterp_status s = file_fsync_dir(q->dir);
+    if (s) return s;
+    file_test_point("cache-tokens"); // tokens.bin in place, activations.bin not yet
+    if (file_exists(q->qa) && rename(q->qa, q->pa) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", q->pa, strerror(errno));
+    if ((s = file_fsync_dir(q->dir))) return s;
+    if (unlink(q->pp) != 0 && errno != ENOENT)
+        return cterp_error(CTERP_EIO, "%s: cannot remove: %s", q->pp, strerror(errno));
+    return file_fsync_dir(q->dir);
+}
+
+static int64_t chunk_rows_env(void) {
+    const char *e = getenv("CTERP_TEST_CACHE_CHUNK_ROWS"); // test hook (docs/reliability.md)
+    return e && atoll(e) > 0 ? atoll(e) : 0;
+}
+
+// Writes the caches of n hooks, hook h into dirs[h], from one run of the model; resume: go on
+// from the last progress record (*resumed_from: its rows, 0 when there was none).
 static cterp_status cache_write(cterp_model *m, const char *model_name, const char *const *hooks,
                                 int n, const char *dataset, const cterp_store_config *c,
                                 int64_t max_tokens, cterp_dtype dtype, const char *const *dirs,
-                                cterp_cache_progress_fn progress, void *user, cterp_cache_info *info) {
+                                int resume, int64_t *resumed_from, cterp_cache_progress_fn progress,
+                                void *user, cterp_cache_info *info) {
     cterp_store_config cd;
     if (!c) cterp_store_config_default(&cd), c = &cd;
+    if (resumed_from) *resumed_from = 0;
     if (max_tokens < 1) return cterp_error(CTERP_EINVAL, "tokens: expected >= 1, got %lld", (long long)max_tokens);
     if (dtype > CTERP_DTYPE_BF16) return cterp_error(CTERP_EINVAL, "dtype: expected f32, f16 or bf16");
     if (n < 1 || n > 4096) return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n);
@@ -411,6 +644,11 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         return cterp_error(CTERP_EINVAL, "cache: %d hooks under %d MPI ranks: a sharded cache holds one hook; "
                            "run mpirun -np P cterp cache once per hook, or cterp cache --hooks in one process "
                            "(docs/scaling.md)", n, dist_size());
+    if (dist_size() > 1 && resume)
+        return cterp_error(CTERP_EINVAL,
+                           "cache --resume: not under %d MPI ranks: a sharded cache is written in "
+                           "one go; run it again without --resume (docs/reliability.md)",
+                           dist_size());
     if (dist_size() > 1)
         return cache_write_sharded(m, model_name, hooks[0], dataset, c, max_tokens, dtype, dirs[0], progress, user,
                                    info);
@@ -421,25 +659,80 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
                                    hooks[h], dirs[h]);
     cache_out *o = calloc((size_t)n, sizeof *o);
     const float **row = malloc((size_t)n * sizeof *row);
-    if (!o || !row) {
-        free(o), free(row);
+    cache_opt *opt = calloc((size_t)n * CACHE_N_OPTS, sizeof *opt);
+    cache_progress *pr = calloc((size_t)n, sizeof *pr);
+    if (!o || !row || !opt || !pr) {
+        free(o), free(row), free(opt), free(pr);
         return cterp_error(CTERP_ENOMEM, "cache: out of memory");
     }
     for (int h = 0; h < n; h++) o[h].lock = -1;
     act_stream st = {0};
     uint8_t *hdr = NULL, *conv = NULL;
     cterp_status s = CTERP_OK;
+    int64_t count = 0, from_windows = 0;
     // the hooks and the data are checked before any previous cache is removed
     if ((s = stream_open(&st, m, hooks, n, dataset, c))) goto done;
     for (int h = 0; h < n && !s; h++) {
-        if ((s = file_mkdirs(dirs[h])) || (s = file_lock_dir(dirs[h], "cache writer", &o[h].lock))) break;
-        o[h].pa = file_join(dirs[h], "activations.bin"), o[h].pt = file_join(dirs[h], "tokens.bin");
-        if (!o[h].pa || !o[h].pt) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-        if (!s) s = clear_cache_dir(dirs[h], o[h].pa);
+        cache_out *q = &o[h];
+        if ((s = file_mkdirs(dirs[h])) || (s = file_lock_dir(dirs[h], "cache writer", &q->lock)))
+            break;
+        q->dir = (char *)dirs[h];
+        q->pa = file_join(dirs[h], "activations.bin"), q->pt = file_join(dirs[h], "tokens.bin");
+        q->qa = file_join(dirs[h], "activations.bin.partial"),
+        q->qt = file_join(dirs[h], "tokens.bin.partial");
+        q->pp = file_join(dirs[h], "cache.progress");
+        if (!q->pa || !q->pt || !q->qa || !q->qt || !q->pp)
+            s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+        if (!s)
+            s = cache_options(opt + h * CACHE_N_OPTS, &st, m, model_name, hooks, n, h, dataset, c,
+                              max_tokens, dtype);
+        if (!s && resume) s = progress_read(q, opt + h * CACHE_N_OPTS, &pr[h]);
     }
     if (s) goto done;
-    int64_t Dmax = 0;
-    for (int h = 0; h < n; h++) Dmax = st.D[h] > Dmax ? st.D[h] : Dmax;
+    if (resume) {
+        int any = 0, any_done = 0, whole = 0;
+        for (int h = 0; h < n; h++) {
+            any |= pr[h].present, any_done |= pr[h].done;
+            whole += file_exists(o[h].pa) && !file_exists(o[h].qa);
+        }
+        if (any_done) { // killed while the files took their names: finish that
+            for (int h = 0; h < n && !s; h++) {
+                if (!pr[h].present && !file_exists(o[h].pa))
+                    s = cterp_error(
+                        CTERP_EFORMAT,
+                        "%s: neither a cache nor a progress record, while another hook's "
+                        "record says the run was done: run again without --resume",
+                        dirs[h]);
+                if (!s && pr[h].present) s = cache_out_commit(&o[h]);
+                if (!s && info) s = cterp_act_cache_info_read(dirs[h], &info[h]);
+            }
+            if (!s && resumed_from) *resumed_from = info ? info[0].count : pr[0].rows;
+            goto done;
+        }
+        if (!any && whole == n) {
+            s = cterp_error(CTERP_EINVAL,
+                            "%s: holds a complete cache, nothing to resume (run without --resume "
+                            "to write it again)",
+                            n > 1 ? dirs[0] : dirs[0]);
+            goto done;
+        }
+        // hooks are recorded one after another: the least of them is synced in every hook
+        int at = -1;
+        for (int h = 0; h < n; h++)
+            if (!pr[h].present)
+                at = -2;
+            else if (at == -1 || (at >= 0 && pr[h].rows < pr[at].rows))
+                at = h;
+        if (at >= 0 && pr[at].rows > 0) count = pr[at].rows, from_windows = pr[at].windows;
+    }
+    for (int h = 0; h < n && !s; h++)
+        if (!count) s = clear_cache_dir(dirs[h], o[h].pa);
+    if (s) goto done;
+    int64_t Dmax = 0, row_bytes = 0;
+    for (int h = 0; h < n; h++) {
+        Dmax = st.D[h] > Dmax ? st.D[h] : Dmax;
+        row_bytes += st.D[h] * (int64_t)dtype_size(dtype);
+    }
     hdr = calloc(1, CACHE_HEADER), conv = malloc((size_t)Dmax * 4);
     if (!hdr || !conv) {
         s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
@@ -447,11 +740,11 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
     }
     for (int h = 0; h < n; h++) {
         cache_out *q = &o[h];
-        if ((s = file_atomic_open(&q->wa, q->pa))) goto done;
-        q->oa = 1;
-        if ((s = file_atomic_open(&q->wt, q->pt))) goto done;
-        q->ot = 1;
-        if ((s = file_atomic_write(&q->wa, hdr, CACHE_HEADER))) goto done; // the real header comes last
+        const int64_t rb = st.D[h] * (int64_t)dtype_size(dtype);
+        if ((s = part_open(&q->fa, q->qa, count ? CACHE_HEADER + count * rb : -1))) goto done;
+        if ((s = part_open(&q->ft, q->qt, count ? count * 4 : -1))) goto done;
+        if (!count && (s = part_write(q->fa, q->qa, hdr, CACHE_HEADER)))
+            goto done; // the real header comes last
         cterp_cache_info *in = &q->in;
         memset(in, 0, sizeof *in);
         in->version = CACHE_VERSION, in->dtype = dtype, in->d_in = st.D[h];
@@ -462,7 +755,24 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         snprintf(in->hook, sizeof in->hook, "%s", hooks[h]);
         snprintf(in->dataset, sizeof in->dataset, "%s", dataset);
     }
-    int64_t count = 0;
+    if (count) { // the windows behind the recorded rows, cut again but not run
+        for (int64_t i = 0; i < from_windows; i++) {
+            int eof = 0;
+            if ((s = cterp_windows_next(st.w, st.tok, st.mask, &eof))) goto done;
+            if (eof) {
+                s = cterp_error(CTERP_EFORMAT,
+                                "%s: cache.progress records %lld windows, %s has %lld: the dataset "
+                                "changed; run again without --resume",
+                                o[0].dir, (long long)from_windows, dataset, (long long)i);
+                goto done;
+            }
+        }
+        st.windows = from_windows, st.produced = count;
+        if (resumed_from) *resumed_from = count;
+    }
+    const int64_t chunk_env = chunk_rows_env();
+    const int64_t chunk = chunk_env ? chunk_env : (CACHE_CHUNK_BYTES + row_bytes - 1) / row_bytes;
+    int64_t committed = count;
     int complete = 0;
     while (count < max_tokens) {
         int32_t tok;
@@ -481,11 +791,21 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
                     hv[d] = dtype == CTERP_DTYPE_F16 ? f32_to_f16(row[h][d]) : f32_to_bf16(row[h][d]);
                 out = conv;
             }
-            if ((s = file_atomic_write(&o[h].wa, out, (size_t)D * dtype_size(dtype)))) goto done;
-            if ((s = file_atomic_write(&o[h].wt, &tok, 4))) goto done;
+            if ((s = part_write(o[h].fa, o[h].qa, out, (size_t)D * dtype_size(dtype)))) goto done;
+            if ((s = part_write(o[h].ft, o[h].qt, &tok, 4))) goto done;
         }
         count++;
         if (progress && count % 4096 == 0) progress(count, max_tokens, user);
+        // a forward batch used up: its windows and rows are a point to resume from
+        if (st.next_row == st.n_rows && count < max_tokens && count - committed >= chunk) {
+            for (int h = 0; h < n && !s; h++)
+                if (!(s = part_sync(o[h].fa, o[h].qa))) s = part_sync(o[h].ft, o[h].qt);
+            for (int h = 0; h < n && !s; h++)
+                s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, st.windows, 0, 0);
+            if (s) goto done;
+            committed = count;
+            file_test_point("cache-chunk");
+        }
     }
     int64_t windows = st.windows;
     if (!complete && count > 0) { // max_tokens reached: was that exactly the whole dataset?
@@ -503,24 +823,24 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         q->in.count = count, q->in.windows = windows, q->in.complete_epoch = complete;
         q->in.shards = 1, q->in.shard_rows = count;
         encode_header(hdr, &q->in, 0, count, 0);
-        FILE *f = q->wa.fp;
-        if (fseek(f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, f) != CACHE_HEADER) {
-            s = cterp_error(CTERP_EIO, "%s: cannot write the header", q->pa);
+        if (fseek(q->fa, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, q->fa) != CACHE_HEADER) {
+            s = cterp_error(CTERP_EIO, "%s: cannot write the header", q->qa);
             goto done;
         }
-        if ((s = file_atomic_commit(&q->wt))) goto done;
-        q->ot = 0;
-        file_test_point("cache-tokens"); // tokens.bin in place, activations.bin not yet
-        s = file_atomic_commit(&q->wa);
-        q->oa = 0;
-        if (s) goto done;
-        if (info) info[h] = q->in;
+        if ((s = part_sync(q->fa, q->qa)) || (s = part_sync(q->ft, q->qt))) goto done;
+        fclose(q->fa), fclose(q->ft);
+        q->fa = q->ft = NULL;
     }
+    for (int h = 0; h < n && !s; h++)
+        s = progress_write(&o[h], opt + h * CACHE_N_OPTS, count, windows, 1, complete);
+    for (int h = 0; h < n && !s; h++) s = cache_out_commit(&o[h]);
+    if (s) goto done;
+    for (int h = 0; h < n && info; h++) info[h] = o[h].in;
     if (progress) progress(count, max_tokens, user);
 done:
     for (int h = 0; h < n; h++) cache_out_close(&o[h]);
     stream_close(&st);
-    free(o), free(row), free(hdr), free(conv);
+    free(o), free(row), free(hdr), free(conv), free(opt), free(pr);
     return s;
 }
 
@@ -529,15 +849,13 @@ cterp_status cterp_act_cache_write(cterp_model *m, const char *model_name, const
                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
                                    cterp_cache_progress_fn progress, void *user,
                                    cterp_cache_info *info) {
-    return cache_write(m, model_name, &hook, 1, dataset, c, max_tokens, dtype, &out_dir, progress,
-                       user, info);
+    return cache_write(m, model_name, &hook, 1, dataset, c, max_tokens, dtype, &out_dir, 0, NULL,
+                       progress, user, info);
 }
 
-cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name, const char *const *hooks,
-                                         int n_hooks, const char *dataset, const cterp_store_config *c,
-                                         int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
-                                         cterp_cache_progress_fn progress, void *user,
-                                         cterp_cache_info *info) {
+// The directories of --hooks: out_dir/<hook>. Caller frees with free_dirs.
+static cterp_status hook_dirs(const char *out_dir, const char *const *hooks, int n_hooks,
+                              char ***out) {
     if (n_hooks < 1 || n_hooks > 4096)
         return cterp_error(CTERP_EINVAL, "hooks: expected 1..4096 hook names, got %d", n_hooks);
     char **dirs = calloc((size_t)n_hooks, sizeof *dirs);
@@ -548,52 +866,132 @@ cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
         else if (!(dirs[h] = file_join(out_dir, hooks[h])))
             s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
     }
+    *out = dirs;
+    return s;
+}
+
+static void free_dirs(char **dirs, int n) {
+    for (int h = 0; dirs && h < n; h++) free(dirs[h]);
+    free(dirs);
+}
+
+cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
+                                         const char *const *hooks, int n_hooks, const char *dataset,
+                                         const cterp_store_config *c, int64_t max_tokens,
+                                         cterp_dtype dtype, const char *out_dir,
+                                         cterp_cache_progress_fn progress, void *user,
+                                         cterp_cache_info *info) {
+    char **dirs = NULL;
+    cterp_status s = hook_dirs(out_dir, hooks, n_hooks, &dirs);
     if (!s)
         s = cache_write(m, model_name, hooks, n_hooks, dataset, c, max_tokens, dtype,
-                        (const char *const *)dirs, progress, user, info);
-    for (int h = 0; dirs && h < n_hooks; h++) free(dirs[h]);
-    free(dirs);
+                        (const char *const *)dirs, 0, NULL, progress, user, info);
+    free_dirs(dirs, n_hooks);
+    return s;
+}
+
+cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name,
+                                    const char *const *hooks, int n_hooks, int per_hook_dirs,
+                                    const char *dataset, const cterp_store_config *c,
+                                    int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                    cterp_cache_progress_fn progress, void *user,
+                                    cterp_cache_info *info, int64_t *resumed_from) {
+    if (!per_hook_dirs && n_hooks != 1)
+        return cterp_error(CTERP_EINVAL,
+                           "cache resume: %d hooks into one directory: expected 1 (or a "
+                           "directory per hook)",
+                           n_hooks);
+    char **dirs = NULL;
+    cterp_status s = per_hook_dirs ? hook_dirs(out_dir, hooks, n_hooks, &dirs) : CTERP_OK;
+    if (!s)
+        s = cache_write(m, model_name, hooks, n_hooks, dataset, c, max_tokens, dtype,
+                        per_hook_dirs ? (const char *const *)dirs : &out_dir, 1, resumed_from,
+                        progress, user, info);
+    free_dirs(dirs, per_hook_dirs ? n_hooks : 0);
     return s;
 }
 
 // ---- reader source ------------------------------------------------------------------------
+// The rows are read with pread, not mapped: each refill of the mixing buffer reads its rows (in
+// cache order, in runs of up to CACHE_READ_BYTES) into the slots they take, as the store computes
+// them into its slots, so memory is the buffer's rows, whatever the size of the cache.
+
+#define CACHE_READ_BYTES ((size_t)4 << 20)
 
 typedef struct {
-    file_map fm;
+    cache_file f[CACHE_MAX_SHARDS]; // activations.bin (shard 0) and a sharded cache's others
     cterp_cache_info info;
-    const uint8_t *rows;
-    // a sharded cache (version 2): the other shards' files and the chunk table: chunk c holds
-    // rows chunk_start[c] .. chunk_start[c + 1) of the cache, in shard c % P from row chunk_off[c]
-    file_map shard_fm[CACHE_MAX_SHARDS];
-    const uint8_t *shard_rows[CACHE_MAX_SHARDS];
+    // a sharded cache (version 2): chunk c holds rows chunk_start[c] .. chunk_start[c + 1) of the
+    // cache, in shard c % P from row chunk_off[c]
     int64_t n_chunks, *chunk_start, *chunk_off;
     mixer mx;
     acts_fingerprint fp;
     char *dir;
-    int64_t *slot_row; // (cap) cache row held by each slot
+    size_t row_bytes;   // d_in x the dtype's size
+    int64_t *slot_row;  // (cap) cache row held by each slot (-1: none yet)
+    uint8_t *slot_data; // (cap, row_bytes) the rows themselves, as in the file
+    uint8_t *stage;     // (stage_rows, row_bytes) a run of rows read at once
+    int64_t stage_rows;
+    int replaying; // set_state: move the indices only
     int64_t next_row, epochs, produced;
 } cache_src;
 
-static cterp_status cache_fill(void *ctx, const int64_t *slots, int64_t n) {
-    cache_src *s = ctx;
-    for (int64_t i = 0; i < n; i++) {
-        s->slot_row[slots[i]] = s->next_row++;
-        s->produced++;
-        if (s->next_row == s->info.count) s->next_row = 0, s->epochs++; // wrap, as the store does
+// Where cache row r lies (shard and byte offset) and how many rows from it are contiguous there.
+static void row_loc(const cache_src *s, int64_t r, int *k, uint64_t *off, int64_t *run) {
+    if (s->info.shards <= 1) {
+        *k = 0, *off = CACHE_HEADER + (uint64_t)r * s->row_bytes, *run = s->info.count - r;
+        return;
     }
-    return CTERP_OK;
-}
-
-// Where cache row r lies: in one file, or in the shard of the last chunk starting at or before r.
-static const uint8_t *row_at(const cache_src *s, int64_t r, size_t row_bytes) {
-    if (s->info.shards <= 1) return s->rows + (size_t)r * row_bytes;
     int64_t lo = 0, hi = s->n_chunks - 1; // chunk_start[0] = 0 <= r
     while (lo < hi) {
         const int64_t mid = lo + (hi - lo + 1) / 2;
         if (s->chunk_start[mid] <= r) lo = mid;
         else hi = mid - 1;
     }
-    return s->shard_rows[lo % s->info.shards] + (size_t)(s->chunk_off[lo] + r - s->chunk_start[lo]) * row_bytes;
+    *k = (int)(lo % s->info.shards);
+    *off = CACHE_HEADER + (uint64_t)(s->chunk_off[lo] + r - s->chunk_start[lo]) * s->row_bytes;
+    *run = s->chunk_start[lo + 1] - r;
+}
+
+// Reads n rows from cache row r on (no wrap) into dst.
+static cterp_status read_rows(cache_src *s, int64_t r, int64_t n, uint8_t *dst) {
+    while (n > 0) {
+        int k;
+        uint64_t off;
+        int64_t run;
+        row_loc(s, r, &k, &off, &run);
+        if (run > n) run = n;
+        if (run < 1)
+            return cterp_error(CTERP_EFORMAT, "%s: row %lld is in no chunk", s->dir, (long long)r);
+        cterp_status e = read_at(s->f[k].fd, dst, (size_t)run * s->row_bytes, off, s->dir);
+        if (e) return e;
+        r += run, n -= run, dst += (size_t)run * s->row_bytes;
+    }
+    return CTERP_OK;
+}
+
+// The next n rows of the cache (wrapping at its end) into the given slots.
+static cterp_status cache_fill(void *ctx, const int64_t *slots, int64_t n) {
+    cache_src *s = ctx;
+    for (int64_t i = 0; i < n;) {
+        const int64_t r0 = s->next_row;
+        int64_t m = n - i < s->stage_rows ? n - i : s->stage_rows;
+        if (m > s->info.count - r0) m = s->info.count - r0; // up to the end; the next run wraps
+        if (!s->replaying) {
+            cterp_status e = read_rows(s, r0, m, s->stage);
+            if (e) return e;
+        }
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t slot = slots[i + j];
+            s->slot_row[slot] = r0 + j;
+            if (!s->replaying)
+                memcpy(s->slot_data + (size_t)slot * s->row_bytes,
+                       s->stage + (size_t)j * s->row_bytes, s->row_bytes);
+        }
+        s->produced += m, s->next_row += m, i += m;
+        if (s->next_row == s->info.count) s->next_row = 0, s->epochs++; // wrap, as the store does
+    }
+    return CTERP_OK;
 }
 
 // Serves B rows, writing rows [lo, hi) of them into x (a data-parallel rank's part; all of
@@ -606,12 +1004,11 @@ static cterp_status cache_next_part(void *ctx, float *x, int64_t B, int64_t lo, 
         cterp_status e = mixer_next(&s->mx, &slot, cache_fill, s);
         if (e) return e;
         if (b < lo || b >= hi) continue;
-        int64_t r = s->slot_row[slot];
         float *o = x + (b - lo) * D;
+        const uint8_t *p = s->slot_data + (size_t)slot * s->row_bytes;
         if (s->info.dtype == CTERP_DTYPE_F32) {
-            memcpy(o, row_at(s, r, (size_t)D * 4), (size_t)D * 4);
+            memcpy(o, p, (size_t)D * 4);
         } else {
-            const uint8_t *p = row_at(s, r, (size_t)D * 2);
             for (int64_t d = 0; d < D; d++) {
                 uint16_t h;
                 memcpy(&h, p + 2 * d, 2);
@@ -629,7 +1026,7 @@ static int cache_get_state(void *ctx, uint64_t *st, int cap) {
     return acts_get_state(&s->mx, &s->fp, st, cap);
 }
 
-// Replays the mixing buffer over row indices only: no activation is read.
+// Replays the mixing buffer over row indices only, then reads the rows the slots hold.
 static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
     cache_src *s = ctx;
     uint64_t served;
@@ -638,21 +1035,25 @@ static cterp_status cache_set_state(void *ctx, const uint64_t *st, int n, int64_
     if (ce) return ce;
     mixer_reset(&s->mx);
     s->next_row = s->epochs = s->produced = 0;
-    for (uint64_t i = 0; i < served; i++) {
+    for (int64_t i = 0; i < s->mx.cap; i++) s->slot_row[i] = -1;
+    s->replaying = 1;
+    for (uint64_t i = 0; i < served && !ce; i++) {
         int64_t slot;
-        cterp_status e = mixer_next(&s->mx, &slot, cache_fill, s);
-        if (e) return e;
+        ce = mixer_next(&s->mx, &slot, cache_fill, s);
     }
-    return CTERP_OK;
+    s->replaying = 0;
+    for (int64_t i = 0; i < s->mx.cap && !ce; i++)
+        if (s->slot_row[i] >= 0)
+            ce = read_rows(s, s->slot_row[i], 1, s->slot_data + (size_t)i * s->row_bytes);
+    return ce;
 }
 
 static void cache_free(void *ctx) {
     cache_src *s = ctx;
-    file_map_close(&s->fm);
-    for (int k = 1; k < CACHE_MAX_SHARDS; k++) file_map_close(&s->shard_fm[k]);
+    for (int k = 0; k < CACHE_MAX_SHARDS; k++) cache_file_close(&s->f[k]);
     free(s->chunk_start), free(s->chunk_off);
     mixer_free(&s->mx);
-    free(s->slot_row);
+    free(s->slot_row), free(s->slot_data), free(s->stage);
     free(s->dir);
     free(s);
 }
@@ -671,8 +1072,8 @@ static cterp_status open_shards(cache_src *s, const char *dir) {
         int idx = -1;
         int64_t nc = 0;
         if (!p) return cterp_error(CTERP_ENOMEM, "out of memory");
-        e = file_map_open(&s->shard_fm[k], p);
-        if (!e) e = decode_header(p, s->shard_fm[k].data, s->shard_fm[k].size, &ik, &idx, &nc);
+        e = cache_file_open(&s->f[k], p);
+        if (!e) e = decode_header(p, s->f[k].hdr, (size_t)s->f[k].size, &ik, &idx, &nc);
         if (!e && (ik.shards != P || idx != k || ik.dtype != i0->dtype || ik.d_in != i0->d_in ||
                    ik.count != i0->count || nc != s->n_chunks))
             e = cterp_error(CTERP_EFORMAT, "%s: shard %d of %d, dtype %d, d_in %lld, count %lld, chunks %lld: "
@@ -682,23 +1083,24 @@ static cterp_status open_shards(cache_src *s, const char *dir) {
                             (long long)i0->d_in, (long long)i0->count, (long long)s->n_chunks);
         if (!e) e = check_tokens_shard(dir, &ik, k);
         free(p);
-        if (!e) s->shard_rows[k] = s->shard_fm[k].data + CACHE_HEADER, rows[k] = ik.shard_rows;
+        if (!e) rows[k] = ik.shard_rows;
     }
     if (e) return e;
-    char *pc = file_join(dir, "shards.bin");
-    file_map cm = {0};
+    char *pc = file_join(dir, "shards.bin"), *cm = NULL;
+    size_t cm_size = 0;
     if (!pc) return cterp_error(CTERP_ENOMEM, "out of memory");
-    e = file_map_open(&cm, pc);
-    if (!e && cm.size != (size_t)s->n_chunks * 8)
-        e = cterp_error(CTERP_EFORMAT, "%s: size %zu bytes, expected chunks %lld (from activations.bin) x 8 bytes",
-                        pc, cm.size, (long long)s->n_chunks);
+    e = file_read_all(pc, &cm, &cm_size);
+    if (!e && cm_size != (size_t)s->n_chunks * 8)
+        e = cterp_error(CTERP_EFORMAT,
+                        "%s: size %zu bytes, expected chunks %lld (from activations.bin) x 8 bytes",
+                        pc, cm_size, (long long)s->n_chunks);
     s->chunk_start = malloc((size_t)(s->n_chunks + 1) * sizeof(int64_t));
     s->chunk_off = malloc((size_t)s->n_chunks * sizeof(int64_t));
     if (!e && (!s->chunk_start || !s->chunk_off)) e = cterp_error(CTERP_ENOMEM, "out of memory");
     int64_t total = 0, in_shard[CACHE_MAX_SHARDS] = {0};
     for (int64_t c = 0; c < s->n_chunks && !e; c++) {
         int64_t n;
-        memcpy(&n, cm.data + c * 8, 8);
+        memcpy(&n, cm + c * 8, 8);
         if (n < 0 || n > rows[c % P] - in_shard[c % P]) {
             e = cterp_error(CTERP_EFORMAT, "%s: chunk %lld has %lld rows, shard %d holds %lld more", pc,
                             (long long)c, (long long)n, (int)(c % P), (long long)(rows[c % P] - in_shard[c % P]));
@@ -715,9 +1117,38 @@ static cterp_status open_shards(cache_src *s, const char *dir) {
     if (!e && total != s->info.count)
         e = cterp_error(CTERP_EFORMAT, "%s: its chunks hold %lld rows, activations.bin's count is %lld", pc,
                         (long long)total, (long long)s->info.count);
-    file_map_close(&cm);
+    free(cm);
     free(pc);
     return e;
+}
+
+// hash_sampled over n bytes of a file from off, read in pieces (the same value as over a map).
+static cterp_status hash_sampled_file(uint64_t *h, const cache_file *f, uint64_t off, uint64_t n,
+                                      const char *path, uint8_t *buf, size_t cap) {
+    const uint64_t blk = (uint64_t)1 << 20, nb = HASH_SAMPLE_MAX / blk;
+    const int whole = n <= HASH_SAMPLE_MAX;
+    uint64_t v = hash_u64(*h, n);
+    for (uint64_t b = 0; b < (whole ? 1 : nb); b++) {
+        const uint64_t at = whole ? off : off + (n - blk) * b / (nb - 1), len = whole ? n : blk;
+        hash_state hs;
+        hash_begin(&hs, v);
+        for (uint64_t done = 0; done < len;) {
+            const size_t k = len - done < cap ? (size_t)(len - done) : cap; // cap: a multiple of 8
+            cterp_status e = read_at(f->fd, buf, k, at + done, path);
+            if (e) return e;
+            hash_feed(&hs, buf, k);
+            done += k;
+        }
+        v = hash_end(&hs);
+    }
+    *h = v;
+    return CTERP_OK;
+}
+
+// 0 or the test hook's rows per read (CTERP_TEST_CACHE_READ_ROWS, docs/reliability.md)
+static int64_t read_rows_env(void) {
+    const char *e = getenv("CTERP_TEST_CACHE_READ_ROWS");
+    return e && atoll(e) > 0 ? atoll(e) : 0;
 }
 
 cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
@@ -734,32 +1165,53 @@ cterp_status cterp_act_source_cache(cterp_act_source *src, const char *dir,
         free(s), free(p);
         return cterp_error(CTERP_ENOMEM, "out of memory");
     }
+    for (int k = 0; k < CACHE_MAX_SHARDS; k++) s->f[k].fd = -1;
     e = check_complete(dir, p);
-    if (!e) e = file_map_open(&s->fm, p);
-    if (!e) e = decode_header(p, s->fm.data, s->fm.size, &s->info, NULL, &s->n_chunks);
+    if (!e) e = cache_file_open(&s->f[0], p);
+    if (!e) e = decode_header(p, s->f[0].hdr, (size_t)s->f[0].size, &s->info, NULL, &s->n_chunks);
     free(p);
     if (!e) e = check_tokens(dir, &s->info);
     if (!e && s->info.shards > 1) e = open_shards(s, dir);
     if (!e) e = mixer_init(&s->mx, cap, c->seed);
     if (!e) mixer_serve_whole_if_run_fits(&s->mx, c);
     if (!e && !(s->dir = strdup(dir))) e = cterp_error(CTERP_ENOMEM, "out of memory");
-    if (!e && !(s->slot_row = malloc((size_t)cap * sizeof *s->slot_row)))
-        e = cterp_error(CTERP_ENOMEM, "activation cache: out of memory (%lld rows)", (long long)cap);
     if (e) {
         cache_free(s);
         return e;
     }
-    s->rows = s->fm.data + CACHE_HEADER;
-    s->shard_rows[0] = s->rows;
+    s->row_bytes = (size_t)s->info.d_in * dtype_size(s->info.dtype);
+    const int64_t env = read_rows_env();
+    s->stage_rows = env ? env : (int64_t)(CACHE_READ_BYTES / s->row_bytes) + 1;
+    if (s->stage_rows > cap) s->stage_rows = cap;
+    s->slot_row = malloc((size_t)cap * sizeof *s->slot_row);
+    if ((uint64_t)cap <= SIZE_MAX / s->row_bytes) s->slot_data = malloc((size_t)cap * s->row_bytes);
+    s->stage = malloc((size_t)s->stage_rows * s->row_bytes > CACHE_READ_BYTES
+                          ? (size_t)s->stage_rows * s->row_bytes
+                          : CACHE_READ_BYTES);
+    if (!s->slot_row || !s->slot_data || !s->stage) {
+        e = cterp_error(
+            CTERP_ENOMEM,
+            "activation cache: out of memory for the mixing buffer (%lld rows x %zu bytes: "
+            "lower --buffer-rows)",
+            (long long)cap, s->row_bytes);
+        cache_free(s);
+        return e;
+    }
+    for (int64_t i = 0; i < cap; i++) s->slot_row[i] = -1;
     // the rows alone define what is served: not the header's names, so a copy matches
     acts_fingerprint *fp = &s->fp;
     fp->kind = ACTS_CACHE;
     fp->data_bytes = (uint64_t)s->info.count;
     fp->data_hash =
         hash_u64(hash_u64(0x63616368ULL, (uint64_t)s->info.d_in), (uint64_t)s->info.dtype);
-    fp->data_hash = hash_sampled(fp->data_hash, s->rows, s->fm.size - CACHE_HEADER);
-    for (int k = 1; k < s->info.shards; k++) // a sharded cache: every shard's rows, and their order
-        fp->data_hash = hash_sampled(fp->data_hash, s->shard_rows[k], s->shard_fm[k].size - CACHE_HEADER);
+    for (int k = 0; k < s->info.shards && !e;
+         k++) // a sharded cache: every shard's rows, and their order
+        e = hash_sampled_file(&fp->data_hash, &s->f[k], CACHE_HEADER, s->f[k].size - CACHE_HEADER,
+                              s->dir, s->stage, CACHE_READ_BYTES);
+    if (e) {
+        cache_free(s);
+        return e;
+    }
     if (s->info.shards > 1)
         fp->data_hash = hash_bytes(fp->data_hash, s->chunk_start, (size_t)(s->n_chunks + 1) * sizeof(int64_t));
     fp->data_path = s->dir;

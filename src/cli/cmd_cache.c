@@ -12,12 +12,15 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: cterp cache --model M.gguf (--hook H | --layer L --component C | --hooks H1,H2,... |\n"
                "                   --layers A-B --component C) --data D --tokens N --out DIR\n"
-               "                   [--dtype f32|f16|bf16] [options]\n"
+               "                   [--dtype f32|f16|bf16] [--resume] [options]\n"
                "  --tokens N              activation rows to write; at most one epoch: stops at the end of the\n"
                "                          data and says so (train --acts wraps around it, as training live does)\n"
                "  --out DIR               cache directory (activations.bin, tokens.bin); with --hooks or\n"
                "                          --layers one per hook, DIR/<hook> (train --acts DIR/<hook>)\n"
                "  --dtype T               f32 (default; training from it equals training live), f16, bf16\n"
+               "  --resume                go on from where a killed run of the same command stopped (its last\n"
+               "                          chunk, DIR/cache.progress); other options are refused naming them.\n"
+               "                          The cache equals an uninterrupted run's byte for byte\n"
                "%s", cli_model_help);
 }
 
@@ -31,7 +34,7 @@ static const char *dtype_name(cterp_dtype dt) {
 }
 
 // --hooks / --layers: one cache per hook, out/<hook>, from one run of the model.
-static int cache_hooks(const cli_model_opts *mo, const char *out, int64_t tokens, cterp_dtype dt) {
+static int cache_hooks(const cli_model_opts *mo, const char *out, int64_t tokens, cterp_dtype dt, int resume) {
     cterp_model *m;
     if (cterp_model_open(&m, mo->model)) {
         cli_error("cache");
@@ -46,9 +49,14 @@ static int cache_hooks(const cli_model_opts *mo, const char *out, int64_t tokens
     cterp_cache_info *info = calloc((size_t)n, sizeof *info);
     int tty = isatty(2);
     double t0 = time_now();
-    cterp_status s = info ? cterp_act_cache_write_hooks(m, cli_base_name(mo->model), (const char *const *)hooks, n,
-                                                        mo->data, &mo->store, tokens, dt, out, progress, &tty, info)
-                          : cterp_error(CTERP_ENOMEM, "out of memory");
+    int64_t from = 0;
+    cterp_status s = !info ? cterp_error(CTERP_ENOMEM, "out of memory")
+                     : resume ? cterp_act_cache_resume(m, cli_base_name(mo->model), (const char *const *)hooks, n, 1,
+                                                       mo->data, &mo->store, tokens, dt, out, progress, &tty, info,
+                                                       &from)
+                              : cterp_act_cache_write_hooks(m, cli_base_name(mo->model), (const char *const *)hooks,
+                                                            n, mo->data, &mo->store, tokens, dt, out, progress, &tty,
+                                                            info);
     if (tty) fprintf(stderr, "\n");
     cterp_model_free(m);
     if (s) {
@@ -57,9 +65,10 @@ static int cache_hooks(const cli_model_opts *mo, const char *out, int64_t tokens
         return 1;
     }
     double dt_s = time_now() - t0;
+    if (resume) printf("resumed at row %lld; ", (long long)from);
     printf("wrote %lld rows (%s) of %d hooks from %lld windows of %d tokens, one forward for all, in %.1f s "
            "(%.0f tokens/s)", (long long)info[0].count, dtype_name(dt), n, (long long)info[0].windows,
-           info[0].context_size, dt_s, info[0].count / (dt_s > 0 ? dt_s : 1));
+           info[0].context_size, dt_s, (info[0].count - from) / (dt_s > 0 ? dt_s : 1));
     if (info[0].complete_epoch && info[0].count < tokens)
         printf("; the whole dataset: one epoch, fewer rows than --tokens %lld\n", (long long)tokens);
     else
@@ -76,6 +85,7 @@ int cmd_cache(int argc, char **argv) {
     const char *out = NULL;
     int64_t tokens = 0;
     cterp_dtype dt = CTERP_DTYPE_F32;
+    int resume = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
@@ -85,6 +95,8 @@ int cmd_cache(int argc, char **argv) {
             return 2;
         } else if (mf > 0) {
             i++;
+        } else if (!strcmp(a, "--resume")) {
+            resume = 1;
         } else if (v && !strcmp(a, "--out")) {
             out = argv[++i];
         } else if (v && !strcmp(a, "--tokens")) {
@@ -113,7 +125,7 @@ int cmd_cache(int argc, char **argv) {
         fprintf(stderr, "cterp cache: --model, --data, --tokens and --out are required\n");
         return usage(stderr), 2;
     }
-    if (mo.hooks || mo.layers) return cache_hooks(&mo, out, tokens, dt);
+    if (mo.hooks || mo.layers) return cache_hooks(&mo, out, tokens, dt, resume);
     char hook[256];
     if (cli_model_hook(&mo, hook, sizeof hook)) {
         cli_error("cache");
@@ -127,8 +139,12 @@ int cmd_cache(int argc, char **argv) {
     int tty = isatty(2);
     cterp_cache_info info;
     double t0 = time_now();
-    cterp_status s = cterp_act_cache_write(m, cli_base_name(mo.model), hook, mo.data, &mo.store, tokens, dt,
-                                           out, progress, &tty, &info);
+    int64_t from = 0;
+    const char *hp = hook;
+    cterp_status s = resume ? cterp_act_cache_resume(m, cli_base_name(mo.model), &hp, 1, 0, mo.data, &mo.store,
+                                                     tokens, dt, out, progress, &tty, &info, &from)
+                            : cterp_act_cache_write(m, cli_base_name(mo.model), hook, mo.data, &mo.store, tokens, dt,
+                                                    out, progress, &tty, &info);
     if (tty) fprintf(stderr, "\n");
     cterp_model_free(m);
     if (s) {
@@ -136,9 +152,10 @@ int cmd_cache(int argc, char **argv) {
         return 1;
     }
     double dt_s = time_now() - t0;
+    if (resume) printf("resumed at row %lld; ", (long long)from);
     printf("wrote %lld rows x %lld (%s) of %s from %lld windows of %d tokens to %s in %.1f s (%.0f tokens/s)",
            (long long)info.count, (long long)info.d_in, dt == CTERP_DTYPE_F32 ? "f32" : dt == CTERP_DTYPE_F16 ? "f16" : "bf16",
-           hook, (long long)info.windows, info.context_size, out, dt_s, info.count / (dt_s > 0 ? dt_s : 1));
+           hook, (long long)info.windows, info.context_size, out, dt_s, (info.count - from) / (dt_s > 0 ? dt_s : 1));
     if (info.complete_epoch && info.count < tokens) // a cache holds one epoch; train --acts wraps around it
         printf("; the whole dataset: one epoch, fewer rows than --tokens %lld\n", (long long)tokens);
     else

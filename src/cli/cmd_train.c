@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/platform.h"
 #include "core/dist.h"
 #include "core/file.h"
 #include "cterp/toy.h"
@@ -270,8 +271,10 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     const cterp_train_metrics *m = cterp_trainer_last_metrics(tr);
-    printf("done: %lld steps, explained variance %.4f, L0 %.2f, dead %.2f%%, %.1f s\n", (long long)m->step,
-           m->explained_variance, m->l0, 100 * m->dead_fraction, m->elapsed_s);
+    printf("done: %lld steps, explained variance %.4f, L0 %.2f, dead %.2f%%, %.1f s, "
+           "peak RSS %.0f MB\n",
+           (long long)m->step, m->explained_variance, m->l0, 100 * m->dead_fraction, m->elapsed_s,
+           platform_peak_rss() / 1048576.0);
     if (out) {
         if (cterp_trainer_save(tr, out)) {
             fprintf(stderr, "cterp train: saving to %s: %s\n", out, cterp_last_error());

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/platform.h"
 #include "core/file.h"
 #include "cterp/toy.h"
 #include "cterp/train.h"
@@ -104,6 +105,7 @@ int cli_run_toy(const cterp_train_config *cfg, const cterp_toy_config *tc, const
     printf("  dead latents (never fire on 65536)       %.2f%%\n", 100 * dead);
     printf("  training time                            %.1f s (%.0f tokens/s)\n", secs,
            (double)cterp_train_config_steps(cfg) * cfg->batch_size / secs);
+    printf("  peak RSS                                 %.0f MB\n", platform_peak_rss() / 1048576.0);
     if (out) printf("Saved the SAE (SAELens format) to %s\n", out);
     rc = 0;
 done:

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/platform.h"
 #include "core/file.h"
 #include "cterp/analysis.h"
 
@@ -288,8 +289,9 @@ int cli_train_hooks(const cterp_train_config *cfg, const char *const *over_name,
         cli_error("train");
         goto done;
     }
-    printf("done: %d SAEs, %lld tokens each, in %.1f s\n", n,
-           (long long)(cterp_train_config_steps(&cfgs[0]) * cfgs[0].batch_size), time_now() - t0);
+    printf("done: %d SAEs, %lld tokens each, in %.1f s, peak RSS %.0f MB\n", n,
+           (long long)(cterp_train_config_steps(&cfgs[0]) * cfgs[0].batch_size), time_now() - t0,
+           platform_peak_rss() / 1048576.0);
     for (int h = 0; h < n; h++) {
         printf("saved the SAE of %s to %s/%s\n", hooks[h], out, hooks[h]);
         if (mo->eval_windows > 0) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/platform.h"
 #include "core/dist.h"
 #include "core/file.h"
 #include "cterp/analysis.h"
@@ -240,7 +241,8 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
         cli_error("train");
         goto done;
     }
-    printf("done: %lld tokens in %.1f s\n", (long long)sae->meta.training_tokens, time_now() - t0);
+    printf("done: %lld tokens in %.1f s, peak RSS %.0f MB\n", (long long)sae->meta.training_tokens,
+           time_now() - t0, platform_peak_rss() / 1048576.0);
     if (out) printf("saved the SAE to %s\n", out);
     if (mo->eval_windows > 0) {
         printf("eval (%lld windows of %s):\n", (long long)ev.n_windows, mo->data);
@@ -324,7 +326,8 @@ int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo
         cli_error("train");
         goto done;
     }
-    printf("done: %lld tokens in %.1f s\n", (long long)sae->meta.training_tokens, time_now() - t0);
+    printf("done: %lld tokens in %.1f s, peak RSS %.0f MB\n", (long long)sae->meta.training_tokens,
+           time_now() - t0, platform_peak_rss() / 1048576.0);
     if (out) printf("saved the crosscoder to %s\n", out);
     if (mo->eval_windows > 0) {
         printf("explained variance per layer on the next %lld rows of the stream:\n",

@@ -51,3 +51,27 @@ uint64_t hash_sampled(uint64_t h, const uint8_t *p, size_t n) {
     for (size_t i = 0; i < nb; i++) h = hash_bytes(h, p + (uint64_t)(n - blk) * i / (nb - 1), blk);
     return h;
 }
+
+void hash_begin(hash_state *s, uint64_t h) {
+    s->h = h, s->n = 0;
+}
+
+void hash_feed(hash_state *s, const void *p, size_t n) {
+    const uint8_t *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        s->h = mix(s->h, w);
+    }
+    if (i < n) { // the tail: only in the last piece
+        uint64_t w = 0;
+        memcpy(&w, b + i, n - i);
+        s->h = mix(s->h, w);
+    }
+    s->n += n;
+}
+
+uint64_t hash_end(const hash_state *s) {
+    return finish(s->h ^ s->n);
+}

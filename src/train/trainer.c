@@ -8,6 +8,7 @@
 
 #include "core/dist.h"
 #include "core/file.h"
+#include "core/platform.h"
 #include "core/rng.h"
 #include "sae/kernels.h"
 #include "train/optim.h"
@@ -356,7 +357,9 @@ const cterp_sae *cterp_trainer_sae(const cterp_trainer *t) { return t->sae; }
 const cterp_train_metrics *cterp_trainer_last_metrics(const cterp_trainer *t) { return &t->last; }
 double cterp_trainer_input_scale(const cterp_trainer *t) { return t->scale; }
 
-static void write_metrics_json(FILE *f, const cterp_train_metrics *m, const cterp_train_config *c) {
+// last: the run's final line, which also gives the process's peak resident set (peak_rss_mb)
+static void write_metrics_json(FILE *f, const cterp_train_metrics *m, const cterp_train_config *c,
+                               int last) {
     fprintf(f,
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.8g, \"mse_loss\": %.8g, "
             "\"sparsity_loss\": %.8g, \"aux_loss\": %.8g, \"mse\": %.8g, "
@@ -381,10 +384,54 @@ static void write_metrics_json(FILE *f, const cterp_train_metrics *m, const cter
     fprintf(f,
             "\"lr\": %.8g, \"sparsity_coefficient\": %.8g, \"topk_threshold\": %.8g, "
             "\"tokens_per_s\": %.6g, \"source_tokens_per_s\": %.6g, \"sae_tokens_per_s\": %.6g, "
-            "\"elapsed_s\": %.3f}\n",
+            "\"elapsed_s\": %.3f",
             m->lr, m->sparsity_coefficient, m->threshold, m->tokens_per_s, m->source_tokens_per_s,
             m->sae_tokens_per_s, m->elapsed_s);
+    if (last) // like the clock fields, not part of what a resumed run must reproduce
+        fprintf(f, ", \"peak_rss_mb\": %.1f", (double)platform_peak_rss() / 1048576.0);
+    fprintf(f, "}\n");
     fflush(f);
+}
+
+// Names the first non-finite value of a block laid out as sae->params (the weights, or t->grads)
+// in its first n floats: "W_enc at latent 3, column 5 (nan)". Returns 0 when all are finite.
+static int name_nonfinite(const cterp_sae *sae, const float *block, size_t n, char *out,
+                          size_t cap) {
+    size_t i = 0;
+    while (i < n && isfinite(block[i])) i++;
+    if (i == n) return 0;
+    const int64_t N = sae->d_sae, D = sae->d_in, DO = sae->d_out;
+    const struct {
+        const char *name;
+        const float *p;
+        // rows: latents (N) or output columns (b_dec, W_skip: DO); cols 1: a vector
+        int64_t rows, cols;
+        int by_latent;
+    } v[] = {{"W_enc", sae->W_enc, N, D, 1},
+             {sae->arch == CTERP_ARCH_GATED ? "b_gate" : "b_enc", sae->b_enc, N, 1, 1},
+             {"W_dec", sae->W_dec, N, DO, 1},
+             {"b_dec", sae->b_dec, DO, 1, 0},
+             {"threshold", sae->threshold, N, 1, 1},
+             {"r_mag", sae->r_mag, N, 1, 1},
+             {"b_mag", sae->b_mag, N, 1, 1},
+             {"W_skip", sae->W_skip, DO, D, 0}};
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        if (!v[k].p) continue;
+        const size_t off = (size_t)(v[k].p - sae->params), len = (size_t)(v[k].rows * v[k].cols);
+        if (i < off || i >= off + len) continue;
+        const int64_t r = (int64_t)(i - off) / v[k].cols, col = (int64_t)(i - off) % v[k].cols;
+        if (v[k].cols == 1)
+            snprintf(out, cap, "%s at %s %lld (%g)", v[k].name,
+                     v[k].by_latent ? "latent" : "column", (long long)r, block[i]);
+        else
+            snprintf(out, cap, "%s at %s %lld, %s column %lld (%g)", v[k].name,
+                     v[k].by_latent ? "latent" : "output column", (long long)r,
+                     v[k].by_latent && v[k].p == sae->W_dec ? "output" : "input", (long long)col,
+                     block[i]);
+        return 1;
+    }
+    snprintf(out, cap, "parameter %zu (%g)", i, block[i]);
+    return 1;
 }
 
 // P > 1: the gradient summed over the ranks (each rank's is the mean over its Bl rows, so the
@@ -543,9 +590,16 @@ static cterp_status train_step(cterp_trainer *t) {
     arch_bdec_from_benc(t->sae, db_enc, gx ? gx + N : NULL, db_dec);
     aux += w->aux_loss; // gated's gate reconstruction, matryoshka's inner prefixes
     double loss = w->mse_loss + w->sparsity_loss + aux;
-    if (!isfinite(loss))
-        return cterp_error(CTERP_ENAN, "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)",
-                           (long long)step, w->mse_loss, w->sparsity_loss, aux);
+    const size_t n_trained = t->sae->n_params - (t->sae->threshold ? (size_t)N : 0);
+    if (!isfinite(loss)) { // a non-finite weight is the usual cause: name it
+        char p[160];
+        const int bad = name_nonfinite(t->sae, t->sae->params, t->sae->n_params, p, sizeof p);
+        return cterp_error(CTERP_ENAN,
+                           "step %lld: the loss is not finite (mse %g, sparsity %g, aux %g)%s%s; "
+                           "training stopped, the last checkpoint is kept",
+                           (long long)step, w->mse_loss, w->sparsity_loss, aux,
+                           bad ? "; a non-finite weight: " : "", bad ? p : "");
+    }
     if (t->dlog_thr) // dL/dlog(theta) = theta dL/dtheta
         for (int64_t i = 0; i < N; i++) t->dlog_thr[i] *= t->sae->threshold[i];
     if (t->P > 1) {
@@ -563,8 +617,23 @@ static cterp_status train_step(cterp_trainer *t) {
     if (t->dlog_thr) gn2 += sumsq_f64(t->dlog_thr, N);
     if (gx) gn2 += sumsq_f64(gx, 2 * N);
     if (dW_skip) gn2 += sumsq_f64(dW_skip, DO * D);
-    if (!isfinite(gn2))
-        return cterp_error(CTERP_ENAN, "step %lld: the gradient is not finite", (long long)step);
+    if (!isfinite(gn2)) { // which parameter, which latent: the gradient, else the weight behind it
+        char g[160], p[160];
+        if (!name_nonfinite(t->sae, t->grads, n_trained, g, sizeof g)) {
+            int64_t i = 0; // jumprelu: the log threshold's gradient, kept apart
+            while (t->dlog_thr && i < N && isfinite(t->dlog_thr[i])) i++;
+            if (t->dlog_thr && i < N)
+                snprintf(g, sizeof g, "threshold (its log) at latent %lld (%g)", (long long)i,
+                         t->dlog_thr[i]);
+            else
+                snprintf(g, sizeof g, "its norm (%g)", gn2);
+        }
+        const int bad = name_nonfinite(t->sae, t->sae->params, t->sae->n_params, p, sizeof p);
+        return cterp_error(CTERP_ENAN,
+                           "step %lld: the gradient is not finite: the gradient of %s%s%s; "
+                           "training stopped, the last checkpoint is kept",
+                           (long long)step, g, bad ? "; a non-finite weight: " : "", bad ? p : "");
+    }
     float gscale = 1.0f;
     if (c->grad_clip > 0 && sqrt(gn2) > c->grad_clip) gscale = (float)(c->grad_clip / sqrt(gn2));
     // Adam over W_enc, b_enc, W_dec, b_dec (+ r_mag, b_mag for gated, W_skip for skip_transcoder;
@@ -730,7 +799,7 @@ cterp_status cterp_trainer_run(cterp_trainer *t, int64_t until_step) {
                                        "the last checkpoint is kept (--dist-reduce ordered gives every "
                                        "rank the same bits)", (long long)t->step, t->P);
             }
-            if (t->metrics_file) write_metrics_json(t->metrics_file, m, &t->cfg);
+            if (t->metrics_file) write_metrics_json(t->metrics_file, m, &t->cfg, t->step == t->steps);
             if (t->log) t->log(m, t->log_user);
         }
         if (t->out_dir && t->cfg.checkpoint_every > 0 && t->step % t->cfg.checkpoint_every == 0 &&
