@@ -6,17 +6,8 @@
 # resume with other options is refused naming the option; a complete cache is not "resumed".
 # Skips without the shared test data (stories260K).
 set -u
-bin=$1
-data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
-if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
-    echo "skip: shared test data not found (set CTERP_TESTDATA)"
-    exit $fail
-fi
-m=$data/models/stories260K.gguf
+. "$(dirname "$0")/common.sh"
+need_stories
 "$bin" generate --model "$m" -n 100 --temp 1 --samples 16 --seed 1 > "$tmp/s.txt" 2>/dev/null
 export CTERP_TEST_CACHE_CHUNK_ROWS=200 # a chunk per forward batch (8 windows, 248 rows)
 cache="cache --model $m --layer 2 --component resid --data $tmp/s.txt --context-size 32"

@@ -5,17 +5,8 @@
 # in f32 and bf16, and a run resumed from a checkpoint (the buffer replayed over indices, then its
 # rows read) equals the straight one. Skips without the shared test data (stories260K).
 set -u
-bin=$1
-data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
-if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
-    echo "skip: shared test data not found (set CTERP_TESTDATA)"
-    exit $fail
-fi
-m=$data/models/stories260K.gguf
+. "$(dirname "$0")/common.sh"
+need_stories
 "$bin" generate --model "$m" -n 100 --temp 1 --samples 16 --seed 1 > "$tmp/s.txt" 2>/dev/null
 # 1500 rows, 100 steps of 64: four passes over the cache, each refill wrapping somewhere
 tr="--d-sae 128 --k 8 --batch 64 --steps 100 --seed 5 --buffer-rows 512 --quiet"

@@ -4,12 +4,7 @@
 # bound, and headless Chromium: no console errors, the sorted index, the feature page's examples
 # in the DOM and a screenshot with activation-shaded tokens (skips without test data / chromium).
 set -u
-bin=$1
-data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/common.sh"
 
 "$bin" features --model x.gguf >/dev/null 2>&1; check "features without --sae exits 2" '[ $? -eq 2 ]'
 "$bin" steer --model x.gguf --sae s --feature 1 --prompt p >/dev/null 2>&1; check "steer without an edit exits 2" '[ $? -eq 2 ]'
@@ -19,11 +14,7 @@ check "a missing features dir is named" '[ $rc -eq 1 ] && [[ "$err" == *"$tmp/no
 printf '{"step": 1, "loss": 2}\nnot json\n' > "$tmp/bad.jsonl"
 err=$("$bin" report "$tmp/bad.jsonl" --out "$tmp/r.html" 2>&1); rc=$?
 check "a bad metrics line is named" '[ $rc -eq 1 ] && [[ "$err" == *"bad.jsonl:2:"* ]]'
-if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
-    echo "skip: shared test data not found (set CTERP_TESTDATA)"
-    exit $fail
-fi
-m=$data/models/stories260K.gguf
+need_stories
 for i in $(seq 1 10); do "$bin" generate --model "$m" -n 100 --temp 1 --seed "$i" 2>/dev/null | tr '\n' ' '; echo; done > "$tmp/s.txt"
 "$bin" train --model "$m" --layer 2 --component resid --data "$tmp/s.txt" --context-size 32 --d-sae 1000 --k 8 \
     --batch 128 --steps 60 --log-every 10 --buffer-rows 1024 --seed 5 --quiet --eval-windows 0 --out "$tmp/sae" >/dev/null 2>&1

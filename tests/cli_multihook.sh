@@ -6,19 +6,10 @@
 # live; bad input exits 2 naming the flag (skips without test data; the synthetic-model
 # version of these checks is in test_multihook.c).
 set -u
-bin=$1
-data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/common.sh"
 
 "$bin" train --model x.gguf --hooks a.b --d-sae 1,2 >/dev/null 2>&1; check "--hooks without --data exits 2" '[ $? -eq 2 ]'
-if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
-    echo "skip: shared test data not found (set CTERP_TESTDATA)"
-    exit $fail
-fi
-m=$data/models/stories260K.gguf
+need_stories
 "$bin" generate --model "$m" -n 100 --temp 1 --samples 16 --seed 1 > "$tmp/s.txt" 2>/dev/null
 common="--data $tmp/s.txt --context-size 32 --batch 64 --steps 40 --buffer-rows 512 --seed 5 --eval-windows 0 --quiet"
 

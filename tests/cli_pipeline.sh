@@ -4,20 +4,11 @@
 # size / cache refused, cache == live, --tokens beyond and within an epoch, f16/bf16 caches,
 # damaged caches, eval lines and JSON, clear errors (skips without test data).
 set -u
-bin=$1
-data=${CTERP_TESTDATA:-${CTERP_DEFAULT_TESTDATA:-}}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/common.sh"
 
 "$bin" cache --model x.gguf >/dev/null 2>&1; check "cache without required flags exits 2" '[ $? -eq 2 ]'
 "$bin" eval --bogus 1 >/dev/null 2>&1; check "eval with a bad option exits 2" '[ $? -eq 2 ]'
-if [ -z "$data" ] || [ ! -f "$data/models/stories260K.gguf" ]; then
-    echo "skip: shared test data not found (set CTERP_TESTDATA)"
-    exit $fail
-fi
-m=$data/models/stories260K.gguf
+need_stories
 "$bin" generate --model "$m" -n 100 --temp 1 --samples 24 --seed 1 > "$tmp/s.txt" 2>/dev/null
 check "generate --samples writes one story per line" '[ "$(wc -l < "$tmp/s.txt")" -eq 24 ] && [ "$(grep -c "^Once" "$tmp/s.txt")" -ge 20 ]'
 one=$("$bin" generate --model "$m" -n 100 --temp 1 --seed 3 2>/dev/null | tr '\n' ' ')
