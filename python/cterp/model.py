@@ -46,6 +46,31 @@ def hook_alias(name):
     return "blocks.%s.%s" % (m.group(1), _ALIAS_LAYER[sub])
 
 
+def _dataset_file(dataset):
+    """(path, tmp): a dataset path as given, or a list of texts written one document a line to a
+    temporary .txt (tmp, for the caller to remove; None otherwise)."""
+    if not isinstance(dataset, (list, tuple)):
+        return os.fspath(dataset), None
+    fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for t in dataset:  # one document per line
+            f.write(" ".join(str(t).splitlines()) + "\n")
+    return tmp, tmp
+
+
+def _store_config(cfg, context_size, buffer_rows, model_batch):
+    """The activation store's settings for training `cfg` (as the CLI's --context-size,
+    --buffer-rows, --model-batch; the store's seed and rows from the config)."""
+    sc = _lib.StoreConfig()
+    lib.cterp_store_config_default(ctypes.byref(sc))
+    sc.windows.context_size = int(context_size)
+    sc.buffer_rows = int(buffer_rows)
+    sc.model_batch = int(model_batch)
+    sc.seed = cfg.seed
+    sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfg._c))
+    return sc
+
+
 class Activations(dict):
     """Hook name -> numpy array, keyed by TransformerLens names; mlxterp's dotted names
     (model.model.layers.L.mlp, layers.L.self_attn, ...) are accepted as aliases."""
@@ -270,22 +295,8 @@ class InterpretableModel:
         --model-batch. Returns the SAE (saved to save_path with metrics.jsonl when given)."""
         cfg = as_config(config)
         hook = self.hook_name(layer, component)
-        tmp = None
-        if isinstance(dataset, (list, tuple)):
-            fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for t in dataset:  # one document per line
-                    f.write(" ".join(str(t).splitlines()) + "\n")
-            data = tmp
-        else:
-            data = os.fspath(dataset)
-        sc = _lib.StoreConfig()
-        lib.cterp_store_config_default(ctypes.byref(sc))
-        sc.windows.context_size = int(context_size)
-        sc.buffer_rows = int(buffer_rows)
-        sc.model_batch = int(model_batch)
-        sc.seed = cfg.seed
-        sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfg._c))
+        data, tmp = _dataset_file(dataset)
+        sc = _store_config(cfg, context_size, buffer_rows, model_batch)
         src = _lib.ActSource()
         try:
             check(lib.cterp_act_store(ctypes.byref(src), self._m, b(hook), b(data),
@@ -322,22 +333,8 @@ class InterpretableModel:
             hook_in = "blocks.%d.ln2.hook_normalized" % int(layer)
             hook_out = "blocks.%d.hook_mlp_out" % int(layer)
         hook_in, hook_out = self.hook_name(None, hook_in), self.hook_name(None, hook_out)
-        tmp = None
-        if isinstance(dataset, (list, tuple)):
-            fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for t in dataset:  # one document per line
-                    f.write(" ".join(str(t).splitlines()) + "\n")
-            data = tmp
-        else:
-            data = os.fspath(dataset)
-        sc = _lib.StoreConfig()
-        lib.cterp_store_config_default(ctypes.byref(sc))
-        sc.windows.context_size = int(context_size)
-        sc.buffer_rows = int(buffer_rows)
-        sc.model_batch = int(model_batch)
-        sc.seed = cfg.seed
-        sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfg._c))
+        data, tmp = _dataset_file(dataset)
+        sc = _store_config(cfg, context_size, buffer_rows, model_batch)
         src = _lib.ActSource()
         try:
             check(lib.cterp_act_pair_store(ctypes.byref(src), self._m, b(hook_in), b(hook_out),
@@ -392,22 +389,8 @@ class InterpretableModel:
         if len(joined.encode()) > 255:
             raise CterpError("train_crosscoder: the hook names are %d characters together, at "
                              "most 255" % len(joined.encode()))
-        tmp = None
-        if isinstance(dataset, (list, tuple)):
-            fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for t in dataset:  # one document per line
-                    f.write(" ".join(str(t).splitlines()) + "\n")
-            data = tmp
-        else:
-            data = os.fspath(dataset)
-        sc = _lib.StoreConfig()
-        lib.cterp_store_config_default(ctypes.byref(sc))
-        sc.windows.context_size = int(context_size)
-        sc.buffer_rows = int(buffer_rows)
-        sc.model_batch = int(model_batch)
-        sc.seed = cfg.seed
-        sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfg._c))
+        data, tmp = _dataset_file(dataset)
+        sc = _store_config(cfg, context_size, buffer_rows, model_batch)
         names = (ctypes.c_char_p * len(hooks))(*[b(h) for h in hooks])
         src = _lib.ActSource()
         try:
@@ -443,22 +426,8 @@ class InterpretableModel:
                     raise CterpError("train_saes: hook %s: %s %s differs from hook %s's %s (one "
                                      "forward feeds every hook)" % (h, f, getattr(c, f), hooks[0],
                                                                     getattr(cfgs[0], f)))
-        tmp = None
-        if isinstance(dataset, (list, tuple)):
-            fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="cterp_texts_")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for t in dataset:
-                    f.write(" ".join(str(t).splitlines()) + "\n")
-            data = tmp
-        else:
-            data = os.fspath(dataset)
-        sc = _lib.StoreConfig()
-        lib.cterp_store_config_default(ctypes.byref(sc))
-        sc.windows.context_size = int(context_size)
-        sc.buffer_rows = int(buffer_rows)
-        sc.model_batch = int(model_batch)
-        sc.seed = cfgs[0].seed
-        sc.run_rows = lib.cterp_train_rows_needed(ctypes.byref(cfgs[0]._c))
+        data, tmp = _dataset_file(dataset)
+        sc = _store_config(cfgs[0], context_size, buffer_rows, model_batch)
         n = len(hooks)
         names = (ctypes.c_char_p * n)(*[b(h) for h in hooks])
         ms = ctypes.c_void_p()
