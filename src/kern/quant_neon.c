@@ -91,11 +91,23 @@ static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
     return xq_hsum(a) - xq_sum8(accm);
 }
 
+// The 32 weights 32g.. of a Q6_K block p (g = 4h + r, as deq_q6_K) as signed bytes, two vectors.
+static inline void q6k_weights(int8x16_t w[2], const uint8_t *p, int h, int r) {
+    const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
+    const int8x16_t k32 = vdupq_n_s8(32);
+    const uint8_t *ql = AT(p, block_q6_K, ql) + 64 * h + 32 * (r & 1);
+    const uint8_t *qh = AT(p, block_q6_K, qh) + 32 * h;
+    for (int t = 0; t < 2; t++) {
+        uint8x16_t l = vld1q_u8(ql + 16 * t), hb = vld1q_u8(qh + 16 * t);
+        l = r >= 2 ? vshrq_n_u8(l, 4) : vandq_u8(l, m4);
+        hb = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * r))), m3);
+        w[t] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l, vshlq_n_u8(hb, 4))), k32);
+    }
+}
+
 static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
     float32x4_t a[8] = XQ_ZERO8;
     float S[16];
-    const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
-    const int8x16_t k32 = vdupq_n_s8(32);
     for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q6_K)) {
         xq_prefetch(p, sizeof(block_q6_K));
         const float d = f16_at(AT(p, block_q6_K, d));
@@ -103,15 +115,8 @@ static float xq_q6_K(const uint8_t *p, const quant_xq *q) {
         for (int s = 0; s < 16; s++) S[s] = (d * (float)sc[s]) * q->sx[8 * i + s / 2];
         for (int g = 0; g < 8; g++) { // 32 weights 32g..: half h, group r, as deq_q6_K
             const int h = g / 4, r = g % 4;
-            const uint8_t *ql = AT(p, block_q6_K, ql) + 64 * h + 32 * (r & 1);
-            const uint8_t *qh = AT(p, block_q6_K, qh) + 32 * h;
             int8x16_t w[2];
-            for (int t = 0; t < 2; t++) {
-                uint8x16_t l = vld1q_u8(ql + 16 * t), hb = vld1q_u8(qh + 16 * t);
-                l = r >= 2 ? vshrq_n_u8(l, 4) : vandq_u8(l, m4);
-                hb = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * r))), m3);
-                w[t] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l, vshlq_n_u8(hb, 4))), k32);
-            }
+            q6k_weights(w, p, h, r);
             xq_block(a + 2 * r, w[0], w[1], q, 8 * i + g, S[2 * g], S[2 * g + 1]);
         }
     }
@@ -181,8 +186,6 @@ static inline __attribute__((always_inline)) void
 xq_mv_q6_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
     float32x4_t a[2][8];
     float S[2][16];
-    const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
-    const int8x16_t k32 = vdupq_n_s8(32);
     for (int k = 0; k < R; k++)
         for (int j = 0; j < 8; j++) a[k][j] = vdupq_n_f32(0);
     for (int64_t i = 0; i < q->n / QK_K; i++) {
@@ -199,15 +202,8 @@ xq_mv_q6_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
             xq_load_x(x, q, 8 * i + g);
             for (int k = 0; k < R; k++) {
                 const uint8_t *p = W + (size_t)k * rb + (size_t)i * sizeof(block_q6_K);
-                const uint8_t *ql = AT(p, block_q6_K, ql) + 64 * h + 32 * (r & 1);
-                const uint8_t *qh = AT(p, block_q6_K, qh) + 32 * h;
                 int8x16_t w[2];
-                for (int t = 0; t < 2; t++) {
-                    uint8x16_t l = vld1q_u8(ql + 16 * t), hb = vld1q_u8(qh + 16 * t);
-                    l = r >= 2 ? vshrq_n_u8(l, 4) : vandq_u8(l, m4);
-                    hb = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * r))), m3);
-                    w[t] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l, vshlq_n_u8(hb, 4))), k32);
-                }
+                q6k_weights(w, p, h, r);
                 xq_block_x(a[k] + 2 * r, w[0], w[1], x, S[k][2 * g], S[k][2 * g + 1]);
             }
         }
