@@ -64,12 +64,19 @@ class TestToy(unittest.TestCase):
         def cb(m):
             seen.append(m["step"])
             if m["step"] == 20:
-                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python raises KeyboardInterrupt
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C: Python raises KeyboardInterrupt
 
+        # Python turns SIGINT into KeyboardInterrupt only where it started with SIGINT at its
+        # default; a job started in the background by a non-interactive shell (`cmd &`) inherits
+        # it ignored, so the test installs Python's handler itself
+        old = signal.signal(signal.SIGINT, signal.default_int_handler)
         d = os.path.join(self.d, "intr")
-        sae = cterp.train(cterp.Toy(), SAEConfig(d_sae=128, k=4, batch_size=128,
-                                                 training_steps=100, log_every=10),
-                          save_path=d, verbose=False, callback=cb)
+        try:
+            sae = cterp.train(cterp.Toy(), SAEConfig(d_sae=128, k=4, batch_size=128,
+                                                     training_steps=100, log_every=10),
+                              save_path=d, verbose=False, callback=cb)
+        finally:
+            signal.signal(signal.SIGINT, old)
         self.assertEqual(seen, [10, 20])
         self.assertTrue(sae.interrupted)
         self.assertEqual(sae.metrics["step"], 20)
