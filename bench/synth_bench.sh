@@ -24,4 +24,7 @@ run "the architectures at the preset's settings (lr 3e-4, batch 1024)" --archs t
 run "matryoshka, prefixes 128/512/2048/4096" --archs matryoshka_batchtopk --matryoshka-widths 128,512,2048,4096
 run "k annealing 100 -> 25 over the first 1500 steps" --archs topk,batchtopk --k-anneal-steps 1500 --k-anneal-start 100
 run "learning rate 1e-3" --archs topk --lr 1e-3
-run "the L1/L0-penalised architectures at their defaults" --archs jumprelu,standard,gated
+run "learning rate 1.5e-4" --archs topk --lr 1.5e-4
+# not in the table: jumprelu, standard and gated at their default coefficients start dense here
+# (L0 ~3,800 of 4,096 after 200 steps, ~20x slower a step); they need coefficients tuned to L0 25
+# first: run "..." --archs jumprelu,standard,gated [--l0-coefficient C | --l1-coefficient C]
