@@ -64,9 +64,14 @@ fuzz() {
   local log=$B/artifacts/$t/run.log dict=() rc=0
   [ -f tests/fuzz/$t.dict ] && dict=(-dict=tests/fuzz/$t.dict)
   echo "== $t: ${secs} s"
-  $B/$t -max_total_time="$secs" -timeout="$TIMEOUT" -rss_limit_mb="$RSS" -print_final_stats=1 \
-    -artifact_prefix=$B/artifacts/$t/ "${dict[@]}" "$@" $B/corpus/$t >"$log" 2>&1 || rc=$?
-  local execs cov ft corp
+  # the CPU seconds it got (user + sys: under load, or at nice 19 beside other work, less than
+  # the wall seconds it ran)
+  local TIMEFORMAT='%U %S'
+  { time { $B/$t -max_total_time="$secs" -timeout="$TIMEOUT" -rss_limit_mb="$RSS" \
+      -print_final_stats=1 -artifact_prefix=$B/artifacts/$t/ "${dict[@]}" "$@" $B/corpus/$t \
+      >"$log" 2>&1 || rc=$?; }; } 2>$B/artifacts/$t/cpu
+  local execs cov ft corp cpu
+  cpu=$(awk '{ printf "%d", $1 + $2 }' $B/artifacts/$t/cpu)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -oE '(DONE|INITED|pulse|NEW|REDUCE) +cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
@@ -76,8 +81,8 @@ fuzz() {
     grep -E "ERROR|SUMMARY|runtime error|Test unit written|artifact_prefix" "$log" | head -20
     echo "FAIL $t (exit $rc): input in $B/artifacts/$t/, full log $log"
   fi
-  summary+=("$(printf '%-20s %6s s %12s execs %7s cov %7s ft %6s corpus  %s' "$t" "$secs" \
-    "${execs:-?}" "${cov:-?}" "${ft:-?}" "$corp" "$([ $rc -eq 0 ] && echo ok || echo FAIL)")")
+  summary+=("$(printf '%-20s %6s s %6s cpu s %12s execs %7s cov %7s ft %6s corpus  %s' "$t" \
+    "$secs" "${cpu:-?}" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$corp" "$([ $rc -eq 0 ] && echo ok || echo FAIL)")")
 }
 
 # regress TARGET: every committed reproducer, once each
