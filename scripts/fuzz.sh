@@ -7,7 +7,12 @@
 #   scripts/fuzz.sh ci                each target FUZZ_SECONDS (default 10) s on its corpus (libFuzzer
 #                                     seed FUZZ_SEED, default 1), then
 #                                     every reproducer in tests/fuzz/regressions/<target>/
-#   scripts/fuzz.sh long [seconds]    each target for an hour (or `seconds`); execs and coverage
+#   scripts/fuzz.sh long [seconds]    each target for an hour (or `seconds`); execs and coverage.
+#                                     To give the machine back mid-way (a benchmark): touch
+#                                     build-fuzz/stop, then pkill -INT -f build-fuzz/fuzz_ (the
+#                                     running target stops with its stats, no other starts);
+#                                     build-fuzz/ledger.txt keeps every run's line, so the time a
+#                                     target has had adds up across runs
 #   scripts/fuzz.sh regress           the reproducers only
 #   scripts/fuzz.sh run TARGET [seconds] [libFuzzer flags...]
 #
@@ -61,7 +66,8 @@ summary=()
 # fuzz TARGET SECONDS [flags]: runs it on its corpus; records execs, coverage and the outcome
 fuzz() {
   local t=$1 secs=$2; shift 2
-  local log=$B/artifacts/$t/run.log dict=() rc=0
+  local log=$B/artifacts/$t/run.log dict=() rc=0 t0
+  t0=$(date +%s)
   [ -f tests/fuzz/$t.dict ] && dict=(-dict=tests/fuzz/$t.dict)
   echo "== $t: ${secs} s"
   # the CPU seconds it got (user + sys: under load, or at nice 19 beside other work, less than
@@ -76,13 +82,22 @@ fuzz() {
   cov=$(grep -oE '(DONE|INITED|pulse|NEW|REDUCE) +cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
   corp=$(ls $B/corpus/$t | wc -l)
+  # 72: stopped by SIGINT (libFuzzer's exit code for it), stats printed: not a finding, so a
+  # long campaign can give the machine back (a SIGSTOP would not do: the stopped time counts
+  # against the input running then, as a timeout)
+  local slow outcome=ok
+  slow=$(sed -n 's/^stat::slowest_unit_time_sec: *//p' "$log" | tail -1)
+  [ $rc -eq 72 ] && rc=0 outcome=stopped
   if [ $rc -ne 0 ]; then
-    fail=1
+    fail=1 outcome=FAIL
     grep -E "ERROR|SUMMARY|runtime error|Test unit written|artifact_prefix" "$log" | head -20
     echo "FAIL $t (exit $rc): input in $B/artifacts/$t/, full log $log"
   fi
-  summary+=("$(printf '%-20s %6s s %6s cpu s %12s execs %7s cov %7s ft %6s corpus  %s' "$t" \
-    "$secs" "${cpu:-?}" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$corp" "$([ $rc -eq 0 ] && echo ok || echo FAIL)")")
+  local wall=$(( $(date +%s) - t0 ))
+  summary+=("$(printf '%-20s %6s s %6s cpu s %12s execs %7s cov %7s ft %6s corpus %3s s slowest  %s' \
+    "$t" "$wall" "${cpu:-?}" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$corp" "${slow:-?}" "$outcome")")
+  # every run's line, dated, in one ledger: the hours a target has had add up across runs
+  echo "$(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo -) ${summary[-1]}" >>$B/ledger.txt
 }
 
 # regress TARGET: every committed reproducer, once each
@@ -92,8 +107,14 @@ regress() {
   local n rc=0
   n=$(ls "$dir" | wc -l)
   $B/$t -timeout="$TIMEOUT" -rss_limit_mb="$RSS" "$dir"/* >$B/artifacts/$t/regress.log 2>&1 || rc=$?
+  # 72: stopped by SIGINT (libFuzzer's exit code for it), stats printed: not a finding, so a
+  # long campaign can give the machine back (a SIGSTOP would not do: the stopped time counts
+  # against the input running then, as a timeout)
+  local slow outcome=ok
+  slow=$(sed -n 's/^stat::slowest_unit_time_sec: *//p' "$log" | tail -1)
+  [ $rc -eq 72 ] && rc=0 outcome=stopped
   if [ $rc -ne 0 ]; then
-    fail=1
+    fail=1 outcome=FAIL
     grep -E "Running:|ERROR|SUMMARY|runtime error" $B/artifacts/$t/regress.log | head -20
     echo "FAIL $t: a reproducer in $dir fails again (log $B/artifacts/$t/regress.log)"
   else
@@ -111,7 +132,11 @@ case "$mode" in
     for t in $FUZZ_TARGETS; do regress "$t"; done ;;
   long)
     build
-    for t in $FUZZ_TARGETS; do fuzz "$t" "${2:-3600}"; done
+    rm -f $B/stop
+    for t in $FUZZ_TARGETS; do
+      [ -e $B/stop ] && { echo "== $B/stop: not starting $t"; continue; }
+      fuzz "$t" "${2:-3600}"
+    done
     for t in $FUZZ_TARGETS; do regress "$t"; done ;;
   regress)
     build
