@@ -40,7 +40,10 @@ static int pc_get_state(void *ctx, uint64_t *st, int cap) {
     return n + 1;
 }
 
-// Restores the input's state, then replays the target cache from a fresh source to the same row.
+// Restores the input's state, then the target's: its own state words (its fingerprint; the same
+// seed and buffer as the input's) with the input's count of rows served, so the target source
+// replays its mixing buffer over row indices and reads only the rows its slots hold, as the
+// input does (not every row served so far).
 static cterp_status pc_set_state(void *ctx, const uint64_t *st, int n, int64_t max_rows) {
     pair_cache *p = ctx;
     if (n < 2 || st[n - 1] != p->out_id)
@@ -48,21 +51,13 @@ static cterp_status pc_set_state(void *ctx, const uint64_t *st, int n, int64_t m
                            "another output cache (hook or width); resume with the same --acts-out");
     cterp_status s = p->in.set_state(p->in.ctx, st, n - 1, max_rows);
     if (s) return s;
-    cterp_store_stats in_st;
-    if ((s = cterp_act_source_stats(&p->in, &in_st))) return s;
-    cterp_act_source fresh;
-    if ((s = cterp_act_source_cache(&fresh, p->dir_out, &p->c, p->train_batch))) return s;
-    cterp_act_source_free(&p->out);
-    p->out = fresh;
-    const int64_t chunk = 4096, D = p->out.d_in;
-    float *buf = malloc((size_t)(chunk * D) * sizeof(float));
-    if (!buf) return cterp_error(CTERP_ENOMEM, "activation cache pair: out of memory replaying");
-    for (int64_t done = 0; !s && done < in_st.rows_served; done += chunk) {
-        int64_t k = in_st.rows_served - done < chunk ? in_st.rows_served - done : chunk;
-        s = p->out.next(p->out.ctx, buf, k);
-    }
-    free(buf);
-    return s;
+    uint64_t out_st[64];
+    int no = p->out.get_state(p->out.ctx, out_st, 64);
+    if (no != n - 1 || no < 2)
+        return cterp_error(CTERP_EINVAL, "activation cache pair: the target cache's state has %d "
+                           "words, the input's %d", no, n - 1);
+    out_st[1] = st[1]; // rows served (acts_get_state's word 1)
+    return p->out.set_state(p->out.ctx, out_st, no, max_rows);
 }
 
 static void pc_free(void *ctx) {
