@@ -191,6 +191,22 @@ static int transcoder_hooks(const cli_model_opts *mo, const cterp_model *m, char
     return 0;
 }
 
+// One run's pipeline options (cli_pipeline_opts plus the step log and the resume directory) and
+// its closing line.
+static void run_opts(cterp_pipeline_opts *po, const cli_model_opts *mo, cli_fill_log *fl, int quiet,
+                     int *tty, const char *resume) {
+    cli_pipeline_opts(po, mo, fl, quiet);
+    po->log = quiet ? NULL : progress;
+    po->log_user = tty;
+    po->resume = resume;
+}
+
+static void print_done(const cterp_sae *sae, double t0, const char *out, const char *what) {
+    printf("done: %lld tokens in %.1f s, peak RSS %.0f MB\n", (long long)sae->meta.training_tokens,
+           time_now() - t0, platform_peak_rss() / 1048576.0);
+    if (out) printf("saved the %s to %s\n", what, out);
+}
+
 int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, const char *out,
                     const char *resume, int quiet) {
     if (!mo->data) {
@@ -224,10 +240,7 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
     rc = 1;
     cterp_pipeline_opts po;
     cli_fill_log fl = {tty, 0};
-    cli_pipeline_opts(&po, mo, &fl, quiet);
-    po.log = quiet ? NULL : progress;
-    po.log_user = &tty;
-    po.resume = resume;
+    run_opts(&po, mo, &fl, quiet, &tty, resume);
     cli_progress_state ps;
     cli_progress_init(&ps, mo->store.windows.context_size);
     if (!quiet) po.eval_progress = cli_progress, po.eval_progress_user = &ps;
@@ -241,9 +254,7 @@ int cli_train_model(const cterp_train_config *cfg, const cli_model_opts *mo, con
         cli_error("train");
         goto done;
     }
-    printf("done: %lld tokens in %.1f s, peak RSS %.0f MB\n", (long long)sae->meta.training_tokens,
-           time_now() - t0, platform_peak_rss() / 1048576.0);
-    if (out) printf("saved the SAE to %s\n", out);
+    print_done(sae, t0, out, "SAE");
     if (mo->eval_windows > 0) {
         printf("eval (%lld windows of %s):\n", (long long)ev.n_windows, mo->data);
         cterp_eval_print(&ev, stdout, 0);
@@ -314,10 +325,7 @@ int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo
     rc = 1;
     cterp_pipeline_opts po;
     cli_fill_log fl = {tty, 0};
-    cli_pipeline_opts(&po, mo, &fl, quiet);
-    po.log = quiet ? NULL : progress;
-    po.log_user = &tty;
-    po.resume = resume;
+    run_opts(&po, mo, &fl, quiet, &tty, resume);
     printf("Training a crosscoder on %s over %d hooks (%s .. %s) over %s (context %d)\n", po.model_name, n,
            hooks[0], hooks[n - 1], mo->data, mo->store.windows.context_size);
     fflush(stdout);
@@ -326,9 +334,7 @@ int cli_train_crosscoder(const cterp_train_config *cfg, const cli_model_opts *mo
         cli_error("train");
         goto done;
     }
-    printf("done: %lld tokens in %.1f s, peak RSS %.0f MB\n", (long long)sae->meta.training_tokens,
-           time_now() - t0, platform_peak_rss() / 1048576.0);
-    if (out) printf("saved the crosscoder to %s\n", out);
+    print_done(sae, t0, out, "crosscoder");
     if (mo->eval_windows > 0) {
         printf("explained variance per layer on the next %lld rows of the stream:\n",
                (long long)(mo->eval_windows * mo->store.windows.context_size));
