@@ -21,25 +21,49 @@ int64_t model_tile_rows(int64_t cols) {
     return r < 16 ? 16 : r;
 }
 
+// The single-token decode (M < 4) of n matrices that read one x (M, K): x prepared once, then
+// one parallel pass over all their rows, RUN rows a call (the kernels take a few at a time,
+// sharing x), split evenly over the threads; each y_j (M, N_j) the same bits as alone.
+static void decode_matmul(float *const y[], const float *x, const wmat *const W[],
+                          const float *const bias[], int n, int64_t M, float *tile) {
+    enum { RUN = 16 };
+    const int64_t K = W[0]->cols;
+    quant_xq xq[3];
+    int prep = 0; // F32, F16 and the rest dot x itself
+    for (int j = 0; j < n; j++) prep |= quant_has_xq(W[j]->type);
+    for (int64_t mi = 0; mi < M; mi++)
+        quant_xq_prepare(&xq[mi], prep ? (char *)tile + (size_t)mi * quant_xq_bytes(K) : NULL,
+                         x + mi * K, K);
+    int64_t first[MODEL_MATMUL_MAX + 1], rows = 0; // matrix j's runs: first[j] .. first[j+1]-1
+    first[0] = 0;
+    for (int j = 0; j < n; j++) {
+        first[j + 1] = first[j] + (W[j]->rows + RUN - 1) / RUN;
+        rows += W[j]->rows;
+    }
+#pragma omp parallel for schedule(static) if (M * rows * K > PAR_MIN)
+    for (int64_t c = 0; c < first[n]; c++) {
+        int j = 0;
+        while (c >= first[j + 1]) j++;
+        const int64_t N = W[j]->rows, r0 = (c - first[j]) * RUN;
+        const uint8_t *w = (const uint8_t *)W[j]->data + (size_t)r0 * W[j]->row_bytes;
+        for (int64_t mi = 0; mi < M; mi++)
+            quant_matvec_xq(y[j] + mi * N + r0, W[j]->type, w, W[j]->row_bytes,
+                            N - r0 < RUN ? N - r0 : RUN, &xq[mi]);
+    }
+    for (int j = 0; j < n; j++)
+        if (bias[j])
+            for (int64_t mi = 0; mi < M; mi++)
+                for (int64_t r = 0; r < W[j]->rows; r++) y[j][mi * W[j]->rows + r] += bias[j][r];
+}
+
 // y (M, N) = x (M, K) · W^T (+ bias (N)); W (N, K) in any supported type. tile: scratch of
 // model_tile_rows(K) * K floats (also holds up to 3 prepared x of quant_xq_bytes(K) for M < 4). Deterministic for a fixed thread count.
 void model_matmul(float *y, const float *x, const wmat *W, const float *bias, int64_t M,
                   float *tile) {
     int64_t N = W->rows, K = W->cols;
     if (M < 4) { // single-token decode: x prepared once, then the integer dot reads each weight once
-        quant_xq xq[3];
-        const int prep = quant_has_xq(W->type); // F32, F16 and the rest dot x itself
-        for (int64_t mi = 0; mi < M; mi++)
-            quant_xq_prepare(&xq[mi], prep ? (char *)tile + (size_t)mi * quant_xq_bytes(K) : NULL,
-                             x + mi * K, K);
-        enum { RUN = 16 }; // rows per call: the kernels take a few at a time, sharing x
-#pragma omp parallel for schedule(static) if (M * N * K > PAR_MIN)
-        for (int64_t n = 0; n < N; n += RUN) {
-            const uint8_t *rows = (const uint8_t *)W->data + (size_t)n * W->row_bytes;
-            for (int64_t mi = 0; mi < M; mi++)
-                quant_matvec_xq(y + mi * N + n, W->type, rows, W->row_bytes,
-                                N - n < RUN ? N - n : RUN, &xq[mi]);
-        }
+        decode_matmul(&y, x, &W, &bias, 1, M, tile);
+        return;
     } else if (W->type == GGML_TYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
                     (int)K, (const float *)W->data, (int)K, 0.0f, y, (int)N);
@@ -60,6 +84,15 @@ void model_matmul(float *y, const float *x, const wmat *W, const float *bias, in
 #pragma omp parallel for schedule(static) if (M * N > PAR_MIN)
         for (int64_t mi = 0; mi < M; mi++)
             for (int64_t n = 0; n < N; n++) y[mi * N + n] += bias[n];
+}
+
+void model_matmul_n(float *const y[], const float *x, const wmat *const W[], const float *const bias[],
+                    int n, int64_t M, float *tile) {
+    if (M < 4) {
+        decode_matmul(y, x, W, bias, n, M, tile);
+        return;
+    }
+    for (int j = 0; j < n; j++) model_matmul(y[j], x, W[j], bias[j], M, tile);
 }
 
 // out (M, D) = normalized x (before weight/bias): x/RMS, or centred LayerNorm. out may be x.
@@ -230,9 +263,10 @@ static cterp_status attention(block_ctx *b, int l) {
                 for (int64_t j = 0; j < kvd; j++) v[i * kvd + j] += w->bv[j];
         }
     } else {
-        model_matmul(q, b->xn, &w->wq, w->bq, BT, b->tile);
-        model_matmul(k, b->xn, &w->wk, w->bk, BT, b->tile);
-        model_matmul(v, b->xn, &w->wv, w->bv, BT, b->tile);
+        float *const y[3] = {q, k, v};
+        const wmat *const W[3] = {&w->wq, &w->wk, &w->wv};
+        const float *const bias[3] = {w->bq, w->bk, w->bv};
+        model_matmul_n(y, b->xn, W, bias, 3, BT, b->tile);
     }
     HOOK(HK_Q, q, 4, B, T, H, hd);
     HOOK(HK_K, k, 4, B, T, Hkv, hd);
@@ -313,9 +347,11 @@ static cterp_status mlp(block_ctx *b, int l, float *out) {
         activate(m->mlp, h1, NULL, n_f);
     } else {
         if (w->gate.data) {
-            model_matmul(h1, b->xn, &w->gate, w->bgate, BT, b->tile);
+            float *const y[2] = {h1, h2};
+            const wmat *const W[2] = {&w->gate, &w->up};
+            const float *const bias[2] = {w->bgate, w->bup};
+            model_matmul_n(y, b->xn, W, bias, 2, BT, b->tile); // up reads xn, not the hook's h1
             HOOK(HK_MLP_PRE, h1, 3, B, T, F, 0);
-            model_matmul(h2, b->xn, &w->up, w->bup, BT, b->tile);
         } else { // fused (2F, D): gate rows then up rows
             model_matmul(b->qkv, b->xn, &w->up, NULL, BT, b->tile);
 #pragma omp parallel for schedule(static) if (n_f > PAR_MIN)

@@ -155,6 +155,11 @@ cterp_status block_parallel(block_ctx *b, int l);   // x += attn(ln1 x) + mlp(ln
 void model_matmul(float *y, const float *x, const wmat *W, const float *bias, int64_t M,
                   float *tile);
 int64_t model_tile_rows(int64_t cols);
+// model_matmul of n <= MODEL_MATMUL_MAX matrices of the same width on one x (q, k, v; gate, up):
+// the same bits; a single token (M < 4) makes one parallel pass over all their rows.
+#define MODEL_MATMUL_MAX 4
+void model_matmul_n(float *const y[], const float *x, const wmat *const W[], const float *const bias[],
+                    int n, int64_t M, float *tile);
 void model_normalize(float *out, const float *x, int64_t M, int64_t D, float eps, int layer_norm);
 void model_scale_shift(float *x, const float *w, const float *b, int64_t M, int64_t D);
 cterp_status model_hook(const hooks_ctx *hc, int layer, int kind, float *act, int ndim, int64_t d0,
