@@ -31,6 +31,33 @@ static inline int cli_log_has(const char *log, const char *what) {
     return strstr(buf, what) != NULL;
 }
 
+// The pipeline tests' scratch directory, synthetic model and corpus (one set per test program).
+static char model_path[700], corpus[700], tmp[520];
+
+static void synth_pipeline_model(const char *path, int L);
+static void synth_pipeline_corpus(const char *path);
+
+// Writes a model of L layers and the corpus into test_tmpdir(NAME) and opens the model: NULL
+// (the failure counted) when it does not open.
+static inline cterp_model *synth_pipeline_setup(const char *name, int L) {
+    snprintf(tmp, sizeof tmp, "%s", test_tmpdir(name));
+    snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
+    synth_pipeline_model(model_path, L);
+    synth_pipeline_corpus(corpus);
+    cterp_model *m = NULL;
+    CHECK_OK(cterp_model_open(&m, model_path));
+    return m;
+}
+
+// The program's exit code; the scratch directory removed when every check passed.
+static inline int synth_pipeline_finish(void) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (test_failed == 0 && system(cmd)) return 1;
+    return test_done();
+}
+
 static void synth_pipeline_model(const char *path, int L) {
     gguf_writer *w = gguf_writer_new(0);
     synth_cfg c = {0};

@@ -15,7 +15,6 @@
 
 static const char *HOOKS[3] = {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post",
                                "blocks.2.hook_resid_post"};
-static char model_path[700], corpus[700], tmp[520];
 
 enum { B = 32, NB = 20, D = 32, L = 3 };
 
@@ -283,20 +282,11 @@ static void test_pipeline_cli(cterp_model *m) {
 }
 
 int main(void) {
-    snprintf(tmp, sizeof tmp, "%s", test_tmpdir("crosscoder"));
-    snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
-    snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
-    synth_pipeline_model(model_path, 3);
-    synth_pipeline_corpus(corpus);
-    cterp_model *m;
-    CHECK_OK(cterp_model_open(&m, model_path));
+    cterp_model *m = synth_pipeline_setup("crosscoder", 3);
     if (!m) return test_done();
     test_concat(m);
     test_train(m);
     test_pipeline_cli(m);
     cterp_model_free(m);
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (test_failed == 0 && system(cmd)) return 1;
-    return test_done();
+    return synth_pipeline_finish();
 }

@@ -15,7 +15,6 @@
 enum { NH = 4 };
 static const char *HOOKS[NH] = {"blocks.0.hook_resid_post", "blocks.1.attn.hook_z",
                                 "blocks.3.hook_mlp_out", "blocks.2.mlp.hook_post"};
-static char model_path[700], corpus[700], tmp[520];
 
 enum { B = 32, NB = 90 }; // 2880 rows: several refills and past one epoch (checked below)
 
@@ -311,13 +310,7 @@ static void test_cli(void) {
 }
 
 int main(void) {
-    snprintf(tmp, sizeof tmp, "%s", test_tmpdir("multihook"));
-    snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
-    snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
-    synth_pipeline_model(model_path, 4);
-    synth_pipeline_corpus(corpus);
-    cterp_model *m;
-    CHECK_OK(cterp_model_open(&m, model_path));
+    cterp_model *m = synth_pipeline_setup("multihook", 4);
     if (!m) return test_done();
     test_store(m);
     test_train(m);
@@ -325,8 +318,5 @@ int main(void) {
     test_errors(m);
     cterp_model_free(m);
     test_cli();
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (test_failed == 0 && system(cmd)) return 1;
-    return test_done();
+    return synth_pipeline_finish();
 }

@@ -15,7 +15,6 @@
 #include "test.h"
 
 static const char *HIN = "blocks.1.ln2.hook_normalized", *HOUT = "blocks.1.hook_mlp_out";
-static char model_path[700], corpus[700], tmp[520];
 
 enum { B = 32, NB = 40 }; // 1280 rows: several refills of the 256-row buffer
 
@@ -425,21 +424,12 @@ static void test_cli(void) {
 }
 
 int main(void) {
-    snprintf(tmp, sizeof tmp, "%s", test_tmpdir("transcoder"));
-    snprintf(model_path, sizeof model_path, "%s/synth.gguf", tmp);
-    snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
-    synth_pipeline_model(model_path, 3);
-    synth_pipeline_corpus(corpus);
-    cterp_model *m;
-    CHECK_OK(cterp_model_open(&m, model_path));
+    cterp_model *m = synth_pipeline_setup("transcoder", 3);
     if (!m) return test_done();
     test_pairs(m);
     test_train_eval(m);
     test_cache_pair(m);
     cterp_model_free(m);
     test_cli();
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (test_failed == 0 && system(cmd)) return 1;
-    return test_done();
+    return synth_pipeline_finish();
 }
