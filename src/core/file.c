@@ -52,7 +52,8 @@ static cterp_status pread_all(int fd, void *buf, size_t n, uint64_t off, const c
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0)
             return cterp_error(CTERP_EIO, "%s: cannot read %zu bytes at offset %llu: %s", path, n,
-                               (unsigned long long)off, r < 0 ? strerror(errno) : "unexpected end of file");
+                               (unsigned long long)off,
+                               r < 0 ? strerror(errno) : "unexpected end of file");
         b += r, n -= (size_t)r, off += (uint64_t)r;
     }
     return CTERP_OK;
