@@ -250,12 +250,36 @@ r0=$(rows_of "$tmp/rec0") r1=$(rows_of "$tmp/sa/cache.progress.1")
 cp "$tmp/rec0" "$tmp/sa/cache.progress.0"
 msg=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/sa" 2>&1); rc=$?
 check "cache --resume, records one apart (rank 0 at row $r0, rank 1 at $r1): resumed from the least, byte-identical" '[ "$r0" -gt 0 ] && [ "$r1" -gt "$r0" ] && [ $rc -eq 0 ] && [[ "$msg" == *"resumed at row $r0;"* ]] && ssame "$tmp/sa" "$tmp/sref"'
+# the data's end: rank 1 killed in its rows of the last round (about 2 writes a row and one a
+# record: a few rows before its last), before its last record; rank 0 marks its record done only
+# after every rank's last record (the round that finds the end runs no collective), else the
+# records would be two apart and the resume refused as disagreeing
+se="cache --model $m --layer 2 --component resid --data $tmp/s.txt --context-size 32 --tokens 3000 --model-batch 4"
+mpi -np 2 "$bin" $se --out "$tmp/seref" >/dev/null 2>&1
+skilled 1 write:$(( $(stat -c %s "$tmp/seref/tokens.1.bin") / 2 )) $se --out "$tmp/se"
+r0=$(rows_of "$tmp/se/cache.progress.0") r1=$(rows_of "$tmp/se/cache.progress.1")
+msg=$(mpi -np 2 "$bin" $se --resume --out "$tmp/se" 2>&1); rc=$?
+check "cache --resume, rank 1 killed in the last round (rank 0 at row $r0, rank 1 at $r1): byte-identical" '[ "$r1" -lt "$r0" ] && [ $rc -eq 0 ] && [[ "$msg" == *"resumed at row $r1;"* ]] && ssame "$tmp/se" "$tmp/seref"'
 # refusals: another P, another option, one process; a one-process partial under mpirun; a whole cache
 skilled 1 cache-chunk:2 $sc --out "$tmp/sb"
 err=$(mpi -np 3 "$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
 check "cache --resume by 3 ranks of a 2-rank run is refused naming both" '[ $rc -ne 0 ] && [[ "$err" == *"shards: the interrupted run had 2 MPI ranks"*"this run has 3; resume under mpirun -np 2"* ]]'
 err=$(mpi -np 2 "$bin" $sc --context-size 16 --resume --out "$tmp/sb" 2>&1); rc=$?
 check "cache --resume with another --context-size under mpirun is refused naming it" '[ $rc -ne 0 ] && [[ "$err" == *"options.context_size: the interrupted run had 32, this run has 16"* ]]'
+cp "$tmp/sb/cache.progress.0" "$tmp/rec0"
+$py - "$tmp/sb/cache.progress.0" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1])); r["at"] = r["prev"] = {"rows": 1, "windows": 1, "chunks": 1, "shard_rows": 1}
+json.dump(r, open(sys.argv[1], "w"))
+PYEOF
+err=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
+check "cache --resume with records that disagree (rank 0's moved to row 1) is refused saying so" '[ $rc -ne 0 ] && [[ "$err" == *"cache.progress.1: records rows "*"another rank'"'"'s record is at 1: the records disagree"* ]]'
+cp "$tmp/rec0" "$tmp/sb/cache.progress.0"
+cp "$tmp/sb/cache.progress.1" "$tmp/rec1"
+echo '{"format": "cterp sharded cache progress 1"}' >"$tmp/sb/cache.progress.1"
+err=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
+check "cache --resume with a damaged record is refused naming it" '[ $rc -ne 0 ] && [[ "$err" == *"cache.progress.1: expected a JSON object with format"*"not a progress record this cterp wrote"* ]]'
+cp "$tmp/rec1" "$tmp/sb/cache.progress.1"
 err=$("$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
 check "a sharded partial resumed in one process is refused, saying to use mpirun -np 2" '[ $rc -ne 0 ] && [[ "$err" == *"an interrupted sharded cache of 2 MPI ranks"*"mpirun -np 2"* ]]'
 mpi -np 2 "$bin" $sc --resume --out "$tmp/sb" >/dev/null 2>&1; rc=$?

@@ -884,11 +884,12 @@ static cterp_status cache_write_sharded(cterp_model *m, const char *model_name, 
         goto done;
     }
     if (!(s = part_sync(fa, qa)) && !(s = part_sync(ft, qt)) && rank == 0) s = part_sync(fc, qc);
-    if (!s) {
-        last.prev = last.at, last.done = 1, last.complete = in.complete_epoch;
-        last.at = (shard_point){in.count, in.windows, n_chunks, shard_rows};
-        s = shard_record_write(pp, opt, &last);
-    }
+    // every rank's last record written before any is marked done (the last round that ended
+    // the data had no collective), so a done record's previous point is every other rank's
+    if ((s = dist_agree(s, out_dir))) goto done;
+    last.prev = last.at, last.done = 1, last.complete = in.complete_epoch;
+    last.at = (shard_point){in.count, in.windows, n_chunks, shard_rows};
+    s = shard_record_write(pp, opt, &last);
     if ((s = dist_agree(s, out_dir))) goto done; // every record done before a file takes its name
     fclose(fa), fclose(ft), fa = ft = NULL;
     if (fc) fclose(fc), fc = NULL;
