@@ -3,8 +3,10 @@
 # train the SAE one process trains (within the documented tolerance; every architecture but the
 # transcoders, refused; several hooks from one forward too), --dist-reduce ordered is
 # the same bits run to run, rank 0 alone writes, resume works across P, a sharded cache reads
-# back as the single-process cache, and a rank killed with SIGKILL stops the job within seconds
-# with the last checkpoint intact. Skips, saying why, without an MPI build or mpirun.
+# back as the single-process cache, a sharded cache killed (either rank, at named points) and
+# resumed with --resume is byte-identical to an uninterrupted one, and a rank killed with SIGKILL
+# stops the job within seconds with the last checkpoint intact. Skips, saying why, without an MPI
+# build or mpirun (and the model tests without the shared test data).
 set -u
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -198,6 +200,98 @@ err=$("$bin" train --acts "$tmp/ck" --steps 2 --batch 64 2>&1); rc2=$?
 check "cache: a rank killed mid-shard ends the job (exit $rc), and the cache is refused as incomplete" '[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc2 -ne 0 ] && [[ "$err" == *"an incomplete activation cache"* ]]'
 mpi -np 2 "$bin" cache $cache --out "$tmp/ck" >/dev/null 2>&1
 check "cache: the rerun over the leftovers writes the whole cache, no temporaries left" '[ -f "$tmp/ck/activations.1.bin" ] && ! ls "$tmp/ck" | grep -q tmp && "$bin" train --acts "$tmp/ck" --steps 2 --batch 64 --quiet >/dev/null 2>&1'
+check "cache: ... and leaves no partial files or progress records" '[ -z "$(find "$tmp/ck" -name "*.partial" -o -name "cache.progress*")" ]'
+
+# cache --resume of a sharded run (docs/reliability.md): killed at named points, resumed each time
+# by 2 ranks, byte-identical to an uninterrupted 2-rank cache; a record per round (chunk of 1 row);
+# --model-batch 4: 8 windows a round, about 246 rows, so --tokens 2000 ends mid-round
+sc="cache --model $m --layer 2 --component resid --data $tmp/s.txt --context-size 32 --tokens 2000 --model-batch 4"
+mpi -np 2 "$bin" $sc --out "$tmp/sref" >/dev/null 2>&1
+mpi -np 2 "$bin" $sc --dtype f16 --out "$tmp/sref16" >/dev/null 2>&1
+sfiles="activations.bin activations.1.bin tokens.bin tokens.1.bin shards.bin"
+ssame() { # ssame DIR REF: every file of the sharded cache byte for byte, no leftovers
+    for f in $sfiles; do cmp -s "$1/$f" "$2/$f" || return 1; done
+    [ -z "$(find "$1" -name "*.partial" -o -name "cache.progress*" -o -name "*.tmp.*")" ]
+}
+# skilled RANK POINT ARGS...: rank RANK of 2 killed at CTERP_TEST_KILL_AT=POINT; sets rc
+skilled() {
+    local r=$1 p=$2; shift 2
+    if [ "$r" = 0 ]; then
+        timeout 60 mpirun "${mpiflags[@]}" -np 1 env CTERP_TEST_KILL_AT=$p "$bin" "$@" : -np 1 "$bin" "$@" >"$tmp/sk.log" 2>&1; rc=$?
+    else
+        timeout 60 mpirun "${mpiflags[@]}" -np 1 "$bin" "$@" : -np 1 env CTERP_TEST_KILL_AT=$p "$bin" "$@" >"$tmp/sk.log" 2>&1; rc=$?
+    fi
+}
+export CTERP_TEST_CACHE_CHUNK_ROWS=1
+for dt in f32 f16; do
+    ref=$tmp/sref; [ $dt = f16 ] && ref=$tmp/sref16
+    out=$tmp/sk_$dt kills=0 refused=0 first=1
+    # rank 1 after its second record, rank 0 mid-row in a round, rank 1 after its first record
+    # (rank 0's may be one behind: resumed from the least), rank 0 between the shards and activations.bin
+    for kp in 1:cache-chunk:2 0:write:300 1:cache-chunk:1 0:cache-tokens:1; do
+        if [ $first = 1 ]; then skilled "${kp%%:*}" "${kp#*:}" $sc --dtype $dt --out "$out"; first=0
+        else skilled "${kp%%:*}" "${kp#*:}" $sc --dtype $dt --resume --out "$out"; fi
+        [ $rc -ne 0 ] && [ $rc -ne 124 ] && kills=$((kills + 1)) || echo "  $kp: exit $rc, not killed: $(tail -2 "$tmp/sk.log")"
+        err=$("$bin" train --acts "$out" --steps 2 --batch 64 2>&1)
+        [[ "$err" == *"incomplete activation cache"* ]] && [[ "$err" == *"--resume"* ]] && refused=$((refused + 1))
+    done
+    msg=$(mpi -np 2 "$bin" $sc --dtype $dt --resume --out "$out" 2>&1); rc=$?
+    check "cache --resume, 2 ranks, $dt: 4 kills (ranks 0 and 1; after a record, mid-round, before activations.bin), each refused by train --acts saying to --resume" '[ $kills -eq 4 ] && [ $refused -eq 4 ]'
+    check "cache --resume, 2 ranks, $dt: resumed to the end, every shard, tokens and shards.bin byte-identical to the uninterrupted run, no leftovers" '[ $rc -eq 0 ] && ssame "$out" "$ref" && [[ "$msg" == *"resumed at row"* ]]'
+done
+# ranks one record apart: rank 0 killed mid-round (its record is the round before), its record
+# kept; a resume in which rank 1 dies after its next record; rank 0's kept record put back: rank 1
+# is a record ahead, the resume goes on from rank 0's (rank 1's previous) point
+rows_of() { $py -c 'import json,sys; print(json.load(open(sys.argv[1]))["at"]["rows"])' "$1"; }
+skilled 0 write:620 $sc --out "$tmp/sa"
+cp "$tmp/sa/cache.progress.0" "$tmp/rec0"
+skilled 1 cache-chunk:1 $sc --resume --out "$tmp/sa"
+r0=$(rows_of "$tmp/rec0") r1=$(rows_of "$tmp/sa/cache.progress.1")
+cp "$tmp/rec0" "$tmp/sa/cache.progress.0"
+msg=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/sa" 2>&1); rc=$?
+check "cache --resume, records one apart (rank 0 at row $r0, rank 1 at $r1): resumed from the least, byte-identical" '[ "$r0" -gt 0 ] && [ "$r1" -gt "$r0" ] && [ $rc -eq 0 ] && [[ "$msg" == *"resumed at row $r0;"* ]] && ssame "$tmp/sa" "$tmp/sref"'
+# the data's end: rank 1 killed in its rows of the last round (about 2 writes a row and one a
+# record: a few rows before its last), before its last record; rank 0 marks its record done only
+# after every rank's last record (the round that finds the end runs no collective), else the
+# records would be two apart and the resume refused as disagreeing
+se="cache --model $m --layer 2 --component resid --data $tmp/s.txt --context-size 32 --tokens 3000 --model-batch 4"
+mpi -np 2 "$bin" $se --out "$tmp/seref" >/dev/null 2>&1
+skilled 1 write:$(( $(stat -c %s "$tmp/seref/tokens.1.bin") / 2 )) $se --out "$tmp/se"
+r0=$(rows_of "$tmp/se/cache.progress.0") r1=$(rows_of "$tmp/se/cache.progress.1")
+msg=$(mpi -np 2 "$bin" $se --resume --out "$tmp/se" 2>&1); rc=$?
+check "cache --resume, rank 1 killed in the last round (rank 0 at row $r0, rank 1 at $r1): byte-identical" '[ "$r1" -lt "$r0" ] && [ $rc -eq 0 ] && [[ "$msg" == *"resumed at row $r1;"* ]] && ssame "$tmp/se" "$tmp/seref"'
+# refusals: another P, another option, one process; a one-process partial under mpirun; a whole cache
+skilled 1 cache-chunk:2 $sc --out "$tmp/sb"
+err=$(mpi -np 3 "$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
+check "cache --resume by 3 ranks of a 2-rank run is refused naming both" '[ $rc -ne 0 ] && [[ "$err" == *"shards: the interrupted run had 2 MPI ranks"*"this run has 3; resume under mpirun -np 2"* ]]'
+err=$(mpi -np 2 "$bin" $sc --context-size 16 --resume --out "$tmp/sb" 2>&1); rc=$?
+check "cache --resume with another --context-size under mpirun is refused naming it" '[ $rc -ne 0 ] && [[ "$err" == *"options.context_size: the interrupted run had 32, this run has 16"* ]]'
+cp "$tmp/sb/cache.progress.0" "$tmp/rec0"
+$py - "$tmp/sb/cache.progress.0" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1])); r["at"] = r["prev"] = {"rows": 1, "windows": 1, "chunks": 1, "shard_rows": 1}
+json.dump(r, open(sys.argv[1], "w"))
+PYEOF
+err=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
+check "cache --resume with records that disagree (rank 0's moved to row 1) is refused saying so" '[ $rc -ne 0 ] && [[ "$err" == *"cache.progress.1: records rows "*"another rank'"'"'s record is at 1: the records disagree"* ]]'
+cp "$tmp/rec0" "$tmp/sb/cache.progress.0"
+cp "$tmp/sb/cache.progress.1" "$tmp/rec1"
+echo '{"format": "cterp sharded cache progress 1"}' >"$tmp/sb/cache.progress.1"
+err=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
+check "cache --resume with a damaged record is refused naming it" '[ $rc -ne 0 ] && [[ "$err" == *"cache.progress.1: expected a JSON object with format"*"not a progress record this cterp wrote"* ]]'
+cp "$tmp/rec1" "$tmp/sb/cache.progress.1"
+err=$("$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
+check "a sharded partial resumed in one process is refused, saying to use mpirun -np 2" '[ $rc -ne 0 ] && [[ "$err" == *"an interrupted sharded cache of 2 MPI ranks"*"mpirun -np 2"* ]]'
+mpi -np 2 "$bin" $sc --resume --out "$tmp/sb" >/dev/null 2>&1; rc=$?
+check "... the partial untouched by the refusals, resumed by 2 ranks: byte-identical" '[ $rc -eq 0 ] && ssame "$tmp/sb" "$tmp/sref"'
+err=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/sb" 2>&1); rc=$?
+check "cache --resume of a complete sharded cache is refused: nothing to resume" '[ $rc -ne 0 ] && [[ "$err" == *"complete cache, nothing to resume"* ]] && ssame "$tmp/sb" "$tmp/sref"'
+{ CTERP_TEST_KILL_AT=cache-chunk:2 "$bin" $sc --out "$tmp/s1p" >/dev/null 2>&1; } 2>/dev/null
+err=$(mpi -np 2 "$bin" $sc --resume --out "$tmp/s1p" 2>&1); rc=$?
+check "a one-process partial resumed under mpirun is refused, saying to resume it in one process" '[ $rc -ne 0 ] && [[ "$err" == *"cache.progress: the record of an interrupted cterp cache in one process"* ]] && [ -f "$tmp/s1p/cache.progress" ]'
+mpi -np 2 "$bin" $sc --resume --out "$tmp/sc" >/dev/null 2>&1; rc=$?
+check "cache --resume by 2 ranks with nothing there starts over: byte-identical" '[ $rc -eq 0 ] && ssame "$tmp/sc" "$tmp/sref"'
+unset CTERP_TEST_CACHE_CHUNK_ROWS
 tr="--d-sae 256 --k 8 --batch 128 --steps 10 --seed 5 --quiet --buffer-rows 1024"
 "$bin" train --acts "$tmp/ca1" $tr --out "$tmp/s1" >/dev/null 2>&1
 "$bin" train --acts "$tmp/ca2" $tr --out "$tmp/s2" >/dev/null 2>&1

@@ -83,6 +83,28 @@ static void test_files(void) {
     file_map_close(&m);
     CHECK(file_read_all("/nonexistent/zzz", &data, &n) == CTERP_EIO);
     CHECK(strstr(cterp_last_error(), "/nonexistent/zzz") != NULL);
+    // file_same in pieces of 3 bytes: equal files, a difference in the last (short) piece or the
+    // first, another size; a missing file is an error naming it
+    char *g = file_join(p, "y.bin");
+    int same = -1;
+    CHECK_OK(file_write_all(f, "0123456789", 10));
+    CHECK_OK(file_write_all(g, "0123456789", 10));
+    CHECK_OK(file_same(f, g, 3, &same));
+    CHECK(same == 1);
+    CHECK_OK(file_same(f, g, 0, &same));
+    CHECK(same == 1);
+    CHECK_OK(file_write_all(g, "012345678x", 10));
+    CHECK_OK(file_same(f, g, 3, &same));
+    CHECK(same == 0);
+    CHECK_OK(file_write_all(g, "x123456789", 10));
+    CHECK_OK(file_same(f, g, 3, &same));
+    CHECK(same == 0);
+    CHECK_OK(file_write_all(g, "012345678", 9));
+    CHECK_OK(file_same(f, g, 3, &same));
+    CHECK(same == 0);
+    CHECK(file_same(f, "/nonexistent/zzz", 3, &same) == CTERP_EIO && same == 0);
+    CHECK(strstr(cterp_last_error(), "/nonexistent/zzz: cannot open") != NULL);
+    free(g);
     free(f);
     free(p);
 }

@@ -323,6 +323,28 @@ static void test_cache_pair(cterp_model *m) {
     CHECK_OK(cterp_act_cache_write(m, "synth", HIN, corpus, &c8, 1 << 20, CTERP_DTYPE_F32, oin, NULL, NULL, NULL));
     CHECK(cterp_act_pair_cache(&pair, oin, dout, &sc, B) == CTERP_EINVAL &&
           strstr(cterp_last_error(), "differ in"));
+    // the input cache copied with its last token changed: the headers agree, tokens.bin does not
+    char cin[800], *ca = file_join(din, "activations.bin"), *ct = file_join(din, "tokens.bin");
+    char *na = NULL, *nt = NULL, *data = NULL, *toks = NULL;
+    size_t n_data = 0, n_toks = 0;
+    snprintf(cin, sizeof cin, "%s/copy", tmp);
+    na = file_join(cin, "activations.bin"), nt = file_join(cin, "tokens.bin");
+    CHECK_OK(file_mkdirs(cin));
+    CHECK_OK(file_read_all(ca, &data, &n_data));
+    CHECK_OK(file_read_all(ct, &toks, &n_toks));
+    CHECK(n_toks >= 4);
+    CHECK_OK(file_write_all(na, data, n_data));
+    CHECK_OK(file_write_all(nt, toks, n_toks));
+    CHECK_OK(cterp_act_pair_cache(&pair, cin, dout, &sc, B)); // an exact copy pairs
+    cterp_act_source_free(&pair);
+    if (n_toks >= 4) toks[n_toks - 4] ^= 1;
+    CHECK_OK(file_write_all(nt, toks, n_toks));
+    CHECK(cterp_act_pair_cache(&pair, cin, dout, &sc, B) == CTERP_EINVAL &&
+          strstr(cterp_last_error(), "differ in tokens (tokens.bin)"));
+    unlink(nt);
+    CHECK(cterp_act_pair_cache(&pair, cin, dout, &sc, B) == CTERP_EIO &&
+          strstr(cterp_last_error(), "copy/tokens.bin: cannot open"));
+    free(ca), free(ct), free(na), free(nt), free(data), free(toks);
     free(x), free(y), free(xr), free(yr);
 }
 

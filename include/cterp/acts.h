@@ -176,7 +176,8 @@ cterp_status cterp_act_cache_write_hooks(cterp_model *m, const char *model_name,
 // synced and the options that made them; this resumes from that record (options that differ are
 // refused naming the first one) and ends with the cache an uninterrupted run writes, byte for
 // byte. With no record it starts over; a complete cache without one is refused (nothing to
-// resume). *resumed_from: the rows kept. Not under MPI (a sharded cache is refused).
+// resume). *resumed_from: the rows kept. Under MPI (one hook) it resumes a sharded cache killed
+// under the same number of ranks, from the least of the ranks' records (DIR/cache.progress.K).
 cterp_status cterp_act_cache_resume(cterp_model *m, const char *model_name,
                                     const char *const *hooks, int n_hooks, int per_hook_dirs,
                                     const char *dataset, const cterp_store_config *c,

@@ -168,7 +168,7 @@ static cterp_status check_complete(const char *dir, const char *apath) {
         partial |=
             !strcmp(e->d_name, "tokens.bin") || !strncmp(e->d_name, "activations.bin.tmp.", 20) ||
             !strcmp(e->d_name, "shards.bin") || !strcmp(e->d_name, "activations.1.bin") ||
-            !strcmp(e->d_name, "activations.bin.partial") || !strcmp(e->d_name, "cache.progress");
+            !strcmp(e->d_name, "activations.bin.partial") || !strncmp(e->d_name, "cache.progress", 14);
         if (e->d_name[0] == '.') continue;
         char *sub = file_join(dir, e->d_name), *a = sub ? file_join(sub, "activations.bin") : NULL;
         if (a && file_exists(a)) {
@@ -274,154 +274,6 @@ cterp_status cterp_act_cache_info_read(const char *dir, cterp_cache_info *info) 
     if (!s) s = check_tokens(dir, info);
     cache_file_close(&f);
     free(p);
-    return s;
-}
-
-// Under MPI: rank k runs batch k of every round of P forward batches (stream.c) and writes its
-// rows to shard k; the batches are those of one process, cut at the same row, so the shards in
-// chunk order (chunk c = batch c of the run, in shard c % P; its rows in shards.bin) are the
-// cache one process writes. Rank 0 clears and locks the directory first and commits
-// activations.bin last, after every other shard is in place: a job that dies leaves no
-// activations.bin, an incomplete cache the reader refuses.
-static cterp_status cache_write_sharded(cterp_model *m, const char *model_name, const char *hook,
-                                        const char *dataset, const cterp_store_config *c,
-                                        int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
-                                        cterp_cache_progress_fn progress, void *user,
-                                        cterp_cache_info *info) {
-    const int P = dist_size(), rank = dist_rank();
-    cterp_status s = CTERP_OK, s2;
-    int lock = -1;
-    char *pa = shard_path(out_dir, "activations", rank), *pt = shard_path(out_dir, "tokens", rank);
-    char *pa0 = shard_path(out_dir, "activations", 0), *pc = file_join(out_dir, "shards.bin");
-    if (!pa || !pt || !pa0 || !pc) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-    if (P > CACHE_MAX_SHARDS && !s)
-        s = cterp_error(CTERP_EINVAL, "cache: at most %d MPI ranks (shards), got %d", CACHE_MAX_SHARDS, P);
-    if (!s && rank == 0 && !(s = file_mkdirs(out_dir)) && !(s = file_lock_dir(out_dir, "cache writer", &lock)))
-        s = clear_cache_dir(out_dir, pa0);
-    // every rank learns whether rank 0 got the directory: none writes into one it does not hold
-    int64_t bad = s != CTERP_OK;
-    if ((s2 = dist_sum_i64(&bad, 1)) && !s) s = s2;
-    if (!s && bad) s = cterp_error(CTERP_EIO, "%s: rank 0 could not prepare the directory", out_dir);
-    if (s) {
-        free(pa), free(pt), free(pa0), free(pc);
-        file_unlock_dir(lock);
-        return s;
-    }
-    act_stream st;
-    int open = 0;
-    uint8_t *hdr = calloc(1, CACHE_HEADER), *conv = NULL;
-    int64_t *chunks = NULL, n_chunks = 0, cap_chunks = 0, shard_rows[CACHE_MAX_SHARDS] = {0};
-    file_atomic wa = {0}, wt = {0};
-    int oa = 0, ot = 0;
-    cterp_cache_info in;
-    memset(&in, 0, sizeof in);
-    if (!hdr) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-    if (!s && !(s = stream_open(&st, m, &hook, 1, dataset, c))) open = 1;
-    if (!s) s = stream_distribute(&st, 0);
-    if (!s && !(conv = malloc((size_t)st.D[0] * 4))) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-    if (!s && !(s = file_atomic_open(&wa, pa))) oa = 1;
-    if (!s && !(s = file_atomic_open(&wt, pt))) ot = 1;
-    if (!s) s = file_atomic_write(&wa, hdr, CACHE_HEADER); // the real header comes last
-    if (s) goto done;
-    in.version = CACHE_VERSION_SHARDED, in.dtype = dtype, in.d_in = st.D[0], in.shards = P;
-    in.context_size = c->windows.context_size, in.prepend_bos = c->windows.prepend_bos;
-    in.separator = c->windows.separator, in.concat = c->windows.concat;
-    in.exclude_special = c->windows.exclude_special;
-    snprintf(in.model, sizeof in.model, "%s", model_name ? model_name : "");
-    snprintf(in.hook, sizeof in.hook, "%s", hook);
-    snprintf(in.dataset, sizeof in.dataset, "%s", dataset);
-    int64_t left = 0; // rows the rounds made beyond max_tokens
-    while (in.count < max_tokens) {
-        int eof = 0;
-        if ((s = stream_round(&st, &eof))) goto done;
-        if (eof) {
-            in.complete_epoch = 1;
-            break;
-        }
-        if (n_chunks + P > cap_chunks) {
-            cap_chunks = 2 * cap_chunks + P;
-            int64_t *nc = realloc(chunks, (size_t)cap_chunks * sizeof *chunks);
-            if (!nc) {
-                s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
-                goto done;
-            }
-            chunks = nc;
-        }
-        for (int j = 0; j < P; j++) {
-            if (in.count >= max_tokens) { // this batch's rows are beyond the cache
-                left += st.round_rows[j];
-                continue;
-            }
-            const int64_t take = st.round_rows[j] < max_tokens - in.count ? st.round_rows[j] : max_tokens - in.count;
-            left += st.round_rows[j] - take;
-            in.windows += st.round_windows[j];
-            chunks[n_chunks++] = take, shard_rows[j] += take, in.count += take;
-            if (j != rank) continue;
-            for (int64_t r = 0; r < take && !s; r++) {
-                const float *row = st.rows[0] + r * st.D[0];
-                const void *out = row;
-                if (dtype != CTERP_DTYPE_F32) {
-                    uint16_t *h = (uint16_t *)conv;
-                    for (int64_t d = 0; d < st.D[0]; d++)
-                        h[d] = dtype == CTERP_DTYPE_F16 ? f32_to_f16(row[d]) : f32_to_bf16(row[d]);
-                    out = conv;
-                }
-                if (!(s = file_atomic_write(&wa, out, (size_t)st.D[0] * dtype_size(dtype))))
-                    s = file_atomic_write(&wt, st.row_tok + r, 4);
-            }
-            if (s) goto done;
-        }
-        if (progress) progress(in.count, max_tokens, user);
-    }
-    // max_tokens reached: was that exactly the whole dataset? (one process asks the stream for a
-    // row more: the rest of this round, then rounds until a row or the end)
-    while (!in.complete_epoch && in.count > 0 && left == 0) {
-        int eof = 0;
-        if ((s = stream_round(&st, &eof))) goto done;
-        if (eof) in.complete_epoch = 1;
-        for (int j = 0; j < P && !eof; j++) left += st.round_rows[j];
-    }
-    if (in.count == 0) {
-        s = cterp_error(CTERP_EFORMAT, "%s: no activations: no complete window of %d tokens", dataset,
-                        c->windows.context_size);
-        goto done;
-    }
-    encode_header(hdr, &in, rank, shard_rows[rank], n_chunks);
-    if (fseek(wa.fp, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, wa.fp) != CACHE_HEADER) {
-        s = cterp_error(CTERP_EIO, "%s: cannot write the header", pa);
-        goto done;
-    }
-    if ((s = file_atomic_commit(&wt))) goto done;
-    ot = 0;
-    if (rank != 0) {
-        s = file_atomic_commit(&wa);
-        oa = 0;
-    } else { // the chunk table, for the reader to find row r
-        file_atomic wc = {0};
-        if (!(s = file_atomic_open(&wc, pc))) {
-            if (!(s = file_atomic_write(&wc, chunks, (size_t)n_chunks * sizeof *chunks)))
-                s = file_atomic_commit(&wc);
-            else
-                file_atomic_abort(&wc);
-        }
-    }
-    if (s) goto done;
-    // every shard in place before activations.bin, the mark of a complete cache
-    if ((s = dist_barrier())) goto done;
-    if (rank == 0) {
-        file_test_point("cache-tokens");
-        s = file_atomic_commit(&wa);
-        oa = 0;
-    }
-    in.shard_rows = shard_rows[0];
-    if (!s && progress) progress(in.count, max_tokens, user);
-    if (!s && info) *info = in;
-done:
-    if (oa) file_atomic_abort(&wa);
-    if (ot) file_atomic_abort(&wt);
-    if (open) stream_close(&st);
-    free(pa), free(pt), free(pa0), free(pc), free(hdr), free(conv), free(chunks);
-    file_unlock_dir(lock);
     return s;
 }
 
@@ -627,6 +479,461 @@ static int64_t chunk_rows_env(void) {
     return e && atoll(e) > 0 ? atoll(e) : 0;
 }
 
+// ---- the sharded writer (under MPI): shards, a progress record per rank, resume --------------
+// Rank k runs batch k of every round of P forward batches (stream.c) and writes its rows to
+// shard k; the batches are those of one process, cut at the same row, so the shards in chunk
+// order (chunk c = batch c of the run, in shard c % P; its rows in shards.bin) are the cache one
+// process writes. Shard k's rows go to activations.K.bin.partial (activations.bin.partial for
+// k = 0) after a zero header, its tokens to tokens.K.bin.partial, and rank 0 appends each round's
+// chunk sizes to shards.bin.partial. After the round that passes a chunk of rows (P x 64 MiB, or
+// CTERP_TEST_CACHE_CHUNK_ROWS rows over the ranks) every rank syncs its files and rewrites its
+// record cache.progress.K atomically: the rows, windows, chunks and shard rows behind the synced
+// bytes (and those of its previous record), with the options that made them. A rank writes a
+// record only after every rank passed the round's collective, so the records of a killed job are
+// at most one apart: a resume takes the least of them (the previous record of a rank ahead),
+// cuts every file to it and goes on with the same rounds, so the same bytes. At the end each rank
+// writes its header, records done, and (every rank done) the shards, their tokens and shards.bin
+// take their names; rank 0 renames activations.bin last, the mark of a complete cache, and the
+// records go. A job that dies leaves no activations.bin: an incomplete cache the reader refuses.
+
+#define SHARD_PROGRESS_FORMAT "cterp sharded cache progress 1"
+
+typedef struct {
+    int64_t rows, windows, chunks,
+        shard_rows; // the cache's rows and windows, shards.bin's entries, this shard's rows
+} shard_point;
+
+typedef struct {
+    int present, done, complete, shards, shard;
+    shard_point at, prev; // this record's point and the one before it (zeros: the start)
+} shard_record;
+
+// DIR/cache.progress.K: the record of rank K of a sharded run. Caller frees.
+static char *shard_record_path(const char *dir, int k) {
+    char name[48];
+    snprintf(name, sizeof name, "cache.progress.%d", k);
+    return file_join(dir, name);
+}
+
+static cJSON *point_json(const shard_point *p) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "rows", (double)p->rows);
+    cJSON_AddNumberToObject(o, "windows", (double)p->windows);
+    cJSON_AddNumberToObject(o, "chunks", (double)p->chunks);
+    cJSON_AddNumberToObject(o, "shard_rows", (double)p->shard_rows);
+    return o;
+}
+
+static cterp_status shard_record_write(const char *path, const cache_opt *opt,
+                                       const shard_record *r) {
+    cJSON *root = cJSON_CreateObject(), *o = cJSON_CreateObject(), *at = point_json(&r->at),
+          *prev = point_json(&r->prev);
+    char *text = NULL;
+    if (root && o && at && prev) {
+        cJSON_AddStringToObject(root, "format", SHARD_PROGRESS_FORMAT);
+        cJSON_AddNumberToObject(root, "shards", r->shards);
+        cJSON_AddNumberToObject(root, "shard", r->shard);
+        cJSON_AddBoolToObject(root, "done", r->done);
+        cJSON_AddBoolToObject(root, "complete_epoch", r->complete);
+        cJSON_AddItemToObject(root, "at", at), at = NULL;
+        cJSON_AddItemToObject(root, "prev", prev), prev = NULL;
+        for (int i = 0; i < CACHE_N_OPTS; i++)
+            cJSON_AddStringToObject(o, opt[i].name, opt[i].value);
+        cJSON_AddItemToObject(root, "options", o), o = NULL;
+        text = cJSON_Print(root);
+    }
+    cterp_status s = text ? file_write_all(path, text, strlen(text))
+                          : cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    free(text);
+    cJSON_Delete(root), cJSON_Delete(o), cJSON_Delete(at), cJSON_Delete(prev);
+    return s;
+}
+
+static int json_count(const cJSON *o, const char *name, int64_t *v) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 9e15 ||
+        x->valuedouble != (double)(int64_t)x->valuedouble)
+        return 0;
+    *v = (int64_t)x->valuedouble;
+    return 1;
+}
+
+static int point_read(const cJSON *root, const char *name, shard_point *p) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, name);
+    return cJSON_IsObject(o) && json_count(o, "rows", &p->rows) &&
+           json_count(o, "windows", &p->windows) && json_count(o, "chunks", &p->chunks) &&
+           json_count(o, "shard_rows", &p->shard_rows) && p->shard_rows <= p->rows;
+}
+
+// Reads a sharded run's record (absent: present = 0). opt: this run's options, each compared
+// with the record's (a difference is refused naming it); NULL: not compared.
+static cterp_status shard_record_read(const char *path, const cache_opt *opt, shard_record *r) {
+    memset(r, 0, sizeof *r);
+    if (!file_exists(path)) return CTERP_OK;
+    char *text = NULL;
+    size_t len;
+    cterp_status s = file_read_all(path, &text, &len);
+    if (s) return s;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "done");
+    const cJSON *ce = cJSON_GetObjectItemCaseSensitive(root, "complete_epoch");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "options");
+    int64_t P = 0, k = 0;
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, SHARD_PROGRESS_FORMAT) ||
+        !json_count(root, "shards", &P) || !json_count(root, "shard", &k) || P < 2 ||
+        P > CACHE_MAX_SHARDS || k >= P || !cJSON_IsBool(d) || !cJSON_IsBool(ce) ||
+        !cJSON_IsObject(o) || !point_read(root, "at", &r->at) ||
+        !point_read(root, "prev", &r->prev) || r->prev.rows > r->at.rows) {
+        cJSON_Delete(root);
+        return cterp_error(
+            CTERP_EFORMAT,
+            "%s: expected a JSON object with format \"%s\", shards (2..%d), shard (below "
+            "shards), done, complete_epoch, at and prev (rows, windows, chunks and shard_rows: "
+            "integers >= 0, prev's rows at most at's) and options: not a progress record this "
+            "cterp wrote; run again without --resume",
+            path, SHARD_PROGRESS_FORMAT, CACHE_MAX_SHARDS);
+    }
+    r->present = 1, r->done = cJSON_IsTrue(d), r->complete = cJSON_IsTrue(ce), r->shards = (int)P,
+    r->shard = (int)k;
+    for (int i = 0; opt && i < CACHE_N_OPTS && !s; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i].name);
+        const char *was = cJSON_IsString(v) ? v->valuestring : "(missing)";
+        if (strcmp(was, opt[i].value))
+            s = cterp_error(
+                CTERP_EINVAL,
+                "%s: options.%s: the interrupted run had %s, this run has %s; resume with the same "
+                "options, or run without --resume to start over",
+                path, opt[i].name, was, opt[i].value);
+    }
+    cJSON_Delete(root);
+    return s;
+}
+
+// Every rank learns whether every rank got here without an error; one that did not ends them
+// all with an error (its own message, or for the others one pointing to it).
+static cterp_status dist_agree(cterp_status s, const char *dir) {
+    int64_t bad = s != CTERP_OK;
+    cterp_status g = dist_sum_i64(&bad, 1);
+    if (s) return s;
+    if (g) return g;
+    if (bad)
+        return cterp_error(
+            CTERP_EIO, "%s: cache: another MPI rank failed (its error is above); stopping", dir);
+    return CTERP_OK;
+}
+
+static cterp_status rename_if_there(const char *from, const char *to) {
+    if (file_exists(from) && rename(from, to) != 0)
+        return cterp_error(CTERP_EIO, "%s: cannot rename into place: %s", to, strerror(errno));
+    if (!file_exists(to))
+        return cterp_error(CTERP_EFORMAT,
+                           "%s: missing (and no %s to take its name): run again without --resume",
+                           to, from);
+    return CTERP_OK;
+}
+
+// The last steps of a sharded write, every rank's record done: each rank's shard (rank 0: its
+// tokens and shards.bin) takes its name; then rank 0 renames activations.bin; then the records
+// go. A resume of a job killed in here repeats it.
+static cterp_status shard_commit(const char *dir, int rank, const char *qa, const char *pa,
+                                 const char *qt, const char *pt, const char *qc, const char *pc,
+                                 const char *pp) {
+    cterp_status s = rename_if_there(qt, pt);
+    if (!s && rank != 0) s = rename_if_there(qa, pa);
+    if (!s && rank == 0) s = rename_if_there(qc, pc);
+    if (!s) s = file_fsync_dir(dir);
+    if ((s = dist_agree(s, dir))) return s; // every shard in place before activations.bin
+    if (rank == 0) {
+        file_test_point("cache-tokens");
+        if (!(s = rename_if_there(qa, pa))) s = file_fsync_dir(dir);
+    }
+    if ((s = dist_agree(s, dir))) return s;
+    if (unlink(pp) != 0 && errno != ENOENT)
+        return cterp_error(CTERP_EIO, "%s: cannot remove: %s", pp, strerror(errno));
+    return file_fsync_dir(dir);
+}
+
+static cterp_status cache_write_sharded(cterp_model *m, const char *model_name, const char *hook,
+                                        const char *dataset, const cterp_store_config *c,
+                                        int64_t max_tokens, cterp_dtype dtype, const char *out_dir,
+                                        int resume, int64_t *resumed_from,
+                                        cterp_cache_progress_fn progress, void *user,
+                                        cterp_cache_info *info) {
+    const int P = dist_size(), rank = dist_rank();
+    cterp_status s = CTERP_OK;
+    int lock = -1, open = 0;
+    char *pa = shard_path(out_dir, "activations", rank), *pt = shard_path(out_dir, "tokens", rank);
+    char *pa0 = shard_path(out_dir, "activations", 0), *pc = file_join(out_dir, "shards.bin");
+    char *pp = shard_record_path(out_dir, rank), *p1 = file_join(out_dir, "cache.progress");
+    char *qa = NULL, *qt = NULL, *qc = NULL, *qa0 = NULL;
+    if (pa && pt && pc && pa0) {
+        qa = malloc(strlen(pa) + 9), qt = malloc(strlen(pt) + 9), qc = malloc(strlen(pc) + 9);
+        qa0 = malloc(strlen(pa0) + 9);
+    }
+    if (!qa || !qt || !qc || !qa0 || !pp || !p1)
+        s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    else {
+        sprintf(qa, "%s.partial", pa), sprintf(qt, "%s.partial", pt), sprintf(qc, "%s.partial", pc);
+        sprintf(qa0, "%s.partial", pa0);
+    }
+    if (P > CACHE_MAX_SHARDS && !s)
+        s = cterp_error(CTERP_EINVAL, "cache: at most %d MPI ranks (shards), got %d",
+                        CACHE_MAX_SHARDS, P);
+    if (!s && rank == 0 && !(s = file_mkdirs(out_dir)))
+        s = file_lock_dir(out_dir, "cache writer", &lock);
+    // every rank learns whether rank 0 got the directory: none writes into one it does not hold
+    s = dist_agree(s, out_dir);
+    act_stream st;
+    memset(&st, 0, sizeof st);
+    cache_opt opt[CACHE_N_OPTS];
+    shard_record rec, last;
+    memset(&rec, 0, sizeof rec), memset(&last, 0, sizeof last);
+    FILE *fa = NULL, *ft = NULL, *fc = NULL;
+    uint8_t *hdr = calloc(1, CACHE_HEADER), *conv = NULL;
+    cterp_cache_info in;
+    memset(&in, 0, sizeof in);
+    if (resumed_from) *resumed_from = 0;
+    if (!s && !hdr) s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    // the hook and the data are checked before any previous cache is removed
+    if (!s && !(s = stream_open(&st, m, &hook, 1, dataset, c))) open = 1;
+    if (!s) s = stream_distribute(&st, 0);
+    if (!s && !(conv = malloc((size_t)st.D[0] * 4)))
+        s = cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    if (!s) s = cache_options(opt, &st, m, model_name, &hook, 1, 0, dataset, c, max_tokens, dtype);
+    if (!s && resume) s = shard_record_read(pp, opt, &rec);
+    if (!s && rec.present && (rec.shards != P || rec.shard != rank))
+        s = cterp_error(CTERP_EINVAL,
+                        "%s: shards: the interrupted run had %d MPI ranks (this is shard %d's "
+                        "record), this run "
+                        "has %d; resume under mpirun -np %d, or run without --resume to start over",
+                        pp, rec.shards, rec.shard, P, rec.shards);
+    if (!s && resume && rank == 0 && file_exists(p1))
+        s = cterp_error(CTERP_EINVAL,
+                        "%s: the record of an interrupted cterp cache in one process, not of a "
+                        "sharded run of %d "
+                        "MPI ranks: resume it with cterp cache --resume in one process, or run "
+                        "without --resume "
+                        "to start over",
+                        p1, P);
+    if ((s = dist_agree(s, out_dir))) goto done;
+    // where to go on from: every rank's record, gathered
+    shard_point at = {0};
+    if (resume) {
+        int64_t mine[5] = {rec.present, rec.done, rec.at.rows, rec.prev.rows,
+                           rank == 0 && file_exists(pa0) && !file_exists(qa0)},
+                all[5 * CACHE_MAX_SHARDS];
+        if ((s = dist_allgather(all, mine, sizeof mine))) goto done;
+        int any = 0, unfinished = 0;
+        int64_t R = INT64_MAX;
+        for (int j = 0; j < P; j++) {
+            const int64_t *a = all + 5 * j;
+            any |= a[0] != 0, unfinished |= a[0] && !a[1];
+            const int64_t r = !a[0] ? 0 : a[1] ? a[3] : a[2];
+            R = r < R ? r : R;
+        }
+        const int whole = all[4] != 0;
+        if (!any && whole) {
+            s = cterp_error(
+                CTERP_EINVAL,
+                "%s: holds a complete cache, nothing to resume (run without --resume to write it "
+                "again)",
+                out_dir);
+            goto done;
+        }
+        if (any && !unfinished) { // every record done: killed while the files took their names
+            s = shard_commit(out_dir, rank, qa, pa, qt, pt, qc, pc, pp);
+            if (!s) s = cterp_act_cache_info_read(out_dir, &in);
+            if (!s && resumed_from) *resumed_from = in.count;
+            if (!s && info) *info = in;
+            goto done;
+        }
+        if (unfinished && whole) {
+            s = cterp_error(
+                CTERP_EFORMAT,
+                "%s: holds activations.bin and the record of an unfinished run: not a state cterp "
+                "leaves; run again without --resume",
+                out_dir);
+            goto done;
+        }
+        // the least record; a rank ahead takes its previous one (records are at most one apart)
+        if (R > 0) {
+            if (!rec.done && rec.at.rows == R)
+                at = rec.at;
+            else if (rec.prev.rows == R)
+                at = rec.prev;
+            else
+                s = cterp_error(
+                    CTERP_EFORMAT,
+                    "%s: records rows %lld and before them %lld; another rank's record is at %lld: "
+                    "the records disagree (not a state cterp leaves); run again without --resume",
+                    pp, (long long)rec.at.rows, (long long)rec.prev.rows, (long long)R);
+        }
+        if ((s = dist_agree(s, out_dir))) goto done;
+    }
+    const int64_t rb = st.D[0] * (int64_t)dtype_size(dtype);
+    if (at.rows == 0) { // start over: rank 0 clears the directory, then every rank opens its files
+        if (rank == 0) s = clear_cache_dir(out_dir, pa0);
+        if ((s = dist_agree(s, out_dir))) goto done;
+        if (!(s = part_open(&fa, qa, -1)) && !(s = part_open(&ft, qt, -1)) && rank == 0)
+            s = part_open(&fc, qc, -1);
+        if (!s) s = part_write(fa, qa, hdr, CACHE_HEADER); // the real header comes last
+    } else { // every file cut to the point, the bytes after it not vouched for
+        if (!(s = part_open(&fa, qa, CACHE_HEADER + at.shard_rows * rb)) &&
+            !(s = part_open(&ft, qt, at.shard_rows * 4)) && rank == 0)
+            s = part_open(&fc, qc, at.chunks * 8);
+    }
+    if ((s = dist_agree(s, out_dir))) goto done;
+    in.version = CACHE_VERSION_SHARDED, in.dtype = dtype, in.d_in = st.D[0], in.shards = P;
+    in.context_size = c->windows.context_size, in.prepend_bos = c->windows.prepend_bos;
+    in.separator = c->windows.separator, in.concat = c->windows.concat;
+    in.exclude_special = c->windows.exclude_special;
+    snprintf(in.model, sizeof in.model, "%s", model_name ? model_name : "");
+    snprintf(in.hook, sizeof in.hook, "%s", hook);
+    snprintf(in.dataset, sizeof in.dataset, "%s", dataset);
+    int64_t n_chunks = at.chunks, shard_rows = at.shard_rows;
+    in.count = at.rows, in.windows = at.windows;
+    if (at.rows > 0) { // the windows behind the point, cut again (by every rank) but not run
+        for (int64_t i = 0; i < at.windows; i++) {
+            int eof = 0;
+            if ((s = cterp_windows_next(st.w, st.tok, st.mask, &eof))) goto done;
+            if (eof) {
+                s = cterp_error(
+                    CTERP_EFORMAT,
+                    "%s: records %lld windows, %s has %lld: the dataset changed; run again without "
+                    "--resume",
+                    pp, (long long)at.windows, dataset, (long long)i);
+                goto done;
+            }
+        }
+        st.windows = at.windows;
+        if (resumed_from) *resumed_from = at.rows;
+    }
+    last = rec, last.present = 1, last.shards = P, last.shard = rank, last.done = 0,
+    last.complete = 0;
+    last.at = at;
+    const int64_t chunk_env = chunk_rows_env();
+    const int64_t chunk = chunk_env ? chunk_env : P * ((CACHE_CHUNK_BYTES + rb - 1) / rb);
+    int64_t committed = in.count;
+    int64_t left = 0; // rows the rounds made beyond max_tokens
+    while (in.count < max_tokens) {
+        int eof = 0;
+        if ((s = stream_round(&st, &eof))) goto done;
+        if (eof) {
+            in.complete_epoch = 1;
+            break;
+        }
+        for (int j = 0; j < P; j++) {
+            if (in.count >= max_tokens) { // this batch's rows are beyond the cache
+                left += st.round_rows[j];
+                continue;
+            }
+            const int64_t take =
+                st.round_rows[j] < max_tokens - in.count ? st.round_rows[j] : max_tokens - in.count;
+            left += st.round_rows[j] - take;
+            in.windows += st.round_windows[j], in.count += take, n_chunks++;
+            if (rank == 0 && (s = part_write(fc, qc, &take, sizeof take)))
+                goto done; // the chunk table
+            if (j != rank) continue;
+            shard_rows += take;
+            for (int64_t r = 0; r < take && !s; r++) {
+                const float *row = st.rows[0] + r * st.D[0];
+                const void *out = row;
+                if (dtype != CTERP_DTYPE_F32) {
+                    uint16_t *h = (uint16_t *)conv;
+                    for (int64_t d = 0; d < st.D[0]; d++)
+                        h[d] = dtype == CTERP_DTYPE_F16 ? f32_to_f16(row[d]) : f32_to_bf16(row[d]);
+                    out = conv;
+                }
+                if (!(s = part_write(fa, qa, out, (size_t)rb)))
+                    s = part_write(ft, qt, st.row_tok + r, 4);
+            }
+            if (s) goto done;
+        }
+        if (progress) progress(in.count, max_tokens, user);
+        // a round done on every rank (its collective passed): a point to resume from
+        if (in.count < max_tokens && in.count - committed >= chunk) {
+            if (!(s = part_sync(fa, qa)) && !(s = part_sync(ft, qt)) && rank == 0)
+                s = part_sync(fc, qc);
+            if (s) goto done;
+            last.prev = last.at;
+            last.at = (shard_point){in.count, in.windows, n_chunks, shard_rows};
+            if ((s = shard_record_write(pp, opt, &last))) goto done;
+            committed = in.count;
+            file_test_point("cache-chunk");
+        }
+    }
+    // max_tokens reached: was that exactly the whole dataset? (one process asks the stream for a
+    // row more: the rest of this round, then rounds until a row or the end)
+    while (!in.complete_epoch && in.count > 0 && left == 0) {
+        int eof = 0;
+        if ((s = stream_round(&st, &eof))) goto done;
+        if (eof) in.complete_epoch = 1;
+        for (int j = 0; j < P && !eof; j++) left += st.round_rows[j];
+    }
+    if (in.count == 0) {
+        s = cterp_error(CTERP_EFORMAT, "%s: no activations: no complete window of %d tokens",
+                        dataset, c->windows.context_size);
+        goto done;
+    }
+    encode_header(hdr, &in, rank, shard_rows, n_chunks);
+    if (fseek(fa, 0, SEEK_SET) != 0 || fwrite(hdr, 1, CACHE_HEADER, fa) != CACHE_HEADER) {
+        s = cterp_error(CTERP_EIO, "%s: cannot write the header", qa);
+        goto done;
+    }
+    if (!(s = part_sync(fa, qa)) && !(s = part_sync(ft, qt)) && rank == 0) s = part_sync(fc, qc);
+    // every rank's last record written before any is marked done (the last round that ended
+    // the data had no collective), so a done record's previous point is every other rank's
+    if ((s = dist_agree(s, out_dir))) goto done;
+    last.prev = last.at, last.done = 1, last.complete = in.complete_epoch;
+    last.at = (shard_point){in.count, in.windows, n_chunks, shard_rows};
+    s = shard_record_write(pp, opt, &last);
+    if ((s = dist_agree(s, out_dir))) goto done; // every record done before a file takes its name
+    fclose(fa), fclose(ft), fa = ft = NULL;
+    if (fc) fclose(fc), fc = NULL;
+    if ((s = shard_commit(out_dir, rank, qa, pa, qt, pt, qc, pc, pp))) goto done;
+    in.shard_rows = shard_rows;
+    if (progress) progress(in.count, max_tokens, user);
+    if (info) *info = in;
+done:
+    if (fa) fclose(fa);
+    if (ft) fclose(ft);
+    if (fc) fclose(fc);
+    if (open) stream_close(&st);
+    free(pa), free(pt), free(pa0), free(pc), free(pp), free(p1), free(qa), free(qt), free(qc),
+        free(qa0);
+    free(hdr), free(conv);
+    file_unlock_dir(lock);
+    return s;
+}
+
+// A one-process resume of a directory holding a sharded run's records (cache.progress.K) is
+// refused: its rows are in P shards, written in rounds of P batches.
+static cterp_status refuse_sharded_partial(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char name[300] = "";
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, "cache.progress.", 15) && strlen(e->d_name) < sizeof name)
+            strcpy(name, e->d_name);
+    if (d) closedir(d);
+    if (!*name) return CTERP_OK;
+    char *p = file_join(dir, name);
+    shard_record r;
+    cterp_status s =
+        p ? shard_record_read(p, NULL, &r) : cterp_error(CTERP_ENOMEM, "cache: out of memory");
+    if (!s)
+        s = cterp_error(
+            CTERP_EINVAL,
+            "%s: the record of an interrupted sharded cache of %d MPI ranks, not of one process: "
+            "resume it under mpirun -np %d, or run without --resume to start over",
+            p, r.shards, r.shards);
+    free(p);
+    return s;
+}
+
 // Writes the caches of n hooks, hook h into dirs[h], from one run of the model; resume: go on
 // from the last progress record (*resumed_from: its rows, 0 when there was none).
 static cterp_status cache_write(cterp_model *m, const char *model_name, const char *const *hooks,
@@ -644,14 +951,9 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
         return cterp_error(CTERP_EINVAL, "cache: %d hooks under %d MPI ranks: a sharded cache holds one hook; "
                            "run mpirun -np P cterp cache once per hook, or cterp cache --hooks in one process "
                            "(docs/scaling.md)", n, dist_size());
-    if (dist_size() > 1 && resume)
-        return cterp_error(CTERP_EINVAL,
-                           "cache --resume: not under %d MPI ranks: a sharded cache is written in "
-                           "one go; run it again without --resume (docs/reliability.md)",
-                           dist_size());
     if (dist_size() > 1)
-        return cache_write_sharded(m, model_name, hooks[0], dataset, c, max_tokens, dtype, dirs[0], progress, user,
-                                   info);
+        return cache_write_sharded(m, model_name, hooks[0], dataset, c, max_tokens, dtype, dirs[0], resume,
+                                   resumed_from, progress, user, info);
     for (int h = 0; h < n; h++)
         for (int j = 0; j < h; j++)
             if (!strcmp(dirs[h], dirs[j]))
@@ -687,6 +989,7 @@ static cterp_status cache_write(cterp_model *m, const char *model_name, const ch
             s = cache_options(opt + h * CACHE_N_OPTS, &st, m, model_name, hooks, n, h, dataset, c,
                               max_tokens, dtype);
         if (!s && resume) s = progress_read(q, opt + h * CACHE_N_OPTS, &pr[h]);
+        if (!s && resume) s = refuse_sharded_partial(dirs[h]);
     }
     if (s) goto done;
     if (resume) {

@@ -20,7 +20,8 @@ static void usage(FILE *f) {
                "  --dtype T               f32 (default; training from it equals training live), f16, bf16\n"
                "  --resume                go on from where a killed run of the same command stopped (its last\n"
                "                          chunk, DIR/cache.progress); other options are refused naming them.\n"
-               "                          The cache equals an uninterrupted run's byte for byte\n"
+               "                          The cache equals an uninterrupted run's byte for byte. Under mpirun\n"
+               "                          (a sharded cache) resume with the killed run's number of ranks\n"
                "%s", cli_model_help);
 }
 

@@ -44,6 +44,55 @@ cterp_status file_read_all(const char *path, char **data, size_t *len) {
     return CTERP_OK;
 }
 
+// n bytes at off of fd (path names it in the error), retrying short reads
+static cterp_status pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path) {
+    uint8_t *b = buf;
+    while (n > 0) {
+        const ssize_t r = pread(fd, b, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return cterp_error(CTERP_EIO, "%s: cannot read %zu bytes at offset %llu: %s", path, n,
+                               (unsigned long long)off,
+                               r < 0 ? strerror(errno) : "unexpected end of file");
+        b += r, n -= (size_t)r, off += (uint64_t)r;
+    }
+    return CTERP_OK;
+}
+
+cterp_status file_same(const char *a, const char *b, size_t block, int *same) {
+    *same = 0;
+    if (!block) block = (size_t)1 << 20;
+    const char *path[2] = {a, b};
+    int fd[2] = {-1, -1};
+    uint64_t size[2] = {0, 0};
+    cterp_status s = CTERP_OK;
+    for (int i = 0; i < 2 && !s; i++) {
+        struct stat sb;
+        if ((fd[i] = open(path[i], O_RDONLY)) < 0)
+            s = cterp_error(CTERP_EIO, "%s: cannot open: %s", path[i], strerror(errno));
+        else if (fstat(fd[i], &sb) != 0 || !S_ISREG(sb.st_mode))
+            s = cterp_error(CTERP_EIO, "%s: not a regular file", path[i]);
+        else
+            size[i] = (uint64_t)sb.st_size;
+    }
+    uint8_t *x = NULL, *y = NULL;
+    if (!s && size[0] == size[1]) {
+        x = malloc(block), y = malloc(block);
+        if (!x || !y) s = cterp_error(CTERP_ENOMEM, "out of memory (2 x %zu bytes)", block);
+        int eq = 1;
+        for (uint64_t off = 0; !s && eq && off < size[0]; off += block) {
+            const size_t n = size[0] - off < block ? (size_t)(size[0] - off) : block;
+            if (!(s = pread_all(fd[0], x, n, off, a)) && !(s = pread_all(fd[1], y, n, off, b)))
+                eq = !memcmp(x, y, n);
+        }
+        *same = !s && eq;
+    }
+    for (int i = 0; i < 2; i++)
+        if (fd[i] >= 0) close(fd[i]);
+    free(x), free(y);
+    return s;
+}
+
 cterp_status file_map_open(file_map *m, const char *path) {
     m->data = NULL;
     m->size = 0;

@@ -13,6 +13,11 @@
 // Reads all of `path` into a malloc'd buffer (NUL-terminated; *len excludes the NUL).
 cterp_status file_read_all(const char *path, char **data, size_t *len);
 
+// *same = 1 when files a and b hold the same bytes: their sizes first, then the bytes in pieces
+// of `block` bytes (0: 1 MiB) read with pread, so memory is two pieces whatever the files' size.
+// A file that cannot be opened or read is an error naming it.
+cterp_status file_same(const char *a, const char *b, size_t block, int *same);
+
 typedef struct {
     const uint8_t *data; // read-only mapping (NULL for an empty file)
     size_t size;
