@@ -107,14 +107,8 @@ regress() {
   local n rc=0
   n=$(ls "$dir" | wc -l)
   $B/$t -timeout="$TIMEOUT" -rss_limit_mb="$RSS" "$dir"/* >$B/artifacts/$t/regress.log 2>&1 || rc=$?
-  # 72: stopped by SIGINT (libFuzzer's exit code for it), stats printed: not a finding, so a
-  # long campaign can give the machine back (a SIGSTOP would not do: the stopped time counts
-  # against the input running then, as a timeout)
-  local slow outcome=ok
-  slow=$(sed -n 's/^stat::slowest_unit_time_sec: *//p' "$log" | tail -1)
-  [ $rc -eq 72 ] && rc=0 outcome=stopped
   if [ $rc -ne 0 ]; then
-    fail=1 outcome=FAIL
+    fail=1
     grep -E "Running:|ERROR|SUMMARY|runtime error" $B/artifacts/$t/regress.log | head -20
     echo "FAIL $t: a reproducer in $dir fails again (log $B/artifacts/$t/regress.log)"
   else
