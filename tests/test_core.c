@@ -109,9 +109,46 @@ static void test_files(void) {
     free(p);
 }
 
+// file_map_open_huge: the bytes file_map_open maps (a file over 2 MiB and not a multiple of
+// 4 KiB, so the copy has a huge-page head and a partial tail), its data on a 2 MiB boundary when
+// it copied; CTERP_HUGE_PAGES=0 maps; a missing file is an error naming it; an empty file maps.
+static void test_map_huge(void) {
+    const char *dir = test_tmpdir("core_huge");
+    char *f = file_join(dir, "big.bin"), *e = file_join(dir, "empty.bin");
+    const size_t n = ((size_t)5 << 20) + 123;
+    uint8_t *buf = malloc(n);
+    rng_t r;
+    rng_seed(&r, 3);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rng_u64(&r);
+    CHECK_OK(file_write_all(f, buf, n));
+    CHECK_OK(file_write_all(e, "", 0));
+    for (int off = 0; off < 2; off++) {
+        if (off) setenv("CTERP_HUGE_PAGES", "0", 1);
+        file_map a, b;
+        int huge = -1;
+        CHECK_OK(file_map_open(&a, f));
+        CHECK_OK(file_map_open_huge(&b, f, &huge));
+        CHECK(a.size == n && b.size == n && !memcmp(a.data, buf, n) && !memcmp(b.data, buf, n));
+        CHECK(huge == 0 || huge == 1);
+        if (off) CHECK_MSG(huge == 0, "CTERP_HUGE_PAGES=0 copied the file");
+        if (huge) CHECK(((uintptr_t)b.data & (((uintptr_t)2 << 20) - 1)) == 0);
+        file_map_close(&a), file_map_close(&b);
+        CHECK(b.data == NULL && b.size == 0);
+        CHECK_OK(file_map_open_huge(&b, e, &huge));
+        CHECK(b.size == 0 && b.data == NULL && huge == 0);
+        file_map_close(&b);
+    }
+    unsetenv("CTERP_HUGE_PAGES");
+    file_map m;
+    CHECK(file_map_open_huge(&m, "/nonexistent/zzz", NULL) == CTERP_EIO);
+    CHECK(strstr(cterp_last_error(), "/nonexistent/zzz: cannot open") != NULL);
+    free(buf), free(f), free(e);
+}
+
 int main(void) {
     test_rng();
     test_half();
     test_files();
+    test_map_huge();
     return test_done();
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -27,11 +28,16 @@ static cterp_status noop_hook(const char *n, float *a, const int64_t *s, int nd,
     return CTERP_OK;
 }
 
-// Read bandwidth, GB/s: all threads summing a 512 MiB buffer (median of a few passes).
-static double read_bandwidth(void) {
-    const size_t n = (size_t)128 << 20; // floats
-    float *a = malloc(n * sizeof *a);
-    if (!a) return NAN;
+// Read bandwidth, GB/s: all threads summing a 512 MiB buffer (median of a few passes), in 2 MiB
+// pages when `huge` (as the model's weights then are: this machine read them 1.4x as fast as
+// in 4 KiB pages), else in whatever pages malloc gives.
+static double read_bandwidth(int huge) {
+    const size_t n = (size_t)128 << 20, H = (size_t)2 << 20; // floats; a huge page
+    uint8_t *raw = mmap(NULL, n * sizeof(float) + H, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NAN;
+    float *a = (float *)(void *)(((uintptr_t)raw + H - 1) & ~(uintptr_t)(H - 1));
+    if (huge) madvise(a, n * sizeof(float), MADV_HUGEPAGE);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
     double t[7];
@@ -49,7 +55,7 @@ static double read_bandwidth(void) {
         t[r] = time_now() - t0;
         sink += tot;
     }
-    free(a);
+    munmap(raw, n * sizeof(float) + H);
     qsort(t, 7, sizeof t[0], cmp_d);
     return (double)n * sizeof(float) / t[3] / 1e9;
 }
@@ -212,12 +218,15 @@ int cmd_bench_model(int argc, char **argv) {
             td[i] = time_now() - t1;
         }
         qsort(td, (size_t)nd, sizeof td[0], cmp_d);
-        double bw = read_bandwidth();
+        const int huge = cterp_model_huge_pages(m);
+        double bw = read_bandwidth(huge);
         double bytes = (double)cterp_model_weight_bytes(m, c->n_layers, 1);
         double t_bound = bytes / (bw * 1e9);
-        printf("decode: %.1f tokens/s (median of %d steps, %.2f ms each); weights %.1f MB per token at "
-               "%.1f GB/s read bandwidth: bound %.1f tokens/s, reached %.1f%%\n",
-               1.0 / td[nd / 2], nd, td[nd / 2] * 1e3, bytes / 1e6, bw, 1.0 / t_bound,
+        printf("decode: %.1f tokens/s (median of %d steps, %.2f ms each); weights %.1f MB per token "
+               "(%s) at %.1f GB/s read bandwidth (the same pages): bound %.1f tokens/s, reached "
+               "%.1f%%\n",
+               1.0 / td[nd / 2], nd, td[nd / 2] * 1e3, bytes / 1e6,
+               huge ? "read into 2 MiB pages" : "mapped, 4 KiB pages", bw, 1.0 / t_bound,
                100.0 * t_bound / td[nd / 2]);
         free(l1);
         cterp_kv_cache_free(kc);

@@ -120,6 +120,67 @@ cterp_status file_map_open(file_map *m, const char *path) {
     return CTERP_OK;
 }
 
+// Whether a copy of `size` bytes may go to huge pages here (file_map_open_huge).
+static int huge_pages_wanted(uint64_t size) {
+    const char *e = getenv("CTERP_HUGE_PAGES");
+    if (e && !strcmp(e, "0")) return 0;
+    char buf[256] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return 0;
+    const int got = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    if (!got || strstr(buf, "[never]")) return 0;
+    unsigned long long avail_kb = 0;
+    if (!(f = fopen("/proc/meminfo", "r"))) return 0;
+    while (fgets(buf, sizeof buf, f))
+        if (sscanf(buf, "MemAvailable: %llu kB", &avail_kb) == 1) break;
+    fclose(f);
+    return avail_kb > 0 && size <= (uint64_t)avail_kb * 1024 / 2;
+}
+
+cterp_status file_map_open_huge(file_map *m, const char *path, int *huge) {
+    if (huge) *huge = 0;
+    m->data = NULL;
+    m->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return cterp_error(CTERP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    const int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (!ok || st.st_size == 0 || !huge_pages_wanted((uint64_t)st.st_size)) {
+        close(fd);
+        return file_map_open(m, path);
+    }
+    // [a, a + len): len the file's size in whole 4 KiB pages, a on a 2 MiB boundary (the extra
+    // head and tail of an over-sized mapping given back), so file_map_close's munmap of size
+    // bytes frees all of it
+    const size_t size = (size_t)st.st_size, H = (size_t)2 << 20, len = (size + 4095) & ~(size_t)4095;
+    uint8_t *p = mmap(NULL, len + H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        close(fd);
+        return file_map_open(m, path);
+    }
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + H - 1) & ~(uintptr_t)(H - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    munmap(a + len, (size_t)(p + len + H - (a + len)));
+    madvise(a, len, MADV_HUGEPAGE);
+    cterp_status s = CTERP_OK;
+    for (size_t off = 0; off < size && !s;) { // 64 MiB reads
+        const size_t n = size - off < ((size_t)64 << 20) ? size - off : ((size_t)64 << 20);
+        s = pread_all(fd, a + off, n, off, path);
+        off += n;
+    }
+    close(fd);
+    if (s) {
+        munmap(a, len);
+        return s;
+    }
+    mprotect(a, len, PROT_READ); // read-only, as the mapping
+    m->data = a;
+    m->size = size;
+    if (huge) *huge = 1;
+    return CTERP_OK;
+}
+
 void file_map_close(file_map *m) {
     if (m && m->data) munmap((void *)m->data, m->size);
     if (m) {

@@ -26,6 +26,16 @@ typedef struct {
 cterp_status file_map_open(file_map *m, const char *path);
 void file_map_close(file_map *m); // no-op on a zeroed map
 
+// file_map_open's bytes, read into anonymous memory that the kernel may back with 2 MiB pages
+// (madvise MADV_HUGEPAGE, from a 2 MiB boundary) instead of mapped from the page cache in 4 KiB
+// pages: a pass over all of it (the single-token decode reads every weight per token) misses
+// the TLB 512 times less often and reads faster. The same bytes and the same file_map_close;
+// *huge (may be NULL) says which way it went. Mapped as file_map_open does when transparent
+// huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled "[never]"), when the file is
+// over half the memory available (MemAvailable: a mapping can page, a copy cannot), or when the
+// environment has CTERP_HUGE_PAGES=0.
+cterp_status file_map_open_huge(file_map *m, const char *path, int *huge);
+
 // Atomic writer: bytes go to "<path>.tmp.<pid>"; file_atomic_commit fsyncs it, renames it over
 // <path> and fsyncs the directory. Every file cterp writes for a reader goes through it.
 typedef struct {

@@ -429,6 +429,14 @@ cterp_status gguf_open(gguf_file **out, const char *path) {
     return open_common(out, m.data, m.size, 1, path);
 }
 
+cterp_status gguf_open_huge(gguf_file **out, const char *path, int *huge) {
+    *out = NULL;
+    file_map m;
+    cterp_status s = file_map_open_huge(&m, path, huge);
+    if (s) return s;
+    return open_common(out, m.data, m.size, 1, path);
+}
+
 cterp_status gguf_open_buffer(gguf_file **out, const void *buf, size_t size, const char *name) {
     return open_common(out, buf, size, 0, name);
 }

@@ -120,6 +120,9 @@ typedef struct gguf_file {
 
 // Opens and validates `path`. On failure *out is NULL and the error names the file and field.
 cterp_status gguf_open(gguf_file **out, const char *path);
+// Same, the file read into memory for streaming (file_map_open_huge: 2 MiB pages where the
+// system has them); *huge says whether it was. For a model's weights.
+cterp_status gguf_open_huge(gguf_file **out, const char *path, int *huge);
 // Same over a caller-owned buffer (kept alive by the caller until gguf_close); `name` is used
 // in error messages.
 cterp_status gguf_open_buffer(gguf_file **out, const void *buf, size_t size, const char *name);

@@ -11,6 +11,7 @@
 
 #include "core/hash.h"
 #include "io/gguf.h"
+#include "core/dist.h"
 #include "model/model_impl.h"
 #include "model/quant.h"
 #include "tokenizer/tokenizer_gguf.h"
@@ -225,7 +226,8 @@ cterp_status cterp_model_open(cterp_model **out, const char *path) {
     *out = NULL;
     cterp_model *m = calloc(1, sizeof *m);
     if (!m) return cterp_error(CTERP_ENOMEM, "%s: out of memory", path);
-    cterp_status s = gguf_open(&m->g, path);
+    // under mpirun the ranks of a node share the page cache's copy; each would hold its own
+    cterp_status s = dist_size() > 1 ? gguf_open(&m->g, path) : gguf_open_huge(&m->g, path, &m->huge_pages);
     if (!s) s = load(m);
     if (s) {
         cterp_model_free(m);
@@ -234,6 +236,8 @@ cterp_status cterp_model_open(cterp_model **out, const char *path) {
     *out = m;
     return CTERP_OK;
 }
+
+int cterp_model_huge_pages(const cterp_model *m) { return m->huge_pages; }
 
 // ---- forward ------------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ typedef struct model_loader model_loader;
 struct cterp_model {
     cterp_model_config cfg;
     gguf_file *g;
+    int huge_pages; // the file read into memory for huge pages (file_map_open_huge), not mapped
     cterp_tokenizer *tok;
     const struct model_family *family;
     wmat tok_embd, pos_embd, output;
