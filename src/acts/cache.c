@@ -234,20 +234,6 @@ typedef struct {
     uint8_t hdr[CACHE_HEADER];
 } cache_file;
 
-static cterp_status read_at(int fd, void *buf, size_t n, uint64_t off, const char *path) {
-    uint8_t *b = buf;
-    while (n > 0) {
-        const ssize_t r = pread(fd, b, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return cterp_error(CTERP_EIO, "%s: cannot read %zu bytes at offset %llu: %s", path, n,
-                               (unsigned long long)off,
-                               r < 0 ? strerror(errno) : "unexpected end of file");
-        b += r, n -= (size_t)r, off += (uint64_t)r;
-    }
-    return CTERP_OK;
-}
-
 static cterp_status cache_file_open(cache_file *f, const char *path) {
     memset(f, 0, sizeof *f);
     f->fd = open(path, O_RDONLY);
@@ -256,7 +242,7 @@ static cterp_status cache_file_open(cache_file *f, const char *path) {
     if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
         return cterp_error(CTERP_EIO, "%s: not a regular file", path);
     f->size = (uint64_t)sb.st_size;
-    return read_at(f->fd, f->hdr, f->size < CACHE_HEADER ? (size_t)f->size : CACHE_HEADER, 0, path);
+    return file_pread_all(f->fd, f->hdr, f->size < CACHE_HEADER ? (size_t)f->size : CACHE_HEADER, 0, path);
 }
 
 static void cache_file_close(cache_file *f) {
@@ -417,15 +403,40 @@ typedef struct {
 
 // Reads DIR/cache.progress (absent: present = 0) and checks its options against this run's; a
 // difference is refused naming the option, the recorded value and this run's.
-static cterp_status progress_read(const cache_out *q, const cache_opt *opt, cache_progress *p) {
-    memset(p, 0, sizeof *p);
-    if (!file_exists(q->pp)) return CTERP_OK;
+// A progress record's JSON: *present 0 when the file is not there; *root cJSON_Parse's NULL for
+// text that is not JSON, which the callers' checks then refuse.
+static cterp_status record_load(const char *path, cJSON **root, int *present) {
+    *root = NULL;
+    if (!(*present = file_exists(path))) return CTERP_OK;
     char *text = NULL;
     size_t len;
-    cterp_status s = file_read_all(q->pp, &text, &len);
+    cterp_status s = file_read_all(path, &text, &len);
     if (s) return s;
-    cJSON *root = cJSON_Parse(text);
+    *root = cJSON_Parse(text);
     free(text);
+    return CTERP_OK;
+}
+
+// The record's options (o) against this run's, the first difference refused naming it.
+static cterp_status record_options(const char *path, const cJSON *o, const cache_opt *opt) {
+    for (int i = 0; i < CACHE_N_OPTS; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i].name);
+        const char *was = cJSON_IsString(v) ? v->valuestring : "(missing)";
+        if (strcmp(was, opt[i].value))
+            return cterp_error(CTERP_EINVAL,
+                               "%s: options.%s: the interrupted run had %s, this run has %s; resume "
+                               "with the same options, or run without --resume to start over",
+                               path, opt[i].name, was, opt[i].value);
+    }
+    return CTERP_OK;
+}
+
+static cterp_status progress_read(const cache_out *q, const cache_opt *opt, cache_progress *p) {
+    memset(p, 0, sizeof *p);
+    cJSON *root;
+    int present;
+    cterp_status s = record_load(q->pp, &root, &present);
+    if (s || !present) return s;
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "rows");
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "windows");
@@ -443,15 +454,7 @@ static cterp_status progress_read(const cache_out *q, const cache_opt *opt, cach
             "wrote; run again without --resume",
             q->pp, CACHE_PROGRESS_FORMAT);
     }
-    for (int i = 0; i < CACHE_N_OPTS && !s; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i].name);
-        const char *was = cJSON_IsString(v) ? v->valuestring : "(missing)";
-        if (strcmp(was, opt[i].value))
-            s = cterp_error(CTERP_EINVAL,
-                            "%s: options.%s: the interrupted run had %s, this run has %s; resume "
-                            "with the same options, or run without --resume to start over",
-                            q->pp, opt[i].name, was, opt[i].value);
-    }
+    s = record_options(q->pp, o, opt);
     p->present = 1, p->done = cJSON_IsTrue(d), p->complete = cJSON_IsTrue(ce);
     p->rows = (int64_t)r->valuedouble, p->windows = (int64_t)w->valuedouble;
     cJSON_Delete(root);
@@ -570,13 +573,10 @@ static int point_read(const cJSON *root, const char *name, shard_point *p) {
 // with the record's (a difference is refused naming it); NULL: not compared.
 static cterp_status shard_record_read(const char *path, const cache_opt *opt, shard_record *r) {
     memset(r, 0, sizeof *r);
-    if (!file_exists(path)) return CTERP_OK;
-    char *text = NULL;
-    size_t len;
-    cterp_status s = file_read_all(path, &text, &len);
-    if (s) return s;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
+    cJSON *root;
+    int present;
+    cterp_status s = record_load(path, &root, &present);
+    if (s || !present) return s;
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "done");
     const cJSON *ce = cJSON_GetObjectItemCaseSensitive(root, "complete_epoch");
@@ -598,16 +598,7 @@ static cterp_status shard_record_read(const char *path, const cache_opt *opt, sh
     }
     r->present = 1, r->done = cJSON_IsTrue(d), r->complete = cJSON_IsTrue(ce), r->shards = (int)P,
     r->shard = (int)k;
-    for (int i = 0; opt && i < CACHE_N_OPTS && !s; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i].name);
-        const char *was = cJSON_IsString(v) ? v->valuestring : "(missing)";
-        if (strcmp(was, opt[i].value))
-            s = cterp_error(
-                CTERP_EINVAL,
-                "%s: options.%s: the interrupted run had %s, this run has %s; resume with the same "
-                "options, or run without --resume to start over",
-                path, opt[i].name, was, opt[i].value);
-    }
+    if (opt) s = record_options(path, o, opt);
     cJSON_Delete(root);
     return s;
 }
@@ -1266,7 +1257,7 @@ static cterp_status read_rows(cache_src *s, int64_t r, int64_t n, uint8_t *dst) 
         if (run > n) run = n;
         if (run < 1)
             return cterp_error(CTERP_EFORMAT, "%s: row %lld is in no chunk", s->dir, (long long)r);
-        cterp_status e = read_at(s->f[k].fd, dst, (size_t)run * s->row_bytes, off, s->dir);
+        cterp_status e = file_pread_all(s->f[k].fd, dst, (size_t)run * s->row_bytes, off, s->dir);
         if (e) return e;
         r += run, n -= run, dst += (size_t)run * s->row_bytes;
     }
@@ -1437,7 +1428,7 @@ static cterp_status hash_sampled_file(uint64_t *h, const cache_file *f, uint64_t
         hash_begin(&hs, v);
         for (uint64_t done = 0; done < len;) {
             const size_t k = len - done < cap ? (size_t)(len - done) : cap; // cap: a multiple of 8
-            cterp_status e = read_at(f->fd, buf, k, at + done, path);
+            cterp_status e = file_pread_all(f->fd, buf, k, at + done, path);
             if (e) return e;
             hash_feed(&hs, buf, k);
             done += k;

@@ -44,8 +44,7 @@ cterp_status file_read_all(const char *path, char **data, size_t *len) {
     return CTERP_OK;
 }
 
-// n bytes at off of fd (path names it in the error), retrying short reads
-static cterp_status pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path) {
+cterp_status file_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path) {
     uint8_t *b = buf;
     while (n > 0) {
         const ssize_t r = pread(fd, b, n, (off_t)off);
@@ -82,7 +81,7 @@ cterp_status file_same(const char *a, const char *b, size_t block, int *same) {
         int eq = 1;
         for (uint64_t off = 0; !s && eq && off < size[0]; off += block) {
             const size_t n = size[0] - off < block ? (size_t)(size[0] - off) : block;
-            if (!(s = pread_all(fd[0], x, n, off, a)) && !(s = pread_all(fd[1], y, n, off, b)))
+            if (!(s = file_pread_all(fd[0], x, n, off, a)) && !(s = file_pread_all(fd[1], y, n, off, b)))
                 eq = !memcmp(x, y, n);
         }
         *same = !s && eq;
@@ -166,7 +165,7 @@ cterp_status file_map_open_huge(file_map *m, const char *path, int *huge) {
     cterp_status s = CTERP_OK;
     for (size_t off = 0; off < size && !s;) { // 64 MiB reads
         const size_t n = size - off < ((size_t)64 << 20) ? size - off : ((size_t)64 << 20);
-        s = pread_all(fd, a + off, n, off, path);
+        s = file_pread_all(fd, a + off, n, off, path);
         off += n;
     }
     close(fd);

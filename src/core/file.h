@@ -18,6 +18,10 @@ cterp_status file_read_all(const char *path, char **data, size_t *len);
 // A file that cannot be opened or read is an error naming it.
 cterp_status file_same(const char *a, const char *b, size_t block, int *same);
 
+// n bytes at offset off of fd into buf, retrying short and interrupted reads; an error (or the
+// file's end first) names path.
+cterp_status file_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path);
+
 typedef struct {
     const uint8_t *data; // read-only mapping (NULL for an empty file)
     size_t size;
