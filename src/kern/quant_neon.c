@@ -4,6 +4,7 @@
 // each, and acc is 8 registers (acc[0..31]).
 #define KERN_ISA neon
 #define QUANT_XQ_ISA
+#define QUANT_MV_F32
 #include "kern/quant.inc"
 
 #include <arm_neon.h>
@@ -211,7 +212,31 @@ xq_mv_q6_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
     for (int k = 0; k < R; k++) y[k] = xq_hsum(a[k]);
 }
 
-XQ_MV_ROWWISE(xq_mv_q8_0, xq_q8_0)
+// Q8_0, R rows (2): each block of x loaded once for the R rows; each row's weights and d·sx as
+// xq_q8_0's, into its a[2·(b%4)], a[2·(b%4)+1]
+static inline __attribute__((always_inline)) void
+xq_mv_q8_0_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    float32x4_t a[2][8];
+    for (int k = 0; k < R; k++)
+        for (int j = 0; j < 8; j++) a[k][j] = vdupq_n_f32(0);
+    for (int64_t b = 0; b < q->n / QK8_0; b++) {
+        int8x16_t x[4];
+        xq_load_x(x, q, b);
+        for (int k = 0; k < R; k++) {
+            const uint8_t *p = W + (size_t)k * rb + (size_t)b * sizeof(block_q8_0);
+            xq_prefetch_next(W, rb, R, k, (size_t)b * sizeof(block_q8_0), sizeof(block_q8_0));
+            const int8_t *w = (const int8_t *)(p + 2);
+            const float S = f16_at(p) * q->sx[b];
+            xq_block_x(a[k] + 2 * (b & 3), vld1q_s8(w), vld1q_s8(w + 16), x, S, S);
+        }
+    }
+    for (int k = 0; k < R; k++) y[k] = xq_hsum(a[k]);
+}
+
+static void xq_mv_q8_0(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, 2, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q);
+}
+
 XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
 
 static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
@@ -222,34 +247,69 @@ static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, cons
     XQ_MV_BY(2, 2, xq_mv_q6_K_rows, xq_q6_K, y, W, rb, rows, q);
 }
 
-// F16 rows (quant.inc, mv_f16), one at a time: acc[0..31] in eight registers, then dot_f32's
-// fold, its 8-wide tail and its scalar tail.
+// F16 or F32 rows (quant.inc, mv_f16 and mv_f32) R at a time (2): per row acc[0..31] in eight
+// registers, each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and its
+// scalar tail (so each row is dot_f32 of its f32 values, to the bit, as one at a time).
 static inline float32x4_t f16x4_at(const uint8_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(p)));
 }
 
-static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
-    for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *p = W + (size_t)r * rb;
-        float32x4_t a[8] = XQ_ZERO8;
-        int64_t j = 0;
-        for (; j + 32 <= n; j += 32) {
-            xq_prefetch(p + 2 * j, 64);
+static inline __attribute__((always_inline)) float32x4_t mv_w4(const uint8_t *p, const int f32) {
+    return f32 ? vld1q_f32((const float *)(const void *)p) : f16x4_at(p);
+}
+
+static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_t *W, size_t rb,
+                                                          const float *x, int64_t n, const int R,
+                                                          const int f32) {
+    const int es = f32 ? 4 : 2; // bytes a weight
+    float32x4_t a[2][8];
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < 8; k++) a[r][k] = vdupq_n_f32(0);
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        float32x4_t xv[8];
+        for (int k = 0; k < 8; k++) xv[k] = vld1q_f32(x + j + 4 * k);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = W + (size_t)r * rb + es * j;
+            xq_prefetch_next(W, rb, R, r, (size_t)(es * j), 32 * es);
             for (int k = 0; k < 8; k++)
-                a[k] = vaddq_f32(a[k],
-                                 vmulq_f32(f16x4_at(p + 2 * j + 8 * k), vld1q_f32(x + j + 4 * k)));
+                a[r][k] = vaddq_f32(a[r][k], vmulq_f32(mv_w4(p + 4 * es * k, f32), xv[k]));
         }
+    }
+    for (int r = 0; r < R; r++) {
+        const uint8_t *p = W + (size_t)r * rb;
+        const float32x4_t *ar = a[r];
         // acc[k] = (acc[k] + acc[k+16]) + (acc[k+8] + acc[k+24]), k < 8: registers 0, 1
-        float32x4_t b0 = vaddq_f32(vaddq_f32(a[0], a[4]), vaddq_f32(a[2], a[6]));
-        float32x4_t b1 = vaddq_f32(vaddq_f32(a[1], a[5]), vaddq_f32(a[3], a[7]));
-        for (; j + 8 <= n; j += 8) {
-            b0 = vaddq_f32(b0, vmulq_f32(f16x4_at(p + 2 * j), vld1q_f32(x + j)));
-            b1 = vaddq_f32(b1, vmulq_f32(f16x4_at(p + 2 * j + 8), vld1q_f32(x + j + 4)));
+        float32x4_t b0 = vaddq_f32(vaddq_f32(ar[0], ar[4]), vaddq_f32(ar[2], ar[6]));
+        float32x4_t b1 = vaddq_f32(vaddq_f32(ar[1], ar[5]), vaddq_f32(ar[3], ar[7]));
+        int64_t jj = j;
+        for (; jj + 8 <= n; jj += 8) {
+            b0 = vaddq_f32(b0, vmulq_f32(mv_w4(p + es * jj, f32), vld1q_f32(x + jj)));
+            b1 = vaddq_f32(b1, vmulq_f32(mv_w4(p + es * jj + 4 * es, f32), vld1q_f32(x + jj + 4)));
         }
         float32x4_t u = vaddq_f32(b0, b1); // a_k + a_{k+4}
         float32x4_t v = vpaddq_f32(u, u);  // u0+u1, u2+u3
         float s = vgetq_lane_f32(v, 0) + vgetq_lane_f32(v, 1);
-        for (; j < n; j++) s += f16_at(p + 2 * j) * x[j];
+        for (; jj < n; jj++) {
+            float w;
+            if (f32)
+                memcpy(&w, p + 4 * jj, 4);
+            else
+                w = f16_at(p + 2 * jj);
+            s += w * x[jj];
+        }
         y[r] = s;
     }
+}
+
+static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 2, 0);
+    for (; r < rows; r++) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 1, 0);
+}
+
+static void mv_f32(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 2, 1);
+    for (; r < rows; r++) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 1, 1);
 }
