@@ -37,7 +37,9 @@ static double read_bandwidth(int huge) {
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return NAN;
     float *a = (float *)(void *)(((uintptr_t)raw + H - 1) & ~(uintptr_t)(H - 1));
+#ifdef MADV_HUGEPAGE
     if (huge) madvise(a, n * sizeof(float), MADV_HUGEPAGE);
+#endif
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
     double t[7];

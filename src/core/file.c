@@ -121,6 +121,10 @@ cterp_status file_map_open(file_map *m, const char *path) {
 
 // Whether a copy of `size` bytes may go to huge pages here (file_map_open_huge).
 static int huge_pages_wanted(uint64_t size) {
+#ifndef MADV_HUGEPAGE
+    (void)size;
+    return 0; // not Linux: no transparent huge pages to ask for
+#else
     const char *e = getenv("CTERP_HUGE_PAGES");
     if (e && !strcmp(e, "0")) return 0;
     char buf[256] = "";
@@ -135,6 +139,7 @@ static int huge_pages_wanted(uint64_t size) {
         if (sscanf(buf, "MemAvailable: %llu kB", &avail_kb) == 1) break;
     fclose(f);
     return avail_kb > 0 && size <= (uint64_t)avail_kb * 1024 / 2;
+#endif
 }
 
 cterp_status file_map_open_huge(file_map *m, const char *path, int *huge) {
@@ -161,7 +166,9 @@ cterp_status file_map_open_huge(file_map *m, const char *path, int *huge) {
     uint8_t *a = (uint8_t *)(((uintptr_t)p + H - 1) & ~(uintptr_t)(H - 1));
     if (a > p) munmap(p, (size_t)(a - p));
     munmap(a + len, (size_t)(p + len + H - (a + len)));
+#ifdef MADV_HUGEPAGE
     madvise(a, len, MADV_HUGEPAGE);
+#endif
     cterp_status s = CTERP_OK;
     for (size_t off = 0; off < size && !s;) { // 64 MiB reads
         const size_t n = size - off < ((size_t)64 << 20) ? size - off : ((size_t)64 << 20);
