@@ -126,7 +126,7 @@ static int huge_pages_wanted(uint64_t size) {
     return 0; // not Linux: no transparent huge pages to ask for
 #else
     const char *e = getenv("CTERP_HUGE_PAGES");
-    if (e && !strcmp(e, "0")) return 0;
+    if ((e && !strcmp(e, "0")) || size < ((uint64_t)4 << 20)) return 0; // under 2 huge pages: no gain
     char buf[256] = "";
     FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
     if (!f) return 0;

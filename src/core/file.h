@@ -36,8 +36,8 @@ void file_map_close(file_map *m); // no-op on a zeroed map
 // the TLB 512 times less often and reads faster. The same bytes and the same file_map_close;
 // *huge (may be NULL) says which way it went. Mapped as file_map_open does when transparent
 // huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled "[never]"), when the file is
-// over half the memory available (MemAvailable: a mapping can page, a copy cannot), or when the
-// environment has CTERP_HUGE_PAGES=0.
+// under 4 MiB (nothing to gain) or over half the memory available (MemAvailable: a mapping can
+// page, a copy cannot), or when the environment has CTERP_HUGE_PAGES=0.
 cterp_status file_map_open_huge(file_map *m, const char *path, int *huge);
 
 // Atomic writer: bytes go to "<path>.tmp.<pid>"; file_atomic_commit fsyncs it, renames it over
