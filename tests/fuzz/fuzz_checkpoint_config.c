@@ -16,8 +16,8 @@
 // run's (no byte of the state grows with it, and the run that wrote it had that memory), so an
 // input whose config loads with a batch above MAX_BATCH is skipped before the resume allocates
 // for it; the step runs only for batches up to MAX_STEP_BATCH and an input-scale estimate of at
-// most MAX_NORM_BATCHES batches, and on one thread whatever "threads" says (the pool is the
-// process's, and libFuzzer's; cterp_train_config_validate bounds the field itself).
+// most MAX_NORM_BATCHES batches, and on one thread for any "threads" the library accepts (the
+// pool is the process's, and libFuzzer's; cterp_train_config_validate bounds the field).
 #include "cterp/toy.h"
 #include "cterp/train.h"
 #include "fuzz.h"
@@ -92,6 +92,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         int source, normalize;
         int64_t steps;
         const char *name;
+        int64_t d_sae; // 0: 32; 4 makes a 3 KB input, where mutations meet the structure
     } seeds[] = {
         {CTERP_ARCH_TOPK, 0, 1, 0, "topk_file_step0"}, // before any data: not initialized
         {CTERP_ARCH_TOPK, 0, 1, 7, "topk_file_step7"},
@@ -103,11 +104,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         {CTERP_ARCH_BATCHTOPK, 1, 0, 5, "batchtopk_toy_step5"},
         {CTERP_ARCH_GATED, 0, 0, 4, "gated_file_step4"},
         {CTERP_ARCH_MATRYOSHKA_BATCHTOPK, 1, 0, 5, "matryoshka_toy_step5"},
+        {CTERP_ARCH_TOPK, 0, 1, 3, "topk_file_step3_n4", 4},
+        {CTERP_ARCH_JUMPRELU, 1, 0, 3, "jumprelu_toy_step3_n4", 4},
+        {CTERP_ARCH_STANDARD, 1, 0, 2, "standard_toy_step2_n4", 4},
     };
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
         cterp_train_config c;
         small_cfg(&c, seeds[i].arch);
         c.normalize_activations = seeds[i].normalize, c.norm_estimate_batches = 2;
+        if (seeds[i].d_sae) c.d_sae = seeds[i].d_sae, c.k = 2;
         char name[64];
         snprintf(name, sizeof name, "%s.ck", seeds[i].name);
         make_checkpoint(seeds[i].source, &c, seeds[i].steps, name);
@@ -150,7 +155,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         cterp_status s = cterp_trainer_resume(&t, ck[i], &src);
         fuzz_note(ck[i], s);
         if (!s) {
-            t->cfg.threads = 0; // the process's one thread (fuzz_quiet_threads)
+            // the process's one thread (fuzz_quiet_threads) for any count the config may have;
+            // one above it (regressions/threads-100000) is the library's to refuse
+            if (t->cfg.threads <= CTERP_MAX_THREADS) t->cfg.threads = 0;
             if (step_is_small(t))
                 fuzz_note("step", cterp_trainer_run(t, cterp_trainer_step(t) + 1));
             cterp_trainer_free(t);
