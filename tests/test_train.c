@@ -192,6 +192,11 @@ static void test_config(void) {
     cterp_train_config_default(&c);
     c.feature_sampling_window = -3;
     expect_invalid(&c, "feature_sampling_window", "-3");
+    cterp_train_config_default(&c);
+    c.threads = CTERP_MAX_THREADS;
+    CHECK_OK(cterp_train_config_validate(&c, 32));
+    c.threads = 100000; // OpenMP would start them all
+    expect_invalid(&c, "threads", "0..1024");
     // matryoshka_widths: a flag or JSON list; strictly increasing, within d_sae, only for
     // matryoshka_batchtopk, present there; errors name the field and the value
     cterp_train_config_default(&c);
@@ -564,6 +569,7 @@ static void test_bad_checkpoint(void) {
     char ck[600], path[700];
     snprintf(ck, sizeof ck, "%s/ck", dir);
     cterp_trainer *t, *r = NULL;
+    cterp_status s;
     cterp_trainer_create(&t, &c, &src);
     cterp_trainer_run(t, 5);
     CHECK_OK(cterp_trainer_checkpoint(t, ck));
@@ -579,10 +585,30 @@ static void test_bad_checkpoint(void) {
     CHECK_MSG(strstr(cterp_last_error(), "trainer_state.safetensors") != NULL, "%s", cterp_last_error());
     CHECK_OK(file_write_all(path, data, n));
     free(data);
+    // a config that asks for 100000 OpenMP threads (fuzz_checkpoint_config, crafted): refused
+    // naming the field, before the first step would start them
+    snprintf(path, sizeof path, "%s/train_config.json", ck);
+    CHECK_OK(file_read_all(path, &data, &n));
+    char *th = strstr(data, "\"threads\": 0,");
+    CHECK(th != NULL);
+    if (th) {
+        char *edited = malloc(n + 16);
+        snprintf(edited, n + 16, "%.*s\"threads\": 100000,%s", (int)(th - data), data,
+                 th + strlen("\"threads\": 0,"));
+        write_text(path, edited);
+        free(edited);
+        remanifest(ck);
+        s = cterp_trainer_resume(&r, ck, &src);
+        CHECK_MSG(s == CTERP_EINVAL && r == NULL && strstr(cterp_last_error(), "threads: got 100000"),
+                  "%s", cterp_last_error());
+    }
+    CHECK_OK(file_write_all(path, data, n));
+    remanifest(ck);
+    free(data);
     // a config that does not match the state (other d_sae)
     snprintf(path, sizeof path, "%s/train_config.json", ck);
     write_text(path, "{\"d_sae\": 64, \"k\": 4, \"batch_size\": 512, \"training_steps\": 10}");
-    cterp_status s = cterp_trainer_resume(&r, ck, &src);
+    s = cterp_trainer_resume(&r, ck, &src);
     CHECK_MSG(s == CTERP_EFORMAT && strstr(cterp_last_error(), "checkpoint.json describes") &&
                   strstr(cterp_last_error(), "train_config.json"),
               "%s", cterp_last_error()); // the manifest sees the file changed

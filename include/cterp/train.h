@@ -18,6 +18,7 @@ extern "C" {
 typedef enum { CTERP_LR_CONSTANT = 0, CTERP_LR_COSINE = 1, CTERP_LR_LINEAR = 2 } cterp_lr_sched;
 typedef enum { CTERP_BDEC_GEOMETRIC_MEDIAN = 0, CTERP_BDEC_MEAN = 1, CTERP_BDEC_ZEROS = 2 } cterp_bdec_init;
 enum { CTERP_MAX_MATRYOSHKA = 16 }; // prefix widths of a matryoshka_batchtopk SAE, at most
+enum { CTERP_MAX_THREADS = 1024 }; // a config's threads, at most (more than any machine has cores)
 
 typedef struct {
     // --- architecture ---
@@ -69,7 +70,7 @@ typedef struct {
     uint64_t seed;
     int64_t log_every;          // steps between metrics lines
     int64_t checkpoint_every;   // steps between checkpoints (0: only the final one)
-    int threads;                // 0: OpenMP default
+    int threads;                // 0: OpenMP default; at most CTERP_MAX_THREADS
     int encoder_bf16;           // topk/batchtopk: encoder GEMM in bf16 (AVX-512 BF16) to choose the
                                 // top-k; the chosen values are recomputed in f32 (off by default)
     int skip_nonfinite_rows;    // a row of activations with a NaN/Inf is replaced by the source's

@@ -305,7 +305,12 @@ cterp_status cterp_trainer_resume(cterp_trainer **out, const char *dir, cterp_ac
     // Sizes before allocations: the config's d_sae and batch size drive allocations of N * D
     // floats and more, so they must agree with the state's own record and with its tensors, whose
     // bytes the file holds (st_open checked every tensor lies inside it), before any is made.
-    if ((s = cterp_train_config_validate(&cfg, src->d_in))) goto fail;
+    if ((s = cterp_train_config_validate(&cfg, src->d_in))) { // name the file
+        char msg[1536];
+        snprintf(msg, sizeof msg, "%s", cterp_last_error());
+        s = cterp_error(s, "%s: %s", cfgp, msg);
+        goto fail;
+    }
     const int64_t D = src->d_in, N = cterp_train_config_d_sae(&cfg, D), B = cfg.batch_size;
     const int64_t steps = cterp_train_config_steps(&cfg);
     int64_t ints[8], s8 = 8, s3 = 3;

@@ -513,7 +513,10 @@ cterp_status cterp_train_config_validate(const cterp_train_config *c, int64_t d_
                            (long long)c->training_tokens, (long long)c->batch_size);
     if (c->log_every <= 0) return BAD("log_every", "%lld", (long long)c->log_every, "> 0");
     if (c->checkpoint_every < 0) return BAD("checkpoint_every", "%lld", (long long)c->checkpoint_every, ">= 0");
-    if (c->threads < 0) return BAD("threads", "%d", c->threads, ">= 0");
+    // the trainer gives OpenMP this many threads: a checkpoint's "threads": 100000 made the first
+    // step start 100000 of them (gigabytes, then the OOM killer) instead of an error
+    if (c->threads < 0 || c->threads > CTERP_MAX_THREADS)
+        return BAD("threads", "%d", c->threads, "0..1024 (0: OpenMP's default)");
     if (c->encoder_bf16) {
         if (c->architecture != CTERP_ARCH_TOPK && c->architecture != CTERP_ARCH_BATCHTOPK && !matry)
             return cterp_error(CTERP_EINVAL, "encoder_bf16: got true with architecture %s, expected topk, batchtopk "
