@@ -8,7 +8,7 @@
 #include "cterp/toy.h"
 #include "cterp/train.h"
 #include "fuzz.h"
-#include "io/npy.h"
+#include "fuzz_sources.h"
 #include "train/trainer_impl.h"
 
 enum { D = 16, ROWS = 40 };
@@ -44,14 +44,7 @@ static void make_checkpoint(int which, const cterp_train_config *c, int64_t step
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fuzz_quiet_threads();
-    npy = fuzz_path("acts.npy");
-    float v[ROWS * D];
-    for (int i = 0; i < ROWS * D; i++) v[i] = (float)((i * 7919) % 101) / 50.0f - 1.0f;
-    if (npy_write_f32(npy, v, ROWS, D)) abort();
-    cterp_toy_config tc;
-    cterp_toy_config_default(&tc);
-    tc.n_features = 24, tc.d = D, tc.avg_active = 2, tc.seed = 3;
-    if (cterp_toy_create(&toy, &tc)) abort();
+    fuzz_sources_init(D, ROWS, &npy, &toy);
     ck[0] = fuzz_subdir("ck_topk_file"), ck[1] = fuzz_subdir("ck_jumprelu_toy");
     for (int i = 0; i < 2; i++) {
         state[i] = file_join(ck[i], "trainer_state.safetensors");
