@@ -5,15 +5,13 @@
 // fixed checkpoints take each input: topk over a .npy file source with the input scale estimated
 // (its position, epoch and fingerprint in the state), and jumprelu over the toy source (log
 // thresholds).
-#include "cterp/toy.h"
 #include "cterp/train.h"
 #include "fuzz.h"
 #include "fuzz_sources.h"
 #include "train/trainer_impl.h"
 
 enum { D = 16, ROWS = 40 };
-static char *ck[2], *state[2], *manifest[2], *npy;
-static cterp_toy *toy;
+static char *ck[2], *state[2], *manifest[2];
 
 static void small_cfg(cterp_train_config *c, cterp_arch arch) {
     cterp_train_config_default(c);
@@ -22,29 +20,15 @@ static void small_cfg(cterp_train_config *c, cterp_arch arch) {
     c->log_every = 5, c->dead_feature_window = 3, c->feature_sampling_window = 4;
 }
 
-static void open_source(int which, cterp_act_source *src) {
-    cterp_status s = which == 0 ? cterp_act_source_file(src, npy, 0, 42) : cterp_toy_source(src, toy);
-    if (s) abort();
-}
-
 // Trains `steps` steps from scratch and checkpoints into ck[which]; its state is a seed.
 static void make_checkpoint(int which, const cterp_train_config *c, int64_t steps, const char *seed) {
-    cterp_act_source src;
-    open_source(which, &src);
-    cterp_trainer *t;
-    if (cterp_trainer_create(&t, c, &src) || cterp_trainer_run(t, steps) ||
-        cterp_trainer_checkpoint(t, ck[which])) {
-        fprintf(stderr, "fuzz_checkpoint: %s\n", cterp_last_error());
-        abort();
-    }
-    cterp_trainer_free(t);
-    cterp_act_source_free(&src);
+    fuzz_write_checkpoint(which, c, steps, ck[which], "fuzz_checkpoint");
     fuzz_seed_file(seed, state[which]);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fuzz_quiet_threads();
-    fuzz_sources_init(D, ROWS, &npy, &toy);
+    fuzz_sources_init(D, ROWS);
     ck[0] = fuzz_subdir("ck_topk_file"), ck[1] = fuzz_subdir("ck_jumprelu_toy");
     for (int i = 0; i < 2; i++) {
         state[i] = file_join(ck[i], "trainer_state.safetensors");
@@ -68,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_write(manifest[i], text, strlen(text)); // in place: no fsync per input
         free(text);
         cterp_act_source src;
-        open_source(i, &src);
+        fuzz_source_open(i, &src);
         cterp_trainer *t;
         cterp_status s = cterp_trainer_resume(&t, ck[i], &src);
         fuzz_note(ck[i], s);

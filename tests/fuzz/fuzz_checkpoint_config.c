@@ -18,7 +18,6 @@
 // for it; the step runs only for batches up to MAX_STEP_BATCH and an input-scale estimate of at
 // most MAX_NORM_BATCHES batches, and on one thread for any "threads" the library accepts (the
 // pool is the process's, and libFuzzer's; cterp_train_config_validate bounds the field).
-#include "cterp/toy.h"
 #include "cterp/train.h"
 #include "fuzz.h"
 #include "fuzz_sources.h"
@@ -27,14 +26,7 @@
 enum { D = 16, ROWS = 40, MAX_BATCH = 1 << 16, MAX_STEP_BATCH = 1024, MAX_NORM_BATCHES = 64 };
 static const char SEP[] = "\0STATE\0"; // sizeof SEP - 1 == 7: the separator's bytes
 enum { SEP_LEN = sizeof SEP - 1 };
-static char *ck[2], *state[2], *config[2], *manifest[2], *npy;
-static cterp_toy *toy;
-
-static void open_source(int which, cterp_act_source *src) {
-    cterp_status s =
-        which == 0 ? cterp_act_source_file(src, npy, 0, 42) : cterp_toy_source(src, toy);
-    if (s) abort();
-}
+static char *ck[2], *state[2], *config[2], *manifest[2];
 
 static void small_cfg(cterp_train_config *c, cterp_arch arch) {
     cterp_train_config_default(c);
@@ -49,16 +41,7 @@ static void small_cfg(cterp_train_config *c, cterp_arch arch) {
 // pair as a seed named `seed`.
 static void make_checkpoint(int which, const cterp_train_config *c, int64_t steps,
                             const char *seed) {
-    cterp_act_source src;
-    open_source(which, &src);
-    cterp_trainer *t;
-    if (cterp_trainer_create(&t, c, &src) || cterp_trainer_run(t, steps) ||
-        cterp_trainer_checkpoint(t, ck[which])) {
-        fprintf(stderr, "fuzz_checkpoint_config: %s\n", cterp_last_error());
-        abort();
-    }
-    cterp_trainer_free(t);
-    cterp_act_source_free(&src);
+    fuzz_write_checkpoint(which, c, steps, ck[which], "fuzz_checkpoint_config");
     if (!fuzz_seed_dir()) return;
     char *ct, *st;
     size_t cn, sn;
@@ -73,7 +56,7 @@ static void make_checkpoint(int which, const cterp_train_config *c, int64_t step
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     fuzz_quiet_threads();
-    fuzz_sources_init(D, ROWS, &npy, &toy);
+    fuzz_sources_init(D, ROWS);
     ck[0] = fuzz_subdir("ck_file"), ck[1] = fuzz_subdir("ck_toy");
     for (int i = 0; i < 2; i++) {
         state[i] = file_join(ck[i], "trainer_state.safetensors");
@@ -143,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!cterp_train_config_load_json(&c, config[0]) && c.batch_size > MAX_BATCH) return 0;
     for (int i = 0; i < 2; i++) {
         cterp_act_source src;
-        open_source(i, &src);
+        fuzz_source_open(i, &src);
         cterp_trainer *t;
         cterp_status s = cterp_trainer_resume(&t, ck[i], &src);
         fuzz_note(ck[i], s);
