@@ -370,14 +370,4 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
     }
 }
 
-static void mv_f16(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
-    int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 2, 0);
-    for (; r < rows; r++) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 1, 0);
-}
-
-static void mv_f32(float *y, const uint8_t *W, size_t rb, int64_t rows, const float *x, int64_t n) {
-    int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 2, 1);
-    for (; r < rows; r++) mv_rows(y + r, W + (size_t)r * rb, rb, x, n, 1, 1);
-}
+XQ_MV_F16_F32(2)
