@@ -25,4 +25,5 @@ static inline __m512i xq_dot_s(__m512i w, __m512i xh, __m512i xl, __m512i xs4) {
                     _mm512_mask_sub_epi8(xl, neg, z, xl));
 }
 
+#define XQ_DOT_U_ANY_BYTE 0 // pmaddubsw: q <= 128 (quant_avx512.inc)
 #include "kern/quant_avx512.inc"

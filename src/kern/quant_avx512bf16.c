@@ -20,4 +20,5 @@ static inline __m512i xq_dot_s(__m512i w, __m512i xh, __m512i xl, __m512i xs4) {
     return _mm512_sub_epi32(xq_dot_u(u, xh, xl), _mm512_slli_epi32(xs4, 7));
 }
 
+#define XQ_DOT_U_ANY_BYTE 1 // vpdpbusd: any unsigned q (quant_avx512.inc)
 #include "kern/quant_avx512.inc"
