@@ -228,22 +228,28 @@ static void xq_mv_q8_0(float *y, const uint8_t *W, size_t rb, int64_t rows, cons
 }
 
 XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
-// Q4_K, R rows (quant.inc, xq_mv_*): each block of x loaded once for the R rows; each row's
-// sub-block s into its a[s % 4], as xq_q4_K's
+// Q4_K and Q5_K (`five`: bit s of qh[j] the fifth bit of sub-block s's weight j; the scales at
+// the same offsets), R rows (quant.inc, xq_mv_*): each block of x loaded once for the R rows; each
+// row's sub-block s into its a[s % 4], as xq_q4_K's
 static inline __attribute__((always_inline)) void
-xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+xq_mv_k45_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R,
+               const int five) {
+    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_at = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     __m256 a[2][4], accm[2];
+    __m256i H[2]; // Q5_K: each row's qh
     float S[2][8];
-    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
     for (int r = 0; r < R; r++) {
         accm[r] = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < q->n / QK_K; i++) {
         for (int r = 0; r < R; r++) {
-            const uint8_t *p = W + (size_t)r * rb + (size_t)i * sizeof(block_q4_K);
-            xq_prefetch_next(W, rb, R, r, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+            const uint8_t *p = W + (size_t)r * rb + (size_t)i * bs;
+            xq_prefetch_next(W, rb, R, r, (size_t)i * bs, (int)bs);
             accm[r] = xq_q4_K_scales(S[r], accm[r], p, q, i);
+            if (five) H[r] = xq_ld(AT(p, block_q5_K, qh));
         }
         const int8_t *xh = q->xh + QK_K * i, *xl = q->xl + QK_K * i;
         for (int c = 0; c < 4; c++) { // sub-blocks 2c (low nibbles), 2c+1 (high) of qs[32c ...]
@@ -251,13 +257,18 @@ xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
             const __m256i h1 = xq_ld(xh + 64 * c + 32), l1 = xq_ld(xl + 64 * c + 32);
             const int k = (2 * c) & 3;
             for (int r = 0; r < R; r++) {
-                const __m256i u = xq_ld(W + (size_t)r * rb + (size_t)i * sizeof(block_q4_K) +
-                                        offsetof(block_q4_K, qs) + 32 * c);
-                a[r][k] = xq_fma_free(a[r][k], xq_dot_u(_mm256_and_si256(u, m4), h0, l0),
+                const __m256i u = xq_ld(W + (size_t)r * rb + (size_t)i * bs + qs_at + 32 * c);
+                __m256i w0 = _mm256_and_si256(u, m4), w1 = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+                if (five) { // bits 2c, 2c+1 of qh to bit 4
+                    const __m256i hb = _mm256_srl_epi16(H[r], _mm_cvtsi32_si128(2 * c));
+                    w0 = _mm256_or_si256(w0, _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+                    w1 = _mm256_or_si256(
+                        w1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
+                }
+                a[r][k] = xq_fma_free(a[r][k], xq_dot_u(w0, h0, l0),
                                       _mm256_broadcast_ss(&S[r][2 * c]));
-                a[r][k + 1] = xq_fma_free(
-                    a[r][k + 1], xq_dot_u(_mm256_and_si256(_mm256_srli_epi16(u, 4), m4), h1, l1),
-                    _mm256_broadcast_ss(&S[r][2 * c + 1]));
+                a[r][k + 1] = xq_fma_free(a[r][k + 1], xq_dot_u(w1, h1, l1),
+                                          _mm256_broadcast_ss(&S[r][2 * c + 1]));
             }
         }
     }
@@ -265,8 +276,29 @@ xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
         y[r] = xq_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]) - xq_hsum256(accm[r]);
 }
 
+static inline __attribute__((always_inline)) void
+xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    xq_mv_k45_rows(y, W, rb, q, R, 0);
+}
+
+static inline __attribute__((always_inline)) void
+xq_mv_q5_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    xq_mv_k45_rows(y, W, rb, q, R, 1);
+}
+
+// Q5_K, one row: the R-row kernel at R = 1
+static float xq_q5_K(const uint8_t *p, const quant_xq *q) {
+    float y;
+    xq_mv_q5_K_rows(&y, p, 0, q, 1);
+    return y;
+}
+
 static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
     XQ_MV_BY(2, 2, xq_mv_q4_K_rows, xq_q4_K, y, W, rb, rows, q);
+}
+
+static void xq_mv_q5_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, 2, xq_mv_q5_K_rows, xq_q5_K, y, W, rb, rows, q);
 }
 
 // Q6_K, R rows: each block of x and its offset correction 32·Σ X loaded once for the R rows;

@@ -140,20 +140,24 @@ static inline void xq_load_x(int8x16_t x[4], const quant_xq *q, int64_t b) {
     x[2] = vld1q_s8(q->xl + 32 * b), x[3] = vld1q_s8(q->xl + 32 * b + 16);
 }
 
-// Q4_K, R rows (2: each row's acc is 8 of the 32 registers): each block of x loaded once for the R
-// rows; each row's scales, mins and blocks as xq_q4_K's
+// Q4_K and Q5_K (`five`: bit s of qh[j] the fifth bit of sub-block s's weight j; the scales at
+// the same offsets), R rows (2: each row's acc is 8 of the 32 registers): each block of x loaded
+// once for the R rows; each row's scales, mins and blocks as xq_q4_K's
 static inline __attribute__((always_inline)) void
-xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+xq_mv_k45_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R,
+               const int five) {
+    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_at = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     float32x4_t a[2][8];
     float accm[2][8], S[2][8];
     uint8_t sc[8], m[8];
-    const uint8x16_t m4 = vdupq_n_u8(15);
+    const uint8x16_t m4 = vdupq_n_u8(15), one = vdupq_n_u8(1);
     for (int k = 0; k < R; k++)
         for (int j = 0; j < 8; j++) a[k][j] = vdupq_n_f32(0), accm[k][j] = 0;
     for (int64_t i = 0; i < q->n / QK_K; i++) {
         for (int k = 0; k < R; k++) {
-            const uint8_t *p = W + (size_t)k * rb + (size_t)i * sizeof(block_q4_K);
-            xq_prefetch_next(W, rb, R, k, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+            const uint8_t *p = W + (size_t)k * rb + (size_t)i * bs;
+            xq_prefetch_next(W, rb, R, k, (size_t)i * bs, (int)bs);
             float d = f16_at(AT(p, block_q4_K, d)), dmin = f16_at(AT(p, block_q4_K, dmin));
             xq_scales_k4(AT(p, block_q4_K, scales), sc, m);
             for (int s = 0; s < 8; s++) {
@@ -166,19 +170,47 @@ xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
             int8x16_t x0[4], x1[4];
             xq_load_x(x0, q, b), xq_load_x(x1, q, b + 1);
             for (int k = 0; k < R; k++) {
-                const uint8_t *qs = W + (size_t)k * rb + (size_t)i * sizeof(block_q4_K) +
-                                    offsetof(block_q4_K, qs) + 32 * c;
+                const uint8_t *p = W + (size_t)k * rb + (size_t)i * bs;
+                const uint8_t *qs = p + qs_at + 32 * c;
                 uint8x16_t u0 = vld1q_u8(qs), u1 = vld1q_u8(qs + 16);
+                uint8x16_t w0 = vandq_u8(u0, m4), w1 = vandq_u8(u1, m4);
+                uint8x16_t w2 = vshrq_n_u8(u0, 4), w3 = vshrq_n_u8(u1, 4);
+                if (five) { // bits 2c, 2c+1 of qh to bit 4
+                    const uint8_t *qh = AT(p, block_q5_K, qh);
+                    const int8x16_t s0 = vdupq_n_s8((int8_t)(-2 * c)),
+                                    s1 = vdupq_n_s8((int8_t)(-2 * c - 1));
+                    const uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+                    w0 = vorrq_u8(w0, vshlq_n_u8(vandq_u8(vshlq_u8(h0, s0), one), 4));
+                    w1 = vorrq_u8(w1, vshlq_n_u8(vandq_u8(vshlq_u8(h1, s0), one), 4));
+                    w2 = vorrq_u8(w2, vshlq_n_u8(vandq_u8(vshlq_u8(h0, s1), one), 4));
+                    w3 = vorrq_u8(w3, vshlq_n_u8(vandq_u8(vshlq_u8(h1, s1), one), 4));
+                }
                 float32x4_t *ac = a[k] + 4 * (c & 1);
-                xq_block_x(ac, vreinterpretq_s8_u8(vandq_u8(u0, m4)),
-                           vreinterpretq_s8_u8(vandq_u8(u1, m4)), x0, S[k][2 * c], S[k][2 * c]);
-                xq_block_x(ac + 2, vreinterpretq_s8_u8(vshrq_n_u8(u0, 4)),
-                           vreinterpretq_s8_u8(vshrq_n_u8(u1, 4)), x1, S[k][2 * c + 1],
-                           S[k][2 * c + 1]);
+                xq_block_x(ac, vreinterpretq_s8_u8(w0), vreinterpretq_s8_u8(w1), x0, S[k][2 * c],
+                           S[k][2 * c]);
+                xq_block_x(ac + 2, vreinterpretq_s8_u8(w2), vreinterpretq_s8_u8(w3), x1,
+                           S[k][2 * c + 1], S[k][2 * c + 1]);
             }
         }
     }
     for (int k = 0; k < R; k++) y[k] = xq_hsum(a[k]) - xq_sum8(accm[k]);
+}
+
+static inline __attribute__((always_inline)) void
+xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    xq_mv_k45_rows(y, W, rb, q, R, 0);
+}
+
+static inline __attribute__((always_inline)) void
+xq_mv_q5_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
+    xq_mv_k45_rows(y, W, rb, q, R, 1);
+}
+
+// Q5_K, one row: the R-row kernel at R = 1
+static float xq_q5_K(const uint8_t *p, const quant_xq *q) {
+    float y;
+    xq_mv_q5_K_rows(&y, p, 0, q, 1);
+    return y;
 }
 
 // Q6_K, R rows (2): each block of x loaded once for the R rows; each row's weights and scales as
@@ -241,6 +273,10 @@ XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
 
 static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
     XQ_MV_BY(2, 2, xq_mv_q4_K_rows, xq_q4_K, y, W, rb, rows, q);
+}
+
+static void xq_mv_q5_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
+    XQ_MV_BY(2, 2, xq_mv_q5_K_rows, xq_q5_K, y, W, rb, rows, q);
 }
 
 static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
