@@ -359,8 +359,8 @@ static double open_cpu_s(const char *path, char *json, size_t cap, int n_tensors
     size_t n = (size_t)snprintf(json, cap, "{");
     for (int i = 0; i < n_tensors; i++)
         n += (size_t)snprintf(json + n, cap - n,
-                      "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
-                      i ? "," : "", i == n_tensors - 1 ? last : i);
+                              "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                              i ? "," : "", i == n_tensors - 1 ? last : i);
     snprintf(json + n, cap - n, "}");
     write_st(path, json, NULL, 0);
     struct timespec a, b;

@@ -231,9 +231,9 @@ XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
 // Q4_K and Q5_K (`five`: bit s of qh[j] the fifth bit of sub-block s's weight j; the scales at
 // the same offsets), R rows (quant.inc, xq_mv_*): each block of x loaded once for the R rows; each
 // row's sub-block s into its a[s % 4], as xq_q4_K's
-static inline __attribute__((always_inline)) void
-xq_mv_k45_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R,
-               const int five) {
+static inline __attribute__((always_inline)) void xq_mv_k45_rows(float *y, const uint8_t *W,
+                                                                 size_t rb, const quant_xq *q,
+                                                                 const int R, const int five) {
     const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const size_t qs_at = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     __m256 a[2][4], accm[2];
@@ -258,15 +258,16 @@ xq_mv_k45_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const i
             const int k = (2 * c) & 3;
             for (int r = 0; r < R; r++) {
                 const __m256i u = xq_ld(W + (size_t)r * rb + (size_t)i * bs + qs_at + 32 * c);
-                __m256i w0 = _mm256_and_si256(u, m4), w1 = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+                __m256i w0 = _mm256_and_si256(u, m4),
+                        w1 = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
                 if (five) { // bits 2c, 2c+1 of qh to bit 4
                     const __m256i hb = _mm256_srl_epi16(H[r], _mm_cvtsi32_si128(2 * c));
                     w0 = _mm256_or_si256(w0, _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
                     w1 = _mm256_or_si256(
                         w1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
                 }
-                a[r][k] = xq_fma_free(a[r][k], xq_dot_u(w0, h0, l0),
-                                      _mm256_broadcast_ss(&S[r][2 * c]));
+                a[r][k] =
+                    xq_fma_free(a[r][k], xq_dot_u(w0, h0, l0), _mm256_broadcast_ss(&S[r][2 * c]));
                 a[r][k + 1] = xq_fma_free(a[r][k + 1], xq_dot_u(w1, h1, l1),
                                           _mm256_broadcast_ss(&S[r][2 * c + 1]));
             }

@@ -143,9 +143,9 @@ static inline void xq_load_x(int8x16_t x[4], const quant_xq *q, int64_t b) {
 // Q4_K and Q5_K (`five`: bit s of qh[j] the fifth bit of sub-block s's weight j; the scales at
 // the same offsets), R rows (2: each row's acc is 8 of the 32 registers): each block of x loaded
 // once for the R rows; each row's scales, mins and blocks as xq_q4_K's
-static inline __attribute__((always_inline)) void
-xq_mv_k45_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R,
-               const int five) {
+static inline __attribute__((always_inline)) void xq_mv_k45_rows(float *y, const uint8_t *W,
+                                                                 size_t rb, const quant_xq *q,
+                                                                 const int R, const int five) {
     const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const size_t qs_at = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     float32x4_t a[2][8];
