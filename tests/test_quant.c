@@ -495,9 +495,9 @@ static void test_matvec(void) {
     rng_seed(&r, 31);
     for (int i = 0; i < NMAX; i++) x[i] = rng_normal(&r);
     x[77] = -25.0f;
-    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
-                                     GGML_TYPE_Q6_K, GGML_TYPE_Q5_K, GGML_TYPE_F16,
-                                     GGML_TYPE_F32,  GGML_TYPE_Q3_K};
+    static const uint32_t types[] = {
+        GGML_TYPE_Q8_0,   GGML_TYPE_Q4_0,   GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q5_K,
+        GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_F16,  GGML_TYPE_F32,  GGML_TYPE_Q3_K};
     static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
     int checked = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {

@@ -83,6 +83,41 @@ static float xq_q4_0(const uint8_t *p, const quant_xq *q) {
     XQ_BLOCKS_32(xq_q4_0_1, block_q4_0);
 }
 
+// IQ4_NL / IQ4_XS: 16 bytes of nibbles -> [low, high] -> their levels by one byte shuffle
+static inline __m256i xq_iq4_w(const uint8_t *qs) {
+    const __m256i lv =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const void *)quant_iq4nl_values));
+    __m128i x = _mm_loadu_si128((const void *)qs);
+    return _mm256_shuffle_epi8(
+        lv, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(15)));
+}
+
+static inline __m256 xq_iq4_nl_1(__m256 acc, const uint8_t *p, const quant_xq *q, int64_t b) {
+    __m256i P = xq_dot_s(xq_iq4_w(p + 2), xq_ld(q->xh + 32 * b), xq_ld(q->xl + 32 * b));
+    return xq_fma_free(acc, P, _mm256_set1_ps(xq_f16(p) * q->sx[b]));
+}
+
+static float xq_iq4_nl(const uint8_t *p, const quant_xq *q) {
+    XQ_BLOCKS_32(xq_iq4_nl_1, block_iq4_nl);
+}
+
+static float xq_iq4_xs(const uint8_t *p, const quant_xq *q) {
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    float S[8];
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_iq4_xs)) {
+        xq_prefetch(p, sizeof(block_iq4_xs));
+        xq_iq4_xs_scales(S, p, q->sx + 8 * i);
+        for (int s = 0; s < 8; s++) {
+            const int64_t b = 8 * i + s;
+            __m256i P = xq_dot_s(xq_iq4_w(AT(p, block_iq4_xs, qs) + 16 * s), xq_ld(q->xh + 32 * b),
+                                 xq_ld(q->xl + 32 * b));
+            a[s & 3] = xq_fma_free(a[s & 3], P, _mm256_set1_ps(S[s]));
+        }
+    }
+    return xq_hsum4(a[0], a[1], a[2], a[3]);
+}
+
 // Q4_K's scales of one super-block: S = (d·sc)·sx to memory (broadcast from there), accm +=
 // (dmin·m)·xsum, the products xq_q4_K's makes; the 6-bit scales and mins unpacked as
 // quant_avx512.inc's xq_q4_K_dm does (two byte shuffles, in vector registers)

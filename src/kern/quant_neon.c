@@ -92,6 +92,42 @@ static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
     return xq_hsum(a) - xq_sum8(accm);
 }
 
+// IQ4_NL / IQ4_XS: 16 bytes of nibbles -> the levels of the low (w0: weights 0-15) and the high
+// (w1: 16-31) by table lookups
+static inline void xq_iq4_w(int8x16_t w[2], const uint8_t *qs) {
+    const int8x16_t lv = vld1q_s8(quant_iq4nl_values);
+    const uint8x16_t u = vld1q_u8(qs);
+    w[0] = vqtbl1q_s8(lv, vandq_u8(u, vdupq_n_u8(15)));
+    w[1] = vqtbl1q_s8(lv, vshrq_n_u8(u, 4));
+}
+
+static float xq_iq4_nl(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    for (int64_t b = 0; b < q->n / QK4_NL; b++, p += sizeof(block_iq4_nl)) {
+        xq_prefetch(p, sizeof(block_iq4_nl));
+        int8x16_t w[2];
+        xq_iq4_w(w, AT(p, block_iq4_nl, qs));
+        float S = f16_at(p) * q->sx[b];
+        xq_block(a + 2 * (b & 3), w[0], w[1], q, b, S, S);
+    }
+    return xq_hsum(a);
+}
+
+static float xq_iq4_xs(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    float S[8];
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_iq4_xs)) {
+        xq_prefetch(p, sizeof(block_iq4_xs));
+        xq_iq4_xs_scales(S, p, q->sx + 8 * i);
+        for (int s = 0; s < 8; s++) {
+            int8x16_t w[2];
+            xq_iq4_w(w, AT(p, block_iq4_xs, qs) + 16 * s);
+            xq_block(a + 2 * (s & 3), w[0], w[1], q, 8 * i + s, S[s], S[s]);
+        }
+    }
+    return xq_hsum(a);
+}
+
 // The 32 weights 32g.. of a Q6_K block p (g = 4h + r, as deq_q6_K) as signed bytes, two vectors.
 static inline void q6k_weights(int8x16_t w[2], const uint8_t *p, int h, int r) {
     const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
