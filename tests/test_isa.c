@@ -183,12 +183,15 @@ static void test_quant(const kern_variant *v, const kern_variant *g) {
     // the matvec: 7 rows (each kernel's runs of rows and a tail) at an odd stride, short rows
     // (under 1 KB: 4 or 2 at a time) and long (4 or 2), and F16's
     free(xv), free(b1), free(b0);
-    xv = randn(12, 4096, 1.0f);
-    b1 = malloc(quant_xq_bytes(4096)), b0 = malloc(quant_xq_bytes(4096));
+    xv = randn(12, 8192, 1.0f);
+    b1 = malloc(quant_xq_bytes(8192)), b0 = malloc(quant_xq_bytes(8192));
     for (size_t ti = 0; ti <= 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]); ti++) {
         const int f16 = ti == 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]);
         const uint32_t t = f16 ? GGML_TYPE_F16 : XQ_TYPES[ti / 2];
-        const int64_t n = f16 ? 1000 + 37 : ti % 2 ? 4096 : 512; // F16: the 32-, 8- and 1-wide tails
+        // F16: the 32-, 8- and 1-wide tails; long rows: 2 KB or more (Q3_K's 4096 are 1760 bytes)
+        const int64_t n = f16           ? 1000 + 37
+                          : ti % 2 == 0 ? 512
+                          : quant_row_bytes(t, 4096) >= 2048 ? 4096 : 8192;
         const size_t rb = quant_row_bytes(t, n) + 3;
         uint8_t *W = malloc(7 * rb);
         for (int i = 0; i < 7; i++)

@@ -467,14 +467,14 @@ static void test_xq(void) {
     quant_xq_prepare(&q, buf, x, 300);
     CHECK(q.xh == NULL && quant_xq_bytes(300) == 0);
     CHECK(quant_dot_xq(GGML_TYPE_F32, x, &q) == quant_dot_row(GGML_TYPE_F32, x, x, 300));
-    quant_quantize_row(GGML_TYPE_Q3_K, x, row, 256);
+    quant_quantize_row(GGML_TYPE_Q2_K, x, row, 256);
     quant_xq_prepare(&q, buf, x, 256);
-    CHECK(quant_dot_xq(GGML_TYPE_Q3_K, row, &q) == quant_dot_row(GGML_TYPE_Q3_K, row, x, 256));
+    CHECK(quant_dot_xq(GGML_TYPE_Q2_K, row, &q) == quant_dot_row(GGML_TYPE_Q2_K, row, x, 256));
     // no buffer: x alone, which those types use
     quant_xq_prepare(&q, NULL, x, 256);
-    CHECK(q.xh == NULL && q.x == x && q.n == 256 && !quant_has_xq(GGML_TYPE_Q3_K) &&
+    CHECK(q.xh == NULL && q.x == x && q.n == 256 && !quant_has_xq(GGML_TYPE_Q2_K) &&
           quant_has_xq(GGML_TYPE_Q5_K) && quant_has_xq(GGML_TYPE_Q6_K));
-    CHECK(quant_dot_xq(GGML_TYPE_Q3_K, row, &q) == quant_dot_row(GGML_TYPE_Q3_K, row, x, 256));
+    CHECK(quant_dot_xq(GGML_TYPE_Q2_K, row, &q) == quant_dot_row(GGML_TYPE_Q2_K, row, x, 256));
 }
 
 // The matvec (quant_matvec_xq): every row the bits of quant_dot_xq on it, for row counts that
@@ -482,7 +482,7 @@ static void test_xq(void) {
 // after them), rows at an odd stride (a GGUF row may start at any byte), every length class (rows
 // under 1 KB go 4 or 2 at a time, of 1-2 KB one at a time) and rows of 4096 (4 or 2 at a time); the
 // types with integer kernels, F16 (its own multi-row kernel), F32 (its own multi-row kernel on
-// 4-byte aligned rows) and Q3_K (the f32 dot). And F16's dot: exactly dot_f32 of the dequantized
+// 4-byte aligned rows) and Q2_K (the f32 dot). And F16's dot: exactly dot_f32 of the dequantized
 // row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1); F32's matvec on
 // 5 aligned rows of those lengths, each row dot_f32's bits.
 static void test_matvec(void) {
@@ -495,15 +495,16 @@ static void test_matvec(void) {
     rng_seed(&r, 31);
     for (int i = 0; i < NMAX; i++) x[i] = rng_normal(&r);
     x[77] = -25.0f;
-    static const uint32_t types[] = {
-        GGML_TYPE_Q8_0,   GGML_TYPE_Q4_0,   GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q5_K,
-        GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_F16,  GGML_TYPE_F32,  GGML_TYPE_Q3_K};
+    static const uint32_t types[] = {GGML_TYPE_Q8_0,   GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
+                                     GGML_TYPE_Q6_K,   GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL,
+                                     GGML_TYPE_IQ4_XS, GGML_TYPE_Q3_K, GGML_TYPE_F16,
+                                     GGML_TYPE_F32,    GGML_TYPE_Q2_K};
     static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
     int checked = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const uint32_t t = types[ti];
         int64_t ns[16];
-        const int nc = xq_lengths(t == GGML_TYPE_Q3_K                        ? GGML_TYPE_Q4_K
+        const int nc = xq_lengths(t == GGML_TYPE_Q2_K                        ? GGML_TYPE_Q4_K
                                   : t == GGML_TYPE_F16 || t == GGML_TYPE_F32 ? GGML_TYPE_Q8_0
                                                                              : t,
                                   ns);

@@ -83,6 +83,40 @@ static float xq_q4_0(const uint8_t *p, const quant_xq *q) {
     XQ_BLOCKS_32(xq_q4_0_1, block_q4_0);
 }
 
+// Q3_K (quant.inc, xq_q3_K_scales): per group u - 4 as unsigned u against x, less 4·Σ X
+static float xq_q3_K(const uint8_t *p, const quant_xq *q) {
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    float S[16];
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q3_K)) {
+        xq_prefetch(p, sizeof(block_q3_K));
+        xq_q3_K_scales(S, p, q->sx + 8 * i);
+        const __m256i hm = xq_ld(AT(p, block_q3_K, hmask));
+        for (int h = 0; h < 2; h++) {
+            const __m256i qv = xq_ld(AT(p, block_q3_K, qs) + 32 * h);
+            for (int s = 0; s < 4; s++) {
+                const int g = 4 * h + s;
+                const int64_t b = 8 * i + g;
+                // the field at bits 0-1, hmask's bit 4h + s at bit 2
+                const __m256i u = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srl_epi16(qv, _mm_cvtsi32_si128(2 * s)), m3),
+                    _mm256_and_si256(4 * h + s >= 2
+                                         ? _mm256_srl_epi16(hm, _mm_cvtsi32_si128(4 * h + s - 2))
+                                         : _mm256_sll_epi16(hm, _mm_cvtsi32_si128(2 - 4 * h - s)),
+                                     m4));
+                __m256i P =
+                    _mm256_sub_epi32(xq_dot_u(u, xq_ld(q->xh + 32 * b), xq_ld(q->xl + 32 * b)),
+                                     _mm256_slli_epi32(xq_ld(q->xs4 + 8 * b), 2));
+                __m256 Sv =
+                    _mm256_set_m128(_mm_broadcast_ss(S + 2 * g + 1), _mm_broadcast_ss(S + 2 * g));
+                a[s] = xq_fma_free(a[s], P, Sv);
+            }
+        }
+    }
+    return xq_hsum4(a[0], a[1], a[2], a[3]);
+}
+
 // IQ4_NL / IQ4_XS: 16 bytes of nibbles -> [low, high] -> their levels by one byte shuffle
 static inline __m256i xq_iq4_w(const uint8_t *qs) {
     const __m256i lv =

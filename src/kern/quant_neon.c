@@ -92,6 +92,33 @@ static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
     return xq_hsum(a) - xq_sum8(accm);
 }
 
+// Q3_K (quant.inc, xq_q3_K_scales): per group the signed weights u - 4
+static float xq_q3_K(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    float S[16];
+    const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    const int8x16_t k4 = vdupq_n_s8(4);
+    for (int64_t i = 0; i < q->n / QK_K; i++, p += sizeof(block_q3_K)) {
+        xq_prefetch(p, sizeof(block_q3_K));
+        xq_q3_K_scales(S, p, q->sx + 8 * i);
+        const uint8_t *hm = AT(p, block_q3_K, hmask);
+        for (int g = 0; g < 8; g++) {
+            const int h = g / 4, s = g % 4;
+            const uint8_t *qs = AT(p, block_q3_K, qs) + 32 * h;
+            int8x16_t w[2];
+            for (int t = 0; t < 2; t++) {
+                uint8x16_t f =
+                    vandq_u8(vshlq_u8(vld1q_u8(qs + 16 * t), vdupq_n_s8((int8_t)(-2 * s))), m3);
+                uint8x16_t hb = vandq_u8(
+                    vshlq_u8(vld1q_u8(hm + 16 * t), vdupq_n_s8((int8_t)(-4 * h - s))), one);
+                w[t] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(f, vshlq_n_u8(hb, 2))), k4);
+            }
+            xq_block(a + 2 * (g & 3), w[0], w[1], q, 8 * i + g, S[2 * g], S[2 * g + 1]);
+        }
+    }
+    return xq_hsum(a);
+}
+
 // IQ4_NL / IQ4_XS: 16 bytes of nibbles -> the levels of the low (w0: weights 0-15) and the high
 // (w1: 16-31) by table lookups
 static inline void xq_iq4_w(int8x16_t w[2], const uint8_t *qs) {
