@@ -346,22 +346,7 @@ static inline __attribute__((always_inline)) void xq_mv_k45_rows(float *y, const
         y[r] = xq_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]) - xq_hsum256(accm[r]);
 }
 
-static inline __attribute__((always_inline)) void
-xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
-    xq_mv_k45_rows(y, W, rb, q, R, 0);
-}
-
-static inline __attribute__((always_inline)) void
-xq_mv_q5_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
-    xq_mv_k45_rows(y, W, rb, q, R, 1);
-}
-
-// Q5_K, one row: the R-row kernel at R = 1
-static float xq_q5_K(const uint8_t *p, const quant_xq *q) {
-    float y;
-    xq_mv_q5_K_rows(&y, p, 0, q, 1);
-    return y;
-}
+XQ_K45_KERNELS
 
 static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q) {
     XQ_MV_BY(2, 2, xq_mv_q4_K_rows, xq_q4_K, y, W, rb, rows, q);

@@ -259,22 +259,7 @@ static inline __attribute__((always_inline)) void xq_mv_k45_rows(float *y, const
     for (int k = 0; k < R; k++) y[k] = xq_hsum(a[k]) - xq_sum8(accm[k]);
 }
 
-static inline __attribute__((always_inline)) void
-xq_mv_q4_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
-    xq_mv_k45_rows(y, W, rb, q, R, 0);
-}
-
-static inline __attribute__((always_inline)) void
-xq_mv_q5_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const int R) {
-    xq_mv_k45_rows(y, W, rb, q, R, 1);
-}
-
-// Q5_K, one row: the R-row kernel at R = 1
-static float xq_q5_K(const uint8_t *p, const quant_xq *q) {
-    float y;
-    xq_mv_q5_K_rows(&y, p, 0, q, 1);
-    return y;
-}
+XQ_K45_KERNELS
 
 // Q6_K, R rows (2): each block of x loaded once for the R rows; each row's weights and scales as
 // xq_q6_K's
