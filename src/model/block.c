@@ -1,7 +1,8 @@
 // The transformer block every family runs, built from shared parts: pre-norm, attention (GQA,
 // RoPE of either layout, qk-norm, sliding windows, soft-capping), optional post-norms, and the
-// MLP (GELU, or a GELU/SiLU gate, separate or fused). Batched matmuls dequantize weight tiles of
-// about 1 MiB into f32 and call SGEMM; a single token uses quant_matvec_xq on runs of rows.
+// MLP (GELU, or a GELU/SiLU gate, separate or fused). Batched matmuls run single-threaded SGEMMs
+// on runs of MATMUL_COLS weight rows (dequantized into f32 first where quantized), the runs split
+// over the threads; a single token uses quant_matvec_xq on runs of rows.
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -14,11 +15,23 @@
 
 // ---- kernels ------------------------------------------------------------------------------
 
-// Rows per dequantized tile: about 4 MiB of f32 (SGEMM on 1 MiB tiles of 341 rows ran ~10% below
-// F32 weights), at least 16 rows.
-int64_t model_tile_rows(int64_t cols) {
-    int64_t r = (1 << 20) / cols;
-    return r < 16 ? 16 : r;
+// The batched matmul's split: y's columns (W's rows) in runs of MATMUL_COLS, and where that
+// makes fewer than MATMUL_TASKS runs its rows (x's) in blocks of MATMUL_ROWS too; each piece one
+// single-threaded SGEMM inside the parallel loop (OpenBLAS runs on one thread in a parallel
+// region), on W's rows as stored (F32) or dequantized into the thread's own tile. The pieces
+// depend on the shapes alone, never on the thread count, so neither do the results: OpenBLAS's
+// own threading gave other last bits for 1 and 2 threads with its Haswell/Zen kernels (a fifth
+// of the outputs; not with its SkylakeX ones), and a forward on half the threads (the activation
+// store's producer) then differed from one on all of them. Measured against one threaded SGEMM
+// on the 768-wide and 1B models' shapes (M 512, Zen 5, 2 threads): runs of 128 columns 97-105%
+// of its speed where N >= 2048, with blocks of 256 rows 95-97% where N < 2048 (runs of 256
+// without: 76-80% there, three runs on two threads).
+#define MATMUL_COLS 128
+#define MATMUL_ROWS 256
+#define MATMUL_TASKS 16
+
+size_t model_tile_floats(int64_t cols) {
+    return (size_t)omp_get_max_threads() * MATMUL_COLS * (size_t)cols;
 }
 
 // The single-token decode (M < 4) of n matrices that read one x (M, K): x prepared once, then
@@ -57,28 +70,36 @@ static void decode_matmul(float *const y[], const float *x, const wmat *const W[
 }
 
 // y (M, N) = x (M, K) · W^T (+ bias (N)); W (N, K) in any supported type. tile: scratch of
-// model_tile_rows(K) * K floats (also holds up to 3 prepared x of quant_xq_bytes(K) for M < 4). Deterministic for a fixed thread count.
+// model_tile_floats(K) floats, sized on the calling thread (also holds up to 3 prepared x of
+// quant_xq_bytes(K) for M < 4). The same bits for any thread count.
 void model_matmul(float *y, const float *x, const wmat *W, const float *bias, int64_t M,
                   float *tile) {
     int64_t N = W->rows, K = W->cols;
-    if (M < 4) { // single-token decode: x prepared once, then the integer dot reads each weight once
+    // single-token decode: x prepared once, then the integer dot reads each weight once
+    if (M < 4) {
         decode_matmul(&y, x, &W, &bias, 1, M, tile);
         return;
-    } else if (W->type == GGML_TYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
-                    (int)K, (const float *)W->data, (int)K, 0.0f, y, (int)N);
-    } else {
-        int64_t tr = model_tile_rows(K);
-        for (int64_t n0 = 0; n0 < N; n0 += tr) {
-            int64_t nr = N - n0 < tr ? N - n0 : tr;
-#pragma omp parallel for schedule(static) if (nr * K > PAR_MIN)
+    }
+    const int64_t runs = (N + MATMUL_COLS - 1) / MATMUL_COLS;
+    const int64_t mb = runs < MATMUL_TASKS ? MATMUL_ROWS : M, blocks = (M + mb - 1) / mb;
+    // below PAR_MIN one thread runs them all (OpenBLAS too keeps such small products on one)
+#pragma omp parallel for schedule(dynamic, 1)                                                      \
+    num_threads(omp_get_max_threads()) if (M * N * K > PAR_MIN)
+    for (int64_t c = 0; c < runs * blocks; c++) {
+        const int64_t n0 = c / blocks * MATMUL_COLS,
+                      nr = N - n0 < MATMUL_COLS ? N - n0 : MATMUL_COLS;
+        const int64_t m0 = c % blocks * mb, mr = M - m0 < mb ? M - m0 : mb;
+        const float *w = (const float *)W->data + n0 * K;
+        if (W->type != GGML_TYPE_F32) {
+            float *t = tile + (size_t)omp_get_thread_num() * MATMUL_COLS * (size_t)K;
             for (int64_t r = 0; r < nr; r++)
                 quant_dequant_row(W->type,
                                   (const uint8_t *)W->data + (size_t)(n0 + r) * W->row_bytes,
-                                  tile + r * K, K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nr, (int)K, 1.0f, x,
-                        (int)K, tile, (int)K, 0.0f, y + n0, (int)N);
+                                  t + r * K, K);
+            w = t;
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mr, (int)nr, (int)K, 1.0f,
+                    x + m0 * K, (int)K, w, (int)K, 0.0f, y + m0 * N + n0, (int)N);
     }
     if (bias)
 #pragma omp parallel for schedule(static) if (M * N > PAR_MIN)

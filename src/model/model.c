@@ -302,8 +302,7 @@ static cterp_status run(cterp_model *m, const int32_t *tokens, int B, int T, cte
         fused |= m->layers[l].wqkv.data != NULL || (m->mlp != MLP_GELU && !m->layers[l].gate.data);
     size_t n_x = (size_t)BT * D, n_q = (size_t)BT * qd, n_kv = (size_t)BT * kvd,
            n_f = (size_t)BT * F;
-    // model_tile_rows(K) * K <= max(2^20, 16 K) for every K <= k_max
-    size_t n_tile = (size_t)m->k_max * 16 > (1u << 20) ? (size_t)m->k_max * 16 : (1u << 20);
+    size_t n_tile = model_tile_floats(m->k_max);
     size_t n_rope = (size_t)T * (size_t)(c->n_rot / 2 + 1);
     size_t n_pat = any_pattern ? (size_t)B * H * T * S : 0;
     size_t n_fused = 0;
@@ -400,7 +399,7 @@ cterp_status cterp_model_decode(cterp_model *m, cterp_kv_cache *c, const int32_t
 cterp_status cterp_model_unembed(cterp_model *m, const float *x, int64_t R, float *out) {
     const int64_t D = m->cfg.d_model;
     if (R < 1) return CTERP_OK;
-    float *xs = malloc((size_t)(R * D + model_tile_rows(D) * D) * sizeof(float));
+    float *xs = malloc(((size_t)(R * D) + model_tile_floats(D)) * sizeof(float));
     if (!xs) return cterp_error(CTERP_ENOMEM, "unembed: out of memory (%lld rows)", (long long)R);
     memcpy(xs, x, (size_t)(R * D) * sizeof(float));
     model_scale_shift(xs, m->out_norm, NULL, R, D);

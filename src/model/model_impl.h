@@ -155,7 +155,8 @@ cterp_status block_parallel(block_ctx *b, int l);   // x += attn(ln1 x) + mlp(ln
 // kernels shared by the forward driver
 void model_matmul(float *y, const float *x, const wmat *W, const float *bias, int64_t M,
                   float *tile);
-int64_t model_tile_rows(int64_t cols);
+// floats of model_matmul's tile for rows of up to `cols` columns on this thread's team
+size_t model_tile_floats(int64_t cols);
 // model_matmul of n <= MODEL_MATMUL_MAX matrices of the same width on one x (q, k, v; gate, up):
 // the same bits; a single token (M < 4) makes one parallel pass over all their rows.
 #define MODEL_MATMUL_MAX 4
