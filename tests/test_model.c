@@ -2,6 +2,8 @@
 // no code shared with src/model): stories260K logits and residuals, synthetic llama (GQA,
 // partial rotary, rope_freqs) and gpt2 models, quantized vs F32 weights per type, hooks that
 // read and modify, stop_at_layer, batching, KV-cache decode, and greedy generation.
+#include <omp.h>
+
 #include "core/file.h"
 #include "cterp/model.h"
 #include "repack.h"
@@ -215,6 +217,21 @@ static void test_stories(const char *dir) {
     cterp_model_free(m);
 }
 
+// The forward's logits on one thread are `want` (computed on all of them), bit for bit: the
+// batched matmul's pieces do not depend on the thread count (OpenBLAS's own threading did, with
+// its Haswell/Zen kernels)
+static void same_on_one_thread(cterp_model *m, const int32_t *tok, int T, const float *want,
+                               int n_vocab, const char *what) {
+    float *got = malloc(sizeof(float) * (size_t)T * (size_t)n_vocab);
+    const int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    CHECK_OK(cterp_model_forward(m, tok, 1, T, &(cterp_forward_opts){.logits = got}));
+    omp_set_num_threads(nt);
+    CHECK_MSG(memcmp(got, want, sizeof(float) * (size_t)T * (size_t)n_vocab) == 0,
+              "%s: the logits on 1 thread differ from those on %d", what, nt);
+    free(got);
+}
+
 static void test_synthetic(void) {
     const char *tmp = test_tmpdir("model");
     CHECK(tmp != NULL);
@@ -253,6 +270,7 @@ static void test_synthetic(void) {
         double scale, d = max_abs_diff(out, ref, (size_t)T * 300, &scale);
         CHECK_MSG(d < 1e-4 * (1 + scale), "%s synthetic F32 vs reference: %.3g (rms %.3g)",
                   gpt ? "gpt2" : "llama", d, scale);
+        same_on_one_thread(m, tok, T, out, 300, gpt ? "gpt2 F32" : "llama F32");
         if (gpt) { // hook_pos_embed exists only for gpt2, pre_linear only for llama
             int layer;
             CHECK_OK(cterp_model_hook_info(m, "hook_pos_embed", &layer, NULL));
@@ -280,6 +298,7 @@ static void test_synthetic(void) {
                        gguf_type_name(sc.type), rel);
             CHECK_MSG(rel <= types[ti].tol, "%s %s vs F32: relative rms error %.3g > %.3g",
                       gpt ? "gpt2" : "llama", gguf_type_name(sc.type), rel, types[ti].tol);
+            if (sc.type == GGML_TYPE_Q4_K) same_on_one_thread(m, tok, T, outq, 300, "Q4_K");
             // the single-token path (fused dots) agrees with the batched path
             cterp_kv_cache *kc;
             CHECK_OK(cterp_kv_cache_create(&kc, m, T));
