@@ -13,9 +13,9 @@
 #include "model/quant.h"
 
 // the types with integer kernels
-static const uint32_t XQ_TYPES[] = {GGML_TYPE_Q8_0,   GGML_TYPE_Q4_0,  GGML_TYPE_Q3_K,
-                                    GGML_TYPE_Q4_K,   GGML_TYPE_Q5_K,  GGML_TYPE_Q6_K,
-                                    GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS};
+static const uint32_t XQ_TYPES[] = {
+    GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,   GGML_TYPE_Q3_K,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS};
 
 static inline void xq_put_f16(uint8_t *p, rng_t *r) {
     float v = ldexpf(1.0f + rng_uniform(r), -9 + (int)(4 * rng_uniform(r)));
@@ -36,7 +36,8 @@ static inline void xq_random_row(uint32_t type, uint8_t *dst, int64_t n, uint64_
             xq_put_f16(dst + o + offsetof(block_q3_K, d), &r);
         else
             xq_put_f16(dst + o, &r); // d first: Q8_0, Q4_0, Q4_K, Q5_K (dmin next), IQ4_*
-        if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K) xq_put_f16(dst + o + 2, &r);
+        if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K || type == GGML_TYPE_Q5_1)
+            xq_put_f16(dst + o + 2, &r); // dmin, m
     }
 }
 

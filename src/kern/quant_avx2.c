@@ -83,6 +83,48 @@ static float xq_q4_0(const uint8_t *p, const quant_xq *q) {
     XQ_BLOCKS_32(xq_q4_0_1, block_q4_0);
 }
 
+// Q5_0 / Q5_1 (quant.inc): u = nibble | fifth bit·16, the bits of qh spread over the 32 bytes by
+// a byte shuffle and compared against each byte's bit
+static inline __m256i xq_q5_u(const uint8_t *qs, const uint8_t *qhp) {
+    uint32_t qh;
+    memcpy(&qh, qhp, 4);
+    const __m256i by =
+        _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                             2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m128i x = _mm_loadu_si128((const void *)qs);
+    return _mm256_or_si256(
+        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(15)),
+        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(by, bit), bit), _mm256_set1_epi8(16)));
+}
+
+static inline __m256 xq_q5_0_1(__m256 acc, const uint8_t *p, const quant_xq *q, int64_t b) {
+    __m256i P = _mm256_sub_epi32(xq_dot_u(xq_q5_u(AT(p, block_q5_0, qs), AT(p, block_q5_0, qh)),
+                                          xq_ld(q->xh + 32 * b), xq_ld(q->xl + 32 * b)),
+                                 _mm256_slli_epi32(xq_ld(q->xs4 + 8 * b), 4));
+    return xq_fma_free(acc, P, _mm256_set1_ps(xq_f16(p) * q->sx[b]));
+}
+
+static float xq_q5_0(const uint8_t *p, const quant_xq *q) {
+    XQ_BLOCKS_32(xq_q5_0_1, block_q5_0);
+}
+
+static float xq_q5_1(const uint8_t *p, const quant_xq *q) {
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    float accm[8] = {0};
+    for (int64_t b = 0; b < q->n / QK5_1; b++, p += sizeof(block_q5_1)) {
+        xq_prefetch(p, sizeof(block_q5_1));
+        __m256i P = xq_dot_u(xq_q5_u(AT(p, block_q5_1, qs), AT(p, block_q5_1, qh)),
+                             xq_ld(q->xh + 32 * b), xq_ld(q->xl + 32 * b));
+        a[b & 3] =
+            xq_fma_free(a[b & 3], P, _mm256_set1_ps(xq_f16(AT(p, block_q5_1, d)) * q->sx[b]));
+        accm[b & 7] += xq_f16(AT(p, block_q5_1, m)) * q->xsum[b];
+    }
+    return xq_hsum4(a[0], a[1], a[2], a[3]) + xq_sum8(accm);
+}
+
 // Q3_K (quant.inc, xq_q3_K_scales): per group u - 4 as unsigned u against x, less 4·Σ X
 static float xq_q3_K(const uint8_t *p, const quant_xq *q) {
     __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),

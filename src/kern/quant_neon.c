@@ -92,6 +92,48 @@ static float xq_q4_K(const uint8_t *p, const quant_xq *q) {
     return xq_hsum(a) - xq_sum8(accm);
 }
 
+// Q5_0 / Q5_1 (quant.inc): u = nibble | fifth bit·16 (qh's bits tested byte by byte); Q5_0's
+// weights u - 16
+static inline void xq_q5_w(int8x16_t w[2], const uint8_t *qs, const uint8_t *qhp, int five_0) {
+    uint32_t qh;
+    memcpy(&qh, qhp, 4);
+    const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t k16 = vdupq_n_u8(16), u = vld1q_u8(qs);
+    const uint8x16_t h0 = vcombine_u8(vdup_n_u8((uint8_t)qh), vdup_n_u8((uint8_t)(qh >> 8)));
+    const uint8x16_t h1 =
+        vcombine_u8(vdup_n_u8((uint8_t)(qh >> 16)), vdup_n_u8((uint8_t)(qh >> 24)));
+    uint8x16_t lo = vorrq_u8(vandq_u8(u, vdupq_n_u8(15)), vandq_u8(vtstq_u8(h0, bit), k16));
+    uint8x16_t hi = vorrq_u8(vshrq_n_u8(u, 4), vandq_u8(vtstq_u8(h1, bit), k16));
+    if (five_0) lo = vsubq_u8(lo, k16), hi = vsubq_u8(hi, k16); // wraps to the signed u - 16
+    w[0] = vreinterpretq_s8_u8(lo), w[1] = vreinterpretq_s8_u8(hi);
+}
+
+static float xq_q5_0(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    for (int64_t b = 0; b < q->n / QK5_0; b++, p += sizeof(block_q5_0)) {
+        xq_prefetch(p, sizeof(block_q5_0));
+        int8x16_t w[2];
+        xq_q5_w(w, AT(p, block_q5_0, qs), AT(p, block_q5_0, qh), 1);
+        float S = f16_at(p) * q->sx[b];
+        xq_block(a + 2 * (b & 3), w[0], w[1], q, b, S, S);
+    }
+    return xq_hsum(a);
+}
+
+static float xq_q5_1(const uint8_t *p, const quant_xq *q) {
+    float32x4_t a[8] = XQ_ZERO8;
+    float accm[8] = {0};
+    for (int64_t b = 0; b < q->n / QK5_1; b++, p += sizeof(block_q5_1)) {
+        xq_prefetch(p, sizeof(block_q5_1));
+        int8x16_t w[2];
+        xq_q5_w(w, AT(p, block_q5_1, qs), AT(p, block_q5_1, qh), 0);
+        float S = f16_at(AT(p, block_q5_1, d)) * q->sx[b];
+        xq_block(a + 2 * (b & 3), w[0], w[1], q, b, S, S);
+        accm[b & 7] += f16_at(AT(p, block_q5_1, m)) * q->xsum[b];
+    }
+    return xq_hsum(a) + xq_sum8(accm);
+}
+
 // Q3_K (quant.inc, xq_q3_K_scales): per group the signed weights u - 4
 static float xq_q3_K(const uint8_t *p, const quant_xq *q) {
     float32x4_t a[8] = XQ_ZERO8;

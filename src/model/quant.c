@@ -75,7 +75,8 @@ float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q) {
 }
 
 int quant_has_xq(uint32_t type) {
-    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q3_K ||
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 ||
+           type == GGML_TYPE_Q5_1 || type == GGML_TYPE_Q3_K ||
            type == GGML_TYPE_Q4_K ||
            type == GGML_TYPE_Q5_K || type == GGML_TYPE_Q6_K || type == GGML_TYPE_IQ4_NL ||
            type == GGML_TYPE_IQ4_XS;

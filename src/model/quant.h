@@ -153,8 +153,8 @@ float quant_dot_row(uint32_t type, const void *row, const float *x, int64_t n);
 // coarser where sx is subnormal), where llama.cpp's 8-bit x is off by up to amax/254.
 // quant_dot_xq then dots a row with X in exact integer arithmetic (two 8-bit dot products:
 // pmaddubsw, VNNI or sdot) and scales per block in f32, in one fixed order every kernel variant
-// keeps (src/kern/quant.inc, "integer dots"). Q8_0, Q4_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and
-// IQ4_XS have integer kernels;
+// keeps (src/kern/quant.inc, "integer dots"). Q8_0, Q4_0, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, Q6_K,
+// IQ4_NL and IQ4_XS have integer kernels (not Q4_1, Q2_K, BF16);
 // the other types dot the f32 x with quant_dot_row. A block of x holding inf or NaN gives NaN.
 typedef struct quant_xq_s {
     const float *x;   // (n) the f32 vector (the types without an integer kernel use it)
@@ -171,8 +171,7 @@ size_t quant_xq_bytes(int64_t n);
 // buf NULL: x alone (q->xh NULL), for the types without an integer kernel (quant_has_xq).
 void quant_xq_prepare(quant_xq *q, void *buf, const float *x, int64_t n);
 
-// 1 if `type` has an integer kernel (Q8_0, Q4_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS): only
-// those read the prepared x.
+// 1 if `type` has an integer kernel (above): only those read the prepared x.
 int quant_has_xq(uint32_t type);
 
 // Σ_j row[j]·x~[j] over q->n elements (x~ as above; x itself, by quant_dot_row, for the types
