@@ -66,8 +66,10 @@ summary=()
 # fuzz TARGET SECONDS [flags]: runs it on its corpus; records execs, coverage and the outcome
 fuzz() {
   local t=$1 secs=$2; shift 2
-  local log=$B/artifacts/$t/run.log dict=() rc=0 t0
+  local log=$B/artifacts/$t/run.log dict=() rc=0 t0 rev
   t0=$(date +%s)
+  # the commit the run starts from (HEAD may move during an hour's run)
+  rev=$(git rev-parse --short HEAD 2>/dev/null || echo -)
   [ -f tests/fuzz/$t.dict ] && dict=(-dict=tests/fuzz/$t.dict)
   echo "== $t: ${secs} s"
   # the CPU seconds it got (user + sys: under load, or at nice 19 beside other work, less than
@@ -97,7 +99,7 @@ fuzz() {
   summary+=("$(printf '%-20s %6s s %6s cpu s %12s execs %7s cov %7s ft %6s corpus %3s s slowest  %s' \
     "$t" "$wall" "${cpu:-?}" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$corp" "${slow:-?}" "$outcome")")
   # every run's line, dated, in one ledger: the hours a target has had add up across runs
-  echo "$(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo -) ${summary[-1]}" >>$B/ledger.txt
+  echo "$(date -u +%FT%TZ) $rev ${summary[-1]}" >>$B/ledger.txt
 }
 
 # regress TARGET: every committed reproducer, once each
