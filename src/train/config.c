@@ -218,7 +218,7 @@ cterp_status cterp_train_config_set(cterp_train_config *c, const char *name, con
                 if (!*end) break;
             }
         }
-        memcpy(c->matryoshka_widths, v, (size_t)n * sizeof(int64_t));
+        memcpy(c->matryoshka_widths, v, sizeof v); // the whole array: none left from a key before
         c->n_matryoshka_widths = n;
         return CTERP_OK;
     }
