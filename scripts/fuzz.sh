@@ -4,7 +4,7 @@
 # corpus into build-fuzz/corpus/<target>/ (from the library's writers and the shared test data;
 # plus tests/fuzz/seeds/<target>/ if present) and runs them one at a time:
 #
-#   scripts/fuzz.sh ci                each target FUZZ_SECONDS (default 10) s on its corpus (libFuzzer
+#   scripts/fuzz.sh ci                each target FUZZ_SECONDS (default 20) s on its corpus (libFuzzer
 #                                     seed FUZZ_SEED, default 1), then
 #                                     every reproducer in tests/fuzz/regressions/<target>/
 #   scripts/fuzz.sh long [seconds]    each target for an hour (or `seconds`); execs and coverage.
@@ -124,7 +124,7 @@ case "$mode" in
     build
     # a fixed seed: CI explores the same input sequence every time (a prefix of it on a slower
     # machine), so it passes or fails by the code, not by the draw
-    for t in $FUZZ_TARGETS; do fuzz "$t" "${FUZZ_SECONDS:-10}" -seed="${FUZZ_SEED:-1}"; done
+    for t in $FUZZ_TARGETS; do fuzz "$t" "${FUZZ_SECONDS:-20}" -seed="${FUZZ_SEED:-1}"; done
     for t in $FUZZ_TARGETS; do regress "$t"; done ;;
   long)
     build

@@ -27,7 +27,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # two at a time: most of a sanitized test's time is single-threaded instrumentation
 (cd build-asan && CTERP_SANITIZED=1 ctest --output-on-failure -j 2)
-# the loaders under libFuzzer (clang-14, ASan+UBSan): each target FUZZ_SECONDS (10) on its seeds,
+# the loaders under libFuzzer (clang-14, ASan+UBSan): each target FUZZ_SECONDS (20) on its seeds,
 # then every committed reproducer in tests/fuzz/regressions/ (scripts/fuzz.sh; ~2 min)
 unset ASAN_OPTIONS UBSAN_OPTIONS
 bash scripts/fuzz.sh ci
