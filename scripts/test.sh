@@ -28,7 +28,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # two at a time: most of a sanitized test's time is single-threaded instrumentation
 (cd build-asan && CTERP_SANITIZED=1 ctest --output-on-failure -j 2)
 # the loaders under libFuzzer (clang-14, ASan+UBSan): each target FUZZ_SECONDS (20) on its seeds,
-# then every committed reproducer in tests/fuzz/regressions/ (scripts/fuzz.sh; ~2 min)
+# then every committed reproducer in tests/fuzz/regressions/ (scripts/fuzz.sh; ~5 min)
 unset ASAN_OPTIONS UBSAN_OPTIONS
 bash scripts/fuzz.sh ci
 # aarch64: the cross build (Debian's gcc-aarch64-linux-gnu, arm64 libraries by multiarch) and its
