@@ -320,8 +320,8 @@ static cterp_status attention(block_ctx *b, int l) {
     const int64_t grp = H / Hkv, QB = ATTN_QBLOCK;
     const int64_t n_qb = (T + QB - 1) / QB;
     // For each (sequence, head, block of QB queries): scores = Q K^T by SGEMM, then per row the
-    // scale, soft-cap, causal and sliding-window mask and softmax, then z = P V by SGEMM. The
-    // SGEMMs run single-threaded inside the parallel loop (OpenBLAS does so in a parallel region).
+    // scale, soft-cap, causal and sliding-window mask and softmax, then z = P V by SGEMM (SGEMV
+    // for a block of one query, as in the decode). The SGEMMs run single-threaded inside the parallel loop (OpenBLAS does so in a parallel region).
     // With a pattern hook the rows go to the (B, H, T, S) pattern, the hook runs, then z.
     for (int pass = 0; pass < (hook_pat ? 2 : 1); pass++) {
 #pragma omp parallel for schedule(dynamic, 1) if (B * H * T * S * hd > PAR_MIN)
@@ -337,15 +337,23 @@ static cterp_status attention(block_ctx *b, int l) {
                                 : b->scr + (size_t)omp_get_thread_num() * (size_t)(QB * S);
             const int64_t ldp = S;
             if (pass == 0) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)n_keys, (int)hd,
-                            1.0f, qr, (int)qd, kb, (int)kvd, 0.0f, p, (int)ldp);
+                if (nt == 1) // one query (the decode): SGEMV, where SGEMM would pack all the keys
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_keys, (int)hd, 1.0f, kb,
+                                (int)kvd, qr, 1, 0.0f, p, 1);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)n_keys,
+                                (int)hd, 1.0f, qr, (int)qd, kb, (int)kvd, 0.0f, p, (int)ldp);
                 for (int64_t i = 0; i < nt; i++)
                     softmax_row(p + i * ldp, pos0 + t0 + i + 1, S, w->window, m->attn_scale,
                                 c->attn_softcap);
                 if (hook_pat) continue;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)hd, (int)n_keys,
-                        1.0f, p, (int)ldp, vb, (int)kvd, 0.0f, zr, (int)qd);
+            if (nt == 1)
+                cblas_sgemv(CblasRowMajor, CblasTrans, (int)n_keys, (int)hd, 1.0f, vb, (int)kvd, p,
+                            1, 0.0f, zr, 1);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nt, (int)hd,
+                            (int)n_keys, 1.0f, p, (int)ldp, vb, (int)kvd, 0.0f, zr, (int)qd);
         }
         if (pass == 0 && hook_pat) HOOK(HK_PATTERN, b->pat, 4, B, H, T, S);
     }
