@@ -9,10 +9,10 @@
 //
 // bench_quant --decode [--mb MB] [--reps R] [TYPE ...]: the single-token matvec as the decode runs
 // it (x prepared once, then every row dotted, rows split over the threads), on the Llama-3.2-1B
-// MLP's shapes (8192 x 2048 and 2048 x 8192), in GB/s of weight bytes, 1 and 2 threads: "old" is
-// one quant_dot_xq per row (main's decode before quant_matvec_xq; for F16 and F32 the f32 dot,
-// F16 as it was: dequantized 256 at a time, dotted, summed in f64), "new" quant_matvec_xq on runs
-// of 16 rows, "read" a plain sum of the same bytes (the bound). Each matvec reads a fresh copy of
+// MLP's shapes (8192 x 2048 and 2048 x 8192), in GB/s of weight bytes, 1 and 2 threads: "one" is
+// quant_matvec_xq on runs of 16 rows read one at a time (QUANT_MV_ONE), "side" the same with rows
+// side by side (QUANT_MV_SIDE: 4 under AVX-512, 2 under AVX2; the same as "one" for the types
+// without multi-row kernels), "read" a plain sum of the same bytes (the bound). Each matvec reads a fresh copy of
 // the matrix (MB of copies in all, default 1024: the weights stream from memory as in a decode);
 // the methods take turns matvec by matvec, so a busy machine slows each alike. --hot: one ~1 MB
 // matrix (in L2) read again and again: the kernels' own speed, with memory out of the way. --768:
@@ -64,8 +64,8 @@ static void bench(uint32_t t, const float *w, const float *x, float *y) {
 
 // ---- --decode ---------------------------------------------------------------------------------
 
-enum { M_READ, M_OLD, M_NEW, N_METHODS, MV_RUN = 16 };
-static const char *METHOD[N_METHODS] = {"read", "old", "new"};
+enum { M_READ, M_ONE, M_SIDE, N_METHODS, MV_RUN = 16 };
+static const char *METHOD[N_METHODS] = {"read", "one", "side"};
 
 // Σ of the bytes as 64-bit words (16 bytes a load in GCC's portable vectors, four chains): the
 // cost of reading them
@@ -84,18 +84,6 @@ static uint64_t read_sum(const uint8_t *p, size_t bytes) {
     return s;
 }
 
-// F16 rows as main's decode dotted them: 256 dequantized at a time, an f32 dot, summed in f64
-static float old_dot_f16(const uint8_t *row, const float *x, int64_t n) {
-    float tmp[256];
-    double s = 0;
-    for (int64_t i = 0; i < n; i += 256) {
-        int64_t m = n - i < 256 ? n - i : 256;
-        quant_dequant_row(GGML_TYPE_F16, row + 2 * i, tmp, m);
-        s += kern->vec->dot(tmp, x + i, m);
-    }
-    return (float)s;
-}
-
 static double thread_cpu(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -109,8 +97,7 @@ static double matvec(int method, int nt, uint32_t t, const uint8_t *W, size_t rb
                      const float *x, int64_t Kc, void *buf, float *y, uint64_t *sink) {
     double t0 = thread_cpu(), slowest = 0;
     quant_xq q;
-    if (method != M_READ) // main prepared x for every type; now only for the integer kernels
-        quant_xq_prepare(&q, method == M_NEW && !quant_has_xq(t) ? NULL : buf, x, Kc);
+    if (method != M_READ) quant_xq_prepare(&q, quant_has_xq(t) ? buf : NULL, x, Kc);
     double prep = thread_cpu() - t0;
     uint64_t sum = 0;
 #pragma omp parallel num_threads(nt) reduction(max : slowest) reduction(+ : sum)
@@ -120,16 +107,11 @@ static double matvec(int method, int nt, uint32_t t, const uint8_t *W, size_t rb
 #pragma omp for schedule(static) nowait
             for (int64_t c = 0; c < N; c += MV_RUN)
                 sum += read_sum(W + (size_t)c * rb, (size_t)(N - c < MV_RUN ? N - c : MV_RUN) * rb);
-        } else if (method == M_OLD) {
-#pragma omp for schedule(static) nowait
-            for (int64_t n = 0; n < N; n++)
-                y[n] = t == GGML_TYPE_F16 ? old_dot_f16(W + (size_t)n * rb, x, Kc)
-                                          : quant_dot_xq(t, W + (size_t)n * rb, &q);
         } else {
 #pragma omp for schedule(static) nowait
             for (int64_t c = 0; c < N; c += MV_RUN)
                 quant_matvec_xq(y + c, t, W + (size_t)c * rb, rb, N - c < MV_RUN ? N - c : MV_RUN,
-                                &q);
+                                &q, method == M_ONE ? QUANT_MV_ONE : QUANT_MV_SIDE);
         }
         slowest = thread_cpu() - t1;
     }
@@ -161,10 +143,10 @@ static void bench_decode(uint32_t t, int64_t N, int64_t Kc, double mb, int reps,
     }
     for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * bytes, W, bytes);
     for (int64_t k = 0; k < Kc; k++) x[k] = rng_normal(&r);
-    // the new matvec gives the old one's bits (F16: within its f32 rounding)
+    // the rows side by side give the bits of one at a time
     uint64_t sink = 0;
-    matvec(M_OLD, 2, t, W, rb, N, x, Kc, buf, y0, &sink);
-    matvec(M_NEW, 2, t, W, rb, N, x, Kc, buf, y, &sink);
+    matvec(M_ONE, 2, t, W, rb, N, x, Kc, buf, y0, &sink);
+    matvec(M_SIDE, 2, t, W, rb, N, x, Kc, buf, y, &sink);
     double worst = 0;
     for (int64_t n = 0; n < N; n++) worst = fmax(worst, fabs((double)y[n] - y0[n]));
     enum { CFG = 2 * N_METHODS };
@@ -188,7 +170,7 @@ static void bench_decode(uint32_t t, int64_t N, int64_t Kc, double mb, int reps,
             printf(" %s %5.1f", METHOD[m], (double)bytes / med / 1e9);
         }
     }
-    printf(" GB/s  (n=%d; new-old max |diff| %.2g)\n", ns[0], worst);
+    printf(" GB/s  (n=%d; side-one max |diff| %.2g)\n", ns[0], worst);
     fflush(stdout);
     free(W), free(w), free(x), free(y), free(y0), free(buf), free(ts);
 }

@@ -203,9 +203,13 @@ static void test_quant(const kern_variant *v, const kern_variant *g) {
         quant_xq q1, q0;
         quant_xq_prepare(&q1, b1, xv, f16 ? 1024 : n), quant_xq_prepare(&q0, b0, xv, f16 ? 1024 : n);
         if (f16) q1.x = q0.x = xv + 7, q1.n = q0.n = n, q1.xh = q0.xh = NULL; // the f32 dot only
-        float y1[7], y0[7];
-        v->quant->matvec_xq(y1, t, W, rb, 7, &q1), g->quant->matvec_xq(y0, t, W, rb, 7, &q0);
-        CHECK_MSG(same_bits(y1, y0, sizeof y1), "%s matvec_xq %s", v->name, gguf_type_name(t));
+        for (int group = QUANT_MV_AUTO; group <= QUANT_MV_SIDE; group++) { // every way of reading
+            float y1[7], y0[7];
+            v->quant->matvec_xq(y1, t, W, rb, 7, &q1, group);
+            g->quant->matvec_xq(y0, t, W, rb, 7, &q0, QUANT_MV_AUTO);
+            CHECK_MSG(same_bits(y1, y0, sizeof y1), "%s matvec_xq %s group %d", v->name,
+                      gguf_type_name(t), group);
+        }
         free(W);
     }
     free(xv), free(b1), free(b0), free(row);

@@ -232,6 +232,35 @@ static void same_on_one_thread(cterp_model *m, const int32_t *tok, int T, const 
     free(got);
 }
 
+// The decode's logits (T single tokens) read the rows one at a time, side by side, by their length,
+// or as measured (CTERP_DECODE_ROWS one, side, auto, unset): `want` bit for bit each way. A bad
+// value stops cterp_model_open naming it.
+static void same_any_rows(const char *path, const int32_t *tok, int T, const float *want,
+                          int n_vocab, const char *what) {
+    static const char *modes[] = {"one", "side", "auto", ""};
+    float *got = malloc(sizeof(float) * (size_t)T * (size_t)n_vocab);
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        setenv("CTERP_DECODE_ROWS", modes[k], 1);
+        cterp_model *m;
+        cterp_kv_cache *kc = NULL;
+        CHECK_OK(cterp_model_open(&m, path));
+        if (m) CHECK_OK(cterp_kv_cache_create(&kc, m, T));
+        for (int t = 0; t < T && kc; t++)
+            CHECK_OK(cterp_model_decode(
+                m, kc, tok + t, 1, &(cterp_forward_opts){.logits = got + (size_t)t * n_vocab}));
+        CHECK_MSG(kc && !memcmp(got, want, sizeof(float) * (size_t)T * (size_t)n_vocab),
+                  "%s: the decode's logits with CTERP_DECODE_ROWS=%s differ", what, modes[k]);
+        cterp_kv_cache_free(kc);
+        cterp_model_free(m);
+    }
+    setenv("CTERP_DECODE_ROWS", "sideways", 1);
+    cterp_model *m;
+    CHECK(cterp_model_open(&m, path) == CTERP_EINVAL && !m);
+    CHECK(strstr(cterp_last_error(), "CTERP_DECODE_ROWS=sideways") != NULL);
+    unsetenv("CTERP_DECODE_ROWS");
+    free(got);
+}
+
 static void test_synthetic(void) {
     const char *tmp = test_tmpdir("model");
     CHECK(tmp != NULL);
@@ -311,6 +340,8 @@ static void test_synthetic(void) {
                       gpt ? "gpt2" : "llama", gguf_type_name(sc.type), d);
             cterp_kv_cache_free(kc);
             cterp_model_free(m);
+            if (sc.type == GGML_TYPE_Q4_K || sc.type == GGML_TYPE_Q6_K)
+                same_any_rows(pq, tok, T, step, 300, gguf_type_name(sc.type));
         }
     }
     // a model with a missing tensor is rejected naming it

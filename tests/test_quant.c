@@ -482,7 +482,8 @@ static void test_xq(void) {
 // after them), rows at an odd stride (a GGUF row may start at any byte), every length class (rows
 // under 1 KB go 4 or 2 at a time, of 1-2 KB one at a time) and rows of 4096 (4 or 2 at a time); the
 // types with integer kernels, F16 (its own multi-row kernel), F32 (its own multi-row kernel on
-// 4-byte aligned rows) and Q2_K (the f32 dot). And F16's dot: exactly dot_f32 of the dequantized
+// 4-byte aligned rows) and Q2_K (the f32 dot); each way of reading the rows (QUANT_MV_AUTO, ONE and
+// SIDE: the bits must not depend on it). And F16's dot: exactly dot_f32 of the dequantized
 // row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1); F32's matvec on
 // 5 aligned rows of those lengths, each row dot_f32's bits.
 static void test_matvec(void) {
@@ -528,14 +529,16 @@ static void test_matvec(void) {
             for (size_t k = 0; k < sizeof row_counts / sizeof row_counts[0]; k++) {
                 const int rows = row_counts[k];
                 const int off = rows == RMAX ? 0 : rows % 3; // start at other rows too
-                for (int i = 0; i < RMAX; i++) y[i] = -1.0f;
-                quant_matvec_xq(y, t, W + (size_t)off * rb, rb, rows, &q);
-                for (int i = 0; i < rows; i++) {
-                    const float one = quant_dot_xq(t, W + (size_t)(off + i) * rb, &q);
-                    CHECK_MSG(memcmp(&one, &y[i], 4) == 0,
-                              "%s matvec n=%lld rows=%d row %d: %.9g vs dot_xq %.9g",
-                              gguf_type_name(t), (long long)n, rows, i, y[i], one);
-                    checked++;
+                for (int group = QUANT_MV_AUTO; group <= QUANT_MV_SIDE; group++) {
+                    for (int i = 0; i < RMAX; i++) y[i] = -1.0f;
+                    quant_matvec_xq(y, t, W + (size_t)off * rb, rb, rows, &q, group);
+                    for (int i = 0; i < rows; i++) {
+                        const float one = quant_dot_xq(t, W + (size_t)(off + i) * rb, &q);
+                        CHECK_MSG(memcmp(&one, &y[i], 4) == 0,
+                                  "%s matvec n=%lld rows=%d group %d row %d: %.9g vs dot_xq %.9g",
+                                  gguf_type_name(t), (long long)n, rows, group, i, y[i], one);
+                        checked++;
+                    }
                 }
             }
         }
@@ -561,7 +564,7 @@ static void test_matvec(void) {
         for (int64_t j = 0; j < 5 * (n + 1); j++) F[j] = rng_normal(&r);
         quant_xq q;
         quant_xq_prepare(&q, NULL, x, n);
-        quant_matvec_xq(y, GGML_TYPE_F32, F, (size_t)(n + 1) * 4, 5, &q);
+        quant_matvec_xq(y, GGML_TYPE_F32, F, (size_t)(n + 1) * 4, 5, &q, QUANT_MV_AUTO);
         for (int i = 0; i < 5; i++) {
             const float one = quant_dot_row(GGML_TYPE_F32, F + i * (n + 1), x, n);
             CHECK_MSG(memcmp(&one, &y[i], 4) == 0, "F32 matvec n=%lld row %d: %.9g vs %.9g",

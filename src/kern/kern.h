@@ -52,9 +52,10 @@ typedef struct {
     float (*dot_row)(uint32_t type, const void *row, const float *x, int64_t n);
     void (*prepare_x)(const struct quant_xq_s *q); // fills q's arrays from q->x
     float (*dot_xq)(uint32_t type, const void *row, const struct quant_xq_s *q);
-    // y[r] = dot_xq(type, W + r·row_bytes, q) for r < rows, the same bits (several rows a pass)
+    // y[r] = dot_xq(type, W + r·row_bytes, q) for r < rows, the same bits (several rows a pass;
+    // group: model/quant.h's QUANT_MV_*)
     void (*matvec_xq)(float *y, uint32_t type, const uint8_t *W, size_t row_bytes, int64_t rows,
-                      const struct quant_xq_s *q);
+                      const struct quant_xq_s *q, int group);
 } kern_quant;
 
 // The bf16 encoder GEMM (sae/bf16.h documents them); only variants with a bf16 dot product.

@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,9 +35,94 @@ size_t model_tile_floats(int64_t cols) {
     return (size_t)omp_get_max_threads() * MATMUL_COLS * (size_t)cols;
 }
 
+// How the decode reads a set of matrices' rows (quant_matvec_xq's group). Which is faster, rows one
+// at a time or side by side, depends on the CPU and the row length (src/kern/quant.inc: Intel VMs
+// and a Zen 5 VM disagree by 15-20% either way), and the bits do not, so the decode measures it:
+// the first 2·TUNE_TRIALS passes over a set of the same shapes (the matrices' types, row lengths
+// and rows, and M) alternate QUANT_MV_ONE and QUANT_MV_SIDE, timed; after them the one with the
+// smaller median stays. Layers repeat their shapes, so a model's sets are decided within its first
+// one or two tokens (the output layer's, a set of its own, in its first 2·TUNE_TRIALS tokens).
+// CTERP_DECODE_ROWS=one, side or auto (the thresholds of quant.inc) fixes the choice instead.
+enum { TUNE_SETS = 64, TUNE_TRIALS = 8 };
+typedef struct {
+    uint64_t key; // 0: a free slot
+    int n[2];     // timed passes: one at a time, side by side
+    double t[2][TUNE_TRIALS];
+    int group; // QUANT_MV_* once decided, else -1
+} tune_set;
+static tune_set tune_tab[TUNE_SETS];
+static pthread_mutex_t tune_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int tune_fixed = -1; // -1: measure; else CTERP_DECODE_ROWS's group
+
+cterp_status model_decode_rows_env(void) {
+    const char *e = getenv("CTERP_DECODE_ROWS");
+    int g = -1;
+    if (e && *e) {
+        if (!strcmp(e, "one"))
+            g = QUANT_MV_ONE;
+        else if (!strcmp(e, "side"))
+            g = QUANT_MV_SIDE;
+        else if (!strcmp(e, "auto"))
+            g = QUANT_MV_AUTO;
+        else
+            return cterp_error(CTERP_EINVAL,
+                               "CTERP_DECODE_ROWS=%s: expected one, side, auto, or unset (measure)",
+                               e);
+    }
+    pthread_mutex_lock(&tune_mu);
+    tune_fixed = g;
+    pthread_mutex_unlock(&tune_mu);
+    return CTERP_OK;
+}
+
+// The group for the set `key`; *slot and *trial say which timing to record (trial -1: none).
+static int tune_group(uint64_t key, int *slot, int *trial) {
+    *trial = -1;
+    pthread_mutex_lock(&tune_mu);
+    const int fixed = tune_fixed;
+    int group = fixed >= 0 ? fixed : QUANT_MV_AUTO;
+    if (fixed < 0) {
+        int s = (int)(key % TUNE_SETS), k = 0;
+        while (k < TUNE_SETS && tune_tab[s].key && tune_tab[s].key != key)
+            s = (s + 1) % TUNE_SETS, k++;
+        if (k < TUNE_SETS) { // else the table is full: the thresholds
+            tune_set *e = &tune_tab[s];
+            if (!e->key) e->key = key, e->group = -1;
+            if (e->group >= 0) {
+                group = e->group;
+            } else {
+                *slot = s, *trial = e->n[0] > e->n[1]; // alternate, one at a time first
+                group = *trial ? QUANT_MV_SIDE : QUANT_MV_ONE;
+            }
+        }
+    }
+    pthread_mutex_unlock(&tune_mu);
+    return group;
+}
+
+static void tune_record(int slot, int trial, double dt) {
+    pthread_mutex_lock(&tune_mu);
+    tune_set *e = &tune_tab[slot];
+    if (e->group < 0 && e->n[trial] < TUNE_TRIALS) e->t[trial][e->n[trial]++] = dt;
+    if (e->group < 0 && e->n[0] == TUNE_TRIALS && e->n[1] == TUNE_TRIALS) {
+        qsort(e->t[0], TUNE_TRIALS, sizeof(double), cmp_dbl);
+        qsort(e->t[1], TUNE_TRIALS, sizeof(double), cmp_dbl);
+        const int side = e->t[1][TUNE_TRIALS / 2] < e->t[0][TUNE_TRIALS / 2];
+        e->group = side ? QUANT_MV_SIDE : QUANT_MV_ONE;
+    }
+    pthread_mutex_unlock(&tune_mu);
+}
+
 // The single-token decode (M < 4) of n matrices that read one x (M, K): x prepared once, then
 // one parallel pass over all their rows, RUN rows a call (the kernels take a few at a time,
-// sharing x), split evenly over the threads; each y_j (M, N_j) the same bits as alone.
+// sharing x), split evenly over the threads, read as tune_group says; each y_j (M, N_j) the same
+// bits as alone.
 static void decode_matmul(float *const y[], const float *x, const wmat *const W[],
                           const float *const bias[], int n, int64_t M, float *tile) {
     enum { RUN = 16 };
@@ -49,10 +135,18 @@ static void decode_matmul(float *const y[], const float *x, const wmat *const W[
                          x + mi * K, K);
     int64_t first[MODEL_MATMUL_MAX + 1], rows = 0; // matrix j's runs: first[j] .. first[j+1]-1
     first[0] = 0;
+    uint64_t key = 1469598103934665603u ^ (uint64_t)M; // FNV-1a over the shapes
+    int sides = 0;                                     // a type whose rows can be read side by side
     for (int j = 0; j < n; j++) {
         first[j + 1] = first[j] + (W[j]->rows + RUN - 1) / RUN;
         rows += W[j]->rows;
+        const uint64_t v[3] = {W[j]->type, W[j]->row_bytes, (uint64_t)W[j]->rows};
+        for (int i = 0; i < 3; i++) key = (key ^ v[i]) * 1099511628211u;
+        sides |= quant_side_rows(W[j]->type);
     }
+    int slot = 0, trial = -1;
+    const int group = sides && prep ? tune_group(key | 1, &slot, &trial) : QUANT_MV_AUTO;
+    const double t0 = trial >= 0 ? omp_get_wtime() : 0;
 #pragma omp parallel for schedule(static) if (M * rows * K > PAR_MIN)
     for (int64_t c = 0; c < first[n]; c++) {
         int j = 0;
@@ -61,8 +155,9 @@ static void decode_matmul(float *const y[], const float *x, const wmat *const W[
         const uint8_t *w = (const uint8_t *)W[j]->data + (size_t)r0 * W[j]->row_bytes;
         for (int64_t mi = 0; mi < M; mi++)
             quant_matvec_xq(y[j] + mi * N + r0, W[j]->type, w, W[j]->row_bytes,
-                            N - r0 < RUN ? N - r0 : RUN, &xq[mi]);
+                            N - r0 < RUN ? N - r0 : RUN, &xq[mi], group);
     }
+    if (trial >= 0) tune_record(slot, trial, omp_get_wtime() - t0);
     for (int j = 0; j < n; j++)
         if (bias[j])
             for (int64_t mi = 0; mi < M; mi++)

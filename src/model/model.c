@@ -224,10 +224,12 @@ static cterp_status load(cterp_model *m) {
 
 cterp_status cterp_model_open(cterp_model **out, const char *path) {
     *out = NULL;
+    cterp_status s = model_decode_rows_env();
+    if (s) return s;
     cterp_model *m = calloc(1, sizeof *m);
     if (!m) return cterp_error(CTERP_ENOMEM, "%s: out of memory", path);
     // under mpirun the ranks of a node share the page cache's copy; each would hold its own
-    cterp_status s = dist_size() > 1 ? gguf_open(&m->g, path) : gguf_open_huge(&m->g, path, &m->huge_pages);
+    s = dist_size() > 1 ? gguf_open(&m->g, path) : gguf_open_huge(&m->g, path, &m->huge_pages);
     if (!s) s = load(m);
     if (s) {
         cterp_model_free(m);

@@ -157,6 +157,8 @@ void model_matmul(float *y, const float *x, const wmat *W, const float *bias, in
                   float *tile);
 // floats of model_matmul's tile for rows of up to `cols` columns on this thread's team
 size_t model_tile_floats(int64_t cols);
+// Reads CTERP_DECODE_ROWS (block.c: how the decode reads quantized rows); a bad value is an error.
+cterp_status model_decode_rows_env(void);
 // model_matmul of n <= MODEL_MATMUL_MAX matrices of the same width on one x (q, k, v; gate, up):
 // the same bits; a single token (M < 4) makes one parallel pass over all their rows.
 #define MODEL_MATMUL_MAX 4

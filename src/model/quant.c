@@ -82,9 +82,14 @@ int quant_has_xq(uint32_t type) {
            type == GGML_TYPE_IQ4_XS;
 }
 
+int quant_side_rows(uint32_t type) {
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K ||
+           type == GGML_TYPE_Q6_K;
+}
+
 void quant_matvec_xq(float *y, uint32_t type, const void *W, size_t row_bytes, int64_t rows,
-                     const quant_xq *q) {
-    kern->quant->matvec_xq(y, type, W, row_bytes, rows, q);
+                     const quant_xq *q, int group) {
+    kern->quant->matvec_xq(y, type, W, row_bytes, rows, q, group);
 }
 
 // ---- reference quantizers -----------------------------------------------------------------

@@ -183,7 +183,16 @@ float quant_dot_xq(uint32_t type, const void *row, const quant_xq *q);
 // matvec over a run of rows (W: rows rows of q->n elements, row_bytes apart). The kernels take
 // several rows per pass over x, so each block of x is loaded once for all of them.
 void quant_matvec_xq(float *y, uint32_t type, const void *W, size_t row_bytes, int64_t rows,
-                     const quant_xq *q);
+                     const quant_xq *q, int group);
+
+// quant_matvec_xq's `group`: how the rows are read (the bits are the same): by their length, as
+// measured on the development machines (AUTO), one at a time (ONE), or several side by side,
+// sharing each block of x (SIDE: 4 under AVX-512, 2 under AVX2 and NEON; the portable variant
+// reads them one at a time). The types quant_side_rows names only; the others ignore it.
+enum { QUANT_MV_AUTO = 0, QUANT_MV_ONE = 1, QUANT_MV_SIDE = 2 };
+
+// 1 if quant_matvec_xq may read rows of `type` side by side (Q8_0, Q4_K, Q5_K, Q6_K).
+int quant_side_rows(uint32_t type);
 
 // dst (row bytes) <- x (n): reference quantizers, round to nearest after ggml's quantize_row_*_ref
 // (the k-quants' scale fits; IQ4_NL/IQ4_XS as ggml's quantize_iq4_* without an importance matrix;
