@@ -2,7 +2,7 @@
 // random-weight llama GGUFs of a named shape in one tensor type or a K-quant _M mix, optionally
 // with the tokenizer of another GGUF (e.g. llama.cpp's ggml-vocab-*.gguf) so `cterp train` can
 // read text with it.
-//   bench_synth_gguf OUT.gguf --shape llama768|gpt2small|llama1b [--type F32|F16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
+//   bench_synth_gguf OUT.gguf --shape llama768|gpt2small|llama1b [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
 //                    [--vocab-from V.gguf]
 //   bench_synth_gguf OUT.gguf --repack LLAMA.gguf --as qwen2|phi3
 // llama768: 12 layers, d_model 768, 12 heads, d_ff 2048, vocab 8192 (the 12x768 of
@@ -82,12 +82,12 @@ int main(int argc, char **argv) {
         uint32_t t, hi;
     } types[] = {{"F32", GGML_TYPE_F32, 0},   {"F16", GGML_TYPE_F16, 0},  {"Q8_0", GGML_TYPE_Q8_0, 0},
                  {"Q4_0", GGML_TYPE_Q4_0, 0}, {"Q4_K", GGML_TYPE_Q4_K, 0}, {"Q6_K", GGML_TYPE_Q6_K, 0},
-                 {"Q4_K_M", GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}};
+                 {"Q4_K_M", GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}, {"BF16", GGML_TYPE_BF16, 0}};
     int found = 0;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (!strcmp(type, types[i].name)) c.type = types[i].t, c.type_hi = types[i].hi, found = 1;
     if (!found) {
-        fprintf(stderr, "bench_synth_gguf: --type: expected F32, F16, Q8_0, Q4_0, Q4_K, Q6_K or Q4_K_M, found %s\n", type);
+        fprintf(stderr, "bench_synth_gguf: --type: expected F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K or Q4_K_M, found %s\n", type);
         return 2;
     }
     gguf_writer *w = gguf_writer_new(0);

@@ -181,13 +181,14 @@ static void test_quant(const kern_variant *v, const kern_variant *g) {
         }
     }
     // the matvec: 7 rows (each kernel's runs of rows and a tail) at an odd stride, short rows
-    // (under 1 KB: 4 or 2 at a time) and long (4 or 2), and F16's
+    // (under 1 KB: 4 or 2 at a time) and long (4 or 2), and F16's and BF16's
     free(xv), free(b1), free(b0);
     xv = randn(12, 8192, 1.0f);
     b1 = malloc(quant_xq_bytes(8192)), b0 = malloc(quant_xq_bytes(8192));
-    for (size_t ti = 0; ti <= 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]); ti++) {
-        const int f16 = ti == 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]);
-        const uint32_t t = f16 ? GGML_TYPE_F16 : XQ_TYPES[ti / 2];
+    for (size_t ti = 0; ti <= 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]) + 1; ti++) {
+        const size_t nx = 2 * (sizeof XQ_TYPES / sizeof XQ_TYPES[0]);
+        const int f16 = ti >= nx; // F16, then BF16: the f32 dot of the exact weights
+        const uint32_t t = !f16 ? XQ_TYPES[ti / 2] : ti == nx ? GGML_TYPE_F16 : GGML_TYPE_BF16;
         // F16: the 32-, 8- and 1-wide tails; long rows: 2 KB or more (Q3_K's 4096 are 1760 bytes)
         const int64_t n = f16           ? 1000 + 37
                           : ti % 2 == 0 ? 512

@@ -481,11 +481,11 @@ static void test_xq(void) {
 // exercise each kernel's runs of rows and its tail (1..9, 16, 17: groups of 2 and 4 and the rows
 // after them), rows at an odd stride (a GGUF row may start at any byte), every length class (rows
 // under 1 KB go 4 or 2 at a time, of 1-2 KB one at a time) and rows of 4096 (4 or 2 at a time); the
-// types with integer kernels, F16 (its own multi-row kernel), F32 (its own multi-row kernel on
-// 4-byte aligned rows) and Q2_K (the f32 dot); each way of reading the rows (QUANT_MV_AUTO, ONE and
-// SIDE: the bits must not depend on it). And F16's dot: exactly dot_f32 of the dequantized
-// row (quant_dot_row of F32 bits), for lengths around each of its steps (32, 8, 1); F32's matvec on
-// 5 aligned rows of those lengths, each row dot_f32's bits.
+// types with integer kernels, F16 and BF16 (their own multi-row kernel), F32 (its own multi-row
+// kernel on 4-byte aligned rows) and Q2_K (the f32 dot); each way of reading the rows
+// (QUANT_MV_AUTO, ONE and SIDE: the bits must not depend on it). And F16's and BF16's dots:
+// exactly dot_f32 of the dequantized row (quant_dot_row of F32 bits), for lengths around each of
+// its steps (32, 8, 1); F32's matvec on 5 aligned rows of those lengths, each row dot_f32's bits.
 static void test_matvec(void) {
     enum { NMAX = 256 * 16, RMAX = 17 };
     static float x[NMAX], w[NMAX], deq[NMAX], y[RMAX];
@@ -499,15 +499,16 @@ static void test_matvec(void) {
     static const uint32_t types[] = {GGML_TYPE_Q8_0,   GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
                                      GGML_TYPE_Q6_K,   GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL,
                                      GGML_TYPE_IQ4_XS, GGML_TYPE_Q3_K, GGML_TYPE_F16,
-                                     GGML_TYPE_F32,    GGML_TYPE_Q2_K};
+                                     GGML_TYPE_F32,    GGML_TYPE_Q2_K, GGML_TYPE_BF16};
     static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
     int checked = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const uint32_t t = types[ti];
         int64_t ns[16];
-        const int nc = xq_lengths(t == GGML_TYPE_Q2_K                        ? GGML_TYPE_Q4_K
-                                  : t == GGML_TYPE_F16 || t == GGML_TYPE_F32 ? GGML_TYPE_Q8_0
-                                                                             : t,
+        const int half = t == GGML_TYPE_F16 || t == GGML_TYPE_BF16 || t == GGML_TYPE_F32;
+        const int nc = xq_lengths(t == GGML_TYPE_Q2_K ? GGML_TYPE_Q4_K
+                                  : half              ? GGML_TYPE_Q8_0
+                                                      : t,
                                   ns);
         ns[nc] = NMAX; // rows of 4096: Q4_K's too are long enough for 4 rows at a time
         for (int c = 0; c <= nc; c++) {
@@ -543,23 +544,25 @@ static void test_matvec(void) {
             }
         }
     }
-    // F16's dot is dot_f32 of the dequantized row, to the bit; and within 1e-6 of Σ|w·x| of f64
+    // F16's and BF16's dots are dot_f32 of the dequantized row, to the bit; and within 1e-6 of
+    // Σ|w·x| of f64
     static const int64_t lens[] = {1,  7,  8,  9,  31,  32,  33,  39,  40,
                                    41, 63, 64, 65, 100, 255, 256, 257, 2053};
-    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
-        const int64_t n = lens[k];
+    for (size_t k = 0; k < 2 * sizeof lens / sizeof lens[0]; k++) {
+        const int64_t n = lens[k / 2];
+        const uint32_t ht = k % 2 ? GGML_TYPE_BF16 : GGML_TYPE_F16;
         for (int64_t j = 0; j < n; j++) w[j] = rng_normal(&r);
-        quant_quantize_row(GGML_TYPE_F16, w, W + 1, n); // at an odd address
-        quant_dequant_row(GGML_TYPE_F16, W + 1, deq, n);
-        const float got = quant_dot_row(GGML_TYPE_F16, W + 1, x, n);
+        quant_quantize_row(ht, w, W + 1, n); // at an odd address
+        quant_dequant_row(ht, W + 1, deq, n);
+        const float got = quant_dot_row(ht, W + 1, x, n);
         const float f32 = quant_dot_row(GGML_TYPE_F32, deq, x, n);
         double ref = 0, mag = 0;
         for (int64_t j = 0; j < n; j++)
             ref += (double)deq[j] * x[j], mag += fabs((double)deq[j] * x[j]);
-        CHECK_MSG(memcmp(&got, &f32, 4) == 0, "F16 dot n=%lld: %.9g vs dot_f32 %.9g", (long long)n,
-                  got, f32);
-        CHECK_MSG(fabs(got - ref) <= 1e-6 * mag, "F16 dot n=%lld: %.9g vs f64 %.9g", (long long)n,
-                  got, ref);
+        CHECK_MSG(memcmp(&got, &f32, 4) == 0, "%s dot n=%lld: %.9g vs dot_f32 %.9g",
+                  gguf_type_name(ht), (long long)n, got, f32);
+        CHECK_MSG(fabs(got - ref) <= 1e-6 * mag, "%s dot n=%lld: %.9g vs f64 %.9g",
+                  gguf_type_name(ht), (long long)n, got, ref);
         float *F = (float *)(void *)W; // 5 rows of n f32 (a run of 4 and one), stride n + 1
         for (int64_t j = 0; j < 5 * (n + 1); j++) F[j] = rng_normal(&r);
         quant_xq q;

@@ -457,17 +457,20 @@ static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, cons
     XQ_MV_BY(2, 2, xq_mv_q6_K_rows, xq_q6_K, y, W, rb, rows, q, group);
 }
 
-// F16 or F32 rows (quant.inc, mv_f16 and mv_f32) R at a time: per row acc[0..31] in four ymm,
-// each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and its scalar tail.
-static inline __attribute__((always_inline)) __m256 mv_w8(const uint8_t *p, const int f32) {
-    return f32 ? _mm256_loadu_ps((const float *)(const void *)p)
-               : _mm256_cvtph_ps(_mm_loadu_si128((const void *)p));
+// F16, F32 or BF16 rows (quant.inc, mv_f16, mv_f32, mv_bf16) R at a time: per row acc[0..31] in
+// four ymm, each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and its scalar
+// tail.
+static inline __attribute__((always_inline)) __m256 mv_w8(const uint8_t *p, const int kind) {
+    if (kind == MV_F32) return _mm256_loadu_ps((const float *)(const void *)p);
+    const __m128i h = _mm_loadu_si128((const void *)p);
+    return kind == MV_BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                           : _mm256_cvtph_ps(h);
 }
 
 static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_t *W, size_t rb,
                                                           const float *x, int64_t n, const int R,
-                                                          const int f32) {
-    const int es = f32 ? 4 : 2; // bytes a weight
+                                                          const int kind) {
+    const int f32 = kind == MV_F32, es = f32 ? 4 : 2; // bytes a weight
     __m256 a[2][4];
     for (int r = 0; r < R; r++)
         for (int k = 0; k < 4; k++) a[r][k] = _mm256_setzero_ps();
@@ -479,7 +482,7 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
             const uint8_t *p = W + (size_t)r * rb + es * j;
             xq_prefetch_next(W, rb, R, r, (size_t)(es * j), 32 * es);
             for (int k = 0; k < 4; k++)
-                a[r][k] = _mm256_add_ps(a[r][k], _mm256_mul_ps(mv_w8(p + 8 * es * k, f32), xv[k]));
+                a[r][k] = _mm256_add_ps(a[r][k], _mm256_mul_ps(mv_w8(p + 8 * es * k, kind), xv[k]));
         }
     }
     for (int r = 0; r < R; r++) {
@@ -487,7 +490,8 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
         __m256 a8 = _mm256_add_ps(_mm256_add_ps(a[r][0], a[r][2]), _mm256_add_ps(a[r][1], a[r][3]));
         int64_t jj = j;
         for (; jj + 8 <= n; jj += 8)
-            a8 = _mm256_add_ps(a8, _mm256_mul_ps(mv_w8(p + es * jj, f32), _mm256_loadu_ps(x + jj)));
+            a8 =
+                _mm256_add_ps(a8, _mm256_mul_ps(mv_w8(p + es * jj, kind), _mm256_loadu_ps(x + jj)));
         __m128 u = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
         __m128 v = _mm_add_ps(u, _mm_shuffle_ps(u, u, _MM_SHUFFLE(2, 3, 0, 1))); // u0+u1, u2+u3
         float s = _mm_cvtss_f32(_mm_add_ss(v, _mm_movehl_ps(v, v)));
@@ -496,7 +500,8 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
             if (f32)
                 memcpy(&w, p + 4 * jj, 4);
             else
-                w = xq_f16(p + 2 * jj);
+                w = kind == MV_BF16 ? bf16_to_f32((uint16_t)(p[2 * jj] | p[2 * jj + 1] << 8))
+                                    : xq_f16(p + 2 * jj);
             s += w * x[jj];
         }
         y[r] = s;

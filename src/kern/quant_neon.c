@@ -377,21 +377,24 @@ static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, cons
     XQ_MV_BY(2, 2, xq_mv_q6_K_rows, xq_q6_K, y, W, rb, rows, q, group);
 }
 
-// F16 or F32 rows (quant.inc, mv_f16 and mv_f32) R at a time (2): per row acc[0..31] in eight
-// registers, each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and its
-// scalar tail (so each row is dot_f32 of its f32 values, to the bit, as one at a time).
+// F16, F32 or BF16 rows (quant.inc, mv_f16, mv_f32, mv_bf16) R at a time (2): per row acc[0..31]
+// in eight registers, each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and
+// its scalar tail (so each row is dot_f32 of its f32 values, to the bit, as one at a time).
 static inline float32x4_t f16x4_at(const uint8_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(p)));
 }
 
-static inline __attribute__((always_inline)) float32x4_t mv_w4(const uint8_t *p, const int f32) {
-    return f32 ? vld1q_f32((const float *)(const void *)p) : f16x4_at(p);
+static inline __attribute__((always_inline)) float32x4_t mv_w4(const uint8_t *p, const int kind) {
+    if (kind == MV_F32) return vld1q_f32((const float *)(const void *)p);
+    if (kind == MV_BF16)
+        return vreinterpretq_f32_u32(vshll_n_u16(vreinterpret_u16_u8(vld1_u8(p)), 16));
+    return f16x4_at(p);
 }
 
 static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_t *W, size_t rb,
                                                           const float *x, int64_t n, const int R,
-                                                          const int f32) {
-    const int es = f32 ? 4 : 2; // bytes a weight
+                                                          const int kind) {
+    const int f32 = kind == MV_F32, es = f32 ? 4 : 2; // bytes a weight
     float32x4_t a[2][8];
     for (int r = 0; r < R; r++)
         for (int k = 0; k < 8; k++) a[r][k] = vdupq_n_f32(0);
@@ -403,7 +406,7 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
             const uint8_t *p = W + (size_t)r * rb + es * j;
             xq_prefetch_next(W, rb, R, r, (size_t)(es * j), 32 * es);
             for (int k = 0; k < 8; k++)
-                a[r][k] = vaddq_f32(a[r][k], vmulq_f32(mv_w4(p + 4 * es * k, f32), xv[k]));
+                a[r][k] = vaddq_f32(a[r][k], vmulq_f32(mv_w4(p + 4 * es * k, kind), xv[k]));
         }
     }
     for (int r = 0; r < R; r++) {
@@ -414,8 +417,8 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
         float32x4_t b1 = vaddq_f32(vaddq_f32(ar[1], ar[5]), vaddq_f32(ar[3], ar[7]));
         int64_t jj = j;
         for (; jj + 8 <= n; jj += 8) {
-            b0 = vaddq_f32(b0, vmulq_f32(mv_w4(p + es * jj, f32), vld1q_f32(x + jj)));
-            b1 = vaddq_f32(b1, vmulq_f32(mv_w4(p + es * jj + 4 * es, f32), vld1q_f32(x + jj + 4)));
+            b0 = vaddq_f32(b0, vmulq_f32(mv_w4(p + es * jj, kind), vld1q_f32(x + jj)));
+            b1 = vaddq_f32(b1, vmulq_f32(mv_w4(p + es * jj + 4 * es, kind), vld1q_f32(x + jj + 4)));
         }
         float32x4_t u = vaddq_f32(b0, b1); // a_k + a_{k+4}
         float32x4_t v = vpaddq_f32(u, u);  // u0+u1, u2+u3
@@ -425,7 +428,8 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
             if (f32)
                 memcpy(&w, p + 4 * jj, 4);
             else
-                w = f16_at(p + 2 * jj);
+                w = kind == MV_BF16 ? bf16_to_f32((uint16_t)(p[2 * jj] | p[2 * jj + 1] << 8))
+                                    : f16_at(p + 2 * jj);
             s += w * x[jj];
         }
         y[r] = s;
