@@ -2,13 +2,17 @@
 // random-weight llama GGUFs of a named shape in one tensor type or a K-quant _M mix, optionally
 // with the tokenizer of another GGUF (e.g. llama.cpp's ggml-vocab-*.gguf) so `cterp train` can
 // read text with it.
-//   bench_synth_gguf OUT.gguf --shape llama768|gpt2small|llama1b [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
-//                    [--vocab-from V.gguf]
+//   bench_synth_gguf OUT.gguf --shape llama768|gpt2small|llama1b
+//                    [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K|Q4_K_M]
+//                    [--vocab-from V.gguf | --filler-vocab]
 //   bench_synth_gguf OUT.gguf --repack LLAMA.gguf --as qwen2|phi3
 // llama768: 12 layers, d_model 768, 12 heads, d_ff 2048, vocab 8192 (the 12x768 of
 // docs/measurements.md). gpt2small: GPT-2 small's shape (12 x 768, d_ff 3072, vocab 50257, 1024
 // positions, tied). llama1b: Llama-3.2-1B's shape: 16 layers, d_model 2048, 32/8 heads,
 // d_ff 8192, vocab 128256, tied, context 131072 (Q4_K_M: token_embd, attn_v, ffn_down in Q6_K).
+// --filler-vocab: a byte-level BPE vocabulary of exactly the shape's size (the 256 byte tokens,
+// then <|fN|> fillers, no merges), which llama.cpp needs to load the model
+// (bench/llamacpp_decode.sh).
 // --repack: a llama GGUF rewritten as qwen2 or phi3 computing the same function (tests/repack.h),
 // e.g. stories260K to train on a non-llama family with known results.
 #include <stdio.h>
@@ -17,6 +21,26 @@
 
 #include "../tests/repack.h"
 #include "../tests/synth_model.h"
+
+// the --filler-vocab vocabulary of V >= 256 tokens
+static void filler_vocab(gguf_writer *w, int V) {
+    char(*store)[16] = malloc((size_t)V * sizeof *store);
+    const char **toks = malloc((size_t)V * sizeof *toks);
+    int32_t *types = malloc((size_t)V * sizeof *types);
+    for (int b = 0; b < V; b++) {
+        if (b < 256)
+            synth_byte_token(b, store[b]);
+        else
+            snprintf(store[b], sizeof store[b], "<|f%d|>", b);
+        toks[b] = store[b], types[b] = 1;
+    }
+    gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_writer_str(w, "tokenizer.ggml.pre", "gpt-2");
+    gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, (uint64_t)V);
+    gguf_writer_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, (uint64_t)V);
+    gguf_writer_arr_str(w, "tokenizer.ggml.merges", NULL, 0);
+    free(store), free(toks), free(types);
+}
 
 // copies every tokenizer.* key of src into w (each value as repack.h copies it)
 static cterp_status copy_tokenizer(gguf_writer *w, const char *src_path, int *n_tokens) {
@@ -37,21 +61,25 @@ static cterp_status copy_tokenizer(gguf_writer *w, const char *src_path, int *n_
 int main(int argc, char **argv) {
     const char *out = NULL, *shape = "llama768", *type = "F32", *vocab = NULL, *repack = NULL,
                *as = NULL;
+    int filler = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
         else if (!strcmp(argv[i], "--type") && i + 1 < argc) type = argv[++i];
         else if (!strcmp(argv[i], "--vocab-from") && i + 1 < argc) vocab = argv[++i];
+        else if (!strcmp(argv[i], "--filler-vocab"))
+            filler = 1;
         else if (!strcmp(argv[i], "--repack") && i + 1 < argc) repack = argv[++i];
         else if (!strcmp(argv[i], "--as") && i + 1 < argc) as = argv[++i];
         else if (argv[i][0] != '-' && !out) out = argv[i];
         else {
             fprintf(stderr, "usage: bench_synth_gguf OUT.gguf --shape llama768|llama1b [--type T] "
-                            "[--vocab-from V.gguf]\n");
+                            "[--vocab-from V.gguf | --filler-vocab]\n");
             return 2;
         }
     }
-    if (!out) {
-        fprintf(stderr, "bench_synth_gguf: no output path\n");
+    if (!out || (filler && vocab)) {
+        fprintf(stderr, "bench_synth_gguf: %s\n",
+                !out ? "no output path" : "--filler-vocab or --vocab-from, not both");
         return 2;
     }
     if (repack) {
@@ -92,6 +120,7 @@ int main(int argc, char **argv) {
     }
     gguf_writer *w = gguf_writer_new(0);
     synth_add(w, &c);
+    if (filler) filler_vocab(w, c.V);
     if (vocab) {
         int n_tok = 0;
         if (copy_tokenizer(w, vocab, &n_tok)) {

@@ -14,6 +14,7 @@
 
 #include "core/rng.h"
 #include "io/gguf.h"
+#include "synth_bytes.h"
 
 typedef struct {
     const char *name; // variant: tests/data/model_ref/<name>.ref
@@ -168,16 +169,7 @@ static inline void synth_arch_vocab(gguf_writer *w) {
     char store[256][4];
     const char *toks[256];
     int32_t types[256];
-    for (int b = 0, extra = 0; b < 256; b++) { // GPT-2 bytes_to_unicode
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
-        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
-        if (cp < 0x80)
-            store[b][0] = (char)cp, store[b][1] = 0;
-        else
-            store[b][0] = (char)(0xC0 | (cp >> 6)), store[b][1] = (char)(0x80 | (cp & 63)),
-            store[b][2] = 0;
-        toks[b] = store[b], types[b] = 1;
-    }
+    for (int b = 0; b < 256; b++) synth_byte_token(b, store[b]), toks[b] = store[b], types[b] = 1;
     gguf_writer_str(w, "tokenizer.ggml.model", "gpt2");
     gguf_writer_str(w, "tokenizer.ggml.pre", "gpt-2");
     gguf_writer_arr_str(w, "tokenizer.ggml.tokens", toks, 256);

@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "io/gguf.h"
 #include "model/quant.h"
+#include "synth_bytes.h"
 
 typedef struct {
     int gpt2;
@@ -111,18 +112,8 @@ static inline cterp_status synth_write(const char *path, const synth_cfg *c) {
 static inline int synth_vocab_bpe(gguf_writer *w, const char *pre) {
     char store[256][4];
     const char *toks[264];
-    int n = 0, extra = 0;
-    for (int b = 0; b < 256; b++) { // GPT-2 bytes_to_unicode
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
-        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
-        if (cp < 0x80)
-            store[n][0] = (char)cp, store[n][1] = 0;
-        else
-            store[n][0] = (char)(0xC0 | (cp >> 6)), store[n][1] = (char)(0x80 | (cp & 63)),
-            store[n][2] = 0;
-        toks[n] = store[n];
-        n++;
-    }
+    int n = 0;
+    for (; n < 256; n++) synth_byte_token(n, store[n]), toks[n] = store[n];
     const char *more[] = {"He", "ll", "llo", "Hello", "12", "123", "45", "<|bos|>"};
     for (int i = 0; i < 8; i++) toks[n++] = more[i];
     const char *merges[] = {"H e", "l l", "ll o", "He llo", "1 2", "12 3", "4 5"};
