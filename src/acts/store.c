@@ -517,7 +517,7 @@ cterp_status cterp_multi_store_stats(cterp_multi_store *s, cterp_store_stats *st
     return CTERP_OK;
 }
 
-// The cache reader registers its own functions; stats dispatch on them (cache.c).
+// The cache reader registers its own functions; stats dispatch on them (cache_read.c).
 cterp_status cache_source_stats(const cterp_act_source *src, cterp_store_stats *st);
 
 static cterp_status pair_next_target(void *ctx, float *x, float *y, int64_t B);

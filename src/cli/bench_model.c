@@ -68,7 +68,8 @@ static double probe_pass(const read_probe *p) {
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
         size_t chunk = (half + (size_t)nt - 1) / (size_t)nt;
-        size_t i0 = (size_t)id * chunk, len = i0 >= half ? 0 : (half - i0 < chunk ? half - i0 : chunk);
+        size_t i0 = (size_t)id * chunk;
+        size_t len = i0 >= half ? 0 : (half - i0 < chunk ? half - i0 : chunk);
         tot += kern->vec->dot(a + i0, a + half + i0, (int64_t)len);
     }
     double t = time_now() - t0;

@@ -416,7 +416,8 @@ static cterp_status attention(block_ctx *b, int l) {
     const int64_t n_qb = (T + QB - 1) / QB;
     // For each (sequence, head, block of QB queries): scores = Q K^T by SGEMM, then per row the
     // scale, soft-cap, causal and sliding-window mask and softmax, then z = P V by SGEMM (SGEMV
-    // for a block of one query, as in the decode). The SGEMMs run single-threaded inside the parallel loop (OpenBLAS does so in a parallel region).
+    // for a block of one query, as in the decode). They run single-threaded inside the parallel
+    // loop (OpenBLAS does so in a parallel region).
     // With a pattern hook the rows go to the (B, H, T, S) pattern, the hook runs, then z.
     for (int pass = 0; pass < (hook_pat ? 2 : 1); pass++) {
 #pragma omp parallel for schedule(dynamic, 1) if (B * H * T * S * hd > PAR_MIN)
