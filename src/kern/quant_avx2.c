@@ -334,11 +334,6 @@ xq_mv_q8_0_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
     }
 }
 
-static void xq_mv_q8_0(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q, group);
-}
-
 XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
 // Q4_K and Q5_K (`five`: bit s of qh[j] the fifth bit of sub-block s's weight j; the scales at
 // the same offsets), R rows (quant.inc, xq_mv_*): each block of x loaded once for the R rows; each
@@ -391,16 +386,6 @@ static inline __attribute__((always_inline)) void xq_mv_k45_rows(float *y, const
 
 XQ_K45_KERNELS
 
-static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q4_K_rows, xq_q4_K, y, W, rb, rows, q, group);
-}
-
-static void xq_mv_q5_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q5_K_rows, xq_q5_K, y, W, rb, rows, q, group);
-}
-
 // Q6_K, R rows: each block of x and its offset correction 32·Σ X loaded once for the R rows;
 // each row's weights and (d·sc)·sx as xq_q6_K's
 static inline __attribute__((always_inline)) void
@@ -452,10 +437,7 @@ xq_mv_q6_K_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
     for (int r = 0; r < R; r++) y[r] = xq_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
 }
 
-static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q6_K_rows, xq_q6_K, y, W, rb, rows, q, group);
-}
+XQ_MV_SIDE_KERNELS(2)
 
 // F16, F32 or BF16 rows (quant.inc, mv_f16, mv_f32, mv_bf16) R at a time: per row acc[0..31] in
 // four ymm, each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and its scalar

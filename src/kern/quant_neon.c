@@ -355,27 +355,9 @@ xq_mv_q8_0_rows(float *y, const uint8_t *W, size_t rb, const quant_xq *q, const 
     for (int k = 0; k < R; k++) y[k] = xq_hsum(a[k]);
 }
 
-static void xq_mv_q8_0(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q8_0_rows, xq_q8_0, y, W, rb, rows, q, group);
-}
-
 XQ_MV_ROWWISE(xq_mv_q4_0, xq_q4_0)
 
-static void xq_mv_q4_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q4_K_rows, xq_q4_K, y, W, rb, rows, q, group);
-}
-
-static void xq_mv_q5_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q5_K_rows, xq_q5_K, y, W, rb, rows, q, group);
-}
-
-static void xq_mv_q6_K(float *y, const uint8_t *W, size_t rb, int64_t rows, const quant_xq *q,
-                       int group) {
-    XQ_MV_BY(2, 2, xq_mv_q6_K_rows, xq_q6_K, y, W, rb, rows, q, group);
-}
+XQ_MV_SIDE_KERNELS(2)
 
 // F16, F32 or BF16 rows (quant.inc, mv_f16, mv_f32, mv_bf16) R at a time (2): per row acc[0..31]
 // in eight registers, each x loaded once for the R rows; then dot_f32's fold, its 8-wide tail and
