@@ -21,6 +21,10 @@ fi
 m=$data/models/stories260K.gguf
 err=$("$bin" bench --model "$m" --hook blocks.9.bogus 2>&1 >/dev/null); rc=$?
 check "bench --model with an unknown hook exits 1 listing the hooks" '[ $rc -eq 1 ] && [[ "$err" == *"unknown hook"*"valid hook names"* ]]'
+out=$("$bin" bench --model "$m" --batch 1 --context 8 --decode 4 --seconds 0.05 2>/dev/null); rc=$?
+check "bench --model measures prefill and decode against their bounds" '[ $rc -eq 0 ] && [[ "$out" == *"prefill B=1 T=8"*"reached"*"decode: "*"in turns with the steps"*"reached"* ]]'
+err=$(CTERP_DECODE_ROWS=sideways "$bin" generate --model "$m" -n 2 2>&1 >/dev/null); rc=$?
+check "a bad CTERP_DECODE_ROWS exits 1 naming it" '[ $rc -eq 1 ] && [[ "$err" == *"CTERP_DECODE_ROWS=sideways: expected one, side, auto"* ]]'
 out=$("$bin" generate --model "$m" -n 40 2>/dev/null)
 check "greedy generation from BOS" '[[ "$out" == "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."* ]]'
 a=$("$bin" generate --model "$m" -n 20 --temp 0.9 --top-p 0.9 --seed 7 2>/dev/null)
