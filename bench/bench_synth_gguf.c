@@ -12,7 +12,7 @@
 // d_ff 8192, vocab 128256, tied, context 131072 (Q4_K_M: token_embd, attn_v, ffn_down in Q6_K).
 // --filler-vocab: a byte-level BPE vocabulary of exactly the shape's size (the 256 byte tokens,
 // then <|fN|> fillers, no merges), which llama.cpp needs to load the model
-// (bench/llamacpp_decode.sh).
+// (bench/llamacpp_forward.sh).
 // --repack: a llama GGUF rewritten as qwen2 or phi3 computing the same function (tests/repack.h),
 // e.g. stories260K to train on a non-llama family with known results.
 #include <stdio.h>
