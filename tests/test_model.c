@@ -233,14 +233,17 @@ static void same_on_one_thread(cterp_model *m, const int32_t *tok, int T, const 
 }
 
 // The decode's logits (T single tokens) read the rows one at a time, side by side, by their length,
-// or as measured (CTERP_DECODE_ROWS one, side, auto, unset): `want` bit for bit each way. A bad
-// value stops cterp_model_open naming it.
+// or as measured (CTERP_DECODE_ROWS one, side, auto, unset), and on one thread: `want` (all the
+// threads) bit for bit each way. A bad value stops cterp_model_open naming it.
 static void same_any_rows(const char *path, const int32_t *tok, int T, const float *want,
                           int n_vocab, const char *what) {
-    static const char *modes[] = {"one", "side", "auto", ""};
+    static const char *modes[] = {"one", "side", "auto", "", "1 thread"};
     float *got = malloc(sizeof(float) * (size_t)T * (size_t)n_vocab);
+    const int nt = omp_get_max_threads();
     for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
-        setenv("CTERP_DECODE_ROWS", modes[k], 1);
+        const int one_thread = !strcmp(modes[k], "1 thread");
+        setenv("CTERP_DECODE_ROWS", one_thread ? "" : modes[k], 1);
+        if (one_thread) omp_set_num_threads(1);
         cterp_model *m;
         cterp_kv_cache *kc = NULL;
         CHECK_OK(cterp_model_open(&m, path));
@@ -248,8 +251,10 @@ static void same_any_rows(const char *path, const int32_t *tok, int T, const flo
         for (int t = 0; t < T && kc; t++)
             CHECK_OK(cterp_model_decode(
                 m, kc, tok + t, 1, &(cterp_forward_opts){.logits = got + (size_t)t * n_vocab}));
+        omp_set_num_threads(nt);
         CHECK_MSG(kc && !memcmp(got, want, sizeof(float) * (size_t)T * (size_t)n_vocab),
-                  "%s: the decode's logits with CTERP_DECODE_ROWS=%s differ", what, modes[k]);
+                  "%s: the decode's logits %s%s differ from all threads' measured", what,
+                  one_thread ? "on " : "with CTERP_DECODE_ROWS=", modes[k]);
         cterp_kv_cache_free(kc);
         cterp_model_free(m);
     }
