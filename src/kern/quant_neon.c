@@ -418,4 +418,4 @@ static inline __attribute__((always_inline)) void mv_rows(float *y, const uint8_
     }
 }
 
-XQ_MV_F16_F32(2)
+XQ_MV_FLOAT_KERNELS(2)
